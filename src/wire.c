@@ -1,0 +1,124 @@
+/* wire: protobuf-c codec with an arena allocator, CRC32 checksums. */
+#include "wire.h"
+
+#include <string.h>
+#include <zlib.h>
+
+/* Decoding allocates from this arena; wire_reset() empties it. The largest
+ * datagram is 64 KiB; the worst case expansion (empty sub-messages, one per
+ * two input bytes) needs well under 4 MiB. Exhaustion makes unpack fail. */
+#define ARENA_SIZE (4u << 20)
+static _Alignas(16) uint8_t arena[ARENA_SIZE];
+static size_t arena_used;
+
+static void *arena_alloc(void *ctx, size_t size) {
+    (void)ctx;
+    size = (size + 15) & ~(size_t)15;
+    if (size > ARENA_SIZE - arena_used) return NULL;
+    void *p = arena + arena_used;
+    arena_used += size;
+    return p;
+}
+
+static void arena_free(void *ctx, void *p) { (void)ctx; (void)p; }
+
+static ProtobufCAllocator arena_allocator = {arena_alloc, arena_free, NULL};
+
+void wire_reset(void) { arena_used = 0; }
+
+uint32_t wire_crc(const void *a, size_t alen, const void *b, size_t blen) {
+    uLong c = crc32(0L, Z_NULL, 0);
+    if (alen) c = crc32(c, a, (uInt)alen);
+    if (blen) c = crc32(c, b, (uInt)blen);
+    return (uint32_t)c;
+}
+
+int wire_unpack_msg(const uint8_t *buf, size_t len, wire_frame *f) {
+    Msg *m = msg__unpack(&arena_allocator, len, buf);
+    if (!m) return WIRE_EMALFORMED;
+    f->id = m->messageid.data;
+    f->idlen = m->messageid.len;
+    f->payload = m->payload.data;
+    f->plen = m->payload.len;
+    f->kind = m->kind;
+    if (m->checksum != wire_crc(f->id, f->idlen, f->payload, f->plen))
+        return WIRE_ECHECKSUM;
+    return 0;
+}
+
+KVRequest *wire_unpack_request(const uint8_t *p, size_t len) {
+    return kvrequest__unpack(&arena_allocator, len, p);
+}
+
+KVResponse *wire_unpack_response(const uint8_t *p, size_t len) {
+    return kvresponse__unpack(&arena_allocator, len, p);
+}
+
+Peer *wire_unpack_peer(const uint8_t *p, size_t len) {
+    return peer__unpack(&arena_allocator, len, p);
+}
+
+size_t wire_pack_msg(uint8_t *out, size_t cap, const uint8_t *id, size_t idlen,
+                     const uint8_t *payload, size_t plen, uint32_t kind) {
+    Msg m = MSG__INIT;
+    m.messageid.data = (uint8_t *)id;
+    m.messageid.len = idlen;
+    m.payload.data = (uint8_t *)payload;
+    m.payload.len = plen;
+    m.checksum = wire_crc(id, idlen, payload, plen);
+    m.kind = kind;
+    size_t n = msg__get_packed_size(&m);
+    if (n > cap) return 0;
+    return msg__pack(&m, out);
+}
+
+size_t wire_pack(uint8_t *out, size_t cap, const uint8_t *id, size_t idlen,
+                 const ProtobufCMessage *m, uint32_t kind) {
+    uint8_t payload[WIRE_MAX_DATAGRAM];
+    size_t plen = protobuf_c_message_get_packed_size(m);
+    if (plen > sizeof payload) return 0;
+    protobuf_c_message_pack(m, payload);
+    return wire_pack_msg(out, cap, id, idlen, payload, plen, kind);
+}
+
+size_t wire_request(uint8_t *out, size_t cap, const uint8_t id[WIRE_ID_LEN],
+                    uint32_t cmd, const void *key, size_t klen,
+                    const void *val, size_t vlen, int32_t version) {
+    KVRequest r = KVREQUEST__INIT;
+    r.command = cmd;
+    r.key.data = (uint8_t *)key;
+    r.key.len = klen;
+    r.value.data = (uint8_t *)val;
+    r.value.len = vlen;
+    r.version = version;
+    return wire_pack(out, cap, id, WIRE_ID_LEN, &r.base, WIRE_KIND_CLIENT);
+}
+
+const char *wire_err_name(uint32_t err) {
+    switch (err) {
+    case WIRE_OK: return "ok";
+    case WIRE_ENOKEY: return "no such key";
+    case WIRE_ENOSPACE: return "out of space";
+    case WIRE_EOVERLOAD: return "temporary overload";
+    case WIRE_EINTERNAL: return "internal failure";
+    case WIRE_EUNKNOWN: return "unknown command";
+    case WIRE_EBADKEY: return "invalid key";
+    case WIRE_EBADVALUE: return "invalid value";
+    default: return "unknown error";
+    }
+}
+
+const char *wire_cmd_name(uint32_t cmd) {
+    switch (cmd) {
+    case WIRE_PUT: return "PUT";
+    case WIRE_GET: return "GET";
+    case WIRE_REMOVE: return "REMOVE";
+    case WIRE_SHUTDOWN: return "SHUTDOWN";
+    case WIRE_WIPEOUT: return "WIPEOUT";
+    case WIRE_IS_ALIVE: return "IS_ALIVE";
+    case WIRE_GET_PID: return "GET_PID";
+    case WIRE_GET_MEMBERSHIP_COUNT: return "GET_MEMBERSHIP_COUNT";
+    case WIRE_GET_MEMBERSHIP_LIST: return "GET_MEMBERSHIP_LIST";
+    default: return "UNKNOWN";
+    }
+}

@@ -1,0 +1,103 @@
+/*
+ * wire: the datagram formats, encoded with protobuf-c (proto/kv.proto).
+ *
+ * Every datagram is one Msg:
+ *
+ *   FIELD  TYPE     MEANING
+ *   1      bytes    messageID: 16 bytes chosen by the client, echoed in the reply
+ *   2      bytes    payload: KVRequest / KVResponse (kind 0) or Peer (kind 1)
+ *   3      fixed64  checkSum: CRC32/IEEE of messageID bytes then payload bytes
+ *   4      uint32   kind: 0 client traffic, 1 node-to-node (our extension)
+ *
+ * A datagram whose checksum does not match is dropped by the caller.
+ *
+ * Decoding never copies: decoded objects live in a per-process arena and
+ * every pointer returned by a wire_unpack_* call stays valid until the next
+ * wire_reset(). The server calls wire_reset() once per datagram. Encoding
+ * writes into a caller-supplied buffer and returns the length, or 0 when the
+ * encoded datagram would not fit in cap.
+ */
+#ifndef DHT_WIRE_H
+#define DHT_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv.pb-c.h"
+
+#define WIRE_ID_LEN 16
+#define WIRE_MAX_KEY 32
+#define WIRE_MAX_VALUE 10000
+#define WIRE_MAX_DATAGRAM 65507
+
+enum wire_kind { WIRE_KIND_CLIENT = 0, WIRE_KIND_PEER = 1 };
+
+enum wire_cmd {
+    WIRE_PUT = 0x01,
+    WIRE_GET = 0x02,
+    WIRE_REMOVE = 0x03,
+    WIRE_SHUTDOWN = 0x04,
+    WIRE_WIPEOUT = 0x05,
+    WIRE_IS_ALIVE = 0x06,
+    WIRE_GET_PID = 0x07,
+    WIRE_GET_MEMBERSHIP_COUNT = 0x08,
+    WIRE_GET_MEMBERSHIP_LIST = 0x22,
+};
+
+enum wire_err {
+    WIRE_OK = 0x00,
+    WIRE_ENOKEY = 0x01,
+    WIRE_ENOSPACE = 0x02,
+    WIRE_EOVERLOAD = 0x03,
+    WIRE_EINTERNAL = 0x04,
+    WIRE_EUNKNOWN = 0x05,
+    WIRE_EBADKEY = 0x06,
+    WIRE_EBADVALUE = 0x07,
+};
+
+/* Return codes of wire_unpack_msg. */
+#define WIRE_EMALFORMED (-1)
+#define WIRE_ECHECKSUM (-2)
+
+/* A decoded Msg; id and payload are valid until wire_reset(). */
+typedef struct wire_frame {
+    const uint8_t *id;
+    size_t idlen;
+    const uint8_t *payload;
+    size_t plen;
+    uint32_t kind;
+} wire_frame;
+
+/* CRC32 (IEEE, as zlib computes it) of a then b. */
+uint32_t wire_crc(const void *a, size_t alen, const void *b, size_t blen);
+
+/* Frees every object decoded since the last call. */
+void wire_reset(void);
+
+/* Decodes a Msg. Returns 0, WIRE_EMALFORMED or WIRE_ECHECKSUM. */
+int wire_unpack_msg(const uint8_t *buf, size_t len, wire_frame *f);
+
+/* Decodes a payload; NULL when malformed. Valid until wire_reset(). */
+KVRequest *wire_unpack_request(const uint8_t *p, size_t len);
+KVResponse *wire_unpack_response(const uint8_t *p, size_t len);
+Peer *wire_unpack_peer(const uint8_t *p, size_t len);
+
+/* Encodes Msg{id, payload, crc, kind} into out. Returns length or 0. */
+size_t wire_pack_msg(uint8_t *out, size_t cap, const uint8_t *id, size_t idlen,
+                     const uint8_t *payload, size_t plen, uint32_t kind);
+
+/* Encodes a whole datagram carrying m (a KVRequest, KVResponse or Peer) as
+ * the payload of a Msg. Returns length or 0 if it does not fit in cap. */
+size_t wire_pack(uint8_t *out, size_t cap, const uint8_t *id, size_t idlen,
+                 const ProtobufCMessage *m, uint32_t kind);
+
+/* Client side helpers (dht-cli, dht-bench, tests). */
+size_t wire_request(uint8_t *out, size_t cap, const uint8_t id[WIRE_ID_LEN],
+                    uint32_t cmd, const void *key, size_t klen,
+                    const void *val, size_t vlen, int32_t version);
+
+/* Human-readable names; never NULL. */
+const char *wire_err_name(uint32_t err);
+const char *wire_cmd_name(uint32_t cmd);
+
+#endif
