@@ -55,6 +55,22 @@ enum wire_err {
     WIRE_EBADVALUE = 0x07,
 };
 
+/* Peer.type: node-to-node messages (Msg.kind = WIRE_KIND_PEER). */
+enum wire_peer_type {
+    PEER_GOSSIP = 1,      /* from, members: the sender's member list */
+    PEER_FORWARD = 2,     /* client_ip/port, request: serve and reply to the client */
+    PEER_WRITE = 3,       /* records[0]: store it, answer WRITE_ACK (flags: REMOVE) */
+    PEER_WRITE_ACK = 4,   /* err */
+    PEER_READ = 5,        /* key: answer READ_REPLY */
+    PEER_READ_REPLY = 6,  /* err, records[0] when found */
+    PEER_SYNC = 7,        /* records: store those newer than ours, no answer */
+    PEER_DIGEST = 8,      /* digests: per-bucket hashes of the records we share */
+    PEER_DEBUG = 9,       /* flags: debug hooks (PEER_DEBUG_*) */
+};
+
+#define PEER_FLAG_REMOVE 1u       /* WRITE of a tombstone: ack says if it existed */
+#define PEER_DEBUG_PAUSE_GOSSIP 1u /* bucket = ms to stay silent */
+
 /* Return codes of wire_unpack_msg. */
 #define WIRE_EMALFORMED (-1)
 #define WIRE_ECHECKSUM (-2)

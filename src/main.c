@@ -1,0 +1,160 @@
+/* dht-server: command line. */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "repl.h"
+#include "server.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: dht-server PORT PEERS_FILE [options]\n"
+        "       dht-server PEERS_FILE PORT [options]\n"
+        "\n"
+        "Serves the dht UDP protocol on PORT. PEERS_FILE lists the other nodes, one\n"
+        "ip:port a line ('#' comments allowed; the node's own address is skipped;\n"
+        "an empty file makes a single node).\n"
+        "\n"
+        "options:\n"
+        "  --bind IP              address to listen on (0.0.0.0)\n"
+        "  --advertise IP         address the other nodes know this one by\n"
+        "                         (default: found from the route to the peers)\n"
+        "  --max-memory SIZE      cap on stored key+value bytes, K/M/G suffixes (64M)\n"
+        "  --data-dir DIR         keep data in LMDB under DIR (default: memory only)\n"
+        "  --replicas N           copies of each key (3, at most %d)\n"
+        "  --write-quorum W       acks a write waits for (2)\n"
+        "  --read-quorum R        replies a read waits for (2)\n"
+        "  --vnodes N             ring points per node\n"
+        "  --gossip-ms MS         gossip period (200)\n"
+        "  --fanout K             peers gossiped to per period (3)\n"
+        "  --suspect-ms MS        silence before a member is suspect (1000)\n"
+        "  --dead-ms MS           silence before a member is dead (2000)\n"
+        "  --request-timeout MS   coordinator's wait for replicas (400)\n"
+        "  --sync-ms MS           anti-entropy period (1000)\n"
+        "  --cache-ms MS          reply cache lifetime, at-most-once window (5000)\n"
+        "  --resp-port PORT       also speak Redis RESP2 on this TCP port\n"
+        "  --http-port PORT       serve /metrics, /status and / on this TCP port\n"
+        "  --quiet                log only errors\n"
+        "  -h, --help             this text\n", REPL_MAX_N);
+}
+
+/* Parses "64M"-style sizes. */
+static int parse_size(const char *s, size_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s) return -1;
+    unsigned long long mul = 1;
+    switch (toupper((unsigned char)*end)) {
+    case 'K': mul = 1ull << 10; end++; break;
+    case 'M': mul = 1ull << 20; end++; break;
+    case 'G': mul = 1ull << 30; end++; break;
+    case 0: break;
+    default: return -1;
+    }
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end || v > (~0ull) / mul) return -1;
+    *out = (size_t)(v * mul);
+    return 0;
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out) {
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || v > max || s[0] == '-') return -1;
+    *out = v;
+    return 0;
+}
+
+static int is_number(const char *s) {
+    if (!*s) return 0;
+    for (; *s; s++)
+        if (!isdigit((unsigned char)*s)) return 0;
+    return 1;
+}
+
+enum {
+    OPT_BIND = 256, OPT_ADVERTISE, OPT_MAXMEM, OPT_DATADIR, OPT_REPLICAS, OPT_W, OPT_R, OPT_VNODES,
+    OPT_GOSSIP, OPT_FANOUT, OPT_SUSPECT, OPT_DEAD, OPT_TIMEOUT, OPT_SYNC, OPT_CACHE, OPT_RESP, OPT_HTTP, OPT_QUIET
+};
+
+int main(int argc, char **argv) {
+    node_config cfg;
+    server_defaults(&cfg);
+    static const struct option opts[] = {
+        {"bind", required_argument, 0, OPT_BIND},
+        {"advertise", required_argument, 0, OPT_ADVERTISE},
+        {"max-memory", required_argument, 0, OPT_MAXMEM},
+        {"data-dir", required_argument, 0, OPT_DATADIR},
+        {"replicas", required_argument, 0, OPT_REPLICAS},
+        {"write-quorum", required_argument, 0, OPT_W},
+        {"read-quorum", required_argument, 0, OPT_R},
+        {"vnodes", required_argument, 0, OPT_VNODES},
+        {"gossip-ms", required_argument, 0, OPT_GOSSIP},
+        {"fanout", required_argument, 0, OPT_FANOUT},
+        {"suspect-ms", required_argument, 0, OPT_SUSPECT},
+        {"dead-ms", required_argument, 0, OPT_DEAD},
+        {"request-timeout", required_argument, 0, OPT_TIMEOUT},
+        {"sync-ms", required_argument, 0, OPT_SYNC},
+        {"cache-ms", required_argument, 0, OPT_CACHE},
+        {"resp-port", required_argument, 0, OPT_RESP},
+        {"http-port", required_argument, 0, OPT_HTTP},
+        {"quiet", no_argument, 0, OPT_QUIET},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    unsigned long v;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        const char *bad = NULL;
+        switch (c) {
+        case OPT_BIND: cfg.bind_ip = optarg; break;
+        case OPT_ADVERTISE: cfg.advertise_ip = optarg; break;
+        case OPT_MAXMEM: if (parse_size(optarg, &cfg.max_memory)) bad = "--max-memory"; break;
+        case OPT_DATADIR: cfg.data_dir = optarg; break;
+#define UINT_OPT(code, name, field, lo, hi) \
+        case code: \
+            if (parse_uint(optarg, hi, &v) || v + 1 < (unsigned long)(lo) + 1) bad = name; else cfg.field = v; \
+            break;
+        UINT_OPT(OPT_REPLICAS, "--replicas", replicas, 1, REPL_MAX_N)
+        UINT_OPT(OPT_W, "--write-quorum", write_quorum, 1, REPL_MAX_N)
+        UINT_OPT(OPT_R, "--read-quorum", read_quorum, 1, REPL_MAX_N)
+        UINT_OPT(OPT_VNODES, "--vnodes", vnodes, 1, 4096)
+        UINT_OPT(OPT_GOSSIP, "--gossip-ms", gossip_ms, 10, 60000)
+        UINT_OPT(OPT_FANOUT, "--fanout", fanout, 1, 64)
+        UINT_OPT(OPT_SUSPECT, "--suspect-ms", suspect_ms, 10, 600000)
+        UINT_OPT(OPT_DEAD, "--dead-ms", dead_ms, 20, 600000)
+        UINT_OPT(OPT_TIMEOUT, "--request-timeout", request_timeout_ms, 8, 60000)
+        UINT_OPT(OPT_SYNC, "--sync-ms", sync_ms, 10, 3600000)
+        UINT_OPT(OPT_CACHE, "--cache-ms", cache_ms, 0, 3600000)
+        UINT_OPT(OPT_RESP, "--resp-port", resp_port, 1, 65535)
+        UINT_OPT(OPT_HTTP, "--http-port", http_port, 1, 65535)
+#undef UINT_OPT
+        case OPT_QUIET: cfg.quiet = true; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 64;
+        }
+        if (bad) {
+            fprintf(stderr, "dht-server: bad value for %s: %s\n", bad, optarg);
+            return 64;
+        }
+    }
+    if (argc - optind != 2) {
+        usage(stderr);
+        return 64;
+    }
+    const char *a = argv[optind], *b = argv[optind + 1];
+    const char *port = is_number(a) ? a : b;
+    cfg.peers_file = is_number(a) ? b : a;
+    if (!is_number(port) || parse_uint(port, 65535, &v) || v == 0) {
+        fprintf(stderr, "dht-server: expected a port number (1-65535) and a peers file\n");
+        return 64;
+    }
+    cfg.port = (uint16_t)v;
+    if (cfg.suspect_ms >= cfg.dead_ms) cfg.suspect_ms = cfg.dead_ms / 2;
+    return server_run(&cfg) == 0 ? 0 : 1;
+}

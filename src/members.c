@@ -1,0 +1,287 @@
+/* members: member list, heartbeat gossip, failure detection, the ring. */
+#include "members.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "repl.h"
+#include "ring.h"
+
+struct members {
+    node *n;
+    member *v;
+    size_t len, cap;
+    ring *ring;
+    uint32_t *ring_map;   /* ring index -> member index */
+    size_t live;
+    uint64_t epoch;
+    uv_timer_t timer;
+    uint64_t paused_until;
+    uint64_t rnd;         /* xorshift state for picking peers */
+};
+
+static uint64_t rnd_next(members *m) {
+    uint64_t x = m->rnd;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return m->rnd = x;
+}
+
+static int add(members *m, uint32_t ip, uint16_t port) {
+    if (m->len == m->cap) {
+        size_t ncap = m->cap ? m->cap * 2 : 64;
+        member *nv = realloc(m->v, ncap * sizeof *nv);
+        uint32_t *nmap = realloc(m->ring_map, ncap * sizeof *nmap);
+        if (nv) m->v = nv;
+        if (nmap) m->ring_map = nmap;
+        if (!nv || !nmap) return -1;
+        m->cap = ncap;
+    }
+    member *e = &m->v[m->len];
+    memset(e, 0, sizeof *e);
+    e->ip = ip;
+    e->port = port;
+    e->addr.sin_family = AF_INET;
+    e->addr.sin_addr.s_addr = ip;
+    e->addr.sin_port = htons(port);
+    e->state = MEMBER_ALIVE;
+    e->seen_ms = e->changed_ms = node_now(m->n);
+    return (int)m->len++;
+}
+
+/* Rebuilds the ring from the live members. */
+static void rebuild(members *m) {
+    ring_node *nodes = malloc((m->len ? m->len : 1) * sizeof *nodes);
+    if (!nodes) return; /* keep the old ring: stale, never wrong in shape */
+    size_t k = 0;
+    for (size_t i = 0; i < m->len; i++) {
+        if (m->v[i].state == MEMBER_DEAD) continue;
+        nodes[k].ip = m->v[i].ip;
+        nodes[k].port = m->v[i].port;
+        m->ring_map[k++] = (uint32_t)i;
+    }
+    if (ring_build(m->ring, nodes, k) == 0) {
+        m->live = k;
+        m->epoch++;
+    }
+    free(nodes);
+}
+
+static void set_state(members *m, member *e, int state) {
+    if (e->state == state) return;
+    int was_live = e->state != MEMBER_DEAD, is_live = state != MEMBER_DEAD;
+    e->state = state;
+    e->changed_ms = node_now(m->n);
+    if (!m->n->cfg.quiet) {
+        char a[32];
+        node_log(m->n, "member %s is %s", node_addr_str(e->ip, e->port, a),
+                 members_state_name(state));
+    }
+    if (was_live != is_live) {
+        rebuild(m);
+        repl_membership_changed(m->n);
+    }
+}
+
+members *members_new(node *n) {
+    members *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->n = n;
+    m->ring = ring_new(n->cfg.vnodes);
+    if (!m->ring || add(m, n->self.sin_addr.s_addr, ntohs(n->self.sin_port)) < 0) {
+        members_free(m);
+        return NULL;
+    }
+    m->v[0].incarnation = n->incarnation;
+    if (getrandom(&m->rnd, sizeof m->rnd, 0) != sizeof m->rnd || !m->rnd)
+        m->rnd = n->incarnation | 1;
+    rebuild(m);
+    return m;
+}
+
+void members_free(members *m) {
+    if (!m) return;
+    ring_free(m->ring);
+    free(m->v);
+    free(m->ring_map);
+    free(m);
+}
+
+long members_find(const members *m, uint32_t ip, uint16_t port) {
+    for (size_t i = 0; i < m->len; i++)
+        if (m->v[i].ip == ip && m->v[i].port == port) return (long)i;
+    return -1;
+}
+
+int members_add_seed(members *m, uint32_t ip, uint16_t port) {
+    if (members_find(m, ip, port) >= 0) return 0;
+    if (add(m, ip, port) < 0) return -1;
+    rebuild(m);
+    return 0;
+}
+
+static int pair_cmp(uint64_t ia, uint64_t ha, uint64_t ib, uint64_t hb) {
+    if (ia != ib) return ia < ib ? -1 : 1;
+    if (ha != hb) return ha < hb ? -1 : 1;
+    return 0;
+}
+
+static void merge_one(members *m, const Member *in) {
+    if (in->port == 0 || in->port > 65535 || in->state > MEMBER_DEAD) return;
+    long i = members_find(m, in->ip, (uint16_t)in->port);
+    if (i == 0) return; /* only we speak for ourselves */
+    bool is_new = i < 0;
+    if (is_new) {
+        if ((i = add(m, in->ip, (uint16_t)in->port)) < 0) return;
+        m->v[i].state = MEMBER_DEAD; /* set below, rebuilding the ring once */
+    }
+    member *e = &m->v[i];
+    int c = is_new ? 1 : pair_cmp(in->incarnation, in->heartbeat, e->incarnation, e->heartbeat);
+    if (c > 0) {
+        e->incarnation = in->incarnation;
+        e->heartbeat = in->heartbeat;
+        e->seen_ms = node_now(m->n);
+        set_state(m, e, in->state == MEMBER_DEAD ? MEMBER_DEAD : MEMBER_ALIVE);
+    } else if (c == 0 && in->state == MEMBER_DEAD) {
+        set_state(m, e, MEMBER_DEAD);
+    }
+}
+
+void members_merge(members *m, const Peer *p) {
+    if (node_now(m->n) < m->paused_until) return;
+    if (p->from) merge_one(m, p->from);
+    for (size_t i = 0; i < p->n_members; i++) merge_one(m, p->members[i]);
+}
+
+static void fill(const member *e, Member *out) {
+    member__init(out);
+    out->ip = e->ip;
+    out->port = e->port;
+    out->incarnation = e->incarnation;
+    out->heartbeat = e->heartbeat;
+    out->state = (uint32_t)e->state;
+}
+
+static void send_gossip(members *m, const member *to, Peer *p) {
+    uint8_t id[WIRE_ID_LEN] = {0};
+    node_send_peer(m->n, &to->addr, id, sizeof id, p);
+}
+
+/* Picks up to k distinct random members in `state_live` (live or dead),
+ * never ourselves. */
+static size_t pick(members *m, bool live, size_t k, size_t *out) {
+    size_t cand = 0;
+    for (size_t i = 1; i < m->len; i++)
+        if ((m->v[i].state != MEMBER_DEAD) == live) cand++;
+    size_t got = 0;
+    for (size_t i = 1; i < m->len && got < k; i++) {
+        if ((m->v[i].state != MEMBER_DEAD) != live) continue;
+        /* selection sampling: each candidate with probability need/left */
+        if (rnd_next(m) % cand < k - got) out[got++] = i;
+        cand--;
+    }
+    return got;
+}
+
+static void check_timeouts(members *m, uint64_t now) {
+    const node_config *cfg = &m->n->cfg;
+    for (size_t i = 1; i < m->len; i++) {
+        member *e = &m->v[i];
+        if (e->state == MEMBER_DEAD) continue;
+        uint64_t quiet = now - e->seen_ms;
+        if (quiet >= cfg->dead_ms) set_state(m, e, MEMBER_DEAD);
+        else if (quiet >= cfg->suspect_ms) set_state(m, e, MEMBER_SUSPECT);
+    }
+}
+
+static void on_tick(uv_timer_t *t) {
+    members *m = t->data;
+    uint64_t now = node_now(m->n);
+    if (now < m->paused_until) return;
+    member *self = &m->v[0];
+    self->heartbeat++;
+    self->seen_ms = now;
+    check_timeouts(m, now);
+
+    Member *all = malloc(m->len * sizeof *all);
+    Member **ptrs = malloc(m->len * sizeof *ptrs);
+    size_t *targets = malloc((m->n->cfg.fanout + 1) * sizeof *targets);
+    if (!all || !ptrs || !targets) goto done;
+    for (size_t i = 0; i < m->len; i++) {
+        fill(&m->v[i], &all[i]);
+        ptrs[i] = &all[i];
+    }
+    Peer p = PEER__INIT;
+    p.type = PEER_GOSSIP;
+    p.from = &all[0];
+    p.n_members = m->len;
+    p.members = ptrs;
+    size_t k = pick(m, true, m->n->cfg.fanout, targets);
+    k += pick(m, false, 1, targets + k);
+    for (size_t i = 0; i < k; i++) send_gossip(m, &m->v[targets[i]], &p);
+done:
+    free(all);
+    free(ptrs);
+    free(targets);
+}
+
+int members_start(members *m) {
+    int rc = uv_timer_init(m->n->loop, &m->timer);
+    if (rc) return rc;
+    m->timer.data = m;
+    return uv_timer_start(&m->timer, on_tick, 0, m->n->cfg.gossip_ms);
+}
+
+void members_stop(members *m) { uv_timer_stop(&m->timer); }
+
+void members_pause(members *m, uint64_t ms) {
+    uint64_t now = node_now(m->n);
+    m->paused_until = now + ms;
+    /* On waking, silence while paused is not the others' fault. */
+    for (size_t i = 1; i < m->len; i++) m->v[i].seen_ms = now + ms;
+}
+
+size_t members_total(const members *m) { return m->len; }
+size_t members_live(const members *m) { return m->live; }
+const member *members_at(const members *m, size_t i) { return i < m->len ? &m->v[i] : NULL; }
+uint64_t members_epoch(const members *m) { return m->epoch; }
+
+size_t members_pref(const members *m, uint64_t h, size_t want, uint32_t *out) {
+    size_t k = ring_lookup(m->ring, h, want, out);
+    for (size_t i = 0; i < k; i++) out[i] = m->ring_map[out[i]];
+    return k;
+}
+
+double members_share(const members *m, size_t i) {
+    for (size_t r = 0; r < m->live; r++)
+        if (m->ring_map[r] == i) return ring_share(m->ring, (uint32_t)r);
+    return 0;
+}
+
+const char *members_state_name(int state) {
+    switch (state) {
+    case MEMBER_ALIVE: return "alive";
+    case MEMBER_SUSPECT: return "suspect";
+    default: return "dead";
+    }
+}
+
+size_t members_format(const members *m, char *buf, size_t cap) {
+    size_t off = 0;
+    if (cap) buf[0] = 0;
+    for (size_t i = 0; i < m->len && off + 1 < cap; i++) {
+        char a[32];
+        int w = snprintf(buf + off, cap - off, "%s %s\n",
+                         node_addr_str(m->v[i].ip, m->v[i].port, a),
+                         members_state_name(m->v[i].state));
+        if (w < 0 || (size_t)w >= cap - off) {
+            buf[off] = 0;
+            break;
+        }
+        off += (size_t)w;
+    }
+    return off;
+}

@@ -1,0 +1,667 @@
+/* repl: quorum coordination, replica handlers, re-replication, anti-entropy. */
+#include "repl.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <xxhash.h>
+
+#include "members.h"
+#include "ring.h"
+
+#define MAX_OPS 65536
+#define MAX_TARGETS (2 * REPL_MAX_N)  /* replicas plus sloppy-quorum stand-ins */
+#define BUCKETS 256
+#define BATCH_BYTES 48000             /* records per SYNC datagram, encoded */
+#define SYNC_PEERS 4                  /* digest exchanges started per period */
+#define SWEEP_DELAY_MS 300            /* settle time after a membership change */
+
+enum { T_WAIT = 0, T_OK, T_NOKEY, T_FAIL };
+
+typedef struct op {
+    struct op *prev, *next;           /* active list, oldest first */
+    uint32_t gen;
+    bool used, answered;
+    uint32_t cmd;
+    repl_origin origin;
+    uint8_t key[WIRE_MAX_KEY];
+    size_t klen;
+    uint64_t h;
+    uint64_t resend_at, deadline;
+    size_t nt;                        /* targets */
+    uint32_t t[MAX_TARGETS];
+    uint8_t st[MAX_TARGETS];
+    uint64_t tstamp[MAX_TARGETS];     /* read: stamp each one answered with */
+    unsigned need, oks, replies, existed, fails;
+    /* writes: the record sent; reads: the newest record seen */
+    uint8_t *val;
+    size_t vlen;
+    int32_t version;
+    uint64_t stamp;
+    bool tomb, found;
+} op;
+
+struct repl {
+    node *n;
+    op *ops;
+    uint32_t *free_ops;               /* stack of free indexes */
+    size_t nfree;
+    op *head, *tail;
+    uint64_t salt;                    /* tells our op IDs from a past life's */
+    uv_timer_t tick, sweep, sync;
+    size_t inflight;
+};
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static void op_id(const repl *r, const op *o, uint8_t id[WIRE_ID_LEN]) {
+    uint64_t v = ((uint64_t)o->gen << 32) | (uint64_t)(o - r->ops);
+    memcpy(id, &v, 8);
+    memcpy(id + 8, &r->salt, 8);
+}
+
+static op *op_from_id(repl *r, const uint8_t *id, size_t idlen) {
+    if (idlen != WIRE_ID_LEN || memcmp(id + 8, &r->salt, 8) != 0) return NULL;
+    uint64_t v;
+    memcpy(&v, id, 8);
+    uint32_t idx = (uint32_t)v, gen = (uint32_t)(v >> 32);
+    if (idx >= MAX_OPS) return NULL;
+    op *o = &r->ops[idx];
+    return o->used && o->gen == gen ? o : NULL;
+}
+
+static op *op_alloc(repl *r) {
+    if (!r->nfree) return NULL;
+    op *o = &r->ops[r->free_ops[--r->nfree]];
+    uint32_t gen = o->gen + 1;
+    memset(o, 0, sizeof *o);
+    o->gen = gen;
+    o->used = true;
+    o->prev = r->tail;
+    if (r->tail) r->tail->next = o; else r->head = o;
+    r->tail = o;
+    r->inflight++;
+    return o;
+}
+
+static void op_free(repl *r, op *o) {
+    if (o->prev) o->prev->next = o->next; else r->head = o->next;
+    if (o->next) o->next->prev = o->prev; else r->tail = o->prev;
+    free(o->val);
+    o->val = NULL;
+    o->used = false;
+    r->free_ops[r->nfree++] = (uint32_t)(o - r->ops);
+    r->inflight--;
+}
+
+static bool self_index(uint32_t i) { return i == 0; }
+
+static void record_fill(Record *rec, const uint8_t *key, size_t klen,
+                        const store_rec *s) {
+    record__init(rec);
+    rec->key.data = (uint8_t *)key;
+    rec->key.len = klen;
+    rec->value.data = (uint8_t *)s->val;
+    rec->value.len = s->vlen;
+    rec->version = s->version;
+    rec->stamp = s->stamp;
+    rec->tombstone = s->tomb;
+}
+
+/* Validates a record received from a peer. */
+static bool record_ok(const Record *rec) {
+    return rec && rec->key.len >= 1 && rec->key.len <= WIRE_MAX_KEY &&
+           rec->value.len <= WIRE_MAX_VALUE && !(rec->tombstone && rec->value.len) &&
+           rec->stamp != 0;
+}
+
+/* Applies a record to the local store. *existed tells whether a live record
+ * was there before. Returns a wire_err. */
+static uint32_t apply(node *n, const uint8_t *key, size_t klen, const store_rec *rec,
+                      bool *existed) {
+    node_stamp_seen(n, rec->stamp);
+    store_rec cur;
+    bool had = store_get(n->store, key, klen, &cur) == 0 && !cur.tomb;
+    if (existed) *existed = had;
+    if (rec->tomb && !had) return WIRE_ENOKEY; /* nothing to remove here */
+    int rc = store_put(n->store, key, klen, rec);
+    if (rc == 0 || rc == STORE_ESTALE) return WIRE_OK;
+    return rc == STORE_ENOSPACE ? WIRE_ENOSPACE : WIRE_EINTERNAL;
+}
+
+static void apply_record(node *n, const Record *rec) {
+    if (!record_ok(rec)) return;
+    store_rec s = {rec->value.data, (uint32_t)rec->value.len, rec->version,
+                   rec->stamp, rec->tombstone};
+    node_stamp_seen(n, rec->stamp);
+    store_put(n->store, rec->key.data, rec->key.len, &s);
+}
+
+/* ---- coordinator -------------------------------------------------------- */
+
+static void answer(node *n, op *o, uint32_t err) {
+    if (o->answered) return;
+    o->answered = true;
+    repl_result res = {err, NULL, 0, 0};
+    if (err == WIRE_OK && o->cmd == WIRE_GET) {
+        res.val = o->val;
+        res.vlen = o->vlen;
+        res.version = o->version;
+    }
+    uint64_t us = (node_now(n) - o->origin.start_ms) * 1000;
+    unsigned b = 0;
+    while (us > 1 && b < 31) us >>= 1, b++;
+    n->stats.lat_us[b]++;
+    o->origin.done(n, &o->origin, &res);
+}
+
+static void send_write(node *n, op *o, size_t i) {
+    uint8_t id[WIRE_ID_LEN];
+    op_id(n->repl, o, id);
+    store_rec s = {o->val, (uint32_t)o->vlen, o->version, o->stamp, o->tomb};
+    Record rec;
+    record_fill(&rec, o->key, o->klen, &s);
+    Record *recs[1] = {&rec};
+    Peer p = PEER__INIT;
+    p.type = PEER_WRITE;
+    p.n_records = 1;
+    p.records = recs;
+    p.flags = o->tomb ? PEER_FLAG_REMOVE : 0;
+    const member *m = members_at(n->members, o->t[i]);
+    node_send_peer(n, &m->addr, id, sizeof id, &p);
+}
+
+static void send_read(node *n, op *o, size_t i) {
+    uint8_t id[WIRE_ID_LEN];
+    op_id(n->repl, o, id);
+    Peer p = PEER__INIT;
+    p.type = PEER_READ;
+    p.key.data = o->key;
+    p.key.len = o->klen;
+    const member *m = members_at(n->members, o->t[i]);
+    node_send_peer(n, &m->addr, id, sizeof id, &p);
+}
+
+static void send_to(node *n, op *o, size_t i) {
+    if (o->cmd == WIRE_GET) send_read(n, o, i);
+    else send_write(n, o, i);
+}
+
+/* Sends the newest record to replicas that answered with an older one. */
+static void read_repair(node *n, op *o) {
+    if (!o->found) return;
+    store_rec s = {o->val, (uint32_t)o->vlen, o->version, o->stamp, o->tomb};
+    Record rec;
+    record_fill(&rec, o->key, o->klen, &s);
+    Record *recs[1] = {&rec};
+    Peer p = PEER__INIT;
+    p.type = PEER_SYNC;
+    p.n_records = 1;
+    p.records = recs;
+    uint8_t id[WIRE_ID_LEN] = {0};
+    for (size_t i = 0; i < o->nt; i++) {
+        if (o->st[i] == T_WAIT || o->st[i] == T_FAIL || o->tstamp[i] >= o->stamp) continue;
+        if (self_index(o->t[i])) apply_record(n, &rec);
+        else node_send_peer(n, &members_at(n->members, o->t[i])->addr, id, sizeof id, &p);
+    }
+}
+
+/* Decides what can be decided after a reply; frees the op when done. */
+static void progress(node *n, op *o) {
+    if (!o->answered) {
+        if (o->cmd == WIRE_GET) {
+            if (o->replies >= o->need)
+                answer(n, o, o->found && !o->tomb ? WIRE_OK : WIRE_ENOKEY);
+        } else if (o->cmd == WIRE_REMOVE) {
+            if (o->replies - o->fails >= o->need)
+                answer(n, o, o->existed ? WIRE_OK : WIRE_ENOKEY);
+        } else if (o->oks >= o->need) {
+            answer(n, o, WIRE_OK);
+        } else if (o->fails && o->nt - o->fails < o->need) {
+            answer(n, o, WIRE_ENOSPACE);
+        }
+    }
+    if (o->replies == o->nt) {
+        if (o->cmd == WIRE_GET) read_repair(n, o);
+        op_free(n->repl, o);
+    }
+}
+
+/* Records target i's reply. */
+static void on_reply(op *o, size_t i, uint32_t err, const store_rec *rec) {
+    if (o->st[i] != T_WAIT) return;
+    o->replies++;
+    if (o->cmd == WIRE_GET) {
+        o->st[i] = T_OK;
+        o->tstamp[i] = rec ? rec->stamp : 0;
+        if (rec && (!o->found || rec->stamp > o->stamp)) {
+            uint8_t *v = realloc(o->val, rec->vlen ? rec->vlen : 1);
+            if (!v) {
+                o->st[i] = T_FAIL;
+                return;
+            }
+            memcpy(v, rec->val, rec->vlen);
+            o->val = v;
+            o->vlen = rec->vlen;
+            o->version = rec->version;
+            o->stamp = rec->stamp;
+            o->tomb = rec->tomb;
+            o->found = true;
+        }
+    } else if (err == WIRE_OK) {
+        o->st[i] = T_OK;
+        o->oks++;
+        o->existed++;
+    } else if (err == WIRE_ENOKEY) {
+        o->st[i] = T_NOKEY;
+        o->oks++;
+    } else {
+        o->st[i] = T_FAIL;
+        o->fails++;
+    }
+}
+
+static void local_target(node *n, op *o, size_t i) {
+    if (o->cmd == WIRE_GET) {
+        store_rec cur;
+        on_reply(o, i, 0, store_get(n->store, o->key, o->klen, &cur) == 0 ? &cur : NULL);
+    } else {
+        store_rec s = {o->val, (uint32_t)o->vlen, o->version, o->stamp, o->tomb};
+        on_reply(o, i, apply(n, o->key, o->klen, &s, NULL), NULL);
+    }
+}
+
+int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
+                   const uint8_t *key, size_t klen, const uint8_t *val,
+                   size_t vlen, int32_t version) {
+    repl *r = n->repl;
+    op *o = op_alloc(r);
+    if (!o) return -1;
+    o->cmd = cmd;
+    o->origin = *origin;
+    memcpy(o->key, key, klen);
+    o->klen = klen;
+    o->h = ring_hash(key, klen);
+    unsigned nrep = n->cfg.replicas;
+    o->nt = members_pref(n->members, o->h, nrep, o->t);
+    unsigned q = cmd == WIRE_GET ? n->cfg.read_quorum : n->cfg.write_quorum;
+    o->need = q < o->nt ? q : (unsigned)o->nt;
+    if (cmd != WIRE_GET) {
+        o->val = malloc(vlen ? vlen : 1);
+        if (!o->val) {
+            op_free(r, o);
+            return -1;
+        }
+        if (vlen) memcpy(o->val, val, vlen);
+        o->vlen = vlen;
+        o->version = version;
+        o->tomb = cmd == WIRE_REMOVE;
+        o->stamp = node_stamp(n);
+    }
+    uint64_t now = node_now(n);
+    unsigned tmo = n->cfg.request_timeout_ms;
+    o->resend_at = now + (tmo / 4 ? tmo / 4 : 1);
+    o->deadline = now + tmo;
+    for (size_t i = 0; i < o->nt; i++)
+        if (!self_index(o->t[i])) send_to(n, o, i);
+    for (size_t i = 0; i < o->nt && o->used; i++)
+        if (self_index(o->t[i])) {
+            local_target(n, o, i);
+            progress(n, o);
+        }
+    return 0;
+}
+
+/* Adds stand-ins for silent replicas (sloppy quorum): the next live
+ * members of the preference list that are not targets yet. */
+static void add_standins(node *n, op *o) {
+    size_t waiting = 0;
+    for (size_t i = 0; i < o->nt; i++) waiting += o->st[i] == T_WAIT;
+    if (!waiting || o->cmd == WIRE_GET) return;
+    uint32_t more[MAX_TARGETS];
+    size_t want = o->nt + waiting > MAX_TARGETS ? MAX_TARGETS : o->nt + waiting;
+    size_t k = members_pref(n->members, o->h, want, more);
+    for (size_t j = 0; j < k && o->nt < MAX_TARGETS; j++) {
+        bool have = false;
+        for (size_t i = 0; i < o->nt; i++) have |= o->t[i] == more[j];
+        if (have) continue;
+        size_t i = o->nt++;
+        o->t[i] = more[j];
+        o->st[i] = T_WAIT;
+        if (self_index(more[j])) local_target(n, o, i);
+        else send_to(n, o, i);
+    }
+}
+
+static void on_tick(uv_timer_t *t) {
+    node *n = t->data;
+    repl *r = n->repl;
+    uint64_t now = node_now(n);
+    for (op *o = r->head, *nx; o; o = nx) {
+        nx = o->next;
+        if (now >= o->deadline) {
+            if (!o->answered) {
+                if (o->cmd == WIRE_GET && o->replies)
+                    answer(n, o, o->found && !o->tomb ? WIRE_OK : WIRE_ENOKEY);
+                else
+                    answer(n, o, WIRE_EINTERNAL);
+            }
+            if (o->cmd == WIRE_GET) read_repair(n, o);
+            op_free(r, o);
+        } else if (now >= o->resend_at) {
+            o->resend_at = now + (n->cfg.request_timeout_ms / 4 ? n->cfg.request_timeout_ms / 4 : 1);
+            size_t nt = o->nt;
+            if (!o->answered) add_standins(n, o);
+            for (size_t i = 0; i < nt && o->used; i++)
+                if (o->st[i] == T_WAIT && !self_index(o->t[i])) send_to(n, o, i);
+            if (o->used && o->nt != nt) progress(n, o);
+        }
+    }
+}
+
+int repl_is_replica(node *n, const uint8_t *key, size_t klen, uint32_t *owner) {
+    uint32_t pref[REPL_MAX_N];
+    size_t k = members_pref(n->members, ring_hash(key, klen), n->cfg.replicas, pref);
+    for (size_t i = 0; i < k; i++)
+        if (self_index(pref[i])) return 1;
+    *owner = k ? pref[0] : 0;
+    return k == 0;
+}
+
+size_t repl_inflight(const repl *r) { return r->inflight; }
+
+/* ---- replica side ----------------------------------------------------- */
+
+static long target_of(op *o, node *n, const struct sockaddr_in *from) {
+    long m = members_find(n->members, from->sin_addr.s_addr, ntohs(from->sin_port));
+    for (size_t i = 0; m >= 0 && i < o->nt; i++)
+        if (o->t[i] == (uint32_t)m) return (long)i;
+    return -1;
+}
+
+static void on_write(node *n, const uint8_t *id, size_t idlen, const Peer *p,
+                     const struct sockaddr_in *from) {
+    if (p->n_records != 1 || !record_ok(p->records[0])) return;
+    const Record *rec = p->records[0];
+    store_rec s = {rec->value.data, (uint32_t)rec->value.len, rec->version,
+                   rec->stamp, rec->tombstone};
+    Peer ack = PEER__INIT;
+    ack.type = PEER_WRITE_ACK;
+    ack.err = apply(n, rec->key.data, rec->key.len, &s, NULL);
+    node_send_peer(n, from, id, idlen, &ack);
+}
+
+static void on_read(node *n, const uint8_t *id, size_t idlen, const Peer *p,
+                    const struct sockaddr_in *from) {
+    if (p->key.len < 1 || p->key.len > WIRE_MAX_KEY) return;
+    store_rec cur;
+    Record rec;
+    Record *recs[1] = {&rec};
+    Peer rep = PEER__INIT;
+    rep.type = PEER_READ_REPLY;
+    if (store_get(n->store, p->key.data, p->key.len, &cur) == 0) {
+        record_fill(&rec, p->key.data, p->key.len, &cur);
+        rep.n_records = 1;
+        rep.records = recs;
+    } else {
+        rep.err = WIRE_ENOKEY;
+    }
+    node_send_peer(n, from, id, idlen, &rep);
+}
+
+static void on_ack(node *n, const uint8_t *id, size_t idlen, const Peer *p,
+                   const struct sockaddr_in *from) {
+    op *o = op_from_id(n->repl, id, idlen);
+    if (!o) return; /* late: the op is over */
+    long i = target_of(o, n, from);
+    if (i < 0) return;
+    if (p->type == PEER_WRITE_ACK) {
+        if (o->cmd == WIRE_GET) return;
+        on_reply(o, (size_t)i, p->err, NULL);
+    } else {
+        if (o->cmd != WIRE_GET) return;
+        const Record *rec = p->n_records == 1 ? p->records[0] : NULL;
+        if (rec && (!record_ok(rec) || rec->key.len != o->klen ||
+                    memcmp(rec->key.data, o->key, o->klen) != 0))
+            return;
+        store_rec s;
+        if (rec) {
+            s = (store_rec){rec->value.data, (uint32_t)rec->value.len, rec->version,
+                            rec->stamp, rec->tombstone};
+            node_stamp_seen(n, rec->stamp);
+        }
+        on_reply(o, (size_t)i, p->err, rec ? &s : NULL);
+    }
+    progress(n, o);
+}
+
+/* ---- re-replication and anti-entropy ---------------------------------- */
+
+/* Per-peer SYNC batches, encoded by hand as a Peer payload: field 1
+ * (type) then field 7 (records) repeated; valid protobuf by construction. */
+typedef struct batch {
+    uint8_t buf[BATCH_BYTES + 16 + WIRE_MAX_KEY + WIRE_MAX_VALUE + 64];
+    size_t len;
+} batch;
+
+typedef struct pusher {
+    node *n;
+    batch **b;         /* by member index, allocated lazily */
+    size_t nb;
+    size_t sent;       /* records pushed */
+    /* filters */
+    long only_peer;    /* -1: every replica; else just this member */
+    const uint64_t *theirs; /* with only_peer: push buckets differing from these */
+    const uint64_t *mine;
+} pusher;
+
+static size_t put_varint(uint8_t *p, uint64_t v) {
+    size_t i = 0;
+    while (v >= 0x80) p[i++] = (uint8_t)(v | 0x80), v >>= 7;
+    p[i++] = (uint8_t)v;
+    return i;
+}
+
+static void flush(node *n, size_t peer, batch *b) {
+    if (b->len <= 2) return;
+    uint8_t id[WIRE_ID_LEN] = {0};
+    uint8_t dgram[WIRE_MAX_DATAGRAM];
+    size_t len = wire_pack_msg(dgram, sizeof dgram, id, sizeof id, b->buf, b->len,
+                               WIRE_KIND_PEER);
+    if (len) node_send(n, &members_at(n->members, peer)->addr, dgram, len);
+    b->len = 0;
+}
+
+static void batch_add(pusher *ps, size_t peer, const uint8_t *key, size_t klen,
+                      const store_rec *s) {
+    if (peer >= ps->nb) return;
+    batch *b = ps->b[peer];
+    if (!b && !(b = ps->b[peer] = calloc(1, sizeof *b))) return;
+    if (b->len == 0) {
+        b->buf[0] = 0x08; /* field 1, varint: type */
+        b->buf[1] = PEER_SYNC;
+        b->len = 2;
+    }
+    Record rec;
+    record_fill(&rec, key, klen, s);
+    size_t rl = record__get_packed_size(&rec);
+    b->buf[b->len++] = 0x3A; /* field 7, length-delimited: records */
+    b->len += put_varint(b->buf + b->len, rl);
+    b->len += record__pack(&rec, b->buf + b->len);
+    ps->sent++;
+    if (b->len >= BATCH_BYTES) flush(ps->n, peer, b);
+}
+
+static uint64_t rec_digest(const uint8_t *key, size_t klen, uint64_t stamp) {
+    return XXH3_64bits_withSeed(key, klen, stamp);
+}
+
+static int push_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *s) {
+    pusher *ps = ctx;
+    node *n = ps->n;
+    uint64_t h = ring_hash(key, klen);
+    uint32_t pref[REPL_MAX_N];
+    size_t k = members_pref(n->members, h, n->cfg.replicas, pref);
+    for (size_t i = 0; i < k; i++) {
+        if (self_index(pref[i])) continue;
+        if (ps->only_peer >= 0) {
+            unsigned bk = (unsigned)(h >> 56);
+            if (pref[i] != (uint32_t)ps->only_peer || ps->theirs[bk] == ps->mine[bk]) continue;
+        }
+        batch_add(ps, pref[i], key, klen, s);
+    }
+    return 0;
+}
+
+/* Pushes records to their replicas (all, or one peer's differing buckets). */
+static size_t push(node *n, long only_peer, const uint64_t *theirs, const uint64_t *mine) {
+    pusher ps = {n, NULL, members_total(n->members), 0, only_peer, theirs, mine};
+    ps.b = calloc(ps.nb, sizeof *ps.b);
+    if (!ps.b) return 0;
+    store_iter(n->store, push_visit, &ps);
+    for (size_t i = 0; i < ps.nb; i++) {
+        if (ps.b[i]) flush(n, i, ps.b[i]);
+        free(ps.b[i]);
+    }
+    free(ps.b);
+    return ps.sent;
+}
+
+static void on_sweep(uv_timer_t *t) {
+    node *n = t->data;
+    uint64_t t0 = uv_hrtime();
+    size_t sent = push(n, -1, NULL, NULL);
+    if (!n->cfg.quiet && sent)
+        node_log(n, "re-replication: pushed %zu records in %.1f ms", sent,
+                 (double)(uv_hrtime() - t0) / 1e6);
+}
+
+void repl_membership_changed(node *n) {
+    repl *r = n->repl;
+    if (!r || !uv_is_active((uv_handle_t *)&r->tick)) return;
+    uv_timer_start(&r->sweep, on_sweep, SWEEP_DELAY_MS, 0);
+}
+
+typedef struct digester {
+    node *n;
+    uint32_t peer;
+    uint64_t d[BUCKETS];
+} digester;
+
+static int digest_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *s) {
+    digester *dg = ctx;
+    uint64_t h = ring_hash(key, klen);
+    uint32_t pref[REPL_MAX_N];
+    size_t k = members_pref(dg->n->members, h, dg->n->cfg.replicas, pref);
+    bool mine = false, theirs = false;
+    for (size_t i = 0; i < k; i++) {
+        mine |= self_index(pref[i]);
+        theirs |= pref[i] == dg->peer;
+    }
+    if (mine && theirs) dg->d[h >> 56] ^= rec_digest(key, klen, s->stamp);
+    return 0;
+}
+
+static void digest_for(node *n, uint32_t peer, uint64_t *out) {
+    digester dg;
+    memset(&dg, 0, sizeof dg);
+    dg.n = n;
+    dg.peer = peer;
+    store_iter(n->store, digest_visit, &dg);
+    memcpy(out, dg.d, sizeof dg.d);
+}
+
+static void send_digest(node *n, uint32_t peer, uint64_t *d, uint32_t flags) {
+    Peer p = PEER__INIT;
+    p.type = PEER_DIGEST;
+    p.n_digests = BUCKETS;
+    p.digests = d;
+    p.flags = flags;
+    uint8_t id[WIRE_ID_LEN] = {0};
+    node_send_peer(n, &members_at(n->members, peer)->addr, id, sizeof id, &p);
+}
+
+#define DIGEST_REPLY 1u /* this digest answers one of yours: push, don't answer */
+
+static void on_digest(node *n, const Peer *p, const struct sockaddr_in *from) {
+    if (p->n_digests != BUCKETS) return;
+    long peer = members_find(n->members, from->sin_addr.s_addr, ntohs(from->sin_port));
+    if (peer <= 0) return;
+    uint64_t mine[BUCKETS];
+    digest_for(n, (uint32_t)peer, mine);
+    if (memcmp(mine, p->digests, sizeof mine) == 0) return;
+    push(n, peer, p->digests, mine);
+    if (!(p->flags & DIGEST_REPLY)) send_digest(n, (uint32_t)peer, mine, DIGEST_REPLY);
+}
+
+static void on_sync(uv_timer_t *t) {
+    node *n = t->data;
+    /* tombstones older than their lifetime go */
+    uint64_t wall = node_wall_ms();
+    if (wall > n->cfg.tombstone_ms)
+        store_gc(n->store, (wall - n->cfg.tombstone_ms) << 16);
+    size_t total = members_total(n->members);
+    if (total < 2) return;
+    for (unsigned k = 0; k < SYNC_PEERS; k++) {
+        uint32_t peer = 1 + (uint32_t)(((uint64_t)rand() * (total - 1)) / ((uint64_t)RAND_MAX + 1));
+        if (members_at(n->members, peer)->state == MEMBER_DEAD) continue;
+        uint64_t d[BUCKETS];
+        digest_for(n, peer, d);
+        send_digest(n, peer, d, 0);
+    }
+}
+
+void repl_on_peer(node *n, const uint8_t *id, size_t idlen, const Peer *p,
+                  const struct sockaddr_in *from) {
+    switch (p->type) {
+    case PEER_WRITE: on_write(n, id, idlen, p, from); break;
+    case PEER_READ: on_read(n, id, idlen, p, from); break;
+    case PEER_WRITE_ACK:
+    case PEER_READ_REPLY: on_ack(n, id, idlen, p, from); break;
+    case PEER_SYNC:
+        for (size_t i = 0; i < p->n_records; i++) apply_record(n, p->records[i]);
+        break;
+    case PEER_DIGEST: on_digest(n, p, from); break;
+    default: break;
+    }
+}
+
+/* ---- life cycle ------------------------------------------------------- */
+
+repl *repl_new(node *n) {
+    repl *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->n = n;
+    r->ops = calloc(MAX_OPS, sizeof *r->ops);
+    r->free_ops = malloc(MAX_OPS * sizeof *r->free_ops);
+    if (!r->ops || !r->free_ops) {
+        repl_free(r);
+        return NULL;
+    }
+    for (size_t i = 0; i < MAX_OPS; i++) r->free_ops[i] = (uint32_t)(MAX_OPS - 1 - i);
+    r->nfree = MAX_OPS;
+    if (getrandom(&r->salt, sizeof r->salt, 0) != sizeof r->salt) r->salt = n->incarnation;
+    srand((unsigned)r->salt);
+    return r;
+}
+
+void repl_free(repl *r) {
+    if (!r) return;
+    if (r->ops)
+        for (size_t i = 0; i < MAX_OPS; i++) free(r->ops[i].val);
+    free(r->ops);
+    free(r->free_ops);
+    free(r);
+}
+
+int repl_start(repl *r) {
+    node *n = r->n;
+    int rc;
+    if ((rc = uv_timer_init(n->loop, &r->tick)) || (rc = uv_timer_init(n->loop, &r->sweep)) ||
+        (rc = uv_timer_init(n->loop, &r->sync)))
+        return rc;
+    r->tick.data = r->sweep.data = r->sync.data = n;
+    unsigned every = n->cfg.request_timeout_ms / 8 ? n->cfg.request_timeout_ms / 8 : 1;
+    if ((rc = uv_timer_start(&r->tick, on_tick, every, every))) return rc;
+    return uv_timer_start(&r->sync, on_sync, n->cfg.sync_ms, n->cfg.sync_ms);
+}

@@ -1,0 +1,86 @@
+/*
+ * repl: client operations over the replicas, and keeping replicas whole.
+ *
+ * A key's replicas are the first N live members of its preference list
+ * (members_pref). The node that serves a client operation (the
+ * coordinator) stamps writes with its hybrid logical clock, sends them to
+ * every replica and answers once W replicas acknowledged; reads ask every
+ * replica and answer from the newest of the first R replies. Late replies
+ * feed read repair: replicas that answered with an older record (or none)
+ * are sent the newest one.
+ *
+ * When the live set changes, every node pushes each record it holds to the
+ * record's current replicas (re-replication after a death, hand-off after a
+ * join). Every sync period, each node also exchanges per-bucket digests of
+ * the records it shares with each peer (a two-level hash tree: 256 buckets
+ * by key hash, each the XOR of hash(key, stamp)); buckets that differ are
+ * pushed both ways, so replicas that diverged for any reason converge.
+ * Applying a record is idempotent and ordered by stamp, so pushing too much
+ * costs bandwidth, never correctness.
+ *
+ * Ownership: operations copy what they keep (key, value, client address);
+ * callers may free their buffers when repl_client_op returns.
+ */
+#ifndef DHT_REPL_H
+#define DHT_REPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "node.h"
+#include "wire.h"
+
+#define REPL_MAX_N 7
+
+/* The outcome of a client operation, handed to its completion. val is
+ * valid only during the call. */
+typedef struct repl_result {
+    uint32_t err;           /* wire_err */
+    const uint8_t *val;
+    size_t vlen;
+    int32_t version;
+} repl_result;
+
+struct repl_origin;
+typedef void (*repl_done_fn)(node *n, const struct repl_origin *o,
+                             const repl_result *res);
+
+/* Where an answer goes: a completion with its context, plus the client's
+ * message ID and address for UDP clients (copied). The completion gets the
+ * operation's copy of the origin. */
+typedef struct repl_origin {
+    repl_done_fn done;
+    void *ctx;
+    uint8_t id[64];
+    size_t idlen;
+    struct sockaddr_in addr;
+    uint64_t start_ms;
+} repl_origin;
+
+repl *repl_new(node *n);
+void repl_free(repl *r);
+int repl_start(repl *r);
+
+/* Runs PUT, GET or REMOVE for key as coordinator. origin->done is called
+ * exactly once, possibly before this returns. Returns 0, or -1 when too many
+ * operations are in flight (done is then not called: answer overload). */
+int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
+                   const uint8_t *key, size_t klen, const uint8_t *val,
+                   size_t vlen, int32_t version);
+
+/* Whether this node is among key's replicas; if not, *owner gets the
+ * member index to forward to. */
+int repl_is_replica(node *n, const uint8_t *key, size_t klen, uint32_t *owner);
+
+/* Handles replica traffic: WRITE, WRITE_ACK, READ, READ_REPLY, SYNC, DIGEST.
+ * id is the Msg's messageID. Everything is validated; nothing trusted. */
+void repl_on_peer(node *n, const uint8_t *id, size_t idlen, const Peer *p,
+                  const struct sockaddr_in *from);
+
+/* Called by members when the live set changed. */
+void repl_membership_changed(node *n);
+
+/* In-flight operation count (metrics). */
+size_t repl_inflight(const repl *r);
+
+#endif
