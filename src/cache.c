@@ -62,7 +62,7 @@ static entry **find_slot(cache *c, const uint8_t *id, size_t idlen, uint64_t h) 
     size_t cmp = idlen < MAX_ID ? idlen : MAX_ID;
     entry **p = &c->tab[h & c->mask];
     for (; *p; p = &(*p)->hnext)
-        if ((*p)->hash == h && (*p)->idlen == cmp && memcmp((*p)->id, id, cmp) == 0)
+        if ((*p)->hash == h && (*p)->idlen == cmp && (!cmp || memcmp((*p)->id, id, cmp) == 0))
             return p;
     return p;
 }
@@ -122,7 +122,7 @@ static entry *insert(cache *c, const uint8_t *id, size_t idlen, uint64_t h) {
     if (!e) return NULL;
     e->hash = h;
     e->idlen = (uint8_t)(idlen < MAX_ID ? idlen : MAX_ID);
-    memcpy(e->id, id, e->idlen);
+    if (e->idlen) memcpy(e->id, id, e->idlen);
     entry **slot = &c->tab[h & c->mask];
     e->hnext = *slot;
     *slot = e;
