@@ -59,19 +59,22 @@ typedef int (*store_visit_fn)(void *ctx, const uint8_t *key, size_t klen,
 int store_open(store **out, const char *dir, size_t max_bytes);
 void store_close(store *s);
 
-/* 0 and *rec filled (tombstones too: check rec->tomb), or STORE_ENOTFOUND. */
+/* 0 and *rec filled (tombstones too: check rec->tomb), or STORE_ENOTFOUND
+ * (also for a key out of bounds), or STORE_EIO (LMDB failed). */
 int store_get(store *s, const uint8_t *key, size_t klen, store_rec *rec);
 
 /* Applies rec if its stamp is greater than the stored one's (or none is
  * stored). Returns 0 when applied, STORE_ESTALE when not (not an error for
- * replication), STORE_ENOSPACE, STORE_EINVAL or STORE_EIO. The store copies
- * key and value. */
+ * replication), STORE_ENOSPACE, STORE_EINVAL or STORE_EIO; a put that
+ * fails changes nothing. The store copies key and value. A tombstone stores
+ * no value: rec->val and rec->vlen are ignored when rec->tomb is set. */
 int store_put(store *s, const uint8_t *key, size_t klen, const store_rec *rec);
 
 /* Removes every record, tombstones included. 0 or STORE_EIO. */
 int store_wipe(store *s);
 
-/* Drops tombstones whose stamp is below min_stamp. Returns how many. */
+/* Drops tombstones whose stamp is below min_stamp (live records are never
+ * dropped). Returns how many; 0 if the engine failed (nothing dropped). */
 size_t store_gc(store *s, uint64_t min_stamp);
 
 /* Calls fn for every record (tombstones too), in no particular order. */

@@ -1,0 +1,555 @@
+/*
+ * store: the node's table of records, two engines behind one interface.
+ *
+ * Common rules (both engines), checked in store_put before anything else:
+ * a key is 1..STORE_MAX_KEY bytes, a value 0..STORE_MAX_VALUE bytes, and a
+ * non-empty value has a non-NULL pointer (STORE_EINVAL otherwise). A
+ * tombstone keeps no value: rec->val/vlen are ignored when rec->tomb is set.
+ * Then the stamp rule (STORE_ESTALE), then the cap (STORE_ENOSPACE); a put
+ * that fails changes nothing.
+ *
+ * Memory engine
+ * -------------
+ * An open-addressing hash table with linear probing over 2^k slots. A slot
+ * holds the 64-bit XXH3 hash of the key and a pointer to the record (NULL:
+ * empty slot). The table doubles when the load would exceed 3/4, so there is
+ * always an empty slot and probe sequences stay short. Records are dropped
+ * (store_gc) by backward-shift deletion: no deleted markers, so lookups never
+ * slow down with churn. One malloc per record holds key and value inline:
+ *
+ *   struct mrec { stamp, version, vlen, klen, tomb, data[klen + vlen] }
+ *
+ * A replaced record is allocated anew before the old one is freed, so a
+ * failed allocation leaves the store as it was (reported as STORE_ENOSPACE).
+ *
+ * LMDB engine
+ * -----------
+ * One environment in dir, its unnamed database, mapsize STORE_LMDB_MAPSIZE
+ * (sparse), flags MDB_NOSYNC | MDB_WRITEMAP | MDB_NOTLS: a write is in the
+ * shared file mapping as soon as its transaction commits, so it survives a
+ * SIGKILL of the process; store_sync flushes it to disk (mdb_env_sync).
+ * One write transaction per put. Key: the key bytes. Data (little endian):
+ *
+ *   OFFSET  SIZE  MEANING
+ *   0       8     stamp (uint64)
+ *   8       4     version (int32, two's complement)
+ *   12      1     flags: bit 0 = tombstone; other bits 0
+ *   13      vlen  value bytes (vlen = data size - 13; 0 for a tombstone)
+ *
+ * store_count / store_records / store_bytes are kept in the struct and
+ * recomputed by a full scan at open; a record that does not decode (short
+ * data, bad key or value length, value on a tombstone) fails the open with
+ * STORE_EIO rather than being served. A store opened above its cap keeps
+ * its records; puts that would grow it fail until it shrinks.
+ * store_get copies the value into a buffer owned by the store (valid as the
+ * header says); store_iter hands out pointers into the map, valid during the
+ * visitor call only.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <xxhash.h>
+
+#define STORE_LMDB_MAPSIZE ((size_t)8 << 30) /* 8 GiB, sparse */
+#define LREC_HDR 13                          /* see the table above */
+#define LREC_TOMB 0x01
+#define MEM_MIN_SLOTS 64
+
+typedef struct mrec {
+    uint64_t stamp;
+    int32_t version;
+    uint32_t vlen;
+    uint8_t klen;
+    uint8_t tomb;
+    uint8_t data[]; /* key, then value */
+} mrec;
+
+typedef struct slot {
+    uint64_t hash;
+    mrec *r; /* NULL: empty */
+} slot;
+
+struct store {
+    bool lmdb;
+    size_t max_bytes;
+    size_t records; /* tombstones included */
+    size_t live;    /* not tombstones */
+    size_t bytes;   /* key + value bytes of every record */
+
+    /* memory engine */
+    slot *slots;
+    size_t mask; /* slot count - 1 (a power of two) */
+
+    /* LMDB engine */
+    MDB_env *env;
+    MDB_dbi dbi;
+    MDB_txn *rtxn; /* read transaction kept reset between store_get calls */
+    uint8_t *buf;  /* STORE_MAX_VALUE bytes: the value store_get returns */
+};
+
+static int valid(const uint8_t *key, size_t klen, const store_rec *rec) {
+    if (!key || klen == 0 || klen > STORE_MAX_KEY || !rec) return STORE_EINVAL;
+    if (!rec->tomb && (rec->vlen > STORE_MAX_VALUE || (rec->vlen && !rec->val)))
+        return STORE_EINVAL;
+    return 0;
+}
+
+/* Whether replacing a record of old_sz bytes (0: none) by one of new_sz
+ * bytes keeps store_bytes() under the cap. Shrinking is always allowed. */
+static bool fits(const store *s, size_t old_sz, size_t new_sz) {
+    if (new_sz <= old_sz) return true;
+    size_t after = s->bytes - old_sz + new_sz;
+    return after <= s->max_bytes;
+}
+
+/* ---- memory engine ------------------------------------------------------ */
+
+static uint64_t khash(const uint8_t *key, size_t klen) {
+    return XXH3_64bits(key, klen);
+}
+
+/* Index of the slot holding key, or of the empty slot where it would go. */
+static size_t mfind(const store *s, uint64_t h, const uint8_t *key, size_t klen) {
+    size_t i = (size_t)h & s->mask;
+    for (;;) {
+        const slot *sl = &s->slots[i];
+        if (!sl->r) return i;
+        if (sl->hash == h && sl->r->klen == klen && memcmp(sl->r->data, key, klen) == 0)
+            return i;
+        i = (i + 1) & s->mask;
+    }
+}
+
+static int mgrow(store *s) {
+    size_t n = (s->mask + 1) * 2;
+    slot *ns = calloc(n, sizeof *ns);
+    if (!ns) return STORE_ENOSPACE;
+    size_t mask = n - 1;
+    for (size_t i = 0; i <= s->mask; i++) {
+        if (!s->slots[i].r) continue;
+        size_t j = (size_t)s->slots[i].hash & mask;
+        while (ns[j].r) j = (j + 1) & mask;
+        ns[j] = s->slots[i];
+    }
+    free(s->slots);
+    s->slots = ns;
+    s->mask = mask;
+    return 0;
+}
+
+/* Empties slot i and shifts the rest of its cluster back so that every
+ * record stays reachable from its home slot. Only slots after i (in probe
+ * order, up to the next empty slot) change. */
+static void mdelete(store *s, size_t i) {
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & s->mask;
+        if (!s->slots[j].r) break;
+        size_t home = (size_t)s->slots[j].hash & s->mask;
+        /* s->slots[j] may move to the hole at i unless its home lies
+         * cyclically in (i, j]. */
+        if (((j - home) & s->mask) >= ((j - i) & s->mask)) {
+            s->slots[i] = s->slots[j];
+            i = j;
+        }
+    }
+    s->slots[i].r = NULL;
+    s->slots[i].hash = 0;
+}
+
+static int mem_get(store *s, const uint8_t *key, size_t klen, store_rec *out) {
+    const mrec *r = s->slots[mfind(s, khash(key, klen), key, klen)].r;
+    if (!r) return STORE_ENOTFOUND;
+    out->val = r->tomb ? NULL : r->data + r->klen;
+    out->vlen = r->vlen;
+    out->version = r->version;
+    out->stamp = r->stamp;
+    out->tomb = r->tomb;
+    return 0;
+}
+
+static int mem_put(store *s, const uint8_t *key, size_t klen, const store_rec *rec) {
+    uint64_t h = khash(key, klen);
+    size_t i = mfind(s, h, key, klen);
+    mrec *old = s->slots[i].r;
+    if (old && rec->stamp <= old->stamp) return STORE_ESTALE;
+    uint32_t vlen = rec->tomb ? 0 : rec->vlen;
+    size_t old_sz = old ? (size_t)old->klen + old->vlen : 0;
+    size_t new_sz = klen + vlen;
+    if (!fits(s, old_sz, new_sz)) return STORE_ENOSPACE;
+
+    mrec *r = malloc(sizeof *r + new_sz);
+    if (!r) return STORE_ENOSPACE;
+    if (!old && (s->records + 1) * 4 > (s->mask + 1) * 3) {
+        if (mgrow(s) != 0) {
+            free(r);
+            return STORE_ENOSPACE;
+        }
+        i = mfind(s, h, key, klen);
+    }
+    r->stamp = rec->stamp;
+    r->version = rec->version;
+    r->vlen = vlen;
+    r->klen = (uint8_t)klen;
+    r->tomb = rec->tomb ? 1 : 0;
+    memcpy(r->data, key, klen);
+    if (vlen) memcpy(r->data + klen, rec->val, vlen);
+
+    if (old) {
+        if (!old->tomb) s->live--;
+        free(old);
+    } else {
+        s->records++;
+    }
+    if (!r->tomb) s->live++;
+    s->bytes = s->bytes - old_sz + new_sz;
+    s->slots[i].hash = h;
+    s->slots[i].r = r;
+    return 0;
+}
+
+static void mem_free_all(store *s) {
+    for (size_t i = 0; i <= s->mask; i++) free(s->slots[i].r);
+}
+
+static int mem_wipe(store *s) {
+    slot *ns = calloc(MEM_MIN_SLOTS, sizeof *ns);
+    if (ns) {
+        mem_free_all(s);
+        free(s->slots);
+        s->slots = ns;
+        s->mask = MEM_MIN_SLOTS - 1;
+    } else { /* keep the big table, emptied */
+        mem_free_all(s);
+        memset(s->slots, 0, (s->mask + 1) * sizeof *s->slots);
+    }
+    return 0;
+}
+
+static size_t mem_gc(store *s, uint64_t min_stamp) {
+    /* Start just after an empty slot: no cluster then wraps past the start,
+     * and backward shifts only move records into the slot being looked at
+     * (looked at again) or into slots not reached yet. */
+    size_t start = 0;
+    while (s->slots[start].r) start++;
+    size_t dropped = 0, n = s->mask + 1;
+    for (size_t k = 1; k <= n; k++) {
+        size_t i = (start + k) & s->mask;
+        for (;;) {
+            mrec *r = s->slots[i].r;
+            if (!r || !r->tomb || r->stamp >= min_stamp) break;
+            s->bytes -= r->klen; /* tombstones have no value */
+            s->records--;
+            free(r);
+            mdelete(s, i);
+            dropped++;
+        }
+    }
+    return dropped;
+}
+
+static int mem_iter(store *s, store_visit_fn fn, void *ctx) {
+    for (size_t i = 0; i <= s->mask; i++) {
+        const mrec *r = s->slots[i].r;
+        if (!r) continue;
+        store_rec out = {r->tomb ? NULL : r->data + r->klen, r->vlen, r->version,
+                         r->stamp, r->tomb};
+        int rc = fn(ctx, r->data, r->klen, &out);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* ---- LMDB engine -------------------------------------------------------- */
+
+static void enc(uint8_t *p, const store_rec *rec) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(rec->stamp >> (8 * i));
+    uint32_t v = (uint32_t)rec->version;
+    for (int i = 0; i < 4; i++) p[8 + i] = (uint8_t)(v >> (8 * i));
+    p[12] = rec->tomb ? LREC_TOMB : 0;
+    if (!rec->tomb && rec->vlen) memcpy(p + LREC_HDR, rec->val, rec->vlen);
+}
+
+/* Decodes k/d into *out (out->val points into d). 0 or STORE_EIO. */
+static int dec(const MDB_val *k, const MDB_val *d, store_rec *out) {
+    if (k->mv_size == 0 || k->mv_size > STORE_MAX_KEY || d->mv_size < LREC_HDR ||
+        d->mv_size - LREC_HDR > STORE_MAX_VALUE)
+        return STORE_EIO;
+    const uint8_t *p = d->mv_data;
+    uint64_t stamp = 0;
+    for (int i = 0; i < 8; i++) stamp |= (uint64_t)p[i] << (8 * i);
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) v |= (uint32_t)p[8 + i] << (8 * i);
+    if (p[12] & ~LREC_TOMB) return STORE_EIO;
+    out->stamp = stamp;
+    out->version = (int32_t)v;
+    out->tomb = p[12] & LREC_TOMB;
+    out->vlen = (uint32_t)(d->mv_size - LREC_HDR);
+    out->val = out->tomb ? NULL : p + LREC_HDR;
+    if (out->tomb && out->vlen) return STORE_EIO;
+    return 0;
+}
+
+static int lerr(int rc) {
+    return rc == MDB_MAP_FULL ? STORE_ENOSPACE : STORE_EIO;
+}
+
+static int lmdb_open(store *s, const char *dir) {
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return STORE_EIO;
+    s->buf = malloc(STORE_MAX_VALUE);
+    if (!s->buf) return STORE_EIO;
+    if (mdb_env_create(&s->env) != 0) {
+        s->env = NULL;
+        return STORE_EIO;
+    }
+    if (mdb_env_set_mapsize(s->env, STORE_LMDB_MAPSIZE) != 0 ||
+        mdb_env_open(s->env, dir, MDB_NOSYNC | MDB_WRITEMAP | MDB_NOTLS, 0644) != 0)
+        return STORE_EIO;
+    int dead;
+    mdb_reader_check(s->env, &dead); /* slots left by a killed process */
+
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0) return STORE_EIO;
+    if (mdb_dbi_open(txn, NULL, 0, &s->dbi) != 0 || mdb_cursor_open(txn, s->dbi, &cur) != 0)
+        goto fail;
+    MDB_val k, d;
+    int rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST);
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+        store_rec r;
+        if (dec(&k, &d, &r) != 0) break;
+        s->records++;
+        if (!r.tomb) s->live++;
+        s->bytes += k.mv_size + r.vlen;
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND) goto fail;
+    if (mdb_txn_commit(txn) != 0) return STORE_EIO; /* keeps the dbi handle */
+    return 0;
+fail:
+    mdb_txn_abort(txn);
+    return STORE_EIO;
+}
+
+static int lmdb_get(store *s, const uint8_t *key, size_t klen, store_rec *out) {
+    int rc = s->rtxn ? mdb_txn_renew(s->rtxn)
+                     : mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->rtxn);
+    if (rc != 0) {
+        if (s->rtxn) mdb_txn_abort(s->rtxn);
+        s->rtxn = NULL;
+        return STORE_EIO;
+    }
+    MDB_val k = {klen, (void *)key}, d;
+    rc = mdb_get(s->rtxn, s->dbi, &k, &d);
+    if (rc == 0) {
+        rc = dec(&k, &d, out);
+        if (rc == 0 && !out->tomb) { /* never hand out a pointer into the map */
+            if (out->vlen) memcpy(s->buf, out->val, out->vlen);
+            out->val = s->buf;
+        }
+    } else {
+        rc = rc == MDB_NOTFOUND ? STORE_ENOTFOUND : STORE_EIO;
+    }
+    mdb_txn_reset(s->rtxn);
+    return rc;
+}
+
+static int lmdb_put(store *s, const uint8_t *key, size_t klen, const store_rec *rec) {
+    MDB_txn *txn;
+    if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0) return STORE_EIO;
+    MDB_val k = {klen, (void *)key}, d;
+    store_rec old;
+    bool had = false;
+    int rc = mdb_get(txn, s->dbi, &k, &d);
+    if (rc == 0) {
+        if (dec(&k, &d, &old) != 0) {
+            rc = STORE_EIO;
+            goto fail;
+        }
+        had = true;
+    } else if (rc != MDB_NOTFOUND) {
+        rc = STORE_EIO;
+        goto fail;
+    }
+    if (had && rec->stamp <= old.stamp) {
+        rc = STORE_ESTALE;
+        goto fail;
+    }
+    uint32_t vlen = rec->tomb ? 0 : rec->vlen;
+    size_t old_sz = had ? klen + old.vlen : 0, new_sz = klen + vlen;
+    if (!fits(s, old_sz, new_sz)) {
+        rc = STORE_ENOSPACE;
+        goto fail;
+    }
+    d.mv_size = LREC_HDR + vlen;
+    d.mv_data = NULL;
+    if ((rc = mdb_put(txn, s->dbi, &k, &d, MDB_RESERVE)) != 0) {
+        rc = lerr(rc);
+        goto fail;
+    }
+    enc(d.mv_data, rec);
+    if ((rc = mdb_txn_commit(txn)) != 0) return lerr(rc);
+    if (had) {
+        if (!old.tomb) s->live--;
+    } else {
+        s->records++;
+    }
+    if (!rec->tomb) s->live++;
+    s->bytes = s->bytes - old_sz + new_sz;
+    return 0;
+fail:
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+static int lmdb_wipe(store *s) {
+    MDB_txn *txn;
+    if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0) return STORE_EIO;
+    if (mdb_drop(txn, s->dbi, 0) != 0) {
+        mdb_txn_abort(txn);
+        return STORE_EIO;
+    }
+    if (mdb_txn_commit(txn) != 0) return STORE_EIO;
+    return 0;
+}
+
+static size_t lmdb_gc(store *s, uint64_t min_stamp) {
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0) return 0;
+    if (mdb_cursor_open(txn, s->dbi, &cur) != 0) {
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    size_t dropped = 0, freed = 0;
+    MDB_val k, d;
+    MDB_cursor_op op = MDB_FIRST;
+    int rc;
+    /* After mdb_cursor_del, MDB_NEXT yields the record that followed the
+     * deleted one (LMDB's C_DEL flag), so the walk skips nothing. */
+    while ((rc = mdb_cursor_get(cur, &k, &d, op)) == 0) {
+        op = MDB_NEXT;
+        store_rec r;
+        if (dec(&k, &d, &r) != 0 || !r.tomb || r.stamp >= min_stamp) continue;
+        size_t ksz = k.mv_size;
+        if (mdb_cursor_del(cur, 0) != 0) break;
+        dropped++;
+        freed += ksz;
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND || mdb_txn_commit(txn) != 0) {
+        if (rc != MDB_NOTFOUND) mdb_txn_abort(txn);
+        return 0;
+    }
+    s->records -= dropped;
+    s->bytes -= freed;
+    return dropped;
+}
+
+static int lmdb_iter(store *s, store_visit_fn fn, void *ctx) {
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0) return STORE_EIO;
+    if (mdb_cursor_open(txn, s->dbi, &cur) != 0) {
+        mdb_txn_abort(txn);
+        return STORE_EIO;
+    }
+    MDB_val k, d;
+    int ret = 0, rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST);
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+        store_rec r;
+        if (dec(&k, &d, &r) != 0) continue; /* not served; open checked them */
+        if ((ret = fn(ctx, k.mv_data, k.mv_size, &r)) != 0) break;
+    }
+    if (ret == 0 && rc != MDB_NOTFOUND) ret = STORE_EIO;
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return ret;
+}
+
+/* ---- interface ---------------------------------------------------------- */
+
+int store_open(store **out, const char *dir, size_t max_bytes) {
+    if (!out) return STORE_EINVAL;
+    *out = NULL;
+    if (dir && !*dir) return STORE_EINVAL;
+    store *s = calloc(1, sizeof *s);
+    if (!s) return STORE_EIO;
+    s->max_bytes = max_bytes;
+    if (dir) {
+        s->lmdb = true;
+        int rc = lmdb_open(s, dir);
+        if (rc != 0) {
+            store_close(s);
+            return rc;
+        }
+    } else {
+        s->slots = calloc(MEM_MIN_SLOTS, sizeof *s->slots);
+        if (!s->slots) {
+            free(s);
+            return STORE_EIO;
+        }
+        s->mask = MEM_MIN_SLOTS - 1;
+    }
+    *out = s;
+    return 0;
+}
+
+void store_close(store *s) {
+    if (!s) return;
+    if (s->lmdb) {
+        if (s->rtxn) mdb_txn_abort(s->rtxn);
+        if (s->env) mdb_env_close(s->env);
+        free(s->buf);
+    } else {
+        mem_free_all(s);
+        free(s->slots);
+    }
+    free(s);
+}
+
+int store_get(store *s, const uint8_t *key, size_t klen, store_rec *rec) {
+    if (!s || !key || klen == 0 || klen > STORE_MAX_KEY || !rec) return STORE_ENOTFOUND;
+    return s->lmdb ? lmdb_get(s, key, klen, rec) : mem_get(s, key, klen, rec);
+}
+
+int store_put(store *s, const uint8_t *key, size_t klen, const store_rec *rec) {
+    if (!s) return STORE_EINVAL;
+    int rc = valid(key, klen, rec);
+    if (rc) return rc;
+    return s->lmdb ? lmdb_put(s, key, klen, rec) : mem_put(s, key, klen, rec);
+}
+
+int store_wipe(store *s) {
+    if (!s) return STORE_EINVAL;
+    int rc = s->lmdb ? lmdb_wipe(s) : mem_wipe(s);
+    if (rc == 0) s->records = s->live = s->bytes = 0;
+    return rc;
+}
+
+size_t store_gc(store *s, uint64_t min_stamp) {
+    if (!s) return 0;
+    return s->lmdb ? lmdb_gc(s, min_stamp) : mem_gc(s, min_stamp);
+}
+
+int store_iter(store *s, store_visit_fn fn, void *ctx) {
+    if (!s || !fn) return STORE_EINVAL;
+    return s->lmdb ? lmdb_iter(s, fn, ctx) : mem_iter(s, fn, ctx);
+}
+
+size_t store_count(const store *s) { return s ? s->live : 0; }
+size_t store_records(const store *s) { return s ? s->records : 0; }
+size_t store_bytes(const store *s) { return s ? s->bytes : 0; }
+size_t store_max_bytes(const store *s) { return s ? s->max_bytes : 0; }
+const char *store_engine(const store *s) { return s && s->lmdb ? "lmdb" : "memory"; }
+
+int store_sync(store *s) {
+    if (!s) return STORE_EINVAL;
+    if (!s->lmdb) return 0;
+    return mdb_env_sync(s->env, 1) == 0 ? 0 : STORE_EIO;
+}

@@ -1,0 +1,748 @@
+/* Unit tests for store: both engines (memory, LMDB in a mkdtemp directory)
+ * run every behavioural test; LMDB adds persistence across close/open. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <ftw.h>
+#include <lmdb.h>
+#include <unistd.h>
+
+#include "store.h"
+
+#define BIG_CAP ((size_t)1 << 30)
+
+typedef struct fx {
+    store *s;
+    bool lmdb;
+    char dir[64]; /* LMDB only */
+} fx;
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static int setup_mem(void **state) {
+    fx *f = calloc(1, sizeof *f);
+    if (!f || store_open(&f->s, NULL, BIG_CAP) != 0) return -1;
+    *state = f;
+    return 0;
+}
+
+static int setup_lmdb(void **state) {
+    fx *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    f->lmdb = true;
+    strcpy(f->dir, "/tmp/test_store.XXXXXX");
+    if (!mkdtemp(f->dir) || store_open(&f->s, f->dir, BIG_CAP) != 0) return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fx *f = *state;
+    store_close(f->s);
+    if (f->lmdb) nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* Closes the fixture's store and opens it again (same dir) with cap. */
+static void reopen(fx *f, size_t cap) {
+    store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(store_open(&f->s, f->lmdb ? f->dir : NULL, cap), 0);
+    assert_int_equal(store_max_bytes(f->s), cap);
+}
+
+static const uint8_t *K(const char *k) { return (const uint8_t *)k; }
+
+static int put(store *s, const char *key, const char *val, uint64_t stamp) {
+    store_rec r = {(const uint8_t *)val, (uint32_t)strlen(val), 7, stamp, false};
+    return store_put(s, K(key), strlen(key), &r);
+}
+
+static int tomb(store *s, const char *key, uint64_t stamp) {
+    store_rec r = {NULL, 0, 0, stamp, true};
+    return store_put(s, K(key), strlen(key), &r);
+}
+
+static void expect_val(store *s, const char *key, const char *val, uint64_t stamp) {
+    store_rec r;
+    assert_int_equal(store_get(s, K(key), strlen(key), &r), 0);
+    assert_false(r.tomb);
+    assert_int_equal(r.stamp, stamp);
+    assert_int_equal(r.vlen, strlen(val));
+    assert_non_null(r.val);
+    assert_memory_equal(r.val, val, r.vlen);
+}
+
+static void expect_tomb(store *s, const char *key, uint64_t stamp) {
+    store_rec r;
+    assert_int_equal(store_get(s, K(key), strlen(key), &r), 0);
+    assert_true(r.tomb);
+    assert_int_equal(r.stamp, stamp);
+    assert_null(r.val);
+    assert_int_equal(r.vlen, 0);
+}
+
+static void expect_none(store *s, const char *key) {
+    store_rec r;
+    assert_int_equal(store_get(s, K(key), strlen(key), &r), STORE_ENOTFOUND);
+}
+
+static void expect_sizes(store *s, size_t count, size_t records, size_t bytes) {
+    assert_int_equal(store_count(s), count);
+    assert_int_equal(store_records(s), records);
+    assert_int_equal(store_bytes(s), bytes);
+}
+
+/* ---- basic behaviour (both engines) ------------------------------------- */
+
+static void test_put_get_roundtrip(void **state) {
+    fx *f = *state;
+    store *s = f->s;
+    assert_string_equal(store_engine(s), f->lmdb ? "lmdb" : "memory");
+    assert_int_equal(store_max_bytes(s), BIG_CAP);
+    expect_sizes(s, 0, 0, 0);
+    expect_none(s, "alpha");
+
+    store_rec r = {K("hello"), 5, -42, 100, false};
+    assert_int_equal(store_put(s, K("alpha"), 5, &r), 0);
+    store_rec g;
+    assert_int_equal(store_get(s, K("alpha"), 5, &g), 0);
+    assert_int_equal(g.vlen, 5);
+    assert_memory_equal(g.val, "hello", 5);
+    assert_int_equal(g.version, -42);
+    assert_int_equal(g.stamp, 100);
+    assert_false(g.tomb);
+    expect_sizes(s, 1, 1, 10);
+
+    /* An empty value is a live record, not a tombstone. */
+    assert_int_equal(put(s, "empty", "", 5), 0);
+    expect_val(s, "empty", "", 5);
+    expect_sizes(s, 2, 2, 15);
+
+    /* Keys are compared as bytes, by length too. */
+    expect_none(s, "alph");
+    expect_none(s, "alphaa");
+    const uint8_t bin[3] = {0, 1, 0};
+    r = (store_rec){bin, 3, 1, UINT64_MAX, false};
+    assert_int_equal(store_put(s, bin, 3, &r), 0);
+    assert_int_equal(store_get(s, bin, 3, &g), 0);
+    assert_memory_equal(g.val, bin, 3);
+    assert_int_equal(g.stamp, UINT64_MAX);
+    assert_int_equal(store_get(s, bin, 2, &g), STORE_ENOTFOUND);
+    assert_int_equal(store_sync(s), 0);
+}
+
+static void test_newer_stamp_overwrites(void **state) {
+    store *s = ((fx *)*state)->s;
+    assert_int_equal(put(s, "k", "first", 10), 0);
+    assert_int_equal(put(s, "k", "second-longer", 11), 0);
+    expect_val(s, "k", "second-longer", 11);
+    expect_sizes(s, 1, 1, 1 + 13);
+    assert_int_equal(put(s, "k", "3", 1000), 0);
+    expect_val(s, "k", "3", 1000);
+    expect_sizes(s, 1, 1, 2);
+}
+
+static void test_older_or_equal_stamp_is_stale(void **state) {
+    store *s = ((fx *)*state)->s;
+    assert_int_equal(put(s, "k", "kept", 10), 0);
+    assert_int_equal(put(s, "k", "equal", 10), STORE_ESTALE);
+    assert_int_equal(put(s, "k", "older", 9), STORE_ESTALE);
+    assert_int_equal(put(s, "k", "zero", 0), STORE_ESTALE);
+    assert_int_equal(tomb(s, "k", 10), STORE_ESTALE);
+    expect_val(s, "k", "kept", 10);
+    expect_sizes(s, 1, 1, 5);
+    /* Applying the same record twice changes nothing. */
+    assert_int_equal(put(s, "k", "again", 11), 0);
+    assert_int_equal(put(s, "k", "again", 11), STORE_ESTALE);
+    expect_val(s, "k", "again", 11);
+    expect_sizes(s, 1, 1, 6);
+}
+
+static void test_tombstone_not_counted_but_returned(void **state) {
+    store *s = ((fx *)*state)->s;
+    assert_int_equal(put(s, "a", "value", 10), 0);
+    assert_int_equal(put(s, "b", "other", 10), 0);
+    assert_int_equal(tomb(s, "a", 20), 0);
+    expect_tomb(s, "a", 20);
+    expect_sizes(s, 1, 2, 1 + 1 + 5); /* tombstone counts its key bytes */
+
+    /* An older write after the remove loses to it. */
+    assert_int_equal(put(s, "a", "late", 15), STORE_ESTALE);
+    expect_tomb(s, "a", 20);
+
+    /* A tombstone for a key never seen is stored too. */
+    assert_int_equal(tomb(s, "ghost", 5), 0);
+    expect_tomb(s, "ghost", 5);
+    expect_sizes(s, 1, 3, 1 + 6 + 5);
+
+    /* A tombstone's value is ignored. */
+    store_rec r = {K("junk"), 4, 3, 6, true};
+    assert_int_equal(store_put(s, K("ghost"), 5, &r), 0);
+    expect_tomb(s, "ghost", 6);
+    expect_sizes(s, 1, 3, 1 + 6 + 5);
+
+    /* A newer write brings the key back. */
+    assert_int_equal(put(s, "a", "back", 21), 0);
+    expect_val(s, "a", "back", 21);
+    expect_sizes(s, 2, 3, 5 + 6 + 5);
+}
+
+static void test_gc_drops_old_tombstones_only(void **state) {
+    store *s = ((fx *)*state)->s;
+    assert_int_equal(tomb(s, "t5", 5), 0);
+    assert_int_equal(tomb(s, "t10", 10), 0);
+    assert_int_equal(tomb(s, "t15", 15), 0);
+    assert_int_equal(put(s, "live1", "v", 1), 0);    /* old but live */
+    assert_int_equal(put(s, "live99", "vv", 99), 0);
+    expect_sizes(s, 2, 5, 2 + 3 + 3 + 6 + 8);
+
+    assert_int_equal(store_gc(s, 5), 0); /* strictly below */
+    assert_int_equal(store_gc(s, 10), 1);
+    expect_none(s, "t5");
+    expect_tomb(s, "t10", 10);
+    expect_sizes(s, 2, 4, 3 + 3 + 6 + 8);
+
+    assert_int_equal(store_gc(s, UINT64_MAX), 2);
+    expect_none(s, "t10");
+    expect_none(s, "t15");
+    expect_val(s, "live1", "v", 1);
+    expect_val(s, "live99", "vv", 99);
+    expect_sizes(s, 2, 2, 6 + 8);
+    assert_int_equal(store_gc(s, UINT64_MAX), 0);
+
+    /* A key whose tombstone was dropped can be written again at any stamp. */
+    assert_int_equal(put(s, "t5", "new", 1), 0);
+    expect_val(s, "t5", "new", 1);
+}
+
+/* Many tombstones, dropped in one gc, among live keys: exercises deletion
+ * inside long probe runs (memory) and cursor deletes across pages (LMDB). */
+static void test_gc_many_keeps_table_correct(void **state) {
+    store *s = ((fx *)*state)->s;
+    char key[32];
+    const int n = 20000;
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "key-%d", i);
+        assert_int_equal(put(s, key, key, 1), 0);
+        if (i % 3 != 0) assert_int_equal(tomb(s, key, 2 + (uint64_t)(i % 2)), 0);
+    }
+    size_t live = (size_t)(n + 2) / 3;
+    assert_int_equal(store_count(s), live);
+    assert_int_equal(store_records(s), n);
+    /* Tombstones with stamp 2 (even i not divisible by 3) go first. */
+    size_t even = 0, odd = 0;
+    for (int i = 0; i < n; i++)
+        if (i % 3 != 0) *(i % 2 ? &odd : &even) += 1;
+    assert_int_equal(store_gc(s, 3), even);
+    assert_int_equal(store_records(s), n - even);
+    assert_int_equal(store_gc(s, 4), odd);
+    assert_int_equal(store_records(s), live);
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "key-%d", i);
+        if (i % 3 == 0) {
+            expect_val(s, key, key, 1);
+            bytes += 2 * strlen(key);
+        } else {
+            expect_none(s, key);
+        }
+    }
+    assert_int_equal(store_bytes(s), bytes);
+}
+
+static void test_cap_enospace_changes_nothing(void **state) {
+    fx *f = *state;
+    reopen(f, 20);
+    store *s = f->s;
+    assert_int_equal(put(s, "aaaa", "123456", 1), 0); /* 10 bytes */
+    assert_int_equal(put(s, "bb", "12345678", 1), 0); /* 10 bytes: exactly 20 */
+    expect_sizes(s, 2, 2, 20);
+
+    /* A new key, even a tombstone (its key bytes count), does not fit. */
+    assert_int_equal(put(s, "c", "", 1), STORE_ENOSPACE);
+    assert_int_equal(tomb(s, "c", 1), STORE_ENOSPACE);
+    /* Growing an existing record does not fit either. */
+    assert_int_equal(put(s, "aaaa", "1234567", 2), STORE_ENOSPACE);
+    expect_sizes(s, 2, 2, 20);
+    expect_val(s, "aaaa", "123456", 1);
+    expect_val(s, "bb", "12345678", 1);
+    expect_none(s, "c");
+
+    /* A stale put is reported as such, even when it would not fit. */
+    assert_int_equal(put(s, "aaaa", "1234567890", 1), STORE_ESTALE);
+
+    /* Replacing by a smaller value works; the bytes follow exactly. */
+    assert_int_equal(put(s, "aaaa", "12", 3), 0);
+    expect_sizes(s, 2, 2, 16);
+    expect_val(s, "aaaa", "12", 3);
+    /* Same size at the cap too. */
+    assert_int_equal(put(s, "aaaa", "123456", 4), 0);
+    expect_sizes(s, 2, 2, 20);
+    assert_int_equal(put(s, "aaaa", "abcdef", 5), 0);
+    expect_sizes(s, 2, 2, 20);
+    /* A remove frees the value bytes, then a new key fits. */
+    assert_int_equal(tomb(s, "bb", 6), 0);
+    expect_sizes(s, 1, 2, 12);
+    assert_int_equal(put(s, "c", "1234567", 7), 0);
+    expect_sizes(s, 2, 3, 20);
+    assert_int_equal(put(s, "d", "", 7), STORE_ENOSPACE);
+    /* gc frees the tombstone's key bytes. */
+    assert_int_equal(store_gc(s, 100), 1);
+    expect_sizes(s, 2, 2, 18);
+    assert_int_equal(put(s, "dd", "", 8), 0);
+    expect_sizes(s, 3, 3, 20);
+}
+
+static void test_cap_zero_refuses_all(void **state) {
+    fx *f = *state;
+    reopen(f, 0);
+    assert_int_equal(put(f->s, "k", "", 1), STORE_ENOSPACE);
+    assert_int_equal(tomb(f->s, "k", 1), STORE_ENOSPACE);
+    expect_sizes(f->s, 0, 0, 0);
+}
+
+static void test_wipe_removes_everything(void **state) {
+    store *s = ((fx *)*state)->s;
+    char key[16];
+    for (int i = 0; i < 500; i++) {
+        snprintf(key, sizeof key, "w%d", i);
+        assert_int_equal(i % 5 ? put(s, key, "v", 10) : tomb(s, key, 10), 0);
+    }
+    assert_int_equal(store_records(s), 500);
+    assert_int_equal(store_wipe(s), 0);
+    expect_sizes(s, 0, 0, 0);
+    for (int i = 0; i < 500; i++) {
+        snprintf(key, sizeof key, "w%d", i);
+        expect_none(s, key);
+    }
+    /* Stamps are forgotten too: an old write is accepted after a wipe. */
+    assert_int_equal(put(s, "w1", "again", 1), 0);
+    expect_val(s, "w1", "again", 1);
+    expect_sizes(s, 1, 1, 7);
+    assert_int_equal(store_wipe(s), 0);
+    assert_int_equal(store_wipe(s), 0);
+    expect_sizes(s, 0, 0, 0);
+}
+
+typedef struct seen {
+    uint8_t *hits; /* per key index */
+    int n;
+    int visits;
+    int stop_after; /* 0: never */
+    bool bad;
+} seen;
+
+static int visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *rec) {
+    seen *sn = ctx;
+    char buf[STORE_MAX_KEY + 1];
+    memcpy(buf, key, klen);
+    buf[klen] = 0;
+    int i;
+    if (sscanf(buf, "it%d", &i) != 1 || i < 0 || i >= sn->n) {
+        sn->bad = true;
+        return 0;
+    }
+    sn->hits[i]++;
+    sn->visits++;
+    /* Every 4th key is a tombstone; others hold their own key as value. */
+    if (i % 4 == 0) {
+        if (!rec->tomb || rec->vlen || rec->val) sn->bad = true;
+    } else if (rec->tomb || rec->vlen != klen || memcmp(rec->val, key, klen) ||
+               rec->stamp != (uint64_t)i + 1 || rec->version != i) {
+        sn->bad = true;
+    }
+    if (sn->stop_after && sn->visits == sn->stop_after) return 77;
+    return 0;
+}
+
+static void test_iter_visits_each_once_and_stops(void **state) {
+    store *s = ((fx *)*state)->s;
+    const int n = 3000;
+    char key[16];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "it%d", i);
+        store_rec r = {K(key), (uint32_t)strlen(key), i, (uint64_t)i + 1, i % 4 == 0};
+        assert_int_equal(store_put(s, K(key), strlen(key), &r), 0);
+    }
+    seen sn = {calloc((size_t)n, 1), n, 0, 0, false};
+    assert_int_equal(store_iter(s, visit, &sn), 0);
+    assert_false(sn.bad);
+    assert_int_equal(sn.visits, n);
+    for (int i = 0; i < n; i++) assert_int_equal(sn.hits[i], 1);
+
+    memset(sn.hits, 0, (size_t)n);
+    sn.visits = 0;
+    sn.stop_after = 10;
+    assert_int_equal(store_iter(s, visit, &sn), 77);
+    assert_int_equal(sn.visits, 10);
+    free(sn.hits);
+
+    /* An empty store calls nothing. */
+    assert_int_equal(store_wipe(s), 0);
+    seen none = {NULL, 0, 0, 0, false};
+    assert_int_equal(store_iter(s, visit, &none), 0);
+    assert_int_equal(none.visits, 0);
+    assert_false(none.bad);
+}
+
+static void test_einval_bounds(void **state) {
+    store *s = ((fx *)*state)->s;
+    static uint8_t big[STORE_MAX_VALUE + 1];
+    uint8_t key[STORE_MAX_KEY + 1];
+    memset(key, 'k', sizeof key);
+    memset(big, 'v', sizeof big);
+    store_rec r = {big, 1, 0, 1, false};
+
+    assert_int_equal(store_put(s, key, 0, &r), STORE_EINVAL);
+    assert_int_equal(store_put(s, key, STORE_MAX_KEY + 1, &r), STORE_EINVAL);
+    assert_int_equal(store_put(s, NULL, 1, &r), STORE_EINVAL);
+    assert_int_equal(store_put(s, key, 1, NULL), STORE_EINVAL);
+    assert_int_equal(store_put(NULL, key, 1, &r), STORE_EINVAL);
+    r.vlen = STORE_MAX_VALUE + 1;
+    assert_int_equal(store_put(s, key, 1, &r), STORE_EINVAL);
+    r = (store_rec){NULL, 3, 0, 1, false}; /* length without bytes */
+    assert_int_equal(store_put(s, key, 1, &r), STORE_EINVAL);
+    expect_sizes(s, 0, 0, 0);
+
+    /* The bounds themselves are fine. */
+    r = (store_rec){big, STORE_MAX_VALUE, 0, 1, false};
+    assert_int_equal(store_put(s, key, STORE_MAX_KEY, &r), 0);
+    assert_int_equal(store_put(s, key, 1, &r), 0);
+    expect_sizes(s, 2, 2, STORE_MAX_KEY + 1 + 2 * STORE_MAX_VALUE);
+    store_rec g;
+    assert_int_equal(store_get(s, key, STORE_MAX_KEY, &g), 0);
+    assert_int_equal(g.vlen, STORE_MAX_VALUE);
+    assert_memory_equal(g.val, big, STORE_MAX_VALUE);
+
+    /* store_get never finds an out-of-bounds key. */
+    assert_int_equal(store_get(s, key, 0, &g), STORE_ENOTFOUND);
+    assert_int_equal(store_get(s, key, STORE_MAX_KEY + 1, &g), STORE_ENOTFOUND);
+    assert_int_equal(store_get(s, NULL, 1, &g), STORE_ENOTFOUND);
+    assert_int_equal(store_iter(s, NULL, NULL), STORE_EINVAL);
+}
+
+static void test_open_bad_args(void **state) {
+    (void)state;
+    store *s = (store *)1;
+    assert_int_equal(store_open(NULL, NULL, 1), STORE_EINVAL);
+    assert_int_equal(store_open(&s, "", 1), STORE_EINVAL);
+    assert_null(s);
+    /* A path under a regular file cannot be an LMDB directory. */
+    assert_int_equal(store_open(&s, "/dev/null/x", 1), STORE_EIO);
+    assert_null(s);
+    store_close(NULL);
+}
+
+/* ---- LMDB only ---------------------------------------------------------- */
+
+static void test_lmdb_persists_across_reopen(void **state) {
+    fx *f = *state;
+    store *s = f->s;
+    assert_int_equal(put(f->s, "a", "alpha", 10), 0);
+    assert_int_equal(put(f->s, "b", "beta", 11), 0);
+    assert_int_equal(tomb(f->s, "c", 12), 0);
+    assert_int_equal(put(f->s, "e", "", 13), 0);
+    store_rec r = {K("neg"), 3, -5, 14, false};
+    assert_int_equal(store_put(s, K("d"), 1, &r), 0);
+    assert_int_equal(store_sync(s), 0);
+    expect_sizes(s, 4, 5, 6 + 5 + 1 + 1 + 4);
+
+    reopen(f, BIG_CAP);
+    s = f->s;
+    assert_string_equal(store_engine(s), "lmdb");
+    expect_sizes(s, 4, 5, 6 + 5 + 1 + 1 + 4);
+    expect_val(s, "a", "alpha", 10);
+    expect_val(s, "b", "beta", 11);
+    expect_tomb(s, "c", 12);
+    expect_val(s, "e", "", 13);
+    store_rec g;
+    assert_int_equal(store_get(s, K("d"), 1, &g), 0);
+    assert_int_equal(g.version, -5);
+    assert_memory_equal(g.val, "neg", 3);
+    /* Stamps persist: stale writes stay stale. */
+    assert_int_equal(put(s, "a", "old", 10), STORE_ESTALE);
+
+    /* A store reopened under a smaller cap keeps what it has. */
+    reopen(f, 4);
+    s = f->s;
+    assert_int_equal(store_records(s), 5);
+    assert_int_equal(put(s, "a", "alph", 20), 0); /* shrinking is fine */
+    assert_int_equal(put(s, "a", "alpha", 21), STORE_ENOSPACE);
+
+    /* gc and wipe persist too. */
+    reopen(f, BIG_CAP);
+    s = f->s;
+    assert_int_equal(store_gc(s, 100), 1);
+    reopen(f, BIG_CAP);
+    s = f->s;
+    expect_sizes(f->s, 4, 4, 5 + 5 + 1 + 4);
+    expect_none(s, "c");
+    assert_int_equal(store_wipe(s), 0);
+    reopen(f, BIG_CAP);
+    expect_sizes(f->s, 0, 0, 0);
+}
+
+static void test_lmdb_creates_missing_dir(void **state) {
+    fx *f = *state;
+    char sub[96];
+    snprintf(sub, sizeof sub, "%s/sub", f->dir);
+    store *s;
+    assert_int_equal(store_open(&s, sub, 100), 0);
+    assert_int_equal(put(s, "k", "v", 1), 0);
+    store_close(s);
+    assert_int_equal(store_open(&s, sub, 100), 0);
+    expect_val(s, "k", "v", 1);
+    store_close(s); /* teardown removes sub with the rest */
+}
+
+/* A record that does not decode fails the open instead of being served. */
+static void test_lmdb_corrupt_record_fails_open(void **state) {
+    fx *f = *state;
+    assert_int_equal(put(f->s, "good", "v", 1), 0);
+    store_close(f->s);
+    f->s = NULL;
+
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_mapsize(env, (size_t)8 << 30), 0);
+    assert_int_equal(mdb_env_open(env, f->dir, MDB_WRITEMAP | MDB_NOTLS, 0644), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
+    MDB_val k = {3, "bad"}, d = {5, "short"}; /* shorter than the 13-byte header */
+    assert_int_equal(mdb_put(txn, dbi, &k, &d, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    store *s = (store *)1;
+    assert_int_equal(store_open(&s, f->dir, BIG_CAP), STORE_EIO);
+    assert_null(s);
+    /* Leave a working store for teardown. */
+    nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+    assert_int_equal(store_open(&f->s, f->dir, BIG_CAP), 0);
+    expect_sizes(f->s, 0, 0, 0);
+}
+
+/* ---- stress against a reference model (both engines) -------------------- */
+
+#define NKEYS 100000
+
+typedef struct model {
+    bool present;
+    bool tomb;
+    uint8_t vlen;
+    uint8_t seed;
+    int32_t version;
+    uint64_t stamp;
+} model;
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd(void) { /* xorshift64*, deterministic */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 2685821657736338717ull;
+}
+
+static size_t key_of(uint32_t i, char *buf) {
+    /* Lengths 1..32 over the key space: hex index, padded with g..z (not
+     * hex digits, so sscanf("%x") gets the index back). */
+    int n = snprintf(buf, 40, "%x", i);
+    int want = 1 + (int)(i % STORE_MAX_KEY);
+    for (; n < want; n++) buf[n] = (char)('g' + (i + (uint32_t)n) % 20);
+    return (size_t)(want < n ? n : want);
+}
+
+static void val_of(uint8_t seed, uint8_t vlen, uint8_t *out) {
+    for (int i = 0; i < vlen; i++) out[i] = (uint8_t)(seed + i * 31);
+}
+
+static size_t model_bytes(const model *m, size_t klen) {
+    return m->present ? klen + (m->tomb ? 0 : m->vlen) : 0;
+}
+
+typedef struct mcheck {
+    const model *m;
+    size_t visits;
+    bool bad;
+    uint8_t *hits;
+} mcheck;
+
+static int check_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *rec) {
+    mcheck *c = ctx;
+    char buf[40];
+    memcpy(buf, key, klen);
+    buf[klen] = 0;
+    unsigned i;
+    if (sscanf(buf, "%x", &i) != 1 || i >= NKEYS) {
+        c->bad = true;
+        return 0;
+    }
+    char kb[40];
+    if (key_of(i, kb) != klen || memcmp(kb, key, klen) != 0) {
+        c->bad = true;
+        return 0;
+    }
+    const model *m = &c->m[i];
+    c->visits++;
+    c->hits[i]++;
+    uint8_t v[256];
+    val_of(m->seed, m->vlen, v);
+    if (!m->present || m->tomb != rec->tomb || m->stamp != rec->stamp ||
+        (!m->tomb && (m->vlen != rec->vlen || m->version != rec->version ||
+                      (m->vlen && memcmp(v, rec->val, m->vlen)))))
+        c->bad = true;
+    return 0;
+}
+
+static void check_all(store *s, const model *m, size_t records, size_t live, size_t bytes) {
+    expect_sizes(s, live, records, bytes);
+    char kb[40];
+    uint8_t v[256];
+    for (uint32_t i = 0; i < NKEYS; i++) {
+        size_t klen = key_of(i, kb);
+        store_rec r;
+        int rc = store_get(s, (uint8_t *)kb, klen, &r);
+        if (!m[i].present) {
+            assert_int_equal(rc, STORE_ENOTFOUND);
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        assert_int_equal(r.stamp, m[i].stamp);
+        assert_int_equal(r.tomb, m[i].tomb);
+        if (!m[i].tomb) {
+            assert_int_equal(r.vlen, m[i].vlen);
+            assert_int_equal(r.version, m[i].version);
+            val_of(m[i].seed, m[i].vlen, v);
+            if (r.vlen) assert_memory_equal(r.val, v, r.vlen);
+        }
+    }
+    mcheck c = {m, 0, false, calloc(NKEYS, 1)};
+    assert_int_equal(store_iter(s, check_visit, &c), 0);
+    assert_false(c.bad);
+    assert_int_equal(c.visits, records);
+    for (uint32_t i = 0; i < NKEYS; i++) assert_int_equal(c.hits[i], m[i].present);
+    free(c.hits);
+}
+
+static void test_stress_random_ops_vs_model(void **state) {
+    fx *f = *state;
+    /* A cap the workload reaches now and then, so ENOSPACE is exercised. */
+    const size_t cap = (size_t)NKEYS * 58;
+    reopen(f, cap);
+    store *s = f->s;
+    model *m = calloc(NKEYS, sizeof *m);
+    assert_non_null(m);
+    rng_state = 0x9E3779B97F4A7C15ull; /* same workload for both engines */
+    size_t records = 0, live = 0, bytes = 0, nospace = 0, stale = 0;
+    uint64_t clock = 1000;
+    char kb[40];
+    uint8_t v[256];
+    const int ops = 400000;
+    for (int op = 0; op < ops; op++) {
+        uint64_t x = rnd();
+        uint32_t i = (uint32_t)(x % NKEYS);
+        size_t klen = key_of(i, kb);
+        unsigned kind = (unsigned)(x >> 32) % 100;
+        model *e = &m[i];
+        if (op % 2000 == 1999) { /* now and then, gc below a recent point */
+            uint64_t min = clock - (x >> 40) % 1000;
+            size_t want = 0;
+            for (uint32_t j = 0; j < NKEYS; j++) {
+                if (m[j].present && m[j].tomb && m[j].stamp < min) {
+                    want++;
+                    records--;
+                    bytes -= key_of(j, kb);
+                    m[j].present = false;
+                }
+            }
+            assert_int_equal(store_gc(s, min), want);
+            continue;
+        }
+        if (kind < 12) { /* get */
+            store_rec r;
+            int rc = store_get(s, (uint8_t *)kb, klen, &r);
+            assert_int_equal(rc, e->present ? 0 : STORE_ENOTFOUND);
+            if (e->present) {
+                assert_int_equal(r.stamp, e->stamp);
+                assert_int_equal(r.tomb, e->tomb);
+            }
+            continue;
+        }
+        /* put or remove, usually newer, sometimes a replayed older stamp */
+        bool is_tomb = kind < 30;
+        uint64_t stamp = ++clock;
+        if (kind % 10 == 0) /* a replay: equal or older than what is there */
+            stamp = e->present ? e->stamp - (x >> 48) % 2 : clock - (x >> 48) % 500;
+        uint8_t vlen = is_tomb ? 0 : (uint8_t)((x >> 16) % 120);
+        uint8_t seed = (uint8_t)(x >> 24);
+        val_of(seed, vlen, v);
+        store_rec r = {v, vlen, (int32_t)(x >> 8), stamp, is_tomb};
+        int rc = store_put(s, (uint8_t *)kb, klen, &r);
+        int want;
+        size_t old_sz = model_bytes(e, klen);
+        size_t new_sz = klen + vlen;
+        if (e->present && stamp <= e->stamp) want = STORE_ESTALE;
+        else if (new_sz > old_sz && bytes - old_sz + new_sz > cap) want = STORE_ENOSPACE;
+        else want = 0;
+        assert_int_equal(rc, want);
+        if (rc == STORE_ESTALE) stale++;
+        if (rc == STORE_ENOSPACE) nospace++;
+        if (rc != 0) continue;
+        if (!e->present) records++;
+        if (e->present && !e->tomb) live--;
+        if (!is_tomb) live++;
+        bytes = bytes - old_sz + new_sz;
+        *e = (model){true, is_tomb, vlen, seed, r.version, stamp};
+        if (op % 100000 == 0) expect_sizes(s, live, records, bytes);
+    }
+    print_message("%s: %zu records, %zu live, %zu bytes; %zu stale, %zu over the cap\n",
+                  store_engine(s), records, live, bytes, stale, nospace);
+    assert_true(nospace > 0);
+    assert_true(stale > 0);
+    check_all(s, m, records, live, bytes);
+    if (f->lmdb) { /* everything again after a reopen */
+        reopen(f, cap);
+        check_all(f->s, m, records, live, bytes);
+    }
+    free(m);
+}
+
+#define BOTH(fn)                                                            \
+    cmocka_unit_test_setup_teardown(fn, setup_mem, teardown),              \
+        cmocka_unit_test_setup_teardown(fn, setup_lmdb, teardown)
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        BOTH(test_put_get_roundtrip),
+        BOTH(test_newer_stamp_overwrites),
+        BOTH(test_older_or_equal_stamp_is_stale),
+        BOTH(test_tombstone_not_counted_but_returned),
+        BOTH(test_gc_drops_old_tombstones_only),
+        BOTH(test_gc_many_keeps_table_correct),
+        BOTH(test_cap_enospace_changes_nothing),
+        BOTH(test_cap_zero_refuses_all),
+        BOTH(test_wipe_removes_everything),
+        BOTH(test_iter_visits_each_once_and_stops),
+        BOTH(test_einval_bounds),
+        cmocka_unit_test(test_open_bad_args),
+        cmocka_unit_test_setup_teardown(test_lmdb_persists_across_reopen, setup_lmdb, teardown),
+        cmocka_unit_test_setup_teardown(test_lmdb_creates_missing_dir, setup_lmdb, teardown),
+        cmocka_unit_test_setup_teardown(test_lmdb_corrupt_record_fails_open, setup_lmdb,
+                                        teardown),
+        BOTH(test_stress_random_ops_vs_model),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
