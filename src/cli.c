@@ -1,0 +1,600 @@
+/*
+ * dht-cli: send one request to a dht node and print the answer.
+ *
+ * One unconnected UDP socket: the reply may come from another node than the
+ * one asked (the owner of the key answers directly), so replies are matched
+ * by message ID only; datagrams with another ID or a bad checksum are
+ * ignored. A request is retried with the same ID (the node's reply cache
+ * makes that at-most-once) after 100, 200, 400, 800 ms by default.
+ *
+ * Exit status: 0 ok, 1 the node answered an error, 2 no reply, 64 usage,
+ * 68 unknown host, 71 local system error (as sysexits.h).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "wire.h"
+
+enum {
+    EX_OK_ = 0,
+    EX_SERVER = 1,
+    EX_TIMEOUT = 2,
+    EX_USAGE_ = 64,
+    EX_NOHOST_ = 68,
+    EX_OSERR_ = 71,
+};
+
+#define DEFAULT_SERVER "127.0.0.1:7000"
+#define MAX_OVERLOAD_WAIT_MS 10000
+
+typedef struct cli {
+    const char *server_str;
+    struct sockaddr_in server;
+    int fd;
+    unsigned timeout_ms; /* first try; doubles on every retry */
+    unsigned retries;    /* tries in all */
+    bool verbose;
+    bool hex;
+    bool has_version;
+    int32_t version;
+    int argc; /* the command's arguments, command name excluded */
+    char **argv;
+} cli;
+
+/* Bytes of a key or value argument; data points into argv or into buf. */
+typedef struct arg {
+    const uint8_t *data;
+    size_t len;
+    uint8_t buf[WIRE_MAX_DATAGRAM];
+} arg;
+
+static uint8_t rxbuf[WIRE_MAX_DATAGRAM + 1];
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: dht-cli [-s HOST:PORT] [--timeout MS] [--retries N] [-v] [--hex]\n"
+        "               COMMAND [ARGS]\n"
+        "\n"
+        "Commands:\n"
+        "  put KEY VALUE [--version N]  store VALUE ('-': read it from stdin)\n"
+        "  get KEY                      print the value (with -v: and its version)\n"
+        "  remove KEY                   delete the key\n"
+        "  pid                          print the node's process id\n"
+        "  alive                        check that the node answers\n"
+        "  count                        print the node's membership count\n"
+        "  members                      print the node's member list\n"
+        "  wipeout                      delete every key on the node\n"
+        "  shutdown                     stop the node (checks it has stopped)\n"
+        "  raw CMD_HEX [KEY [VALUE]]    send any command number, print every field\n"
+        "\n"
+        "Options:\n"
+        "  -s, --server HOST:PORT  node to ask (default $DHT_SERVER or " DEFAULT_SERVER ")\n"
+        "  -t, --timeout MS        first reply timeout, doubled on each retry (100)\n"
+        "  -r, --retries N         tries in all, same message ID each time (4)\n"
+        "  -x, --hex               KEY and VALUE are given, and values printed, in hex\n"
+        "  -V, --version N         version field of the request (put, raw)\n"
+        "  -v, --verbose           say which node answered, after how long\n"
+        "  -h, --help              this help\n"
+        "\n"
+        "Keys and values are taken as bytes; put '--' before one that starts with '-'.\n"
+        "Exit status: 0 ok, 1 the node answered an error, 2 no reply, 64 usage error,\n"
+        "68 unknown host, 71 system error.\n");
+}
+
+static int usage_error(const char *fmt, const char *what) {
+    fprintf(stderr, "dht-cli: ");
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, "\nTry 'dht-cli --help'.\n");
+    return EX_USAGE_;
+}
+
+static bool parse_ulong(const char *s, unsigned long lo, unsigned long hi, unsigned long *out) {
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi || *s == '-') return false;
+    *out = v;
+    return true;
+}
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- request / reply ---- */
+
+/* Waits up to ms for a reply carrying one of ids[0..nids). Returns 1 with
+ * *which and *resp set (valid until the next wire_reset()), 0 on timeout,
+ * -1 on a socket error. */
+static int await_reply(cli *c, const uint8_t (*ids)[WIRE_ID_LEN], int nids, unsigned ms,
+                       int *which, KVResponse **resp) {
+    uint64_t deadline = now_ms() + ms;
+    for (;;) {
+        uint64_t now = now_ms();
+        if (now >= deadline) return 0;
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        int n = poll(&p, 1, (int)(deadline - now));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -1;
+        if (n == 0) return 0;
+        struct sockaddr_in from;
+        socklen_t flen = sizeof from;
+        ssize_t len = recvfrom(c->fd, rxbuf, sizeof rxbuf, 0, (struct sockaddr *)&from, &flen);
+        if (len < 0) {
+            /* ECONNREFUSED: an ICMP error from an earlier send; keep waiting. */
+            if (errno == EINTR || errno == EAGAIN || errno == ECONNREFUSED) continue;
+            return -1;
+        }
+        wire_frame f;
+        int rc = client_parse_reply(rxbuf, (size_t)len, &f, resp);
+        char a[32];
+        if (rc != 0) {
+            if (c->verbose)
+                fprintf(stderr, "dht-cli: ignored a %s datagram from %s\n",
+                        rc == CLIENT_ECHECKSUM ? "bad-checksum" : "malformed",
+                        client_addr_str(&from, a, sizeof a));
+            continue;
+        }
+        for (int i = 0; i < nids; i++) {
+            if (memcmp(f.id, ids[i], WIRE_ID_LEN) == 0) {
+                *which = i;
+                if (c->verbose)
+                    fprintf(stderr, "dht-cli: reply from %s\n",
+                            client_addr_str(&from, a, sizeof a));
+                return 1;
+            }
+        }
+    }
+}
+
+static int send_dgram(cli *c, const uint8_t *d, size_t len) {
+    for (;;) {
+        ssize_t n = sendto(c->fd, d, len, 0, (const struct sockaddr *)&c->server,
+                           sizeof c->server);
+        if (n >= 0) return 0;
+        if (errno == EINTR) continue;
+        /* Lost like a dropped datagram: the retry timer handles it. */
+        if (errno == EAGAIN || errno == ENOBUFS || errno == ECONNREFUSED) return 0;
+        return -1;
+    }
+}
+
+static int os_error(const char *what) {
+    fprintf(stderr, "dht-cli: %s: %s\n", what, strerror(errno));
+    return EX_OSERR_;
+}
+
+static int build(uint8_t *d, size_t cap, const uint8_t id[WIRE_ID_LEN], uint32_t cmd,
+                 const arg *key, const arg *val, int32_t version, size_t *len) {
+    *len = wire_request(d, cap, id, cmd, key ? key->data : NULL, key ? key->len : 0,
+                        val ? val->data : NULL, val ? val->len : 0, version);
+    if (*len == 0) {
+        fprintf(stderr, "dht-cli: request does not fit in a datagram\n");
+        return EX_USAGE_;
+    }
+    return 0;
+}
+
+/* Sends a request and waits for its reply, retrying with the same ID.
+ * A "temporary overload" answer is retried after overloadWaitTime while
+ * tries remain. Returns 0 with *resp set, or an exit status (message
+ * printed). */
+static int call(cli *c, uint32_t cmd, const arg *key, const arg *val, KVResponse **resp) {
+    uint8_t id[1][WIRE_ID_LEN];
+    static uint8_t d[WIRE_MAX_DATAGRAM];
+    size_t len;
+    int rc;
+    if ((rc = client_random_id(id[0])) < 0) {
+        errno = -rc;
+        return os_error("getrandom");
+    }
+    if ((rc = build(d, sizeof d, id[0], cmd, key, val, c->has_version ? c->version : 0, &len)))
+        return rc;
+    unsigned wait = c->timeout_ms;
+    uint64_t t0 = now_ms();
+    for (unsigned t = 1; t <= c->retries; t++) {
+        if (send_dgram(c, d, len) < 0) return os_error("sendto");
+        int which;
+        rc = await_reply(c, (const uint8_t (*)[WIRE_ID_LEN])id, 1, wait, &which, resp);
+        if (rc < 0) return os_error("recvfrom");
+        if (rc == 1) {
+            if (c->verbose)
+                fprintf(stderr, "dht-cli: %s answered in %llu ms, try %u\n", wire_cmd_name(cmd),
+                        (unsigned long long)(now_ms() - t0), t);
+            if ((*resp)->errcode != WIRE_EOVERLOAD || t == c->retries) return 0;
+            int32_t w = (*resp)->overloadwaittime;
+            if (w < 1) w = (int32_t)wait;
+            if (w > MAX_OVERLOAD_WAIT_MS) w = MAX_OVERLOAD_WAIT_MS;
+            if (c->verbose) fprintf(stderr, "dht-cli: node overloaded, waiting %d ms\n", w);
+            struct timespec ts = {w / 1000, (long)(w % 1000) * 1000000L};
+            while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
+            continue;
+        }
+        wait *= 2;
+    }
+    fprintf(stderr, "error: no reply from %s after %u tries\n", c->server_str, c->retries);
+    return EX_TIMEOUT;
+}
+
+/* Exit status for an answer; prints the error name when it is one. */
+static int check(const KVResponse *r) {
+    if (r->errcode == WIRE_OK) return EX_OK_;
+    fprintf(stderr, "error: %s\n", wire_err_name(r->errcode));
+    return EX_SERVER;
+}
+
+/* ---- arguments and output ---- */
+
+static int read_stdin(arg *a) {
+    size_t n = 0;
+    for (;;) {
+        size_t got = fread(a->buf + n, 1, sizeof a->buf - n, stdin);
+        n += got;
+        if (got == 0) break;
+        if (n == sizeof a->buf) {
+            fprintf(stderr, "dht-cli: value on stdin is larger than a datagram\n");
+            return EX_USAGE_;
+        }
+    }
+    if (ferror(stdin)) return os_error("stdin");
+    a->data = a->buf;
+    a->len = n;
+    return 0;
+}
+
+/* Fills a from a command-line argument: bytes as given, or hex with --hex;
+ * "-" reads stdin when allow_stdin. Returns 0 or an exit status. */
+static int get_arg(cli *c, const char *s, const char *what, bool allow_stdin, arg *a) {
+    if (allow_stdin && strcmp(s, "-") == 0) {
+        int rc = read_stdin(a);
+        if (rc || !c->hex) return rc;
+        /* Hex on stdin: drop whitespace, then decode in place (byte i is
+         * written after digits 2i and 2i+1 were read). read_stdin left
+         * room for the terminating NUL. */
+        size_t j = 0;
+        for (size_t i = 0; i < a->len; i++)
+            if (a->buf[i] > ' ') a->buf[j++] = a->buf[i];
+        a->buf[j] = 0;
+        if (client_hex_decode((const char *)a->buf, a->buf, sizeof a->buf, &a->len) < 0)
+            return usage_error("%s on stdin: not hex", what);
+        return 0;
+    }
+    if (c->hex) {
+        if (client_hex_decode(s, a->buf, sizeof a->buf, &a->len) < 0)
+            return usage_error("%s: not hex (even number of 0-9a-f digits)", what);
+        a->data = a->buf;
+        return 0;
+    }
+    a->data = (const uint8_t *)s;
+    a->len = strlen(s);
+    return 0;
+}
+
+static void print_hex(FILE *f, const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++) fprintf(f, "%02x", p[i]);
+}
+
+/* Prints bytes as a double-quoted C-style string, or in hex if --hex. */
+static void print_quoted(const cli *c, const uint8_t *p, size_t n) {
+    if (c->hex) {
+        print_hex(stdout, p, n);
+        return;
+    }
+    putchar('"');
+    for (size_t i = 0; i < n; i++) {
+        uint8_t b = p[i];
+        if (b == '"' || b == '\\') printf("\\%c", b);
+        else if (b == '\n') fputs("\\n", stdout);
+        else if (b == '\t') fputs("\\t", stdout);
+        else if (b < 0x20 || b >= 0x7f) printf("\\x%02x", b);
+        else putchar(b);
+    }
+    putchar('"');
+}
+
+/* ---- commands ---- */
+
+static int cmd_put(cli *c) {
+    static arg key, val;
+    int rc;
+    KVResponse *r;
+    if ((rc = get_arg(c, c->argv[0], "KEY", false, &key))) return rc;
+    if ((rc = get_arg(c, c->argv[1], "VALUE", true, &val))) return rc;
+    if ((rc = call(c, WIRE_PUT, &key, &val, &r))) return rc;
+    if ((rc = check(r))) return rc;
+    puts("ok");
+    return 0;
+}
+
+static int cmd_get(cli *c) {
+    static arg key;
+    int rc;
+    KVResponse *r;
+    if ((rc = get_arg(c, c->argv[0], "KEY", false, &key))) return rc;
+    if ((rc = call(c, WIRE_GET, &key, NULL, &r))) return rc;
+    if ((rc = check(r))) return rc;
+    if (c->hex) print_hex(stdout, r->value.data, r->value.len);
+    else fwrite(r->value.data, 1, r->value.len, stdout);
+    putchar('\n');
+    if (c->verbose) printf("version %d\n", r->version);
+    return 0;
+}
+
+static int cmd_remove(cli *c) {
+    static arg key;
+    int rc;
+    KVResponse *r;
+    if ((rc = get_arg(c, c->argv[0], "KEY", false, &key))) return rc;
+    if ((rc = call(c, WIRE_REMOVE, &key, NULL, &r))) return rc;
+    if ((rc = check(r))) return rc;
+    puts("ok");
+    return 0;
+}
+
+static int cmd_pid(cli *c) {
+    KVResponse *r;
+    int rc;
+    if ((rc = call(c, WIRE_GET_PID, NULL, NULL, &r)) || (rc = check(r))) return rc;
+    printf("%d\n", r->pid);
+    return 0;
+}
+
+static int cmd_alive(cli *c) {
+    KVResponse *r;
+    int rc;
+    if ((rc = call(c, WIRE_IS_ALIVE, NULL, NULL, &r)) || (rc = check(r))) return rc;
+    printf("%s is alive\n", c->server_str);
+    return 0;
+}
+
+static int cmd_count(cli *c) {
+    KVResponse *r;
+    int rc;
+    if ((rc = call(c, WIRE_GET_MEMBERSHIP_COUNT, NULL, NULL, &r)) || (rc = check(r))) return rc;
+    printf("%d\n", r->membershipcount);
+    return 0;
+}
+
+static int cmd_wipeout(cli *c) {
+    KVResponse *r;
+    int rc;
+    if ((rc = call(c, WIRE_WIPEOUT, NULL, NULL, &r)) || (rc = check(r))) return rc;
+    puts("ok");
+    return 0;
+}
+
+#define MEMBER_COLS 16
+
+/* Prints the member list text ("ip:port state [more...]" lines; a first
+ * line starting with '#' names the columns) as an aligned table. */
+static int print_members(const uint8_t *text, size_t len, int32_t live) {
+    char *s = malloc(len + 1);
+    if (!s) return os_error("malloc");
+    memcpy(s, text, len);
+    s[len] = 0;
+    size_t nlines = 1;
+    for (size_t i = 0; i < len; i++) nlines += s[i] == '\n';
+    const char *(*rows)[MEMBER_COLS] = calloc(nlines + 1, sizeof *rows);
+    if (!rows) {
+        free(s);
+        return os_error("malloc");
+    }
+    /* rows[0]: the header. */
+    static const char *def_hdr[MEMBER_COLS] = {"ADDRESS", "STATE"};
+    static char extra[MEMBER_COLS][32];
+    memcpy(rows[0], def_hdr, sizeof def_hdr);
+    size_t nrows = 1, ncols = 2, members = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        bool hdr = line[0] == '#';
+        const char **row = hdr ? rows[0] : rows[nrows];
+        size_t n = 0;
+        char *save2 = NULL;
+        for (char *w = strtok_r(hdr ? line + 1 : line, " \t\r", &save2); w && n < MEMBER_COLS;
+             w = strtok_r(NULL, " \t\r", &save2))
+            row[n++] = w;
+        if (n == 0 || hdr) continue;
+        if (n > ncols) ncols = n;
+        nrows++;
+        members++;
+    }
+    for (size_t j = 2; j < ncols; j++) {
+        if (!rows[0][j]) {
+            snprintf(extra[j], sizeof extra[j], "FIELD%zu", j + 1);
+            rows[0][j] = extra[j];
+        }
+    }
+    size_t width[MEMBER_COLS] = {0};
+    for (size_t i = 0; i < nrows; i++)
+        for (size_t j = 0; j < ncols; j++)
+            if (rows[i][j] && strlen(rows[i][j]) > width[j]) width[j] = strlen(rows[i][j]);
+    for (size_t i = 0; i < nrows; i++) {
+        size_t last = ncols; /* no padding after the last column present */
+        while (last > 1 && !rows[i][last - 1]) last--;
+        for (size_t j = 0; j < last; j++) {
+            const char *w = rows[i][j] ? rows[i][j] : "";
+            if (j + 1 == last) printf("%s\n", w);
+            else printf("%-*s  ", (int)width[j], w);
+        }
+    }
+    printf("%zu member%s, %d live\n", members, members == 1 ? "" : "s", live);
+    free(rows);
+    free(s);
+    return 0;
+}
+
+static int cmd_members(cli *c) {
+    KVResponse *r;
+    int rc;
+    if ((rc = call(c, WIRE_GET_MEMBERSHIP_LIST, NULL, NULL, &r)) || (rc = check(r))) return rc;
+    return print_members(r->value.data, r->value.len, r->membershipcount);
+}
+
+/* The node exits without answering SHUTDOWN. Each try sends SHUTDOWN (same
+ * ID every time) followed by an IS_ALIVE probe; the node serves datagrams in
+ * order, so a probe that is answered means the SHUTDOWN was lost and is
+ * sent again; silence from both means the node has stopped. */
+static int cmd_shutdown(cli *c) {
+    KVResponse *r;
+    int rc;
+    if ((rc = call(c, WIRE_IS_ALIVE, NULL, NULL, &r))) return rc;
+    uint8_t ids[2][WIRE_ID_LEN];
+    static uint8_t d[2][128];
+    size_t len[2];
+    for (int i = 0; i < 2; i++) {
+        if ((rc = client_random_id(ids[i])) < 0) {
+            errno = -rc;
+            return os_error("getrandom");
+        }
+        if ((rc = build(d[i], sizeof d[i], ids[i], i ? WIRE_IS_ALIVE : WIRE_SHUTDOWN, NULL,
+                        NULL, 0, &len[i])))
+            return rc;
+    }
+    unsigned wait = c->timeout_ms;
+    for (unsigned t = 1; t <= c->retries; t++, wait *= 2) {
+        if (send_dgram(c, d[0], len[0]) < 0 || send_dgram(c, d[1], len[1]) < 0)
+            return os_error("sendto");
+        int which;
+        rc = await_reply(c, (const uint8_t (*)[WIRE_ID_LEN])ids, 2, wait, &which, &r);
+        if (rc < 0) return os_error("recvfrom");
+        if (rc == 0) {
+            printf("%s stopped\n", c->server_str);
+            return 0;
+        }
+        if (which == 0) { /* it answered SHUTDOWN: trust the answer */
+            if ((rc = check(r))) return rc;
+            printf("%s is shutting down\n", c->server_str);
+            return 0;
+        }
+        if (c->verbose) fprintf(stderr, "dht-cli: node still alive after try %u\n", t);
+    }
+    fprintf(stderr, "error: %s still answers after %u shutdown tries\n", c->server_str,
+            c->retries);
+    return EX_SERVER;
+}
+
+static int cmd_raw(cli *c) {
+    static arg key, val;
+    unsigned long cmd;
+    int rc;
+    KVResponse *r;
+    char *end;
+    errno = 0;
+    cmd = strtoul(c->argv[0], &end, 16); /* "22" or "0x22" */
+    if (!*c->argv[0] || *end || errno || cmd > UINT32_MAX || c->argv[0][0] == '-')
+        return usage_error("CMD_HEX: bad hex number '%s'", c->argv[0]);
+    if (c->argc > 1 && (rc = get_arg(c, c->argv[1], "KEY", false, &key))) return rc;
+    if (c->argc > 2 && (rc = get_arg(c, c->argv[2], "VALUE", true, &val))) return rc;
+    if ((rc = call(c, (uint32_t)cmd, c->argc > 1 ? &key : NULL, c->argc > 2 ? &val : NULL, &r)))
+        return rc;
+    printf("command          0x%02lx %s\n", cmd, wire_cmd_name((uint32_t)cmd));
+    printf("errCode          0x%02x %s\n", r->errcode, wire_err_name(r->errcode));
+    printf("value            ");
+    print_quoted(c, r->value.data, r->value.len);
+    printf(" (%zu bytes)\n", r->value.len);
+    printf("pid              %d\n", r->pid);
+    printf("version          %d\n", r->version);
+    printf("overloadWaitTime %d\n", r->overloadwaittime);
+    printf("membershipCount  %d\n", r->membershipcount);
+    return r->errcode == WIRE_OK ? EX_OK_ : EX_SERVER;
+}
+
+typedef struct command {
+    const char *name;
+    int min_args, max_args;
+    int (*run)(cli *c);
+} command;
+
+static const command commands[] = {
+    {"put", 2, 2, cmd_put},         {"get", 1, 1, cmd_get},
+    {"remove", 1, 1, cmd_remove},   {"pid", 0, 0, cmd_pid},
+    {"alive", 0, 0, cmd_alive},     {"count", 0, 0, cmd_count},
+    {"members", 0, 0, cmd_members}, {"wipeout", 0, 0, cmd_wipeout},
+    {"shutdown", 0, 0, cmd_shutdown}, {"raw", 1, 3, cmd_raw},
+};
+
+/* Parses the options into c; returns 0, -1 after --help, or an exit status. */
+static int parse_options(cli *c, int argc, char **argv) {
+    static const struct option opts[] = {
+        {"server", required_argument, NULL, 's'}, {"timeout", required_argument, NULL, 't'},
+        {"retries", required_argument, NULL, 'r'}, {"hex", no_argument, NULL, 'x'},
+        {"version", required_argument, NULL, 'V'}, {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    unsigned long v;
+    int o;
+    while ((o = getopt_long(argc, argv, "s:t:r:xV:vh", opts, NULL)) != -1) {
+        switch (o) {
+        case 's': c->server_str = optarg; break;
+        case 't':
+            if (!parse_ulong(optarg, 1, 600000, &v))
+                return usage_error("--timeout: expected 1..600000 ms, got '%s'", optarg);
+            c->timeout_ms = (unsigned)v;
+            break;
+        case 'r':
+            if (!parse_ulong(optarg, 1, 20, &v))
+                return usage_error("--retries: expected 1..20, got '%s'", optarg);
+            c->retries = (unsigned)v;
+            break;
+        case 'x': c->hex = true; break;
+        case 'V': {
+            char *end;
+            errno = 0;
+            long n = strtol(optarg, &end, 0);
+            if (!*optarg || *end || errno || n < INT32_MIN || n > INT32_MAX)
+                return usage_error("--version: expected a 32-bit integer, got '%s'", optarg);
+            c->version = (int32_t)n;
+            c->has_version = true;
+            break;
+        }
+        case 'v': c->verbose = true; break;
+        case 'h': usage(stdout); return -1;
+        default: fprintf(stderr, "Try 'dht-cli --help'.\n"); return EX_USAGE_;
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    cli c = {.server_str = getenv("DHT_SERVER"), .fd = -1, .timeout_ms = 100, .retries = 4};
+    if (!c.server_str || !*c.server_str) c.server_str = DEFAULT_SERVER;
+    int rc = parse_options(&c, argc, argv);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (optind >= argc) return usage_error("%s", "missing COMMAND");
+
+    const command *cmd = NULL;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[optind], commands[i].name) == 0) cmd = &commands[i];
+    if (!cmd) return usage_error("unknown command '%s'", argv[optind]);
+    c.argv = argv + optind + 1;
+    c.argc = argc - optind - 1;
+    if (c.argc < cmd->min_args || c.argc > cmd->max_args)
+        return usage_error("%s: wrong number of arguments", cmd->name);
+    if (c.has_version && cmd->run != cmd_put && cmd->run != cmd_raw)
+        return usage_error("%s: --version applies to put and raw only", cmd->name);
+
+    switch (client_parse_addr(c.server_str, &c.server)) {
+    case 0: break;
+    case CLIENT_ERESOLVE:
+        fprintf(stderr, "dht-cli: cannot resolve host in '%s'\n", c.server_str);
+        return EX_NOHOST_;
+    default: return usage_error("bad server address '%s' (expected HOST:PORT)", c.server_str);
+    }
+    c.fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (c.fd < 0) return os_error("socket");
+    rc = cmd->run(&c);
+    close(c.fd);
+    if (fflush(stdout) != 0 && rc == 0) rc = os_error("stdout");
+    return rc;
+}
