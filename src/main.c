@@ -33,7 +33,7 @@ static void usage(FILE *f) {
         "  --suspect-ms MS        silence before a member is suspect (1000)\n"
         "  --dead-ms MS           silence before a member is dead (2000)\n"
         "  --request-timeout MS   coordinator's wait for replicas (400)\n"
-        "  --sync-ms MS           anti-entropy period (1000)\n"
+        "  --sync-ms MS           anti-entropy period (2000)\n"
         "  --cache-ms MS          reply cache lifetime, at-most-once window (5000)\n"
         "  --resp-port PORT       also speak Redis RESP2 on this TCP port\n"
         "  --http-port PORT       serve /metrics, /status and / on this TCP port\n"

@@ -13,7 +13,7 @@
 #define MAX_TARGETS (2 * REPL_MAX_N)  /* replicas plus sloppy-quorum stand-ins */
 #define BUCKETS 256
 #define BATCH_BYTES 48000             /* records per SYNC datagram, encoded */
-#define SYNC_PEERS 4                  /* digest exchanges started per period */
+#define SYNC_PEERS 3                  /* digest exchanges started per period */
 #define SWEEP_DELAY_MS 300            /* settle time after a membership change */
 
 enum { T_WAIT = 0, T_OK, T_NOKEY, T_FAIL };
@@ -50,6 +50,10 @@ struct repl {
     uint64_t salt;                    /* tells our op IDs from a past life's */
     uv_timer_t tick, sweep, sync;
     size_t inflight;
+    uint64_t *dig;                    /* digest table: [member][bucket] */
+    size_t dig_cap, dig_members;
+    uint64_t dig_epoch, dig_at;
+    uint64_t sync_pushed;             /* records pushed by anti-entropy */
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -542,40 +546,58 @@ void repl_membership_changed(node *n) {
     uv_timer_start(&r->sweep, on_sweep, SWEEP_DELAY_MS, 0);
 }
 
-typedef struct digester {
-    node *n;
-    uint32_t peer;
-    uint64_t d[BUCKETS];
-} digester;
-
+/* The digest table: for every member p, 256 bucket hashes of the records
+ * whose replicas include both this node and p. Computed in one pass over
+ * the store per sync period (or when the live set changed since); a table
+ * a little stale only makes a few buckets look different, which costs a
+ * push of those buckets, never a wrong answer. */
 static int digest_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *s) {
-    digester *dg = ctx;
+    node *n = ctx;
+    repl *r = n->repl;
     uint64_t h = ring_hash(key, klen);
     uint32_t pref[REPL_MAX_N];
-    size_t k = members_pref(dg->n->members, h, dg->n->cfg.replicas, pref);
-    bool mine = false, theirs = false;
-    for (size_t i = 0; i < k; i++) {
-        mine |= self_index(pref[i]);
-        theirs |= pref[i] == dg->peer;
-    }
-    if (mine && theirs) dg->d[h >> 56] ^= rec_digest(key, klen, s->stamp);
+    size_t k = members_pref(n->members, h, n->cfg.replicas, pref);
+    bool mine = false;
+    for (size_t i = 0; i < k; i++) mine |= self_index(pref[i]);
+    if (!mine) return 0;
+    uint64_t d = rec_digest(key, klen, s->stamp);
+    for (size_t i = 0; i < k; i++)
+        if (!self_index(pref[i]) && pref[i] < r->dig_members)
+            r->dig[(size_t)pref[i] * BUCKETS + (h >> 56)] ^= d;
     return 0;
 }
 
-static void digest_for(node *n, uint32_t peer, uint64_t *out) {
-    digester dg;
-    memset(&dg, 0, sizeof dg);
-    dg.n = n;
-    dg.peer = peer;
-    store_iter(n->store, digest_visit, &dg);
-    memcpy(out, dg.d, sizeof dg.d);
+static int digests_refresh(node *n) {
+    repl *r = n->repl;
+    size_t total = members_total(n->members);
+    if (total > r->dig_cap) {
+        uint64_t *d = realloc(r->dig, total * BUCKETS * sizeof *d);
+        if (!d) return -1;
+        r->dig = d;
+        r->dig_cap = total;
+    }
+    r->dig_members = total;
+    memset(r->dig, 0, total * BUCKETS * sizeof *r->dig);
+    store_iter(n->store, digest_visit, n);
+    r->dig_epoch = members_epoch(n->members);
+    r->dig_at = node_now(n);
+    return 0;
 }
 
-static void send_digest(node *n, uint32_t peer, uint64_t *d, uint32_t flags) {
+/* Our digests for peer, from a table at most one period old. */
+static const uint64_t *digests_for(node *n, uint32_t peer) {
+    repl *r = n->repl;
+    if (!r->dig || peer >= r->dig_members || r->dig_epoch != members_epoch(n->members) ||
+        node_now(n) - r->dig_at >= n->cfg.sync_ms)
+        if (digests_refresh(n) != 0) return NULL;
+    return peer < r->dig_members ? r->dig + (size_t)peer * BUCKETS : NULL;
+}
+
+static void send_digest(node *n, uint32_t peer, const uint64_t *d, uint32_t flags) {
     Peer p = PEER__INIT;
     p.type = PEER_DIGEST;
     p.n_digests = BUCKETS;
-    p.digests = d;
+    p.digests = (uint64_t *)d;
     p.flags = flags;
     uint8_t id[WIRE_ID_LEN] = {0};
     node_send_peer(n, &members_at(n->members, peer)->addr, id, sizeof id, &p);
@@ -587,11 +609,12 @@ static void on_digest(node *n, const Peer *p, const struct sockaddr_in *from) {
     if (p->n_digests != BUCKETS) return;
     long peer = members_find(n->members, from->sin_addr.s_addr, ntohs(from->sin_port));
     if (peer <= 0) return;
-    uint64_t mine[BUCKETS];
-    digest_for(n, (uint32_t)peer, mine);
-    if (memcmp(mine, p->digests, sizeof mine) == 0) return;
-    push(n, peer, p->digests, mine);
-    if (!(p->flags & DIGEST_REPLY)) send_digest(n, (uint32_t)peer, mine, DIGEST_REPLY);
+    const uint64_t *mine = digests_for(n, (uint32_t)peer);
+    if (!mine || memcmp(mine, p->digests, BUCKETS * sizeof *mine) == 0) return;
+    uint64_t copy[BUCKETS]; /* push() may not refresh the table, but be safe */
+    memcpy(copy, mine, sizeof copy);
+    n->repl->sync_pushed += push(n, peer, p->digests, copy);
+    if (!(p->flags & DIGEST_REPLY)) send_digest(n, (uint32_t)peer, copy, DIGEST_REPLY);
 }
 
 static void on_sync(uv_timer_t *t) {
@@ -601,13 +624,11 @@ static void on_sync(uv_timer_t *t) {
     if (wall > n->cfg.tombstone_ms)
         store_gc(n->store, (wall - n->cfg.tombstone_ms) << 16);
     size_t total = members_total(n->members);
-    if (total < 2) return;
+    if (total < 2 || digests_refresh(n) != 0) return;
     for (unsigned k = 0; k < SYNC_PEERS; k++) {
         uint32_t peer = 1 + (uint32_t)(((uint64_t)rand() * (total - 1)) / ((uint64_t)RAND_MAX + 1));
         if (members_at(n->members, peer)->state == MEMBER_DEAD) continue;
-        uint64_t d[BUCKETS];
-        digest_for(n, peer, d);
-        send_digest(n, peer, d, 0);
+        send_digest(n, peer, n->repl->dig + (size_t)peer * BUCKETS, 0);
     }
 }
 
@@ -651,6 +672,7 @@ void repl_free(repl *r) {
         for (size_t i = 0; i < MAX_OPS; i++) free(r->ops[i].val);
     free(r->ops);
     free(r->free_ops);
+    free(r->dig);
     free(r);
 }
 

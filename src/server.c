@@ -419,7 +419,7 @@ void server_defaults(node_config *cfg) {
     cfg->suspect_ms = 1000;
     cfg->dead_ms = 2000;
     cfg->request_timeout_ms = 400;
-    cfg->sync_ms = 1000;
+    cfg->sync_ms = 2000;
     cfg->cache_ms = 5000;
     cfg->cache_bytes = 256u << 20;
     cfg->tombstone_ms = 3600 * 1000;
