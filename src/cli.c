@@ -75,6 +75,7 @@ static void usage(FILE *f) {
         "  wipeout                      delete every key on the node\n"
         "  shutdown                     stop the node (checks it has stopped)\n"
         "  raw CMD_HEX [KEY [VALUE]]    send any command number, print every field\n"
+        "  pause-gossip MS              debug: the node stops gossiping for MS\n"
         "\n"
         "Options:\n"
         "  -s, --server HOST:PORT  node to ask (default $DHT_SERVER or " DEFAULT_SERVER ")\n"
@@ -510,6 +511,29 @@ static int cmd_raw(cli *c) {
     return r->errcode == WIRE_OK ? EX_OK_ : EX_SERVER;
 }
 
+/* Debug hook: the node stops gossiping (and judging others) for MS, as if
+ * frozen, so tests can make it look dead without killing it. No answer. */
+static int cmd_pause_gossip(cli *c) {
+    unsigned long ms;
+    if (!parse_ulong(c->argv[0], 1, 600000, &ms))
+        return usage_error("pause-gossip: expected 1..600000 ms, got '%s'", c->argv[0]);
+    Peer p = PEER__INIT;
+    p.type = PEER_DEBUG;
+    p.flags = PEER_DEBUG_PAUSE_GOSSIP;
+    p.bucket = (uint32_t)ms;
+    uint8_t id[WIRE_ID_LEN];
+    static uint8_t d[256];
+    int rc = client_random_id(id);
+    if (rc < 0) {
+        errno = -rc;
+        return os_error("getrandom");
+    }
+    size_t len = wire_pack(d, sizeof d, id, sizeof id, &p.base, WIRE_KIND_PEER);
+    if (!len || send_dgram(c, d, len) < 0) return os_error("sendto");
+    printf("%s: gossip paused for %lu ms\n", c->server_str, ms);
+    return 0;
+}
+
 typedef struct command {
     const char *name;
     int min_args, max_args;
@@ -522,6 +546,7 @@ static const command commands[] = {
     {"alive", 0, 0, cmd_alive},     {"count", 0, 0, cmd_count},
     {"members", 0, 0, cmd_members}, {"wipeout", 0, 0, cmd_wipeout},
     {"shutdown", 0, 0, cmd_shutdown}, {"raw", 1, 3, cmd_raw},
+    {"pause-gossip", 1, 1, cmd_pause_gossip},
 };
 
 /* Parses the options into c; returns 0, -1 after --help, or an exit status. */
