@@ -368,8 +368,14 @@ int repl_is_replica(node *n, const uint8_t *key, size_t klen, uint32_t *owner) {
     size_t k = members_pref(n->members, ring_hash(key, klen), n->cfg.replicas, pref);
     for (size_t i = 0; i < k; i++)
         if (self_index(pref[i])) return 1;
-    *owner = k ? pref[0] : 0;
-    return k == 0;
+    /* forward to the first replica not suspected of being down; if all are
+     * suspect, serve the request here (the replicas that answer will do) */
+    for (size_t i = 0; i < k; i++)
+        if (members_at(n->members, pref[i])->state == MEMBER_ALIVE) {
+            *owner = pref[i];
+            return 0;
+        }
+    return 1;
 }
 
 size_t repl_inflight(const repl *r) { return r->inflight; }

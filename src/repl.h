@@ -68,8 +68,9 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
                    const uint8_t *key, size_t klen, const uint8_t *val,
                    size_t vlen, int32_t version);
 
-/* Whether this node is among key's replicas; if not, *owner gets the
- * member index to forward to. */
+/* 1 when this node should coordinate an operation on key: it is one of the
+ * key's replicas, or none of them is above suspicion. 0 otherwise, with
+ * *owner the member index to forward to (the first replica not suspect). */
 int repl_is_replica(node *n, const uint8_t *key, size_t klen, uint32_t *owner);
 
 /* Handles replica traffic: WRITE, WRITE_ACK, READ, READ_REPLY, SYNC, DIGEST.
