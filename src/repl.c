@@ -213,11 +213,14 @@ static void read_repair(node *n, op *o) {
 /* Decides what can be decided after a reply; frees the op when done. */
 static void progress(node *n, op *o) {
     if (!o->answered) {
+        /* "not found" from R replicas may come from new replicas that have
+         * not been sent the key yet: it waits for every replica (or the
+         * deadline) before it is believed */
         if (o->cmd == WIRE_GET) {
-            if (o->replies >= o->need)
+            if (o->replies >= o->need && (o->found || o->replies == o->nt))
                 answer(n, o, o->found && !o->tomb ? WIRE_OK : WIRE_ENOKEY);
         } else if (o->cmd == WIRE_REMOVE) {
-            if (o->replies - o->fails >= o->need)
+            if (o->replies - o->fails >= o->need && (o->existed || o->replies == o->nt))
                 answer(n, o, o->existed ? WIRE_OK : WIRE_ENOKEY);
         } else if (o->oks >= o->need) {
             answer(n, o, WIRE_OK);
@@ -347,6 +350,8 @@ static void on_tick(uv_timer_t *t) {
             if (!o->answered) {
                 if (o->cmd == WIRE_GET && o->replies)
                     answer(n, o, o->found && !o->tomb ? WIRE_OK : WIRE_ENOKEY);
+                else if (o->cmd == WIRE_REMOVE && o->replies - o->fails >= o->need)
+                    answer(n, o, o->existed ? WIRE_OK : WIRE_ENOKEY);
                 else
                     answer(n, o, WIRE_EINTERNAL);
             }
