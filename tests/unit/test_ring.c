@@ -1,0 +1,420 @@
+/* Unit tests for ring: placement, preference lists, balance, stability. */
+#include <arpa/inet.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <xxhash.h>
+
+#include "ring.h"
+
+#define NODES 40
+#define KEYS 100000
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_UNDEFINED__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
+static void loopback_nodes(ring_node *v, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        v[i].ip = htonl(0x7F000001u);
+        v[i].port = (uint16_t)(7000 + i);
+    }
+}
+
+static void distinct_ip_nodes(ring_node *v, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        v[i].ip = htonl(0x0A000001u + (uint32_t)i); /* 10.0.0.1 .. */
+        v[i].port = 7000;
+    }
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static uint64_t xorshift(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+static void key_of(uint32_t i, char *buf, size_t *len) {
+    *len = (size_t)snprintf(buf, 32, "key-%u", i);
+}
+
+/* Every point, sorted, with its owner: the ring computed the slow way. */
+typedef struct bpoint {
+    uint64_t pos;
+    uint32_t owner;
+} bpoint;
+
+static int bpoint_cmp(const void *a, const void *b) {
+    const bpoint *x = a, *y = b;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+static bpoint *brute_points(const ring_node *v, size_t n, unsigned vn) {
+    bpoint *p = malloc(n * vn * sizeof *p);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++)
+        for (unsigned j = 0; j < vn; j++) {
+            p[i * vn + j].pos = ring_point(&v[i], j);
+            p[i * vn + j].owner = (uint32_t)i;
+        }
+    qsort(p, n * vn, sizeof *p, bpoint_cmp);
+    return p;
+}
+
+static size_t brute_lookup(const bpoint *p, size_t np, size_t n, uint64_t h, size_t want,
+                           uint32_t *out) {
+    size_t i = 0, k = 0;
+    while (i < np && p[i].pos < h) i++;
+    if (want > n) want = n;
+    for (size_t step = 0; step < np && k < want; step++, i++) {
+        uint32_t o = p[i % np].owner;
+        int seen = 0;
+        for (size_t j = 0; j < k; j++) seen |= out[j] == o;
+        if (!seen) out[k++] = o;
+    }
+    return k;
+}
+
+static double balance(const ring_node *v, size_t n, const char *what) {
+    ring *r = ring_new(0);
+    assert_non_null(r);
+    assert_int_equal(ring_build(r, v, n), 0);
+    double max = 0, sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        double s = ring_share(r, (uint32_t)i);
+        assert_true(s > 0);
+        sum += s;
+        if (s > max) max = s;
+    }
+    assert_true(sum > 1 - 1e-12 && sum < 1 + 1e-12);
+    double ratio = max / (sum / (double)n);
+    printf("ring: %zu nodes (%s), %d vnodes: max share / mean = %.4f\n", n, what,
+           RING_DEFAULT_VNODES, ratio);
+    ring_free(r);
+    return ratio;
+}
+
+static void test_balance_loopback_ports(void **state) {
+    (void)state;
+    ring_node v[NODES];
+    loopback_nodes(v, NODES);
+    assert_true(balance(v, NODES, "127.0.0.1:7000..7039") <= 1.15);
+}
+
+static void test_balance_distinct_ips(void **state) {
+    (void)state;
+    ring_node v[NODES];
+    distinct_ip_nodes(v, NODES);
+    assert_true(balance(v, NODES, "10.0.0.1..40:7000") <= 1.15);
+}
+
+/* The point layout is part of the protocol: every node must place the same
+ * points. Pin it against the bytes and the key hash against XXH64. */
+static void test_point_layout_and_key_hash_pinned(void **state) {
+    (void)state;
+    ring_node nd = {htonl(0x7F000001u), 7000};
+    const uint8_t b[10] = {127, 0, 0, 1, 0x1B, 0x58, 0x00, 0x01, 0x02, 0x03};
+    assert_true(ring_point(&nd, 0x00010203u) == XXH64(b, sizeof b, 0));
+    /* XXH64 of the empty input, seed 0: the published test value. */
+    assert_true(ring_hash("", 0) == 0xEF46DB3751D8E999ull);
+    assert_true(ring_hash("abc", 3) == XXH64("abc", 3, 0));
+}
+
+/* Shares are the exact arc totals: compare with arcs computed here. */
+static void test_share_is_exact_arc_fraction(void **state) {
+    (void)state;
+    enum { N = 5, V = 7 };
+    ring_node v[N];
+    loopback_nodes(v, N);
+    ring *r = ring_new(V);
+    assert_non_null(r);
+    assert_int_equal(ring_build(r, v, N), 0);
+    bpoint *p = brute_points(v, N, V);
+    uint64_t tot[N] = {0};
+    for (size_t i = 0; i < N * V; i++)
+        tot[p[i].owner] += p[i].pos - p[(i + N * V - 1) % (N * V)].pos; /* mod 2^64 */
+    for (uint32_t i = 0; i < N; i++)
+        assert_true(ring_share(r, i) == (double)tot[i] / 18446744073709551616.0);
+    assert_true(ring_share(r, N) == 0.0);
+    free(p);
+    ring_free(r);
+}
+
+/* ring_lookup agrees with a brute-force walk, including at and between
+ * points, at 0 and at the top of the circle (wrapping). */
+static void test_lookup_matches_brute_force(void **state) {
+    (void)state;
+    enum { N = 12, V = 16 };
+    ring_node v[N];
+    distinct_ip_nodes(v, N);
+    ring *r = ring_new(V);
+    assert_non_null(r);
+    assert_int_equal(ring_build(r, v, N), 0);
+    bpoint *p = brute_points(v, N, V);
+    uint64_t s = 12345;
+    uint32_t got[N + 3], exp[N + 3];
+    for (int t = 0; t < 20000; t++) {
+        uint64_t h;
+        switch (t % 6) {
+        case 0: h = p[xorshift(&s) % (N * V)].pos; break;     /* on a point */
+        case 1: h = p[xorshift(&s) % (N * V)].pos + 1; break; /* just past one */
+        case 2: h = t < 6 ? 0 : UINT64_MAX - (xorshift(&s) & 0xFF); break;
+        default: h = xorshift(&s); break;
+        }
+        size_t want = (size_t)(xorshift(&s) % (N + 3));
+        size_t k = ring_lookup(r, h, want, got);
+        assert_int_equal(k, want < N ? want : N);
+        assert_int_equal(brute_lookup(p, N * V, N, h, want, exp), k);
+        assert_memory_equal(got, exp, k * sizeof *got);
+    }
+    /* Past the last point: the first point's owner. */
+    assert_int_equal(ring_lookup(r, p[N * V - 1].pos + 1, 1, got), 1);
+    if (p[N * V - 1].pos != UINT64_MAX) assert_int_equal(got[0], p[0].owner);
+    free(p);
+    ring_free(r);
+}
+
+static void test_preference_lists_distinct_min_want_n(void **state) {
+    (void)state;
+    ring_node v[NODES];
+    loopback_nodes(v, NODES);
+    ring *r = ring_new(0);
+    assert_non_null(r);
+    assert_int_equal(ring_build(r, v, NODES), 0);
+    assert_int_equal(ring_size(r), NODES);
+    uint32_t out[NODES + 8];
+    uint64_t s = 99;
+    for (int t = 0; t < 2000; t++) {
+        size_t want = (size_t)t % (NODES + 8);
+        memset(out, 0xFF, sizeof out);
+        size_t k = ring_lookup(r, xorshift(&s), want, out);
+        assert_int_equal(k, want < NODES ? want : NODES);
+        for (size_t i = 0; i < k; i++) {
+            assert_true(out[i] < NODES);
+            for (size_t j = 0; j < i; j++) assert_true(out[i] != out[j]);
+        }
+        for (size_t i = k; i < NODES + 8; i++)
+            assert_int_equal(out[i], UINT32_MAX); /* no write past k */
+    }
+    ring_free(r);
+}
+
+/* Removing one node of 40 moves only the keys it was first for (about 1/40
+ * of them), and every preference list just loses that node and gains the
+ * next one; adding it back restores every list. */
+static void test_remove_one_moves_only_its_keys_and_add_restores(void **state) {
+    (void)state;
+    enum { GONE = 17, WANT = 3 };
+    ring_node all[NODES], less[NODES - 1];
+    loopback_nodes(all, NODES);
+    for (size_t i = 0, k = 0; i < NODES; i++)
+        if (i != GONE) less[k++] = all[i];
+    ring *r = ring_new(0);
+    assert_non_null(r);
+    assert_int_equal(ring_build(r, all, NODES), 0);
+    double gone_share = ring_share(r, GONE);
+
+    uint32_t (*before)[WANT + 1] = malloc(KEYS * sizeof *before);
+    assert_non_null(before);
+    char key[32];
+    size_t klen;
+    for (uint32_t i = 0; i < KEYS; i++) {
+        key_of(i, key, &klen);
+        assert_int_equal(ring_lookup(r, ring_hash(key, klen), WANT + 1, before[i]), WANT + 1);
+    }
+
+    assert_int_equal(ring_build(r, less, NODES - 1), 0);
+    assert_int_equal(ring_size(r), NODES - 1);
+    size_t moved = 0, owned = 0;
+    for (uint32_t i = 0; i < KEYS; i++) {
+        uint32_t after[WANT], expect[WANT];
+        key_of(i, key, &klen);
+        assert_int_equal(ring_lookup(r, ring_hash(key, klen), WANT, after), WANT);
+        for (size_t j = 0; j < WANT; j++)
+            after[j] += after[j] >= GONE; /* back to 40-node indexes */
+        size_t k = 0;
+        for (size_t j = 0; j <= WANT && k < WANT; j++)
+            if (before[i][j] != GONE) expect[k++] = before[i][j];
+        assert_memory_equal(after, expect, sizeof after);
+        owned += before[i][0] == GONE;
+        moved += after[0] != before[i][0];
+    }
+    double frac = (double)moved / KEYS;
+    printf("ring: removing 1 of %d nodes moved %.4f of primaries (share %.4f, 1/40 = %.4f)\n",
+           NODES, frac, gone_share, 1.0 / NODES);
+    assert_int_equal(moved, owned);
+    assert_true(frac > 0.5 / NODES && frac < 1.5 / NODES);
+    assert_true(frac > gone_share - 0.003 && frac < gone_share + 0.003);
+
+    assert_int_equal(ring_build(r, all, NODES), 0);
+    for (uint32_t i = 0; i < KEYS; i++) {
+        uint32_t again[WANT + 1];
+        key_of(i, key, &klen);
+        ring_lookup(r, ring_hash(key, klen), WANT + 1, again);
+        assert_memory_equal(again, before[i], sizeof again);
+    }
+    free(before);
+    ring_free(r);
+}
+
+/* Two rings built apart, one from the nodes in another order, agree on
+ * every key (by address) and on every share. */
+static void test_deterministic_across_builds_and_order(void **state) {
+    (void)state;
+    ring_node a[NODES], b[NODES];
+    distinct_ip_nodes(a, NODES);
+    for (size_t i = 0; i < NODES; i++) b[i] = a[(i * 7 + 3) % NODES]; /* a permutation */
+    ring *ra = ring_new(0), *rb = ring_new(0);
+    assert_non_null(ra);
+    assert_non_null(rb);
+    assert_int_equal(ring_build(ra, a, NODES), 0);
+    assert_int_equal(ring_build(rb, b, NODES), 0);
+    for (size_t i = 0; i < NODES; i++)
+        assert_true(ring_share(rb, (uint32_t)i) == ring_share(ra, (uint32_t)((i * 7 + 3) % NODES)));
+    char key[32];
+    size_t klen;
+    for (uint32_t i = 0; i < 20000; i++) {
+        uint32_t x[3], y[3];
+        key_of(i, key, &klen);
+        uint64_t h = ring_hash(key, klen);
+        assert_int_equal(ring_lookup(ra, h, 3, x), 3);
+        assert_int_equal(ring_lookup(rb, h, 3, y), 3);
+        for (int j = 0; j < 3; j++) assert_int_equal(x[j], (y[j] * 7 + 3) % NODES);
+    }
+    ring_free(ra);
+    ring_free(rb);
+}
+
+static void test_empty_ring_returns_zero(void **state) {
+    (void)state;
+    ring *r = ring_new(0);
+    assert_non_null(r);
+    uint32_t out[3] = {7, 7, 7};
+    assert_int_equal(ring_size(r), 0);
+    assert_int_equal(ring_lookup(r, 12345, 3, out), 0);
+    assert_true(ring_share(r, 0) == 0.0);
+    /* Built, then emptied again. */
+    ring_node v[2];
+    loopback_nodes(v, 2);
+    assert_int_equal(ring_build(r, v, 2), 0);
+    assert_int_equal(ring_lookup(r, 12345, 3, out), 2);
+    assert_int_equal(ring_build(r, v, 0), 0);
+    assert_int_equal(ring_size(r), 0);
+    assert_int_equal(ring_lookup(r, 12345, 3, out), 0);
+    assert_int_equal(ring_lookup(r, 12345, 0, out), 0);
+    ring_free(r);
+    ring_free(NULL);
+}
+
+static void test_single_node_owns_everything(void **state) {
+    (void)state;
+    ring_node v[1];
+    distinct_ip_nodes(v, 1);
+    for (unsigned vn = 1; vn <= RING_DEFAULT_VNODES; vn *= 4) {
+        ring *r = ring_new(vn);
+        assert_non_null(r);
+        assert_int_equal(ring_build(r, v, 1), 0);
+        assert_int_equal(ring_size(r), 1);
+        assert_true(ring_share(r, 0) == 1.0);
+        uint32_t out[3] = {9, 9, 9};
+        assert_int_equal(ring_lookup(r, 0, 3, out), 1);
+        assert_int_equal(out[0], 0);
+        assert_int_equal(out[1], 9);
+        assert_int_equal(ring_lookup(r, UINT64_MAX, 1, out), 1);
+        assert_int_equal(out[0], 0);
+        ring_free(r);
+    }
+}
+
+/* A build that cannot be done (more points than 32 bits count) fails and
+ * leaves the ring as it was. */
+static void test_failed_build_leaves_ring_unchanged(void **state) {
+    (void)state;
+    ring_node v[NODES];
+    loopback_nodes(v, NODES);
+    ring *r = ring_new(0);
+    assert_non_null(r);
+    assert_int_equal(ring_build(r, v, NODES), 0);
+    uint32_t before[3], after[3];
+    ring_lookup(r, 42, 3, before);
+    double share = ring_share(r, 5);
+    /* nodes is only read after the size check: n is out of reach on purpose. */
+    assert_int_equal(ring_build(r, v, (size_t)UINT32_MAX / RING_DEFAULT_VNODES + 1), -1);
+    assert_int_equal(ring_size(r), NODES);
+    assert_int_equal(ring_lookup(r, 42, 3, after), 3);
+    assert_memory_equal(before, after, sizeof before);
+    assert_true(ring_share(r, 5) == share);
+    ring_free(r);
+}
+
+/* Cost: ring_build of 40 nodes stays under 5 ms, a lookup of 3 is a
+ * binary search and a short walk (no scan of the points). */
+static void test_build_and_lookup_cost(void **state) {
+    (void)state;
+    ring_node v[NODES];
+    loopback_nodes(v, NODES);
+    ring *r = ring_new(0);
+    assert_non_null(r);
+    double best = 1e9;
+    for (int t = 0; t < 20; t++) {
+        double t0 = now_s();
+        assert_int_equal(ring_build(r, v, NODES), 0);
+        double dt = now_s() - t0;
+        if (dt < best) best = dt;
+    }
+    enum { LOOKUPS = 2000000 };
+    uint32_t out[3], acc = 0;
+    uint64_t s = 7;
+    double t0 = now_s();
+    for (int i = 0; i < LOOKUPS; i++) {
+        ring_lookup(r, xorshift(&s), 3, out);
+        acc += out[0] ^ out[2];
+    }
+    double rate = LOOKUPS / (now_s() - t0);
+    printf("ring: build of %d nodes x %d vnodes: %.3f ms; lookup of 3: %.1f M/s (acc %u)%s\n",
+           NODES, RING_DEFAULT_VNODES, best * 1e3, rate / 1e6, acc,
+           SANITIZED ? " [sanitized build]" : "");
+    assert_true(best < (SANITIZED ? 0.100 : 0.005)); /* sanitizers at -O0: ~18 ms */
+    assert_true(rate > 1e6);
+    ring_free(r);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_balance_loopback_ports),
+        cmocka_unit_test(test_balance_distinct_ips),
+        cmocka_unit_test(test_point_layout_and_key_hash_pinned),
+        cmocka_unit_test(test_share_is_exact_arc_fraction),
+        cmocka_unit_test(test_lookup_matches_brute_force),
+        cmocka_unit_test(test_preference_lists_distinct_min_want_n),
+        cmocka_unit_test(test_remove_one_moves_only_its_keys_and_add_restores),
+        cmocka_unit_test(test_deterministic_across_builds_and_order),
+        cmocka_unit_test(test_empty_ring_returns_zero),
+        cmocka_unit_test(test_single_node_owns_everything),
+        cmocka_unit_test(test_failed_build_leaves_ring_unchanged),
+        cmocka_unit_test(test_build_and_lookup_cost),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
