@@ -1,0 +1,500 @@
+#!/usr/bin/env python3
+"""Black-box tests of one dht-server node (empty peers file): every behaviour
+of the client protocol, malformed input, the memory cap, SHUTDOWN, --data-dir
+and both argument orders. Each test starts its own node.
+
+Run: DHT_BIN=build PYTHONPATH=tests/lib python3 tests/blackbox/test_single.py [name ...]
+Prints PASS/FAIL per test and a last line 'N passed, N failed'; exits 1 on failure.
+"""
+import contextlib
+import os
+import random
+import signal
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import dht  # noqa: E402
+from dht import (OK, ENOKEY, ENOSPACE, EUNKNOWN, EBADKEY, EBADVALUE, PUT, GET, REMOVE,  # noqa: E402
+                 IS_ALIVE, GET_MEMBERSHIP_LIST, f_bytes, f_varint, f_fixed32, f_fixed64, tag)
+
+NO_REPLY_WAIT = 0.5   # seconds to wait before concluding that no reply comes
+
+
+@contextlib.contextmanager
+def node(*args, workdir=None, peers_first=False, cluster=None):
+    """A started, ready single node; yields (cluster, client). Prints the
+    node's log tail if the test fails."""
+    c = cluster or dht.Cluster(1, peers=[], extra_args=list(args), workdir=workdir)
+    try:
+        if not c.running(0):
+            c.start(0, peers_first=peers_first)
+        c.wait_ready(timeout=10)
+        with c.client(0) as cl:
+            yield c, cl
+    except BaseException:
+        tail = c.log_tail(0)
+        if tail:
+            print("    --- node log (tail) ---\n    " + tail.replace("\n", "\n    "))
+        raise
+    finally:
+        c.cleanup()
+
+
+def expect(resp, err, what=""):
+    assert resp.err == err, "%s: expected %s, got %s" % (
+        what or "reply", dht.err_name(err), dht.err_name(resp.err))
+    return resp
+
+
+def assert_serves(c, cl, what):
+    """The node is still running and serving after `what`."""
+    assert c.running(0), "node exited after %s (status %s)" % (what, c.procs[0].returncode)
+    try:
+        expect(cl.request(IS_ALIVE), OK, "IS_ALIVE after " + what)
+        k = os.urandom(8).hex()
+        expect(cl.put(k, b"still-here"), OK, "PUT after " + what)
+        r = expect(cl.get(k), OK, "GET after " + what)
+        assert r.value == b"still-here", "GET after %s returned %r" % (what, r.value)
+    except dht.Timeout:
+        raise AssertionError("node stopped answering after %s" % what) from None
+
+
+def no_reply(cl, msg_id, wait=NO_REPLY_WAIT):
+    """True if no datagram carrying msg_id arrives within wait seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return True
+        got = cl.recv(left)
+        if got is None:
+            return True
+        try:
+            if dht.decode_msg(got[0]).id == msg_id:
+                return False
+        except dht.DecodeError:
+            pass
+
+
+# ---------------------------------------------------------------- codec
+
+def test_checksum_test_vector():
+    assert dht.checksum(bytes([1, 2, 3, 4]), bytes([5, 6, 7, 8])) == 1070237893
+    dht._selftest()
+
+
+# ---------------------------------------------------------------- basic commands
+
+def test_put_get_remove_round_trip():
+    with node() as (c, cl):
+        expect(cl.put(b"alpha", b"one"), OK, "PUT")
+        r = expect(cl.get(b"alpha"), OK, "GET")
+        assert r.value == b"one", r
+        expect(cl.put(b"alpha", b"two"), OK, "overwriting PUT")
+        assert expect(cl.get(b"alpha"), OK, "GET").value == b"two"
+        expect(cl.remove(b"alpha"), OK, "REMOVE")
+        expect(cl.get(b"alpha"), ENOKEY, "GET after REMOVE")
+        bin_key, bin_val = bytes(range(32)), bytes(range(256)) * 4
+        expect(cl.put(bin_key, bin_val), OK, "PUT binary")
+        assert expect(cl.get(bin_key), OK, "GET binary").value == bin_val
+
+
+def test_empty_value_is_stored():
+    with node() as (c, cl):
+        expect(cl.put(b"empty", b""), OK, "PUT empty value")
+        assert expect(cl.get(b"empty"), OK, "GET").value == b""
+
+
+def test_get_missing_is_no_such_key():
+    with node() as (c, cl):
+        expect(cl.get(b"never-put"), ENOKEY, "GET missing")
+
+
+def test_remove_missing_is_no_such_key():
+    with node() as (c, cl):
+        expect(cl.remove(b"never-put"), ENOKEY, "REMOVE missing")
+
+
+def test_version_stored_and_returned():
+    with node() as (c, cl):
+        for i, v in enumerate((1, 42, 2**31 - 1, -1, -2**31)):
+            k = b"ver%d" % i
+            expect(cl.put(k, b"x", version=v), OK, "PUT version %d" % v)
+            r = expect(cl.get(k), OK, "GET")
+            assert r.version == v, "version %d stored, %d returned" % (v, r.version)
+        expect(cl.put(b"ver0", b"y", version=7), OK, "PUT")
+        r = cl.get(b"ver0")
+        assert (r.value, r.version) == (b"y", 7), r
+        expect(cl.put(b"nover", b"z"), OK, "PUT")
+        assert cl.get(b"nover").version == 0
+
+
+def test_empty_key_is_invalid():
+    with node() as (c, cl):
+        for cmd in (PUT, GET, REMOVE):
+            expect(cl.request(cmd, b"", b"v"), EBADKEY, "%s with empty key" % dht.CMD_NAMES[cmd])
+
+
+def test_key_over_32_bytes_is_invalid():
+    with node() as (c, cl):
+        for cmd in (PUT, GET, REMOVE):
+            for n in (33, 100, 1000):
+                expect(cl.request(cmd, b"k" * n, b"v"), EBADKEY,
+                       "%s with %d-byte key" % (dht.CMD_NAMES[cmd], n))
+        expect(cl.get(b"k" * 32), ENOKEY, "GET of the 32-byte prefix (nothing stored)")
+
+
+def test_key_of_32_bytes_is_accepted():
+    with node() as (c, cl):
+        k = bytes(range(1, 33))
+        expect(cl.put(k, b"v"), OK, "PUT 32-byte key")
+        assert expect(cl.get(k), OK, "GET 32-byte key").value == b"v"
+        expect(cl.put(b"x", b"one-byte key"), OK, "PUT 1-byte key")
+        expect(cl.remove(k), OK, "REMOVE 32-byte key")
+
+
+def test_value_over_10000_bytes_is_invalid():
+    with node() as (c, cl):
+        for n in (10001, 20000, 60000):
+            expect(cl.put(b"big", b"v" * n), EBADVALUE, "PUT %d-byte value" % n)
+        expect(cl.get(b"big"), ENOKEY, "GET after rejected PUTs")
+
+
+def test_value_of_10000_bytes_is_accepted():
+    with node() as (c, cl):
+        v = os.urandom(10000)
+        expect(cl.put(b"big", v), OK, "PUT 10000-byte value")
+        assert expect(cl.get(b"big"), OK, "GET").value == v
+
+
+def test_unknown_command():
+    with node() as (c, cl):
+        for cmd in (0x00, 0x09, 0x10, 0x21, 0x23, 0x7F, 0xFF, 1000, 0xFFFFFFFF):
+            expect(cl.request(cmd, b"key", b"v"), EUNKNOWN, "command 0x%x" % cmd)
+
+
+def test_is_alive():
+    with node() as (c, cl):
+        expect(cl.request(IS_ALIVE), OK, "IS_ALIVE")
+
+
+def test_get_pid_is_the_process_pid():
+    with node() as (c, cl):
+        r = expect(cl.request(dht.GET_PID), OK, "GET_PID")
+        assert r.pid == c.pid(0), "GET_PID %d, process %d" % (r.pid, c.pid(0))
+
+
+def test_membership_count_is_one():
+    with node() as (c, cl):
+        r = expect(cl.request(dht.GET_MEMBERSHIP_COUNT), OK, "GET_MEMBERSHIP_COUNT")
+        assert r.members == 1, "membership count %d" % r.members
+
+
+def _is_local_ip(ip):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind((ip, 0))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def test_membership_list_contains_the_node():
+    with node() as (c, cl):
+        r = expect(cl.request(GET_MEMBERSHIP_LIST), OK, "GET_MEMBERSHIP_LIST")
+        members = dht.parse_member_list(r.value)
+        assert len(members) == 1, "member list of a single node: %r" % r.value
+        ip, port, state = members[0]
+        assert port == c.port(0), "listed port %d, node port %d (%r)" % (port, c.port(0), r.value)
+        assert _is_local_ip(ip), "listed address %s is not an address of this machine" % ip
+        assert state == "alive", "state %r" % state
+
+
+def test_wipeout_empties_the_store():
+    with node() as (c, cl):
+        keys = [b"w%d" % i for i in range(50)]
+        for k in keys:
+            expect(cl.put(k, b"v" + k), OK, "PUT")
+        expect(cl.wipeout(), OK, "WIPEOUT")
+        for k in keys:
+            expect(cl.get(k), ENOKEY, "GET after WIPEOUT")
+        expect(cl.put(b"after", b"x"), OK, "PUT after WIPEOUT")
+        assert cl.get(b"after").value == b"x"
+
+
+# ---------------------------------------------------------------- at-most-once
+
+def test_retried_remove_answers_what_the_first_answered():
+    with node() as (c, cl):
+        expect(cl.put(b"k", b"v"), OK, "PUT")
+        rid = dht.new_id()
+        expect(cl.request(REMOVE, b"k", msg_id=rid), OK, "first REMOVE")
+        expect(cl.request(REMOVE, b"k", msg_id=rid), OK, "retried REMOVE (same ID)")
+        expect(cl.request(REMOVE, b"k"), ENOKEY, "REMOVE with a new ID")
+        # and a first answer 'no such key' is repeated even if the key appears meanwhile
+        rid2 = dht.new_id()
+        expect(cl.request(REMOVE, b"k2", msg_id=rid2), ENOKEY, "first REMOVE of missing key")
+        expect(cl.put(b"k2", b"v"), OK, "PUT")
+        expect(cl.request(REMOVE, b"k2", msg_id=rid2), ENOKEY, "retried REMOVE (same ID)")
+        expect(cl.get(b"k2"), OK, "GET: the retry must not have removed the key")
+
+
+def test_retried_put_does_not_overwrite_a_later_put():
+    with node() as (c, cl):
+        pid = dht.new_id()
+        expect(cl.request(PUT, b"k", b"first", msg_id=pid), OK, "first PUT")
+        expect(cl.put(b"k", b"second"), OK, "second PUT (new ID)")
+        expect(cl.request(PUT, b"k", b"first", msg_id=pid), OK, "retried first PUT (same ID)")
+        r = expect(cl.get(b"k"), OK, "GET")
+        assert r.value == b"second", "a retried PUT overwrote a later one: %r" % r.value
+
+
+def test_retried_get_is_answered_with_the_same_id():
+    with node() as (c, cl):
+        expect(cl.put(b"k", b"v"), OK, "PUT")
+        gid = dht.new_id()
+        r1 = cl.request(GET, b"k", msg_id=gid)
+        r2 = cl.request(GET, b"k", msg_id=gid)
+        assert r1.id == r2.id == gid
+        assert (r1.err, r1.value) == (r2.err, r2.value) == (OK, b"v"), (r1, r2)
+
+
+# ---------------------------------------------------------------- bad input
+
+def test_bad_checksum_is_dropped():
+    with node() as (c, cl):
+        expect(cl.put(b"k", b"v"), OK, "PUT")
+        rid = dht.new_id()
+        payload = dht.encode_request(REMOVE, b"k")
+        good = dht.checksum(rid, payload)
+        for bad in (good ^ 1, good + 1, 0, good | (1 << 32), (1 << 64) - 1):
+            cl.send(dht.encode_msg(rid, payload, check=bad))
+            assert no_reply(cl, rid), "reply to a datagram with checksum %d (right: %d)" % (bad, good)
+        # checksum over the ID alone, or the payload alone, is wrong too
+        for bad in (dht.checksum(rid, b""), dht.checksum(b"", payload)):
+            cl.send(dht.encode_msg(rid, payload, check=bad))
+            assert no_reply(cl, rid), "reply to a datagram with a partial checksum"
+        assert_serves(c, cl, "bad checksums")
+        assert expect(cl.get(b"k"), OK, "GET: the dropped REMOVEs must not have run").value == b"v"
+        # the dropped ID was not cached: a correct datagram with it is served
+        expect(cl.request(REMOVE, b"k", msg_id=rid), OK, "REMOVE with the dropped ID")
+
+
+def _survives(frames, what):
+    with node() as (c, cl):
+        for f in frames:
+            cl.send(f)
+        time.sleep(0.1)
+        assert_serves(c, cl, what)
+
+
+def test_random_bytes_do_not_crash():
+    rnd = random.Random(1)
+    frames = [bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(1, 300))) for _ in range(300)]
+    _survives(frames, "random datagrams")
+
+
+def test_empty_datagram_does_not_crash():
+    _survives([b""] * 5, "empty datagrams")
+
+
+def test_truncated_frames_do_not_crash():
+    rid, good = dht.request_datagram(PUT, b"trunc", b"v" * 100, 3)
+    frames = [good[:n] for n in range(len(good))]
+    inner = dht.encode_request(PUT, b"trunc", b"v" * 100, 3)
+    for n in range(len(inner)):   # Msg intact, payload truncated (right checksum)
+        frames.append(dht.encode_msg(rid, inner[:n]))
+    _survives(frames, "truncated frames")
+
+
+def test_wrong_wire_types_do_not_crash():
+    rid = dht.new_id()
+    req = dht.encode_request(GET, b"k")
+    chk = dht.checksum(rid, req)
+    frames = [
+        f_varint(1, 12345) + f_bytes(2, req) + f_fixed64(3, chk),          # ID as varint
+        f_bytes(1, rid) + f_varint(2, 7) + f_fixed64(3, chk),              # payload as varint
+        f_bytes(1, rid) + f_bytes(2, req) + f_varint(3, chk),              # checksum as varint
+        f_bytes(1, rid) + f_bytes(2, req) + f_fixed32(3, chk),             # checksum as fixed32
+        f_bytes(1, rid) + f_bytes(2, req) + f_bytes(3, b"12345678"),       # checksum as bytes
+        f_fixed64(1, 1) + f_fixed32(2, 2) + f_fixed64(3, chk),
+        f_bytes(1, rid) + f_bytes(2, req) + f_fixed64(3, chk) + f_bytes(4, b"kind"),
+        tag(1, dht.WT_SGROUP) + f_bytes(2, req) + tag(1, dht.WT_EGROUP) + f_fixed64(3, chk),
+        tag(1, 6) + b"\x00" * 20, tag(2, 7) + b"\x00" * 20,                 # wire types 6, 7
+        b"\x00" + f_bytes(1, rid),                                          # field number 0
+    ]
+    # a correct Msg whose KVRequest has fields of the wrong wire types
+    for bad in (f_bytes(1, b"\x01"), f_fixed64(1, PUT) + f_bytes(2, b"k"),
+                f_varint(1, GET) + f_varint(2, 5), f_varint(1, PUT) + f_bytes(2, b"k") + f_fixed32(3, 1),
+                f_varint(1, PUT) + f_bytes(2, b"k") + f_bytes(4, b"ver"),
+                f_varint(1, GET) + f_bytes(2, b"k") + tag(5, dht.WT_SGROUP)):
+        i = dht.new_id()
+        frames.append(dht.encode_msg(i, bad))
+    _survives(frames, "wrong wire types")
+
+
+def test_huge_length_prefix_does_not_crash():
+    rid = dht.new_id()
+    frames = []
+    for n in (2**31 - 1, 2**31, 2**32 - 1, 2**32 + 5, 2**63, 2**64 - 1, 70000, 65536):
+        frames.append(f_bytes(1, rid, length=n) + b"x" * 40)
+        frames.append(f_bytes(1, rid) + f_bytes(2, b"abc", length=n))
+        payload = f_varint(1, PUT) + f_bytes(2, b"k", length=n) + b"v" * 20
+        frames.append(dht.encode_msg(rid, payload))
+        payload = f_varint(1, PUT) + f_bytes(2, b"k") + f_bytes(3, b"v", length=n)
+        frames.append(dht.encode_msg(rid, payload))
+    frames.append(f_bytes(1, rid)[:1] + b"\xff" * 10 + b"\x01")     # 11-byte varint length
+    _survives(frames, "huge length prefixes")
+
+
+def test_valid_msg_with_garbage_payload_does_not_crash():
+    rnd = random.Random(2)
+    frames = []
+    for kind in (0, 0, 1, 2, 99):
+        for _ in range(60):
+            junk = bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(0, 200)))
+            frames.append(dht.encode_msg(dht.new_id(), junk, kind=kind))
+    # odd but well-formed Msgs: no ID, short ID, long ID, no payload
+    req = dht.encode_request(IS_ALIVE)
+    for mid in (b"", b"x", os.urandom(15), os.urandom(17), os.urandom(1000)):
+        frames.append(dht.encode_msg(mid, req))
+    frames.append(dht.encode_msg(dht.new_id(), b""))
+    _survives(frames, "Msgs with garbage payloads")
+
+
+def test_64k_datagram_does_not_crash():
+    rnd = random.Random(3)
+    big = bytes(rnd.getrandbits(8) for _ in range(dht.MAX_DATAGRAM))
+    rid = dht.new_id()
+    frames = [big, dht.encode_msg(rid, big[:dht.MAX_DATAGRAM - 40])]
+    _survives(frames, "64 KiB datagrams")
+
+
+def test_max_size_put_is_invalid_value():
+    """A well-formed PUT filling the largest UDP datagram gets 0x07."""
+    with node() as (c, cl):
+        rid = dht.new_id()
+        n = dht.MAX_DATAGRAM - 60
+        dgram = dht.encode_msg(rid, dht.encode_request(PUT, b"huge", b"v" * n))
+        assert len(dgram) <= dht.MAX_DATAGRAM, len(dgram)
+        try:
+            r = cl.request_raw(dgram, rid)
+        except dht.Timeout:
+            raise AssertionError("no reply to a %d-byte PUT datagram" % len(dgram)) from None
+        expect(r, EBADVALUE, "PUT with a %d-byte value" % n)
+        assert_serves(c, cl, "a maximal datagram")
+
+
+# ---------------------------------------------------------------- memory cap
+
+def _fill(cl, prefix, size, limit=2000):
+    """PUTs keys of `size`-byte values until OUT_OF_SPACE; returns
+    (stored {key: value}, key that did not fit)."""
+    stored = {}
+    for i in range(limit):
+        k = b"%s%05d" % (prefix, i)
+        v = bytes([i % 251]) * size
+        r = cl.put(k, v)
+        if r.err == ENOSPACE:
+            return stored, k
+        expect(r, OK, "PUT #%d while filling" % i)
+        stored[k] = v
+    raise AssertionError("no OUT_OF_SPACE after %d PUTs of %d bytes (%d bytes) with --max-memory 100K"
+                         % (limit, size, limit * size))
+
+
+def test_memory_cap_out_of_space_keeps_data_and_remove_frees():
+    with node("--max-memory", "100K") as (c, cl):
+        stored, rejected = _fill(cl, b"fill", 1000)
+        nbytes = sum(len(k) + len(v) for k, v in stored.items())
+        assert nbytes <= 100 * 1024, "stored %d key+value bytes under a 100 KiB cap" % nbytes
+        assert nbytes >= 50 * 1024, "OUT_OF_SPACE after only %d key+value bytes of a 100 KiB cap" % nbytes
+        expect(cl.get(rejected), ENOKEY, "GET of the key that did not fit")
+        for k, v in stored.items():
+            r = expect(cl.get(k), OK, "GET %r after OUT_OF_SPACE" % k)
+            assert r.value == v, "value of %r changed" % k
+        # small values may still not fit, but a removal must make room
+        for k in list(stored)[:5]:
+            expect(cl.remove(k), OK, "REMOVE")
+            del stored[k]
+        expect(cl.put(rejected, bytes([7]) * 1000), OK, "PUT after removing 5 values")
+        assert cl.get(rejected).value == bytes([7]) * 1000
+        # the cap still holds
+        more, _ = _fill(cl, b"more", 1000, limit=200)
+        assert len(more) <= 6, "%d more 1000-byte values fit after freeing 5" % len(more)
+
+
+def test_memory_cap_wipeout_frees_space():
+    with node("--max-memory", "100K") as (c, cl):
+        first, _ = _fill(cl, b"a", 2000)
+        expect(cl.wipeout(), OK, "WIPEOUT")
+        second, _ = _fill(cl, b"b", 2000)
+        assert len(second) >= len(first) - 1, "%d values fit after WIPEOUT, %d before" % (
+            len(second), len(first))
+
+
+def test_memory_cap_overwrite_does_not_leak():
+    """Overwriting one key many times must not use up the cap."""
+    with node("--max-memory", "100K") as (c, cl):
+        for i in range(300):
+            expect(cl.put(b"same", bytes([i % 256]) * 5000), OK, "overwrite #%d of a 5000-byte value" % i)
+        for i in range(300):
+            expect(cl.put(b"x%d" % (i % 3), b"y" * 5000), OK, "PUT")
+            expect(cl.remove(b"x%d" % (i % 3)), OK, "REMOVE")
+
+
+# ---------------------------------------------------------------- life cycle
+
+def test_shutdown_exits_promptly():
+    with node() as (c, cl):
+        t0 = time.monotonic()
+        cl.shutdown()
+        rc = c.wait_exit(0, 2.0)
+        assert rc is not None, "still running 2 s after SHUTDOWN"
+        dt = time.monotonic() - t0
+        assert dt < 1.0, "took %.2f s to exit after SHUTDOWN" % dt
+        assert not cl.alive(timeout=0.1, retries=2), "answers IS_ALIVE after SHUTDOWN"
+
+
+def test_data_dir_survives_sigkill():
+    c = dht.Cluster(1, peers=[])
+    ddir = c.data_dir(0)
+    os.makedirs(ddir, exist_ok=True)
+    c.extra_args = ["--data-dir", ddir]
+    with node(cluster=c) as (c, cl):
+        keys = {b"persist%03d" % i: os.urandom(random.randrange(1, 3000)) for i in range(100)}
+        for i, (k, v) in enumerate(keys.items()):
+            expect(cl.put(k, v, version=i + 1), OK, "PUT")
+        expect(cl.remove(b"persist000"), OK, "REMOVE")
+        del keys[b"persist000"]
+        old = c.pid(0)
+        c.kill(0, signal.SIGKILL)
+        assert not c.running(0)
+        c.start(0)
+        c.wait_ready(timeout=10)
+        assert cl.pid() != old
+        for i, (k, v) in enumerate(keys.items()):
+            r = expect(cl.get(k), OK, "GET %r after SIGKILL and restart" % k)
+            assert r.value == v, "value of %r differs after restart" % k
+            assert r.version == i + 2, "version of %r: %d, expected %d" % (k, r.version, i + 2)
+        expect(cl.get(b"persist000"), ENOKEY, "GET of a removed key after restart")
+
+
+def test_port_then_peers_argument_order():
+    with node() as (c, cl):
+        expect(cl.request(IS_ALIVE), OK, "IS_ALIVE")
+        assert cl.pid() == c.pid(0)
+
+
+def test_peers_then_port_argument_order():
+    with node(peers_first=True) as (c, cl):
+        expect(cl.request(IS_ALIVE), OK, "IS_ALIVE")
+        assert cl.pid() == c.pid(0)
+
+
+if __name__ == "__main__":
+    sys.exit(dht.run_tests(globals()))
