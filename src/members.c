@@ -54,20 +54,25 @@ static int add(members *m, uint32_t ip, uint16_t port) {
 
 /* Rebuilds the ring from the live members. */
 static void rebuild(members *m) {
-    ring_node *nodes = malloc((m->len ? m->len : 1) * sizeof *nodes);
-    if (!nodes) return; /* keep the old ring: stale, never wrong in shape */
+    size_t cap = m->len ? m->len : 1;
+    ring_node *nodes = malloc(cap * sizeof *nodes);
+    uint32_t *map = malloc(cap * sizeof *map);
+    if (!nodes || !map) goto out; /* keep the old ring: stale, never wrong in shape */
     size_t k = 0;
     for (size_t i = 0; i < m->len; i++) {
         if (m->v[i].state == MEMBER_DEAD) continue;
         nodes[k].ip = m->v[i].ip;
         nodes[k].port = m->v[i].port;
-        m->ring_map[k++] = (uint32_t)i;
+        map[k++] = (uint32_t)i;
     }
     if (ring_build(m->ring, nodes, k) == 0) {
+        memcpy(m->ring_map, map, k * sizeof *map);
         m->live = k;
         m->epoch++;
     }
+out:
     free(nodes);
+    free(map);
 }
 
 static void set_state(members *m, member *e, int state) {

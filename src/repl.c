@@ -247,7 +247,7 @@ static void on_reply(op *o, size_t i, uint32_t err, const store_rec *rec) {
                 o->st[i] = T_FAIL;
                 return;
             }
-            memcpy(v, rec->val, rec->vlen);
+            if (rec->vlen) memcpy(v, rec->val, rec->vlen);
             o->val = v;
             o->vlen = rec->vlen;
             o->version = rec->version;

@@ -218,7 +218,6 @@ static void client_request(node *n, const uint8_t *id, size_t idlen,
     repl_origin o;
     memset(&o, 0, sizeof o);
     o.done = udp_done;
-    if (idlen > sizeof o.id) idlen = sizeof o.id;
     memcpy(o.id, id, idlen);
     o.idlen = idlen;
     o.addr = *client;
@@ -276,6 +275,12 @@ static void on_datagram(node *n, const uint8_t *buf, size_t len, const struct so
         return;
     }
     if (rc != 0) {
+        n->stats.dropped_malformed++;
+        return;
+    }
+    /* A reply is matched by its message ID: without one (or with one too long
+     * to keep) there is nothing a sender could match, so drop the datagram. */
+    if (f.idlen == 0 || f.idlen > sizeof ((repl_origin *)0)->id) {
         n->stats.dropped_malformed++;
         return;
     }
