@@ -15,13 +15,18 @@
 #define BATCH_BYTES 48000             /* records per SYNC datagram, encoded */
 #define SYNC_PEERS 3                  /* digest exchanges started per period */
 #define SWEEP_DELAY_MS 300            /* settle time after a membership change */
+#define MAX_HINTS 65536               /* hinted-handoff records kept */
+#define HANDOFF_MS 250                /* hint delivery round */
+#define HINT_RETRY_MS 1000            /* resend an unacknowledged hint */
+#define HINT_TRIES 30                 /* then anti-entropy is left to do it */
+#define NO_HINT UINT32_MAX
 
 enum { T_WAIT = 0, T_OK, T_NOKEY, T_FAIL };
 
 typedef struct op {
     struct op *prev, *next;           /* active list, oldest first */
     uint32_t gen;
-    bool used, answered;
+    bool used, answered, standins;
     uint32_t cmd;
     repl_origin origin;
     uint8_t key[WIRE_MAX_KEY];
@@ -30,6 +35,7 @@ typedef struct op {
     uint64_t resend_at, deadline;
     size_t nt;                        /* targets */
     uint32_t t[MAX_TARGETS];
+    uint32_t hint[MAX_TARGETS];       /* stand-ins: the replica they stand in for */
     uint8_t st[MAX_TARGETS];
     uint64_t tstamp[MAX_TARGETS];     /* read: stamp each one answered with */
     unsigned need, oks, replies, existed, fails;
@@ -41,6 +47,19 @@ typedef struct op {
     bool tomb, found;
 } op;
 
+/* A write held for a replica that could not take it (hinted handoff): the
+ * key, kept here, is sent to the replica once it is alive again. */
+typedef struct hint {
+    bool used;
+    uint8_t klen;
+    uint8_t key[WIRE_MAX_KEY];
+    uint32_t ip;
+    uint16_t port;
+    uint16_t tries;
+    uint32_t seq;                     /* matches the acknowledgement */
+    uint64_t next_ms;
+} hint;
+
 struct repl {
     node *n;
     op *ops;
@@ -48,12 +67,16 @@ struct repl {
     size_t nfree;
     op *head, *tail;
     uint64_t salt;                    /* tells our op IDs from a past life's */
-    uv_timer_t tick, sweep, sync;
+    uv_timer_t tick, sweep, sync, handoff;
     size_t inflight;
     uint64_t *dig;                    /* digest table: [member][bucket] */
     size_t dig_cap, dig_members;
     uint64_t dig_epoch, dig_at;
     uint64_t sync_pushed;             /* records pushed by anti-entropy */
+    hint *hints;                      /* slots; hints_hwm bounds the used ones */
+    size_t hints_cap, hints_hwm, nhints;
+    uint32_t hint_seq;
+    uint64_t hints_delivered, hints_dropped;
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -127,10 +150,12 @@ static uint32_t apply(node *n, const uint8_t *key, size_t klen, const store_rec 
     store_rec cur;
     bool had = store_get(n->store, key, klen, &cur) == 0 && !cur.tomb;
     if (existed) *existed = had;
-    if (rec->tomb && !had) return WIRE_ENOKEY; /* nothing to remove here */
+    /* a tombstone is kept even where the key was missing, so an older copy
+     * pushed here later cannot bring the key back */
     int rc = store_put(n->store, key, klen, rec);
-    if (rc == 0 || rc == STORE_ESTALE) return WIRE_OK;
-    return rc == STORE_ENOSPACE ? WIRE_ENOSPACE : WIRE_EINTERNAL;
+    if (rc != 0 && rc != STORE_ESTALE)
+        return rc == STORE_ENOSPACE ? WIRE_ENOSPACE : WIRE_EINTERNAL;
+    return rec->tomb && !had ? WIRE_ENOKEY : WIRE_OK;
 }
 
 static void apply_record(node *n, const Record *rec) {
@@ -140,6 +165,114 @@ static void apply_record(node *n, const Record *rec) {
     node_stamp_seen(n, rec->stamp);
     store_put(n->store, rec->key.data, rec->key.len, &s);
 }
+
+/* ---- hinted handoff ---------------------------------------------------- */
+
+#define HINT_SALT 0x48494e5448494e54ull /* tells hint IDs from operation IDs */
+
+static void hint_id(const repl *r, const hint *h, uint8_t id[WIRE_ID_LEN]) {
+    uint64_t v = ((uint64_t)h->seq << 32) | (uint64_t)(h - r->hints), salt = r->salt ^ HINT_SALT;
+    memcpy(id, &v, 8);
+    memcpy(id + 8, &salt, 8);
+}
+
+static hint *hint_from_id(repl *r, const uint8_t *id, size_t idlen) {
+    uint64_t v, salt = r->salt ^ HINT_SALT;
+    if (idlen != WIRE_ID_LEN || memcmp(id + 8, &salt, 8) != 0) return NULL;
+    memcpy(&v, id, 8);
+    uint32_t i = (uint32_t)v;
+    if (i >= r->hints_hwm) return NULL;
+    hint *h = &r->hints[i];
+    return h->used && h->seq == (uint32_t)(v >> 32) ? h : NULL;
+}
+
+static void hint_free(repl *r, hint *h) {
+    h->used = false;
+    r->nhints--;
+    while (r->hints_hwm && !r->hints[r->hints_hwm - 1].used) r->hints_hwm--;
+}
+
+/* Keeps key for the replica at ip:port, which missed its write. */
+static void hint_add(node *n, const uint8_t *key, size_t klen, uint32_t ip, uint16_t port) {
+    repl *r = n->repl;
+    if (ip == n->self.sin_addr.s_addr && port == ntohs(n->self.sin_port)) return;
+    if (r->nhints >= MAX_HINTS) {
+        r->hints_dropped++; /* anti-entropy will repair that replica */
+        return;
+    }
+    size_t i = r->hints_hwm;
+    if (r->nhints < r->hints_hwm) /* a free slot below the mark */
+        for (i = 0; r->hints[i].used; i++) {}
+    if (i == r->hints_cap) {
+        size_t cap = r->hints_cap ? 2 * r->hints_cap : 256;
+        hint *nh = realloc(r->hints, cap * sizeof *nh);
+        if (!nh) {
+            r->hints_dropped++;
+            return;
+        }
+        memset(nh + r->hints_cap, 0, (cap - r->hints_cap) * sizeof *nh);
+        r->hints = nh;
+        r->hints_cap = cap;
+    }
+    hint *h = &r->hints[i];
+    memset(h, 0, sizeof *h);
+    h->used = true;
+    memcpy(h->key, key, klen);
+    h->klen = (uint8_t)klen;
+    h->ip = ip;
+    h->port = port;
+    h->seq = ++r->hint_seq;
+    h->next_ms = node_now(n);
+    r->nhints++;
+    if (i >= r->hints_hwm) r->hints_hwm = i + 1;
+}
+
+/* Sends each hinted record to its replica once the replica is alive; a
+ * hint goes when acknowledged, when its replica is declared dead (the
+ * re-replication sweep covers the keys then) or after HINT_TRIES sends. */
+static void on_handoff(uv_timer_t *t) {
+    node *n = t->data;
+    repl *r = n->repl;
+    uint64_t now = node_now(n);
+    for (size_t i = 0; i < r->hints_hwm; i++) {
+        hint *h = &r->hints[i];
+        if (!h->used || h->next_ms > now) continue;
+        long m = members_find(n->members, h->ip, h->port);
+        store_rec cur;
+        if (m <= 0 || members_at(n->members, (size_t)m)->state == MEMBER_DEAD ||
+            h->tries >= HINT_TRIES || store_get(n->store, h->key, h->klen, &cur) != 0) {
+            r->hints_dropped += h->tries >= HINT_TRIES;
+            hint_free(r, h);
+            continue;
+        }
+        if (members_at(n->members, (size_t)m)->state != MEMBER_ALIVE) continue;
+        uint8_t id[WIRE_ID_LEN];
+        hint_id(r, h, id);
+        Record rec;
+        record_fill(&rec, h->key, h->klen, &cur);
+        Record *recs[1] = {&rec};
+        Peer p = PEER__INIT;
+        p.type = PEER_WRITE;
+        p.n_records = 1;
+        p.records = recs;
+        node_send_peer(n, &members_at(n->members, (size_t)m)->addr, id, sizeof id, &p);
+        h->tries++;
+        h->next_ms = now + HINT_RETRY_MS;
+    }
+}
+
+static bool hint_acked(node *n, const uint8_t *id, size_t idlen, const Peer *p) {
+    repl *r = n->repl;
+    hint *h = hint_from_id(r, id, idlen);
+    if (!h) return false;
+    if (p->type == PEER_WRITE_ACK && (p->err == WIRE_OK || p->err == WIRE_ENOKEY)) {
+        r->hints_delivered++;
+        hint_free(r, h);
+    }
+    return true;
+}
+
+size_t repl_hints(const repl *r) { return r->nhints; }
 
 /* ---- coordinator -------------------------------------------------------- */
 
@@ -153,6 +286,7 @@ static void answer(node *n, op *o, uint32_t err) {
         res.version = o->version;
     }
     uint64_t us = (node_now(n) - o->origin.start_ms) * 1000;
+    n->stats.lat_sum_us += us;
     unsigned b = 0;
     while (us > 1 && b < 31) us >>= 1, b++;
     n->stats.lat_us[b]++;
@@ -171,6 +305,11 @@ static void send_write(node *n, op *o, size_t i) {
     p.n_records = 1;
     p.records = recs;
     p.flags = o->tomb ? PEER_FLAG_REMOVE : 0;
+    if (o->hint[i] != NO_HINT) {
+        const member *h = members_at(n->members, o->hint[i]);
+        p.hint_ip = h->ip;
+        p.hint_port = h->port;
+    }
     const member *m = members_at(n->members, o->t[i]);
     node_send_peer(n, &m->addr, id, sizeof id, &p);
 }
@@ -291,6 +430,7 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
     o->h = ring_hash(key, klen);
     unsigned nrep = n->cfg.replicas;
     o->nt = members_pref(n->members, o->h, nrep, o->t);
+    for (size_t i = 0; i < o->nt; i++) o->hint[i] = NO_HINT;
     unsigned q = cmd == WIRE_GET ? n->cfg.read_quorum : n->cfg.write_quorum;
     o->need = q < o->nt ? q : (unsigned)o->nt;
     if (cmd != WIRE_GET) {
@@ -319,24 +459,36 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
     return 0;
 }
 
-/* Adds stand-ins for silent replicas (sloppy quorum): the next live
- * members of the preference list that are not targets yet. */
+/* Adds stand-ins for replicas silent at the first resend, once per write
+ * (sloppy quorum): the next live members of the preference list that are
+ * not targets yet. Each keeps a hint naming the replica it stands in for
+ * (hinted handoff), so a write reaches N nodes even when it has its W acks
+ * already. */
 static void add_standins(node *n, op *o) {
+    o->standins = true;
+    uint32_t silent[MAX_TARGETS];
     size_t waiting = 0;
-    for (size_t i = 0; i < o->nt; i++) waiting += o->st[i] == T_WAIT;
+    for (size_t i = 0; i < o->nt; i++)
+        if (o->st[i] == T_WAIT && o->hint[i] == NO_HINT) silent[waiting++] = o->t[i];
     if (!waiting || o->cmd == WIRE_GET) return;
     uint32_t more[MAX_TARGETS];
     size_t want = o->nt + waiting > MAX_TARGETS ? MAX_TARGETS : o->nt + waiting;
-    size_t k = members_pref(n->members, o->h, want, more);
-    for (size_t j = 0; j < k && o->nt < MAX_TARGETS; j++) {
+    size_t k = members_pref(n->members, o->h, want, more), used = 0;
+    for (size_t j = 0; j < k && o->nt < MAX_TARGETS && used < waiting; j++) {
         bool have = false;
         for (size_t i = 0; i < o->nt; i++) have |= o->t[i] == more[j];
         if (have) continue;
         size_t i = o->nt++;
         o->t[i] = more[j];
+        o->hint[i] = silent[used++];
         o->st[i] = T_WAIT;
-        if (self_index(more[j])) local_target(n, o, i);
-        else send_to(n, o, i);
+        if (self_index(more[j])) {
+            local_target(n, o, i);
+            const member *h = members_at(n->members, o->hint[i]);
+            if (o->st[i] != T_FAIL) hint_add(n, o->key, o->klen, h->ip, h->port);
+        } else {
+            send_to(n, o, i);
+        }
     }
 }
 
@@ -360,7 +512,7 @@ static void on_tick(uv_timer_t *t) {
         } else if (now >= o->resend_at) {
             o->resend_at = now + (n->cfg.request_timeout_ms / 4 ? n->cfg.request_timeout_ms / 4 : 1);
             size_t nt = o->nt;
-            if (!o->answered) add_standins(n, o);
+            if (!o->standins) add_standins(n, o);
             for (size_t i = 0; i < nt && o->used; i++)
                 if (o->st[i] == T_WAIT && !self_index(o->t[i])) send_to(n, o, i);
             if (o->used && o->nt != nt) progress(n, o);
@@ -403,6 +555,9 @@ static void on_write(node *n, const uint8_t *id, size_t idlen, const Peer *p,
     Peer ack = PEER__INIT;
     ack.type = PEER_WRITE_ACK;
     ack.err = apply(n, rec->key.data, rec->key.len, &s, NULL);
+    if (p->hint_port && p->hint_port <= 65535 && p->hint_ip &&
+        (ack.err == WIRE_OK || ack.err == WIRE_ENOKEY))
+        hint_add(n, rec->key.data, rec->key.len, p->hint_ip, (uint16_t)p->hint_port);
     node_send_peer(n, from, id, idlen, &ack);
 }
 
@@ -426,6 +581,7 @@ static void on_read(node *n, const uint8_t *id, size_t idlen, const Peer *p,
 
 static void on_ack(node *n, const uint8_t *id, size_t idlen, const Peer *p,
                    const struct sockaddr_in *from) {
+    if (hint_acked(n, id, idlen, p)) return;
     op *o = op_from_id(n->repl, id, idlen);
     if (!o) return; /* late: the op is over */
     long i = target_of(o, n, from);
@@ -684,6 +840,7 @@ void repl_free(repl *r) {
     free(r->ops);
     free(r->free_ops);
     free(r->dig);
+    free(r->hints);
     free(r);
 }
 
@@ -691,9 +848,10 @@ int repl_start(repl *r) {
     node *n = r->n;
     int rc;
     if ((rc = uv_timer_init(n->loop, &r->tick)) || (rc = uv_timer_init(n->loop, &r->sweep)) ||
-        (rc = uv_timer_init(n->loop, &r->sync)))
+        (rc = uv_timer_init(n->loop, &r->sync)) || (rc = uv_timer_init(n->loop, &r->handoff)))
         return rc;
-    r->tick.data = r->sweep.data = r->sync.data = n;
+    r->tick.data = r->sweep.data = r->sync.data = r->handoff.data = n;
+    if ((rc = uv_timer_start(&r->handoff, on_handoff, HANDOFF_MS, HANDOFF_MS))) return rc;
     unsigned every = n->cfg.request_timeout_ms / 8 ? n->cfg.request_timeout_ms / 8 : 1;
     if ((rc = uv_timer_start(&r->tick, on_tick, every, every))) return rc;
     return uv_timer_start(&r->sync, on_sync, n->cfg.sync_ms, n->cfg.sync_ms);

@@ -9,6 +9,11 @@
  * feed read repair: replicas that answered with an older record (or none)
  * are sent the newest one.
  *
+ * A replica that does not answer a write in time is replaced by a stand-in,
+ * the next live member of the preference list (sloppy quorum); the stand-in
+ * keeps a hint and hands the record to the replica once that replica is
+ * alive again (hinted handoff).
+ *
  * When the live set changes, every node pushes each record it holds to the
  * record's current replicas (re-replication after a death, hand-off after a
  * join). Every sync period, each node also exchanges per-bucket digests of
@@ -83,5 +88,8 @@ void repl_membership_changed(node *n);
 
 /* In-flight operation count (metrics). */
 size_t repl_inflight(const repl *r);
+
+/* Hinted-handoff records waiting for their replica (metrics). */
+size_t repl_hints(const repl *r);
 
 #endif
