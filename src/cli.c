@@ -10,6 +10,7 @@
  * Exit status: 0 ok, 1 the node answered an error, 2 no reply, 64 usage,
  * 68 unknown host, 71 local system error (as sysexits.h).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "ring.h"
 #include "wire.h"
 
 enum {
@@ -46,6 +48,7 @@ typedef struct cli {
     bool hex;
     bool has_version;
     int32_t version;
+    unsigned vnodes;     /* ring points per node, as the servers' --vnodes */
     int argc; /* the command's arguments, command name excluded */
     char **argv;
 } cli;
@@ -71,7 +74,8 @@ static void usage(FILE *f) {
         "  pid                          print the node's process id\n"
         "  alive                        check that the node answers\n"
         "  count                        print the node's membership count\n"
-        "  members                      print the node's member list\n"
+        "  members                      print the node's member list and ring shares\n"
+        "  ring                         print the node's ring: vnodes and share per member\n"
         "  wipeout                      delete every key on the node\n"
         "  shutdown                     stop the node (checks it has stopped)\n"
         "  raw CMD_HEX [KEY [VALUE]]    send any command number, print every field\n"
@@ -83,12 +87,14 @@ static void usage(FILE *f) {
         "  -r, --retries N         tries in all, same message ID each time (4)\n"
         "  -x, --hex               KEY and VALUE are given, and values printed, in hex\n"
         "  -V, --version N         version field of the request (put, raw)\n"
+        "      --vnodes N          ring points per node, as the servers' --vnodes (%d);\n"
+        "                          shares are computed here from the member list\n"
         "  -v, --verbose           say which node answered, after how long\n"
         "  -h, --help              this help\n"
         "\n"
         "Keys and values are taken as bytes; put '--' before one that starts with '-'.\n"
         "Exit status: 0 ok, 1 the node answered an error, 2 no reply, 64 usage error,\n"
-        "68 unknown host, 71 system error.\n");
+        "68 unknown host, 71 system error.\n", RING_DEFAULT_VNODES);
 }
 
 static int usage_error(const char *fmt, const char *what) {
@@ -375,71 +381,215 @@ static int cmd_wipeout(cli *c) {
     return 0;
 }
 
+/* ---- member list and ring ---- */
+
 #define MEMBER_COLS 16
 
-/* Prints the member list text ("ip:port state [more...]" lines; a first
- * line starting with '#' names the columns) as an aligned table. */
-static int print_members(const uint8_t *text, size_t len, int32_t live) {
-    char *s = malloc(len + 1);
-    if (!s) return os_error("malloc");
-    memcpy(s, text, len);
-    s[len] = 0;
-    size_t nlines = 1;
-    for (size_t i = 0; i < len; i++) nlines += s[i] == '\n';
-    const char *(*rows)[MEMBER_COLS] = calloc(nlines + 1, sizeof *rows);
-    if (!rows) {
-        free(s);
-        return os_error("malloc");
-    }
-    /* rows[0]: the header. */
-    static const char *def_hdr[MEMBER_COLS] = {"ADDRESS", "STATE"};
+/* One line of the member list ("ip:port state [more...]"). A member that is
+ * not dead and whose address parses is on the ring, as on the servers. */
+typedef struct member_row {
+    const char *f[MEMBER_COLS];
+    size_t nf;
+    bool on_ring;
+    ring_node rn;
+    double share;
+} member_row;
+
+typedef struct member_list {
+    char *text;                   /* the list, cut into fields in place */
+    const char *hdr[MEMBER_COLS]; /* column names */
+    size_t ncols;                 /* fields of the widest line, at least 2 */
+    member_row *rows;
+    size_t nrows;
+    size_t nring;                 /* rows on the ring */
+} member_list;
+
+static void free_member_list(member_list *l) {
+    free(l->text);
+    free(l->rows);
+}
+
+static bool parse_member_addr(const char *s, ring_node *out) {
+    char ip[INET_ADDRSTRLEN];
+    const char *colon = strrchr(s, ':');
+    unsigned long port;
+    struct in_addr a;
+    if (!colon || (size_t)(colon - s) >= sizeof ip) return false;
+    memcpy(ip, s, (size_t)(colon - s));
+    ip[colon - s] = 0;
+    if (inet_pton(AF_INET, ip, &a) != 1 || !parse_ulong(colon + 1, 1, 65535, &port)) return false;
+    out->ip = a.s_addr;
+    out->port = (uint16_t)port;
+    return true;
+}
+
+/* Parses the member list text (a first line starting with '#' names the
+ * columns) into l and computes each member's ring share with `vnodes`
+ * points a node, as the servers do. Returns 0, or an exit status. */
+static int load_member_list(const uint8_t *text, size_t len, unsigned vnodes, member_list *l) {
     static char extra[MEMBER_COLS][32];
-    memcpy(rows[0], def_hdr, sizeof def_hdr);
-    size_t nrows = 1, ncols = 2, members = 0;
+    memset(l, 0, sizeof *l);
+    l->hdr[0] = "ADDRESS";
+    l->hdr[1] = "STATE";
+    l->ncols = 2;
+    size_t nlines = 1;
+    for (size_t i = 0; i < len; i++) nlines += text[i] == '\n';
+    l->text = malloc(len + 1);
+    l->rows = calloc(nlines, sizeof *l->rows);
+    ring_node *nodes = malloc(nlines * sizeof *nodes);
+    ring *r = ring_new(vnodes);
+    int rc = EX_OK_;
+    if (!l->text || !l->rows || !nodes || !r) {
+        rc = os_error("malloc");
+        goto out;
+    }
+    memcpy(l->text, text, len);
+    l->text[len] = 0;
     char *save = NULL;
-    for (char *line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    for (char *line = strtok_r(l->text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         bool hdr = line[0] == '#';
-        const char **row = hdr ? rows[0] : rows[nrows];
+        member_row *row = &l->rows[l->nrows];
+        const char *f[MEMBER_COLS];
         size_t n = 0;
         char *save2 = NULL;
         for (char *w = strtok_r(hdr ? line + 1 : line, " \t\r", &save2); w && n < MEMBER_COLS;
              w = strtok_r(NULL, " \t\r", &save2))
-            row[n++] = w;
-        if (n == 0 || hdr) continue;
-        if (n > ncols) ncols = n;
-        nrows++;
-        members++;
+            f[n++] = w;
+        if (n == 0) continue;
+        if (hdr) {
+            memcpy(l->hdr, f, n * sizeof *f);
+            continue;
+        }
+        if (n > l->ncols) l->ncols = n;
+        memcpy(row->f, f, n * sizeof *f);
+        row->nf = n;
+        row->on_ring = (n < 2 || strcmp(f[1], "dead") != 0) && parse_member_addr(f[0], &row->rn);
+        if (row->on_ring) nodes[l->nring++] = row->rn;
+        l->nrows++;
     }
-    for (size_t j = 2; j < ncols; j++) {
-        if (!rows[0][j]) {
+    for (size_t j = 2; j < l->ncols; j++) {
+        if (!l->hdr[j]) {
             snprintf(extra[j], sizeof extra[j], "FIELD%zu", j + 1);
-            rows[0][j] = extra[j];
+            l->hdr[j] = extra[j];
         }
     }
-    size_t width[MEMBER_COLS] = {0};
+    if (ring_build(r, nodes, l->nring) != 0) {
+        fprintf(stderr, "dht-cli: cannot build a ring of %zu nodes x %u vnodes\n", l->nring,
+                vnodes);
+        rc = EX_OSERR_;
+        goto out;
+    }
+    for (size_t i = 0, k = 0; i < l->nrows; i++)
+        if (l->rows[i].on_ring) l->rows[i].share = ring_share(r, (uint32_t)k++);
+out:
+    ring_free(r);
+    free(nodes);
+    if (rc) free_member_list(l);
+    return rc;
+}
+
+/* Prints cells[nrows][ncols] (row-major; NULL: empty) as aligned columns. */
+static void print_table(const char **cells, size_t nrows, size_t ncols) {
+    size_t width[MEMBER_COLS + 2] = {0};
     for (size_t i = 0; i < nrows; i++)
         for (size_t j = 0; j < ncols; j++)
-            if (rows[i][j] && strlen(rows[i][j]) > width[j]) width[j] = strlen(rows[i][j]);
+            if (cells[i * ncols + j] && strlen(cells[i * ncols + j]) > width[j])
+                width[j] = strlen(cells[i * ncols + j]);
     for (size_t i = 0; i < nrows; i++) {
+        const char **row = cells + i * ncols;
         size_t last = ncols; /* no padding after the last column present */
-        while (last > 1 && !rows[i][last - 1]) last--;
+        while (last > 1 && !row[last - 1]) last--;
         for (size_t j = 0; j < last; j++) {
-            const char *w = rows[i][j] ? rows[i][j] : "";
+            const char *w = row[j] ? row[j] : "";
             if (j + 1 == last) printf("%s\n", w);
             else printf("%-*s  ", (int)width[j], w);
         }
     }
-    printf("%zu member%s, %d live\n", members, members == 1 ? "" : "s", live);
-    free(rows);
-    free(s);
-    return 0;
 }
 
+typedef char cell[24];
+
+static void format_share(const member_row *row, char *out) {
+    if (row->on_ring) snprintf(out, sizeof(cell), "%.2f%%", 100 * row->share);
+    else snprintf(out, sizeof(cell), "-");
+}
+
+/* The member list as a table: the node's columns, then each member's ring
+ * share computed here (dead members are off the ring). */
 static int cmd_members(cli *c) {
     KVResponse *r;
+    member_list l;
     int rc;
     if ((rc = call(c, WIRE_GET_MEMBERSHIP_LIST, NULL, NULL, &r)) || (rc = check(r))) return rc;
-    return print_members(r->value.data, r->value.len, r->membershipcount);
+    if ((rc = load_member_list(r->value.data, r->value.len, c->vnodes, &l))) return rc;
+    size_t ncols = l.ncols + 1;
+    const char **cells = calloc((l.nrows + 1) * ncols, sizeof *cells);
+    cell *shares = calloc(l.nrows + 1, sizeof *shares);
+    if (!cells || !shares) {
+        rc = os_error("malloc");
+        goto out;
+    }
+    memcpy(cells, l.hdr, l.ncols * sizeof *cells);
+    cells[l.ncols] = "SHARE";
+    for (size_t i = 0; i < l.nrows; i++) {
+        const char **row = cells + (i + 1) * ncols;
+        memcpy(row, l.rows[i].f, l.rows[i].nf * sizeof *row);
+        format_share(&l.rows[i], shares[i]);
+        row[l.ncols] = shares[i];
+    }
+    print_table(cells, l.nrows + 1, ncols);
+    printf("%zu member%s, %d live\n", l.nrows, l.nrows == 1 ? "" : "s", r->membershipcount);
+out:
+    free(cells);
+    free(shares);
+    free_member_list(&l);
+    return rc;
+}
+
+/* The ring as this node's member list makes it: each live member's vnodes
+ * and share of the key space, and how even the shares are. */
+static int cmd_ring(cli *c) {
+    KVResponse *r;
+    member_list l;
+    int rc;
+    if ((rc = call(c, WIRE_GET_MEMBERSHIP_LIST, NULL, NULL, &r)) || (rc = check(r))) return rc;
+    if ((rc = load_member_list(r->value.data, r->value.len, c->vnodes, &l))) return rc;
+    enum { NCOLS = 4 };
+    const char **cells = calloc((l.nring + 1) * NCOLS, sizeof *cells);
+    cell *text = calloc(2 * (l.nring + 1), sizeof *text);
+    if (!cells || !text) {
+        rc = os_error("malloc");
+        goto out;
+    }
+    static const char *hdr[NCOLS] = {"ADDRESS", "STATE", "VNODES", "SHARE"};
+    memcpy(cells, hdr, sizeof hdr);
+    double lo = 1, hi = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < l.nrows; i++) {
+        const member_row *m = &l.rows[i];
+        if (!m->on_ring) continue;
+        const char **row = cells + ++k * NCOLS;
+        row[0] = m->f[0];
+        row[1] = m->nf > 1 ? m->f[1] : "";
+        snprintf(text[2 * k], sizeof(cell), "%u", c->vnodes);
+        format_share(m, text[2 * k + 1]);
+        row[2] = text[2 * k];
+        row[3] = text[2 * k + 1];
+        if (m->share < lo) lo = m->share;
+        if (m->share > hi) hi = m->share;
+    }
+    print_table(cells, l.nring + 1, NCOLS);
+    if (l.nring)
+        printf("%zu node%s on the ring, %u vnodes each; share min %.2f%%, max %.2f%% "
+               "(%.2fx the mean)\n", l.nring, l.nring == 1 ? "" : "s", c->vnodes, 100 * lo,
+               100 * hi, hi * (double)l.nring);
+    else
+        printf("the ring is empty\n");
+out:
+    free(cells);
+    free(text);
+    free_member_list(&l);
+    return rc;
 }
 
 /* The node exits without answering SHUTDOWN. Each try sends SHUTDOWN (same
@@ -546,8 +696,10 @@ static const command commands[] = {
     {"alive", 0, 0, cmd_alive},     {"count", 0, 0, cmd_count},
     {"members", 0, 0, cmd_members}, {"wipeout", 0, 0, cmd_wipeout},
     {"shutdown", 0, 0, cmd_shutdown}, {"raw", 1, 3, cmd_raw},
-    {"pause-gossip", 1, 1, cmd_pause_gossip},
+    {"pause-gossip", 1, 1, cmd_pause_gossip}, {"ring", 0, 0, cmd_ring},
 };
+
+enum { OPT_VNODES = 256 };
 
 /* Parses the options into c; returns 0, -1 after --help, or an exit status. */
 static int parse_options(cli *c, int argc, char **argv) {
@@ -555,6 +707,7 @@ static int parse_options(cli *c, int argc, char **argv) {
         {"server", required_argument, NULL, 's'}, {"timeout", required_argument, NULL, 't'},
         {"retries", required_argument, NULL, 'r'}, {"hex", no_argument, NULL, 'x'},
         {"version", required_argument, NULL, 'V'}, {"verbose", no_argument, NULL, 'v'},
+        {"vnodes", required_argument, NULL, OPT_VNODES},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     unsigned long v;
@@ -584,6 +737,11 @@ static int parse_options(cli *c, int argc, char **argv) {
             break;
         }
         case 'v': c->verbose = true; break;
+        case OPT_VNODES:
+            if (!parse_ulong(optarg, 1, 4096, &v))
+                return usage_error("--vnodes: expected 1..4096, got '%s'", optarg);
+            c->vnodes = (unsigned)v;
+            break;
         case 'h': usage(stdout); return -1;
         default: fprintf(stderr, "Try 'dht-cli --help'.\n"); return EX_USAGE_;
         }
@@ -592,7 +750,8 @@ static int parse_options(cli *c, int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    cli c = {.server_str = getenv("DHT_SERVER"), .fd = -1, .timeout_ms = 100, .retries = 4};
+    cli c = {.server_str = getenv("DHT_SERVER"), .fd = -1, .timeout_ms = 100, .retries = 4,
+             .vnodes = RING_DEFAULT_VNODES};
     if (!c.server_str || !*c.server_str) c.server_str = DEFAULT_SERVER;
     int rc = parse_options(&c, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;

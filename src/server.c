@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "http.h"
 #include "members.h"
 #include "repl.h"
 #include "ring.h"
@@ -479,6 +480,7 @@ int server_run(const node_config *cfg) {
     uv_signal_start(&n.sigint, on_signal, SIGINT);
     uv_signal_start(&n.sigterm, on_signal, SIGTERM);
     if ((rc = members_start(n.members)) != 0 || (rc = repl_start(n.repl)) != 0) goto fail;
+    if (n.cfg.http_port && (rc = http_start(&n)) != 0) goto fail;
 
     char a[32];
     node_log(&n, "dht-server pid %d serving %s (udp), %zu peers, store %s, N=%u R=%u W=%u",

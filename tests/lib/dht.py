@@ -501,6 +501,23 @@ def free_port_range(n, host="127.0.0.1", lo=20000, hi=60000, tries=200):
     raise RuntimeError("no %d free consecutive UDP ports on %s" % (n, host))
 
 
+def free_tcp_ports(n, host="127.0.0.1"):
+    """n distinct free TCP ports on host, for --http-port: the kernel picks
+    them (bind to port 0), all held until all are picked, then released.
+    Pass them with extra_args, e.g. Cluster(3, extra_args=lambda i:
+    ["--http-port", ports[i]])."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 # ---------------------------------------------------------------- processes
 
 _live_clusters = weakref.WeakSet()

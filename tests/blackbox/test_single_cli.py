@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Black-box tests of dht-cli's members and ring tables against one
+dht-server node. Seeds listed in the peers file that do not run are members
+too (alive until silent for --dead-ms), so one node can show a ring of three;
+the shares dht-cli computes from the member list must be the ones the node
+reports on /status.
+
+Run: DHT_BIN=build PYTHONPATH=tests/lib python3 tests/blackbox/test_single_cli.py [name ...]
+Prints PASS/FAIL per test and a last line 'N passed, N failed'; exits 1 on failure.
+"""
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import dht  # noqa: E402
+
+NEVER = ["--suspect-ms", "300000", "--dead-ms", "600000"]  # seeds stay alive
+
+
+@contextlib.contextmanager
+def node(seeds=0, args=()):
+    """One node at base port, with `seeds` silent seeds at the next ports in
+    its peers file, and --http-port; yields (cluster, http port)."""
+    base = dht.free_port_range(1 + seeds)
+    http = dht.free_tcp_ports(1)[0]
+    c = dht.Cluster(1, base_port=base, peers=["127.0.0.1:%d" % (base + i) for i in range(1 + seeds)],
+                    extra_args=["--http-port", http] + list(args))
+    try:
+        c.start(0)
+        c.wait_ready(timeout=10)
+        yield c, http
+    except BaseException:
+        print("    --- node log (tail) ---\n    " + c.log_tail(0).replace("\n", "\n    "))
+        raise
+    finally:
+        c.cleanup()
+
+
+def cli(c, *args):
+    """dht-cli's stdout lines for args against node 0; fails on a non-zero exit."""
+    exe = os.path.join(os.path.dirname(c.bin), "dht-cli")
+    p = subprocess.run([exe, "-s", "127.0.0.1:%d" % c.port(0)] + list(args),
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, "dht-cli %s: exit %d: %s" % (" ".join(args), p.returncode, p.stderr)
+    return p.stdout.splitlines()
+
+
+def table(lines, header):
+    """Rows (lists of cells) of a table whose first line is `header`; stops
+    at the first line with another number of cells (the summary)."""
+    assert lines[0].split() == header, "header %r, expected %r" % (lines[0], header)
+    rows = []
+    for line in lines[1:]:
+        cells = line.split()
+        if len(cells) != len(header):
+            break
+        rows.append(cells)
+    return rows, lines[1 + len(rows):]
+
+
+def percent(cell):
+    assert cell.endswith("%"), cell
+    return float(cell[:-1])
+
+
+def status_shares(http):
+    with urllib.request.urlopen("http://127.0.0.1:%d/status" % http, timeout=10) as r:
+        s = json.load(r)
+    return {m["addr"]: (m["state"], 100 * m["share"]) for m in s["members"]}
+
+
+def test_members_of_a_single_node():
+    with node() as (c, http):
+        rows, rest = table(cli(c, "members"), ["ADDRESS", "STATE", "SHARE"])
+        assert rows == [["127.0.0.1:%d" % c.port(0), "alive", "100.00%"]], rows
+        assert rest == ["1 member, 1 live"], rest
+
+
+def test_members_and_ring_match_the_node():
+    with node(seeds=2, args=NEVER) as (c, http):
+        addrs = ["127.0.0.1:%d" % (c.port(0) + i) for i in range(3)]
+        want = status_shares(http)
+        assert sorted(want) == addrs and all(s == "alive" for s, _ in want.values()), want
+
+        rows, rest = table(cli(c, "members"), ["ADDRESS", "STATE", "SHARE"])
+        assert [r[0] for r in rows] == addrs and all(r[1] == "alive" for r in rows), rows
+        for addr, state, share in rows:
+            assert abs(percent(share) - want[addr][1]) < 0.006, (addr, share, want[addr])
+            assert 25 < percent(share) < 42, "share of 3 nodes: %s" % share
+        assert abs(sum(percent(r[2]) for r in rows) - 100) < 0.02, rows
+        assert rest == ["3 members, 3 live"], rest
+
+        rows, rest = table(cli(c, "ring"), ["ADDRESS", "STATE", "VNODES", "SHARE"])
+        assert [r[0] for r in rows] == addrs, rows
+        for addr, state, vnodes, share in rows:
+            assert vnodes == "1024", rows
+            assert abs(percent(share) - want[addr][1]) < 0.006, (addr, share, want[addr])
+        assert len(rest) == 1 and rest[0].startswith("3 nodes on the ring, 1024 vnodes each"), rest
+        m = re.search(r"share min ([\d.]+)%, max ([\d.]+)%", rest[0])
+        shares = [share for _, share in want.values()]
+        assert m and abs(float(m.group(1)) - min(shares)) < 0.006 and \
+            abs(float(m.group(2)) - max(shares)) < 0.006, (rest, shares)
+
+
+def test_vnodes_option_matches_the_servers():
+    with node(seeds=2, args=NEVER + ["--vnodes", "16"]) as (c, http):
+        want = status_shares(http)
+        rows, _ = table(cli(c, "--vnodes", "16", "ring"), ["ADDRESS", "STATE", "VNODES", "SHARE"])
+        for addr, state, vnodes, share in rows:
+            assert vnodes == "16" and abs(percent(share) - want[addr][1]) < 0.006, (rows, want)
+        default, _ = table(cli(c, "ring"), ["ADDRESS", "STATE", "VNODES", "SHARE"])
+        assert [r[3] for r in default] != [r[3] for r in rows], "--vnodes changed nothing"
+
+
+def test_dead_members_are_off_the_ring():
+    with node(seeds=2, args=["--suspect-ms", "100", "--dead-ms", "300"]) as (c, http):
+        me = "127.0.0.1:%d" % c.port(0)
+
+        def both_dead():
+            rows, _ = table(cli(c, "members"), ["ADDRESS", "STATE", "SHARE"])
+            return rows if sum(r[1] == "dead" for r in rows) == 2 else None
+
+        dht.wait_until(both_dead, 10, interval=0.1, what="both seeds dead")
+        rows = both_dead()
+        for addr, state, share in rows:
+            if addr == me:
+                assert (state, share) == ("alive", "100.00%"), rows
+            else:
+                assert (state, share) == ("dead", "-"), rows
+        rows, rest = table(cli(c, "ring"), ["ADDRESS", "STATE", "VNODES", "SHARE"])
+        assert rows == [[me, "alive", "1024", "100.00%"]], rows
+        assert rest[0].startswith("1 node on the ring"), rest
+
+
+def test_bad_vnodes_is_a_usage_error():
+    exe = os.path.join(os.path.dirname(dht.server_binary()), "dht-cli")
+    for bad in ("0", "4097", "x", "-1"):
+        p = subprocess.run([exe, "--vnodes", bad, "ring"], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 64 and "--vnodes" in p.stderr, (bad, p.returncode, p.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(dht.run_tests(globals()))
