@@ -146,6 +146,11 @@ static void merge_one(members *m, const Member *in) {
     member *e = &m->v[i];
     int c = is_new ? 1 : pair_cmp(in->incarnation, in->heartbeat, e->incarnation, e->heartbeat);
     if (c > 0) {
+        /* a new process at a live address may have lost its records:
+         * re-replication hands it its keys */
+        if (!is_new && in->incarnation > e->incarnation && e->state != MEMBER_DEAD &&
+            in->state != MEMBER_DEAD)
+            repl_membership_changed(m->n);
         e->incarnation = in->incarnation;
         e->heartbeat = in->heartbeat;
         e->seen_ms = node_now(m->n);

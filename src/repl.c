@@ -77,6 +77,11 @@ struct repl {
     size_t hints_cap, hints_hwm, nhints;
     uint32_t hint_seq;
     uint64_t hints_delivered, hints_dropped;
+    /* the live set of the last sweep: who was a replica of what then */
+    ring *swept;                      /* its ring; NULL before the first sweep */
+    uint32_t *swept_map;              /* swept ring index -> member index */
+    uint64_t *swept_inc;              /* member index -> incarnation then, 0: not live */
+    size_t swept_len;                 /* members then */
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -624,6 +629,7 @@ typedef struct pusher {
     long only_peer;    /* -1: every replica; else just this member */
     const uint64_t *theirs; /* with only_peer: push buckets differing from these */
     const uint64_t *mine;
+    bool new_only;     /* only to replicas that were not replicas at the last sweep */
 } pusher;
 
 static size_t put_varint(uint8_t *p, uint64_t v) {
@@ -667,6 +673,18 @@ static uint64_t rec_digest(const uint8_t *key, size_t klen, uint64_t stamp) {
     return XXH3_64bits_withSeed(key, klen, stamp);
 }
 
+/* Whether member m was a replica of h at the last sweep, as the same process. */
+static bool was_replica(node *n, uint64_t h, uint32_t m) {
+    repl *r = n->repl;
+    if (m >= r->swept_len || r->swept_inc[m] != members_at(n->members, m)->incarnation)
+        return false;
+    uint32_t old[REPL_MAX_N];
+    size_t k = ring_lookup(r->swept, h, n->cfg.replicas, old);
+    for (size_t i = 0; i < k; i++)
+        if (r->swept_map[old[i]] == m) return true;
+    return false;
+}
+
 static int push_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *s) {
     pusher *ps = ctx;
     node *n = ps->n;
@@ -675,6 +693,7 @@ static int push_visit(void *ctx, const uint8_t *key, size_t klen, const store_re
     size_t k = members_pref(n->members, h, n->cfg.replicas, pref);
     for (size_t i = 0; i < k; i++) {
         if (self_index(pref[i])) continue;
+        if (ps->new_only && was_replica(n, h, pref[i])) continue;
         if (ps->only_peer >= 0) {
             unsigned bk = (unsigned)(h >> 56);
             if (pref[i] != (uint32_t)ps->only_peer || ps->theirs[bk] == ps->mine[bk]) continue;
@@ -684,9 +703,11 @@ static int push_visit(void *ctx, const uint8_t *key, size_t klen, const store_re
     return 0;
 }
 
-/* Pushes records to their replicas (all, or one peer's differing buckets). */
-static size_t push(node *n, long only_peer, const uint64_t *theirs, const uint64_t *mine) {
-    pusher ps = {n, NULL, members_total(n->members), 0, only_peer, theirs, mine};
+/* Pushes records to their replicas (all, those new since the last sweep,
+ * or one peer's differing buckets). */
+static size_t push(node *n, long only_peer, const uint64_t *theirs, const uint64_t *mine,
+                   bool new_only) {
+    pusher ps = {n, NULL, members_total(n->members), 0, only_peer, theirs, mine, new_only};
     ps.b = calloc(ps.nb, sizeof *ps.b);
     if (!ps.b) return 0;
     store_iter(n->store, push_visit, &ps);
@@ -698,10 +719,48 @@ static size_t push(node *n, long only_peer, const uint64_t *theirs, const uint64
     return ps.sent;
 }
 
+/* Remembers the live set as the last sweep saw it. */
+static void swept_save(node *n) {
+    repl *r = n->repl;
+    size_t total = members_total(n->members), k = 0;
+    ring_node *nodes = malloc(total * sizeof *nodes);
+    uint32_t *map = malloc(total * sizeof *map);
+    uint64_t *inc = calloc(total, sizeof *inc);
+    ring *g = r->swept ? r->swept : ring_new(n->cfg.vnodes);
+    if (!nodes || !map || !inc || !g) goto fail;
+    for (size_t i = 0; i < total; i++) {
+        const member *m = members_at(n->members, i);
+        if (m->state == MEMBER_DEAD) continue;
+        nodes[k] = (ring_node){m->ip, m->port};
+        map[k++] = (uint32_t)i;
+        inc[i] = m->incarnation ? m->incarnation : 1;
+    }
+    if (ring_build(g, nodes, k) != 0) goto fail;
+    free(nodes);
+    free(r->swept_map);
+    free(r->swept_inc);
+    r->swept = g;
+    r->swept_map = map;
+    r->swept_inc = inc;
+    r->swept_len = total;
+    return;
+fail: /* the next sweep pushes everything */
+    if (g && g != r->swept) ring_free(g);
+    ring_free(r->swept);
+    r->swept = NULL;
+    free(nodes);
+    free(map);
+    free(inc);
+}
+
+/* Re-replication after the live set changed: every record goes to those of
+ * its replicas that were not its replicas at the last sweep (or were, as a
+ * process that has restarted since). The first sweep pushes everything. */
 static void on_sweep(uv_timer_t *t) {
     node *n = t->data;
     uint64_t t0 = uv_hrtime();
-    size_t sent = push(n, -1, NULL, NULL);
+    size_t sent = push(n, -1, NULL, NULL, n->repl->swept != NULL);
+    swept_save(n);
     if (!n->cfg.quiet && sent)
         node_log(n, "re-replication: pushed %zu records in %.1f ms", sent,
                  (double)(uv_hrtime() - t0) / 1e6);
@@ -780,7 +839,7 @@ static void on_digest(node *n, const Peer *p, const struct sockaddr_in *from) {
     if (!mine || memcmp(mine, p->digests, BUCKETS * sizeof *mine) == 0) return;
     uint64_t copy[BUCKETS]; /* push() may not refresh the table, but be safe */
     memcpy(copy, mine, sizeof copy);
-    n->repl->sync_pushed += push(n, peer, p->digests, copy);
+    n->repl->sync_pushed += push(n, peer, p->digests, copy, false);
     if (!(p->flags & DIGEST_REPLY)) send_digest(n, (uint32_t)peer, copy, DIGEST_REPLY);
 }
 
@@ -841,6 +900,9 @@ void repl_free(repl *r) {
     free(r->free_ops);
     free(r->dig);
     free(r->hints);
+    ring_free(r->swept);
+    free(r->swept_map);
+    free(r->swept_inc);
     free(r);
 }
 
