@@ -11,8 +11,9 @@
  *
  * A datagram whose checksum does not match is dropped by the caller.
  *
- * Decoding never copies: decoded objects live in a per-process arena and
- * every pointer returned by a wire_unpack_* call stays valid until the next
+ * Decoding allocates nothing on the heap: decoded objects (and protobuf-c's
+ * copies of their bytes fields) live in a per-process arena, and every
+ * pointer returned by a wire_unpack_* call stays valid until the next
  * wire_reset(). The server calls wire_reset() once per datagram. Encoding
  * writes into a caller-supplied buffer and returns the length, or 0 when the
  * encoded datagram would not fit in cap.
