@@ -15,6 +15,7 @@
 #include "http.h"
 #include "members.h"
 #include "repl.h"
+#include "resp.h"
 #include "ring.h"
 #include "wire.h"
 
@@ -480,6 +481,7 @@ int server_run(const node_config *cfg) {
     uv_signal_start(&n.sigint, on_signal, SIGINT);
     uv_signal_start(&n.sigterm, on_signal, SIGTERM);
     if ((rc = members_start(n.members)) != 0 || (rc = repl_start(n.repl)) != 0) goto fail;
+    if (cfg->resp_port && (rc = resp_start(&n)) != 0) goto fail;
     if (n.cfg.http_port && (rc = http_start(&n)) != 0) goto fail;
 
     char a[32];

@@ -1,0 +1,947 @@
+/* resp: RESP2 parsing, command dispatch and in-order replies over libuv TCP. */
+#include "resp.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "members.h"
+#include "repl.h"
+#include "wire.h"
+
+#define MAX_QUERY (4u << 20)      /* bytes of one command */
+#define MAX_BULK (1u << 20)       /* bytes of one bulk string */
+#define MAX_LINE (64u << 10)      /* inline command, or a length line */
+#define MAX_ARGS (1024 * 1024)    /* arguments of one command */
+#define MAX_PENDING 1024          /* outstanding replies before reading pauses */
+#define MAX_OUTPUT (4u << 20)     /* reply bytes waiting before reading pauses */
+#define READ_CHUNK (64u << 10)
+#define BACKLOG 511
+
+/* A growable byte buffer. After a failed allocation it stays failed (oom)
+ * and drops appends: its owner must give up on what it was building. */
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} buf;
+
+/* The parts of a command (its name, its arguments), by offset from the
+ * command's first byte while it is being received: the input buffer may
+ * move meanwhile. */
+typedef struct span {
+    size_t off, len;
+} span;
+
+typedef struct arg {
+    const char *p;
+    size_t len;
+} arg;
+
+enum conn_state { CONN_READING, CONN_FINISHING, CONN_QUITTING, CONN_CLOSED };
+enum parse_state { PARSE_START, PARSE_BULK_LEN, PARSE_BULK_BODY };
+
+/* How a slot answers once its operations completed: LOCAL slots are
+ * answered at once; VALUE (GET, one MGET key) with the value or nil; COUNT
+ * (DEL, EXISTS) with how many keys were found; OK (SET, MSET) with +OK. */
+enum slot_kind { SLOT_LOCAL, SLOT_VALUE, SLOT_COUNT, SLOT_OK };
+
+typedef struct slot {
+    buf reply;          /* filled while slots ahead are not: waits here */
+    uint32_t pending;   /* COUNT, OK: operations in flight, +1 while starting them */
+    uint32_t err;       /* first failure among them (wire_err) */
+    long long count;    /* operations that found their key */
+    uint8_t kind;
+    bool ready;
+} slot;
+
+typedef struct conn conn;
+
+struct resp_server {
+    node *n;
+    uv_tcp_t listener;
+    uv_check_t flush;           /* services dirty connections once per iteration */
+    conn *dirty;
+    size_t clients;
+};
+
+struct conn {
+    uv_tcp_t tcp;
+    resp_server *srv;
+    enum conn_state state;
+    bool reading;
+    bool dirty;
+    conn *dirty_prev, *dirty_next;
+    unsigned refs;              /* the handle until closed, + operations in flight */
+    /* input */
+    buf in;
+    size_t start;               /* first byte of the command being received */
+    size_t pos;                 /* parsed up to here */
+    enum parse_state ps;
+    long long nargs;            /* multibulk: arguments announced */
+    long long bulk;             /* PARSE_BULK_BODY: length of the bulk string */
+    span *spans;
+    arg *argv;
+    size_t nspans, spans_cap;
+    /* replies: slots head..tail-1 in a ring of slots_cap (a power of 2) */
+    slot *slots;
+    size_t slots_cap;
+    uint64_t head, tail;
+    buf out;
+    size_t writing;             /* bytes handed to uv_write, not yet written */
+};
+
+typedef struct write_req {
+    uv_write_t req;
+    conn *c;
+    char *data;
+    size_t len;
+} write_req;
+
+typedef void (*command_fn)(conn *c, uint64_t seq, size_t argc, const arg *argv);
+
+typedef struct command {
+    const char *name;
+    int arity;                  /* argc with the name; negative: at least -arity */
+    command_fn fn;
+} command;
+
+static void conn_close(conn *c);
+
+/* ---- buffers and reply encoding ---------------------------------------- */
+
+static bool buf_reserve(buf *b, size_t more) {
+    if (b->cap - b->len >= more) return true;
+    if (b->oom) return false;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < more) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = true;
+        return false;
+    }
+    b->p = p;
+    b->cap = cap;
+    return true;
+}
+
+static void buf_put(buf *b, const void *p, size_t len) {
+    if (!len || !buf_reserve(b, len)) return;
+    memcpy(b->p + b->len, p, len);
+    b->len += len;
+}
+
+static void buf_free(buf *b) {
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+/* A type byte, a decimal number, CRLF: ":12\r\n", "$5\r\n", "*3\r\n". */
+static void put_num(buf *b, char type, long long v) {
+    char tmp[24], *end = tmp + sizeof tmp, *s = end;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    *--s = '\n';
+    *--s = '\r';
+    do *--s = (char)('0' + u % 10); while (u /= 10);
+    if (v < 0) *--s = '-';
+    *--s = type;
+    buf_put(b, s, (size_t)(end - s));
+}
+
+static void put_bulk(buf *b, const void *p, size_t len) {
+    put_num(b, '$', (long long)len);
+    buf_put(b, p, len);
+    buf_put(b, "\r\n", 2);
+}
+
+static void put_status(buf *b, const char *s) {
+    buf_put(b, "+", 1);
+    buf_put(b, s, strlen(s));
+    buf_put(b, "\r\n", 2);
+}
+
+/* An error line; control characters (CR, LF from a client's bytes) become
+ * spaces so that the reply stays one line. fmt starts with the error code
+ * ("ERR ...", "OOM ..."). */
+static void put_verror(buf *b, const char *fmt, va_list ap) {
+    char msg[512];
+    int len = vsnprintf(msg, sizeof msg, fmt, ap);
+    if (len < 0) len = 0;
+    if ((size_t)len >= sizeof msg) len = sizeof msg - 1;
+    for (int i = 0; i < len; i++)
+        if ((unsigned char)msg[i] < 0x20) msg[i] = ' ';
+    buf_put(b, "-", 1);
+    buf_put(b, msg, (size_t)len);
+    buf_put(b, "\r\n", 2);
+}
+
+static void put_wire_error(buf *b, uint32_t err) {
+    const char *msg;
+    switch (err) {
+    case WIRE_ENOSPACE: msg = "-OOM command not allowed when used memory > 'maxmemory'\r\n"; break;
+    case WIRE_EOVERLOAD: msg = "-ERR busy: too many operations in flight, try again\r\n"; break;
+    case WIRE_EINTERNAL: msg = "-ERR quorum not reached: replicas failed or did not answer in time\r\n"; break;
+    default: msg = "-ERR internal error\r\n"; break;
+    }
+    buf_put(b, msg, strlen(msg));
+}
+
+/* ---- the reply queue --------------------------------------------------- */
+
+static slot *slot_at(conn *c, uint64_t seq) { return &c->slots[seq & (c->slots_cap - 1)]; }
+
+/* Appends count empty slots to the queue; the first one's number in
+ * *first. 0, or -1 on no memory (the queue is unchanged). */
+static int slots_add(conn *c, size_t count, uint64_t *first) {
+    size_t used = (size_t)(c->tail - c->head), cap = c->slots_cap ? c->slots_cap : 16;
+    while (cap - used < count) cap *= 2;
+    if (cap != c->slots_cap) {
+        slot *s = calloc(cap, sizeof *s);
+        if (!s) return -1;
+        for (uint64_t q = c->head; q < c->tail; q++) s[q & (cap - 1)] = *slot_at(c, q);
+        free(c->slots);
+        c->slots = s;
+        c->slots_cap = cap;
+    }
+    *first = c->tail;
+    for (size_t i = 0; i < count; i++) memset(slot_at(c, c->tail++), 0, sizeof(slot));
+    return 0;
+}
+
+static void conn_dirty(conn *c) {
+    if (c->dirty || c->state == CONN_CLOSED) return;
+    resp_server *s = c->srv;
+    c->dirty = true;
+    c->dirty_prev = NULL;
+    c->dirty_next = s->dirty;
+    if (s->dirty) s->dirty->dirty_prev = c;
+    s->dirty = c;
+}
+
+static void conn_clean(conn *c) {
+    if (!c->dirty) return;
+    if (c->dirty_prev) c->dirty_prev->dirty_next = c->dirty_next;
+    else c->srv->dirty = c->dirty_next;
+    if (c->dirty_next) c->dirty_next->dirty_prev = c->dirty_prev;
+    c->dirty = false;
+}
+
+/* Where slot seq's reply is written: straight to the output when every
+ * slot ahead of it is out already. */
+static buf *reply_begin(conn *c, uint64_t seq) {
+    return seq == c->head ? &c->out : &slot_at(c, seq)->reply;
+}
+
+/* Marks slot seq answered and moves the answered prefix of the queue to
+ * the output. */
+static void reply_end(conn *c, uint64_t seq) {
+    slot_at(c, seq)->ready = true;
+    while (c->head < c->tail) {
+        slot *s = slot_at(c, c->head);
+        if (!s->ready) break;
+        if (s->reply.oom) c->out.oom = true;
+        buf_put(&c->out, s->reply.p, s->reply.len);
+        buf_free(&s->reply);
+        c->head++;
+    }
+    conn_dirty(c);
+}
+
+static void reply_status(conn *c, uint64_t seq, const char *s) {
+    put_status(reply_begin(c, seq), s);
+    reply_end(c, seq);
+}
+
+static void reply_int(conn *c, uint64_t seq, long long v) {
+    put_num(reply_begin(c, seq), ':', v);
+    reply_end(c, seq);
+}
+
+static void reply_bulk(conn *c, uint64_t seq, const void *p, size_t len) {
+    put_bulk(reply_begin(c, seq), p, len);
+    reply_end(c, seq);
+}
+
+static void reply_raw(conn *c, uint64_t seq, const char *resp) {
+    buf_put(reply_begin(c, seq), resp, strlen(resp));
+    reply_end(c, seq);
+}
+
+__attribute__((format(printf, 3, 4)))
+static void reply_error(conn *c, uint64_t seq, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    put_verror(reply_begin(c, seq), fmt, ap);
+    va_end(ap);
+    reply_end(c, seq);
+}
+
+/* ---- operations through repl ------------------------------------------- */
+
+static void conn_unref(conn *c) {
+    if (--c->refs) return;
+    for (uint64_t q = c->head; q < c->tail; q++) buf_free(&slot_at(c, q)->reply);
+    free(c->slots);
+    buf_free(&c->in);
+    buf_free(&c->out);
+    free(c->spans);
+    free(c->argv);
+    free(c);
+}
+
+/* Answers slot seq once its last operation is done. */
+static void slot_settle(conn *c, uint64_t seq) {
+    slot *s = slot_at(c, seq);
+    if (--s->pending) return;
+    buf *b = reply_begin(c, seq);
+    if (s->err) put_wire_error(b, s->err);
+    else if (s->kind == SLOT_COUNT) put_num(b, ':', s->count);
+    else put_status(b, "OK");
+    reply_end(c, seq);
+}
+
+/* The outcome of one of slot seq's operations. */
+static void slot_result(conn *c, uint64_t seq, uint32_t err, const uint8_t *val, size_t vlen) {
+    slot *s = slot_at(c, seq);
+    if (s->kind == SLOT_VALUE) {
+        buf *b = reply_begin(c, seq);
+        if (err == WIRE_OK) put_bulk(b, val, vlen);
+        else if (err == WIRE_ENOKEY) buf_put(b, "$-1\r\n", 5);
+        else put_wire_error(b, err);
+        reply_end(c, seq);
+        return;
+    }
+    if (err == WIRE_OK) s->count++;
+    else if (err != WIRE_ENOKEY && !s->err) s->err = err;
+    slot_settle(c, seq);
+}
+
+static void op_done(node *n, const repl_origin *o, const repl_result *res) {
+    (void)n;
+    conn *c = o->ctx;
+    uint64_t seq;
+    memcpy(&seq, o->id, sizeof seq);
+    if (c->state != CONN_CLOSED) slot_result(c, seq, res->err, res->val, res->vlen);
+    conn_unref(c);
+}
+
+/* Starts one operation of slot seq; one refused for overload counts as
+ * failed with WIRE_EOVERLOAD. */
+static void slot_op(conn *c, uint64_t seq, uint32_t cmd, const arg *key, const arg *val) {
+    node *n = c->srv->n;
+    repl_origin o;
+    memset(&o, 0, sizeof o);
+    o.done = op_done;
+    o.ctx = c;
+    memcpy(o.id, &seq, sizeof seq);     /* the slot rides in the message ID */
+    o.idlen = sizeof seq;
+    o.start_ms = node_now(n);
+    n->stats.requests[cmd]++;
+    c->refs++;
+    if (repl_client_op(n, &o, cmd, (const uint8_t *)key->p, key->len,
+                       val ? (const uint8_t *)val->p : NULL, val ? val->len : 0, 0) == 0)
+        return;
+    c->refs--;
+    slot_result(c, seq, WIRE_EOVERLOAD, NULL, 0);
+}
+
+/* Runs cmd on every key of argv[1..] (each followed by its value when step
+ * is 2) and answers slot seq, as kind, once all are done. */
+static void slot_ops(conn *c, uint64_t seq, enum slot_kind kind, uint32_t cmd, size_t argc,
+                     const arg *argv, size_t step) {
+    slot *s = slot_at(c, seq);
+    s->kind = kind;
+    s->pending = 1;
+    for (size_t i = 1; i < argc; i += step) {
+        slot_at(c, seq)->pending++;
+        slot_op(c, seq, cmd, &argv[i], step == 2 ? &argv[i + 1] : NULL);
+    }
+    slot_settle(c, seq);
+}
+
+/* ---- commands ----------------------------------------------------------- */
+
+/* Checks the keys argv[1], argv[1 + step], ... (each followed by a value
+ * when step is 2). Answers slot seq with the error and returns false if
+ * one is out of the store's bounds. */
+static bool keys_ok(conn *c, uint64_t seq, size_t argc, const arg *argv, size_t step) {
+    for (size_t i = 1; i < argc; i += step) {
+        if (argv[i].len == 0) {
+            reply_error(c, seq, "ERR invalid key: keys cannot be empty");
+            return false;
+        }
+        if (argv[i].len > WIRE_MAX_KEY) {
+            reply_error(c, seq, "ERR invalid key: %zu bytes, keys are at most %d bytes",
+                        argv[i].len, WIRE_MAX_KEY);
+            return false;
+        }
+        if (step == 2 && argv[i + 1].len > WIRE_MAX_VALUE) {
+            reply_error(c, seq, "ERR invalid value: %zu bytes, values are at most %d bytes",
+                        argv[i + 1].len, WIRE_MAX_VALUE);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool arg_is(const arg *a, const char *s) {
+    return a->len == strlen(s) && strncasecmp(a->p, s, a->len) == 0;
+}
+
+static void reply_arity(conn *c, uint64_t seq, const char *name) {
+    reply_error(c, seq, "ERR wrong number of arguments for '%s' command", name);
+}
+
+static void cmd_get(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    if (!keys_ok(c, seq, argc, argv, 1)) return;
+    slot_at(c, seq)->kind = SLOT_VALUE;
+    slot_op(c, seq, WIRE_GET, &argv[1], NULL);
+}
+
+static void cmd_mset(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    if (argc % 2 == 0) {
+        reply_arity(c, seq, "mset");
+        return;
+    }
+    if (keys_ok(c, seq, argc, argv, 2)) slot_ops(c, seq, SLOT_OK, WIRE_PUT, argc, argv, 2);
+}
+
+/* SET key value; the options (EX, PX, NX, XX, KEEPTTL, GET) are not
+ * supported: keys do not expire and writes are not conditional. */
+static void cmd_set(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    if (argc > 3) reply_error(c, seq, "ERR syntax error: SET options (EX, PX, NX, XX, ...) are not supported");
+    else cmd_mset(c, seq, argc, argv);
+}
+
+static void cmd_del(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    if (keys_ok(c, seq, argc, argv, 1)) slot_ops(c, seq, SLOT_COUNT, WIRE_REMOVE, argc, argv, 1);
+}
+
+static void cmd_exists(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    if (keys_ok(c, seq, argc, argv, 1)) slot_ops(c, seq, SLOT_COUNT, WIRE_GET, argc, argv, 1);
+}
+
+/* The array header in slot seq, then one GET slot per key. */
+static void cmd_mget(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    uint64_t first;
+    if (!keys_ok(c, seq, argc, argv, 1)) return;
+    if (slots_add(c, argc - 1, &first) != 0) {
+        reply_error(c, seq, "ERR out of memory");
+        return;
+    }
+    put_num(reply_begin(c, seq), '*', (long long)(argc - 1));
+    reply_end(c, seq);
+    for (size_t i = 1; i < argc; i++) {
+        slot_at(c, first + i - 1)->kind = SLOT_VALUE;
+        slot_op(c, first + i - 1, WIRE_GET, &argv[i], NULL);
+    }
+}
+
+static void cmd_ping(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    if (argc > 2) reply_arity(c, seq, "ping");
+    else if (argc == 2) reply_bulk(c, seq, argv[1].p, argv[1].len);
+    else reply_status(c, seq, "PONG");
+}
+
+static void cmd_echo(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    (void)argc;
+    reply_bulk(c, seq, argv[1].p, argv[1].len);
+}
+
+/* Live keys in this node's store: with N replicas on M nodes the cluster
+ * holds about DBSIZE * M / N keys. */
+static void cmd_dbsize(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    (void)argc, (void)argv;
+    reply_int(c, seq, (long long)store_count(c->srv->n->store));
+}
+
+/* Wipes this node's store, as the UDP WIPEOUT does; [ASYNC|SYNC] ignored. */
+static void cmd_flushall(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    if (argc > 2 || (argc == 2 && !arg_is(&argv[1], "async") && !arg_is(&argv[1], "sync")))
+        reply_error(c, seq, "ERR syntax error");
+    else if (store_wipe(c->srv->n->store) != 0)
+        reply_error(c, seq, "ERR the store failed to wipe");
+    else
+        reply_status(c, seq, "OK");
+}
+
+/* Every section, whatever is asked for. */
+static void cmd_info(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    (void)argc, (void)argv;
+    node *n = c->srv->n;
+    unsigned long long up = (node_wall_ms() - n->started_ms) / 1000;
+    size_t keys = store_count(n->store);
+    char text[2048];
+    int len = snprintf(text, sizeof text,
+        "# Server\r\n"
+        "redis_version:7.0.0-dht\r\n"
+        "redis_mode:standalone\r\n"
+        "process_id:%d\r\n"
+        "tcp_port:%u\r\n"
+        "uptime_in_seconds:%llu\r\n"
+        "uptime_in_days:%llu\r\n"
+        "\r\n# Clients\r\n"
+        "connected_clients:%zu\r\n"
+        "\r\n# Keyspace\r\n"
+        "db0:keys=%zu,expires=0,avg_ttl=0\r\n"
+        "\r\n# DHT\r\n"
+        "dht_udp_port:%u\r\n"
+        "dht_members_live:%zu\r\n"
+        "dht_members_known:%zu\r\n"
+        "dht_keys:%zu\r\n"
+        "dht_store_engine:%s\r\n"
+        "dht_store_bytes:%zu\r\n"
+        "dht_max_bytes:%zu\r\n"
+        "dht_replicas:%u\r\n"
+        "dht_read_quorum:%u\r\n"
+        "dht_write_quorum:%u\r\n"
+        "dht_ops_in_flight:%zu\r\n"
+        "dht_uptime_seconds:%llu\r\n",
+        (int)getpid(), n->cfg.resp_port, up, up / 86400, c->srv->clients, keys,
+        n->cfg.port, members_live(n->members), members_total(n->members), keys,
+        store_engine(n->store), store_bytes(n->store), store_max_bytes(n->store),
+        n->cfg.replicas, n->cfg.read_quorum, n->cfg.write_quorum, repl_inflight(n->repl), up);
+    reply_bulk(c, seq, text, len > 0 && (size_t)len < sizeof text ? (size_t)len : 0);
+}
+
+static void cmd_quit(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    (void)argc, (void)argv;
+    reply_status(c, seq, "OK");
+    c->state = CONN_QUITTING;
+}
+
+static size_t command_count(void);
+
+/* COMMAND COUNT answers the count; COMMAND, COMMAND DOCS and the rest an
+ * empty array: enough for redis-cli, which asks on start. */
+static void cmd_command(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    if (argc == 2 && arg_is(&argv[1], "count")) reply_int(c, seq, (long long)command_count());
+    else reply_raw(c, seq, "*0\r\n");
+}
+
+static void cmd_select(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    (void)argc;
+    if (arg_is(&argv[1], "0")) reply_status(c, seq, "OK");
+    else reply_error(c, seq, "ERR DB index is out of range");
+}
+
+/* CLIENT GETNAME answers nil, every other subcommand (SETNAME, SETINFO,
+ * ...) OK. */
+static void cmd_client(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    (void)argc;
+    if (arg_is(&argv[1], "getname")) reply_raw(c, seq, "$-1\r\n");
+    else reply_status(c, seq, "OK");
+}
+
+/* CONFIG GET: redis-benchmark asks for save and appendonly (no
+ * persistence of that kind here); anything else matches nothing. */
+static void cmd_config(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    if (!arg_is(&argv[1], "get")) {
+        reply_error(c, seq, "ERR unknown subcommand '%.*s'. Try CONFIG GET.",
+                    (int)(argv[1].len < 64 ? argv[1].len : 64), argv[1].p);
+        return;
+    }
+    if (argc != 3) reply_arity(c, seq, "config|get");
+    else if (arg_is(&argv[2], "save")) reply_raw(c, seq, "*2\r\n$4\r\nsave\r\n$0\r\n\r\n");
+    else if (arg_is(&argv[2], "appendonly")) reply_raw(c, seq, "*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n");
+    else reply_raw(c, seq, "*0\r\n");
+}
+
+static const command commands[] = {
+    {"get", 2, cmd_get},         {"set", -3, cmd_set},       {"del", -2, cmd_del},
+    {"exists", -2, cmd_exists},  {"mget", -2, cmd_mget},     {"mset", -3, cmd_mset},
+    {"ping", -1, cmd_ping},      {"echo", 2, cmd_echo},      {"dbsize", 1, cmd_dbsize},
+    {"flushall", -1, cmd_flushall}, {"info", -1, cmd_info},  {"quit", -1, cmd_quit},
+    {"command", -1, cmd_command}, {"select", 2, cmd_select}, {"client", -2, cmd_client},
+    {"config", -2, cmd_config},
+};
+
+static size_t command_count(void) { return sizeof commands / sizeof commands[0]; }
+
+/* Answers one command (argv[0] its name) in a new slot. */
+static void run_command(conn *c, size_t argc, const arg *argv) {
+    uint64_t seq;
+    if (slots_add(c, 1, &seq) != 0) {
+        conn_close(c);
+        return;
+    }
+    const command *cmd = NULL;
+    for (size_t i = 0; i < command_count() && !cmd; i++)
+        if (arg_is(&argv[0], commands[i].name)) cmd = &commands[i];
+    if (!cmd) {
+        char args[160];
+        size_t len = 0;
+        args[0] = 0;
+        for (size_t i = 1; i < argc && len < 128; i++) {
+            size_t room = 128 - len;
+            len += (size_t)snprintf(args + len, sizeof args - len, "'%.*s' ",
+                                    (int)(argv[i].len < room ? argv[i].len : room), argv[i].p);
+        }
+        reply_error(c, seq, "ERR unknown command '%.*s', with args beginning with: %s",
+                    (int)(argv[0].len < 128 ? argv[0].len : 128), argv[0].p, args);
+    } else if (cmd->arity > 0 ? argc != (size_t)cmd->arity : argc < (size_t)-cmd->arity) {
+        reply_arity(c, seq, cmd->name);
+    } else {
+        cmd->fn(c, seq, argc, argv);
+    }
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+/* Answers a protocol error in a new slot and stops taking commands.
+ * Returns -1 for parse_command. */
+__attribute__((format(printf, 2, 3)))
+static int protocol_error(conn *c, const char *fmt, ...) {
+    char why[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    uint64_t seq;
+    if (slots_add(c, 1, &seq) != 0) {
+        conn_close(c);
+        return -1;
+    }
+    reply_error(c, seq, "ERR Protocol error: %s", why);
+    c->state = CONN_QUITTING;
+    return -1;
+}
+
+static int span_add(conn *c, size_t off, size_t len) {
+    if (c->nspans == c->spans_cap) {
+        size_t cap = c->spans_cap ? c->spans_cap * 2 : 8;
+        span *s = realloc(c->spans, cap * sizeof *s);
+        if (!s) return -1;
+        c->spans = s;
+        arg *a = realloc(c->argv, cap * sizeof *a);
+        if (!a) return -1;
+        c->argv = a;
+        c->spans_cap = cap;
+    }
+    c->spans[c->nspans++] = (span){off, len};
+    return 0;
+}
+
+/* Reads the "<type><integer>\r\n" line at c->pos. 1 with *v (and c->pos
+ * past the line), 0 when the line is not all here, -1 when the integer is
+ * malformed. */
+static int parse_len(conn *c, long long *v) {
+    const char *p = c->in.p + c->pos + 1, *end = c->in.p + c->in.len;
+    const char *cr = memchr(p, '\r', (size_t)(end - p));
+    if (!cr || cr + 1 >= end) return 0;
+    bool neg = p < cr && *p == '-';
+    const char *d = p + neg;
+    if (d == cr || cr - d > 18) return -1;
+    long long x = 0;
+    for (; d < cr; d++) {
+        if (*d < '0' || *d > '9') return -1;
+        x = x * 10 + (*d - '0');
+    }
+    *v = neg ? -x : x;
+    c->pos = (size_t)(cr + 2 - c->in.p);   /* like Redis, the LF is not checked */
+    return 1;
+}
+
+/* An inline command: a line of words separated by blanks. */
+static int parse_inline(conn *c) {
+    const char *p = c->in.p + c->pos, *end = c->in.p + c->in.len;
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl) return end - p > (ptrdiff_t)MAX_LINE ? protocol_error(c, "too big inline request") : 0;
+    const char *e = nl > p && nl[-1] == '\r' ? nl - 1 : nl;
+    c->nspans = 0;
+    for (const char *q = p; q < e;) {
+        while (q < e && (*q == ' ' || *q == '\t')) q++;
+        const char *w = q;
+        while (q < e && *q != ' ' && *q != '\t') q++;
+        if (q > w && span_add(c, (size_t)(w - (c->in.p + c->start)), (size_t)(q - w)) != 0) {
+            conn_close(c);
+            return -1;
+        }
+    }
+    c->pos = (size_t)(nl + 1 - c->in.p);
+    return 1;
+}
+
+/* Parses the next command of c->in into c->spans (none for an empty one).
+ * 1: a whole command; 0: more input is needed; -1: the connection was
+ * answered a protocol error, or closed. */
+static int parse_command(conn *c) {
+    long long v;
+    int rc;
+    for (;;) {
+        size_t avail = c->in.len - c->pos;
+        if (!avail) return 0;
+        const char *p = c->in.p + c->pos;
+        switch (c->ps) {
+        case PARSE_START:
+            if (*p != '*') return parse_inline(c);
+            if ((rc = parse_len(c, &v)) == 0)
+                return avail > MAX_LINE ? protocol_error(c, "too big mbulk count string") : 0;
+            if (rc < 0 || v > MAX_ARGS) return protocol_error(c, "invalid multibulk length");
+            c->nspans = 0;
+            if (v <= 0) return 1;   /* Redis skips empty multibulks too */
+            c->nargs = v;
+            c->ps = PARSE_BULK_LEN;
+            break;
+        case PARSE_BULK_LEN:
+            if (*p != '$')
+                return protocol_error(c, "expected '$', got '%c'", *p);
+            if ((rc = parse_len(c, &v)) == 0)
+                return avail > MAX_LINE ? protocol_error(c, "too big bulk count string") : 0;
+            if (rc < 0 || v < 0 || v > MAX_BULK) return protocol_error(c, "invalid bulk length");
+            if (c->pos - c->start + (size_t)v + 2 > MAX_QUERY)
+                return protocol_error(c, "command too big (over %u bytes)", MAX_QUERY);
+            c->bulk = v;
+            c->ps = PARSE_BULK_BODY;
+            break;
+        case PARSE_BULK_BODY:
+            if (avail < (size_t)c->bulk + 2) return 0;
+            if (span_add(c, c->pos - c->start, (size_t)c->bulk) != 0) {
+                conn_close(c);
+                return -1;
+            }
+            c->pos += (size_t)c->bulk + 2;
+            if ((long long)c->nspans < c->nargs) {
+                c->ps = PARSE_BULK_LEN;
+                break;
+            }
+            c->ps = PARSE_START;
+            return 1;
+        }
+    }
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static bool has_room(const conn *c) {
+    return c->tail - c->head < MAX_PENDING && c->out.len + c->writing < MAX_OUTPUT;
+}
+
+/* Runs the commands buffered in c->in while the connection has room for
+ * their replies. True when no whole command is left in the input. */
+static bool conn_parse(conn *c) {
+    bool starved = false;
+    while (c->state == CONN_READING || c->state == CONN_FINISHING) {
+        if (!has_room(c)) break;
+        int rc = parse_command(c);
+        if (rc <= 0) {
+            starved = rc == 0;
+            break;
+        }
+        for (size_t i = 0; i < c->nspans; i++)
+            c->argv[i] = (arg){c->in.p + c->start + c->spans[i].off, c->spans[i].len};
+        if (c->nspans) run_command(c, c->nspans, c->argv);
+        c->start = c->pos;
+    }
+    if (c->state == CONN_CLOSED) return true;
+    /* drop what ran; keep the command being received at the front */
+    if (c->start) {
+        memmove(c->in.p, c->in.p + c->start, c->in.len - c->start);
+        c->in.len -= c->start;
+        c->pos -= c->start;
+        c->start = 0;
+    }
+    if (!c->in.len && c->in.cap > 4 * READ_CHUNK) buf_free(&c->in);
+    return starved || c->state == CONN_QUITTING;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
+    conn *c = h->data;
+    (void)suggested;
+    if (c->in.cap - c->in.len < READ_CHUNK / 4) buf_reserve(&c->in, READ_CHUNK);
+    *b = uv_buf_init(c->in.p + c->in.len, (unsigned)(c->in.cap - c->in.len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+
+/* Reads while the connection takes commands and has room for replies. */
+static void conn_pace(conn *c) {
+    bool want = c->state == CONN_READING && has_room(c);
+    if (c->state == CONN_CLOSED || want == c->reading) return;
+    uv_stream_t *s = (uv_stream_t *)&c->tcp;
+    if ((want ? uv_read_start(s, on_alloc, on_read) : uv_read_stop(s)) != 0) conn_close(c);
+    else c->reading = want;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
+    conn *c = s->data;
+    (void)b;
+    if (nread == UV_EOF) {
+        c->state = CONN_FINISHING;
+    } else if (nread < 0) {
+        conn_close(c);
+        return;
+    } else {
+        c->in.len += (size_t)nread;
+        conn_parse(c);
+    }
+    conn_pace(c);
+    conn_dirty(c);
+}
+
+static void on_written(uv_write_t *req, int status) {
+    write_req *w = (write_req *)req;
+    conn *c = w->c;
+    c->writing -= w->len;
+    free(w->data);
+    free(w);
+    if (status < 0) conn_close(c);
+    else conn_dirty(c);
+}
+
+/* Writes the output: at once if the socket takes it, else queued (the
+ * buffer goes with the write request). */
+static void conn_write(conn *c) {
+    if (!c->out.len) return;
+    uv_stream_t *s = (uv_stream_t *)&c->tcp;
+    size_t done = 0;
+    if (!c->writing) {
+        uv_buf_t b = uv_buf_init(c->out.p, (unsigned)c->out.len);
+        int n = uv_try_write(s, &b, 1);
+        if (n < 0 && n != UV_EAGAIN) {
+            conn_close(c);
+            return;
+        }
+        if (n > 0) done = (size_t)n;
+        if (done == c->out.len) {
+            c->out.len = 0;
+            if (c->out.cap > MAX_OUTPUT) buf_free(&c->out);
+            return;
+        }
+    }
+    write_req *w = malloc(sizeof *w);
+    if (!w) {
+        conn_close(c);
+        return;
+    }
+    w->c = c;
+    w->data = c->out.p;
+    w->len = c->out.len - done;
+    uv_buf_t b = uv_buf_init(c->out.p + done, (unsigned)w->len);
+    memset(&c->out, 0, sizeof c->out);
+    if (uv_write(&w->req, s, &b, 1, on_written) != 0) {
+        free(w->data);
+        free(w);
+        conn_close(c);
+        return;
+    }
+    c->writing += w->len;
+}
+
+/* Once per loop iteration for a connection that changed: runs the
+ * commands it now has room for, writes the replies, paces reading and
+ * closes it when it has nothing more to do. */
+static void conn_service(conn *c) {
+    bool starved;
+    do {
+        starved = conn_parse(c);
+        if (c->state == CONN_CLOSED) return;
+        if (c->out.oom) {
+            conn_close(c);
+            return;
+        }
+        conn_write(c);
+        if (c->state == CONN_CLOSED) return;
+    } while (!starved && has_room(c));   /* the socket took it all: run more */
+    bool idle = c->head == c->tail && !c->out.len && !c->writing;
+    if (idle && starved && (c->state == CONN_FINISHING || c->state == CONN_QUITTING)) {
+        conn_close(c);
+        return;
+    }
+    /* give back what a huge command grew */
+    if (c->head == c->tail && c->slots_cap > MAX_PENDING) {
+        free(c->slots);
+        c->slots = NULL;
+        c->slots_cap = 0;
+    }
+    if (c->ps == PARSE_START && c->spans_cap > MAX_PENDING) {
+        free(c->spans);
+        free(c->argv);
+        c->spans = NULL;
+        c->argv = NULL;
+        c->spans_cap = 0;
+    }
+    conn_pace(c);
+}
+
+static void on_closed(uv_handle_t *h) { conn_unref(h->data); }
+
+static void conn_close(conn *c) {
+    if (c->state == CONN_CLOSED) return;
+    c->state = CONN_CLOSED;
+    conn_clean(c);
+    c->srv->clients--;
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void on_flush(uv_check_t *h) {
+    resp_server *s = h->data;
+    conn *c;
+    while ((c = s->dirty)) {
+        conn_service(c);
+        conn_clean(c);
+    }
+}
+
+static void on_connection(uv_stream_t *l, int status) {
+    resp_server *s = l->data;
+    if (status < 0) {
+        node_log(s->n, "resp: accept failed: %s", uv_strerror(status));
+        return;
+    }
+    conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        node_log(s->n, "resp: out of memory for a connection");
+        return;
+    }
+    c->srv = s;
+    c->refs = 1;
+    c->state = CONN_READING;
+    c->ps = PARSE_START;
+    s->clients++;
+    uv_tcp_init(l->loop, &c->tcp);
+    c->tcp.data = c;
+    if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    conn_pace(c);
+}
+
+static void free_server(uv_handle_t *h) { free(h->data); }
+
+int resp_start(node *n) {
+    struct sockaddr_in addr;
+    int rc = uv_ip4_addr(n->cfg.bind_ip, n->cfg.resp_port, &addr);
+    if (rc != 0) {
+        fprintf(stderr, "dht-server: bad --bind address %s\n", n->cfg.bind_ip);
+        return rc;
+    }
+    resp_server *s = calloc(1, sizeof *s);
+    if (!s) return UV_ENOMEM;
+    s->n = n;
+    uv_tcp_init(n->loop, &s->listener);
+    s->listener.data = s;
+    if ((rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0)) != 0 ||
+        (rc = uv_listen((uv_stream_t *)&s->listener, BACKLOG, on_connection)) != 0) {
+        fprintf(stderr, "dht-server: cannot listen on TCP %s:%u (--resp-port): %s\n",
+                n->cfg.bind_ip, n->cfg.resp_port, uv_strerror(rc));
+        uv_close((uv_handle_t *)&s->listener, free_server);
+        return rc;
+    }
+    /* a write to a client that left must fail with EPIPE, not kill the node */
+    signal(SIGPIPE, SIG_IGN);
+    uv_check_init(n->loop, &s->flush);
+    s->flush.data = s;
+    uv_check_start(&s->flush, on_flush);
+    uv_unref((uv_handle_t *)&s->flush);
+    n->resp = s;
+    if (!n->cfg.quiet)
+        node_log(n, "serving Redis clients (RESP2) on TCP %s:%u", n->cfg.bind_ip, n->cfg.resp_port);
+    return 0;
+}

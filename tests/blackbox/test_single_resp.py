@@ -1,0 +1,644 @@
+#!/usr/bin/env python3
+"""Black-box tests of the Redis protocol (RESP2) front end of one node
+(--resp-port): every command, errors in Redis's format, pipelining with
+replies in request order, malformed and hostile input, and data shared with
+the UDP protocol. A raw-socket RESP client is written below; one test also
+uses redis-cli when it is installed (SKIP otherwise). Each test starts its
+own node.
+
+Some tests give the node a peer that does not exist ("phantom"): operations
+that wait for it stay in flight until --request-timeout, so completions come
+late and out of order, and can outlive the connection that asked.
+
+Run: DHT_BIN=build PYTHONPATH=tests/lib python3 tests/blackbox/test_single_resp.py [name ...]
+Prints PASS/FAIL per test and a last line 'N passed, N failed'; exits 1 on failure.
+"""
+import contextlib
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import dht  # noqa: E402
+from dht import OK, ENOKEY, IS_ALIVE  # noqa: E402
+
+
+class Err:
+    """An error reply; msg is its text without the leading '-'."""
+
+    def __init__(self, msg):
+        self.msg = msg
+
+    def __eq__(self, other):
+        return isinstance(other, Err) and other.msg == self.msg
+
+    def __repr__(self):
+        return "Err(%r)" % self.msg
+
+
+def encode(*args):
+    """A command as a RESP multibulk."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = dht.as_bytes(a) if not isinstance(a, int) else b"%d" % a
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class Resp:
+    """A RESP2 client on one TCP connection. Replies decode as: status ->
+    str, error -> Err, integer -> int, bulk -> bytes (None for nil), array
+    -> list (None for a nil array)."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = bytearray()
+        self.pos = 0
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        if self.pos > 1 << 20:
+            del self.buf[:self.pos]
+            self.pos = 0
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise EOFError("the server closed the connection")
+        self.buf += data
+
+    def _line(self):
+        while True:
+            i = self.buf.find(b"\r\n", self.pos)
+            if i >= 0:
+                line = bytes(self.buf[self.pos:i])
+                self.pos = i + 2
+                return line
+            self._fill()
+
+    def _exact(self, n):
+        while len(self.buf) - self.pos < n:
+            self._fill()
+        data = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += n
+        return data
+
+    def read(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            return Err(rest.decode("utf-8", "replace"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self._exact(n + 2)
+            assert data[-2:] == b"\r\n", "bulk string not followed by CRLF: %r" % data[-10:]
+            return data[:-2]
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.read() for _ in range(n)]
+        raise AssertionError("not a RESP reply: %r" % line[:100])
+
+    def call(self, *args):
+        self.send(encode(*args))
+        return self.read()
+
+    def pipeline(self, commands):
+        """Sends every command in one write, then reads one reply each."""
+        self.send(b"".join(encode(*c) for c in commands))
+        return [self.read() for _ in commands]
+
+    def closed_by_server(self, timeout=5.0):
+        """True if the server closes the connection (EOF or reset) within
+        timeout seconds, once the replies already read are consumed."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                if not self.sock.recv(65536):
+                    return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+
+def free_tcp_port():
+    return dht.free_tcp_ports(1)[0]
+
+
+@contextlib.contextmanager
+def node(*args, phantom=False):
+    """A ready single node serving RESP; yields (cluster, udp client, resp
+    port). phantom: the peers file lists a node that never answers, held
+    alive (not dead) for the whole test."""
+    base = dht.free_port_range(2)
+    peers = ["127.0.0.1:%d" % (base + 1)] if phantom else []
+    if phantom:
+        args += ("--suspect-ms", "300000", "--dead-ms", "600000")
+    port = free_tcp_port()
+    c = dht.Cluster(1, base_port=base, peers=peers, extra_args=["--resp-port", port] + list(args))
+    try:
+        c.start(0)
+        c.wait_ready(timeout=10)
+        with c.client(0) as cl:
+            yield c, cl, port
+    except BaseException:
+        tail = c.log_tail(0)
+        if tail:
+            print("    --- node log (tail) ---\n    " + tail.replace("\n", "\n    "))
+        raise
+    finally:
+        c.cleanup()
+
+
+def assert_serves(c, cl, port, what):
+    """The node is still running and serves UDP and RESP after `what`."""
+    assert c.running(0), "node exited after %s (status %s)" % (what, c.procs[0].returncode)
+    try:
+        assert cl.request(IS_ALIVE).err == OK, "IS_ALIVE after " + what
+    except dht.Timeout:
+        raise AssertionError("node stopped answering UDP after %s" % what) from None
+    with Resp(port) as r:
+        k = os.urandom(8).hex()
+        assert r.call("SET", k, "still-here") == "OK", "SET after " + what
+        assert r.call("GET", k) == b"still-here", "GET after " + what
+        assert r.call("PING") == "PONG", "PING after " + what
+
+
+def is_err(reply, prefix):
+    return isinstance(reply, Err) and reply.msg.startswith(prefix)
+
+
+def expect_err(reply, prefix, what):
+    assert is_err(reply, prefix), "%s: expected an error starting with %r, got %r" % (what, prefix, reply)
+
+
+# ---------------------------------------------------------------- commands
+
+def test_resp_ping_and_echo():
+    with node() as (c, cl, port), Resp(port) as r:
+        assert r.call("PING") == "PONG"
+        assert r.call("ping", "hello") == b"hello"
+        assert r.call("ECHO", b"a\r\nb\x00c") == b"a\r\nb\x00c"
+        expect_err(r.call("PING", "a", "b"), "ERR wrong number of arguments for 'ping' command", "PING a b")
+        expect_err(r.call("ECHO"), "ERR wrong number of arguments for 'echo' command", "ECHO")
+
+
+def test_resp_inline_commands():
+    with node() as (c, cl, port), Resp(port) as r:
+        r.send(b"PING\r\n")
+        assert r.read() == "PONG"
+        r.send(b"  set  inl   value\t\r\n\r\nGET inl\nECHO x\r\n")   # blanks, an empty line, bare LF
+        assert [r.read() for _ in range(3)] == ["OK", b"value", b"x"]
+
+
+def test_resp_set_get_overwrite_and_missing():
+    with node() as (c, cl, port), Resp(port) as r:
+        assert r.call("SET", "alpha", "one") == "OK"
+        assert r.call("GET", "alpha") == b"one"
+        assert r.call("SET", "alpha", "two") == "OK"
+        assert r.call("GET", "alpha") == b"two"
+        assert r.call("GET", "never-set") is None
+        assert r.call("SET", "empty", "") == "OK"
+        assert r.call("GET", "empty") == b""
+        key, val = bytes(range(32)), bytes(range(256)) * 39     # CR, LF, NUL inside
+        assert r.call("SET", key, val) == "OK"
+        assert r.call("GET", key) == val
+        big = os.urandom(10000)
+        assert r.call("SET", "big", big) == "OK"
+        assert r.call("GET", "big") == big
+
+
+def test_resp_key_and_value_limits():
+    with node() as (c, cl, port), Resp(port) as r:
+        for cmd in (("GET", "k" * 33), ("SET", "k" * 33, "v"), ("DEL", "ok", "k" * 100),
+                    ("EXISTS", "k" * 33), ("MGET", "a", "k" * 33), ("MSET", "a", "1", "k" * 33, "2")):
+            expect_err(r.call(*cmd), "ERR invalid key", "%s with a 33+ byte key" % cmd[0])
+        for cmd in (("GET", ""), ("SET", "", "v"), ("DEL", ""), ("MSET", "", "v")):
+            expect_err(r.call(*cmd), "ERR invalid key", "%s with an empty key" % cmd[0])
+        expect_err(r.call("SET", "big", "v" * 10001), "ERR invalid value", "SET of 10001 bytes")
+        expect_err(r.call("MSET", "a", "1", "big", "v" * 20000), "ERR invalid value", "MSET of 20000 bytes")
+        # a rejected multi-key command changes nothing
+        assert r.call("MGET", "a", "big") == [None, None]
+        assert r.call("SET", "k" * 32, "v") == "OK"
+
+
+def test_resp_set_options_are_rejected():
+    with node() as (c, cl, port), Resp(port) as r:
+        for opts in (("EX", "10"), ("PX", "100"), ("NX",), ("XX",), ("KEEPTTL",), ("GET",)):
+            expect_err(r.call("SET", "opt", "v", *opts), "ERR syntax error", "SET with " + " ".join(opts))
+        assert r.call("GET", "opt") is None
+        expect_err(r.call("SET", "opt"), "ERR wrong number of arguments for 'set' command", "SET k")
+
+
+def test_resp_del_and_exists_count_keys():
+    with node() as (c, cl, port), Resp(port) as r:
+        assert r.call("MSET", "d1", "a", "d2", "b", "d3", "c") == "OK"
+        assert r.call("EXISTS", "d1") == 1
+        assert r.call("EXISTS", "d1", "d2", "nope", "d1") == 3    # repeats count, as in Redis
+        assert r.call("DEL", "d1", "nope") == 1
+        assert r.call("DEL", "d1") == 0
+        assert r.call("DEL", "d2", "d3") == 2
+        assert r.call("EXISTS", "d1", "d2", "d3") == 0
+        expect_err(r.call("DEL"), "ERR wrong number of arguments for 'del' command", "DEL")
+        expect_err(r.call("EXISTS"), "ERR wrong number of arguments for 'exists' command", "EXISTS")
+
+
+def test_resp_mget_and_mset():
+    with node() as (c, cl, port), Resp(port) as r:
+        pairs = [("m%d" % i, "v%d" % i) for i in range(20)]
+        assert r.call("MSET", *[x for p in pairs for x in p]) == "OK"
+        keys = [k for k, _ in pairs]
+        assert r.call("MGET", *keys) == [v.encode() for _, v in pairs]
+        assert r.call("MGET", "m3", "missing", "m3") == [b"v3", None, b"v3"]
+        expect_err(r.call("MSET", "a", "1", "b"), "ERR wrong number of arguments for 'mset' command", "MSET odd")
+        expect_err(r.call("MGET"), "ERR wrong number of arguments for 'mget' command", "MGET")
+
+
+def test_resp_dbsize_and_flushall():
+    with node() as (c, cl, port), Resp(port) as r:
+        assert r.call("DBSIZE") == 0
+        for i in range(30):
+            r.call("SET", "f%d" % i, "x")
+        assert r.call("DBSIZE") == 30
+        assert r.call("DEL", "f0") == 1
+        assert r.call("DBSIZE") == 29
+        assert r.call("FLUSHALL") == "OK"
+        assert r.call("DBSIZE") == 0
+        assert r.call("GET", "f1") is None
+        assert r.call("SET", "f1", "y") == "OK"
+        assert r.call("FLUSHALL", "ASYNC") == "OK"
+        assert r.call("DBSIZE") == 0
+        expect_err(r.call("FLUSHALL", "NOW"), "ERR syntax error", "FLUSHALL NOW")
+        expect_err(r.call("DBSIZE", "x"), "ERR wrong number of arguments for 'dbsize' command", "DBSIZE x")
+
+
+def test_resp_info_sections():
+    with node() as (c, cl, port), Resp(port) as r:
+        r.call("SET", "i1", "x")
+        info = r.call("INFO")
+        assert isinstance(info, bytes), info
+        text = info.decode()
+        fields = dict(l.split(":", 1) for l in text.split("\r\n") if l and not l.startswith("#"))
+        assert text.startswith("# Server\r\n"), text[:50]
+        assert fields["redis_version"].startswith("7.0.0"), fields["redis_version"]
+        assert fields["process_id"] == str(c.pid(0))
+        assert fields["tcp_port"] == str(port)
+        assert fields["dht_udp_port"] == str(c.port(0))
+        assert fields["dht_members_live"] == "1"
+        assert fields["dht_keys"] == "1"
+        assert int(fields["uptime_in_seconds"]) >= 0
+        assert int(fields["connected_clients"]) >= 1
+        assert r.call("INFO", "server").startswith(b"# Server\r\n")
+
+
+def test_resp_client_handshake_commands():
+    """What redis-cli, redis-benchmark and client libraries send on connecting."""
+    with node() as (c, cl, port), Resp(port) as r:
+        assert r.call("COMMAND") == []
+        assert r.call("COMMAND", "DOCS") == []
+        n = r.call("COMMAND", "COUNT")
+        assert isinstance(n, int) and n >= 16, n
+        assert r.call("SELECT", "0") == "OK"
+        expect_err(r.call("SELECT", "1"), "ERR DB index is out of range", "SELECT 1")
+        assert r.call("CLIENT", "SETNAME", "tester") == "OK"
+        assert r.call("CLIENT", "SETINFO", "lib-name", "test") == "OK"
+        assert r.call("CLIENT", "GETNAME") is None
+        assert r.call("CONFIG", "GET", "save") == [b"save", b""]
+        assert r.call("CONFIG", "GET", "appendonly") == [b"appendonly", b"no"]
+        assert r.call("CONFIG", "GET", "maxmemory-policy") == []
+        expect_err(r.call("CONFIG", "SET", "save", ""), "ERR unknown subcommand", "CONFIG SET")
+        expect_err(r.call("CONFIG", "GET"), "ERR wrong number of arguments", "CONFIG GET")
+
+
+def test_resp_quit_closes_after_ok():
+    with node() as (c, cl, port), Resp(port) as r:
+        r.send(encode("SET", "q", "1") + encode("QUIT") + encode("SET", "q", "2"))
+        assert [r.read(), r.read()] == ["OK", "OK"]
+        assert r.closed_by_server(), "connection still open after QUIT"
+        with Resp(port) as r2:
+            assert r2.call("GET", "q") == b"1", "a command after QUIT ran"
+
+
+def test_resp_unknown_command_error_like_redis():
+    with node() as (c, cl, port), Resp(port) as r:
+        assert r.call("FOO", "a", "b") == Err("ERR unknown command 'FOO', with args beginning with: 'a' 'b' ")
+        assert r.call("hello") == Err("ERR unknown command 'hello', with args beginning with: ")
+        # control characters in a name cannot break the reply line; long args are cut
+        reply = r.call("x\r\ny", "z" * 1000)
+        assert is_err(reply, "ERR unknown command 'x  y'"), reply
+        assert len(reply.msg) < 300, len(reply.msg)
+        assert r.call("PING") == "PONG"
+
+
+def test_resp_arity_errors_like_redis():
+    with node() as (c, cl, port), Resp(port) as r:
+        for cmd, name in ((("GET",), "get"), (("GET", "a", "b"), "get"), (("SET", "a"), "set"),
+                          (("MGET",), "mget"), (("MSET", "a"), "mset"), (("ECHO", "a", "b"), "echo"),
+                          (("SELECT",), "select"), (("CLIENT",), "client"), (("CONFIG",), "config")):
+            assert r.call(*cmd) == Err("ERR wrong number of arguments for '%s' command" % name), cmd
+        assert r.call("get", "a") is None    # names are case-insensitive
+
+
+def test_resp_out_of_memory_is_an_oom_error():
+    with node("--max-memory", "100K") as (c, cl, port), Resp(port) as r:
+        reply = None
+        for i in range(200):
+            reply = r.call("SET", "fill%03d" % i, "v" * 1000)
+            if reply != "OK":
+                break
+        expect_err(reply, "OOM ", "SET over --max-memory")
+        assert r.call("GET", "fill000") == b"v" * 1000
+        assert r.call("DEL", "fill000") == 1
+        assert r.call("SET", "small", "x") == "OK"
+
+
+# ---------------------------------------------------------------- pipelining
+
+def test_resp_pipeline_of_100_commands_replies_in_order():
+    with node() as (c, cl, port), Resp(port) as r:
+        cmds, want = [], []
+        for i in range(25):
+            k, v = "p%d" % i, "val%d" % i
+            cmds += [("SET", k, v), ("GET", k), ("EXISTS", k, "nope"), ("PING", "n%d" % i)]
+            want += ["OK", v.encode(), 1, b"n%d" % i]
+        assert len(cmds) == 100
+        assert r.pipeline(cmds) == want
+
+
+def test_resp_pipeline_past_the_in_flight_limit():
+    """5000 commands in one write, then 1000 GETs of 10000-byte values
+    (10 MB of replies: the node stops running commands while 4 MiB wait to
+    be written, and resumes as the client reads)."""
+    with node() as (c, cl, port), Resp(port) as r:
+        cmds = [("SET", "deep%d" % i, "v%d" % i) if i % 2 == 0 else ("GET", "deep%d" % (i - 1))
+                for i in range(5000)]
+        want = ["OK" if i % 2 == 0 else b"v%d" % (i - 1) for i in range(5000)]
+        assert r.pipeline(cmds) == want
+        big = os.urandom(10000)
+        assert r.call("SET", "big", big) == "OK"
+        r.send(encode("GET", "big") * 1000)
+        time.sleep(0.5)     # let the node fill the socket and pause
+        for i in range(1000):
+            assert r.read() == big, "GET #%d of the big value" % i
+        assert r.call("PING") == "PONG"
+
+
+def test_resp_late_completions_keep_request_order():
+    """With a phantom peer and R=W=1, a GET of a missing key waits for the
+    phantom until the request timeout while others complete at once: the
+    replies must still come back in request order."""
+    with node("--read-quorum", "1", "--write-quorum", "1", "--request-timeout", "200",
+              phantom=True) as (c, cl, port), Resp(port) as r:
+        assert r.call("SET", "here", "yes") == "OK"
+        cmds = [("GET", "missing1"), ("GET", "here"), ("PING",), ("MGET", "missing2", "here", "missing3"),
+                ("EXISTS", "here", "missing4"), ("DEL", "missing5"), ("GET", "here"), ("DBSIZE",)]
+        t0 = time.monotonic()
+        got = r.pipeline(cmds)
+        assert got == [None, b"yes", "PONG", [None, b"yes", None], 1, 0, b"yes", 1], got
+        assert time.monotonic() - t0 >= 0.15, "the GETs of missing keys did not wait for the phantom"
+
+
+def test_resp_in_flight_limit_pauses_and_resumes():
+    """3000 pipelined GETs of missing keys, each in flight until the request
+    timeout: the node stops reading at 1024 outstanding replies and resumes
+    as they complete; GETs of a present key in between keep their place."""
+    with node("--read-quorum", "1", "--write-quorum", "1", "--request-timeout", "200",
+              phantom=True) as (c, cl, port), Resp(port, timeout=30) as r:
+        assert r.call("SET", "here", "yes") == "OK"
+        cmds = [("GET", "missing%d" % i) if i % 10 else ("GET", "here") for i in range(3000)]
+        t0 = time.monotonic()
+        got = r.pipeline(cmds)
+        assert got == [None if i % 10 else b"yes" for i in range(3000)]
+        took = time.monotonic() - t0
+        assert took >= 0.4, "3000 waiting GETs answered in %.2f s: not paused at 1024" % took
+
+
+def test_resp_connection_closed_with_operations_in_flight():
+    """Completions that arrive after their connection closed are dropped
+    (under ASan this catches a use after free)."""
+    with node("--read-quorum", "1", "--write-quorum", "1", "--request-timeout", "300",
+              phantom=True) as (c, cl, port):
+        for n in range(5):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"".join(encode("GET", "gone%d" % i) for i in range(500)) +
+                      encode("MGET", *["m%d" % i for i in range(100)]) + encode("DEL", "a", "b"))
+            time.sleep(0.05 * n)
+            s.close()
+        time.sleep(0.6)     # every operation has timed out by now
+        assert_serves(c, cl, port, "connections closed with operations in flight")
+
+
+def test_resp_overload_answers_busy():
+    """More operations than the node takes at once: the overflow gets
+    -ERR busy (one MGET of 70000 keys, each waiting for a phantom peer)."""
+    with node("--read-quorum", "1", "--request-timeout", "3000", phantom=True) as (c, cl, port), \
+            Resp(port, timeout=30) as r:
+        keys = ["b%d" % i for i in range(70000)]
+        got = r.call("MGET", *keys)
+        assert len(got) == len(keys)
+        busy = [g for g in got if g is not None]
+        assert busy, "no -ERR busy among 70000 operations in flight"
+        assert all(is_err(g, "ERR busy") for g in busy), busy[:3]
+        assert len(busy) < len(keys) / 2, "%d of %d busy" % (len(busy), len(keys))
+        assert r.call("PING") == "PONG"
+
+
+def test_resp_client_leaving_mid_reply_does_not_kill_the_node():
+    """The client closes with 10 MB of replies unread: its kernel resets
+    the connection and the node's next write fails (EPIPE, not SIGPIPE)."""
+    with node() as (c, cl, port):
+        with Resp(port) as r:
+            assert r.call("SET", "big", os.urandom(10000)) == "OK"
+        for _ in range(3):
+            with Resp(port) as r:
+                r.send(encode("GET", "big") * 1000)
+                r.read()
+        time.sleep(0.3)
+        assert_serves(c, cl, port, "clients leaving mid-reply")
+
+
+def test_resp_eof_after_pipeline_still_answers():
+    with node() as (c, cl, port), Resp(port) as r:
+        r.send(b"".join(encode("SET", "e%d" % i, "x") for i in range(200)) + encode("DBSIZE"))
+        r.sock.shutdown(socket.SHUT_WR)
+        assert [r.read() for _ in range(201)] == ["OK"] * 200 + [200]
+        assert r.closed_by_server(), "connection not closed after EOF"
+
+
+def test_resp_many_connections():
+    with node() as (c, cl, port):
+        conns = [Resp(port) for _ in range(100)]
+        try:
+            for i, r in enumerate(conns):
+                r.send(encode("SET", "c%d" % i, "v%d" % i) + encode("GET", "c%d" % i))
+            for i, r in enumerate(conns):
+                assert [r.read(), r.read()] == ["OK", b"v%d" % i]
+            info = conns[0].call("INFO").decode()
+            assert "connected_clients:100\r\n" in info, [l for l in info.split("\r\n") if "clients" in l]
+        finally:
+            for r in conns:
+                r.close()
+
+
+# ---------------------------------------------------------------- bad input
+
+PROTOCOL_ERRORS = [
+    (b"*abc\r\n", "invalid multibulk length"),
+    (b"*2000000\r\n", "invalid multibulk length"),
+    (b"*99999999999999999999\r\n", "invalid multibulk length"),
+    (b"*1\r\n$abc\r\n", "invalid bulk length"),
+    (b"*1\r\n$-5\r\n", "invalid bulk length"),
+    (b"*1\r\n$-1\r\n", "invalid bulk length"),
+    (b"*1\r\n$999999999999\r\n", "invalid bulk length"),
+    (b"*1\r\n$536870912\r\n", "invalid bulk length"),
+    (b"*1\r\nfoo\r\n", "expected '$', got 'f'"),
+    (b"*2\r\n$4\r\nPING\r\n:1\r\n", "expected '$', got ':'"),
+    (b"*1\r\n\n$4\r\nPING\r\n", "expected '$', got ' '"),
+]
+
+
+def test_resp_protocol_errors_like_redis():
+    with node() as (c, cl, port):
+        for data, why in PROTOCOL_ERRORS:
+            with Resp(port) as r:
+                r.send(encode("SET", "before", "1") + data + encode("SET", "after", "1"))
+                assert r.read() == "OK", "reply before %r" % data
+                reply = r.read()
+                assert reply == Err("ERR Protocol error: " + why), "%r: %r" % (data, reply)
+                assert r.closed_by_server(), "connection open after %r" % data
+        with Resp(port) as r:
+            assert r.call("GET", "after") is None, "a command after a protocol error ran"
+        assert_serves(c, cl, port, "protocol errors")
+
+
+def test_resp_empty_and_negative_multibulk_are_skipped():
+    with node() as (c, cl, port), Resp(port) as r:
+        r.send(b"*0\r\n*-1\r\n*-100\r\n" + encode("PING"))
+        assert r.read() == "PONG"
+
+
+def test_resp_oversized_input_is_refused():
+    with node() as (c, cl, port):
+        # each case is sent whole before the node can tell (64 KiB + 1 byte
+        # without a line end): it closes with nothing left unread, so the
+        # close is not a reset that could lose the reply
+        cases = [
+            (b"PING " + b"x" * (65536 - 4), "too big inline request"),
+            (b"*" + b"1" * 65536, "too big mbulk count string"),
+            (b"*1\r\n$" + b"1" * 65536, "too big bulk count string"),
+            # 1 MiB arguments: the fourth would take the command past 4 MiB
+            (b"*5\r\n" + (b"$1048576\r\n" + b"x" * 1048576 + b"\r\n") * 3 + b"$1048576\r\n",
+             "command too big"),
+        ]
+        for data, why in cases:
+            with Resp(port, timeout=30) as r:
+                r.send(data)
+                reply = r.read()
+                assert is_err(reply, "ERR Protocol error: " + why), "%s: %r" % (why, reply)
+                assert r.closed_by_server(), "connection open after " + why
+        with Resp(port) as r:   # a 1 MiB bulk is still a clean error, not a disconnect
+            expect_err(r.call("SET", "k", "v" * (1 << 20)), "ERR invalid value", "SET of 1 MiB")
+            assert r.call("ECHO", "e" * 100000) == b"e" * 100000
+        assert_serves(c, cl, port, "oversized input")
+
+
+def _send_quietly(port, data, close_early=False):
+    """Sends data on a new connection and reads whatever comes back; the
+    node may answer an error and close, or reset the connection."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(data)
+            if close_early:
+                return
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(2)
+            while s.recv(65536):
+                pass
+    except (ConnectionResetError, BrokenPipeError, socket.timeout):
+        pass
+
+
+def test_resp_random_bytes_do_not_crash():
+    rnd = random.Random(4)
+    with node() as (c, cl, port):
+        for i in range(200):
+            junk = bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(1, 2000)))
+            if i % 3 == 0:
+                junk = b"*" + junk        # look like a multibulk for longer
+            elif i % 3 == 1:
+                junk = b"*3\r\n$3\r\nSET\r\n$" + junk
+            _send_quietly(port, junk, close_early=i % 5 == 0)
+        assert_serves(c, cl, port, "random bytes")
+
+
+def test_resp_truncated_commands_do_not_crash():
+    with node() as (c, cl, port):
+        full = encode("SET", "trunc", "v" * 100) + encode("MGET", "a", "b", "c")
+        for n in range(len(full)):
+            _send_quietly(port, full[:n], close_early=n % 2 == 0)
+        # byte by byte on one connection: the parser resumes anywhere
+        with Resp(port) as r:
+            for b in full:
+                r.send(bytes([b]))
+            assert [r.read(), r.read()] == ["OK", [None, None, None]]
+        assert_serves(c, cl, port, "truncated commands")
+
+
+# ---------------------------------------------------------------- shared data
+
+def test_resp_and_udp_see_the_same_data():
+    with node() as (c, cl, port), Resp(port) as r:
+        assert r.call("SET", "from-resp", "r-value") == "OK"
+        got = cl.get(b"from-resp")
+        assert (got.err, got.value) == (OK, b"r-value"), got
+        assert cl.put(b"from-udp", b"u-value").err == OK
+        assert r.call("GET", "from-udp") == b"u-value"
+        assert cl.remove(b"from-resp").err == OK
+        assert r.call("GET", "from-resp") is None
+        assert r.call("DEL", "from-udp") == 1
+        assert cl.get(b"from-udp").err == ENOKEY
+
+
+def test_resp_redis_cli():
+    cli = shutil.which("redis-cli")
+    if not cli:
+        print("SKIP test_resp_redis_cli: redis-cli is not installed")
+        return
+    with node() as (c, cl, port):
+        def run(*args):
+            p = subprocess.run([cli, "-p", str(port)] + list(args), capture_output=True, timeout=10)
+            assert p.returncode == 0, (args, p.stdout, p.stderr)
+            return p.stdout.decode().strip()
+        assert run("PING") == "PONG"
+        assert run("SET", "cli-key", "cli value") == "OK"
+        assert run("GET", "cli-key") == "cli value"
+        assert run("MGET", "cli-key", "nope") == "cli value"   # raw output: nil prints empty
+        assert run("DBSIZE") == "1"
+        assert cl.get(b"cli-key").value == b"cli value"
+        # interactive-style session from stdin
+        p = subprocess.run([cli, "-p", str(port)], input=b"set s1 v1\nget s1\ndel s1\n",
+                           capture_output=True, timeout=10)
+        assert p.stdout.decode().split() == ["OK", "v1", "1"], p.stdout
+
+
+if __name__ == "__main__":
+    sys.exit(dht.run_tests(globals()))
