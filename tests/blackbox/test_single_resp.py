@@ -24,6 +24,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import dht  # noqa: E402
+import test_single  # noqa: E402
 from dht import OK, ENOKEY, IS_ALIVE  # noqa: E402
 
 
@@ -140,10 +141,6 @@ class Resp:
             return False
 
 
-def free_tcp_port():
-    return dht.free_tcp_ports(1)[0]
-
-
 @contextlib.contextmanager
 def node(*args, phantom=False):
     """A ready single node serving RESP; yields (cluster, udp client, resp
@@ -153,20 +150,10 @@ def node(*args, phantom=False):
     peers = ["127.0.0.1:%d" % (base + 1)] if phantom else []
     if phantom:
         args += ("--suspect-ms", "300000", "--dead-ms", "600000")
-    port = free_tcp_port()
+    port = dht.free_tcp_ports(1)[0]
     c = dht.Cluster(1, base_port=base, peers=peers, extra_args=["--resp-port", port] + list(args))
-    try:
-        c.start(0)
-        c.wait_ready(timeout=10)
-        with c.client(0) as cl:
-            yield c, cl, port
-    except BaseException:
-        tail = c.log_tail(0)
-        if tail:
-            print("    --- node log (tail) ---\n    " + tail.replace("\n", "\n    "))
-        raise
-    finally:
-        c.cleanup()
+    with test_single.node(cluster=c) as (c, cl):
+        yield c, cl, port
 
 
 def assert_serves(c, cl, port, what):
