@@ -2,7 +2,8 @@
  * libFuzzer target for the wire codec: every byte string a socket can
  * deliver goes through wire_unpack_msg, then its payload (whatever the
  * checksum said, so the fuzzer need not learn CRC32) through
- * wire_unpack_request, wire_unpack_response and wire_unpack_peer. Decoded
+ * wire_unpack_request, wire_unpack_response and wire_unpack_peer, and as a
+ * batch through wire_batch_next, each frame as a Msg. Decoded
  * objects are walked (so ASan checks every pointer), and whatever decodes is
  * encoded again and must decode to the same thing. See fuzz/README.md.
  */
@@ -120,5 +121,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (p2) check(walk_peer(p2) == h);
         }
     }
+
+    const uint8_t *b = f.payload, *end = f.payload + f.plen, *frame;
+    size_t flen;
+    while ((rc = wire_batch_next(&b, end, &frame, &flen)) == 1) {
+        check(flen > 0 && frame >= f.payload && frame + flen <= end && b == frame + flen);
+        wire_frame g;
+        if (wire_unpack_msg(frame, flen, &g) != WIRE_EMALFORMED)
+            sink ^= walk_bytes((ProtobufCBinaryData){g.plen, (uint8_t *)g.payload});
+    }
+    check(rc == 0 || rc == -1);
     return 0;
 }

@@ -23,6 +23,7 @@ typedef struct members members;
 typedef struct repl repl;
 typedef struct resp_server resp_server;
 typedef struct http_server http_server;
+typedef struct outbox outbox;
 
 typedef struct node_config {
     uint16_t port;
@@ -78,6 +79,7 @@ typedef struct node {
     repl *repl;
     resp_server *resp;
     http_server *http;
+    outbox *outbox;             /* batches node-to-node messages */
     node_stats stats;
     uint64_t started_ms;
 } node;

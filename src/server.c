@@ -14,6 +14,7 @@
 
 #include "http.h"
 #include "members.h"
+#include "outbox.h"
 #include "repl.h"
 #include "resp.h"
 #include "ring.h"
@@ -98,6 +99,8 @@ int node_send_peer(node *n, const struct sockaddr_in *to, const uint8_t *id,
     Peer *p = peer_msg;
     size_t len = wire_pack(out, sizeof out, id, idlen, &p->base, WIRE_KIND_PEER);
     if (!len) return UV_E2BIG;
+    if (n->outbox && members_find(n->members, to->sin_addr.s_addr, ntohs(to->sin_port)) > 0)
+        return outbox_add(n->outbox, to, out, len);
     return node_send(n, to, out, len);
 }
 
@@ -268,6 +271,25 @@ static void peer_message(node *n, const uint8_t *id, size_t idlen, const uint8_t
     }
 }
 
+/* Node-to-node messages batched into one datagram (outbox.h). The arena
+ * is not reset between them: the batch's payload lives in it. */
+static void on_batch(node *n, const uint8_t *p, size_t len, const struct sockaddr_in *from) {
+    const uint8_t *end = p + len, *frame;
+    size_t flen;
+    int rc;
+    while ((rc = wire_batch_next(&p, end, &frame, &flen)) == 1) {
+        wire_frame f;
+        int urc = wire_unpack_msg(frame, flen, &f);
+        if (urc == WIRE_ECHECKSUM) n->stats.dropped_checksum++;
+        else if (urc != 0 || f.kind != WIRE_KIND_PEER || f.idlen == 0 ||
+                 f.idlen > sizeof ((repl_origin *)0)->id)
+            n->stats.dropped_malformed++;
+        else
+            peer_message(n, f.id, f.idlen, f.payload, f.plen, from);
+    }
+    if (rc < 0) n->stats.dropped_malformed++;
+}
+
 static void on_datagram(node *n, const uint8_t *buf, size_t len, const struct sockaddr_in *from) {
     wire_frame f;
     wire_reset();
@@ -289,6 +311,8 @@ static void on_datagram(node *n, const uint8_t *buf, size_t len, const struct so
     if (f.kind == WIRE_KIND_PEER) peer_message(n, f.id, f.idlen, f.payload, f.plen, from);
     else if (f.kind == WIRE_KIND_CLIENT)
         client_request(n, f.id, f.idlen, from, f.payload, f.plen, false);
+    else if (f.kind == WIRE_KIND_BATCH)
+        on_batch(n, f.payload, f.plen, from);
     else
         n->stats.dropped_malformed++;
 }
@@ -451,7 +475,8 @@ int server_run(const node_config *cfg) {
     n.cache = cache_new(cfg->cache_ms, cfg->cache_bytes);
     n.members = members_new(&n);
     n.repl = repl_new(&n);
-    if (!n.cache || !n.members || !n.repl) {
+    n.outbox = outbox_new(&n);
+    if (!n.cache || !n.members || !n.repl || !n.outbox) {
         fprintf(stderr, "dht-server: out of memory\n");
         return -1;
     }

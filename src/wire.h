@@ -5,9 +5,15 @@
  *
  *   FIELD  TYPE     MEANING
  *   1      bytes    messageID: 16 bytes chosen by the client, echoed in the reply
- *   2      bytes    payload: KVRequest / KVResponse (kind 0) or Peer (kind 1)
+ *   2      bytes    payload: KVRequest / KVResponse (kind 0), Peer (kind 1),
+ *                   or a batch (kind 2)
  *   3      fixed64  checkSum: CRC32/IEEE of messageID bytes then payload bytes
- *   4      uint32   kind: 0 client traffic, 1 node-to-node (our extension)
+ *   4      uint32   kind: 0 client traffic, 1 node-to-node, 2 a batch of
+ *                   node-to-node Msgs (our extensions)
+ *
+ * A batch's payload is a sequence of frames, each a varint length then that
+ * many bytes of one whole Msg of kind 1 (with its own ID and checksum); it
+ * is read with wire_batch_next. Only nodes send batches, only to members.
  *
  * A datagram whose checksum does not match is dropped by the caller.
  *
@@ -31,7 +37,7 @@
 #define WIRE_MAX_VALUE 10000
 #define WIRE_MAX_DATAGRAM 65507
 
-enum wire_kind { WIRE_KIND_CLIENT = 0, WIRE_KIND_PEER = 1 };
+enum wire_kind { WIRE_KIND_CLIENT = 0, WIRE_KIND_PEER = 1, WIRE_KIND_BATCH = 2 };
 
 enum wire_cmd {
     WIRE_PUT = 0x01,
@@ -102,6 +108,11 @@ Peer *wire_unpack_peer(const uint8_t *p, size_t len);
 /* Encodes Msg{id, payload, crc, kind} into out. Returns length or 0. */
 size_t wire_pack_msg(uint8_t *out, size_t cap, const uint8_t *id, size_t idlen,
                      const uint8_t *payload, size_t plen, uint32_t kind);
+
+/* Reads the frame at *p in a batch payload ending at end: 1 with *frame and
+ * *len set and *p moved past it, 0 at the end, -1 when malformed (a bad
+ * varint, an empty frame, or one running past end). */
+int wire_batch_next(const uint8_t **p, const uint8_t *end, const uint8_t **frame, size_t *len);
 
 /* Encodes a whole datagram carrying m (a KVRequest, KVResponse or Peer) as
  * the payload of a Msg. Returns length or 0 if it does not fit in cap. */

@@ -351,6 +351,61 @@ def test_huge_length_prefix_does_not_crash():
     _survives(frames, "huge length prefixes")
 
 
+def _peer_read(key, mid=None):
+    """(msg_id, Msg bytes) of a node-to-node READ of key."""
+    mid = mid or dht.new_id()
+    return mid, dht.encode_msg(mid, dht.f_varint(1, 5) + dht.f_bytes(8, key), kind=1)
+
+
+def _batch(frames):
+    return dht.encode_msg(b"batc", b"".join(dht.varint(len(f)) + f for f in frames), kind=2)
+
+
+def test_batch_of_node_messages_is_unpacked():
+    """A kind-2 Msg carries several node-to-node Msgs: each is handled, and
+    the node answers each (plainly: the sender is not a member)."""
+    with node() as (c, cl):
+        expect(cl.put(b"batched", b"v1"), OK, "PUT")
+        ids = []
+        frames = []
+        for _ in range(3):
+            mid, f = _peer_read(b"batched")
+            ids.append(mid)
+            frames.append(f)
+        cl.send(_batch(frames))
+        got = set()
+        end = time.monotonic() + 2
+        while len(got) < 3 and time.monotonic() < end:
+            data = cl.recv(0.5)
+            if data is None:
+                break
+            m = dht.decode_msg(data[0])
+            if m.id in ids and m.kind == 1 and b"v1" in m.payload:
+                got.add(m.id)
+        assert len(got) == 3, "%d of 3 batched READs answered" % len(got)
+
+
+def test_malformed_batches_do_not_crash():
+    rnd = random.Random(3)
+    _, good = _peer_read(b"k")
+    frames = [
+        dht.encode_msg(b"b", b"\xff" * 11, kind=2),             # varint over 64 bits
+        dht.encode_msg(b"b", b"\x80", kind=2),                  # varint cut short
+        dht.encode_msg(b"b", b"\x00" + good, kind=2),           # empty frame
+        dht.encode_msg(b"b", dht.varint(len(good) + 5) + good, kind=2),  # past the end
+        _batch([good[:-3]]),                                    # truncated inner Msg
+        _batch([dht.request_datagram(dht.PUT, b"x", b"y")[1]]), # client request inside
+        _batch([_batch([good])]),                               # a batch in a batch
+        _batch([dht.encode_msg(b"", dht.f_varint(1, 5), kind=1)]),  # inner without an ID
+        _batch([dht.encode_msg(dht.new_id(), b"junk", check=1, kind=1)]),  # bad checksum
+    ]
+    for _ in range(100):
+        inner = [bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(1, 60)))
+                 for _ in range(rnd.randrange(1, 8))]
+        frames.append(_batch(inner))
+    _survives(frames, "malformed batches")
+
+
 def test_valid_msg_with_garbage_payload_does_not_crash():
     rnd = random.Random(2)
     frames = []

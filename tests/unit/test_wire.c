@@ -463,6 +463,41 @@ static void test_oversized_pack_returns_zero(void **state) {
     assert_int_equal(wire_request(buf, 10, ID, WIRE_GET, "k", 1, NULL, 0, 0), 0);
 }
 
+static void test_batch_frames(void **state) {
+    (void)state;
+    /* two frames: 3 bytes, then 200 bytes (a two-byte varint) */
+    uint8_t frames[1 + 3 + 2 + 200];
+    frames[0] = 3;
+    memset(frames + 1, 'a', 3);
+    frames[4] = 0xC8; /* 200 = 0x48 | 0x80, then 0x01 */
+    frames[5] = 0x01;
+    memset(frames + 6, 'b', 200);
+    const uint8_t *p = frames, *end = frames + sizeof frames, *frame;
+    size_t len;
+    assert_int_equal(wire_batch_next(&p, end, &frame, &len), 1);
+    assert_ptr_equal(frame, frames + 1);
+    assert_int_equal(len, 3);
+    assert_int_equal(wire_batch_next(&p, end, &frame, &len), 1);
+    assert_ptr_equal(frame, frames + 6);
+    assert_int_equal(len, 200);
+    assert_int_equal(wire_batch_next(&p, end, &frame, &len), 0);
+
+    /* a frame running past the end, an empty frame, a varint cut short,
+     * a varint longer than 64 bits */
+    p = frames;
+    assert_int_equal(wire_batch_next(&p, frames + 3, &frame, &len), -1);
+    uint8_t zero[2] = {0, 1};
+    p = zero;
+    assert_int_equal(wire_batch_next(&p, zero + 2, &frame, &len), -1);
+    uint8_t cut[1] = {0x80};
+    p = cut;
+    assert_int_equal(wire_batch_next(&p, cut + 1, &frame, &len), -1);
+    uint8_t huge[11];
+    memset(huge, 0xFF, sizeof huge);
+    p = huge;
+    assert_int_equal(wire_batch_next(&p, huge + sizeof huge, &frame, &len), -1);
+}
+
 static void test_names(void **state) {
     (void)state;
     assert_string_equal(wire_err_name(WIRE_OK), "ok");
@@ -506,6 +541,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_mutated_datagrams_never_crash, teardown),
         cmocka_unit_test_teardown(test_arena_worst_case, teardown),
         cmocka_unit_test_teardown(test_oversized_pack_returns_zero, teardown),
+        cmocka_unit_test_teardown(test_batch_frames, teardown),
         cmocka_unit_test_teardown(test_names, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,103 @@
+/* outbox: per-peer batching of node-to-node messages within a loop iteration. */
+#include "outbox.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "wire.h"
+
+#define SLOTS 64                 /* peers with messages queued at once */
+#define BATCH_BYTES (16 << 10)   /* payload of one batch datagram */
+
+typedef struct slot {
+    struct sockaddr_in to;
+    size_t len;                  /* bytes of framed messages in buf */
+    size_t count;
+    uint8_t buf[BATCH_BYTES];
+} slot;
+
+struct outbox {
+    node *n;
+    uv_prepare_t before_poll;    /* flushes what timers queued */
+    uv_check_t after_poll;       /* flushes what I/O callbacks queued */
+    size_t used;                 /* slots[0..used) hold messages */
+    slot slots[SLOTS];
+};
+
+static const uint8_t batch_id[4] = {'b', 'a', 't', 'c'};
+
+static size_t varint_len(size_t v) {
+    size_t n = 1;
+    while (v >= 0x80) v >>= 7, n++;
+    return n;
+}
+
+static size_t put_varint(uint8_t *p, size_t v) {
+    size_t i = 0;
+    while (v >= 0x80) p[i++] = (uint8_t)(v | 0x80), v >>= 7;
+    p[i++] = (uint8_t)v;
+    return i;
+}
+
+/* Sends a slot's messages: a lone one as it is, several as a batch. */
+static void send_slot(outbox *o, slot *s) {
+    if (s->count == 1) {
+        size_t len;
+        const uint8_t *p = s->buf, *end = s->buf + s->len, *msg;
+        if (wire_batch_next(&p, end, &msg, &len) == 1) node_send(o->n, &s->to, msg, len);
+    } else if (s->count > 1) {
+        static uint8_t dgram[WIRE_MAX_DATAGRAM];
+        size_t len = wire_pack_msg(dgram, sizeof dgram, batch_id, sizeof batch_id, s->buf,
+                                   s->len, WIRE_KIND_BATCH);
+        if (len) node_send(o->n, &s->to, dgram, len);
+    }
+    s->len = s->count = 0;
+}
+
+void outbox_flush(outbox *o) {
+    for (size_t i = 0; i < o->used; i++) send_slot(o, &o->slots[i]);
+    o->used = 0;
+}
+
+static void on_prepare(uv_prepare_t *h) { outbox_flush(h->data); }
+static void on_check(uv_check_t *h) { outbox_flush(h->data); }
+
+outbox *outbox_new(node *n) {
+    outbox *o = calloc(1, sizeof *o);
+    if (!o) return NULL;
+    o->n = n;
+    if (uv_prepare_init(n->loop, &o->before_poll) != 0 ||
+        uv_check_init(n->loop, &o->after_poll) != 0) {
+        free(o);
+        return NULL;
+    }
+    o->before_poll.data = o->after_poll.data = o;
+    uv_prepare_start(&o->before_poll, on_prepare);
+    uv_check_start(&o->after_poll, on_check);
+    /* they only flush: they must not keep the loop running */
+    uv_unref((uv_handle_t *)&o->before_poll);
+    uv_unref((uv_handle_t *)&o->after_poll);
+    return o;
+}
+
+int outbox_add(outbox *o, const struct sockaddr_in *to, const uint8_t *msg, size_t len) {
+    size_t need = varint_len(len) + len;
+    if (need > BATCH_BYTES) return node_send(o->n, to, msg, len);
+    slot *s = NULL;
+    for (size_t i = 0; i < o->used && !s; i++)
+        if (o->slots[i].to.sin_addr.s_addr == to->sin_addr.s_addr &&
+            o->slots[i].to.sin_port == to->sin_port)
+            s = &o->slots[i];
+    if (!s) {
+        if (o->used == SLOTS) return node_send(o->n, to, msg, len);
+        s = &o->slots[o->used++];
+        s->to = *to;
+        s->len = s->count = 0;
+    }
+    if (s->len + need > BATCH_BYTES) send_slot(o, s);
+    s->len += put_varint(s->buf + s->len, len);
+    memcpy(s->buf + s->len, msg, len);
+    s->len += len;
+    s->count++;
+    return 0;
+}
