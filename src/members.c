@@ -19,6 +19,7 @@ struct members {
     uint64_t epoch;
     uv_timer_t timer;
     uint64_t paused_until;
+    uint64_t last_tick;   /* loop time of the last gossip round */
     uint64_t rnd;         /* xorshift state for picking peers */
 };
 
@@ -160,10 +161,20 @@ static void merge_one(members *m, const Member *in) {
     }
 }
 
+static void send_own_entry(members *m, const member *to, uint32_t flags);
+
 void members_merge(members *m, const Peer *p) {
     if (node_now(m->n) < m->paused_until) return;
     if (p->from) merge_one(m, p->from);
     for (size_t i = 0; i < p->n_members; i++) merge_one(m, p->members[i]);
+    /* a probe is answered at once with a fresh heartbeat */
+    if ((p->flags & PEER_GOSSIP_PROBE) && p->from && p->from->port && p->from->port <= 65535) {
+        long i = members_find(m, p->from->ip, (uint16_t)p->from->port);
+        if (i > 0) {
+            m->v[0].heartbeat++;
+            send_own_entry(m, &m->v[i], 0);
+        }
+    }
 }
 
 static void fill(const member *e, Member *out) {
@@ -196,6 +207,21 @@ static size_t pick(members *m, bool live, size_t k, size_t *out) {
     return got;
 }
 
+/* Sends only our own entry to one member (a probe, or a probe's answer). */
+static void send_own_entry(members *m, const member *to, uint32_t flags) {
+    Member self;
+    fill(&m->v[0], &self);
+    Peer p = PEER__INIT;
+    p.type = PEER_GOSSIP;
+    p.from = &self;
+    p.flags = flags;
+    send_gossip(m, to, &p);
+}
+
+/* Silence makes a member suspect, then dead. Past half the suspicion
+ * timeout, a silent member is also probed directly every gossip period:
+ * news of its heartbeat may just be slow to spread, and its answer settles
+ * that before anyone suspects it. */
 static void check_timeouts(members *m, uint64_t now) {
     const node_config *cfg = &m->n->cfg;
     for (size_t i = 1; i < m->len; i++) {
@@ -204,7 +230,27 @@ static void check_timeouts(members *m, uint64_t now) {
         uint64_t quiet = now - e->seen_ms;
         if (quiet >= cfg->dead_ms) set_state(m, e, MEMBER_DEAD);
         else if (quiet >= cfg->suspect_ms) set_state(m, e, MEMBER_SUSPECT);
+        if (e->state != MEMBER_DEAD && quiet >= cfg->suspect_ms / 2 &&
+            now - e->probed_ms >= cfg->gossip_ms) {
+            e->probed_ms = now;
+            send_own_entry(m, e, PEER_GOSSIP_PROBE);
+        }
     }
+}
+
+/* When this node itself was held up (no CPU, a long stall), everyone's
+ * silence meanwhile is not theirs: the time lost is forgiven. */
+static void forgive_stall(members *m, uint64_t now) {
+    uint64_t period = m->n->cfg.gossip_ms;
+    if (m->last_tick && now - m->last_tick > 2 * period) {
+        uint64_t lost = now - m->last_tick - period;
+        for (size_t i = 1; i < m->len; i++)
+            if (m->v[i].state != MEMBER_DEAD) {
+                uint64_t s = m->v[i].seen_ms + lost;
+                m->v[i].seen_ms = s < now ? s : now;
+            }
+    }
+    m->last_tick = now;
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -214,6 +260,7 @@ static void on_tick(uv_timer_t *t) {
     member *self = &m->v[0];
     self->heartbeat++;
     self->seen_ms = now;
+    forgive_stall(m, now);
     check_timeouts(m, now);
 
     Member *all = malloc(m->len * sizeof *all);

@@ -40,6 +40,7 @@ typedef struct member {
     int state;
     uint64_t seen_ms;     /* loop time when the pair last grew */
     uint64_t changed_ms;  /* loop time of the last state change */
+    uint64_t probed_ms;   /* loop time of the last direct probe */
 } member;
 
 /* Creates the list with the node itself as member 0. NULL on no memory. */

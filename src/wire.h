@@ -77,6 +77,7 @@ enum wire_peer_type {
 
 #define PEER_FLAG_REMOVE 1u       /* WRITE of a tombstone: ack says if it existed */
 #define PEER_DEBUG_PAUSE_GOSSIP 1u /* bucket = ms to stay silent */
+#define PEER_GOSSIP_PROBE 1u       /* GOSSIP flag: answer me directly now */
 
 /* Return codes of wire_unpack_msg. */
 #define WIRE_EMALFORMED (-1)

@@ -7,9 +7,13 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "members.h"
 #include "server.h"
+#include "wire.h"
 
 static node n;
 
@@ -179,6 +183,105 @@ static void test_silence_makes_suspect_then_dead(void **state) {
     uv_run(n.loop, UV_RUN_NOWAIT);
 }
 
+static void bind_node_socket(void) {
+    struct sockaddr_in any;
+    uv_ip4_addr("127.0.0.1", 0, &any);
+    assert_int_equal(uv_udp_init(n.loop, &n.udp), 0);
+    assert_int_equal(uv_udp_bind(&n.udp, (const struct sockaddr *)&any, 0), 0);
+}
+
+static void close_node_socket(void) {
+    uv_close((uv_handle_t *)&n.udp, NULL);
+    uv_run(n.loop, UV_RUN_NOWAIT);
+}
+
+static void stall(uv_timer_t *t) {
+    (void)t;
+    struct timespec ts = {0, 250 * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void test_own_stall_is_not_blamed_on_others(void **state) {
+    (void)state;
+    n.cfg.gossip_ms = 10;
+    n.cfg.suspect_ms = 60;
+    n.cfg.dead_ms = 150;
+    uv_update_time(n.loop);
+    bind_node_socket();
+    members_add_seed(n.members, lo(), 9);
+    assert_int_equal(members_start(n.members), 0);
+    /* the loop stalls 250 ms at 30 ms: longer than dead_ms, but the
+     * member's silence is ours */
+    uv_timer_t t, st;
+    uv_timer_init(n.loop, &st);
+    uv_timer_start(&st, stall, 30, 0);
+    uv_timer_init(n.loop, &t);
+    uv_timer_start(&t, stop_loop, 300, 0);
+    uv_run(n.loop, UV_RUN_DEFAULT);
+    assert_int_equal(state_of(9), MEMBER_ALIVE);
+    /* its own silence after that still counts */
+    uv_timer_start(&t, stop_loop, 200, 0);
+    uv_run(n.loop, UV_RUN_DEFAULT);
+    assert_int_equal(state_of(9), MEMBER_DEAD);
+    members_stop(n.members);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_close((uv_handle_t *)&st, NULL);
+    close_node_socket();
+}
+
+static void test_probe_is_answered_directly(void **state) {
+    (void)state;
+    uv_update_time(n.loop);
+    bind_node_socket();
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in me = {.sin_family = AF_INET, .sin_addr.s_addr = lo()};
+    socklen_t ml = sizeof me;
+    assert_int_equal(bind(fd, (struct sockaddr *)&me, sizeof me), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &ml), 0);
+    uint16_t port = ntohs(me.sin_port);
+    members_add_seed(n.members, lo(), port);
+    uint64_t hb = members_at(n.members, 0)->heartbeat;
+
+    Member from = MEMBER__INIT;
+    from.ip = lo();
+    from.port = port;
+    from.incarnation = 5;
+    from.heartbeat = 1;
+    Peer p = PEER__INIT;
+    p.type = PEER_GOSSIP;
+    p.from = &from;
+    p.flags = PEER_GOSSIP_PROBE;
+    members_merge(n.members, &p);
+
+    uint8_t buf[2048];
+    struct timeval tv = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssize_t len = recv(fd, buf, sizeof buf, 0);
+    assert_true(len > 0);
+    wire_reset();
+    wire_frame f;
+    assert_int_equal(wire_unpack_msg(buf, (size_t)len, &f), 0);
+    assert_int_equal(f.kind, WIRE_KIND_PEER);
+    Peer *ans = wire_unpack_peer(f.payload, f.plen);
+    assert_non_null(ans);
+    assert_int_equal(ans->type, PEER_GOSSIP);
+    assert_int_equal(ans->flags & PEER_GOSSIP_PROBE, 0); /* an answer is not a probe */
+    assert_non_null(ans->from);
+    assert_int_equal(ans->from->port, 7000);
+    assert_true(ans->from->heartbeat > hb);
+
+    /* gossip without the flag is not answered */
+    p.flags = 0;
+    from.heartbeat = 2;
+    members_merge(n.members, &p);
+    tv.tv_sec = 0;
+    tv.tv_usec = 100000;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    assert_true(recv(fd, buf, sizeof buf, 0) < 0);
+    close(fd);
+    close_node_socket();
+}
+
 static void test_pref_lists_skip_dead(void **state) {
     (void)state;
     for (uint16_t p = 7001; p < 7010; p++) gossip(p, 1, 1, MEMBER_ALIVE);
@@ -229,6 +332,8 @@ int main(void) {
         T(test_bad_entries_ignored),
         T(test_self_entry_not_overwritten),
         T(test_silence_makes_suspect_then_dead),
+        T(test_own_stall_is_not_blamed_on_others),
+        T(test_probe_is_answered_directly),
         T(test_pref_lists_skip_dead),
         T(test_format_lists_everyone),
     };
