@@ -47,7 +47,7 @@ typedef struct conn {
     int open_handles;
     bool peer_eof;          /* the peer sent FIN while we were writing */
     size_t hlen;
-    char head[HTTP_MAX_HEAD + 1]; /* the request head (+1: serve() ends its first line) */
+    char head[HTTP_MAX_HEAD]; /* the request head */
     char resp_head[256];    /* status line and headers of the response */
     const char *body;       /* static text, or dyn.p */
     size_t blen;
@@ -436,43 +436,65 @@ static bool is_token(const char *s, size_t len) {
     return true;
 }
 
-/* Serves the request whose complete head is in c->head[0..hlen). */
-static void serve(conn *c) {
-    char *line = c->head, *eol = memchr(line, '\n', c->hlen);
-    size_t len = (size_t)(eol - line);
-    if (len && line[len - 1] == '\r') len--;
-    line[len] = 0;
+int http_parse_head(const char *buf, size_t len, http_request *req) {
+    size_t n = len < HTTP_MAX_HEAD ? len : HTTP_MAX_HEAD, head = 0;
+    /* the head ends at an empty line: LF CR LF, or LF LF */
+    const char *nl;
+    for (size_t i = 0; !head && i + 1 < n && (nl = memchr(buf + i, '\n', n - 1 - i)); i++) {
+        i = (size_t)(nl - buf);
+        if (buf[i + 1] == '\n') head = i + 2;
+        else if (buf[i + 1] == '\r' && i + 2 < n && buf[i + 2] == '\n') head = i + 3;
+    }
+    if (!head) return len >= HTTP_MAX_HEAD ? 431 : 0;
+    req->head_len = head;
+
     /* METHOD SP TARGET SP HTTP/1.x, nothing else */
-    char *sp1 = memchr(line, ' ', len), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-    if (!sp2 || strlen(line) != len || !is_token(line, (size_t)(sp1 - line)) ||
-        sp1[1] != '/' || strncmp(sp2 + 1, "HTTP/1.", 7) != 0 || sp2[8] < '0' || sp2[8] > '9' ||
-        sp2[9]) {
-        respond_error(c, 400, "");
-        return;
-    }
-    for (char *t = sp1 + 1; t < sp2; t++) {
-        if (*t <= 32 || *t >= 127) {
-            respond_error(c, 400, "");
-            return;
-        }
-    }
-    if (sp1 - line != 3 || memcmp(line, "GET", 3) != 0) {
+    const char *line = buf, *end = memchr(buf, '\n', head);
+    if (end > line && end[-1] == '\r') end--;
+    size_t ll = (size_t)(end - line);
+    const char *sp1 = memchr(line, ' ', ll);
+    const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(end - sp1 - 1)) : NULL;
+    if (!sp2 || memchr(line, 0, ll) || !is_token(line, (size_t)(sp1 - line)) || sp1[1] != '/' ||
+        end - sp2 != 9 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0 || sp2[8] < '0' || sp2[8] > '9')
+        return 400;
+    for (const char *t = sp1 + 1; t < sp2; t++)
+        if (*t <= 32 || *t >= 127) return 400;
+    req->method = line;
+    req->method_len = (size_t)(sp1 - line);
+    if (req->method_len != 3 || memcmp(line, "GET", 3) != 0) return 405;
+    req->path = sp1 + 1;
+    req->path_len = 0;
+    while (req->path + req->path_len < sp2 && req->path[req->path_len] != '?' &&
+           req->path[req->path_len] != '#')
+        req->path_len++;
+    return 200;
+}
+
+static bool path_is(const http_request *req, const char *path) {
+    return req->path_len == strlen(path) && memcmp(req->path, path, req->path_len) == 0;
+}
+
+/* Answers a request head that http_parse_head gave status. */
+static void serve(conn *c, int status, const http_request *req) {
+    if (status == 405) {
         respond_error(c, 405, "Allow: GET\r\n");
         return;
     }
-    char *path = sp1 + 1;
-    path[strcspn(path, "?# ")] = 0;
+    if (status != 200) {
+        respond_error(c, status, "");
+        return;
+    }
     const char *type;
-    if (strcmp(path, "/") == 0) {
+    if (path_is(req, "/")) {
         c->body = page;
         c->blen = sizeof page - 1;
         respond(c, 200, "text/html; charset=utf-8", "");
         return;
     }
-    if (strcmp(path, "/metrics") == 0) {
+    if (path_is(req, "/metrics")) {
         page_metrics(c->s, &c->dyn);
         type = "text/plain; version=0.0.4; charset=utf-8";
-    } else if (strcmp(path, "/status") == 0) {
+    } else if (path_is(req, "/status")) {
         page_status(c->s, &c->dyn);
         type = "application/json";
     } else {
@@ -510,18 +532,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         return;
     }
     if (c->state != CONN_HEAD) return;
-    size_t from = c->hlen > 2 ? c->hlen - 2 : 0;
     c->hlen += (size_t)nread;
-    /* the head ends at an empty line: LF CR LF, or LF LF */
-    for (size_t i = from; i + 1 < c->hlen; i++) {
-        if (c->head[i] == '\n' && (c->head[i + 1] == '\n' ||
-                                   (c->head[i + 1] == '\r' && i + 2 < c->hlen &&
-                                    c->head[i + 2] == '\n'))) {
-            serve(c);
-            return;
-        }
-    }
-    if (c->hlen == HTTP_MAX_HEAD) respond_error(c, 431, "");
+    http_request req;
+    int status = http_parse_head(c->head, c->hlen, &req);
+    if (status) serve(c, status, &req);
 }
 
 static void on_connection(uv_stream_t *listener, int status) {

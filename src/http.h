@@ -27,6 +27,30 @@
 #define HTTP_MAX_HEAD 8192  /* request line + headers, bytes */
 #define HTTP_MAX_CONNS 64
 
+/* A request head, as http_parse_head finds it: pointers into its buffer. */
+typedef struct http_request {
+    const char *method;  /* a token (RFC 9110) */
+    size_t method_len;
+    const char *path;    /* the target up to its first '?' or '#': starts with '/' */
+    size_t path_len;
+    size_t head_len;     /* bytes of the head, its ending empty line included */
+} http_request;
+
+/* Parses the request head at the start of buf[0..len) (what a connection
+ * has received so far), without sockets. The head ends at the first empty
+ * line (LF LF or LF CR LF), which must come within HTTP_MAX_HEAD bytes;
+ * its first line must be "METHOD SP /target SP HTTP/1.d", ended by LF or
+ * CRLF, the target without control characters, spaces or bytes over 126.
+ * Returns the status to answer with:
+ *   0    the head has not ended yet: call again with more bytes;
+ *   200  a GET: every field of *req filled; the caller routes the path
+ *        (404 if it has no such page);
+ *   400  the request line is malformed (req->head_len filled);
+ *   405  the method is not GET (req->head_len and req->method filled);
+ *   431  no end of head within HTTP_MAX_HEAD bytes.
+ * Fields not said filled are left undefined; pointers point into buf. */
+int http_parse_head(const char *buf, size_t len, http_request *req);
+
 /* Listens on cfg.bind_ip:cfg.http_port and stores the server in n->http.
  * 0, or a negative libuv error after printing why. */
 int http_start(node *n);

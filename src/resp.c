@@ -13,10 +13,6 @@
 #include "repl.h"
 #include "wire.h"
 
-#define MAX_QUERY (4u << 20)      /* bytes of one command */
-#define MAX_BULK (1u << 20)       /* bytes of one bulk string */
-#define MAX_LINE (64u << 10)      /* inline command, or a length line */
-#define MAX_ARGS (1024 * 1024)    /* arguments of one command */
 #define MAX_PENDING 1024          /* outstanding replies before reading pauses */
 #define MAX_OUTPUT (4u << 20)     /* reply bytes waiting before reading pauses */
 #define READ_CHUNK (64u << 10)
@@ -30,20 +26,9 @@ typedef struct buf {
     bool oom;
 } buf;
 
-/* The parts of a command (its name, its arguments), by offset from the
- * command's first byte while it is being received: the input buffer may
- * move meanwhile. */
-typedef struct span {
-    size_t off, len;
-} span;
-
-typedef struct arg {
-    const char *p;
-    size_t len;
-} arg;
+typedef resp_arg arg;          /* a command's name or argument, in the input buffer */
 
 enum conn_state { CONN_READING, CONN_FINISHING, CONN_QUITTING, CONN_CLOSED };
-enum parse_state { PARSE_START, PARSE_BULK_LEN, PARSE_BULK_BODY };
 
 /* How a slot answers once its operations completed: LOCAL slots are
  * answered at once; VALUE (GET, one MGET key) with the value or nil; COUNT
@@ -80,13 +65,7 @@ struct conn {
     /* input */
     buf in;
     size_t start;               /* first byte of the command being received */
-    size_t pos;                 /* parsed up to here */
-    enum parse_state ps;
-    long long nargs;            /* multibulk: arguments announced */
-    long long bulk;             /* PARSE_BULK_BODY: length of the bulk string */
-    span *spans;
-    arg *argv;
-    size_t nspans, spans_cap;
+    resp_parser parser;         /* its progress */
     /* replies: slots head..tail-1 in a ring of slots_cap (a power of 2) */
     slot *slots;
     size_t slots_cap;
@@ -288,8 +267,7 @@ static void conn_unref(conn *c) {
     free(c->slots);
     buf_free(&c->in);
     buf_free(&c->out);
-    free(c->spans);
-    free(c->argv);
+    resp_parser_free(&c->parser);
     free(c);
 }
 
@@ -590,51 +568,63 @@ static void run_command(conn *c, size_t argc, const arg *argv) {
     }
 }
 
-/* ---- parsing ------------------------------------------------------------ */
+/* ---- parsing (see resp.h) ---------------------------------------------- */
 
-/* Answers a protocol error in a new slot and stops taking commands.
- * Returns -1 for parse_command. */
-__attribute__((format(printf, 2, 3)))
-static int protocol_error(conn *c, const char *fmt, ...) {
-    char why[128];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    uint64_t seq;
-    if (slots_add(c, 1, &seq) != 0) {
-        conn_close(c);
-        return -1;
-    }
-    reply_error(c, seq, "ERR Protocol error: %s", why);
-    c->state = CONN_QUITTING;
-    return -1;
+enum parse_state { PARSE_START, PARSE_BULK_LEN, PARSE_BULK_BODY };
+
+void resp_parser_init(resp_parser *p) { memset(p, 0, sizeof *p); }
+
+void resp_parser_free(resp_parser *p) {
+    free(p->spans);
+    free(p->argv);
+    resp_parser_init(p);
 }
 
-static int span_add(conn *c, size_t off, size_t len) {
-    if (c->nspans == c->spans_cap) {
-        size_t cap = c->spans_cap ? c->spans_cap * 2 : 8;
-        span *s = realloc(c->spans, cap * sizeof *s);
-        if (!s) return -1;
-        c->spans = s;
-        arg *a = realloc(c->argv, cap * sizeof *a);
-        if (!a) return -1;
-        c->argv = a;
-        c->spans_cap = cap;
+void resp_parser_shrink(resp_parser *p, size_t max) {
+    if (p->state != PARSE_START || p->cap <= max) return;
+    free(p->spans);
+    free(p->argv);
+    p->spans = NULL;
+    p->argv = NULL;
+    p->cap = 0;
+}
+
+/* Records why and returns RESP_EPROTO. */
+__attribute__((format(printf, 2, 3)))
+static int parse_error(resp_parser *p, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->err, sizeof p->err, fmt, ap);
+    va_end(ap);
+    return RESP_EPROTO;
+}
+
+static int span_add(resp_parser *p, size_t off, size_t len) {
+    if (p->argc == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 8;
+        void *s = realloc(p->spans, cap * sizeof *p->spans);
+        if (!s) return RESP_ENOMEM;
+        p->spans = s;
+        resp_arg *a = realloc(p->argv, cap * sizeof *a);
+        if (!a) return RESP_ENOMEM;
+        p->argv = a;
+        p->cap = cap;
     }
-    c->spans[c->nspans++] = (span){off, len};
+    p->spans[p->argc].off = off;
+    p->spans[p->argc].len = len;
+    p->argc++;
     return 0;
 }
 
-/* Reads the "<type><integer>\r\n" line at c->pos. 1 with *v (and c->pos
- * past the line), 0 when the line is not all here, -1 when the integer is
- * malformed. */
-static int parse_len(conn *c, long long *v) {
-    const char *p = c->in.p + c->pos + 1, *end = c->in.p + c->in.len;
-    const char *cr = memchr(p, '\r', (size_t)(end - p));
+/* Reads the "<type><integer>\r\n" line at in + p->pos. 1 with *v (and
+ * p->pos past the line), 0 when the line is not all here, -1 when the
+ * integer is malformed. */
+static int parse_len(resp_parser *p, const char *in, size_t len, long long *v) {
+    const char *s = in + p->pos + 1, *end = in + len;
+    const char *cr = memchr(s, '\r', (size_t)(end - s));
     if (!cr || cr + 1 >= end) return 0;
-    bool neg = p < cr && *p == '-';
-    const char *d = p + neg;
+    bool neg = s < cr && *s == '-';
+    const char *d = s + neg;
     if (d == cr || cr - d > 18) return -1;
     long long x = 0;
     for (; d < cr; d++) {
@@ -642,77 +632,77 @@ static int parse_len(conn *c, long long *v) {
         x = x * 10 + (*d - '0');
     }
     *v = neg ? -x : x;
-    c->pos = (size_t)(cr + 2 - c->in.p);   /* like Redis, the LF is not checked */
+    p->pos = (size_t)(cr + 2 - in);   /* like Redis, the LF is not checked */
     return 1;
 }
 
 /* An inline command: a line of words separated by blanks. */
-static int parse_inline(conn *c) {
-    const char *p = c->in.p + c->pos, *end = c->in.p + c->in.len;
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    if (!nl) return end - p > (ptrdiff_t)MAX_LINE ? protocol_error(c, "too big inline request") : 0;
-    const char *e = nl > p && nl[-1] == '\r' ? nl - 1 : nl;
-    c->nspans = 0;
-    for (const char *q = p; q < e;) {
+static int parse_inline(resp_parser *p, const char *in, size_t len) {
+    const char *nl = memchr(in, '\n', len);
+    if (!nl) return len > RESP_MAX_LINE ? parse_error(p, "too big inline request") : 0;
+    const char *e = nl > in && nl[-1] == '\r' ? nl - 1 : nl;
+    p->argc = 0;
+    for (const char *q = in; q < e;) {
         while (q < e && (*q == ' ' || *q == '\t')) q++;
         const char *w = q;
         while (q < e && *q != ' ' && *q != '\t') q++;
-        if (q > w && span_add(c, (size_t)(w - (c->in.p + c->start)), (size_t)(q - w)) != 0) {
-            conn_close(c);
-            return -1;
-        }
+        if (q > w && span_add(p, (size_t)(w - in), (size_t)(q - w)) != 0) return RESP_ENOMEM;
     }
-    c->pos = (size_t)(nl + 1 - c->in.p);
+    p->pos = (size_t)(nl + 1 - in);
     return 1;
 }
 
-/* Parses the next command of c->in into c->spans (none for an empty one).
- * 1: a whole command; 0: more input is needed; -1: the connection was
- * answered a protocol error, or closed. */
-static int parse_command(conn *c) {
+/* The parsing proper; resp_parse adds what a whole command returns. */
+static int parse_command(resp_parser *p, const char *in, size_t len) {
     long long v;
     int rc;
     for (;;) {
-        size_t avail = c->in.len - c->pos;
+        size_t avail = len - p->pos;
         if (!avail) return 0;
-        const char *p = c->in.p + c->pos;
-        switch (c->ps) {
+        const char *s = in + p->pos;
+        switch (p->state) {
         case PARSE_START:
-            if (*p != '*') return parse_inline(c);
-            if ((rc = parse_len(c, &v)) == 0)
-                return avail > MAX_LINE ? protocol_error(c, "too big mbulk count string") : 0;
-            if (rc < 0 || v > MAX_ARGS) return protocol_error(c, "invalid multibulk length");
-            c->nspans = 0;
+            if (*s != '*') return parse_inline(p, in, len);
+            if ((rc = parse_len(p, in, len, &v)) == 0)
+                return avail > RESP_MAX_LINE ? parse_error(p, "too big mbulk count string") : 0;
+            if (rc < 0 || v > RESP_MAX_ARGS) return parse_error(p, "invalid multibulk length");
+            p->argc = 0;
             if (v <= 0) return 1;   /* Redis skips empty multibulks too */
-            c->nargs = v;
-            c->ps = PARSE_BULK_LEN;
+            p->nargs = v;
+            p->state = PARSE_BULK_LEN;
             break;
         case PARSE_BULK_LEN:
-            if (*p != '$')
-                return protocol_error(c, "expected '$', got '%c'", *p);
-            if ((rc = parse_len(c, &v)) == 0)
-                return avail > MAX_LINE ? protocol_error(c, "too big bulk count string") : 0;
-            if (rc < 0 || v < 0 || v > MAX_BULK) return protocol_error(c, "invalid bulk length");
-            if (c->pos - c->start + (size_t)v + 2 > MAX_QUERY)
-                return protocol_error(c, "command too big (over %u bytes)", MAX_QUERY);
-            c->bulk = v;
-            c->ps = PARSE_BULK_BODY;
+            if (*s != '$') return parse_error(p, "expected '$', got '%c'", *s);
+            if ((rc = parse_len(p, in, len, &v)) == 0)
+                return avail > RESP_MAX_LINE ? parse_error(p, "too big bulk count string") : 0;
+            if (rc < 0 || v < 0 || v > RESP_MAX_BULK) return parse_error(p, "invalid bulk length");
+            if (p->pos + (size_t)v + 2 > RESP_MAX_QUERY)
+                return parse_error(p, "command too big (over %u bytes)", RESP_MAX_QUERY);
+            p->bulk = v;
+            p->state = PARSE_BULK_BODY;
             break;
         case PARSE_BULK_BODY:
-            if (avail < (size_t)c->bulk + 2) return 0;
-            if (span_add(c, c->pos - c->start, (size_t)c->bulk) != 0) {
-                conn_close(c);
-                return -1;
-            }
-            c->pos += (size_t)c->bulk + 2;
-            if ((long long)c->nspans < c->nargs) {
-                c->ps = PARSE_BULK_LEN;
+            if (avail < (size_t)p->bulk + 2) return 0;
+            if (span_add(p, p->pos, (size_t)p->bulk) != 0) return RESP_ENOMEM;
+            p->pos += (size_t)p->bulk + 2;
+            if ((long long)p->argc < p->nargs) {
+                p->state = PARSE_BULK_LEN;
                 break;
             }
-            c->ps = PARSE_START;
+            p->state = PARSE_START;
             return 1;
         }
     }
+}
+
+int resp_parse(resp_parser *p, const char *in, size_t len, size_t *used) {
+    int rc = parse_command(p, in, len);
+    if (rc != 1) return rc;
+    for (size_t i = 0; i < p->argc; i++)
+        p->argv[i] = (resp_arg){in + p->spans[i].off, p->spans[i].len};
+    *used = p->pos;
+    p->pos = 0;
+    return 1;
 }
 
 /* ---- connections -------------------------------------------------------- */
@@ -721,28 +711,45 @@ static bool has_room(const conn *c) {
     return c->tail - c->head < MAX_PENDING && c->out.len + c->writing < MAX_OUTPUT;
 }
 
+/* Answers the parser's protocol error in a new slot and stops taking
+ * commands. */
+static void protocol_error(conn *c) {
+    uint64_t seq;
+    if (slots_add(c, 1, &seq) != 0) {
+        conn_close(c);
+        return;
+    }
+    reply_error(c, seq, "ERR Protocol error: %s", c->parser.err);
+    c->state = CONN_QUITTING;
+}
+
 /* Runs the commands buffered in c->in while the connection has room for
  * their replies. True when no whole command is left in the input. */
 static bool conn_parse(conn *c) {
     bool starved = false;
     while (c->state == CONN_READING || c->state == CONN_FINISHING) {
         if (!has_room(c)) break;
-        int rc = parse_command(c);
-        if (rc <= 0) {
-            starved = rc == 0;
+        size_t used = 0;
+        int rc = c->start < c->in.len
+                     ? resp_parse(&c->parser, c->in.p + c->start, c->in.len - c->start, &used)
+                     : 0;
+        if (rc == 0) {
+            starved = true;
             break;
         }
-        for (size_t i = 0; i < c->nspans; i++)
-            c->argv[i] = (arg){c->in.p + c->start + c->spans[i].off, c->spans[i].len};
-        if (c->nspans) run_command(c, c->nspans, c->argv);
-        c->start = c->pos;
+        if (rc < 0) {
+            if (rc == RESP_EPROTO) protocol_error(c);
+            else conn_close(c);
+            break;
+        }
+        if (c->parser.argc) run_command(c, c->parser.argc, c->parser.argv);
+        c->start += used;
     }
     if (c->state == CONN_CLOSED) return true;
     /* drop what ran; keep the command being received at the front */
     if (c->start) {
         memmove(c->in.p, c->in.p + c->start, c->in.len - c->start);
         c->in.len -= c->start;
-        c->pos -= c->start;
         c->start = 0;
     }
     if (!c->in.len && c->in.cap > 4 * READ_CHUNK) buf_free(&c->in);
@@ -858,13 +865,7 @@ static void conn_service(conn *c) {
         c->slots = NULL;
         c->slots_cap = 0;
     }
-    if (c->ps == PARSE_START && c->spans_cap > MAX_PENDING) {
-        free(c->spans);
-        free(c->argv);
-        c->spans = NULL;
-        c->argv = NULL;
-        c->spans_cap = 0;
-    }
+    resp_parser_shrink(&c->parser, MAX_PENDING);
     conn_pace(c);
 }
 
@@ -901,7 +902,7 @@ static void on_connection(uv_stream_t *l, int status) {
     c->srv = s;
     c->refs = 1;
     c->state = CONN_READING;
-    c->ps = PARSE_START;
+    resp_parser_init(&c->parser);
     s->clients++;
     uv_tcp_init(l->loop, &c->tcp);
     c->tcp.data = c;

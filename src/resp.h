@@ -32,15 +32,82 @@
  * Bounds, per connection: a command of at most 4 MiB, a bulk string of at
  * most 1 MiB, an inline command or length line of at most 64 KiB, at most
  * 1M arguments; beyond them, or on malformed input, the client gets
- * "-ERR Protocol error: ..." and is disconnected, as Redis does. Keys of
- * 1..WIRE_MAX_KEY bytes and values of at most WIRE_MAX_VALUE bytes are the
- * store's limits; others get an -ERR reply. Reading pauses while 1024
- * replies are outstanding or 4 MiB of replies wait to be written.
+ * "-ERR Protocol error: ..." and is disconnected, as Redis does (see the
+ * parser below). Keys of 1..WIRE_MAX_KEY bytes and values of at most
+ * WIRE_MAX_VALUE bytes are the store's limits; others get an -ERR reply.
+ * Reading pauses while 1024 replies are outstanding or 4 MiB of replies
+ * wait to be written.
  */
 #ifndef DHT_RESP_H
 #define DHT_RESP_H
 
 #include "node.h"
+
+#define RESP_MAX_QUERY (4u << 20)    /* bytes of one multibulk command */
+#define RESP_MAX_BULK (1u << 20)     /* bytes of one bulk string */
+#define RESP_MAX_LINE (64u << 10)    /* an inline command or length line, until its end */
+#define RESP_MAX_ARGS (1024 * 1024)  /* arguments of one command */
+
+#define RESP_EPROTO (-1)             /* resp_parse: malformed or over a bound */
+#define RESP_ENOMEM (-2)             /* resp_parse: no memory for the arguments */
+
+/* ---- the request parser, without sockets --------------------------------
+ *
+ * Commands arrive as multibulks ("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n") or,
+ * when the first byte is not '*', as inline commands (a line of words
+ * separated by spaces or tabs, ended by LF or CRLF). Like Redis, the parser
+ * does not check the LF after a length or a bulk string, skips empty
+ * commands ("*0\r\n", "*-1\r\n", a blank line) as commands of no
+ * arguments, and limits what a client may send with the RESP_MAX_* bounds
+ * (an inline line is only bounded while its LF has not come).
+ *
+ * A parser holds the progress of one command through a multibulk, so input
+ * can come a piece at a time without being parsed again; arguments are kept
+ * as offsets from the command's first byte, so the caller may move its
+ * buffer between calls. The parser owns its argument arrays. */
+
+typedef struct resp_arg {
+    const char *p;
+    size_t len;
+} resp_arg;
+
+typedef struct resp_parser {
+    /* results of the last call that returned 1, or RESP_EPROTO */
+    size_t argc;                /* 0 for an empty command */
+    resp_arg *argv;             /* argc arguments, argv[0] the name */
+    char err[128];              /* RESP_EPROTO: why, without "ERR Protocol error: " */
+    /* private */
+    int state;                  /* START, BULK_LEN, BULK_BODY */
+    size_t pos;                 /* bytes of the command parsed */
+    long long nargs, bulk;      /* arguments announced; length of the bulk being read */
+    struct { size_t off, len; } *spans;   /* the arguments received, by offset */
+    size_t cap;                 /* of spans and argv */
+} resp_parser;
+
+/* A parser at the start of a command, owning nothing; a zeroed resp_parser
+ * is one too. */
+void resp_parser_init(resp_parser *p);
+
+/* Gives back what p owns; p is then as after resp_parser_init. */
+void resp_parser_free(resp_parser *p);
+
+/* Between commands, gives back argument arrays grown past max entries
+ * (a huge command grew them); else does nothing. */
+void resp_parser_shrink(resp_parser *p, size_t max);
+
+/* Parses one command from in[0..len), in being its first byte: the bytes
+ * given to the calls since the last command (which returned 0), possibly
+ * moved, and possibly more. Returns
+ *   1            a whole command of *used bytes (0 < *used <= len): p->argc
+ *                arguments in p->argv, pointing into in (the array is valid
+ *                until the next call on p, the bytes while in is); the next
+ *                command starts at in + *used;
+ *   0            more input is needed (*used untouched);
+ *   RESP_EPROTO  a protocol error, described in p->err; the caller answers
+ *                it and stops parsing (p may only be freed or re-initialised);
+ *   RESP_ENOMEM  no memory (likewise).
+ * A command stays within RESP_MAX_QUERY bytes unless it is inline. */
+int resp_parse(resp_parser *p, const char *in, size_t len, size_t *used);
 
 /* Listens on cfg.bind_ip:cfg.resp_port (TCP) and serves Redis clients on
  * n's loop for the life of the process; n->resp is the listener. Returns 0,
