@@ -114,16 +114,16 @@ def bench(c, n, seconds, clients, extra=()):
 
 
 def verdicts(c, n):
-    count = 0
+    """Per node, every "suspect"/"dead" line it logged so far."""
+    out = []
     for i in range(n):
         try:
             with open(c.log_path(i), "rb") as f:
-                for line in f:
-                    if b" is suspect" in line or b" is dead" in line:
-                        count += 1
+                out.append([line.decode("utf-8", "replace").rstrip() for line in f
+                            if b" is suspect" in line or b" is dead" in line])
         except OSError:
-            pass
-    return count
+            out.append([])
+    return out
 
 
 def main():
@@ -167,7 +167,10 @@ def main():
     if a.fp_seconds > 0:
         before = verdicts(c, n)
         r = bench(c, n, a.fp_seconds, a.clients, ["-k", str(a.keys), "-r", "0.9"])
-        fp = verdicts(c, n) - before
+        lines = [l for old, now in zip(before, verdicts(c, n)) for l in now[len(old):]]
+        fp = len(lines)
+        for line in lines[:10]:
+            print("  " + line)
         counts = c.counts()
         print("false positives: %d suspect/dead verdicts during %d s of full load "
               "(%.0f ops/s, p99 %d us); membership counts after: %s"

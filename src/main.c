@@ -27,7 +27,7 @@ static void usage(FILE *f) {
         "  --replicas N           copies of each key (3, at most %d)\n"
         "  --write-quorum W       acks a write waits for (2)\n"
         "  --read-quorum R        replies a read waits for (2)\n"
-        "  --vnodes N             ring points per node\n"
+        "  --vnodes N             ring points per node (1024)\n"
         "  --gossip-ms MS         gossip period (200)\n"
         "  --fanout K             peers gossiped to per period (3)\n"
         "  --suspect-ms MS        silence before a member is suspect (1000)\n"

@@ -140,6 +140,26 @@ static void record_fill(Record *rec, const uint8_t *key, size_t klen,
     rec->tombstone = s->tomb;
 }
 
+/* Sends one record to member m in a Peer message of `type` (WRITE or
+ * SYNC); a WRITE may name the replica its receiver stands in for. */
+static void send_record(node *n, uint32_t m, const uint8_t id[WIRE_ID_LEN], uint32_t type,
+                        const uint8_t *key, size_t klen, const store_rec *s, uint32_t hint_for) {
+    Record rec;
+    record_fill(&rec, key, klen, s);
+    Record *recs[1] = {&rec};
+    Peer p = PEER__INIT;
+    p.type = type;
+    p.n_records = 1;
+    p.records = recs;
+    p.flags = type == PEER_WRITE && s->tomb ? PEER_FLAG_REMOVE : 0;
+    if (hint_for != NO_HINT) {
+        const member *h = members_at(n->members, hint_for);
+        p.hint_ip = h->ip;
+        p.hint_port = h->port;
+    }
+    node_send_peer(n, &members_at(n->members, m)->addr, id, WIRE_ID_LEN, &p);
+}
+
 /* Validates a record received from a peer. */
 static bool record_ok(const Record *rec) {
     return rec && rec->key.len >= 1 && rec->key.len <= WIRE_MAX_KEY &&
@@ -253,14 +273,7 @@ static void on_handoff(uv_timer_t *t) {
         if (members_at(n->members, (size_t)m)->state != MEMBER_ALIVE) continue;
         uint8_t id[WIRE_ID_LEN];
         hint_id(r, h, id);
-        Record rec;
-        record_fill(&rec, h->key, h->klen, &cur);
-        Record *recs[1] = {&rec};
-        Peer p = PEER__INIT;
-        p.type = PEER_WRITE;
-        p.n_records = 1;
-        p.records = recs;
-        node_send_peer(n, &members_at(n->members, (size_t)m)->addr, id, sizeof id, &p);
+        send_record(n, (uint32_t)m, id, PEER_WRITE, h->key, h->klen, &cur, NO_HINT);
         h->tries++;
         h->next_ms = now + HINT_RETRY_MS;
     }
@@ -302,21 +315,7 @@ static void send_write(node *n, op *o, size_t i) {
     uint8_t id[WIRE_ID_LEN];
     op_id(n->repl, o, id);
     store_rec s = {o->val, (uint32_t)o->vlen, o->version, o->stamp, o->tomb};
-    Record rec;
-    record_fill(&rec, o->key, o->klen, &s);
-    Record *recs[1] = {&rec};
-    Peer p = PEER__INIT;
-    p.type = PEER_WRITE;
-    p.n_records = 1;
-    p.records = recs;
-    p.flags = o->tomb ? PEER_FLAG_REMOVE : 0;
-    if (o->hint[i] != NO_HINT) {
-        const member *h = members_at(n->members, o->hint[i]);
-        p.hint_ip = h->ip;
-        p.hint_port = h->port;
-    }
-    const member *m = members_at(n->members, o->t[i]);
-    node_send_peer(n, &m->addr, id, sizeof id, &p);
+    send_record(n, o->t[i], id, PEER_WRITE, o->key, o->klen, &s, o->hint[i]);
 }
 
 static void send_read(node *n, op *o, size_t i) {
@@ -339,18 +338,11 @@ static void send_to(node *n, op *o, size_t i) {
 static void read_repair(node *n, op *o) {
     if (!o->found) return;
     store_rec s = {o->val, (uint32_t)o->vlen, o->version, o->stamp, o->tomb};
-    Record rec;
-    record_fill(&rec, o->key, o->klen, &s);
-    Record *recs[1] = {&rec};
-    Peer p = PEER__INIT;
-    p.type = PEER_SYNC;
-    p.n_records = 1;
-    p.records = recs;
     uint8_t id[WIRE_ID_LEN] = {0};
     for (size_t i = 0; i < o->nt; i++) {
         if (o->st[i] == T_WAIT || o->st[i] == T_FAIL || o->tstamp[i] >= o->stamp) continue;
-        if (self_index(o->t[i])) apply_record(n, &rec);
-        else node_send_peer(n, &members_at(n->members, o->t[i])->addr, id, sizeof id, &p);
+        if (self_index(o->t[i])) store_put(n->store, o->key, o->klen, &s);
+        else send_record(n, o->t[i], id, PEER_SYNC, o->key, o->klen, &s, NO_HINT);
     }
 }
 

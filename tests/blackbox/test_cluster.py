@@ -241,13 +241,4 @@ def test_no_node_crashed():
 
 
 if __name__ == "__main__":
-    rc = dht.run_tests(globals(), cleanup_each=False)
-    c = S.get("cluster")
-    if c is not None:
-        if rc == 0:
-            c.keep_dir = False
-            c.cleanup()
-        else:
-            c.stop_all()
-            print("logs kept in %s" % c.dir)
-    sys.exit(rc)
+    sys.exit(dht.run_scenario(globals(), S))

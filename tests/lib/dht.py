@@ -823,6 +823,23 @@ def run_tests(namespace, argv=None, cleanup_each=True):
     return 1 if failed or not tests else 0
 
 
+def run_scenario(namespace, state):
+    """Runs the test_* steps of one scenario, the cluster living from step to
+    step (run_tests without cleanup_each). state["cluster"], if any, is
+    removed when every step passed, else stopped with its logs kept. Returns
+    the exit status."""
+    rc = run_tests(namespace, cleanup_each=False)
+    c = state.get("cluster")
+    if c is not None:
+        if rc == 0:
+            c.keep_dir = False
+            c.cleanup()
+        else:
+            c.stop_all()
+            print("logs kept in %s" % c.dir)
+    return rc
+
+
 # ---------------------------------------------------------------- self-test
 
 def _selftest():
