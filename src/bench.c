@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "client.h"
@@ -111,6 +112,8 @@ struct bench {
     uv_loop_t *loop;
     uv_udp_t udp;
     uv_signal_t sigint;
+    uv_timer_t progress; /* a status line on a terminal, every second */
+    uint64_t progress_ops;
     bclient *c;
     unsigned idle;
     enum phase phase;
@@ -313,8 +316,27 @@ static void start_phase(bench *b, enum phase ph) {
     for (unsigned i = 0; i < b->cfg.clients; i++) issue(&b->c[i]);
 }
 
+/* "run   812345 ops   81234 ops/s   3 s left" on stderr, redrawn in place. */
+static void on_progress(uv_timer_t *t) {
+    bench *b = t->data;
+    stats *s = cur(b);
+    uint64_t ops = s->ops, now = uv_hrtime();
+    char left[48] = "";
+    if (b->phase == PH_PRELOAD)
+        snprintf(left, sizeof left, "   %" PRIu32 " keys", b->cfg.keyspace);
+    else if (b->cfg.requests)
+        snprintf(left, sizeof left, "   of %" PRIu64, b->cfg.requests);
+    else if (b->deadline_ns > now)
+        snprintf(left, sizeof left, "   %.0f s left", (double)(b->deadline_ns - now) / 1e9);
+    fprintf(stderr, "\r\033[K%-7s %10" PRIu64 " ops%s   %8" PRIu64 " ops/s",
+            b->phase == PH_PRELOAD ? "preload" : "run", ops, left,
+            ops - b->progress_ops);
+    b->progress_ops = ops;
+}
+
 static void phase_done(bench *b) {
     cur(b)->end_ns = uv_hrtime();
+    b->progress_ops = 0;
     if (b->phase == PH_PRELOAD && !b->interrupted) {
         start_phase(b, PH_RUN);
         return;
@@ -323,6 +345,8 @@ static void phase_done(bench *b) {
     uv_close((uv_handle_t *)&b->udp, NULL);
     uv_close((uv_handle_t *)&b->sigint, NULL);
     for (unsigned i = 0; i < b->cfg.clients; i++) uv_close((uv_handle_t *)&b->c[i].timer, NULL);
+    if (uv_is_active((uv_handle_t *)&b->progress)) fputs("\r\033[K", stderr);
+    uv_close((uv_handle_t *)&b->progress, NULL);
 }
 
 static void on_sigint(uv_signal_t *h, int sig) {
@@ -619,6 +643,9 @@ static int setup(bench *b) {
     uv_signal_init(b->loop, &b->sigint);
     b->sigint.data = b;
     uv_signal_start(&b->sigint, on_sigint, SIGINT);
+    uv_timer_init(b->loop, &b->progress);
+    b->progress.data = b;
+    if (isatty(STDERR_FILENO) && !g->json) uv_timer_start(&b->progress, on_progress, 1000, 1000);
     for (unsigned i = 0; i < g->clients; i++) {
         bclient *c = &b->c[i];
         c->b = b;

@@ -137,6 +137,33 @@ def test_dead_members_are_off_the_ring():
         assert rest[0].startswith("1 node on the ring"), rest
 
 
+def test_bench_shows_progress_on_a_terminal_only():
+    import pty
+    with node() as (c, _):
+        bench = os.path.join(os.path.dirname(dht.server_binary()), "dht-bench")
+        args = [bench, "-s", "%s:%d" % c.addr(0), "-c", "8", "-d", "2.5", "-k", "100"]
+        master, slave = pty.openpty()
+        p = subprocess.run(args, stdout=subprocess.PIPE, stderr=slave, timeout=30)
+        os.close(slave)
+        tty = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            tty += chunk
+        os.close(master)
+        assert p.returncode == 0, p.stdout
+        lines = re.findall(rb"\r\x1b\[Krun +(\d+) ops +(\d+) s left +(\d+) ops/s", tty)
+        assert len(lines) >= 2, "no progress lines on the terminal: %r" % tty[:300]
+        assert int(lines[-1][0]) > 0 and tty.endswith(b"\r\x1b[K"), tty[-200:]
+        # not a terminal: no progress in the output
+        p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        assert p.returncode == 0 and b"ops/s" in p.stdout and b"\x1b[K" not in p.stderr + p.stdout
+
+
 def test_bad_vnodes_is_a_usage_error():
     exe = os.path.join(os.path.dirname(dht.server_binary()), "dht-cli")
     for bad in ("0", "4097", "x", "-1"):
