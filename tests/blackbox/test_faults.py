@@ -304,14 +304,15 @@ def test_two_nodes_killed_at_once_lose_nothing():
     c = S["cluster"]
     victims = rnd.sample(range(1, N), 2)
     # what the first victim holds now, to check its disk after the restart
-    held = bulk().peer_reads([(c.addr(victims[0]), k) for k in S["sample"]])
-    S["held"] = {k: g for k, g in zip(S["sample"], held) if isinstance(g, tuple)}
+    keys = sorted(S["data"])
+    held = bulk().peer_reads([(c.addr(victims[0]), k) for k in keys])
+    S["held"] = {k: g for k, g in zip(keys, held) if isinstance(g, tuple)}
     S["restart"] = victims[0]
     t0 = time.monotonic()
     for v in victims:
         kill(v)
-    print("  SIGKILL nodes %s (node %d held %d of the %d sampled keys)"
-          % (victims, victims[0], len(S["held"]), SAMPLE))
+    print("  SIGKILL nodes %s (node %d held %d of the %d keys)"
+          % (victims, victims[0], len(S["held"]), len(keys)))
     lost, stale = read_all("right after the kill")
     wait_counts(live(), N - 2, 30)
     print("  all survivors report %d %.2f s after the kill" % (N - 2, time.monotonic() - t0))
