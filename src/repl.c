@@ -20,6 +20,8 @@
 #define HINT_RETRY_MS 1000            /* resend an unacknowledged hint */
 #define HINT_TRIES 30                 /* then anti-entropy is left to do it */
 #define NO_HINT UINT32_MAX
+#define CLEAN_BATCH 256               /* spare copies checked per sync period */
+#define CLEAN_QUIET_PERIODS 15        /* sync periods without membership change first */
 
 enum { T_WAIT = 0, T_OK, T_NOKEY, T_FAIL };
 
@@ -45,6 +47,7 @@ typedef struct op {
     int32_t version;
     uint64_t stamp;
     bool tomb, found;
+    uint64_t clean_stamp;             /* a spare copy's check: its stamp */
 } op;
 
 /* A write held for a replica that could not take it (hinted handoff): the
@@ -77,6 +80,16 @@ struct repl {
     size_t hints_cap, hints_hwm, nhints;
     uint32_t hint_seq;
     uint64_t hints_delivered, hints_dropped;
+    /* spare copies: records held here for keys this node is not a replica of */
+    uint64_t changed_ms;              /* last change of the live set */
+    bool collect;                     /* this digest pass collects spare copies */
+    size_t nspare;
+    struct spare {
+        uint8_t key[WIRE_MAX_KEY];
+        uint8_t klen;
+        uint64_t stamp;
+    } spare[CLEAN_BATCH];
+    uint64_t spares_dropped;
     /* the live set of the last sweep: who was a replica of what then */
     ring *swept;                      /* its ring; NULL before the first sweep */
     uint32_t *swept_map;              /* swept ring index -> member index */
@@ -346,6 +359,8 @@ static void read_repair(node *n, op *o) {
     }
 }
 
+static void clean_finish(node *n, op *o);
+
 /* Decides what can be decided after a reply; frees the op when done. */
 static void progress(node *n, op *o) {
     if (!o->answered) {
@@ -366,6 +381,7 @@ static void progress(node *n, op *o) {
     }
     if (o->replies == o->nt) {
         if (o->cmd == WIRE_GET) read_repair(n, o);
+        if (o->clean_stamp) clean_finish(n, o);
         op_free(n->repl, o);
     }
 }
@@ -761,6 +777,7 @@ static void on_sweep(uv_timer_t *t) {
 void repl_membership_changed(node *n) {
     repl *r = n->repl;
     if (!r || !uv_is_active((uv_handle_t *)&r->tick)) return;
+    r->changed_ms = node_now(n);
     uv_timer_start(&r->sweep, on_sweep, SWEEP_DELAY_MS, 0);
 }
 
@@ -777,7 +794,15 @@ static int digest_visit(void *ctx, const uint8_t *key, size_t klen, const store_
     size_t k = members_pref(n->members, h, n->cfg.replicas, pref);
     bool mine = false;
     for (size_t i = 0; i < k; i++) mine |= self_index(pref[i]);
-    if (!mine) return 0;
+    if (!mine) {
+        if (r->collect && r->nspare < CLEAN_BATCH) {
+            struct spare *sp = &r->spare[r->nspare++];
+            memcpy(sp->key, key, klen);
+            sp->klen = (uint8_t)klen;
+            sp->stamp = s->stamp;
+        }
+        return 0;
+    }
     uint64_t d = rec_digest(key, klen, s->stamp);
     for (size_t i = 0; i < k; i++)
         if (!self_index(pref[i]) && pref[i] < r->dig_members)
@@ -835,14 +860,79 @@ static void on_digest(node *n, const Peer *p, const struct sockaddr_in *from) {
     if (!(p->flags & DIGEST_REPLY)) send_digest(n, (uint32_t)peer, copy, DIGEST_REPLY);
 }
 
+/* Spare copies: a node keeps records of keys it is no longer a replica of
+ * (it was one before a join, or stood in for a replica). Once the live set
+ * has been still for a while and no hint is waiting, each sync period takes
+ * up to CLEAN_BATCH of them and reads the key from its replicas; a copy goes
+ * when every replica answered with it or something newer, and is sent to
+ * those that lack it otherwise (read repair does the rest). */
+static bool clean_due(node *n) {
+    repl *r = n->repl;
+    return r->nhints == 0 && !uv_is_active((uv_handle_t *)&r->sweep) &&
+           node_now(n) - r->changed_ms >= (uint64_t)CLEAN_QUIET_PERIODS * n->cfg.sync_ms;
+}
+
+static void clean_start(node *n) {
+    repl *r = n->repl;
+    uint64_t now = node_now(n);
+    for (size_t j = 0; j < r->nspare; j++) {
+        const struct spare *sp = &r->spare[j];
+        op *o = op_alloc(r);
+        if (!o) break;
+        o->cmd = WIRE_GET;
+        o->answered = true; /* nobody waits for it */
+        o->clean_stamp = sp->stamp;
+        memcpy(o->key, sp->key, sp->klen);
+        o->klen = sp->klen;
+        o->h = ring_hash(o->key, o->klen);
+        o->nt = members_pref(n->members, o->h, n->cfg.replicas, o->t);
+        o->need = (unsigned)o->nt;
+        o->resend_at = now + (n->cfg.request_timeout_ms / 4 ? n->cfg.request_timeout_ms / 4 : 1);
+        o->deadline = now + n->cfg.request_timeout_ms;
+        bool mine = false;
+        for (size_t i = 0; i < o->nt; i++) {
+            o->hint[i] = NO_HINT;
+            mine |= self_index(o->t[i]);
+        }
+        if (mine || !o->nt) {
+            op_free(r, o);
+            continue;
+        }
+        for (size_t i = 0; i < o->nt; i++) send_read(n, o, i);
+    }
+    r->nspare = 0;
+}
+
+/* Every replica answered the check of a spare copy. */
+static void clean_finish(node *n, op *o) {
+    bool covered = true;
+    store_rec cur;
+    bool have = store_get(n->store, o->key, o->klen, &cur) == 0 && cur.stamp == o->clean_stamp;
+    uint8_t id[WIRE_ID_LEN] = {0};
+    for (size_t i = 0; i < o->nt; i++) {
+        if (o->st[i] == T_OK && o->tstamp[i] >= o->clean_stamp) continue;
+        covered = false;
+        if (have) send_record(n, o->t[i], id, PEER_SYNC, o->key, o->klen, &cur, NO_HINT);
+    }
+    if (covered && store_drop(n->store, o->key, o->klen, o->clean_stamp) == 0)
+        n->repl->spares_dropped++;
+}
+
 static void on_sync(uv_timer_t *t) {
     node *n = t->data;
+    repl *r = n->repl;
     /* tombstones older than their lifetime go */
     uint64_t wall = node_wall_ms();
     if (wall > n->cfg.tombstone_ms)
         store_gc(n->store, (wall - n->cfg.tombstone_ms) << 16);
     size_t total = members_total(n->members);
-    if (total < 2 || digests_refresh(n) != 0) return;
+    if (total < 2) return;
+    r->nspare = 0;
+    r->collect = clean_due(n);
+    int rc = digests_refresh(n);
+    r->collect = false;
+    if (rc != 0) return;
+    clean_start(n);
     for (unsigned k = 0; k < SYNC_PEERS; k++) {
         uint32_t peer = 1 + (uint32_t)(((uint64_t)rand() * (total - 1)) / ((uint64_t)RAND_MAX + 1));
         if (members_at(n->members, peer)->state == MEMBER_DEAD) continue;

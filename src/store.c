@@ -213,6 +213,19 @@ static int mem_put(store *s, const uint8_t *key, size_t klen, const store_rec *r
     return 0;
 }
 
+static int mem_drop(store *s, const uint8_t *key, size_t klen, uint64_t stamp) {
+    size_t i = mfind(s, khash(key, klen), key, klen);
+    mrec *r = s->slots[i].r;
+    if (!r) return STORE_ENOTFOUND;
+    if (r->stamp != stamp) return STORE_ESTALE;
+    if (!r->tomb) s->live--;
+    s->records--;
+    s->bytes -= (size_t)r->klen + r->vlen;
+    free(r);
+    mdelete(s, i);
+    return 0;
+}
+
 static void mem_free_all(store *s) {
     for (size_t i = 0; i <= s->mask; i++) free(s->slots[i].r);
 }
@@ -407,6 +420,28 @@ fail:
     return rc;
 }
 
+static int lmdb_drop(store *s, const uint8_t *key, size_t klen, uint64_t stamp) {
+    MDB_txn *txn;
+    if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0) return STORE_EIO;
+    MDB_val k = {klen, (void *)key}, d;
+    store_rec old;
+    int rc = mdb_get(txn, s->dbi, &k, &d);
+    if (rc != 0 || dec(&k, &d, &old) != 0) {
+        rc = rc == MDB_NOTFOUND ? STORE_ENOTFOUND : STORE_EIO;
+    } else if (old.stamp != stamp) {
+        rc = STORE_ESTALE;
+    } else if (mdb_del(txn, s->dbi, &k, NULL) != 0 || mdb_txn_commit(txn) != 0) {
+        return STORE_EIO; /* a failed commit has freed the transaction */
+    } else {
+        if (!old.tomb) s->live--;
+        s->records--;
+        s->bytes -= klen + old.vlen;
+        return 0;
+    }
+    mdb_txn_abort(txn);
+    return rc;
+}
+
 static int lmdb_wipe(store *s) {
     MDB_txn *txn;
     if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0) return STORE_EIO;
@@ -523,6 +558,11 @@ int store_put(store *s, const uint8_t *key, size_t klen, const store_rec *rec) {
     int rc = valid(key, klen, rec);
     if (rc) return rc;
     return s->lmdb ? lmdb_put(s, key, klen, rec) : mem_put(s, key, klen, rec);
+}
+
+int store_drop(store *s, const uint8_t *key, size_t klen, uint64_t stamp) {
+    if (!s || !key || klen == 0 || klen > STORE_MAX_KEY) return STORE_ENOTFOUND;
+    return s->lmdb ? lmdb_drop(s, key, klen, stamp) : mem_drop(s, key, klen, stamp);
 }
 
 int store_wipe(store *s) {

@@ -70,6 +70,12 @@ int store_get(store *s, const uint8_t *key, size_t klen, store_rec *rec);
  * no value: rec->val and rec->vlen are ignored when rec->tomb is set. */
 int store_put(store *s, const uint8_t *key, size_t klen, const store_rec *rec);
 
+/* Forgets key's record if it is still the one with this stamp (a copy this
+ * node no longer needs): 0, STORE_ESTALE when the record has another stamp
+ * (it changed: kept), STORE_ENOTFOUND or STORE_EIO. Nothing of it remains,
+ * not even a tombstone. */
+int store_drop(store *s, const uint8_t *key, size_t klen, uint64_t stamp);
+
 /* Removes every record, tombstones included. 0 or STORE_EIO. */
 int store_wipe(store *s);
 

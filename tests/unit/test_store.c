@@ -226,6 +226,49 @@ static void test_gc_drops_old_tombstones_only(void **state) {
     expect_val(s, "t5", "new", 1);
 }
 
+static void test_drop_only_the_same_record(void **state) {
+    store *s = ((fx *)*state)->s;
+    assert_int_equal(put(s, "a", "va", 10), 0);
+    assert_int_equal(tomb(s, "t", 11), 0);
+    assert_int_equal(put(s, "b", "vbb", 12), 0);
+    expect_sizes(s, 2, 3, 3 + 1 + 4);
+    assert_int_equal(store_drop(s, K("a"), 1, 9), STORE_ESTALE);  /* another write */
+    assert_int_equal(store_drop(s, K("zz"), 2, 10), STORE_ENOTFOUND);
+    expect_val(s, "a", "va", 10);
+    assert_int_equal(store_drop(s, K("a"), 1, 10), 0);
+    expect_none(s, "a");
+    expect_sizes(s, 1, 2, 1 + 4);
+    assert_int_equal(store_drop(s, K("t"), 1, 11), 0); /* tombstones too */
+    expect_none(s, "t");
+    expect_sizes(s, 1, 1, 4);
+    expect_val(s, "b", "vbb", 12);
+    assert_int_equal(store_drop(s, K("a"), 1, 10), STORE_ENOTFOUND);
+    /* nothing of a dropped key remains: any stamp writes it again */
+    assert_int_equal(put(s, "a", "new", 1), 0);
+    expect_val(s, "a", "new", 1);
+    /* many drops inside long probe runs keep every other key reachable */
+    char k[16];
+    for (int i = 0; i < 2000; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        assert_int_equal(put(s, k, "v", 100 + (uint64_t)i), 0);
+    }
+    for (int i = 0; i < 2000; i += 2) {
+        snprintf(k, sizeof k, "k%d", i);
+        assert_int_equal(store_drop(s, K(k), strlen(k), 100 + (uint64_t)i), 0);
+    }
+    size_t bytes = 4 + 4; /* "a" "new", "b" "vbb" */
+    for (int i = 0; i < 2000; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        if (i % 2) {
+            expect_val(s, k, "v", 100 + (uint64_t)i);
+            bytes += strlen(k) + 1;
+        } else {
+            expect_none(s, k);
+        }
+    }
+    expect_sizes(s, 2 + 1000, 2 + 1000, bytes);
+}
+
 /* Many tombstones, dropped in one gc, among live keys: exercises deletion
  * inside long probe runs (memory) and cursor deletes across pages (LMDB). */
 static void test_gc_many_keeps_table_correct(void **state) {
@@ -732,6 +775,7 @@ int main(void) {
         BOTH(test_tombstone_not_counted_but_returned),
         BOTH(test_gc_drops_old_tombstones_only),
         BOTH(test_gc_many_keeps_table_correct),
+        BOTH(test_drop_only_the_same_record),
         BOTH(test_cap_enospace_changes_nothing),
         BOTH(test_cap_zero_refuses_all),
         BOTH(test_wipe_removes_everything),
