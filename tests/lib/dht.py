@@ -490,9 +490,24 @@ def udp_port_free(port, host="127.0.0.1"):
         s.close()
 
 
-def free_port_range(n, host="127.0.0.1", lo=20000, hi=60000, tries=200):
-    """A base port such that base..base+n-1 are free UDP ports on host. Random,
-    so that parallel runs rarely collide; checked by binding."""
+def _fixed_port_range():
+    """(lo, hi): ports the kernel never hands out on its own (outside
+    ip_local_port_range), so a port found free stays free until a test
+    server binds it: no client socket can take it meanwhile."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            elo, ehi = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        elo, ehi = 32768, 60999
+    return (10000, elo) if elo - 10000 >= 5000 else (ehi + 1, 65536)
+
+
+def free_port_range(n, host="127.0.0.1", lo=None, hi=None, tries=200):
+    """A base port such that base..base+n-1 are free UDP ports on host,
+    outside the ephemeral range. Random, so that parallel runs rarely
+    collide; checked by binding."""
+    flo, fhi = _fixed_port_range()
+    lo, hi = lo or flo, hi or fhi
     rnd = random.Random(os.getpid() ^ int(time.time() * 1e6))
     for _ in range(tries):
         base = rnd.randrange(lo, hi - n)
@@ -501,21 +516,30 @@ def free_port_range(n, host="127.0.0.1", lo=20000, hi=60000, tries=200):
     raise RuntimeError("no %d free consecutive UDP ports on %s" % (n, host))
 
 
-def free_tcp_ports(n, host="127.0.0.1"):
-    """n distinct free TCP ports on host, for --http-port: the kernel picks
-    them (bind to port 0), all held until all are picked, then released.
-    Pass them with extra_args, e.g. Cluster(3, extra_args=lambda i:
-    ["--http-port", ports[i]])."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            socks.append(s)
-            s.bind((host, 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
+def free_tcp_ports(n, host="127.0.0.1", tries=200):
+    """n distinct free TCP ports on host (for --http-port, --resp-port),
+    outside the ephemeral range, checked by binding. Pass them with
+    extra_args, e.g. Cluster(3, extra_args=lambda i: ["--http-port", ports[i]])."""
+    lo, hi = _fixed_port_range()
+    rnd = random.Random(os.getpid() ^ int(time.time() * 1e6) ^ 0x5A5A)
+    ports = []
+    for _ in range(tries):
+        if len(ports) == n:
+            break
+        p = rnd.randrange(lo, hi)
+        if p in ports:
+            continue
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((host, p))
+            ports.append(p)
+        except OSError:
+            pass
+        finally:
             s.close()
+    if len(ports) < n:
+        raise RuntimeError("no %d free TCP ports on %s" % (n, host))
+    return ports
 
 
 # ---------------------------------------------------------------- processes
