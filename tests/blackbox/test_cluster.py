@@ -37,16 +37,6 @@ rnd = random.Random(SEED)
 S = {}   # state shared by the steps
 
 
-class StepSkipped(Exception):
-    pass
-
-
-def need(*names):
-    for n in names:
-        if n not in S:
-            raise StepSkipped("an earlier step failed (no %s)" % n)
-
-
 def client():
     if "client" not in S:
         S["client"] = dht.Client(S["cluster"].addr(0), timeout=0.1, retries=6)
@@ -113,7 +103,7 @@ def test_membership_converges_to_all_nodes():
 
 
 def test_put_400_keys_through_random_nodes():
-    need("converged")
+    dht.need(S, "converged")
     c = S["cluster"]
     data, via = {}, {}
     errs = []
@@ -141,7 +131,7 @@ def test_put_400_keys_through_random_nodes():
 
 
 def test_every_key_readable_through_5_other_nodes():
-    need("written")
+    dht.need(S, "written")
     pairs = []
     for k, i in S["via"].items():
         others = [j for j in range(N) if j != i]
@@ -153,20 +143,20 @@ def test_every_key_readable_through_5_other_nodes():
 
 
 def test_20_keys_readable_through_all_40_nodes():
-    need("written")
+    dht.need(S, "written")
     keys = rnd.sample(sorted(S["data"]), min(SWEEP_KEYS, len(S["data"])))
     check_reads([(i, k) for k in keys for i in range(N)], "in the full sweep")
 
 
 def test_no_false_suspicion_under_load():
-    need("converged")
+    dht.need(S, "converged")
     counts = S["cluster"].counts()
     bad = {i: v for i, v in counts.items() if v != N}
     assert not bad, "after the load, nodes report counts other than %d: %s" % (N, bad)
 
 
 def test_sigkill_detected_by_all_survivors():
-    need("converged")
+    dht.need(S, "converged")
     c = S["cluster"]
     victim = rnd.randrange(N)
     S["victim"] = victim
@@ -184,7 +174,7 @@ def test_sigkill_detected_by_all_survivors():
 
 
 def test_no_key_lost_while_a_node_is_down():
-    need("written", "victim")
+    dht.need(S, "written", "victim")
     victim = S["victim"]
     survivors = [i for i in range(N) if i != victim]
     pairs = [(rnd.choice(survivors), k) for k in S["data"]]
@@ -203,7 +193,7 @@ def test_no_key_lost_while_a_node_is_down():
 
 
 def test_restarted_node_rejoins():
-    need("victim")
+    dht.need(S, "victim")
     c = S["cluster"]
     victim = S["victim"]
     t0 = time.monotonic()
@@ -219,7 +209,7 @@ def test_restarted_node_rejoins():
 
 
 def test_no_key_lost_after_restart():
-    need("written", "rejoined")
+    dht.need(S, "written", "rejoined")
     victim = S["victim"]
     keys = sorted(S["data"])
     pairs = [(rnd.randrange(N), k) for k in keys]
@@ -228,13 +218,13 @@ def test_no_key_lost_after_restart():
 
 
 def test_writes_during_failure_readable_everywhere():
-    need("rejoined", "during")
+    dht.need(S, "rejoined", "during")
     keys = S["during"][:10]
     check_reads([(i, k) for k in keys for i in range(N)], "of keys written during the failure")
 
 
 def test_no_node_crashed():
-    need("converged")
+    dht.need(S, "converged")
     c = S["cluster"]
     dead = [i for i in range(N) if not c.running(i)]
     assert not dead, "nodes exited during the test: %s%s" % (dead, log_tails(dead))

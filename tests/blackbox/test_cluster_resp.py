@@ -27,12 +27,6 @@ N = 3
 S = {}   # state shared by the steps
 
 
-def need(*names):
-    for n in names:
-        if n not in S:
-            raise AssertionError("an earlier step failed (no %s)" % n)
-
-
 def resp(i):
     """A RESP connection to node i (kept open across steps)."""
     key = "resp%d" % i
@@ -51,7 +45,7 @@ def test_cluster_starts_and_converges():
 
 
 def test_set_through_a_get_through_b_and_c():
-    need("cluster")
+    dht.need(S, "cluster")
     for i in range(50):
         assert resp(0).call("SET", "k%d" % i, "v%d" % i) == "OK", "SET k%d through node 0" % i
     for i in range(50):
@@ -63,7 +57,7 @@ def test_set_through_a_get_through_b_and_c():
 
 
 def test_multi_key_commands_across_nodes():
-    need("written")
+    dht.need(S, "written")
     pairs = [("mk%d" % i, "mv%d" % i) for i in range(40)]
     assert resp(1).call("MSET", *[x for p in pairs for x in p]) == "OK"
     keys = [k for k, _ in pairs]
@@ -75,7 +69,7 @@ def test_multi_key_commands_across_nodes():
 
 
 def test_pipeline_through_one_node_replies_in_order():
-    need("written")
+    dht.need(S, "written")
     cmds, want = [], []
     for i in range(300):
         cmds += [("SET", "pk%d" % i, "pv%d" % i), ("GET", "pk%d" % i), ("GET", "k%d" % (i % 50)),
@@ -87,7 +81,7 @@ def test_pipeline_through_one_node_replies_in_order():
 
 
 def test_resp_and_udp_agree_across_nodes():
-    need("written")
+    dht.need(S, "written")
     c = S["cluster"]
     assert resp(0).call("SET", "shared", "from-resp") == "OK"
     with c.client(2) as cl:
@@ -98,7 +92,7 @@ def test_resp_and_udp_agree_across_nodes():
 
 
 def test_closed_connections_with_operations_in_flight():
-    need("written")
+    dht.need(S, "written")
     c = S["cluster"]
     for n in range(10):
         s = socket.create_connection(("127.0.0.1", S["ports"][n % N]))
@@ -112,7 +106,7 @@ def test_closed_connections_with_operations_in_flight():
 
 
 def test_two_nodes_serve_with_one_killed():
-    need("written")
+    dht.need(S, "written")
     c = S["cluster"]
     S.pop("resp1").close()
     c.kill(1)

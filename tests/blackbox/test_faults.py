@@ -50,16 +50,6 @@ S = {}                    # state shared by the steps
 PEER_READ, PEER_READ_REPLY = 5, 6
 
 
-class StepSkipped(Exception):
-    pass
-
-
-def need(*names):
-    for n in names:
-        if n not in S:
-            raise StepSkipped("an earlier step failed (no %s)" % n)
-
-
 # ---------------------------------------------------------------- many requests at once
 
 class Bulk:
@@ -283,7 +273,7 @@ def test_cluster_of_40_converges():
 
 
 def test_10000_keys_written_and_read_back():
-    need("converged")
+    dht.need(S, "converged")
     S["data"] = {}
     keys = [b"k%05d-%s" % (n, os.urandom(3).hex().encode()) for n in range(KEYS)]
     t0 = time.monotonic()
@@ -300,7 +290,7 @@ def test_10000_keys_written_and_read_back():
 
 
 def test_two_nodes_killed_at_once_lose_nothing():
-    need("written")
+    dht.need(S, "written")
     c = S["cluster"]
     victims = rnd.sample(range(1, N), 2)
     # what the first victim holds now, to check its disk after the restart
@@ -326,7 +316,7 @@ def test_two_nodes_killed_at_once_lose_nothing():
 
 
 def test_one_kill_every_20s_until_20_dead():
-    need("two_killed")
+    dht.need(S, "two_killed")
     c = S["cluster"]
     restores, total_lost, total_stale = [], 0, 0
     bad = []
@@ -361,7 +351,7 @@ def test_one_kill_every_20s_until_20_dead():
 
 
 def test_restarted_node_keeps_its_data_dir():
-    need("two_killed")
+    dht.need(S, "two_killed")
     c = S["cluster"]
     i = S["restart"]
     empty = os.path.join(c.dir, "no-peers")
@@ -415,7 +405,7 @@ class Partition:
 
 
 def test_partition_heals_and_replicas_converge():
-    need("twenty_dead")
+    dht.need(S, "twenty_dead")
     c = S["cluster"]
     if subprocess.run(["iptables", "-L", "INPUT", "-n"], stdout=subprocess.DEVNULL,
                       stderr=subprocess.DEVNULL).returncode != 0:
@@ -457,7 +447,7 @@ def test_partition_heals_and_replicas_converge():
 
 
 def test_no_live_node_crashed():
-    need("converged")
+    dht.need(S, "converged")
     c = S["cluster"]
     crashed = [i for i in live() if not c.running(i)]
     assert not crashed, "nodes exited: %s" % crashed

@@ -24,6 +24,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import dht  # noqa: E402
+import test_single  # noqa: E402
 from dht import OK, IS_ALIVE, PUT  # noqa: E402
 
 MAX_HEAD = 8192       # HTTP_MAX_HEAD in src/http.h
@@ -37,18 +38,8 @@ def node(*args):
     client, http port). Prints the node's log tail if the test fails."""
     port = dht.free_tcp_ports(1)[0]
     c = dht.Cluster(1, peers=[], extra_args=["--http-port", port] + list(args))
-    try:
-        c.start(0)
-        c.wait_ready(timeout=10)
-        with c.client(0) as cl:
-            yield c, cl, port
-    except BaseException:
-        tail = c.log_tail(0)
-        if tail:
-            print("    --- node log (tail) ---\n    " + tail.replace("\n", "\n    "))
-        raise
-    finally:
-        c.cleanup()
+    with test_single.node(cluster=c) as (c, cl):
+        yield c, cl, port
 
 
 def request(port, path, method="GET", body=None, headers=None):
@@ -230,11 +221,7 @@ def sample(fams, family, name=None, **labels):
 
 def assert_serves(c, cl, port, what):
     """The node runs and answers UDP and HTTP after `what`."""
-    assert c.running(0), "node exited after %s (status %s)" % (what, c.procs[0].returncode)
-    try:
-        assert cl.request(IS_ALIVE).err == OK, "IS_ALIVE after " + what
-    except dht.Timeout:
-        raise AssertionError("node stopped answering UDP after %s" % what) from None
+    test_single.assert_serves(c, cl, what)
     status, _, body = request(port, "/status")
     assert status == 200 and json.loads(body)["pid"] == c.pid(0), "/status after " + what
 

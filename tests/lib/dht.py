@@ -847,6 +847,17 @@ def run_tests(namespace, argv=None, cleanup_each=True):
     return 1 if failed or not tests else 0
 
 
+class StepSkipped(Exception):
+    """A step of a scenario that cannot run: an earlier one failed."""
+
+
+def need(state, *names):
+    """Raises StepSkipped unless every name is in state (set by earlier steps)."""
+    for n in names:
+        if n not in state:
+            raise StepSkipped("an earlier step failed (no %s)" % n)
+
+
 def run_scenario(namespace, state):
     """Runs the test_* steps of one scenario, the cluster living from step to
     step (run_tests without cleanup_each). state["cluster"], if any, is
