@@ -26,19 +26,6 @@ struct outbox {
 
 static const uint8_t batch_id[4] = {'b', 'a', 't', 'c'};
 
-static size_t varint_len(size_t v) {
-    size_t n = 1;
-    while (v >= 0x80) v >>= 7, n++;
-    return n;
-}
-
-static size_t put_varint(uint8_t *p, size_t v) {
-    size_t i = 0;
-    while (v >= 0x80) p[i++] = (uint8_t)(v | 0x80), v >>= 7;
-    p[i++] = (uint8_t)v;
-    return i;
-}
-
 /* Sends a slot's messages: a lone one as it is, several as a batch. */
 static void send_slot(outbox *o, slot *s) {
     if (s->count == 1) {
@@ -81,7 +68,8 @@ outbox *outbox_new(node *n) {
 }
 
 int outbox_add(outbox *o, const struct sockaddr_in *to, const uint8_t *msg, size_t len) {
-    size_t need = varint_len(len) + len;
+    uint8_t head[10];
+    size_t hlen = wire_put_varint(head, len), need = hlen + len;
     if (need > BATCH_BYTES) return node_send(o->n, to, msg, len);
     slot *s = NULL;
     for (size_t i = 0; i < o->used && !s; i++)
@@ -95,7 +83,8 @@ int outbox_add(outbox *o, const struct sockaddr_in *to, const uint8_t *msg, size
         s->len = s->count = 0;
     }
     if (s->len + need > BATCH_BYTES) send_slot(o, s);
-    s->len += put_varint(s->buf + s->len, len);
+    memcpy(s->buf + s->len, head, hlen);
+    s->len += hlen;
     memcpy(s->buf + s->len, msg, len);
     s->len += len;
     s->count++;

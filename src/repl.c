@@ -640,13 +640,6 @@ typedef struct pusher {
     bool new_only;     /* only to replicas that were not replicas at the last sweep */
 } pusher;
 
-static size_t put_varint(uint8_t *p, uint64_t v) {
-    size_t i = 0;
-    while (v >= 0x80) p[i++] = (uint8_t)(v | 0x80), v >>= 7;
-    p[i++] = (uint8_t)v;
-    return i;
-}
-
 static void flush(node *n, size_t peer, batch *b) {
     if (b->len <= 2) return;
     uint8_t id[WIRE_ID_LEN] = {0};
@@ -671,7 +664,7 @@ static void batch_add(pusher *ps, size_t peer, const uint8_t *key, size_t klen,
     record_fill(&rec, key, klen, s);
     size_t rl = record__get_packed_size(&rec);
     b->buf[b->len++] = 0x3A; /* field 7, length-delimited: records */
-    b->len += put_varint(b->buf + b->len, rl);
+    b->len += wire_put_varint(b->buf + b->len, rl);
     b->len += record__pack(&rec, b->buf + b->len);
     ps->sent++;
     if (b->len >= BATCH_BYTES) flush(ps->n, peer, b);

@@ -46,6 +46,13 @@ int wire_unpack_msg(const uint8_t *buf, size_t len, wire_frame *f) {
     return 0;
 }
 
+size_t wire_put_varint(uint8_t *p, uint64_t v) {
+    size_t i = 0;
+    while (v >= 0x80) p[i++] = (uint8_t)(v | 0x80), v >>= 7;
+    p[i++] = (uint8_t)v;
+    return i;
+}
+
 int wire_batch_next(const uint8_t **p, const uint8_t *end, const uint8_t **frame,
                     size_t *len) {
     const uint8_t *q = *p;

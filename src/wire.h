@@ -110,6 +110,9 @@ Peer *wire_unpack_peer(const uint8_t *p, size_t len);
 size_t wire_pack_msg(uint8_t *out, size_t cap, const uint8_t *id, size_t idlen,
                      const uint8_t *payload, size_t plen, uint32_t kind);
 
+/* Writes v as a protobuf varint at p (room for 10 bytes); returns its length. */
+size_t wire_put_varint(uint8_t *p, uint64_t v);
+
 /* Reads the frame at *p in a batch payload ending at end: 1 with *frame and
  * *len set and *p moved past it, 0 at the end, -1 when malformed (a bad
  * varint, an empty frame, or one running past end). */

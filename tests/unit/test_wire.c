@@ -465,6 +465,13 @@ static void test_oversized_pack_returns_zero(void **state) {
 
 static void test_batch_frames(void **state) {
     (void)state;
+    uint8_t v[10];
+    assert_int_equal(wire_put_varint(v, 3), 1);
+    assert_int_equal(v[0], 3);
+    assert_int_equal(wire_put_varint(v, 200), 2);
+    assert_int_equal(v[0], 0xC8);
+    assert_int_equal(v[1], 0x01);
+    assert_int_equal(wire_put_varint(v, UINT64_MAX), 10);
     /* two frames: 3 bytes, then 200 bytes (a two-byte varint) */
     uint8_t frames[1 + 3 + 2 + 200];
     frames[0] = 3;
