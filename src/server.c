@@ -271,6 +271,31 @@ static void peer_message(node *n, const uint8_t *id, size_t idlen, const uint8_t
     }
 }
 
+static void on_batch(node *n, const uint8_t *p, size_t len, const struct sockaddr_in *from);
+
+/* Handles one decoded Msg (rc: wire_unpack_msg's result). Inside a batch
+ * only node-to-node messages are allowed. */
+static void on_frame(node *n, int rc, const wire_frame *f, const struct sockaddr_in *from,
+                     bool batched) {
+    if (rc == WIRE_ECHECKSUM) {
+        n->stats.dropped_checksum++;
+        return;
+    }
+    /* A reply is matched by its message ID: without one (or with one too long
+     * to keep) there is nothing a sender could match, so drop the datagram. */
+    if (rc != 0 || f->idlen == 0 || f->idlen > sizeof ((repl_origin *)0)->id) {
+        n->stats.dropped_malformed++;
+        return;
+    }
+    if (f->kind == WIRE_KIND_PEER) peer_message(n, f->id, f->idlen, f->payload, f->plen, from);
+    else if (f->kind == WIRE_KIND_CLIENT && !batched)
+        client_request(n, f->id, f->idlen, from, f->payload, f->plen, false);
+    else if (f->kind == WIRE_KIND_BATCH && !batched)
+        on_batch(n, f->payload, f->plen, from);
+    else
+        n->stats.dropped_malformed++;
+}
+
 /* Node-to-node messages batched into one datagram (outbox.h). The arena
  * is not reset between them: the batch's payload lives in it. */
 static void on_batch(node *n, const uint8_t *p, size_t len, const struct sockaddr_in *from) {
@@ -279,13 +304,7 @@ static void on_batch(node *n, const uint8_t *p, size_t len, const struct sockadd
     int rc;
     while ((rc = wire_batch_next(&p, end, &frame, &flen)) == 1) {
         wire_frame f;
-        int urc = wire_unpack_msg(frame, flen, &f);
-        if (urc == WIRE_ECHECKSUM) n->stats.dropped_checksum++;
-        else if (urc != 0 || f.kind != WIRE_KIND_PEER || f.idlen == 0 ||
-                 f.idlen > sizeof ((repl_origin *)0)->id)
-            n->stats.dropped_malformed++;
-        else
-            peer_message(n, f.id, f.idlen, f.payload, f.plen, from);
+        on_frame(n, wire_unpack_msg(frame, flen, &f), &f, from, true);
     }
     if (rc < 0) n->stats.dropped_malformed++;
 }
@@ -293,28 +312,7 @@ static void on_batch(node *n, const uint8_t *p, size_t len, const struct sockadd
 static void on_datagram(node *n, const uint8_t *buf, size_t len, const struct sockaddr_in *from) {
     wire_frame f;
     wire_reset();
-    int rc = wire_unpack_msg(buf, len, &f);
-    if (rc == WIRE_ECHECKSUM) {
-        n->stats.dropped_checksum++;
-        return;
-    }
-    if (rc != 0) {
-        n->stats.dropped_malformed++;
-        return;
-    }
-    /* A reply is matched by its message ID: without one (or with one too long
-     * to keep) there is nothing a sender could match, so drop the datagram. */
-    if (f.idlen == 0 || f.idlen > sizeof ((repl_origin *)0)->id) {
-        n->stats.dropped_malformed++;
-        return;
-    }
-    if (f.kind == WIRE_KIND_PEER) peer_message(n, f.id, f.idlen, f.payload, f.plen, from);
-    else if (f.kind == WIRE_KIND_CLIENT)
-        client_request(n, f.id, f.idlen, from, f.payload, f.plen, false);
-    else if (f.kind == WIRE_KIND_BATCH)
-        on_batch(n, f.payload, f.plen, from);
-    else
-        n->stats.dropped_malformed++;
+    on_frame(n, wire_unpack_msg(buf, len, &f), &f, from, false);
 }
 
 /* ---- libuv plumbing --------------------------------------------------- */
