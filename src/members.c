@@ -53,19 +53,23 @@ static int add(members *m, uint32_t ip, uint16_t port) {
     return (int)m->len++;
 }
 
+size_t members_live_set(const members *m, ring_node *nodes, uint32_t *map) {
+    size_t k = 0;
+    for (size_t i = 0; i < m->len; i++) {
+        if (m->v[i].state == MEMBER_DEAD) continue;
+        nodes[k] = (ring_node){m->v[i].ip, m->v[i].port};
+        map[k++] = (uint32_t)i;
+    }
+    return k;
+}
+
 /* Rebuilds the ring from the live members. */
 static void rebuild(members *m) {
     size_t cap = m->len ? m->len : 1;
     ring_node *nodes = malloc(cap * sizeof *nodes);
     uint32_t *map = malloc(cap * sizeof *map);
     if (!nodes || !map) goto out; /* keep the old ring: stale, never wrong in shape */
-    size_t k = 0;
-    for (size_t i = 0; i < m->len; i++) {
-        if (m->v[i].state == MEMBER_DEAD) continue;
-        nodes[k].ip = m->v[i].ip;
-        nodes[k].port = m->v[i].port;
-        map[k++] = (uint32_t)i;
-    }
+    size_t k = members_live_set(m, nodes, map);
     if (ring_build(m->ring, nodes, k) == 0) {
         memcpy(m->ring_map, map, k * sizeof *map);
         m->live = k;

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "node.h"
+#include "ring.h"
 #include "wire.h"
 
 enum member_state { MEMBER_ALIVE = 0, MEMBER_SUSPECT = 1, MEMBER_DEAD = 2 };
@@ -65,6 +66,11 @@ uint64_t members_epoch(const members *m); /* grows when the live set changes */
 
 /* Index of the member at ip:port, or -1. */
 long members_find(const members *m, uint32_t ip, uint16_t port);
+
+/* The live members (alive or suspect), as the ring is built from them:
+ * nodes[k] is member map[k]. Both arrays need room for members_total.
+ * Returns how many. */
+size_t members_live_set(const members *m, ring_node *nodes, uint32_t *map);
 
 /* Up to `want` live member indexes for ring point h, preference order. */
 size_t members_pref(const members *m, uint64_t h, size_t want, uint32_t *out);

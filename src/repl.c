@@ -723,18 +723,16 @@ static size_t push(node *n, long only_peer, const uint64_t *theirs, const uint64
 /* Remembers the live set as the last sweep saw it. */
 static void swept_save(node *n) {
     repl *r = n->repl;
-    size_t total = members_total(n->members), k = 0;
+    size_t total = members_total(n->members);
     ring_node *nodes = malloc(total * sizeof *nodes);
     uint32_t *map = malloc(total * sizeof *map);
     uint64_t *inc = calloc(total, sizeof *inc);
     ring *g = r->swept ? r->swept : ring_new(n->cfg.vnodes);
     if (!nodes || !map || !inc || !g) goto fail;
-    for (size_t i = 0; i < total; i++) {
-        const member *m = members_at(n->members, i);
-        if (m->state == MEMBER_DEAD) continue;
-        nodes[k] = (ring_node){m->ip, m->port};
-        map[k++] = (uint32_t)i;
-        inc[i] = m->incarnation ? m->incarnation : 1;
+    size_t k = members_live_set(n->members, nodes, map);
+    for (size_t j = 0; j < k; j++) {
+        uint64_t c = members_at(n->members, map[j])->incarnation;
+        inc[map[j]] = c ? c : 1;
     }
     if (ring_build(g, nodes, k) != 0) goto fail;
     free(nodes);
