@@ -430,26 +430,40 @@ static void local_target(node *n, op *o, size_t i) {
     }
 }
 
-int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
-                   const uint8_t *key, size_t klen, const uint8_t *val,
-                   size_t vlen, int32_t version) {
-    repl *r = n->repl;
-    op *o = op_alloc(r);
-    if (!o) return -1;
+static uint64_t resend_interval(const node *n) {
+    unsigned tmo = n->cfg.request_timeout_ms;
+    return tmo / 4 ? tmo / 4 : 1;
+}
+
+/* Allocates an operation on key, aimed at its N replicas, timed from now.
+ * NULL when too many are in flight. */
+static op *op_start(node *n, uint32_t cmd, const uint8_t *key, size_t klen) {
+    op *o = op_alloc(n->repl);
+    if (!o) return NULL;
     o->cmd = cmd;
-    o->origin = *origin;
     memcpy(o->key, key, klen);
     o->klen = klen;
     o->h = ring_hash(key, klen);
-    unsigned nrep = n->cfg.replicas;
-    o->nt = members_pref(n->members, o->h, nrep, o->t);
+    o->nt = members_pref(n->members, o->h, n->cfg.replicas, o->t);
     for (size_t i = 0; i < o->nt; i++) o->hint[i] = NO_HINT;
+    uint64_t now = node_now(n);
+    o->resend_at = now + resend_interval(n);
+    o->deadline = now + n->cfg.request_timeout_ms;
+    return o;
+}
+
+int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
+                   const uint8_t *key, size_t klen, const uint8_t *val,
+                   size_t vlen, int32_t version) {
+    op *o = op_start(n, cmd, key, klen);
+    if (!o) return -1;
+    o->origin = *origin;
     unsigned q = cmd == WIRE_GET ? n->cfg.read_quorum : n->cfg.write_quorum;
     o->need = q < o->nt ? q : (unsigned)o->nt;
     if (cmd != WIRE_GET) {
         o->val = malloc(vlen ? vlen : 1);
         if (!o->val) {
-            op_free(r, o);
+            op_free(n->repl, o);
             return -1;
         }
         if (vlen) memcpy(o->val, val, vlen);
@@ -458,10 +472,6 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
         o->tomb = cmd == WIRE_REMOVE;
         o->stamp = node_stamp(n);
     }
-    uint64_t now = node_now(n);
-    unsigned tmo = n->cfg.request_timeout_ms;
-    o->resend_at = now + (tmo / 4 ? tmo / 4 : 1);
-    o->deadline = now + tmo;
     for (size_t i = 0; i < o->nt; i++)
         if (!self_index(o->t[i])) send_to(n, o, i);
     for (size_t i = 0; i < o->nt && o->used; i++)
@@ -523,7 +533,7 @@ static void on_tick(uv_timer_t *t) {
             if (o->cmd == WIRE_GET) read_repair(n, o);
             op_free(r, o);
         } else if (now >= o->resend_at) {
-            o->resend_at = now + (n->cfg.request_timeout_ms / 4 ? n->cfg.request_timeout_ms / 4 : 1);
+            o->resend_at = now + resend_interval(n);
             size_t nt = o->nt;
             if (!o->standins) add_standins(n, o);
             for (size_t i = 0; i < nt && o->used; i++)
@@ -865,26 +875,15 @@ static bool clean_due(node *n) {
 
 static void clean_start(node *n) {
     repl *r = n->repl;
-    uint64_t now = node_now(n);
     for (size_t j = 0; j < r->nspare; j++) {
         const struct spare *sp = &r->spare[j];
-        op *o = op_alloc(r);
+        op *o = op_start(n, WIRE_GET, sp->key, sp->klen);
         if (!o) break;
-        o->cmd = WIRE_GET;
         o->answered = true; /* nobody waits for it */
         o->clean_stamp = sp->stamp;
-        memcpy(o->key, sp->key, sp->klen);
-        o->klen = sp->klen;
-        o->h = ring_hash(o->key, o->klen);
-        o->nt = members_pref(n->members, o->h, n->cfg.replicas, o->t);
         o->need = (unsigned)o->nt;
-        o->resend_at = now + (n->cfg.request_timeout_ms / 4 ? n->cfg.request_timeout_ms / 4 : 1);
-        o->deadline = now + n->cfg.request_timeout_ms;
         bool mine = false;
-        for (size_t i = 0; i < o->nt; i++) {
-            o->hint[i] = NO_HINT;
-            mine |= self_index(o->t[i]);
-        }
+        for (size_t i = 0; i < o->nt; i++) mine |= self_index(o->t[i]);
         if (mine || !o->nt) {
             op_free(r, o);
             continue;
