@@ -75,11 +75,9 @@ struct repl {
     uint64_t *dig;                    /* digest table: [member][bucket] */
     size_t dig_cap, dig_members;
     uint64_t dig_epoch, dig_at;
-    uint64_t sync_pushed;             /* records pushed by anti-entropy */
     hint *hints;                      /* slots; hints_hwm bounds the used ones */
     size_t hints_cap, hints_hwm, nhints;
     uint32_t hint_seq;
-    uint64_t hints_delivered, hints_dropped;
     /* spare copies: records held here for keys this node is not a replica of */
     uint64_t changed_ms;              /* last change of the live set */
     bool collect;                     /* this digest pass collects spare copies */
@@ -89,7 +87,6 @@ struct repl {
         uint8_t klen;
         uint64_t stamp;
     } spare[CLEAN_BATCH];
-    uint64_t spares_dropped;
     /* the live set of the last sweep: who was a replica of what then */
     ring *swept;                      /* its ring; NULL before the first sweep */
     uint32_t *swept_map;              /* swept ring index -> member index */
@@ -234,20 +231,14 @@ static void hint_free(repl *r, hint *h) {
 static void hint_add(node *n, const uint8_t *key, size_t klen, uint32_t ip, uint16_t port) {
     repl *r = n->repl;
     if (ip == n->self.sin_addr.s_addr && port == ntohs(n->self.sin_port)) return;
-    if (r->nhints >= MAX_HINTS) {
-        r->hints_dropped++; /* anti-entropy will repair that replica */
-        return;
-    }
+    if (r->nhints >= MAX_HINTS) return; /* anti-entropy will repair that replica */
     size_t i = r->hints_hwm;
     if (r->nhints < r->hints_hwm) /* a free slot below the mark */
         for (i = 0; r->hints[i].used; i++) {}
     if (i == r->hints_cap) {
         size_t cap = r->hints_cap ? 2 * r->hints_cap : 256;
         hint *nh = realloc(r->hints, cap * sizeof *nh);
-        if (!nh) {
-            r->hints_dropped++;
-            return;
-        }
+        if (!nh) return;
         memset(nh + r->hints_cap, 0, (cap - r->hints_cap) * sizeof *nh);
         r->hints = nh;
         r->hints_cap = cap;
@@ -279,7 +270,6 @@ static void on_handoff(uv_timer_t *t) {
         store_rec cur;
         if (m <= 0 || members_at(n->members, (size_t)m)->state == MEMBER_DEAD ||
             h->tries >= HINT_TRIES || store_get(n->store, h->key, h->klen, &cur) != 0) {
-            r->hints_dropped += h->tries >= HINT_TRIES;
             hint_free(r, h);
             continue;
         }
@@ -296,14 +286,10 @@ static bool hint_acked(node *n, const uint8_t *id, size_t idlen, const Peer *p) 
     repl *r = n->repl;
     hint *h = hint_from_id(r, id, idlen);
     if (!h) return false;
-    if (p->type == PEER_WRITE_ACK && (p->err == WIRE_OK || p->err == WIRE_ENOKEY)) {
-        r->hints_delivered++;
+    if (p->type == PEER_WRITE_ACK && (p->err == WIRE_OK || p->err == WIRE_ENOKEY))
         hint_free(r, h);
-    }
     return true;
 }
-
-size_t repl_hints(const repl *r) { return r->nhints; }
 
 /* ---- coordinator -------------------------------------------------------- */
 
@@ -857,7 +843,7 @@ static void on_digest(node *n, const Peer *p, const struct sockaddr_in *from) {
     if (!mine || memcmp(mine, p->digests, BUCKETS * sizeof *mine) == 0) return;
     uint64_t copy[BUCKETS]; /* push() may not refresh the table, but be safe */
     memcpy(copy, mine, sizeof copy);
-    n->repl->sync_pushed += push(n, peer, p->digests, copy, false);
+    push(n, peer, p->digests, copy, false);
     if (!(p->flags & DIGEST_REPLY)) send_digest(n, (uint32_t)peer, copy, DIGEST_REPLY);
 }
 
@@ -904,8 +890,7 @@ static void clean_finish(node *n, op *o) {
         covered = false;
         if (have) send_record(n, o->t[i], id, PEER_SYNC, o->key, o->klen, &cur, NO_HINT);
     }
-    if (covered && store_drop(n->store, o->key, o->klen, o->clean_stamp) == 0)
-        n->repl->spares_dropped++;
+    if (covered) store_drop(n->store, o->key, o->klen, o->clean_stamp);
 }
 
 static void on_sync(uv_timer_t *t) {

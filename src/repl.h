@@ -89,7 +89,4 @@ void repl_membership_changed(node *n);
 /* In-flight operation count (metrics). */
 size_t repl_inflight(const repl *r);
 
-/* Hinted-handoff records waiting for their replica (metrics). */
-size_t repl_hints(const repl *r);
-
 #endif
