@@ -1,7 +1,6 @@
 /* http: /metrics, /status and the ring page over HTTP/1.1 (see http.h). */
 #include "http.h"
 
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -582,9 +581,6 @@ int http_start(node *n) {
         uv_close((uv_handle_t *)&s->listener, on_listener_closed);
         goto fail;
     }
-    /* A peer that resets the connection while we write must make write()
-     * fail, not end the process. */
-    signal(SIGPIPE, SIG_IGN);
     n->http = s;
     if (!cfg->quiet) node_log(n, "http on %s:%u", cfg->bind_ip, cfg->http_port);
     return 0;

@@ -1,7 +1,6 @@
 /* resp: RESP2 parsing, command dispatch and in-order replies over libuv TCP. */
 #include "resp.h"
 
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -935,8 +934,6 @@ int resp_start(node *n) {
         uv_close((uv_handle_t *)&s->listener, free_server);
         return rc;
     }
-    /* a write to a client that left must fail with EPIPE, not kill the node */
-    signal(SIGPIPE, SIG_IGN);
     uv_check_init(n->loop, &s->flush);
     s->flush.data = s;
     uv_check_start(&s->flush, on_flush);

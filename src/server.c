@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -504,6 +505,8 @@ int server_run(const node_config *cfg) {
     uv_signal_start(&n.sigint, on_signal, SIGINT);
     uv_signal_start(&n.sigterm, on_signal, SIGTERM);
     if ((rc = members_start(n.members)) != 0 || (rc = repl_start(n.repl)) != 0) goto fail;
+    /* a write to a TCP client that left must fail with EPIPE, not end the node */
+    signal(SIGPIPE, SIG_IGN);
     if (cfg->resp_port && (rc = resp_start(&n)) != 0) goto fail;
     if (n.cfg.http_port && (rc = http_start(&n)) != 0) goto fail;
 
