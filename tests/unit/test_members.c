@@ -153,17 +153,25 @@ static void test_self_entry_not_overwritten(void **state) {
 
 static void stop_loop(uv_timer_t *t) { uv_stop(t->loop); }
 
+static void bind_node_socket(void) {
+    struct sockaddr_in any;
+    uv_ip4_addr("127.0.0.1", 0, &any);
+    assert_int_equal(uv_udp_init(n.loop, &n.udp), 0);
+    assert_int_equal(uv_udp_bind(&n.udp, (const struct sockaddr *)&any, 0), 0);
+}
+
+static void close_node_socket(void) {
+    uv_close((uv_handle_t *)&n.udp, NULL);
+    uv_run(n.loop, UV_RUN_NOWAIT);
+}
+
 static void test_silence_makes_suspect_then_dead(void **state) {
     (void)state;
     n.cfg.gossip_ms = 10;
     n.cfg.suspect_ms = 60;
     n.cfg.dead_ms = 150;
     uv_update_time(n.loop);
-    /* gossip goes out through the node's socket: bind one on loopback */
-    struct sockaddr_in any;
-    uv_ip4_addr("127.0.0.1", 0, &any);
-    assert_int_equal(uv_udp_init(n.loop, &n.udp), 0);
-    assert_int_equal(uv_udp_bind(&n.udp, (const struct sockaddr *)&any, 0), 0);
+    bind_node_socket(); /* gossip goes out through the node's socket */
     members_add_seed(n.members, lo(), 9);
     assert_int_equal(members_start(n.members), 0);
     uv_timer_t t;
@@ -179,20 +187,7 @@ static void test_silence_makes_suspect_then_dead(void **state) {
     assert_true(members_at(n.members, 0)->heartbeat >= 10);
     members_stop(n.members);
     uv_close((uv_handle_t *)&t, NULL);
-    uv_close((uv_handle_t *)&n.udp, NULL);
-    uv_run(n.loop, UV_RUN_NOWAIT);
-}
-
-static void bind_node_socket(void) {
-    struct sockaddr_in any;
-    uv_ip4_addr("127.0.0.1", 0, &any);
-    assert_int_equal(uv_udp_init(n.loop, &n.udp), 0);
-    assert_int_equal(uv_udp_bind(&n.udp, (const struct sockaddr *)&any, 0), 0);
-}
-
-static void close_node_socket(void) {
-    uv_close((uv_handle_t *)&n.udp, NULL);
-    uv_run(n.loop, UV_RUN_NOWAIT);
+    close_node_socket();
 }
 
 static void stall(uv_timer_t *t) {
