@@ -165,8 +165,8 @@ static void close_node_socket(void) {
     uv_run(n.loop, UV_RUN_NOWAIT);
 }
 
-static void test_silence_makes_suspect_then_dead(void **state) {
-    (void)state;
+/* Starts gossip with fast timers and one seed, 127.0.0.1:9, that never answers. */
+static void start_with_silent_seed(void) {
     n.cfg.gossip_ms = 10;
     n.cfg.suspect_ms = 60;
     n.cfg.dead_ms = 150;
@@ -174,6 +174,11 @@ static void test_silence_makes_suspect_then_dead(void **state) {
     bind_node_socket(); /* gossip goes out through the node's socket */
     members_add_seed(n.members, lo(), 9);
     assert_int_equal(members_start(n.members), 0);
+}
+
+static void test_silence_makes_suspect_then_dead(void **state) {
+    (void)state;
+    start_with_silent_seed();
     uv_timer_t t;
     uv_timer_init(n.loop, &t);
     uv_timer_start(&t, stop_loop, 100, 0);
@@ -198,13 +203,7 @@ static void stall(uv_timer_t *t) {
 
 static void test_own_stall_is_not_blamed_on_others(void **state) {
     (void)state;
-    n.cfg.gossip_ms = 10;
-    n.cfg.suspect_ms = 60;
-    n.cfg.dead_ms = 150;
-    uv_update_time(n.loop);
-    bind_node_socket();
-    members_add_seed(n.members, lo(), 9);
-    assert_int_equal(members_start(n.members), 0);
+    start_with_silent_seed();
     /* the loop stalls 250 ms at 30 ms: longer than dead_ms, but the
      * member's silence is ours */
     uv_timer_t t, st;
