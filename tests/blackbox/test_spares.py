@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Spare copies: after nodes join, the nodes that were replicas of a key and
-no longer are drop their copies once the new replicas hold the key, so every
-key ends with exactly N copies, and every key still reads its value.
+"""Re-replication volume and spare copies.
 
-3 nodes take 300 keys (N=3: each node holds every key), 2 more join; with
+After a death in 10 nodes, only the dead node's copies move: about two
+pushes per record it held, not every record to every replica. After 2 nodes
+join 3 (300 keys, N=3: each of the 3 holds every key), the nodes that are no
+longer replicas of a key drop their copies once the new replicas hold it, so
+every key ends with exactly N copies and still reads its value; with
 --sync-ms 200 the membership counts as still after 15 periods (3 s).
 
 Run: DHT_BIN=build PYTHONPATH=tests/lib python3 tests/blackbox/test_spares.py
 """
 import os
+import re
 import sys
 import time
 
@@ -72,6 +75,44 @@ def test_spare_copies_go_after_a_join():
     bad = [op[2] for op, r in zip(ops, b.client_ops(ops))
            if r is None or r.err != OK or r.value != b"v-" + op[2]]
     assert not bad, "%d reads failed after the cleanup: %s" % (len(bad), bad[:10])
+
+
+def pushed(c):
+    """Records the nodes logged as pushed by re-replication so far."""
+    total = 0
+    for i in range(c.n):
+        with open(c.log_path(i), "rb") as f:
+            total += sum(int(m) for m in re.findall(rb"re-replication: pushed (\d+) records", f.read()))
+    return total
+
+
+def test_a_death_moves_only_the_dead_nodes_copies():
+    """After a death each record goes only to replicas it did not have: about
+    two pushes (one from each surviving copy) for each record the dead node
+    held, not every record to every replica."""
+    n, keys = 10, 3000
+    c = dht.Cluster(n)                      # logs on: pushes are counted from them
+    b = Bulk(timeout=0.3, tries=8)
+    c.start()
+    c.wait_ready(timeout=15)
+    c.wait_counts(n, 15)
+    names = [b"r%05d" % k for k in range(keys)]
+    got = b.client_ops([(c.addr(k % n), dht.PUT, key, b"v-" + key, 1) for k, key in enumerate(names)])
+    assert all(r is not None and r.err == OK for r in got), "PUTs failed"
+    time.sleep(1.0)                         # the start-up sweeps are over
+    held = sum(1 for g in b.peer_reads([(c.addr(n - 1), k) for k in names]) if isinstance(g, tuple))
+    before = pushed(c)
+    c.kill(n - 1)
+    c.wait_counts(n - 1, 15, nodes=range(n - 1))
+    time.sleep(1.0)                         # the sweeps after the death
+    moved = pushed(c) - before
+    every = keys * REPLICAS * (REPLICAS - 1)  # every record to its 2 other replicas
+    print("  node %d held %d of %d keys; after its death %d records pushed "
+          "(pushing every record to its replicas: %d)" % (n - 1, held, keys, moved, every))
+    assert held > 0 and moved >= held, "the dead node's records were not re-replicated"
+    assert moved <= 3 * held, "%d records pushed for %d lost copies" % (moved, held)
+    short = [k for k, m in zip(names, copies(c, b, names, range(n - 1))) if m < REPLICAS]
+    assert not short, "keys short of %d copies after the death: %s" % (REPLICAS, short[:10])
 
 
 if __name__ == "__main__":
