@@ -17,6 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static uint8_t out[WIRE_MAX_DATAGRAM];
 static volatile uint32_t sink;
+static wire_arena *arena;
 
 static void check(int ok) {
     if (!ok) abort();
@@ -62,9 +63,10 @@ static int peer_has_unknown(const Peer *p) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    wire_reset();
+    if (!arena && !(arena = wire_arena_new())) abort();
+    wire_reset(arena);
     wire_frame f;
-    int rc = wire_unpack_msg(data, size, &f);
+    int rc = wire_unpack_msg(arena, data, size, &f);
     check(rc == 0 || rc == WIRE_EMALFORMED || rc == WIRE_ECHECKSUM);
     if (rc == WIRE_EMALFORMED) return 0;
     sink = walk_bytes((ProtobufCBinaryData){f.idlen, (uint8_t *)f.id}) ^ f.kind;
@@ -77,14 +79,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check(n > 0 || size > WIRE_MAX_DATAGRAM || (f.idlen == 0 && f.plen == 0 && f.kind == 0));
         if (n) {
             wire_frame g;
-            check(wire_unpack_msg(out, n, &g) == 0);
+            check(wire_unpack_msg(arena, out, n, &g) == 0);
             check(same_bytes(g.id, g.idlen, f.id, f.idlen));
             check(same_bytes(g.payload, g.plen, f.payload, f.plen));
             check(g.kind == f.kind);
         }
     }
 
-    KVRequest *q = wire_unpack_request(f.payload, f.plen);
+    KVRequest *q = wire_unpack_request(arena, f.payload, f.plen);
     if (q) {
         sink ^= q->command ^ walk_bytes(q->key) ^ walk_bytes(q->value) ^ (uint32_t)q->version;
         size_t n = q->base.n_unknown_fields
@@ -92,8 +94,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                        : wire_pack(out, sizeof out, f.id, f.idlen, &q->base, WIRE_KIND_CLIENT);
         if (n) {
             wire_frame g;
-            check(wire_unpack_msg(out, n, &g) == 0);
-            KVRequest *q2 = wire_unpack_request(g.payload, g.plen);
+            check(wire_unpack_msg(arena, out, n, &g) == 0);
+            KVRequest *q2 = wire_unpack_request(arena, g.payload, g.plen);
             check(q2 != NULL);
             check(q2->command == q->command && q2->version == q->version);
             check(same_bytes(q2->key.data, q2->key.len, q->key.data, q->key.len));
@@ -101,12 +103,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
     }
 
-    KVResponse *s = wire_unpack_response(f.payload, f.plen);
+    KVResponse *s = wire_unpack_response(arena, f.payload, f.plen);
     if (s)
         sink ^= s->errcode ^ walk_bytes(s->value) ^ (uint32_t)s->pid ^ (uint32_t)s->version ^
                 (uint32_t)s->overloadwaittime ^ (uint32_t)s->membershipcount;
 
-    Peer *p = wire_unpack_peer(f.payload, f.plen);
+    Peer *p = wire_unpack_peer(arena, f.payload, f.plen);
     if (p) {
         uint32_t h = walk_peer(p);
         sink ^= h;
@@ -115,8 +117,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                        : wire_pack(out, sizeof out, f.id, f.idlen, &p->base, WIRE_KIND_PEER);
         if (n) {
             wire_frame g;
-            check(wire_unpack_msg(out, n, &g) == 0);
-            Peer *p2 = wire_unpack_peer(g.payload, g.plen);
+            check(wire_unpack_msg(arena, out, n, &g) == 0);
+            Peer *p2 = wire_unpack_peer(arena, g.payload, g.plen);
             /* NULL only when the arena is full: many big decodes in one go. */
             if (p2) check(walk_peer(p2) == h);
         }
@@ -127,7 +129,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     while ((rc = wire_batch_next(&b, end, &frame, &flen)) == 1) {
         check(flen > 0 && frame >= f.payload && frame + flen <= end && b == frame + flen);
         wire_frame g;
-        if (wire_unpack_msg(frame, flen, &g) != WIRE_EMALFORMED)
+        if (wire_unpack_msg(arena, frame, flen, &g) != WIRE_EMALFORMED)
             sink ^= walk_bytes((ProtobufCBinaryData){g.plen, (uint8_t *)g.payload});
     }
     check(rc == 0 || rc == -1);

@@ -111,6 +111,7 @@ struct bench {
     bench_cfg cfg;
     uv_loop_t *loop;
     uv_udp_t udp;
+    wire_arena *arena;   /* replies are decoded here */
     uv_signal_t sigint;
     uv_timer_t progress; /* a status line on a terminal, every second */
     uint64_t progress_ops;
@@ -293,7 +294,7 @@ static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf,
     if (nread <= 0) return; /* nothing, the end of a recvmmsg batch, or an error */
     wire_frame f;
     KVResponse *r;
-    if (client_parse_reply((const uint8_t *)buf->base, (size_t)nread, &f, &r) != 0) {
+    if (client_parse_reply(b->arena, (const uint8_t *)buf->base, (size_t)nread, &f, &r) != 0) {
         cur(b)->stray++;
         return;
     }
@@ -616,7 +617,8 @@ static int setup(bench *b) {
     b->c = calloc(g->clients, sizeof *b->c);
     b->dgram_cap = (size_t)g->value_size + WIRE_MAX_KEY + 128;
     uint8_t *dg = malloc(b->dgram_cap * g->clients);
-    if (!b->written || !b->value || !b->c || !dg) {
+    b->arena = wire_arena_new();
+    if (!b->written || !b->value || !b->c || !dg || !b->arena) {
         fprintf(stderr, "dht-bench: out of memory\n");
         return -1;
     }

@@ -42,6 +42,7 @@ typedef struct cli {
     const char *server_str;
     struct sockaddr_in server;
     int fd;
+    wire_arena *arena;   /* replies are decoded here */
     unsigned timeout_ms; /* first try; doubles on every retry */
     unsigned retries;    /* tries in all */
     bool verbose;
@@ -144,7 +145,7 @@ static int await_reply(cli *c, const uint8_t (*ids)[WIRE_ID_LEN], int nids, unsi
             return -1;
         }
         wire_frame f;
-        int rc = client_parse_reply(rxbuf, (size_t)len, &f, resp);
+        int rc = client_parse_reply(c->arena, rxbuf, (size_t)len, &f, resp);
         char a[32];
         if (rc != 0) {
             if (c->verbose)
@@ -777,8 +778,10 @@ int main(int argc, char **argv) {
     }
     c.fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (c.fd < 0) return os_error("socket");
+    if (!(c.arena = wire_arena_new())) return os_error("wire_arena_new");
     rc = cmd->run(&c);
     close(c.fd);
+    wire_arena_free(c.arena);
     if (fflush(stdout) != 0 && rc == 0) rc = os_error("stdout");
     return rc;
 }

@@ -58,13 +58,14 @@ int client_random_id(uint8_t id[WIRE_ID_LEN]) {
     return 0;
 }
 
-int client_parse_reply(const uint8_t *buf, size_t len, wire_frame *f, KVResponse **resp) {
-    wire_reset();
-    int rc = wire_unpack_msg(buf, len, f);
+int client_parse_reply(wire_arena *a, const uint8_t *buf, size_t len, wire_frame *f,
+                       KVResponse **resp) {
+    wire_reset(a);
+    int rc = wire_unpack_msg(a, buf, len, f);
     if (rc == WIRE_ECHECKSUM) return CLIENT_ECHECKSUM;
     if (rc != 0 || f->idlen != WIRE_ID_LEN || f->kind != WIRE_KIND_CLIENT)
         return CLIENT_EREPLY;
-    *resp = wire_unpack_response(f->payload, f->plen);
+    *resp = wire_unpack_response(a, f->payload, f->plen);
     return *resp ? 0 : CLIENT_EREPLY;
 }
 

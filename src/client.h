@@ -18,8 +18,8 @@
  *   no allocation; min, max, sum and count are kept exact.
  *
  * Nothing here owns memory beyond the caller's structures; the KVResponse
- * returned by client_parse_reply lives in the wire arena and stays valid
- * until the next wire_reset().
+ * returned by client_parse_reply lives in the caller's wire arena and stays
+ * valid until the next wire_reset() of it.
  */
 #ifndef DHT_CLIENT_H
 #define DHT_CLIENT_H
@@ -46,11 +46,12 @@ const char *client_addr_str(const struct sockaddr_in *a, char *buf, size_t cap);
 /* Fills id with random bytes. Returns 0 or -errno. */
 int client_random_id(uint8_t id[WIRE_ID_LEN]);
 
-/* Decodes one datagram (calls wire_reset() first, so earlier decoded objects
- * die). On 0, *f holds the frame (f->idlen == WIRE_ID_LEN) and *resp the
- * response, both valid until the next wire_reset(). Returns 0,
+/* Decodes one datagram into a (calls wire_reset(a) first, so earlier decoded
+ * objects die). On 0, *f holds the frame (f->idlen == WIRE_ID_LEN) and *resp
+ * the response, both valid until the next wire_reset(a). Returns 0,
  * CLIENT_EREPLY or CLIENT_ECHECKSUM. */
-int client_parse_reply(const uint8_t *buf, size_t len, wire_frame *f, KVResponse **resp);
+int client_parse_reply(wire_arena *a, const uint8_t *buf, size_t len, wire_frame *f,
+                       KVResponse **resp);
 
 /* Decodes hex string s (upper or lower case) into out. Returns 0 with *len
  * set, or CLIENT_EHEX. */

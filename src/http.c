@@ -15,6 +15,8 @@
 #define WRITE_TIMEOUT_MS 10000 /* to send the response */
 #define LINGER_MS 2000         /* after our FIN, waiting for the peer's */
 
+typedef struct http_server http_server;
+
 struct http_server {
     node *n;
     uv_tcp_t listener;
@@ -315,7 +317,7 @@ static void page_metrics(const http_server *s, sbuf *b) {
     sb_printf(b, "dht_inflight_ops %zu\n", repl_inflight(n->repl));
     metric(b, "dht_http_connections", "gauge", "Open HTTP connections, this one included.");
     sb_printf(b, "dht_http_connections %zu\n", s->conns);
-    uint64_t now = node_wall_ms();
+    uint64_t now = node_wall_ms(n);
     metric(b, "dht_uptime_seconds", "gauge", "Seconds since the node started.");
     sb_printf(b, "dht_uptime_seconds ");
     sb_seconds(b, (now > n->started_ms ? now - n->started_ms : 0) * 1000);
@@ -326,10 +328,10 @@ static void page_status(const http_server *s, sbuf *b) {
     const node *n = s->n;
     const node_config *cfg = &n->cfg;
     char a[32];
-    uint64_t now = node_wall_ms();
+    uint64_t now = node_wall_ms(n);
     sb_printf(b, "{\"self\":");
     sb_json_str(b, node_addr_str(n->self.sin_addr.s_addr, cfg->port, a));
-    sb_printf(b, ",\"pid\":%d,\"uptime_s\":%llu,\"store\":", (int)getpid(),
+    sb_printf(b, ",\"pid\":%d,\"uptime_s\":%llu,\"store\":", (int)n->pid,
               (unsigned long long)(now > n->started_ms ? now - n->started_ms : 0) / 1000);
     sb_json_str(b, store_engine(n->store));
     sb_printf(b, ",\"keys\":%zu,\"bytes\":%zu,\"max_bytes\":%zu", store_count(n->store),
@@ -546,8 +548,8 @@ static void on_connection(uv_stream_t *listener, int status) {
     if (!c) return;
     c->s = s;
     s->conns++;
-    uv_tcp_init(s->n->loop, &c->tcp);
-    uv_timer_init(s->n->loop, &c->timer);
+    uv_tcp_init(s->listener.loop, &c->tcp);
+    uv_timer_init(s->listener.loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->open_handles = 2;
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || s->conns > HTTP_MAX_CONNS ||
@@ -560,7 +562,7 @@ static void on_connection(uv_stream_t *listener, int status) {
 
 static void on_listener_closed(uv_handle_t *h) { free(h->data); }
 
-int http_start(node *n) {
+int http_start(uv_loop_t *loop, node *n) {
     const node_config *cfg = &n->cfg;
     struct sockaddr_in addr;
     http_server *s;
@@ -571,7 +573,7 @@ int http_start(node *n) {
         goto fail;
     }
     s->n = n;
-    if ((rc = uv_tcp_init(n->loop, &s->listener)) != 0) {
+    if ((rc = uv_tcp_init(loop, &s->listener)) != 0) {
         free(s);
         goto fail;
     }
@@ -581,7 +583,6 @@ int http_start(node *n) {
         uv_close((uv_handle_t *)&s->listener, on_listener_closed);
         goto fail;
     }
-    n->http = s;
     if (!cfg->quiet) node_log(n, "http on %s:%u", cfg->bind_ip, cfg->http_port);
     return 0;
 fail:

@@ -22,6 +22,8 @@
 #ifndef DHT_HTTP_H
 #define DHT_HTTP_H
 
+#include <uv.h>
+
 #include "node.h"
 
 #define HTTP_MAX_HEAD 8192  /* request line + headers, bytes */
@@ -51,8 +53,9 @@ typedef struct http_request {
  * Fields not said filled are left undefined; pointers point into buf. */
 int http_parse_head(const char *buf, size_t len, http_request *req);
 
-/* Listens on cfg.bind_ip:cfg.http_port and stores the server in n->http.
- * 0, or a negative libuv error after printing why. */
-int http_start(node *n);
+/* Listens on cfg.bind_ip:cfg.http_port on loop and serves node n's pages
+ * for the life of the process. 0, or a negative libuv error after printing
+ * why. */
+int http_start(uv_loop_t *loop, node *n);
 
 #endif

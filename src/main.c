@@ -84,7 +84,7 @@ enum {
 
 int main(int argc, char **argv) {
     node_config cfg;
-    server_defaults(&cfg);
+    node_defaults(&cfg);
     static const struct option opts[] = {
         {"bind", required_argument, 0, OPT_BIND},
         {"advertise", required_argument, 0, OPT_ADVERTISE},

@@ -4,9 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
-#include "repl.h"
 #include "ring.h"
 
 struct members {
@@ -17,7 +15,9 @@ struct members {
     uint32_t *ring_map;   /* ring index -> member index */
     size_t live;
     uint64_t epoch;
-    uv_timer_t timer;
+    members_changed_fn changed;   /* the live set changed, or a member restarted */
+    void *changed_ctx;
+    uint64_t next_gossip;         /* loop time of the next gossip round */
     uint64_t paused_until;
     uint64_t last_tick;   /* loop time of the last gossip round */
     uint64_t rnd;         /* xorshift state for picking peers */
@@ -85,6 +85,7 @@ static void set_state(members *m, member *e, int state) {
     int was_live = e->state != MEMBER_DEAD, is_live = state != MEMBER_DEAD;
     e->state = state;
     e->changed_ms = node_now(m->n);
+    if (m->n->env.member_state) m->n->env.member_state(m->n->env.ctx, e->ip, e->port, state);
     if (!m->n->cfg.quiet) {
         char a[32];
         node_log(m->n, "member %s is %s", node_addr_str(e->ip, e->port, a),
@@ -92,22 +93,24 @@ static void set_state(members *m, member *e, int state) {
     }
     if (was_live != is_live) {
         rebuild(m);
-        repl_membership_changed(m->n);
+        m->changed(m->changed_ctx);
     }
 }
 
-members *members_new(node *n) {
+members *members_new(node *n, members_changed_fn changed, void *ctx) {
     members *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->n = n;
+    m->changed = changed;
+    m->changed_ctx = ctx;
     m->ring = ring_new(n->cfg.vnodes);
     if (!m->ring || add(m, n->self.sin_addr.s_addr, ntohs(n->self.sin_port)) < 0) {
         members_free(m);
         return NULL;
     }
     m->v[0].incarnation = n->incarnation;
-    if (getrandom(&m->rnd, sizeof m->rnd, 0) != sizeof m->rnd || !m->rnd)
-        m->rnd = n->incarnation | 1;
+    m->rnd = node_random(n) | 1;
+    m->next_gossip = node_now(n);
     rebuild(m);
     return m;
 }
@@ -155,7 +158,7 @@ static void merge_one(members *m, const Member *in) {
          * re-replication hands it its keys */
         if (!is_new && in->incarnation > e->incarnation && e->state != MEMBER_DEAD &&
             in->state != MEMBER_DEAD)
-            repl_membership_changed(m->n);
+            m->changed(m->changed_ctx);
         e->incarnation = in->incarnation;
         e->heartbeat = in->heartbeat;
         e->seen_ms = node_now(m->n);
@@ -257,10 +260,9 @@ static void forgive_stall(members *m, uint64_t now) {
     m->last_tick = now;
 }
 
-static void on_tick(uv_timer_t *t) {
-    members *m = t->data;
-    uint64_t now = node_now(m->n);
-    if (now < m->paused_until) return;
+/* One gossip round: our heartbeat grows, silent members are timed out,
+ * and the whole list goes to `fanout` live members and one dead one. */
+static void gossip_round(members *m, uint64_t now) {
     member *self = &m->v[0];
     self->heartbeat++;
     self->seen_ms = now;
@@ -289,14 +291,13 @@ done:
     free(targets);
 }
 
-int members_start(members *m) {
-    int rc = uv_timer_init(m->n->loop, &m->timer);
-    if (rc) return rc;
-    m->timer.data = m;
-    return uv_timer_start(&m->timer, on_tick, 0, m->n->cfg.gossip_ms);
+uint64_t members_tick(members *m, uint64_t now) {
+    if (now >= m->next_gossip) {
+        m->next_gossip = now + m->n->cfg.gossip_ms;
+        if (now >= m->paused_until) gossip_round(m, now);
+    }
+    return m->next_gossip;
 }
-
-void members_stop(members *m) { uv_timer_stop(&m->timer); }
 
 void members_pause(members *m, uint64_t ms) {
     uint64_t now = node_now(m->n);

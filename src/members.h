@@ -18,7 +18,8 @@
  * indexes are stable for the life of the process and 0 is the node itself.
  *
  * The ring holds the ALIVE and SUSPECT members; whenever that set changes the
- * ring is rebuilt, the epoch grows and repl_membership_changed() is called.
+ * ring is rebuilt, the epoch grows and the `changed` callback is called (it
+ * is also called when a live member restarts: it may have lost its records).
  */
 #ifndef DHT_MEMBERS_H
 #define DHT_MEMBERS_H
@@ -44,17 +45,20 @@ typedef struct member {
     uint64_t probed_ms;   /* loop time of the last direct probe */
 } member;
 
-/* Creates the list with the node itself as member 0. NULL on no memory. */
-members *members_new(node *n);
+typedef void (*members_changed_fn)(void *ctx);
+
+/* Creates the list with the node itself as member 0; changed(ctx) is called
+ * as said above. NULL on no memory. */
+members *members_new(node *n, members_changed_fn changed, void *ctx);
 void members_free(members *m);
 
 /* Adds a member from the peers file (assumed alive until silent for
  * dead_ms). The node's own address is ignored. 0, or -1 on no memory. */
 int members_add_seed(members *m, uint32_t ip, uint16_t port);
 
-/* Starts the gossip timer. 0 or a libuv error. */
-int members_start(members *m);
-void members_stop(members *m);
+/* Gossips when a round is due (every gossip_ms, the first at once) and
+ * times out silent members. Returns the time of the next round. */
+uint64_t members_tick(members *m, uint64_t now);
 
 /* Merges a GOSSIP (or any Peer carrying `from` and `members`). */
 void members_merge(members *m, const Peer *p);

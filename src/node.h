@@ -1,11 +1,24 @@
 /*
- * node: the state of one dht-server process, shared by its modules.
+ * node: one dht node as a deterministic state machine, the core that the
+ * libuv program (server.c) and the simulator (sim.c) both drive.
  *
- * One libuv loop runs everything; no module takes a lock. The node owns its
- * store, ring, member list and reply cache; modules reach them through the
- * node. server.c owns the UDP socket and the dispatch of datagrams,
- * members.c the member list and gossip, repl.c the coordination of client
- * operations over the replicas and the repair of replicas.
+ * The core does no I/O of its own and reads no clock: a driver hands it
+ * datagrams with node_receive() and calls node_tick() when the deadline it
+ * returned has come, and the core reaches the world only through the
+ * node_env it was given (monotonic time, wall clock, send, random numbers,
+ * log, stop). Nothing in the core is process-wide: two nodes in one process
+ * share nothing but the code, so a simulator can run thousands of them over
+ * a simulated network and clock and replay a run from its seed.
+ *
+ * Structure, top-down: driver -> node (dispatch of datagrams, client
+ * commands, stamps) -> members (gossip, failure detection, the ring) and
+ * repl (quorums, repair) -> ring, store, cache, wire. members tells repl of
+ * membership changes through a callback that node wires up; nothing below
+ * calls up into a driver.
+ *
+ * Ownership: the node owns its cache, members, repl, outbox and arena; the
+ * store is the driver's (it may outlive the node: a restarted node reopens
+ * what a crashed one left, as LMDB does on disk).
  */
 #ifndef DHT_NODE_H
 #define DHT_NODE_H
@@ -14,16 +27,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <uv.h>
 
 #include "cache.h"
 #include "store.h"
 
 typedef struct members members;
 typedef struct repl repl;
-typedef struct resp_server resp_server;
-typedef struct http_server http_server;
 typedef struct outbox outbox;
+typedef struct wire_arena wire_arena;
 
 typedef struct node_config {
     uint16_t port;
@@ -50,6 +61,24 @@ typedef struct node_config {
     bool quiet;
 } node_config;
 
+/* Fills cfg with the defaults. */
+void node_defaults(node_config *cfg);
+
+/* The world as a node sees it. Every call gets ctx. All are required. */
+typedef struct node_env {
+    void *ctx;
+    uint64_t (*now)(void *ctx);      /* monotonic ms; never goes back */
+    uint64_t (*wall)(void *ctx);     /* wall-clock ms since the epoch; may jump */
+    /* Sends one datagram; the buffer may be reused once it returns. 0, or
+     * a negative error (the datagram is lost, as UDP may lose it anyway). */
+    int (*send)(void *ctx, const struct sockaddr_in *to, const uint8_t *buf, size_t len);
+    uint64_t (*random)(void *ctx);   /* 64 random bits */
+    void (*log)(void *ctx, const char *line);  /* one line, no newline */
+    void (*stop)(void *ctx);         /* SHUTDOWN: stop this node now */
+    /* Optional (NULL: none): told of every verdict on a member. */
+    void (*member_state)(void *ctx, uint32_t ip, uint16_t port, int state);
+} node_env;
+
 /* Counters shown by /metrics and INFO. */
 typedef struct node_stats {
     uint64_t requests[256];     /* by client command */
@@ -65,30 +94,55 @@ typedef struct node_stats {
 
 typedef struct node {
     node_config cfg;
-    uv_loop_t *loop;
-    uv_udp_t udp;
-    uv_timer_t tick;            /* 50 ms housekeeping */
-    uv_signal_t sigint, sigterm;
+    node_env env;
     struct sockaddr_in self;    /* advertised address */
-    uint64_t incarnation;       /* ms at start */
+    int32_t pid;                /* answered to GET_PID */
+    uint64_t incarnation;       /* wall ms at start */
     uint64_t hlc;               /* last stamp issued or seen */
     uint16_t node_tag;          /* low bits of stamps: who issued them */
-    store *store;
+    store *store;               /* the driver's */
     cache *cache;
     members *members;
     repl *repl;
-    resp_server *resp;
-    http_server *http;
     outbox *outbox;             /* batches node-to-node messages */
+    wire_arena *arena;          /* decoded datagrams, reset per datagram */
     node_stats stats;
-    uint64_t started_ms;
+    uint64_t started_ms;        /* wall ms at start */
+    uint64_t cache_at;          /* next expiry of the reply cache */
 } node;
 
-/* Milliseconds of the loop's monotonic clock (cached per loop iteration). */
+/* Creates a node serving at `self` on store st (not owned), from cfg (the
+ * strings in it must outlive the node). The incarnation is env's wall clock
+ * now. Add the seeds with node_add_seed, then call node_tick. NULL when out
+ * of memory. */
+node *node_new(const node_config *cfg, const node_env *env, const struct sockaddr_in *self,
+               store *st, int32_t pid);
+
+/* Frees the node; the store stays open. Queued messages are dropped. */
+void node_free(node *n);
+
+/* Adds a member from the peers file. 0, or -1 when out of memory. */
+int node_add_seed(node *n, uint32_t ip, uint16_t port);
+
+/* Handles one datagram from `from`. */
+void node_receive(node *n, const struct sockaddr_in *from, const uint8_t *buf, size_t len);
+
+/* Runs the work that is due (gossip, failure detection, resends, repair,
+ * expiry) and sends what is queued. Returns the monotonic ms at which it
+ * wants to be called next; a driver may call it earlier (after every batch
+ * of datagrams, say), never needs to later. */
+uint64_t node_tick(node *n);
+
+/* Sends the node-to-node messages queued since the last flush (outbox.h).
+ * node_tick does it too; a driver calls it once it has handed over a batch
+ * of datagrams or TCP requests. */
+void node_flush(node *n);
+
+/* Monotonic ms, from the environment. */
 uint64_t node_now(const node *n);
 
-/* Wall-clock milliseconds since the epoch. */
-uint64_t node_wall_ms(void);
+/* Wall-clock ms since the epoch, from the environment. */
+uint64_t node_wall_ms(const node *n);
 
 /* A fresh stamp, greater than any issued or seen by this node. */
 uint64_t node_stamp(node *n);
@@ -96,11 +150,14 @@ uint64_t node_stamp(node *n);
 /* Tells the clock of a stamp seen from elsewhere. */
 void node_stamp_seen(node *n, uint64_t stamp);
 
-/* Sends one datagram to `to`. Never blocks; the buffer may be reused once
- * it returns. 0, or a negative libuv error (the datagram is lost). */
+/* 64 random bits from the environment. */
+uint64_t node_random(node *n);
+
+/* Sends one datagram to `to`. 0, or a negative error (the datagram is lost). */
 int node_send(node *n, const struct sockaddr_in *to, const uint8_t *buf, size_t len);
 
-/* Builds and sends a Peer message with a given message ID. */
+/* Builds and sends a Peer message with a given message ID; messages to
+ * members are batched (outbox.h). 0, or a negative error. */
 int node_send_peer(node *n, const struct sockaddr_in *to, const uint8_t *id,
                    size_t idlen, void *peer_msg);
 

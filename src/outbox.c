@@ -13,13 +13,11 @@ typedef struct slot {
     struct sockaddr_in to;
     size_t len;                  /* bytes of framed messages in buf */
     size_t count;
-    uint8_t buf[BATCH_BYTES];
+    uint8_t *buf;                /* BATCH_BYTES, allocated on first use */
 } slot;
 
 struct outbox {
     node *n;
-    uv_prepare_t before_poll;    /* flushes what timers queued */
-    uv_check_t after_poll;       /* flushes what I/O callbacks queued */
     size_t used;                 /* slots[0..used) hold messages */
     slot slots[SLOTS];
 };
@@ -33,7 +31,7 @@ static void send_slot(outbox *o, slot *s) {
         const uint8_t *p = s->buf, *end = s->buf + s->len, *msg;
         if (wire_batch_next(&p, end, &msg, &len) == 1) node_send(o->n, &s->to, msg, len);
     } else if (s->count > 1) {
-        static uint8_t dgram[WIRE_MAX_DATAGRAM];
+        uint8_t dgram[WIRE_MAX_DATAGRAM];
         size_t len = wire_pack_msg(dgram, sizeof dgram, batch_id, sizeof batch_id, s->buf,
                                    s->len, WIRE_KIND_BATCH);
         if (len) node_send(o->n, &s->to, dgram, len);
@@ -46,25 +44,17 @@ void outbox_flush(outbox *o) {
     o->used = 0;
 }
 
-static void on_prepare(uv_prepare_t *h) { outbox_flush(h->data); }
-static void on_check(uv_check_t *h) { outbox_flush(h->data); }
-
 outbox *outbox_new(node *n) {
     outbox *o = calloc(1, sizeof *o);
     if (!o) return NULL;
     o->n = n;
-    if (uv_prepare_init(n->loop, &o->before_poll) != 0 ||
-        uv_check_init(n->loop, &o->after_poll) != 0) {
-        free(o);
-        return NULL;
-    }
-    o->before_poll.data = o->after_poll.data = o;
-    uv_prepare_start(&o->before_poll, on_prepare);
-    uv_check_start(&o->after_poll, on_check);
-    /* they only flush: they must not keep the loop running */
-    uv_unref((uv_handle_t *)&o->before_poll);
-    uv_unref((uv_handle_t *)&o->after_poll);
     return o;
+}
+
+void outbox_free(outbox *o) {
+    if (!o) return;
+    for (size_t i = 0; i < SLOTS; i++) free(o->slots[i].buf);
+    free(o);
 }
 
 int outbox_add(outbox *o, const struct sockaddr_in *to, const uint8_t *msg, size_t len) {
@@ -78,7 +68,9 @@ int outbox_add(outbox *o, const struct sockaddr_in *to, const uint8_t *msg, size
             s = &o->slots[i];
     if (!s) {
         if (o->used == SLOTS) return node_send(o->n, to, msg, len);
-        s = &o->slots[o->used++];
+        s = &o->slots[o->used];
+        if (!s->buf && !(s->buf = malloc(BATCH_BYTES))) return node_send(o->n, to, msg, len);
+        o->used++;
         s->to = *to;
         s->len = s->count = 0;
     }

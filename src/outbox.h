@@ -7,9 +7,10 @@
  * replicas. Each message still costs a system call on both sides when sent
  * alone; queued here, the messages to one peer go out together, as a batch
  * (wire.h: a Msg of kind WIRE_KIND_BATCH whose payload is the framed Msgs),
- * when the loop is about to wait for I/O again or when the peer's buffer is
- * full. A lone message is sent as it is. Nothing waits longer than the loop
- * iteration that queued it, so batching adds no latency.
+ * when the driver flushes (node_flush, node_tick: once per loop iteration)
+ * or when the peer's buffer is full. A lone message is sent as it is.
+ * Nothing waits longer than the loop iteration that queued it, so batching
+ * adds no latency.
  *
  * Only members are sent batches (node_send_peer decides); anything else,
  * such as a test tool reading a replica directly, gets plain datagrams.
@@ -23,14 +24,14 @@
 
 #include "node.h"
 
-/* Creates the outbox of n and hooks it to n's loop. NULL on failure. */
+/* Creates the outbox of n. NULL on failure. */
 outbox *outbox_new(node *n);
 
-/* Stops and frees it. Queued messages are dropped (the process is ending). */
+/* Frees it. Queued messages are dropped (the node is ending). */
 void outbox_free(outbox *o);
 
 /* Queues one encoded Msg (at most WIRE_MAX_DATAGRAM bytes) for `to`. 0, or
- * a negative libuv error when it could not be queued nor sent. */
+ * a negative error when it could not be queued nor sent. */
 int outbox_add(outbox *o, const struct sockaddr_in *to, const uint8_t *msg, size_t len);
 
 /* Sends everything queued. */

@@ -3,7 +3,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <xxhash.h>
 
 #include "members.h"
@@ -70,7 +69,9 @@ struct repl {
     size_t nfree;
     op *head, *tail;
     uint64_t salt;                    /* tells our op IDs from a past life's */
-    uv_timer_t tick, sweep, sync, handoff;
+    uint64_t tick_at;                 /* next check of operations' timers */
+    uint64_t sweep_at;                /* 0, or when re-replication is due */
+    uint64_t sync_at, handoff_at;     /* next anti-entropy and hint rounds */
     size_t inflight;
     uint64_t *dig;                    /* digest table: [member][bucket] */
     size_t dig_cap, dig_members;
@@ -259,10 +260,8 @@ static void hint_add(node *n, const uint8_t *key, size_t klen, uint32_t ip, uint
 /* Sends each hinted record to its replica once the replica is alive; a
  * hint goes when acknowledged, when its replica is declared dead (the
  * re-replication sweep covers the keys then) or after HINT_TRIES sends. */
-static void on_handoff(uv_timer_t *t) {
-    node *n = t->data;
+static void handoff_round(node *n, uint64_t now) {
     repl *r = n->repl;
-    uint64_t now = node_now(n);
     for (size_t i = 0; i < r->hints_hwm; i++) {
         hint *h = &r->hints[i];
         if (!h->used || h->next_ms > now) continue;
@@ -416,6 +415,12 @@ static void local_target(node *n, op *o, size_t i) {
     }
 }
 
+/* Operations' timers are checked 8 times per request timeout. */
+static uint64_t tick_interval(const node *n) {
+    unsigned tmo = n->cfg.request_timeout_ms;
+    return tmo / 8 ? tmo / 8 : 1;
+}
+
 static uint64_t resend_interval(const node *n) {
     unsigned tmo = n->cfg.request_timeout_ms;
     return tmo / 4 ? tmo / 4 : 1;
@@ -501,10 +506,10 @@ static void add_standins(node *n, op *o) {
     }
 }
 
-static void on_tick(uv_timer_t *t) {
-    node *n = t->data;
+/* Answers or ends operations past their deadline; resends to silent
+ * targets (adding stand-ins once) past the resend time. */
+static void ops_round(node *n, uint64_t now) {
     repl *r = n->repl;
-    uint64_t now = node_now(n);
     for (op *o = r->head, *nx; o; o = nx) {
         nx = o->next;
         if (now >= o->deadline) {
@@ -751,21 +756,17 @@ fail: /* the next sweep pushes everything */
 /* Re-replication after the live set changed: every record goes to those of
  * its replicas that were not its replicas at the last sweep (or were, as a
  * process that has restarted since). The first sweep pushes everything. */
-static void on_sweep(uv_timer_t *t) {
-    node *n = t->data;
-    uint64_t t0 = uv_hrtime();
+static void sweep(node *n) {
     size_t sent = push(n, -1, NULL, NULL, n->repl->swept != NULL);
     swept_save(n);
-    if (!n->cfg.quiet && sent)
-        node_log(n, "re-replication: pushed %zu records in %.1f ms", sent,
-                 (double)(uv_hrtime() - t0) / 1e6);
+    if (!n->cfg.quiet && sent) node_log(n, "re-replication: pushed %zu records", sent);
 }
 
 void repl_membership_changed(node *n) {
     repl *r = n->repl;
-    if (!r || !uv_is_active((uv_handle_t *)&r->tick)) return;
+    if (!r) return; /* members is being set up */
     r->changed_ms = node_now(n);
-    uv_timer_start(&r->sweep, on_sweep, SWEEP_DELAY_MS, 0);
+    r->sweep_at = r->changed_ms + SWEEP_DELAY_MS;
 }
 
 /* The digest table: for every member p, 256 bucket hashes of the records
@@ -855,7 +856,7 @@ static void on_digest(node *n, const Peer *p, const struct sockaddr_in *from) {
  * those that lack it otherwise (read repair does the rest). */
 static bool clean_due(node *n) {
     repl *r = n->repl;
-    return r->nhints == 0 && !uv_is_active((uv_handle_t *)&r->sweep) &&
+    return r->nhints == 0 && !r->sweep_at &&
            node_now(n) - r->changed_ms >= (uint64_t)CLEAN_QUIET_PERIODS * n->cfg.sync_ms;
 }
 
@@ -893,11 +894,10 @@ static void clean_finish(node *n, op *o) {
     if (covered) store_drop(n->store, o->key, o->klen, o->clean_stamp);
 }
 
-static void on_sync(uv_timer_t *t) {
-    node *n = t->data;
+static void sync_round(node *n) {
     repl *r = n->repl;
     /* tombstones older than their lifetime go */
-    uint64_t wall = node_wall_ms();
+    uint64_t wall = node_wall_ms(n);
     if (wall > n->cfg.tombstone_ms)
         store_gc(n->store, (wall - n->cfg.tombstone_ms) << 16);
     size_t total = members_total(n->members);
@@ -909,7 +909,7 @@ static void on_sync(uv_timer_t *t) {
     if (rc != 0) return;
     clean_start(n);
     for (unsigned k = 0; k < SYNC_PEERS; k++) {
-        uint32_t peer = 1 + (uint32_t)(((uint64_t)rand() * (total - 1)) / ((uint64_t)RAND_MAX + 1));
+        uint32_t peer = 1 + (uint32_t)(node_random(n) % (total - 1));
         if (members_at(n->members, peer)->state == MEMBER_DEAD) continue;
         send_digest(n, peer, n->repl->dig + (size_t)peer * BUCKETS, 0);
     }
@@ -944,8 +944,11 @@ repl *repl_new(node *n) {
     }
     for (size_t i = 0; i < MAX_OPS; i++) r->free_ops[i] = (uint32_t)(MAX_OPS - 1 - i);
     r->nfree = MAX_OPS;
-    if (getrandom(&r->salt, sizeof r->salt, 0) != sizeof r->salt) r->salt = n->incarnation;
-    srand((unsigned)r->salt);
+    r->salt = node_random(n);
+    uint64_t now = node_now(n);
+    r->tick_at = now + tick_interval(n);
+    r->handoff_at = now + HANDOFF_MS;
+    r->sync_at = now + n->cfg.sync_ms;
     return r;
 }
 
@@ -963,15 +966,26 @@ void repl_free(repl *r) {
     free(r);
 }
 
-int repl_start(repl *r) {
+uint64_t repl_tick(repl *r, uint64_t now) {
     node *n = r->n;
-    int rc;
-    if ((rc = uv_timer_init(n->loop, &r->tick)) || (rc = uv_timer_init(n->loop, &r->sweep)) ||
-        (rc = uv_timer_init(n->loop, &r->sync)) || (rc = uv_timer_init(n->loop, &r->handoff)))
-        return rc;
-    r->tick.data = r->sweep.data = r->sync.data = r->handoff.data = n;
-    if ((rc = uv_timer_start(&r->handoff, on_handoff, HANDOFF_MS, HANDOFF_MS))) return rc;
-    unsigned every = n->cfg.request_timeout_ms / 8 ? n->cfg.request_timeout_ms / 8 : 1;
-    if ((rc = uv_timer_start(&r->tick, on_tick, every, every))) return rc;
-    return uv_timer_start(&r->sync, on_sync, n->cfg.sync_ms, n->cfg.sync_ms);
+    if (now >= r->tick_at) {
+        r->tick_at = now + tick_interval(n);
+        ops_round(n, now);
+    }
+    if (r->sweep_at && now >= r->sweep_at) {
+        r->sweep_at = 0;
+        sweep(n);
+    }
+    if (now >= r->handoff_at) {
+        r->handoff_at = now + HANDOFF_MS;
+        handoff_round(n, now);
+    }
+    if (now >= r->sync_at) {
+        r->sync_at = now + n->cfg.sync_ms;
+        sync_round(n);
+    }
+    uint64_t next = r->tick_at < r->handoff_at ? r->tick_at : r->handoff_at;
+    if (r->sync_at < next) next = r->sync_at;
+    if (r->sweep_at && r->sweep_at < next) next = r->sweep_at;
+    return next;
 }

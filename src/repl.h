@@ -62,9 +62,14 @@ typedef struct repl_origin {
     uint64_t start_ms;
 } repl_origin;
 
+/* Creates n's replication state. NULL when out of memory. */
 repl *repl_new(node *n);
 void repl_free(repl *r);
-int repl_start(repl *r);
+
+/* Runs what is due at now: operation timeouts and resends, re-replication
+ * after a membership change, hinted handoff, anti-entropy. Returns when it
+ * is next due. */
+uint64_t repl_tick(repl *r, uint64_t now);
 
 /* Runs PUT, GET or REMOVE for key as coordinator. origin->done is called
  * exactly once, possibly before this returns. Returns 0, or -1 when too many

@@ -45,6 +45,8 @@ typedef struct slot {
 
 typedef struct conn conn;
 
+typedef struct resp_server resp_server;
+
 struct resp_server {
     node *n;
     uv_tcp_t listener;
@@ -450,7 +452,7 @@ static void cmd_flushall(conn *c, uint64_t seq, size_t argc, const arg *argv) {
 static void cmd_info(conn *c, uint64_t seq, size_t argc, const arg *argv) {
     (void)argc, (void)argv;
     node *n = c->srv->n;
-    unsigned long long up = (node_wall_ms() - n->started_ms) / 1000;
+    unsigned long long up = (node_wall_ms(n) - n->started_ms) / 1000;
     size_t keys = store_count(n->store);
     char text[2048];
     int len = snprintf(text, sizeof text,
@@ -478,7 +480,7 @@ static void cmd_info(conn *c, uint64_t seq, size_t argc, const arg *argv) {
         "dht_write_quorum:%u\r\n"
         "dht_ops_in_flight:%zu\r\n"
         "dht_uptime_seconds:%llu\r\n",
-        (int)getpid(), n->cfg.resp_port, up, up / 86400, c->srv->clients, keys,
+        (int)n->pid, n->cfg.resp_port, up, up / 86400, c->srv->clients, keys,
         n->cfg.port, members_live(n->members), members_total(n->members), keys,
         store_engine(n->store), store_bytes(n->store), store_max_bytes(n->store),
         n->cfg.replicas, n->cfg.read_quorum, n->cfg.write_quorum, repl_inflight(n->repl), up);
@@ -915,7 +917,7 @@ static void on_connection(uv_stream_t *l, int status) {
 
 static void free_server(uv_handle_t *h) { free(h->data); }
 
-int resp_start(node *n) {
+int resp_start(uv_loop_t *loop, node *n) {
     struct sockaddr_in addr;
     int rc = uv_ip4_addr(n->cfg.bind_ip, n->cfg.resp_port, &addr);
     if (rc != 0) {
@@ -925,7 +927,7 @@ int resp_start(node *n) {
     resp_server *s = calloc(1, sizeof *s);
     if (!s) return UV_ENOMEM;
     s->n = n;
-    uv_tcp_init(n->loop, &s->listener);
+    uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
     if ((rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0)) != 0 ||
         (rc = uv_listen((uv_stream_t *)&s->listener, BACKLOG, on_connection)) != 0) {
@@ -934,11 +936,10 @@ int resp_start(node *n) {
         uv_close((uv_handle_t *)&s->listener, free_server);
         return rc;
     }
-    uv_check_init(n->loop, &s->flush);
+    uv_check_init(loop, &s->flush);
     s->flush.data = s;
     uv_check_start(&s->flush, on_flush);
     uv_unref((uv_handle_t *)&s->flush);
-    n->resp = s;
     if (!n->cfg.quiet)
         node_log(n, "serving Redis clients (RESP2) on TCP %s:%u", n->cfg.bind_ip, n->cfg.resp_port);
     return 0;

@@ -41,6 +41,8 @@
 #ifndef DHT_RESP_H
 #define DHT_RESP_H
 
+#include <uv.h>
+
 #include "node.h"
 
 #define RESP_MAX_QUERY (4u << 20)    /* bytes of one multibulk command */
@@ -109,9 +111,9 @@ void resp_parser_shrink(resp_parser *p, size_t max);
  * A command stays within RESP_MAX_QUERY bytes unless it is inline. */
 int resp_parse(resp_parser *p, const char *in, size_t len, size_t *used);
 
-/* Listens on cfg.bind_ip:cfg.resp_port (TCP) and serves Redis clients on
- * n's loop for the life of the process; n->resp is the listener. Returns 0,
- * or a negative libuv error after printing why (nothing is left listening). */
-int resp_start(node *n);
+/* Listens on cfg.bind_ip:cfg.resp_port (TCP) and serves Redis clients of
+ * node n on loop for the life of the process. Returns 0, or a negative
+ * libuv error after printing why (nothing is left listening). */
+int resp_start(uv_loop_t *loop, node *n);
 
 #endif

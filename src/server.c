@@ -1,72 +1,47 @@
-/* server: UDP I/O, datagram dispatch, client commands, node life cycle. */
+/* server: the libuv driver of a node: UDP socket, timer, signals, TCP front ends. */
 #include "server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
-#include <xxhash.h>
+#include <uv.h>
 
 #include "http.h"
 #include "members.h"
-#include "outbox.h"
-#include "repl.h"
 #include "resp.h"
-#include "ring.h"
-#include "wire.h"
 
 #define RECV_BATCH 16 /* datagrams per recvmmsg */
 #define SOCKET_BUFFER (16 << 20)
-#define OVERLOAD_WAIT_MS 50
-#define TICK_MS 50
 
-/* ---- node helpers ----------------------------------------------------- */
+typedef struct server {
+    uv_loop_t *loop;
+    uv_udp_t udp;
+    uv_timer_t wake;            /* fires at the node's next deadline */
+    uv_prepare_t before_poll;   /* runs node_tick, re-arms wake */
+    uv_check_t after_poll;      /* flushes what I/O callbacks queued */
+    uv_signal_t sigint, sigterm;
+    node *n;
+    store *store;
+    uint64_t rnd[2];            /* xorshift128+ state for node_random */
+    uint8_t recv_buf[RECV_BATCH * 65536];
+} server;
 
-uint64_t node_now(const node *n) { return uv_now(n->loop); }
+/* ---- the node's environment ------------------------------------------- */
 
-uint64_t node_wall_ms(void) {
+static uint64_t env_now(void *ctx) { return uv_now(((server *)ctx)->loop); }
+
+static uint64_t env_wall(void *ctx) {
+    (void)ctx;
     struct timeval tv;
     gettimeofday(&tv, NULL);
     return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
-/* Stamps: wall ms << 16 | logical count (6 bits) << 10 | node tag (10 bits). */
-uint64_t node_stamp(node *n) {
-    uint64_t wall = node_wall_ms() << 16;
-    uint64_t next = (n->hlc | 0x3FF) + 1;
-    uint64_t s = ((wall > next ? wall : next) & ~(uint64_t)0x3FF) | n->node_tag;
-    n->hlc = s;
-    return s;
-}
-
-void node_stamp_seen(node *n, uint64_t stamp) {
-    /* ignore stamps from a clock far in the future (over a minute) */
-    if (stamp > n->hlc && (stamp >> 16) < node_wall_ms() + 60000) n->hlc = stamp;
-}
-
-char *node_addr_str(uint32_t ip, uint16_t port, char *buf) {
-    struct in_addr a = {ip};
-    char tmp[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &a, tmp, sizeof tmp);
-    snprintf(buf, 22, "%s:%u", tmp, port);
-    return buf;
-}
-
-void node_log(const node *n, const char *fmt, ...) {
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    uint64_t ms = node_wall_ms();
-    fprintf(stderr, "%llu.%03llu [%u] %s\n", (unsigned long long)(ms / 1000),
-            (unsigned long long)(ms % 1000), n->cfg.port, line);
 }
 
 typedef struct send_req {
@@ -79,9 +54,10 @@ static void on_sent(uv_udp_send_t *req, int status) {
     free(req);
 }
 
-int node_send(node *n, const struct sockaddr_in *to, const uint8_t *buf, size_t len) {
+static int env_send(void *ctx, const struct sockaddr_in *to, const uint8_t *buf, size_t len) {
+    server *sv = ctx;
     uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
-    int rc = uv_udp_try_send(&n->udp, &b, 1, (const struct sockaddr *)to);
+    int rc = uv_udp_try_send(&sv->udp, &b, 1, (const struct sockaddr *)to);
     if (rc >= 0) return 0;
     if (rc != UV_EAGAIN && rc != UV_ENOBUFS) return rc;
     /* The socket is full: queue a copy. */
@@ -89,260 +65,66 @@ int node_send(node *n, const struct sockaddr_in *to, const uint8_t *buf, size_t 
     if (!s) return UV_ENOMEM;
     memcpy(s->data, buf, len);
     b = uv_buf_init((char *)s->data, (unsigned)len);
-    rc = uv_udp_send(&s->req, &n->udp, &b, 1, (const struct sockaddr *)to, on_sent);
+    rc = uv_udp_send(&s->req, &sv->udp, &b, 1, (const struct sockaddr *)to, on_sent);
     if (rc) free(s);
     return rc;
 }
 
-int node_send_peer(node *n, const struct sockaddr_in *to, const uint8_t *id,
-                   size_t idlen, void *peer_msg) {
-    static uint8_t out[WIRE_MAX_DATAGRAM];
-    Peer *p = peer_msg;
-    size_t len = wire_pack(out, sizeof out, id, idlen, &p->base, WIRE_KIND_PEER);
-    if (!len) return UV_E2BIG;
-    if (n->outbox && members_find(n->members, to->sin_addr.s_addr, ntohs(to->sin_port)) > 0)
-        return outbox_add(n->outbox, to, out, len);
-    return node_send(n, to, out, len);
+static uint64_t env_random(void *ctx) {
+    uint64_t *s = ((server *)ctx)->rnd, a = s[0], b = s[1];
+    s[0] = b;
+    a ^= a << 23;
+    s[1] = a ^ b ^ (a >> 17) ^ (b >> 26);
+    return s[1] + b;
 }
 
-/* ---- client requests -------------------------------------------------- */
-
-static void reply(node *n, const uint8_t *id, size_t idlen, const struct sockaddr_in *to,
-                  const KVResponse *r, bool remember) {
-    static uint8_t out[WIRE_MAX_DATAGRAM];
-    size_t len = wire_pack(out, sizeof out, id, idlen, &r->base, WIRE_KIND_CLIENT);
-    if (!len) return;
-    if (r->errcode < 8) n->stats.errors[r->errcode]++;
-    node_send(n, to, out, len);
-    if (remember) cache_done(n->cache, id, idlen, out, len, node_now(n));
+static void env_log(void *ctx, const char *line) {
+    server *sv = ctx;
+    uint64_t ms = env_wall(ctx);
+    fprintf(stderr, "%llu.%03llu [%u] %s\n", (unsigned long long)(ms / 1000),
+            (unsigned long long)(ms % 1000), sv->n ? sv->n->cfg.port : 0, line);
 }
 
-static void reply_err(node *n, const uint8_t *id, size_t idlen,
-                      const struct sockaddr_in *to, uint32_t err, bool remember) {
-    KVResponse r = KVRESPONSE__INIT;
-    r.errcode = err;
-    if (err == WIRE_EOVERLOAD) r.overloadwaittime = OVERLOAD_WAIT_MS;
-    reply(n, id, idlen, to, &r, remember);
-}
-
-/* Completion of a coordinated operation for a UDP client. */
-static void udp_done(node *n, const repl_origin *o, const repl_result *res) {
-    KVResponse r = KVRESPONSE__INIT;
-    r.errcode = res->err;
-    r.value.data = (uint8_t *)res->val;
-    r.value.len = res->vlen;
-    r.version = res->version;
-    reply(n, o->id, o->idlen, &o->addr, &r, true);
-}
-
-static void forward(node *n, uint32_t owner, const uint8_t *id, size_t idlen,
-                    const struct sockaddr_in *client, const uint8_t *req, size_t rlen) {
-    Peer p = PEER__INIT;
-    p.type = PEER_FORWARD;
-    p.client_ip = client->sin_addr.s_addr;
-    p.client_port = ntohs(client->sin_port);
-    p.request.data = (uint8_t *)req;
-    p.request.len = rlen;
-    n->stats.forwarded++;
-    node_send_peer(n, &members_at(n->members, owner)->addr, id, idlen, &p);
-}
-
-/* Serves a client request (payload = KVRequest bytes) from `client`; a
- * forwarded request is served here whatever this node thinks of the key. */
-static void client_request(node *n, const uint8_t *id, size_t idlen,
-                           const struct sockaddr_in *client, const uint8_t *payload,
-                           size_t plen, bool forwarded) {
-    const uint8_t *cached;
-    size_t clen;
-    switch (cache_lookup(n->cache, id, idlen, &cached, &clen)) {
-    case CACHE_DONE:
-        n->stats.cache_hits++;
-        node_send(n, client, cached, clen);
-        return;
-    case CACHE_PENDING:
-        n->stats.cache_hits++;
-        return; /* the answer is on its way */
-    default: break;
-    }
-
-    KVRequest *req = wire_unpack_request(payload, plen);
-    if (!req) {
-        n->stats.dropped_malformed++;
-        reply_err(n, id, idlen, client, WIRE_EUNKNOWN, true);
-        return;
-    }
-    n->stats.requests[req->command & 0xFF]++;
-    KVResponse r = KVRESPONSE__INIT;
-    char list[WIRE_MAX_DATAGRAM - 1024];
-    switch (req->command) {
-    case WIRE_PUT:
-    case WIRE_GET:
-    case WIRE_REMOVE:
-        break;
-    case WIRE_SHUTDOWN:
-        store_sync(n->store);
-        _exit(0);
-    case WIRE_WIPEOUT:
-        r.errcode = store_wipe(n->store) == 0 ? WIRE_OK : WIRE_EINTERNAL;
-        reply(n, id, idlen, client, &r, true);
-        return;
-    case WIRE_IS_ALIVE:
-        reply(n, id, idlen, client, &r, true);
-        return;
-    case WIRE_GET_PID:
-        r.pid = (int32_t)getpid();
-        reply(n, id, idlen, client, &r, true);
-        return;
-    case WIRE_GET_MEMBERSHIP_COUNT:
-        r.membershipcount = (int32_t)members_live(n->members);
-        reply(n, id, idlen, client, &r, true);
-        return;
-    case WIRE_GET_MEMBERSHIP_LIST:
-        r.value.len = members_format(n->members, list, sizeof list);
-        r.value.data = (uint8_t *)list;
-        r.membershipcount = (int32_t)members_live(n->members);
-        reply(n, id, idlen, client, &r, true);
-        return;
-    default:
-        reply_err(n, id, idlen, client, WIRE_EUNKNOWN, true);
-        return;
-    }
-
-    if (req->key.len < 1 || req->key.len > WIRE_MAX_KEY) {
-        reply_err(n, id, idlen, client, WIRE_EBADKEY, true);
-        return;
-    }
-    if (req->command == WIRE_PUT && req->value.len > WIRE_MAX_VALUE) {
-        reply_err(n, id, idlen, client, WIRE_EBADVALUE, true);
-        return;
-    }
-    uint32_t owner;
-    if (!forwarded && !repl_is_replica(n, req->key.data, req->key.len, &owner)) {
-        forward(n, owner, id, idlen, client, payload, plen);
-        return;
-    }
-    repl_origin o;
-    memset(&o, 0, sizeof o);
-    o.done = udp_done;
-    memcpy(o.id, id, idlen);
-    o.idlen = idlen;
-    o.addr = *client;
-    o.start_ms = node_now(n);
-    if (cache_begin(n->cache, id, idlen, o.start_ms) != 0 ||
-        repl_client_op(n, &o, req->command, req->key.data, req->key.len,
-                       req->value.data, req->value.len, req->version) != 0) {
-        cache_abort(n->cache, id, idlen);
-        reply_err(n, id, idlen, client, WIRE_EOVERLOAD, false);
-    }
-}
-
-/* ---- node-to-node ----------------------------------------------------- */
-
-static void peer_message(node *n, const uint8_t *id, size_t idlen, const uint8_t *payload,
-                         size_t plen, const struct sockaddr_in *from) {
-    Peer *p = wire_unpack_peer(payload, plen);
-    if (!p) {
-        n->stats.dropped_malformed++;
-        return;
-    }
-    n->stats.peer_msgs++;
-    switch (p->type) {
-    case PEER_GOSSIP:
-        members_merge(n->members, p);
-        break;
-    case PEER_FORWARD: {
-        if (p->client_port == 0 || p->client_port > 65535) return;
-        struct sockaddr_in client;
-        memset(&client, 0, sizeof client);
-        client.sin_family = AF_INET;
-        client.sin_addr.s_addr = p->client_ip;
-        client.sin_port = htons((uint16_t)p->client_port);
-        client_request(n, id, idlen, &client, p->request.data, p->request.len, true);
-        break;
-    }
-    case PEER_DEBUG:
-        if (p->flags == PEER_DEBUG_PAUSE_GOSSIP && p->bucket <= 600000) {
-            node_log(n, "debug: gossip paused for %u ms", p->bucket);
-            members_pause(n->members, p->bucket);
-        }
-        break;
-    default:
-        repl_on_peer(n, id, idlen, p, from);
-        break;
-    }
-}
-
-static void on_batch(node *n, const uint8_t *p, size_t len, const struct sockaddr_in *from);
-
-/* Handles one decoded Msg (rc: wire_unpack_msg's result). Inside a batch
- * only node-to-node messages are allowed. */
-static void on_frame(node *n, int rc, const wire_frame *f, const struct sockaddr_in *from,
-                     bool batched) {
-    if (rc == WIRE_ECHECKSUM) {
-        n->stats.dropped_checksum++;
-        return;
-    }
-    /* A reply is matched by its message ID: without one (or with one too long
-     * to keep) there is nothing a sender could match, so drop the datagram. */
-    if (rc != 0 || f->idlen == 0 || f->idlen > sizeof ((repl_origin *)0)->id) {
-        n->stats.dropped_malformed++;
-        return;
-    }
-    if (f->kind == WIRE_KIND_PEER) peer_message(n, f->id, f->idlen, f->payload, f->plen, from);
-    else if (f->kind == WIRE_KIND_CLIENT && !batched)
-        client_request(n, f->id, f->idlen, from, f->payload, f->plen, false);
-    else if (f->kind == WIRE_KIND_BATCH && !batched)
-        on_batch(n, f->payload, f->plen, from);
-    else
-        n->stats.dropped_malformed++;
-}
-
-/* Node-to-node messages batched into one datagram (outbox.h). The arena
- * is not reset between them: the batch's payload lives in it. */
-static void on_batch(node *n, const uint8_t *p, size_t len, const struct sockaddr_in *from) {
-    const uint8_t *end = p + len, *frame;
-    size_t flen;
-    int rc;
-    while ((rc = wire_batch_next(&p, end, &frame, &flen)) == 1) {
-        wire_frame f;
-        on_frame(n, wire_unpack_msg(frame, flen, &f), &f, from, true);
-    }
-    if (rc < 0) n->stats.dropped_malformed++;
-}
-
-static void on_datagram(node *n, const uint8_t *buf, size_t len, const struct sockaddr_in *from) {
-    wire_frame f;
-    wire_reset();
-    on_frame(n, wire_unpack_msg(buf, len, &f), &f, from, false);
+/* SHUTDOWN: exit at once, as the protocol says, with the data on disk. */
+static void env_stop(void *ctx) {
+    server *sv = ctx;
+    store_sync(sv->store);
+    _exit(0);
 }
 
 /* ---- libuv plumbing --------------------------------------------------- */
 
-static uint8_t recv_buf[RECV_BATCH * 65536];
-
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-    (void)h;
     (void)suggested;
-    *buf = uv_buf_init((char *)recv_buf, sizeof recv_buf);
+    server *sv = h->data;
+    *buf = uv_buf_init((char *)sv->recv_buf, sizeof sv->recv_buf);
 }
 
 static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
                     const struct sockaddr *addr, unsigned flags) {
     (void)flags;
+    server *sv = h->data;
     if (nread < 0 || !addr || addr->sa_family != AF_INET) return;
-    on_datagram(h->data, (const uint8_t *)buf->base, (size_t)nread,
-                (const struct sockaddr_in *)addr);
+    node_receive(sv->n, (const struct sockaddr_in *)addr, (const uint8_t *)buf->base,
+                 (size_t)nread);
 }
 
-static void on_tick(uv_timer_t *t) {
-    node *n = t->data;
-    cache_expire(n->cache, node_now(n));
+/* The node's work runs in node_tick, once per loop iteration before the
+ * loop waits; the timer only wakes the loop at the node's next deadline. */
+static void on_wake(uv_timer_t *t) { (void)t; }
+
+static void on_prepare(uv_prepare_t *h) {
+    server *sv = h->data;
+    uint64_t next = node_tick(sv->n), now = uv_now(sv->loop);
+    uv_timer_start(&sv->wake, on_wake, next > now ? next - now : 0, 0);
 }
+
+static void on_check(uv_check_t *h) { node_flush(((server *)h->data)->n); }
 
 static void on_signal(uv_signal_t *s, int signum) {
-    node *n = s->data;
-    node_log(n, "signal %d: stopping", signum);
-    uv_stop(n->loop);
+    server *sv = s->data;
+    node_log(sv->n, "signal %d: stopping", signum);
+    uv_stop(sv->loop);
 }
 
 static void grow_buffers(uv_udp_t *udp) {
@@ -356,7 +138,8 @@ static void grow_buffers(uv_udp_t *udp) {
 }
 
 /* Reads the peers file into the member list. 0, or -1 after printing why. */
-static int load_peers(node *n) {
+static int load_peers(server *sv) {
+    node *n = sv->n;
     FILE *f = fopen(n->cfg.peers_file, "r");
     if (!f) {
         fprintf(stderr, "dht-server: cannot open peers file %s: %s\n", n->cfg.peers_file,
@@ -381,8 +164,7 @@ static int load_peers(node *n) {
             rc = -1;
             break;
         }
-        if (a.s_addr == n->self.sin_addr.s_addr && port == n->cfg.port) continue;
-        if (members_add_seed(n->members, a.s_addr, (uint16_t)port) != 0) {
+        if (node_add_seed(n, a.s_addr, (uint16_t)port) != 0) {
             rc = -1;
             break;
         }
@@ -394,26 +176,26 @@ static int load_peers(node *n) {
 /* The address peers know us by: --advertise, else the local address of the
  * route to the first peer (no packet is sent), else the bind address or
  * 127.0.0.1. */
-static int find_self(node *n) {
-    const char *ip = n->cfg.advertise_ip;
+static int find_self(const node_config *cfg, struct sockaddr_in *self) {
+    const char *ip = cfg->advertise_ip;
     struct in_addr a;
-    memset(&n->self, 0, sizeof n->self);
-    n->self.sin_family = AF_INET;
-    n->self.sin_port = htons(n->cfg.port);
+    memset(self, 0, sizeof *self);
+    self->sin_family = AF_INET;
+    self->sin_port = htons(cfg->port);
     if (ip) {
         if (inet_pton(AF_INET, ip, &a) != 1) {
             fprintf(stderr, "dht-server: bad --advertise address %s\n", ip);
             return -1;
         }
-        n->self.sin_addr = a;
+        self->sin_addr = a;
         return 0;
     }
-    if (inet_pton(AF_INET, n->cfg.bind_ip, &a) == 1 && a.s_addr != htonl(INADDR_ANY)) {
-        n->self.sin_addr = a;
+    if (inet_pton(AF_INET, cfg->bind_ip, &a) == 1 && a.s_addr != htonl(INADDR_ANY)) {
+        self->sin_addr = a;
         return 0;
     }
-    n->self.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    FILE *f = fopen(n->cfg.peers_file, "r");
+    self->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    FILE *f = fopen(cfg->peers_file, "r");
     if (!f) return 0;
     char line[256];
     while (fgets(line, sizeof line, f)) {
@@ -428,7 +210,7 @@ static int find_self(node *n) {
         socklen_t ml = sizeof me;
         if (fd >= 0 && connect(fd, (struct sockaddr *)&to, sizeof to) == 0 &&
             getsockname(fd, (struct sockaddr *)&me, &ml) == 0)
-            n->self.sin_addr = me.sin_addr;
+            self->sin_addr = me.sin_addr;
         if (fd >= 0) close(fd);
         break;
     }
@@ -436,88 +218,67 @@ static int find_self(node *n) {
     return 0;
 }
 
-void server_defaults(node_config *cfg) {
-    memset(cfg, 0, sizeof *cfg);
-    cfg->bind_ip = "0.0.0.0";
-    cfg->max_memory = 64u << 20;
-    cfg->replicas = 3;
-    cfg->write_quorum = 2;
-    cfg->read_quorum = 2;
-    cfg->vnodes = RING_DEFAULT_VNODES;
-    cfg->gossip_ms = 200;
-    cfg->fanout = 3;
-    cfg->suspect_ms = 1000;
-    cfg->dead_ms = 2000;
-    cfg->request_timeout_ms = 400;
-    cfg->sync_ms = 2000;
-    cfg->cache_ms = 5000;
-    cfg->cache_bytes = 256u << 20;
-    cfg->tombstone_ms = 3600 * 1000;
-}
-
 int server_run(const node_config *cfg) {
-    static node n;
+    static server sv;
     int rc;
-    memset(&n, 0, sizeof n);
-    n.cfg = *cfg;
-    n.loop = uv_default_loop();
-    n.incarnation = node_wall_ms();
-    n.started_ms = n.incarnation;
-    if (find_self(&n) != 0) return -1;
-    n.node_tag = (uint16_t)(XXH3_64bits(&n.self, sizeof n.self) & 0x3FF);
+    struct sockaddr_in self;
+    memset(&sv, 0, sizeof sv);
+    sv.loop = uv_default_loop();
+    if (find_self(cfg, &self) != 0) return -1;
+    if (getrandom(sv.rnd, sizeof sv.rnd, 0) != sizeof sv.rnd || !(sv.rnd[0] | sv.rnd[1]))
+        sv.rnd[0] = env_wall(&sv) | 1, sv.rnd[1] = (uint64_t)getpid();
 
-    if ((rc = store_open(&n.store, cfg->data_dir, cfg->max_memory)) != 0) {
+    if ((rc = store_open(&sv.store, cfg->data_dir, cfg->max_memory)) != 0) {
         fprintf(stderr, "dht-server: cannot open store%s%s (error %d)\n",
                 cfg->data_dir ? " in " : "", cfg->data_dir ? cfg->data_dir : "", rc);
         return -1;
     }
-    n.cache = cache_new(cfg->cache_ms, cfg->cache_bytes);
-    n.members = members_new(&n);
-    n.repl = repl_new(&n);
-    n.outbox = outbox_new(&n);
-    if (!n.cache || !n.members || !n.repl || !n.outbox) {
+    node_env env = {&sv, env_now, env_wall, env_send, env_random, env_log, env_stop, NULL};
+    if (!(sv.n = node_new(cfg, &env, &self, sv.store, (int32_t)getpid()))) {
         fprintf(stderr, "dht-server: out of memory\n");
         return -1;
     }
-    if (load_peers(&n) != 0) return -1;
+    if (load_peers(&sv) != 0) return -1;
 
     struct sockaddr_in bind_addr;
     if ((rc = uv_ip4_addr(cfg->bind_ip, cfg->port, &bind_addr)) != 0) {
         fprintf(stderr, "dht-server: bad --bind address %s\n", cfg->bind_ip);
         return -1;
     }
-    if ((rc = uv_udp_init_ex(n.loop, &n.udp, AF_INET | UV_UDP_RECVMMSG)) != 0 ||
-        (rc = uv_udp_bind(&n.udp, (const struct sockaddr *)&bind_addr, 0)) != 0) {
+    if ((rc = uv_udp_init_ex(sv.loop, &sv.udp, AF_INET | UV_UDP_RECVMMSG)) != 0 ||
+        (rc = uv_udp_bind(&sv.udp, (const struct sockaddr *)&bind_addr, 0)) != 0) {
         fprintf(stderr, "dht-server: cannot bind UDP %s:%u: %s\n", cfg->bind_ip, cfg->port,
                 uv_strerror(rc));
         return -1;
     }
-    n.udp.data = &n;
-    grow_buffers(&n.udp);
-    if ((rc = uv_udp_recv_start(&n.udp, on_alloc, on_recv)) != 0) goto fail;
+    sv.udp.data = &sv;
+    grow_buffers(&sv.udp);
+    if ((rc = uv_udp_recv_start(&sv.udp, on_alloc, on_recv)) != 0) goto fail;
 
-    uv_timer_init(n.loop, &n.tick);
-    n.tick.data = &n;
-    uv_timer_start(&n.tick, on_tick, TICK_MS, TICK_MS);
-    uv_signal_init(n.loop, &n.sigint);
-    uv_signal_init(n.loop, &n.sigterm);
-    n.sigint.data = n.sigterm.data = &n;
-    uv_signal_start(&n.sigint, on_signal, SIGINT);
-    uv_signal_start(&n.sigterm, on_signal, SIGTERM);
-    if ((rc = members_start(n.members)) != 0 || (rc = repl_start(n.repl)) != 0) goto fail;
+    uv_timer_init(sv.loop, &sv.wake);
+    uv_prepare_init(sv.loop, &sv.before_poll);
+    uv_check_init(sv.loop, &sv.after_poll);
+    sv.before_poll.data = sv.after_poll.data = &sv;
+    uv_prepare_start(&sv.before_poll, on_prepare);
+    uv_check_start(&sv.after_poll, on_check);
+    uv_signal_init(sv.loop, &sv.sigint);
+    uv_signal_init(sv.loop, &sv.sigterm);
+    sv.sigint.data = sv.sigterm.data = &sv;
+    uv_signal_start(&sv.sigint, on_signal, SIGINT);
+    uv_signal_start(&sv.sigterm, on_signal, SIGTERM);
     /* a write to a TCP client that left must fail with EPIPE, not end the node */
     signal(SIGPIPE, SIG_IGN);
-    if (cfg->resp_port && (rc = resp_start(&n)) != 0) goto fail;
-    if (n.cfg.http_port && (rc = http_start(&n)) != 0) goto fail;
+    if (cfg->resp_port && (rc = resp_start(sv.loop, sv.n)) != 0) goto fail;
+    if (cfg->http_port && (rc = http_start(sv.loop, sv.n)) != 0) goto fail;
 
     char a[32];
-    node_log(&n, "dht-server pid %d serving %s (udp), %zu peers, store %s, N=%u R=%u W=%u",
-             (int)getpid(), node_addr_str(n.self.sin_addr.s_addr, cfg->port, a),
-             members_total(n.members) - 1, store_engine(n.store), cfg->replicas,
+    node_log(sv.n, "dht-server pid %d serving %s (udp), %zu peers, store %s, N=%u R=%u W=%u",
+             (int)getpid(), node_addr_str(self.sin_addr.s_addr, cfg->port, a),
+             members_total(sv.n->members) - 1, store_engine(sv.store), cfg->replicas,
              cfg->read_quorum, cfg->write_quorum);
-    uv_run(n.loop, UV_RUN_DEFAULT);
-    store_sync(n.store);
-    store_close(n.store);
+    uv_run(sv.loop, UV_RUN_DEFAULT);
+    store_sync(sv.store);
+    store_close(sv.store);
     return 0;
 fail:
     fprintf(stderr, "dht-server: %s\n", uv_strerror(rc));

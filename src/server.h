@@ -1,20 +1,17 @@
 /*
- * server: the UDP front end of a node and its life cycle.
+ * server: the libuv driver of a node (dht-server).
  *
- * server_run() opens the store, binds the UDP port, joins the cluster from
- * the peers file and runs the loop until SIGINT/SIGTERM or SHUTDOWN. Each
- * datagram is decoded (wire), checked (checksum, bounds) and either answered
- * from the reply cache, served here (this node is one of the key's
- * replicas), or forwarded with the client's address to the key's first
- * replica, which answers the client directly.
+ * server_run() opens the store, binds the UDP port, creates the node (node.h)
+ * with an environment of real time, the UDP socket and getrandom, joins the
+ * cluster from the peers file and runs the loop until SIGINT/SIGTERM or
+ * SHUTDOWN. Datagrams go to node_receive; node_tick runs once per loop
+ * iteration and a timer wakes the loop at the deadline it returns; the
+ * Redis and HTTP front ends (resp.h, http.h) run on the same loop.
  */
 #ifndef DHT_SERVER_H
 #define DHT_SERVER_H
 
 #include "node.h"
-
-/* Fills cfg with the defaults. */
-void server_defaults(node_config *cfg);
 
 /* Runs a node until it is told to stop. Returns 0 on a clean stop, or a
  * negative error after printing why it could not start. */

@@ -1,30 +1,75 @@
 /* wire: protobuf-c codec with an arena allocator, CRC32 checksums. */
 #include "wire.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
-/* Decoding allocates from this arena; wire_reset() empties it. The largest
- * datagram is 64 KiB; the worst case expansion (empty sub-messages, one per
- * two input bytes) needs well under 4 MiB. Exhaustion makes unpack fail. */
-#define ARENA_SIZE (4u << 20)
-static _Alignas(16) uint8_t arena[ARENA_SIZE];
-static size_t arena_used;
+/* Decoding allocates from an arena of chunks: the first chunk is kept
+ * across resets, later ones (a large datagram's objects) are freed. The
+ * largest datagram is 64 KiB; the worst case expansion (empty sub-messages,
+ * one per two input bytes) needs well under ARENA_LIMIT. Exhaustion makes
+ * unpack fail. */
+#define ARENA_CHUNK (64u << 10)
+#define ARENA_LIMIT (4u << 20)
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t size, used;
+    _Alignas(16) uint8_t data[];
+} chunk;
+
+struct wire_arena {
+    chunk *head;       /* the chunk being filled; the first one is last */
+    size_t total;      /* bytes of all chunks */
+    ProtobufCAllocator alloc;
+};
 
 static void *arena_alloc(void *ctx, size_t size) {
-    (void)ctx;
+    wire_arena *a = ctx;
     size = (size + 15) & ~(size_t)15;
-    if (size > ARENA_SIZE - arena_used) return NULL;
-    void *p = arena + arena_used;
-    arena_used += size;
+    chunk *c = a->head;
+    if (!c || size > c->size - c->used) {
+        size_t csize = size > ARENA_CHUNK ? size : ARENA_CHUNK;
+        if (a->total + csize > ARENA_LIMIT || !(c = malloc(sizeof *c + csize))) return NULL;
+        c->size = csize;
+        c->used = 0;
+        c->next = a->head;
+        a->head = c;
+        a->total += csize;
+    }
+    void *p = c->data + c->used;
+    c->used += size;
     return p;
 }
 
 static void arena_free(void *ctx, void *p) { (void)ctx; (void)p; }
 
-static ProtobufCAllocator arena_allocator = {arena_alloc, arena_free, NULL};
+wire_arena *wire_arena_new(void) {
+    wire_arena *a = calloc(1, sizeof *a);
+    if (!a) return NULL;
+    a->alloc = (ProtobufCAllocator){arena_alloc, arena_free, a};
+    return a;
+}
 
-void wire_reset(void) { arena_used = 0; }
+void wire_arena_free(wire_arena *a) {
+    if (!a) return;
+    for (chunk *c = a->head, *nx; c; c = nx) {
+        nx = c->next;
+        free(c);
+    }
+    free(a);
+}
+
+void wire_reset(wire_arena *a) {
+    while (a->head && a->head->next) {
+        chunk *c = a->head;
+        a->head = c->next;
+        a->total -= c->size;
+        free(c);
+    }
+    if (a->head) a->head->used = 0;
+}
 
 uint32_t wire_crc(const void *a, size_t alen, const void *b, size_t blen) {
     uLong c = crc32(0L, Z_NULL, 0);
@@ -33,8 +78,8 @@ uint32_t wire_crc(const void *a, size_t alen, const void *b, size_t blen) {
     return (uint32_t)c;
 }
 
-int wire_unpack_msg(const uint8_t *buf, size_t len, wire_frame *f) {
-    Msg *m = msg__unpack(&arena_allocator, len, buf);
+int wire_unpack_msg(wire_arena *a, const uint8_t *buf, size_t len, wire_frame *f) {
+    Msg *m = msg__unpack(&a->alloc, len, buf);
     if (!m) return WIRE_EMALFORMED;
     f->id = m->messageid.data;
     f->idlen = m->messageid.len;
@@ -71,16 +116,16 @@ int wire_batch_next(const uint8_t **p, const uint8_t *end, const uint8_t **frame
     return 1;
 }
 
-KVRequest *wire_unpack_request(const uint8_t *p, size_t len) {
-    return kvrequest__unpack(&arena_allocator, len, p);
+KVRequest *wire_unpack_request(wire_arena *a, const uint8_t *p, size_t len) {
+    return kvrequest__unpack(&a->alloc, len, p);
 }
 
-KVResponse *wire_unpack_response(const uint8_t *p, size_t len) {
-    return kvresponse__unpack(&arena_allocator, len, p);
+KVResponse *wire_unpack_response(wire_arena *a, const uint8_t *p, size_t len) {
+    return kvresponse__unpack(&a->alloc, len, p);
 }
 
-Peer *wire_unpack_peer(const uint8_t *p, size_t len) {
-    return peer__unpack(&arena_allocator, len, p);
+Peer *wire_unpack_peer(wire_arena *a, const uint8_t *p, size_t len) {
+    return peer__unpack(&a->alloc, len, p);
 }
 
 size_t wire_pack_msg(uint8_t *out, size_t cap, const uint8_t *id, size_t idlen,

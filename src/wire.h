@@ -17,10 +17,10 @@
  *
  * A datagram whose checksum does not match is dropped by the caller.
  *
- * Decoding allocates nothing on the heap: decoded objects (and protobuf-c's
- * copies of their bytes fields) live in a per-process arena, and every
- * pointer returned by a wire_unpack_* call stays valid until the next
- * wire_reset(). The server calls wire_reset() once per datagram. Encoding
+ * Decoded objects (and protobuf-c's copies of their bytes fields) live in a
+ * wire_arena owned by the caller (each node has its own), and every pointer
+ * returned by a wire_unpack_* call stays valid until the next wire_reset()
+ * of that arena. A node resets its arena once per datagram. Encoding
  * writes into a caller-supplied buffer and returns the length, or 0 when the
  * encoded datagram would not fit in cap.
  */
@@ -95,16 +95,21 @@ typedef struct wire_frame {
 /* CRC32 (IEEE, as zlib computes it) of a then b. */
 uint32_t wire_crc(const void *a, size_t alen, const void *b, size_t blen);
 
-/* Frees every object decoded since the last call. */
-void wire_reset(void);
+/* Scratch memory for decoding. NULL when out of memory. */
+typedef struct wire_arena wire_arena;
+wire_arena *wire_arena_new(void);
+void wire_arena_free(wire_arena *a);
 
-/* Decodes a Msg. Returns 0, WIRE_EMALFORMED or WIRE_ECHECKSUM. */
-int wire_unpack_msg(const uint8_t *buf, size_t len, wire_frame *f);
+/* Frees every object decoded into a since the last call. */
+void wire_reset(wire_arena *a);
 
-/* Decodes a payload; NULL when malformed. Valid until wire_reset(). */
-KVRequest *wire_unpack_request(const uint8_t *p, size_t len);
-KVResponse *wire_unpack_response(const uint8_t *p, size_t len);
-Peer *wire_unpack_peer(const uint8_t *p, size_t len);
+/* Decodes a Msg into a. Returns 0, WIRE_EMALFORMED or WIRE_ECHECKSUM. */
+int wire_unpack_msg(wire_arena *a, const uint8_t *buf, size_t len, wire_frame *f);
+
+/* Decodes a payload into a; NULL when malformed. Valid until wire_reset(a). */
+KVRequest *wire_unpack_request(wire_arena *a, const uint8_t *p, size_t len);
+KVResponse *wire_unpack_response(wire_arena *a, const uint8_t *p, size_t len);
+Peer *wire_unpack_peer(wire_arena *a, const uint8_t *p, size_t len);
 
 /* Encodes Msg{id, payload, crc, kind} into out. Returns length or 0. */
 size_t wire_pack_msg(uint8_t *out, size_t cap, const uint8_t *id, size_t idlen,

@@ -13,6 +13,7 @@
 
 static uint8_t buf[WIRE_MAX_DATAGRAM];
 static uint8_t big[2 * WIRE_MAX_DATAGRAM];
+static wire_arena *arena;
 
 static const uint8_t ID[WIRE_ID_LEN] = {0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17,
                                         0x18, 0x19, 0x1A, 0x1B, 0x1C, 0x1D, 0x1E, 0x1F};
@@ -27,7 +28,7 @@ static uint64_t xorshift(uint64_t *s) {
 
 static int teardown(void **state) {
     (void)state;
-    wire_reset();
+    wire_reset(arena);
     return 0;
 }
 
@@ -57,7 +58,7 @@ static void test_pack_msg_carries_crc(void **state) {
     assert_int_equal(m->kind, 0);
     msg__free_unpacked(m, NULL);
     wire_frame f;
-    assert_int_equal(wire_unpack_msg(buf, n, &f), 0);
+    assert_int_equal(wire_unpack_msg(arena, buf, n, &f), 0);
     assert_int_equal(f.idlen, 4);
     assert_memory_equal(f.id, id, 4);
     assert_int_equal(f.plen, 4);
@@ -79,11 +80,11 @@ static void test_request_round_trip(void **state) {
         size_t n = wire_request(buf, sizeof buf, ID, cmds[c], key, sizeof key, val, vlen, version);
         assert_true(n > 0);
         wire_frame f;
-        assert_int_equal(wire_unpack_msg(buf, n, &f), 0);
+        assert_int_equal(wire_unpack_msg(arena, buf, n, &f), 0);
         assert_int_equal(f.idlen, WIRE_ID_LEN);
         assert_memory_equal(f.id, ID, WIRE_ID_LEN);
         assert_int_equal(f.kind, WIRE_KIND_CLIENT);
-        KVRequest *r = wire_unpack_request(f.payload, f.plen);
+        KVRequest *r = wire_unpack_request(arena, f.payload, f.plen);
         assert_non_null(r);
         assert_int_equal(r->command, cmds[c]);
         assert_int_equal(r->key.len, sizeof key);
@@ -91,7 +92,7 @@ static void test_request_round_trip(void **state) {
         assert_int_equal(r->value.len, vlen);
         if (vlen) assert_memory_equal(r->value.data, val, vlen);
         assert_int_equal(r->version, version);
-        wire_reset();
+        wire_reset(arena);
     }
 }
 
@@ -108,9 +109,9 @@ static void test_response_round_trip(void **state) {
     size_t n = wire_pack(buf, sizeof buf, ID, WIRE_ID_LEN, &r.base, WIRE_KIND_CLIENT);
     assert_true(n > 0);
     wire_frame f;
-    assert_int_equal(wire_unpack_msg(buf, n, &f), 0);
+    assert_int_equal(wire_unpack_msg(arena, buf, n, &f), 0);
     assert_memory_equal(f.id, ID, WIRE_ID_LEN);
-    KVResponse *d = wire_unpack_response(f.payload, f.plen);
+    KVResponse *d = wire_unpack_response(arena, f.payload, f.plen);
     assert_non_null(d);
     assert_int_equal(d->errcode, WIRE_EOVERLOAD);
     assert_int_equal(d->value.len, 9);
@@ -124,9 +125,9 @@ static void test_response_round_trip(void **state) {
     KVResponse z = KVRESPONSE__INIT;
     n = wire_pack(buf, sizeof buf, ID, WIRE_ID_LEN, &z.base, WIRE_KIND_CLIENT);
     assert_true(n > 0);
-    assert_int_equal(wire_unpack_msg(buf, n, &f), 0);
+    assert_int_equal(wire_unpack_msg(arena, buf, n, &f), 0);
     assert_int_equal(f.plen, 0);
-    d = wire_unpack_response(f.payload, f.plen);
+    d = wire_unpack_response(arena, f.payload, f.plen);
     assert_non_null(d);
     assert_int_equal(d->errcode, 0);
     assert_int_equal(d->value.len, 0);
@@ -181,9 +182,9 @@ static void test_peer_round_trip(void **state) {
     assert_true(n > 0);
 
     wire_frame f;
-    assert_int_equal(wire_unpack_msg(buf, n, &f), 0);
+    assert_int_equal(wire_unpack_msg(arena, buf, n, &f), 0);
     assert_int_equal(f.kind, WIRE_KIND_PEER);
-    Peer *d = wire_unpack_peer(f.payload, f.plen);
+    Peer *d = wire_unpack_peer(arena, f.payload, f.plen);
     assert_non_null(d);
     assert_int_equal(d->type, PEER_GOSSIP);
     assert_non_null(d->from);
@@ -229,22 +230,22 @@ static void test_bad_checksum_detected(void **state) {
     m.checksum = wire_crc(ID, WIRE_ID_LEN, payload, sizeof payload) ^ 1;
     size_t n = msg__pack(&m, buf);
     wire_frame f;
-    assert_int_equal(wire_unpack_msg(buf, n, &f), WIRE_ECHECKSUM);
+    assert_int_equal(wire_unpack_msg(arena, buf, n, &f), WIRE_ECHECKSUM);
 
     /* High bits set: the CRC is 32 bits, the field 64. */
     m.checksum = wire_crc(ID, WIRE_ID_LEN, payload, sizeof payload) | (1ull << 32);
     n = msg__pack(&m, buf);
-    assert_int_equal(wire_unpack_msg(buf, n, &f), WIRE_ECHECKSUM);
+    assert_int_equal(wire_unpack_msg(arena, buf, n, &f), WIRE_ECHECKSUM);
 
     /* Checksum absent. */
     m.checksum = 0;
     n = msg__pack(&m, buf);
-    assert_int_equal(wire_unpack_msg(buf, n, &f), WIRE_ECHECKSUM);
+    assert_int_equal(wire_unpack_msg(arena, buf, n, &f), WIRE_ECHECKSUM);
 
     /* Flip each bit inside the ID and payload bytes of a good datagram:
      * still well formed, checksum wrong. */
     n = wire_pack_msg(buf, sizeof buf, ID, WIRE_ID_LEN, payload, sizeof payload, WIRE_KIND_CLIENT);
-    assert_int_equal(wire_unpack_msg(buf, n, &f), 0);
+    assert_int_equal(wire_unpack_msg(arena, buf, n, &f), 0);
     /* Decoded bytes live in the arena: find where they sit in buf. */
     const uint8_t *idp = memmem(buf, n, ID, WIRE_ID_LEN);
     const uint8_t *plp = memmem(buf, n, payload, sizeof payload);
@@ -255,11 +256,11 @@ static void test_bad_checksum_detected(void **state) {
         for (int b = 0; b < 8; b++) {
             size_t at = i < WIRE_ID_LEN ? id_at + i : pl_at + (i - WIRE_ID_LEN);
             buf[at] ^= (uint8_t)(1u << b);
-            assert_int_equal(wire_unpack_msg(buf, n, &f), WIRE_ECHECKSUM);
+            assert_int_equal(wire_unpack_msg(arena, buf, n, &f), WIRE_ECHECKSUM);
             buf[at] ^= (uint8_t)(1u << b);
-            wire_reset();
+            wire_reset(arena);
         }
-    assert_int_equal(wire_unpack_msg(buf, n, &f), 0);
+    assert_int_equal(wire_unpack_msg(arena, buf, n, &f), 0);
 }
 
 /* Every proper prefix of a client datagram is rejected (the checksum is its
@@ -270,13 +271,13 @@ static void test_truncated_rejected(void **state) {
     assert_true(n > 0);
     wire_frame f;
     for (size_t len = 1; len < n; len++) {
-        int rc = wire_unpack_msg(buf, len, &f);
+        int rc = wire_unpack_msg(arena, buf, len, &f);
         assert_true(rc == WIRE_EMALFORMED || rc == WIRE_ECHECKSUM);
-        wire_reset();
+        wire_reset(arena);
     }
     /* Zero bytes decode as an all-default Msg (CRC of nothing is 0); the
      * caller must reject its empty ID. */
-    int rc = wire_unpack_msg(buf, 0, &f);
+    int rc = wire_unpack_msg(arena, buf, 0, &f);
     if (rc == 0) assert_int_equal(f.idlen, 0);
     else assert_int_equal(rc, WIRE_EMALFORMED);
 
@@ -291,15 +292,15 @@ static void test_truncated_rejected(void **state) {
     size_t plen = kvrequest__pack(&r, p);
     size_t rejected = 0;
     for (size_t len = 0; len < plen; len++) {
-        KVRequest *d = wire_unpack_request(p, len);
+        KVRequest *d = wire_unpack_request(arena, p, len);
         rejected += d == NULL;
-        wire_reset();
+        wire_reset(arena);
     }
     assert_true(rejected > 0);
     /* Cut inside the value's bytes: the length prefix overruns the input. */
-    assert_null(wire_unpack_request(p, plen - 1));
-    assert_null(wire_unpack_response(p, plen - 1));
-    assert_null(wire_unpack_peer(p, plen - 1));
+    assert_null(wire_unpack_request(arena, p, plen - 1));
+    assert_null(wire_unpack_response(arena, p, plen - 1));
+    assert_null(wire_unpack_peer(arena, p, plen - 1));
 }
 
 static void test_garbage_rejected(void **state) {
@@ -307,35 +308,35 @@ static void test_garbage_rejected(void **state) {
     wire_frame f;
     uint8_t ff[32];
     memset(ff, 0xFF, sizeof ff); /* an unterminated varint tag */
-    assert_int_equal(wire_unpack_msg(ff, sizeof ff, &f), WIRE_EMALFORMED);
-    assert_null(wire_unpack_request(ff, sizeof ff));
-    assert_null(wire_unpack_response(ff, sizeof ff));
-    assert_null(wire_unpack_peer(ff, sizeof ff));
+    assert_int_equal(wire_unpack_msg(arena, ff, sizeof ff, &f), WIRE_EMALFORMED);
+    assert_null(wire_unpack_request(arena, ff, sizeof ff));
+    assert_null(wire_unpack_response(arena, ff, sizeof ff));
+    assert_null(wire_unpack_peer(arena, ff, sizeof ff));
     const uint8_t field0[] = {0x00, 0x01};           /* field number 0 */
     const uint8_t badwire[] = {0x0F, 0x01};          /* wire type 7 */
     const uint8_t overlong[] = {0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F}; /* 4 GiB ID */
     const uint8_t idtype[] = {0x08, 0x01};           /* messageID as a varint */
-    assert_int_equal(wire_unpack_msg(field0, sizeof field0, &f), WIRE_EMALFORMED);
-    assert_int_equal(wire_unpack_msg(badwire, sizeof badwire, &f), WIRE_EMALFORMED);
-    assert_int_equal(wire_unpack_msg(overlong, sizeof overlong, &f), WIRE_EMALFORMED);
-    assert_int_equal(wire_unpack_msg(idtype, sizeof idtype, &f), WIRE_EMALFORMED);
+    assert_int_equal(wire_unpack_msg(arena, field0, sizeof field0, &f), WIRE_EMALFORMED);
+    assert_int_equal(wire_unpack_msg(arena, badwire, sizeof badwire, &f), WIRE_EMALFORMED);
+    assert_int_equal(wire_unpack_msg(arena, overlong, sizeof overlong, &f), WIRE_EMALFORMED);
+    assert_int_equal(wire_unpack_msg(arena, idtype, sizeof idtype, &f), WIRE_EMALFORMED);
     const char *text = "GET /key HTTP/1.1\r\n\r\n";
-    int rc = wire_unpack_msg((const uint8_t *)text, strlen(text), &f);
+    int rc = wire_unpack_msg(arena, (const uint8_t *)text, strlen(text), &f);
     assert_true(rc == WIRE_EMALFORMED || rc == WIRE_ECHECKSUM);
 }
 
 static void check_unpack_all(const uint8_t *p, size_t len) {
     wire_frame f;
-    int rc = wire_unpack_msg(p, len, &f);
+    int rc = wire_unpack_msg(arena, p, len, &f);
     assert_true(rc == 0 || rc == WIRE_EMALFORMED || rc == WIRE_ECHECKSUM);
     if (rc != WIRE_EMALFORMED) {
-        (void)wire_unpack_request(f.payload, f.plen);
-        (void)wire_unpack_response(f.payload, f.plen);
-        (void)wire_unpack_peer(f.payload, f.plen);
+        (void)wire_unpack_request(arena, f.payload, f.plen);
+        (void)wire_unpack_response(arena, f.payload, f.plen);
+        (void)wire_unpack_peer(arena, f.payload, f.plen);
     }
-    (void)wire_unpack_request(p, len);
-    (void)wire_unpack_response(p, len);
-    (void)wire_unpack_peer(p, len);
+    (void)wire_unpack_request(arena, p, len);
+    (void)wire_unpack_response(arena, p, len);
+    (void)wire_unpack_peer(arena, p, len);
 }
 
 /* 100k random buffers of random lengths up to 2000: errors, never a crash
@@ -347,15 +348,15 @@ static void test_random_bytes_never_crash(void **state) {
     for (int t = 0; t < 100000; t++) {
         size_t len = (size_t)(xorshift(&s) % 2001);
         for (size_t i = 0; i < len; i++) big[i] = (uint8_t)xorshift(&s);
-        wire_reset();
+        wire_reset(arena);
         wire_frame f;
-        int rc = wire_unpack_msg(big, len, &f);
+        int rc = wire_unpack_msg(arena, big, len, &f);
         assert_true(rc == 0 || rc == WIRE_EMALFORMED || rc == WIRE_ECHECKSUM);
         malformed += rc == WIRE_EMALFORMED;
         check_unpack_all(big, len);
     }
     assert_true(malformed > 90000);
-    wire_reset();
+    wire_reset(arena);
 }
 
 /* Mutations of valid datagrams reach deeper than random bytes: flip, insert,
@@ -401,13 +402,13 @@ static void test_mutated_datagrams_never_crash(void **state) {
                 break;
             }
         }
-        wire_reset();
+        wire_reset(arena);
         wire_frame f;
-        ok += wire_unpack_msg(big, len, &f) == 0;
+        ok += wire_unpack_msg(arena, big, len, &f) == 0;
         check_unpack_all(big, len);
     }
     printf("wire: %zu of 100000 mutated datagrams still decoded with a good checksum\n", ok);
-    wire_reset();
+    wire_reset(arena);
 }
 
 /* The arena holds the worst case: a datagram-sized Peer made only of empty
@@ -422,16 +423,16 @@ static void test_arena_worst_case(void **state) {
             big[i] = tags[t];
             big[i + 1] = 0;
         }
-        wire_reset();
-        Peer *d = wire_unpack_peer(big, len);
+        wire_reset(arena);
+        Peer *d = wire_unpack_peer(arena, big, len);
         assert_non_null(d);
         assert_int_equal(t ? d->n_records : d->n_members, len / 2);
         int failed = 0;
-        for (int k = 0; k < 10 && !failed; k++) failed = wire_unpack_peer(big, len) == NULL;
+        for (int k = 0; k < 10 && !failed; k++) failed = wire_unpack_peer(arena, big, len) == NULL;
         assert_true(failed);
-        wire_reset();
-        assert_non_null(wire_unpack_peer(big, len));
-        wire_reset();
+        wire_reset(arena);
+        assert_non_null(wire_unpack_peer(arena, big, len));
+        wire_reset(arena);
     }
 }
 
@@ -551,5 +552,9 @@ int main(void) {
         cmocka_unit_test_teardown(test_batch_frames, teardown),
         cmocka_unit_test_teardown(test_names, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    arena = wire_arena_new();
+    if (!arena) return 1;
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    wire_arena_free(arena);
+    return failed;
 }

@@ -1,0 +1,361 @@
+/* node: the core of a node: datagram dispatch, client commands, stamps, ticks. */
+#include "node.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "members.h"
+#include "outbox.h"
+#include "repl.h"
+#include "ring.h"
+#include "wire.h"
+
+#define OVERLOAD_WAIT_MS 50
+#define CACHE_EXPIRE_MS 50
+
+void node_defaults(node_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->bind_ip = "0.0.0.0";
+    cfg->max_memory = 64u << 20;
+    cfg->replicas = 3;
+    cfg->write_quorum = 2;
+    cfg->read_quorum = 2;
+    cfg->vnodes = RING_DEFAULT_VNODES;
+    cfg->gossip_ms = 200;
+    cfg->fanout = 3;
+    cfg->suspect_ms = 1000;
+    cfg->dead_ms = 2000;
+    cfg->request_timeout_ms = 400;
+    cfg->sync_ms = 2000;
+    cfg->cache_ms = 5000;
+    cfg->cache_bytes = 256u << 20;
+    cfg->tombstone_ms = 3600 * 1000;
+}
+
+/* ---- services to the modules ------------------------------------------ */
+
+uint64_t node_now(const node *n) { return n->env.now(n->env.ctx); }
+
+uint64_t node_wall_ms(const node *n) { return n->env.wall(n->env.ctx); }
+
+uint64_t node_random(node *n) { return n->env.random(n->env.ctx); }
+
+/* Stamps: wall ms << 16 | logical count (6 bits) << 10 | node tag (10 bits). */
+uint64_t node_stamp(node *n) {
+    uint64_t wall = node_wall_ms(n) << 16;
+    uint64_t next = (n->hlc | 0x3FF) + 1;
+    uint64_t s = ((wall > next ? wall : next) & ~(uint64_t)0x3FF) | n->node_tag;
+    n->hlc = s;
+    return s;
+}
+
+void node_stamp_seen(node *n, uint64_t stamp) {
+    /* ignore stamps from a clock far in the future (over a minute) */
+    if (stamp > n->hlc && (stamp >> 16) < node_wall_ms(n) + 60000) n->hlc = stamp;
+}
+
+char *node_addr_str(uint32_t ip, uint16_t port, char *buf) {
+    struct in_addr a = {ip};
+    char tmp[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &a, tmp, sizeof tmp);
+    snprintf(buf, 22, "%s:%u", tmp, port);
+    return buf;
+}
+
+void node_log(const node *n, const char *fmt, ...) {
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    n->env.log(n->env.ctx, line);
+}
+
+int node_send(node *n, const struct sockaddr_in *to, const uint8_t *buf, size_t len) {
+    return n->env.send(n->env.ctx, to, buf, len);
+}
+
+int node_send_peer(node *n, const struct sockaddr_in *to, const uint8_t *id,
+                   size_t idlen, void *peer_msg) {
+    uint8_t out[WIRE_MAX_DATAGRAM];
+    Peer *p = peer_msg;
+    size_t len = wire_pack(out, sizeof out, id, idlen, &p->base, WIRE_KIND_PEER);
+    if (!len) return -1;
+    if (members_find(n->members, to->sin_addr.s_addr, ntohs(to->sin_port)) > 0)
+        return outbox_add(n->outbox, to, out, len);
+    return node_send(n, to, out, len);
+}
+
+/* ---- client requests -------------------------------------------------- */
+
+static void reply(node *n, const uint8_t *id, size_t idlen, const struct sockaddr_in *to,
+                  const KVResponse *r, bool remember) {
+    uint8_t out[WIRE_MAX_DATAGRAM];
+    size_t len = wire_pack(out, sizeof out, id, idlen, &r->base, WIRE_KIND_CLIENT);
+    if (!len) return;
+    if (r->errcode < 8) n->stats.errors[r->errcode]++;
+    node_send(n, to, out, len);
+    if (remember) cache_done(n->cache, id, idlen, out, len, node_now(n));
+}
+
+static void reply_err(node *n, const uint8_t *id, size_t idlen,
+                      const struct sockaddr_in *to, uint32_t err, bool remember) {
+    KVResponse r = KVRESPONSE__INIT;
+    r.errcode = err;
+    if (err == WIRE_EOVERLOAD) r.overloadwaittime = OVERLOAD_WAIT_MS;
+    reply(n, id, idlen, to, &r, remember);
+}
+
+/* Completion of a coordinated operation for a UDP client. */
+static void udp_done(node *n, const repl_origin *o, const repl_result *res) {
+    KVResponse r = KVRESPONSE__INIT;
+    r.errcode = res->err;
+    r.value.data = (uint8_t *)res->val;
+    r.value.len = res->vlen;
+    r.version = res->version;
+    reply(n, o->id, o->idlen, &o->addr, &r, true);
+}
+
+static void forward(node *n, uint32_t owner, const uint8_t *id, size_t idlen,
+                    const struct sockaddr_in *client, const uint8_t *req, size_t rlen) {
+    Peer p = PEER__INIT;
+    p.type = PEER_FORWARD;
+    p.client_ip = client->sin_addr.s_addr;
+    p.client_port = ntohs(client->sin_port);
+    p.request.data = (uint8_t *)req;
+    p.request.len = rlen;
+    n->stats.forwarded++;
+    node_send_peer(n, &members_at(n->members, owner)->addr, id, idlen, &p);
+}
+
+/* Serves a client request (payload = KVRequest bytes) from `client`; a
+ * forwarded request is served here whatever this node thinks of the key. */
+static void client_request(node *n, const uint8_t *id, size_t idlen,
+                           const struct sockaddr_in *client, const uint8_t *payload,
+                           size_t plen, bool forwarded) {
+    const uint8_t *cached;
+    size_t clen;
+    switch (cache_lookup(n->cache, id, idlen, &cached, &clen)) {
+    case CACHE_DONE:
+        n->stats.cache_hits++;
+        node_send(n, client, cached, clen);
+        return;
+    case CACHE_PENDING:
+        n->stats.cache_hits++;
+        return; /* the answer is on its way */
+    default: break;
+    }
+
+    KVRequest *req = wire_unpack_request(n->arena, payload, plen);
+    if (!req) {
+        n->stats.dropped_malformed++;
+        reply_err(n, id, idlen, client, WIRE_EUNKNOWN, true);
+        return;
+    }
+    n->stats.requests[req->command & 0xFF]++;
+    KVResponse r = KVRESPONSE__INIT;
+    char list[WIRE_MAX_DATAGRAM - 1024];
+    switch (req->command) {
+    case WIRE_PUT:
+    case WIRE_GET:
+    case WIRE_REMOVE:
+        break;
+    case WIRE_SHUTDOWN:
+        store_sync(n->store);
+        n->env.stop(n->env.ctx);
+        return;
+    case WIRE_WIPEOUT:
+        r.errcode = store_wipe(n->store) == 0 ? WIRE_OK : WIRE_EINTERNAL;
+        reply(n, id, idlen, client, &r, true);
+        return;
+    case WIRE_IS_ALIVE:
+        reply(n, id, idlen, client, &r, true);
+        return;
+    case WIRE_GET_PID:
+        r.pid = n->pid;
+        reply(n, id, idlen, client, &r, true);
+        return;
+    case WIRE_GET_MEMBERSHIP_COUNT:
+        r.membershipcount = (int32_t)members_live(n->members);
+        reply(n, id, idlen, client, &r, true);
+        return;
+    case WIRE_GET_MEMBERSHIP_LIST:
+        r.value.len = members_format(n->members, list, sizeof list);
+        r.value.data = (uint8_t *)list;
+        r.membershipcount = (int32_t)members_live(n->members);
+        reply(n, id, idlen, client, &r, true);
+        return;
+    default:
+        reply_err(n, id, idlen, client, WIRE_EUNKNOWN, true);
+        return;
+    }
+
+    if (req->key.len < 1 || req->key.len > WIRE_MAX_KEY) {
+        reply_err(n, id, idlen, client, WIRE_EBADKEY, true);
+        return;
+    }
+    if (req->command == WIRE_PUT && req->value.len > WIRE_MAX_VALUE) {
+        reply_err(n, id, idlen, client, WIRE_EBADVALUE, true);
+        return;
+    }
+    uint32_t owner;
+    if (!forwarded && !repl_is_replica(n, req->key.data, req->key.len, &owner)) {
+        forward(n, owner, id, idlen, client, payload, plen);
+        return;
+    }
+    repl_origin o;
+    memset(&o, 0, sizeof o);
+    o.done = udp_done;
+    memcpy(o.id, id, idlen);
+    o.idlen = idlen;
+    o.addr = *client;
+    o.start_ms = node_now(n);
+    if (cache_begin(n->cache, id, idlen, o.start_ms) != 0 ||
+        repl_client_op(n, &o, req->command, req->key.data, req->key.len,
+                       req->value.data, req->value.len, req->version) != 0) {
+        cache_abort(n->cache, id, idlen);
+        reply_err(n, id, idlen, client, WIRE_EOVERLOAD, false);
+    }
+}
+
+/* ---- node-to-node ----------------------------------------------------- */
+
+static void peer_message(node *n, const uint8_t *id, size_t idlen, const uint8_t *payload,
+                         size_t plen, const struct sockaddr_in *from) {
+    Peer *p = wire_unpack_peer(n->arena, payload, plen);
+    if (!p) {
+        n->stats.dropped_malformed++;
+        return;
+    }
+    n->stats.peer_msgs++;
+    switch (p->type) {
+    case PEER_GOSSIP:
+        members_merge(n->members, p);
+        break;
+    case PEER_FORWARD: {
+        if (p->client_port == 0 || p->client_port > 65535) return;
+        struct sockaddr_in client;
+        memset(&client, 0, sizeof client);
+        client.sin_family = AF_INET;
+        client.sin_addr.s_addr = p->client_ip;
+        client.sin_port = htons((uint16_t)p->client_port);
+        client_request(n, id, idlen, &client, p->request.data, p->request.len, true);
+        break;
+    }
+    case PEER_DEBUG:
+        if (p->flags == PEER_DEBUG_PAUSE_GOSSIP && p->bucket <= 600000) {
+            node_log(n, "debug: gossip paused for %u ms", p->bucket);
+            members_pause(n->members, p->bucket);
+        }
+        break;
+    default:
+        repl_on_peer(n, id, idlen, p, from);
+        break;
+    }
+}
+
+static void on_batch(node *n, const uint8_t *p, size_t len, const struct sockaddr_in *from);
+
+/* Handles one decoded Msg (rc: wire_unpack_msg's result). Inside a batch
+ * only node-to-node messages are allowed. */
+static void on_frame(node *n, int rc, const wire_frame *f, const struct sockaddr_in *from,
+                     bool batched) {
+    if (rc == WIRE_ECHECKSUM) {
+        n->stats.dropped_checksum++;
+        return;
+    }
+    /* A reply is matched by its message ID: without one (or with one too long
+     * to keep) there is nothing a sender could match, so drop the datagram. */
+    if (rc != 0 || f->idlen == 0 || f->idlen > sizeof ((repl_origin *)0)->id) {
+        n->stats.dropped_malformed++;
+        return;
+    }
+    if (f->kind == WIRE_KIND_PEER) peer_message(n, f->id, f->idlen, f->payload, f->plen, from);
+    else if (f->kind == WIRE_KIND_CLIENT && !batched)
+        client_request(n, f->id, f->idlen, from, f->payload, f->plen, false);
+    else if (f->kind == WIRE_KIND_BATCH && !batched)
+        on_batch(n, f->payload, f->plen, from);
+    else
+        n->stats.dropped_malformed++;
+}
+
+/* Node-to-node messages batched into one datagram (outbox.h). The arena
+ * is not reset between them: the batch's payload lives in it. */
+static void on_batch(node *n, const uint8_t *p, size_t len, const struct sockaddr_in *from) {
+    const uint8_t *end = p + len, *frame;
+    size_t flen;
+    int rc;
+    while ((rc = wire_batch_next(&p, end, &frame, &flen)) == 1) {
+        wire_frame f;
+        on_frame(n, wire_unpack_msg(n->arena, frame, flen, &f), &f, from, true);
+    }
+    if (rc < 0) n->stats.dropped_malformed++;
+}
+
+void node_receive(node *n, const struct sockaddr_in *from, const uint8_t *buf, size_t len) {
+    wire_frame f;
+    wire_reset(n->arena);
+    on_frame(n, wire_unpack_msg(n->arena, buf, len, &f), &f, from, false);
+}
+
+/* ---- life cycle ------------------------------------------------------- */
+
+static void membership_changed(void *ctx) { repl_membership_changed(ctx); }
+
+node *node_new(const node_config *cfg, const node_env *env, const struct sockaddr_in *self,
+               store *st, int32_t pid) {
+    node *n = calloc(1, sizeof *n);
+    if (!n) return NULL;
+    n->cfg = *cfg;
+    n->env = *env;
+    n->self = *self;
+    n->pid = pid;
+    n->store = st;
+    n->incarnation = n->started_ms = node_wall_ms(n);
+    n->node_tag = (uint16_t)(XXH3_64bits(&n->self, sizeof n->self) & 0x3FF);
+    n->cache = cache_new(cfg->cache_ms, cfg->cache_bytes);
+    n->arena = wire_arena_new();
+    n->members = members_new(n, membership_changed, n);
+    n->repl = repl_new(n);
+    n->outbox = outbox_new(n);
+    if (!n->cache || !n->arena || !n->members || !n->repl || !n->outbox) {
+        node_free(n);
+        return NULL;
+    }
+    n->cache_at = node_now(n) + CACHE_EXPIRE_MS;
+    return n;
+}
+
+void node_free(node *n) {
+    if (!n) return;
+    outbox_free(n->outbox);
+    repl_free(n->repl);
+    members_free(n->members);
+    wire_arena_free(n->arena);
+    cache_free(n->cache);
+    free(n);
+}
+
+int node_add_seed(node *n, uint32_t ip, uint16_t port) {
+    if (ip == n->self.sin_addr.s_addr && port == ntohs(n->self.sin_port)) return 0;
+    return members_add_seed(n->members, ip, port);
+}
+
+void node_flush(node *n) { outbox_flush(n->outbox); }
+
+uint64_t node_tick(node *n) {
+    uint64_t now = node_now(n);
+    if (now >= n->cache_at) {
+        cache_expire(n->cache, now);
+        n->cache_at = now + CACHE_EXPIRE_MS;
+    }
+    uint64_t next = n->cache_at, t;
+    if ((t = members_tick(n->members, now)) < next) next = t;
+    if ((t = repl_tick(n->repl, now)) < next) next = t;
+    outbox_flush(n->outbox);
+    return next;
+}

@@ -1,0 +1,1210 @@
+/*
+ * dht-sim: deterministic simulation of a dht cluster.
+ *
+ * N real nodes (node.h, the same core dht-server runs) live in one process
+ * over a simulated network and clock. Everything that varies comes from one
+ * seed: link latencies, loss, duplication, reordering, partitions (both ways
+ * or one way), crashes and restarts (the store survives a crash when the
+ * node runs "with a data dir", as LMDB does), clock skew and jumps, stalled
+ * nodes (no ticks, datagrams held as in a socket buffer) and datagram size
+ * limits. Simulated clients speak the real client protocol (PUT, GET,
+ * REMOVE; retries with the same message ID) on keys that each has to itself,
+ * and a checker fails the run, printing the seed and the end of the event
+ * trace, when:
+ *   - an acknowledged write is lost (the final value is older than the last
+ *     acknowledged write of the key, or was never written);
+ *   - a read returns a value that was never written;
+ *   - two replies to the same message ID differ (a retry was executed again);
+ *   - with no fault in force since before a write began, a read that starts
+ *     after the write was acknowledged misses it (W + R > N);
+ *   - replicas have not converged a bounded time after the last fault healed;
+ *   - a node declares a live node dead while neither of them was touched by
+ *     a fault for longer than the detection time.
+ * The same seed replays the same run: every event goes into a trace whose
+ * digest is printed (and the trace itself with --trace).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+#include "members.h"
+#include "node.h"
+#include "repl.h"
+#include "ring.h"
+#include "wire.h"
+
+#define NODE_PORT 7000
+#define CLIENT_PORT 9000
+#define NODE_NET 0x0A000000u   /* 10.0.0.0: node i is 10.0.0.0 + 1 + i */
+#define CLIENT_NET 0x0A800000u /* 10.128.0.0: client i */
+#define EPOCH_MS 1800000000000ull
+#define MAX_SKEW_MS 30000      /* clocks stay within the nodes' 60 s bound */
+#define TRACE_KEEP 4096        /* trace lines kept for a failure report */
+
+/* ---- random numbers: xoshiro256** seeded by splitmix64 --------------- */
+
+typedef struct rng { uint64_t s[4]; } rng;
+
+static uint64_t splitmix(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void rng_seed(rng *r, uint64_t seed) {
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t rng_next(rng *r) {
+    uint64_t *s = r->s, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return out;
+}
+
+static uint64_t rng_below(rng *r, uint64_t n) { return n ? rng_next(r) % n : 0; }
+static bool rng_chance(rng *r, double p) { return (double)(rng_next(r) >> 11) * 0x1p-53 < p; }
+static uint64_t rng_range(rng *r, uint64_t lo, uint64_t hi) { return lo + rng_below(r, hi - lo + 1); }
+
+/* ---- options ----------------------------------------------------------- */
+
+typedef struct options {
+    unsigned nodes, clients, keys_per_client;
+    unsigned duration_s;        /* workload and faults */
+    unsigned quiet_s;           /* after the last fault heals: convergence bound */
+    bool faults;
+    bool durable;               /* nodes run "with a data dir" */
+    bool members_only;          /* no clients: membership figures */
+    unsigned kill_at_s;         /* members_only: kill one node then (0: none) */
+    double loss, dup;
+    unsigned mtu;               /* datagram size limit */
+    unsigned vnodes;
+    unsigned replicas, wq, rq;
+    bool trace;                 /* print every trace line */
+    bool verbose;
+} options;
+
+/* ---- the world --------------------------------------------------------- */
+
+enum ev_kind { EV_DELIVER = 1, EV_TICK, EV_CLIENT, EV_FAULT };
+
+typedef struct packet {
+    struct sockaddr_in from, to;
+    size_t len;
+    uint8_t data[];
+} packet;
+
+typedef struct event {
+    uint64_t t;                 /* µs */
+    uint64_t seq;               /* ties: first scheduled first */
+    int kind;
+    uint32_t who;               /* node or client index */
+    uint64_t gen;               /* EV_TICK: node's tick generation */
+    packet *p;
+} event;
+
+typedef struct simnode {
+    uint32_t idx;
+    node *n;
+    store *st;
+    bool up;
+    int64_t skew_ms;
+    uint64_t stalled_until;     /* µs */
+    uint64_t tick_at, tick_gen;
+    uint64_t disturbed_until;   /* µs: last moment a fault touched this node */
+    rng r;
+    int side;                   /* partition side */
+    uint64_t bytes_sent, msgs_sent;
+    uint64_t restarts;
+} simnode;
+
+/* Per key (single writer): every write's value and outcome. */
+enum wstate { W_PENDING = 0, W_ACKED, W_FAILED, W_UNKNOWN };
+typedef struct write_rec {
+    bool remove;
+    uint8_t state;
+    uint64_t start, end;        /* µs */
+} write_rec;
+
+typedef struct keyst {
+    char key[24];
+    write_rec *w;               /* by seq, from 1 */
+    size_t nw, capw;
+    uint64_t last_acked;        /* seq */
+    uint64_t last_acked_at;
+} keyst;
+
+enum client_state { C_IDLE, C_WAIT, C_DONE };
+typedef struct client {
+    uint32_t idx;
+    struct sockaddr_in addr;
+    int state;
+    uint32_t cmd;
+    keyst *k;
+    uint64_t seq;               /* write seq of the op */
+    uint8_t id[WIRE_ID_LEN];
+    uint32_t target;            /* node asked */
+    unsigned tries;
+    uint64_t timeout_us, start;
+    uint64_t timer_gen;
+    uint8_t first_reply[256];   /* first reply's bytes (payload prefix) */
+    size_t first_len;
+    bool got_reply;
+    bool final_read;            /* the end-of-run check */
+} client;
+
+typedef struct sim {
+    options o;
+    uint64_t seed;
+    uint64_t now;               /* µs */
+    uint64_t seq;
+    event *heap;
+    size_t nheap, capheap;
+    simnode *nodes;
+    client *clients;
+    keyst *keys;
+    size_t nkeys;
+    rng net, work, fault;
+    node_config cfg;
+    /* faults */
+    double loss, dup;
+    uint64_t jitter_us;
+    bool partitioned, oneway;
+    uint64_t faults_end;        /* µs: no new faults after this */
+    uint64_t last_fault_end;    /* µs: when the last fault healed */
+    uint64_t fault_free_since;  /* µs: no fault in force since then (0: faults now) */
+    unsigned active_faults;
+    uint64_t mem_crash_at;      /* µs: last crash of a node without durable store */
+    /* trace */
+    XXH64_state_t *digest;
+    char **ring_lines;
+    size_t ring_pos;
+    uint64_t lines;
+    /* results */
+    unsigned failures;
+    uint64_t ops_ok, ops_err, ops_timeout, reads_checked, events;
+    uint64_t false_dead;
+    uint64_t kill_at, killed;   /* members_only */
+    uint64_t detected_all, join_all;  /* µs after the kill, after the rejoin */
+    uint64_t rejoin_at;
+    uint32_t detected, joined;
+    bool final_phase;
+    wire_arena *arena;
+} sim;
+
+static sim *S; /* for the node environment callbacks' log lines only */
+
+/* ---- trace ------------------------------------------------------------- */
+
+static void trace(sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void trace(sim *s, const char *fmt, ...) {
+    char line[600];
+    int k = snprintf(line, sizeof line, "%" PRIu64 ".%06" PRIu64 " ", s->now / 1000000,
+                     s->now % 1000000);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + k, sizeof line - (size_t)k, fmt, ap);
+    va_end(ap);
+    XXH64_update(s->digest, line, strlen(line));
+    XXH64_update(s->digest, "\n", 1);
+    s->lines++;
+    if (s->o.trace) puts(line);
+    free(s->ring_lines[s->ring_pos]);
+    s->ring_lines[s->ring_pos] = strdup(line);
+    s->ring_pos = (s->ring_pos + 1) % TRACE_KEEP;
+}
+
+static void fail(sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(sim *s, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    trace(s, "CHECK FAILED: %s", msg);
+    if (s->failures++ < 5) fprintf(stderr, "seed %" PRIu64 ": %s\n", s->seed, msg);
+}
+
+/* ---- event queue: a binary heap on (t, seq) ----------------------------- */
+
+static bool ev_less(const event *a, const event *b) {
+    return a->t != b->t ? a->t < b->t : a->seq < b->seq;
+}
+
+static void push(sim *s, uint64_t t, int kind, uint32_t who, uint64_t gen, packet *p) {
+    if (s->nheap == s->capheap) {
+        s->capheap = s->capheap ? 2 * s->capheap : 1024;
+        s->heap = realloc(s->heap, s->capheap * sizeof *s->heap);
+        if (!s->heap) abort();
+    }
+    size_t i = s->nheap++;
+    event e = {t, s->seq++, kind, who, gen, p};
+    while (i && ev_less(&e, &s->heap[(i - 1) / 2])) {
+        s->heap[i] = s->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    s->heap[i] = e;
+}
+
+static event pop(sim *s) {
+    event top = s->heap[0], last = s->heap[--s->nheap];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= s->nheap) break;
+        if (c + 1 < s->nheap && ev_less(&s->heap[c + 1], &s->heap[c])) c++;
+        if (!ev_less(&s->heap[c], &last)) break;
+        s->heap[i] = s->heap[c];
+        i = c;
+    }
+    if (s->nheap) s->heap[i] = last;
+    return top;
+}
+
+/* ---- addresses ---------------------------------------------------------- */
+
+static struct sockaddr_in addr_of(uint32_t net, uint32_t i, uint16_t port) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(net + 1 + i);
+    return a;
+}
+
+/* Node index of an address, or -1. */
+static long node_at(const sim *s, const struct sockaddr_in *a) {
+    uint32_t h = ntohl(a->sin_addr.s_addr);
+    if (ntohs(a->sin_port) != NODE_PORT || h <= NODE_NET || h > NODE_NET + s->o.nodes) return -1;
+    return (long)(h - NODE_NET - 1);
+}
+
+static long client_at(const sim *s, const struct sockaddr_in *a) {
+    uint32_t h = ntohl(a->sin_addr.s_addr);
+    if (ntohs(a->sin_port) != CLIENT_PORT || h <= CLIENT_NET || h > CLIENT_NET + s->o.clients)
+        return -1;
+    return (long)(h - CLIENT_NET - 1);
+}
+
+static const char *who_str(const sim *s, const struct sockaddr_in *a, char *buf) {
+    long i = node_at(s, a);
+    if (i >= 0) sprintf(buf, "n%ld", i);
+    else if ((i = client_at(s, a)) >= 0) sprintf(buf, "c%ld", i);
+    else sprintf(buf, "?%08x:%u", ntohl(a->sin_addr.s_addr), ntohs(a->sin_port));
+    return buf;
+}
+
+/* ---- the network -------------------------------------------------------- */
+
+/* Base one-way latency of a link, fixed per run: 100..1100 µs. */
+static uint64_t link_latency(const sim *s, uint32_t a, uint32_t b) {
+    uint64_t k[2] = {((uint64_t)a << 32) | b, s->seed};
+    return 100 + XXH3_64bits(k, sizeof k) % 1000;
+}
+
+static int side_of(const sim *s, const struct sockaddr_in *a) {
+    long i = node_at(s, a);
+    return i >= 0 ? s->nodes[i].side : 0; /* clients sit with side 0 */
+}
+
+/* Sends a datagram through the simulated network. */
+static void net_send(sim *s, const struct sockaddr_in *from, const struct sockaddr_in *to,
+                     const uint8_t *buf, size_t len) {
+    char a[32], b[32];
+    uint64_t h = XXH3_64bits(buf, len);
+    if (len > s->o.mtu) {
+        trace(s, "drop-size %s>%s %zu", who_str(s, from, a), who_str(s, to, b), len);
+        return;
+    }
+    if (s->partitioned) {
+        int sa = side_of(s, from), sb = side_of(s, to);
+        if (sa != sb && (!s->oneway || sa == 0)) {
+            trace(s, "drop-part %s>%s %016" PRIx64, who_str(s, from, a), who_str(s, to, b), h);
+            return;
+        }
+    }
+    if (rng_chance(&s->net, s->loss)) {
+        trace(s, "drop-loss %s>%s %016" PRIx64, who_str(s, from, a), who_str(s, to, b), h);
+        return;
+    }
+    int copies = rng_chance(&s->net, s->dup) ? 2 : 1;
+    for (int c = 0; c < copies; c++) {
+        packet *p = malloc(sizeof *p + len);
+        if (!p) abort();
+        p->from = *from;
+        p->to = *to;
+        p->len = len;
+        memcpy(p->data, buf, len);
+        uint64_t lat = link_latency(s, ntohl(from->sin_addr.s_addr), ntohl(to->sin_addr.s_addr));
+        if (s->jitter_us) lat += rng_below(&s->net, s->jitter_us);
+        push(s, s->now + lat, EV_DELIVER, 0, 0, p);
+    }
+}
+
+/* ---- the nodes' environment -------------------------------------------- */
+
+static uint64_t env_now(void *ctx) { (void)ctx; return S->now / 1000; }
+
+static uint64_t env_wall(void *ctx) {
+    simnode *sn = ctx;
+    return (uint64_t)((int64_t)(EPOCH_MS + S->now / 1000) + sn->skew_ms);
+}
+
+static int env_send(void *ctx, const struct sockaddr_in *to, const uint8_t *buf, size_t len) {
+    simnode *sn = ctx;
+    struct sockaddr_in from = addr_of(NODE_NET, sn->idx, NODE_PORT);
+    sn->bytes_sent += len;
+    sn->msgs_sent++;
+    net_send(S, &from, to, buf, len);
+    return 0;
+}
+
+static uint64_t env_random(void *ctx) { return rng_next(&((simnode *)ctx)->r); }
+
+static void env_log(void *ctx, const char *line) {
+    if (S->o.verbose) trace(S, "n%u log: %s", ((simnode *)ctx)->idx, line);
+}
+
+static void node_down(sim *s, simnode *sn, const char *why);
+
+static void env_stop(void *ctx) {
+    simnode *sn = ctx;
+    trace(S, "n%u stop (SHUTDOWN)", sn->idx);
+    sn->up = false; /* freed by the loop: we are inside the node now */
+}
+
+static void env_member_state(void *ctx, uint32_t ip, uint16_t port, int state) {
+    simnode *sn = ctx;
+    sim *s = S;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = ip;
+    long i = node_at(s, &a);
+    trace(s, "n%u says n%ld %s", sn->idx, i, members_state_name(state));
+    if (i < 0) return;
+    simnode *t = &s->nodes[i];
+    if (s->o.members_only && (uint64_t)i == s->killed && s->kill_at) {
+        if (state == MEMBER_DEAD && !t->up && ++s->detected == s->o.nodes - 1)
+            s->detected_all = s->now - s->kill_at;
+        if (state == MEMBER_ALIVE && t->up && ++s->joined == s->o.nodes - 1)
+            s->join_all = s->now - s->rejoin_at;
+        return;
+    }
+    if (state != MEMBER_DEAD || !t->up) return;
+    /* a live node declared dead: fine only if a fault touched either of
+     * them within the detection window */
+    uint64_t window = (uint64_t)(s->cfg.dead_ms + 2 * s->cfg.gossip_ms + 1000) * 1000;
+    uint64_t quiet_since = t->disturbed_until > sn->disturbed_until ? t->disturbed_until
+                                                                    : sn->disturbed_until;
+    if (quiet_since != UINT64_MAX && s->now > quiet_since + window && s->loss == 0) {
+        s->false_dead++;
+        fail(s, "n%u declared live n%ld dead with no fault near either for %.1f s", sn->idx, i,
+             (double)(s->now - quiet_since) / 1e6);
+    }
+}
+
+static void schedule_tick(sim *s, simnode *sn, uint64_t next_ms) {
+    uint64_t t = next_ms * 1000;
+    if (t < s->now) t = s->now;
+    if (sn->tick_at > s->now && sn->tick_at <= t) return; /* an earlier one is queued */
+    sn->tick_at = t;
+    push(s, t, EV_TICK, sn->idx, ++sn->tick_gen, NULL);
+}
+
+static void node_up(sim *s, simnode *sn) {
+    struct sockaddr_in self = addr_of(NODE_NET, sn->idx, NODE_PORT);
+    if (!sn->st && store_open(&sn->st, NULL, 256u << 20) != 0) abort();
+    node_env env = {sn, env_now, env_wall, env_send, env_random, env_log, env_stop,
+                    env_member_state};
+    sn->n = node_new(&s->cfg, &env, &self, sn->st, (int32_t)(1000 + sn->idx));
+    if (!sn->n) abort();
+    for (uint32_t j = 0; j < s->o.nodes; j++) {
+        struct sockaddr_in a = addr_of(NODE_NET, j, NODE_PORT);
+        node_add_seed(sn->n, a.sin_addr.s_addr, NODE_PORT);
+    }
+    sn->up = true;
+    sn->tick_at = 0;
+    schedule_tick(s, sn, node_tick(sn->n));
+}
+
+static void node_down(sim *s, simnode *sn, const char *why) {
+    trace(s, "n%u down (%s)%s", sn->idx, why, s->o.durable ? ", store kept" : "");
+    node_free(sn->n);
+    sn->n = NULL;
+    sn->up = false;
+    sn->tick_gen++;
+    if (!s->o.durable) {
+        store_close(sn->st);
+        sn->st = NULL;
+    }
+}
+
+/* Calls into a node are followed by node_tick: it runs what is due, flushes
+ * the outbox and says when it wants to run next. */
+static void after_call(sim *s, simnode *sn) {
+    if (!sn->up) {
+        if (sn->n) node_down(s, sn, "stopped");
+        return;
+    }
+    schedule_tick(s, sn, node_tick(sn->n));
+    if (!sn->up && sn->n) node_down(s, sn, "stopped");
+}
+
+/* ---- clients and the checker ------------------------------------------ */
+
+static void key_write_add(keyst *k, bool remove, uint64_t start) {
+    if (k->nw + 1 >= k->capw) {
+        k->capw = k->capw ? 2 * k->capw : 16;
+        k->w = realloc(k->w, k->capw * sizeof *k->w);
+        if (!k->w) abort();
+    }
+    k->nw++;
+    k->w[k->nw] = (write_rec){remove, W_PENDING, start, 0};
+}
+
+static int value_of(const keyst *k, uint64_t seq, char *buf) {
+    return sprintf(buf, "%s=%" PRIu64, k->key, seq);
+}
+
+/* The seq a value names, or 0 when it is no value of this key. */
+static uint64_t seq_of(const keyst *k, const uint8_t *v, size_t len) {
+    size_t kl = strlen(k->key);
+    if (len <= kl + 1 || len > kl + 21 || memcmp(v, k->key, kl) != 0 || v[kl] != '=') return 0;
+    uint64_t seq = 0;
+    for (size_t i = kl + 1; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9') return 0;
+        seq = seq * 10 + (v[i] - '0');
+    }
+    return seq <= k->nw && !k->w[seq].remove ? seq : 0;
+}
+
+static void client_send(sim *s, client *c) {
+    uint8_t buf[512];
+    char val[64];
+    size_t vlen = 0;
+    if (c->cmd == WIRE_PUT) vlen = (size_t)value_of(c->k, c->seq, val);
+    size_t len = wire_request(buf, sizeof buf, c->id, c->cmd, c->k->key, strlen(c->k->key), val,
+                              vlen, 0);
+    struct sockaddr_in to = addr_of(NODE_NET, c->target, NODE_PORT);
+    trace(s, "c%u %s %s seq %" PRIu64 " try %u to n%u", c->idx, wire_cmd_name(c->cmd), c->k->key,
+          c->seq, c->tries + 1, c->target);
+    net_send(s, &c->addr, &to, buf, len);
+    c->tries++;
+    push(s, s->now + c->timeout_us, EV_CLIENT, c->idx, ++c->timer_gen, NULL);
+    c->timeout_us *= 2;
+}
+
+static void client_start(sim *s, client *c, uint32_t cmd) {
+    keyst *k = c->k;
+    c->cmd = cmd;
+    c->seq = 0;
+    if (cmd != WIRE_GET) {
+        key_write_add(k, cmd == WIRE_REMOVE, s->now);
+        c->seq = k->nw;
+    }
+    for (int i = 0; i < WIRE_ID_LEN; i += 8) {
+        uint64_t r = rng_next(&s->work);
+        memcpy(c->id + i, &r, 8);
+    }
+    c->target = (uint32_t)rng_below(&s->work, s->o.nodes);
+    c->tries = 0;
+    c->timeout_us = rng_range(&s->work, 100, 400) * 1000;
+    c->start = s->now;
+    c->state = C_WAIT;
+    c->got_reply = false;
+    client_send(s, c);
+}
+
+/* Next operation on one of the client's keys, after a short think time. */
+static void client_next(sim *s, client *c) {
+    c->state = C_IDLE;
+    push(s, s->now + rng_range(&s->work, 0, 20000), EV_CLIENT, c->idx, ++c->timer_gen, NULL);
+}
+
+static void client_idle(sim *s, client *c) {
+    if (s->now >= s->faults_end || s->final_phase) {
+        c->state = C_DONE;
+        return;
+    }
+    c->k = &s->keys[c->idx * s->o.keys_per_client + rng_below(&s->work, s->o.keys_per_client)];
+    uint64_t r = rng_below(&s->work, 100);
+    client_start(s, c, r < 45 ? WIRE_PUT : r < 90 ? WIRE_GET : WIRE_REMOVE);
+}
+
+/* Whether a fault was in force at any time in [from, now]. */
+static bool faults_since(const sim *s, uint64_t from) {
+    return !s->fault_free_since || s->fault_free_since > from;
+}
+
+/* Checks a read's answer against the key's history. */
+static void check_read(sim *s, client *c, uint32_t err, const uint8_t *v, size_t vlen) {
+    keyst *k = c->k;
+    uint64_t seq = 0;
+    if (err == WIRE_OK) {
+        seq = seq_of(k, v, vlen);
+        if (!seq) {
+            fail(s, "c%u read of %s returned '%.*s', never written", c->idx, k->key,
+                 (int)(vlen > 60 ? 60 : vlen), v);
+            return;
+        }
+        if (k->w[seq].start > s->now) fail(s, "read of %s saw a write from the future", k->key);
+    } else if (err != WIRE_ENOKEY) {
+        return;
+    }
+    s->reads_checked++;
+    /* the newest write acknowledged before the read began */
+    uint64_t need = 0;
+    for (uint64_t i = k->nw; i >= 1 && !need; i--)
+        if (k->w[i].state == W_ACKED && k->w[i].end <= c->start) need = i;
+    if (!need) return;
+    bool stale = err == WIRE_OK ? seq < need : !k->w[need].remove;
+    if (err == WIRE_ENOKEY && k->w[need].remove) stale = false;
+    if (err == WIRE_ENOKEY && !k->w[need].remove) {
+        /* not found is right only if a later remove may have been applied */
+        for (uint64_t i = need + 1; i <= k->nw; i++)
+            if (k->w[i].remove && k->w[i].state != W_FAILED) stale = false;
+    }
+    if (!stale) return;
+    if (c->final_read) {
+        fail(s, "lost write: %s last acknowledged seq %" PRIu64 " (%s), final read %s seq %" PRIu64,
+             k->key, need, k->w[need].remove ? "remove" : "put",
+             err == WIRE_OK ? "found" : "not found", seq);
+    } else if (!faults_since(s, k->w[need].start) &&
+               s->fault_free_since + (uint64_t)(s->cfg.dead_ms + 3000) * 1000 <
+                   k->w[need].start) {
+        fail(s, "stale read: c%u read %s at seq %" PRIu64 " (%s) after seq %" PRIu64
+                " was acknowledged, no fault since",
+             c->idx, k->key, seq, err == WIRE_OK ? "found" : "not found", need);
+    }
+}
+
+static void client_reply(sim *s, client *c, const packet *p) {
+    wire_frame f;
+    wire_reset(s->arena);
+    if (wire_unpack_msg(s->arena, p->data, p->len, &f) != 0 || f.idlen != WIRE_ID_LEN) return;
+    if (c->state != C_WAIT || memcmp(f.id, c->id, WIRE_ID_LEN) != 0) {
+        trace(s, "c%u late reply", c->idx);
+        return;
+    }
+    KVResponse *r = wire_unpack_response(s->arena, f.payload, f.plen);
+    if (!r) {
+        fail(s, "c%u: undecodable reply", c->idx);
+        return;
+    }
+    /* every reply to one message ID must be the same */
+    size_t cmp = f.plen < sizeof c->first_reply ? f.plen : sizeof c->first_reply;
+    if (c->got_reply) {
+        if (cmp != c->first_len || memcmp(c->first_reply, f.payload, cmp) != 0)
+            fail(s, "c%u: two different replies to one request (%s %s seq %" PRIu64 ")", c->idx,
+                 wire_cmd_name(c->cmd), c->k->key, c->seq);
+        return;
+    }
+    c->got_reply = true;
+    memcpy(c->first_reply, f.payload, cmp);
+    c->first_len = cmp;
+    trace(s, "c%u reply %s %s seq %" PRIu64 ": %s", c->idx, wire_cmd_name(c->cmd), c->k->key,
+          c->seq, wire_err_name(r->errcode));
+    if (r->errcode == WIRE_EOVERLOAD) {
+        /* the protocol's back-off: try again later, same ID */
+        c->got_reply = false;
+        push(s, s->now + (uint64_t)(r->overloadwaittime > 0 ? r->overloadwaittime : 50) * 1000,
+             EV_CLIENT, c->idx, ++c->timer_gen, NULL);
+        c->tries = 0;
+        return;
+    }
+    if (c->cmd == WIRE_GET) {
+        check_read(s, c, r->errcode, r->value.data, r->value.len);
+    } else {
+        write_rec *w = &c->k->w[c->seq];
+        bool ok = r->errcode == WIRE_OK || (c->cmd == WIRE_REMOVE && r->errcode == WIRE_ENOKEY);
+        w->state = ok ? W_ACKED : W_FAILED;
+        if (r->errcode == WIRE_EINTERNAL) w->state = W_UNKNOWN; /* may have been applied */
+        w->end = s->now;
+        if (ok && c->seq > c->k->last_acked) c->k->last_acked = c->seq;
+    }
+    if (r->errcode == WIRE_OK || r->errcode == WIRE_ENOKEY) s->ops_ok++;
+    else s->ops_err++;
+    if (c->final_read) {
+        c->state = C_DONE;
+        return;
+    }
+    client_next(s, c);
+}
+
+static void client_timer(sim *s, client *c) {
+    if (c->state == C_IDLE) {
+        client_idle(s, c);
+        return;
+    }
+    if (c->state != C_WAIT) return;
+    if (c->got_reply) return;
+    if (c->tries < 4) {
+        client_send(s, c);
+        return;
+    }
+    trace(s, "c%u gives up %s %s seq %" PRIu64, c->idx, wire_cmd_name(c->cmd), c->k->key, c->seq);
+    s->ops_timeout++;
+    if (c->cmd != WIRE_GET) c->k->w[c->seq].state = W_UNKNOWN;
+    if (c->final_read) {
+        c->tries = 0;
+        c->timeout_us = 400000;
+        c->target = (uint32_t)rng_below(&s->work, s->o.nodes);
+        client_send(s, c);
+        return;
+    }
+    client_next(s, c);
+}
+
+/* ---- faults ------------------------------------------------------------ */
+
+enum fault {
+    F_CRASH, F_PARTITION, F_SKEW, F_STALL, F_LOSS, F_DUP, F_JITTER, F_NFAULTS,
+    F_HEAL_PARTITION = 100, F_RESTART, F_HEAL_LOSS, F_HEAL_DUP, F_HEAL_JITTER, F_UNSTALL
+};
+
+static void fault_begin(sim *s) {
+    s->active_faults++;
+    s->fault_free_since = 0;
+}
+
+static void fault_end(sim *s) {
+    s->last_fault_end = s->now;
+    if (--s->active_faults == 0) s->fault_free_since = s->now;
+}
+
+static void touch_all(sim *s, uint64_t until) {
+    for (uint32_t i = 0; i < s->o.nodes; i++)
+        if (s->nodes[i].disturbed_until < until) s->nodes[i].disturbed_until = until;
+}
+
+static unsigned nodes_down(const sim *s) {
+    unsigned d = 0;
+    for (uint32_t i = 0; i < s->o.nodes; i++) d += !s->nodes[i].up;
+    return d;
+}
+
+static void fault_fire(sim *s, uint32_t what) {
+    rng *r = &s->fault;
+    uint32_t n = s->o.nodes;
+    switch (what) {
+    case F_CRASH: {
+        uint32_t i = (uint32_t)rng_below(r, n);
+        simnode *sn = &s->nodes[i];
+        /* without a data dir a crash loses data: one at a time, and only
+         * once the last one has been repaired */
+        bool ok = sn->up && nodes_down(s) < (s->o.durable ? (n - 1) / 2 : 1) &&
+                  (s->o.durable || s->now > s->mem_crash_at + 30000000);
+        if (!ok) break;
+        if (!s->o.durable) s->mem_crash_at = s->now;
+        fault_begin(s);
+        sn->disturbed_until = UINT64_MAX;
+        node_down(s, sn, "crash");
+        push(s, s->now + rng_range(r, 500, 8000) * 1000, EV_FAULT, F_RESTART, i, NULL);
+        break;
+    }
+    case F_RESTART: break; /* handled with its node in fault_event */
+    case F_PARTITION: {
+        if (s->partitioned) break;
+        fault_begin(s);
+        uint32_t k = 1 + (uint32_t)rng_below(r, n / 2);
+        for (uint32_t i = 0; i < n; i++) s->nodes[i].side = 0;
+        for (uint32_t j = 0; j < k; j++) s->nodes[rng_below(r, n)].side = 1;
+        s->partitioned = true;
+        s->oneway = rng_chance(r, 0.3);
+        touch_all(s, UINT64_MAX);
+        trace(s, "fault: partition %u nodes off%s", k, s->oneway ? " (one way)" : "");
+        push(s, s->now + rng_range(r, 500, 10000) * 1000, EV_FAULT, F_HEAL_PARTITION, 0, NULL);
+        break;
+    }
+    case F_HEAL_PARTITION:
+        s->partitioned = false;
+        touch_all(s, s->now);
+        for (uint32_t i = 0; i < n; i++)
+            if (s->nodes[i].disturbed_until == UINT64_MAX && s->nodes[i].up)
+                s->nodes[i].disturbed_until = s->now;
+        trace(s, "fault: partition healed");
+        fault_end(s);
+        break;
+    case F_SKEW: {
+        uint32_t i = (uint32_t)rng_below(r, n);
+        int64_t to = (int64_t)rng_below(r, 2 * MAX_SKEW_MS + 1) - MAX_SKEW_MS;
+        trace(s, "fault: n%u clock %+" PRId64 " ms -> %+" PRId64 " ms", i, s->nodes[i].skew_ms, to);
+        s->nodes[i].skew_ms = to;
+        break;
+    }
+    case F_STALL: {
+        uint32_t i = (uint32_t)rng_below(r, n);
+        simnode *sn = &s->nodes[i];
+        if (!sn->up || sn->stalled_until > s->now) break;
+        fault_begin(s);
+        uint64_t d = rng_range(r, 50, 3000) * 1000;
+        sn->stalled_until = s->now + d;
+        sn->disturbed_until = UINT64_MAX;
+        trace(s, "fault: n%u stalls %" PRIu64 " ms", i, d / 1000);
+        push(s, s->now + d, EV_FAULT, F_UNSTALL, i, NULL);
+        break;
+    }
+    case F_LOSS:
+    case F_DUP:
+    case F_JITTER: {
+        fault_begin(s);
+        touch_all(s, UINT64_MAX);
+        if (what == F_LOSS) s->loss = (double)rng_range(r, 1, 30) / 100;
+        if (what == F_DUP) s->dup = (double)rng_range(r, 1, 20) / 100;
+        if (what == F_JITTER) s->jitter_us = rng_range(r, 1000, 50000);
+        trace(s, "fault: loss %.2f dup %.2f jitter %" PRIu64 " us", s->loss, s->dup, s->jitter_us);
+        push(s, s->now + rng_range(r, 500, 5000) * 1000, EV_FAULT,
+             what == F_LOSS ? F_HEAL_LOSS : what == F_DUP ? F_HEAL_DUP : F_HEAL_JITTER, 0, NULL);
+        break;
+    }
+    case F_HEAL_LOSS:
+    case F_HEAL_DUP:
+    case F_HEAL_JITTER:
+        if (what == F_HEAL_LOSS) s->loss = s->o.loss;
+        if (what == F_HEAL_DUP) s->dup = s->o.dup;
+        if (what == F_HEAL_JITTER) s->jitter_us = 0;
+        trace(s, "fault: loss %.2f dup %.2f jitter %" PRIu64 " us", s->loss, s->dup, s->jitter_us);
+        touch_all(s, s->now);
+        for (uint32_t i = 0; i < n; i++)
+            if (s->nodes[i].disturbed_until == UINT64_MAX && s->nodes[i].up &&
+                s->nodes[i].stalled_until <= s->now)
+                s->nodes[i].disturbed_until = s->now;
+        fault_end(s);
+        break;
+    }
+}
+
+static void fault_event(sim *s, uint32_t what, uint64_t arg) {
+    if (what == F_RESTART || what == F_UNSTALL) {
+        simnode *sn = &s->nodes[arg];
+        if (what == F_RESTART) {
+            sn->restarts++;
+            trace(s, "fault: n%u restarts", sn->idx);
+            node_up(s, sn);
+        } else {
+            trace(s, "fault: n%u wakes", sn->idx);
+            schedule_tick(s, sn, s->now / 1000);
+        }
+        sn->disturbed_until = s->now;
+        fault_end(s);
+        return;
+    }
+    if (what == F_NFAULTS) { /* the next random fault */
+        if (s->now >= s->faults_end) return;
+        fault_fire(s, (uint32_t)rng_below(&s->fault, F_NFAULTS));
+        push(s, s->now + rng_range(&s->fault, 200, 4000) * 1000, EV_FAULT, F_NFAULTS, 0, NULL);
+        return;
+    }
+    fault_fire(s, what);
+}
+
+/* ---- the run ------------------------------------------------------------ */
+
+static void deliver(sim *s, packet *p) {
+    long i = node_at(s, &p->to);
+    if (i >= 0) {
+        simnode *sn = &s->nodes[i];
+        if (!sn->up) return;
+        if (sn->stalled_until > s->now) { /* held in the socket buffer */
+            push(s, sn->stalled_until, EV_DELIVER, 0, 0, p);
+            return;
+        }
+        char a[32];
+        trace(s, "n%ld <%s %zu %016" PRIx64, i, who_str(s, &p->from, a), p->len,
+              XXH3_64bits(p->data, p->len));
+        node_receive(sn->n, &p->from, p->data, p->len);
+        after_call(s, sn);
+    } else if ((i = client_at(s, &p->to)) >= 0) {
+        client_reply(s, &s->clients[i], p);
+    }
+    free(p);
+}
+
+static void run_event(sim *s, event *e) {
+    s->events++;
+    switch (e->kind) {
+    case EV_DELIVER: deliver(s, e->p); break;
+    case EV_TICK: {
+        simnode *sn = &s->nodes[e->who];
+        if (!sn->up || e->gen != sn->tick_gen) break;
+        if (sn->stalled_until > s->now) break; /* the wake-up ticks it */
+        sn->tick_at = 0;
+        after_call(s, sn);
+        break;
+    }
+    case EV_CLIENT: {
+        client *c = &s->clients[e->who];
+        if (e->gen == c->timer_gen) client_timer(s, c);
+        break;
+    }
+    case EV_FAULT: fault_event(s, e->who, e->gen); break;
+    }
+}
+
+static void run_until(sim *s, uint64_t t) {
+    while (s->nheap && s->heap[0].t <= t) {
+        event e = pop(s);
+        s->now = e.t;
+        run_event(s, &e);
+    }
+    s->now = t;
+}
+
+/* Every key's replicas (by a ring of all nodes that are up) hold the newest
+ * stamp any node holds. Returns the number of keys that differ. */
+static size_t divergent_keys(sim *s, bool report) {
+    ring *g = ring_new(s->cfg.vnodes);
+    ring_node *rn = calloc(s->o.nodes, sizeof *rn);
+    uint32_t *map = calloc(s->o.nodes, sizeof *map);
+    size_t k = 0, bad = 0;
+    for (uint32_t i = 0; i < s->o.nodes; i++)
+        if (s->nodes[i].up) {
+            struct sockaddr_in a = addr_of(NODE_NET, i, NODE_PORT);
+            rn[k] = (ring_node){a.sin_addr.s_addr, NODE_PORT};
+            map[k++] = i;
+        }
+    if (!g || ring_build(g, rn, k) != 0) abort();
+    for (size_t j = 0; j < s->nkeys; j++) {
+        keyst *ks = &s->keys[j];
+        size_t kl = strlen(ks->key);
+        uint64_t newest = 0;
+        for (uint32_t i = 0; i < s->o.nodes; i++) {
+            store_rec r;
+            if (s->nodes[i].up && store_get(s->nodes[i].st, (uint8_t *)ks->key, kl, &r) == 0 &&
+                r.stamp > newest)
+                newest = r.stamp;
+        }
+        if (!newest) continue;
+        uint32_t pref[REPL_MAX_N];
+        size_t np = ring_lookup(g, ring_hash(ks->key, kl), s->cfg.replicas, pref);
+        for (size_t q = 0; q < np; q++) {
+            store_rec r;
+            simnode *sn = &s->nodes[map[pref[q]]];
+            if (store_get(sn->st, (uint8_t *)ks->key, kl, &r) != 0 || r.stamp != newest) {
+                if (report)
+                    fail(s, "not converged: replica n%u of %s lacks its newest record", sn->idx,
+                         ks->key);
+                bad++;
+                break;
+            }
+        }
+    }
+    ring_free(g);
+    free(rn);
+    free(map);
+    return bad;
+}
+
+static void final_reads(sim *s) {
+    s->final_phase = true;
+    for (uint32_t i = 0; i < s->o.clients; i++) s->clients[i].timer_gen++;
+    /* one client at a time reads each key back */
+    for (size_t j = 0; j < s->nkeys; j++) {
+        client *c = &s->clients[j / s->o.keys_per_client];
+        c->k = &s->keys[j];
+        c->final_read = true;
+        client_start(s, c, WIRE_GET);
+        uint64_t until = s->now + 30000000;
+        while (c->state == C_WAIT && s->nheap && s->heap[0].t <= until) {
+            event e = pop(s);
+            s->now = e.t;
+            run_event(s, &e);
+        }
+        if (c->state == C_WAIT) fail(s, "final read of %s got no answer in 30 s", s->keys[j].key);
+        c->state = C_DONE;
+        c->timer_gen++;
+    }
+}
+
+static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool report) {
+    sim *s = calloc(1, sizeof *s);
+    S = s;
+    s->o = *o;
+    s->seed = seed;
+    s->digest = XXH64_createState();
+    XXH64_reset(s->digest, 0);
+    s->ring_lines = calloc(TRACE_KEEP, sizeof *s->ring_lines);
+    s->arena = wire_arena_new();
+    rng master;
+    rng_seed(&master, seed);
+    rng_seed(&s->net, rng_next(&master));
+    rng_seed(&s->work, rng_next(&master));
+    rng_seed(&s->fault, rng_next(&master));
+    node_defaults(&s->cfg);
+    s->cfg.port = NODE_PORT;
+    s->cfg.quiet = !o->verbose;
+    s->cfg.vnodes = o->vnodes;
+    s->cfg.replicas = o->replicas;
+    s->cfg.write_quorum = o->wq;
+    s->cfg.read_quorum = o->rq;
+    s->loss = o->loss;
+    s->dup = o->dup;
+    s->fault_free_since = 1;
+    trace(s, "seed %" PRIu64 ": %u nodes, %u clients, %u s%s%s", seed, o->nodes, o->clients,
+          o->duration_s, o->faults ? ", faults" : "", o->durable ? ", durable stores" : "");
+
+    s->nodes = calloc(o->nodes, sizeof *s->nodes);
+    s->clients = calloc(o->clients ? o->clients : 1, sizeof *s->clients);
+    s->nkeys = (size_t)o->clients * o->keys_per_client;
+    s->keys = calloc(s->nkeys ? s->nkeys : 1, sizeof *s->keys);
+    for (uint32_t i = 0; i < o->nodes; i++) {
+        simnode *sn = &s->nodes[i];
+        sn->idx = i;
+        rng_seed(&sn->r, rng_next(&master));
+        if (o->faults) sn->skew_ms = (int64_t)rng_below(&master, 2001) - 1000;
+    }
+    /* nodes start within the first 100 ms */
+    for (uint32_t i = 0; i < o->nodes; i++) {
+        s->now = rng_below(&master, 100000);
+        node_up(s, &s->nodes[i]);
+    }
+    s->now = 0;
+    for (size_t j = 0; j < s->nkeys; j++)
+        snprintf(s->keys[j].key, sizeof s->keys[j].key, "k%zu", j);
+    uint64_t warmup = 3000000;
+    s->faults_end = warmup + (uint64_t)o->duration_s * 1000000;
+    for (uint32_t i = 0; i < o->clients; i++) {
+        client *c = &s->clients[i];
+        c->idx = i;
+        c->addr = addr_of(CLIENT_NET, i, CLIENT_PORT);
+        c->state = C_IDLE;
+        push(s, warmup + rng_below(&s->work, 100000), EV_CLIENT, i, ++c->timer_gen, NULL);
+    }
+    if (o->faults) push(s, warmup + 1000000, EV_FAULT, F_NFAULTS, 0, NULL);
+
+    if (o->members_only && o->kill_at_s) {
+        s->kill_at = (uint64_t)o->kill_at_s * 1000000;
+        s->killed = rng_below(&master, o->nodes);
+    }
+    if (s->kill_at) {
+        run_until(s, s->kill_at);
+        node_down(s, &s->nodes[s->killed], "killed");
+        s->nodes[s->killed].disturbed_until = UINT64_MAX;
+        s->rejoin_at = s->kill_at + 10000000;
+        run_until(s, s->rejoin_at);
+        node_up(s, &s->nodes[s->killed]);
+        s->nodes[s->killed].disturbed_until = s->now;
+    }
+    run_until(s, s->faults_end);
+    /* heal everything */
+    s->faults_end = s->now;
+    while (s->active_faults) {
+        if (!s->nheap) break;
+        event e = pop(s);
+        s->now = e.t;
+        run_event(s, &e);
+    }
+    trace(s, "all faults healed");
+    uint64_t healed = s->now;
+    if (!o->members_only) {
+        run_until(s, healed + 2000000);
+        final_reads(s);
+        /* converged within quiet_s of the heal? */
+        uint64_t bound = healed + (uint64_t)o->quiet_s * 1000000;
+        while (s->now < bound && divergent_keys(s, false)) run_until(s, s->now + 1000000);
+        if (divergent_keys(s, false)) divergent_keys(s, true);
+        else trace(s, "converged %.1f s after the heal", (double)(s->now - healed) / 1e6);
+    }
+    uint64_t d = XXH64_digest(s->digest);
+    if (digest_out) *digest_out = d;
+    int rc = s->failures ? 1 : 0;
+    if (report) {
+        uint64_t bytes = 0, msgs = 0;
+        for (uint32_t i = 0; i < o->nodes; i++) {
+            bytes += s->nodes[i].bytes_sent;
+            msgs += s->nodes[i].msgs_sent;
+        }
+        double secs = (double)s->now / 1e6;
+        printf("seed %" PRIu64 ": %s, %.1f s simulated, %" PRIu64 " events, trace %016" PRIx64
+               ", ops ok %" PRIu64 " err %" PRIu64 " timeout %" PRIu64 ", reads checked %" PRIu64
+               ", node bytes/s %.0f per node (%.1f msgs/s)\n",
+               seed, rc ? "FAILED" : "ok", secs, s->events, d, s->ops_ok, s->ops_err,
+               s->ops_timeout, s->reads_checked, (double)bytes / secs / o->nodes,
+               (double)msgs / secs / o->nodes);
+        if (o->members_only && s->kill_at)
+            printf("  killed n%" PRIu64 ": dead at all %u others after %.2f s%s; restarted, alive "
+                   "at all after %.2f s%s\n",
+                   s->killed, o->nodes - 1, (double)s->detected_all / 1e6,
+                   s->detected_all ? "" : " (NEVER)", (double)s->join_all / 1e6,
+                   s->join_all ? "" : " (NEVER)");
+        if (rc) {
+            printf("last trace lines:\n");
+            size_t show = 60;
+            for (size_t i = 0; i < show; i++) {
+                const char *l = s->ring_lines[(s->ring_pos + TRACE_KEEP - show + i) % TRACE_KEEP];
+                if (l) printf("  %s\n", l);
+            }
+            printf("replay: dht-sim --seed %" PRIu64 " [same options] --trace\n", seed);
+        }
+    }
+    /* tear down */
+    while (s->nheap) free(pop(s).p);
+    free(s->heap);
+    for (uint32_t i = 0; i < o->nodes; i++) {
+        node_free(s->nodes[i].n);
+        store_close(s->nodes[i].st);
+    }
+    for (size_t j = 0; j < s->nkeys; j++) free(s->keys[j].w);
+    for (size_t i = 0; i < TRACE_KEEP; i++) free(s->ring_lines[i]);
+    free(s->ring_lines);
+    free(s->nodes);
+    free(s->clients);
+    free(s->keys);
+    wire_arena_free(s->arena);
+    XXH64_freeState(s->digest);
+    free(s);
+    S = NULL;
+    return rc;
+}
+
+/* ---- command line ------------------------------------------------------ */
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: dht-sim [options]\n"
+        "\n"
+        "Runs dht nodes (the same code as dht-server) in one process over a simulated\n"
+        "network and clock, with simulated clients and a checker. Exit status 0 when\n"
+        "every run passed, 1 when a check failed (the seed and the end of its trace\n"
+        "are printed), 64 on a usage error.\n"
+        "\n"
+        "options:\n"
+        "  --seed S          run seed S (default 1)\n"
+        "  --seeds A..B      run seeds A to B\n"
+        "  --random K        also run K seeds drawn from the clock (printed)\n"
+        "  --nodes N         nodes (10)\n"
+        "  --clients C       clients, each writing its own keys (8)\n"
+        "  --keys K          keys per client (4)\n"
+        "  --duration S      seconds of workload and faults (30)\n"
+        "  --converge S      bound on convergence after the last fault heals (60)\n"
+        "  --no-faults       no faults: a clean network\n"
+        "  --durable         stores survive crashes (nodes run with a data dir)\n"
+        "  --members-only    no clients; kill a node at --kill-at and restart it\n"
+        "                    10 s later; report detection and rejoin times\n"
+        "  --kill-at S       (8)\n"
+        "  --loss P          base datagram loss, 0..1 (0)\n"
+        "  --dup P           base duplication, 0..1 (0)\n"
+        "  --mtu BYTES       drop datagrams larger than this (65507)\n"
+        "  --vnodes N        ring points per node (64)\n"
+        "  --replicas N, --write-quorum W, --read-quorum R   (3, 2, 2)\n"
+        "  --check-replay    run each seed twice and compare the traces' digests\n"
+        "  --trace           print every event\n"
+        "  --verbose         the nodes' log lines go into the trace\n"
+        "  -h, --help        this text\n");
+}
+
+static int parse_u(const char *s, unsigned long long max, unsigned long long *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || v > max || *s == '-') return -1;
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    options o = {.nodes = 10, .clients = 8, .keys_per_client = 4, .duration_s = 30,
+                 .quiet_s = 60, .faults = true, .kill_at_s = 8, .mtu = WIRE_MAX_DATAGRAM,
+                 .vnodes = 64, .replicas = 3, .wq = 2, .rq = 2};
+    unsigned long long a = 1, b = 1, nrandom = 0, v;
+    bool check_replay = false;
+    enum { O_SEED = 256, O_SEEDS, O_RANDOM, O_NODES, O_CLIENTS, O_KEYS, O_DURATION, O_CONVERGE,
+           O_NOFAULTS, O_DURABLE, O_MEMBERS, O_KILLAT, O_LOSS, O_DUP, O_MTU, O_VNODES, O_N, O_W,
+           O_R, O_REPLAY, O_TRACE, O_VERBOSE };
+    static const struct option opts[] = {
+        {"seed", 1, 0, O_SEED}, {"seeds", 1, 0, O_SEEDS}, {"random", 1, 0, O_RANDOM},
+        {"nodes", 1, 0, O_NODES}, {"clients", 1, 0, O_CLIENTS}, {"keys", 1, 0, O_KEYS},
+        {"duration", 1, 0, O_DURATION}, {"converge", 1, 0, O_CONVERGE},
+        {"no-faults", 0, 0, O_NOFAULTS}, {"durable", 0, 0, O_DURABLE},
+        {"members-only", 0, 0, O_MEMBERS}, {"kill-at", 1, 0, O_KILLAT}, {"loss", 1, 0, O_LOSS},
+        {"dup", 1, 0, O_DUP}, {"mtu", 1, 0, O_MTU}, {"vnodes", 1, 0, O_VNODES},
+        {"replicas", 1, 0, O_N}, {"write-quorum", 1, 0, O_W}, {"read-quorum", 1, 0, O_R},
+        {"check-replay", 0, 0, O_REPLAY}, {"trace", 0, 0, O_TRACE}, {"verbose", 0, 0, O_VERBOSE},
+        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int bad = 0;
+        char *end;
+        switch (c) {
+        case 'h': usage(stdout); return 0;
+        case O_SEED: bad = parse_u(optarg, UINT64_MAX, &a); b = a; break;
+        case O_SEEDS: {
+            char *dots = strstr(optarg, "..");
+            if (!dots) { bad = 1; break; }
+            *dots = 0;
+            bad = parse_u(optarg, UINT64_MAX, &a) || parse_u(dots + 2, UINT64_MAX, &b) || b < a;
+            break;
+        }
+        case O_RANDOM: bad = parse_u(optarg, 100000, &nrandom); break;
+        case O_NODES: bad = parse_u(optarg, 100000, &v) || v < 1; o.nodes = (unsigned)v; break;
+        case O_CLIENTS: bad = parse_u(optarg, 10000, &v); o.clients = (unsigned)v; break;
+        case O_KEYS: bad = parse_u(optarg, 10000, &v) || v < 1; o.keys_per_client = (unsigned)v; break;
+        case O_DURATION: bad = parse_u(optarg, 100000, &v); o.duration_s = (unsigned)v; break;
+        case O_CONVERGE: bad = parse_u(optarg, 100000, &v); o.quiet_s = (unsigned)v; break;
+        case O_NOFAULTS: o.faults = false; break;
+        case O_DURABLE: o.durable = true; break;
+        case O_MEMBERS: o.members_only = true; break;
+        case O_KILLAT: bad = parse_u(optarg, 100000, &v); o.kill_at_s = (unsigned)v; break;
+        case O_LOSS: o.loss = strtod(optarg, &end); bad = *end || o.loss < 0 || o.loss > 1; break;
+        case O_DUP: o.dup = strtod(optarg, &end); bad = *end || o.dup < 0 || o.dup > 1; break;
+        case O_MTU: bad = parse_u(optarg, WIRE_MAX_DATAGRAM, &v) || v < 64; o.mtu = (unsigned)v; break;
+        case O_VNODES: bad = parse_u(optarg, 4096, &v) || v < 1; o.vnodes = (unsigned)v; break;
+        case O_N: bad = parse_u(optarg, REPL_MAX_N, &v) || v < 1; o.replicas = (unsigned)v; break;
+        case O_W: bad = parse_u(optarg, REPL_MAX_N, &v) || v < 1; o.wq = (unsigned)v; break;
+        case O_R: bad = parse_u(optarg, REPL_MAX_N, &v) || v < 1; o.rq = (unsigned)v; break;
+        case O_REPLAY: check_replay = true; break;
+        case O_TRACE: o.trace = true; break;
+        case O_VERBOSE: o.verbose = true; break;
+        default: usage(stderr); return 64;
+        }
+        if (bad) {
+            fprintf(stderr, "dht-sim: bad value for --%s\n", opts[c - O_SEED].name);
+            return 64;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 64;
+    }
+    if (o.members_only) o.clients = 0;
+    if (o.wq > o.replicas || o.rq > o.replicas) {
+        fprintf(stderr, "dht-sim: quorums must not exceed --replicas\n");
+        return 64;
+    }
+    unsigned failed = 0, runs = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t rseed = (uint64_t)t0.tv_nsec ^ ((uint64_t)t0.tv_sec << 20);
+    for (unsigned long long i = 0; i < (b - a + 1) + nrandom; i++) {
+        uint64_t seed = i <= b - a ? a + i : splitmix(&rseed) % 1000000000;
+        if (i > b - a) printf("random seed %" PRIu64 "\n", seed);
+        uint64_t d1 = 0, d2 = 0;
+        int rc = run(&o, seed, &d1, true);
+        if (check_replay) {
+            run(&o, seed, &d2, false);
+            if (d1 != d2) {
+                printf("seed %" PRIu64 ": REPLAY DIFFERS (trace %016" PRIx64 " then %016" PRIx64
+                       ")\n", seed, d1, d2);
+                rc = 1;
+            }
+        }
+        failed += rc != 0;
+        runs++;
+        fflush(stdout);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double wall = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    printf("%u run%s, %u failed, %.1f s\n", runs, runs == 1 ? "" : "s", failed, wall);
+    return failed ? 1 : 0;
+}
