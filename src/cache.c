@@ -1,6 +1,7 @@
 /* cache: chained hash table of replies plus a FIFO list in completion order. */
 #include "cache.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -110,7 +111,7 @@ int cache_lookup(cache *c, const uint8_t *id, size_t idlen,
                  const uint8_t **reply, size_t *len) {
     entry *e = *find_slot(c, id, idlen, id_hash(id, idlen));
     if (!e) return CACHE_MISS;
-    if (e->state == CACHE_DONE) {
+    if (e->state == CACHE_DONE || e->state == CACHE_FORWARDED) {
         *reply = e->reply;
         *len = e->len;
     }
@@ -132,10 +133,15 @@ static entry *insert(cache *c, const uint8_t *id, size_t idlen, uint64_t h) {
     return e;
 }
 
+/* Whether a new entry of `extra` reply bytes fits under the cap. */
+static bool room(const cache *c, size_t extra) {
+    return c->bytes + sizeof(entry) + extra <= c->max_bytes;
+}
+
 int cache_begin(cache *c, const uint8_t *id, size_t idlen, uint64_t now_ms) {
     uint64_t h = id_hash(id, idlen);
     entry *e = *find_slot(c, id, idlen, h);
-    if (!e && !(e = insert(c, id, idlen, h))) return -1;
+    if (!e && (!room(c, 0) || !(e = insert(c, id, idlen, h)))) return -1;
     else if (e->prev || e->next || c->head == e) fifo_unlink(c, e);
     e->state = CACHE_PENDING;
     e->stamp_ms = now_ms;
@@ -143,13 +149,15 @@ int cache_begin(cache *c, const uint8_t *id, size_t idlen, uint64_t now_ms) {
     return 0;
 }
 
-int cache_done(cache *c, const uint8_t *id, size_t idlen, const uint8_t *reply,
-               size_t len, uint64_t now_ms) {
+/* Keeps bytes for id in `state` (a reply, or where the request went). */
+static int keep(cache *c, const uint8_t *id, size_t idlen, const uint8_t *bytes, size_t len,
+                uint64_t now_ms, int state) {
     uint64_t h = id_hash(id, idlen);
     entry *e = *find_slot(c, id, idlen, h);
+    if (!e && !room(c, len)) return -1; /* nothing was promised for this id */
     uint8_t *copy = malloc(len ? len : 1);
     if (!copy) return -1;
-    memcpy(copy, reply, len);
+    memcpy(copy, bytes, len);
     if (!e && !(e = insert(c, id, idlen, h))) {
         free(copy);
         return -1;
@@ -160,11 +168,20 @@ int cache_done(cache *c, const uint8_t *id, size_t idlen, const uint8_t *reply,
     e->reply = copy;
     e->len = len;
     c->bytes += entry_cost(e);
-    e->state = CACHE_DONE;
+    e->state = state;
     e->stamp_ms = now_ms;
     fifo_push(c, e);
-    while (c->bytes > c->max_bytes && c->head && c->head != e) drop(c, c->head);
     return 0;
+}
+
+int cache_done(cache *c, const uint8_t *id, size_t idlen, const uint8_t *reply,
+               size_t len, uint64_t now_ms) {
+    return keep(c, id, idlen, reply, len, now_ms, CACHE_DONE);
+}
+
+int cache_forwarded(cache *c, const uint8_t *id, size_t idlen, const void *to, size_t tolen,
+                    uint64_t now_ms) {
+    return keep(c, id, idlen, to, tolen, now_ms, CACHE_FORWARDED);
 }
 
 void cache_abort(cache *c, const uint8_t *id, size_t idlen) {

@@ -11,6 +11,8 @@ struct members {
     node *n;
     member *v;
     size_t len, cap;
+    uint32_t *index;      /* open addressing on (ip, port): member index + 1, 0 empty */
+    size_t index_mask;
     ring *ring;
     uint32_t *ring_map;   /* ring index -> member index */
     size_t live;
@@ -31,7 +33,30 @@ static uint64_t rnd_next(members *m) {
     return m->rnd = x;
 }
 
+static size_t addr_slot(const members *m, uint32_t ip, uint16_t port) {
+    uint64_t k = ((uint64_t)ip << 16 | port) * 0x9E3779B97F4A7C15ull;
+    return (size_t)(k >> 32) & m->index_mask;
+}
+
+/* Rebuilds the index for at least `want` members. 0, or -1 on no memory. */
+static int index_grow(members *m, size_t want) {
+    size_t size = 64;
+    while (size < 2 * want) size *= 2;
+    uint32_t *ix = calloc(size, sizeof *ix);
+    if (!ix) return -1;
+    free(m->index);
+    m->index = ix;
+    m->index_mask = size - 1;
+    for (size_t i = 0; i < m->len; i++) {
+        size_t j = addr_slot(m, m->v[i].ip, m->v[i].port);
+        while (ix[j]) j = (j + 1) & m->index_mask;
+        ix[j] = (uint32_t)i + 1;
+    }
+    return 0;
+}
+
 static int add(members *m, uint32_t ip, uint16_t port) {
+    if (2 * (m->len + 1) > m->index_mask + 1 && index_grow(m, m->len + 1) != 0) return -1;
     if (m->len == m->cap) {
         size_t ncap = m->cap ? m->cap * 2 : 64;
         member *nv = realloc(m->v, ncap * sizeof *nv);
@@ -50,6 +75,9 @@ static int add(members *m, uint32_t ip, uint16_t port) {
     e->addr.sin_port = htons(port);
     e->state = MEMBER_ALIVE;
     e->seen_ms = e->changed_ms = node_now(m->n);
+    size_t j = addr_slot(m, ip, port);
+    while (m->index[j]) j = (j + 1) & m->index_mask;
+    m->index[j] = (uint32_t)m->len + 1;
     return (int)m->len++;
 }
 
@@ -118,22 +146,33 @@ members *members_new(node *n, members_changed_fn changed, void *ctx) {
 void members_free(members *m) {
     if (!m) return;
     ring_free(m->ring);
+    free(m->index);
     free(m->v);
     free(m->ring_map);
     free(m);
 }
 
 long members_find(const members *m, uint32_t ip, uint16_t port) {
-    for (size_t i = 0; i < m->len; i++)
-        if (m->v[i].ip == ip && m->v[i].port == port) return (long)i;
+    if (!m->index) return -1;
+    for (size_t j = addr_slot(m, ip, port); m->index[j]; j = (j + 1) & m->index_mask) {
+        const member *e = &m->v[m->index[j] - 1];
+        if (e->ip == ip && e->port == port) return (long)m->index[j] - 1;
+    }
     return -1;
 }
 
-int members_add_seed(members *m, uint32_t ip, uint16_t port) {
-    if (members_find(m, ip, port) >= 0) return 0;
-    if (add(m, ip, port) < 0) return -1;
+int members_add_seeds(members *m, const ring_node *seeds, size_t k) {
+    int rc = 0;
+    for (size_t i = 0; i < k && rc == 0; i++)
+        if (members_find(m, seeds[i].ip, seeds[i].port) < 0 && add(m, seeds[i].ip, seeds[i].port) < 0)
+            rc = -1;
     rebuild(m);
-    return 0;
+    return rc;
+}
+
+int members_add_seed(members *m, uint32_t ip, uint16_t port) {
+    ring_node one = {ip, port};
+    return members_add_seeds(m, &one, 1);
 }
 
 static int pair_cmp(uint64_t ia, uint64_t ha, uint64_t ib, uint64_t hb) {

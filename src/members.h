@@ -56,6 +56,10 @@ void members_free(members *m);
  * dead_ms). The node's own address is ignored. 0, or -1 on no memory. */
 int members_add_seed(members *m, uint32_t ip, uint16_t port);
 
+/* Adds k members at once (one ring build). 0, or -1 on no memory (those
+ * added so far stay). */
+int members_add_seeds(members *m, const ring_node *seeds, size_t k);
+
 /* Gossips when a round is due (every gossip_ms, the first at once) and
  * times out silent members. Returns the time of the next round. */
 uint64_t members_tick(members *m, uint64_t now);
@@ -68,7 +72,7 @@ size_t members_live(const members *m);    /* alive + suspect, self included */
 const member *members_at(const members *m, size_t i);
 uint64_t members_epoch(const members *m); /* grows when the live set changes */
 
-/* Index of the member at ip:port, or -1. */
+/* Index of the member at ip:port, or -1. Constant time (a hash index). */
 long members_find(const members *m, uint32_t ip, uint16_t port);
 
 /* The live members (alive or suspect), as the ring is built from them:

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 
 #include "members.h"
 #include "outbox.h"
@@ -44,18 +43,20 @@ uint64_t node_wall_ms(const node *n) { return n->env.wall(n->env.ctx); }
 
 uint64_t node_random(node *n) { return n->env.random(n->env.ctx); }
 
-/* Stamps: wall ms << 16 | logical count (6 bits) << 10 | node tag (10 bits). */
+/* Stamps (hybrid logical clock): wall ms << 16 | logical count (16 bits).
+ * The count grows within a millisecond; only past 65,536 stamps in one
+ * millisecond does a stamp run ahead of the wall clock. Two coordinators may
+ * issue the same stamp: store_rec_cmp orders such records by content, so
+ * replicas agree on the winner. */
 uint64_t node_stamp(node *n) {
-    uint64_t wall = node_wall_ms(n) << 16;
-    uint64_t next = (n->hlc | 0x3FF) + 1;
-    uint64_t s = ((wall > next ? wall : next) & ~(uint64_t)0x3FF) | n->node_tag;
-    n->hlc = s;
-    return s;
+    uint64_t wall = node_wall_ms(n) << 16, next = n->hlc + 1;
+    n->hlc = wall > next ? wall : next;
+    return n->hlc;
 }
 
 void node_stamp_seen(node *n, uint64_t stamp) {
     /* ignore stamps from a clock far in the future (over a minute) */
-    if (stamp > n->hlc && (stamp >> 16) < node_wall_ms(n) + 60000) n->hlc = stamp;
+    if (stamp > n->hlc && (stamp >> 16) <= node_wall_ms(n) + WIRE_MAX_AHEAD_MS) n->hlc = stamp;
 }
 
 char *node_addr_str(uint32_t ip, uint16_t port, char *buf) {
@@ -120,7 +121,8 @@ static void udp_done(node *n, const repl_origin *o, const repl_result *res) {
     reply(n, o->id, o->idlen, &o->addr, &r, true);
 }
 
-static void forward(node *n, uint32_t owner, const uint8_t *id, size_t idlen,
+/* Sends a client request on to the node at `to`, which answers the client. */
+static void forward(node *n, const struct sockaddr_in *to, const uint8_t *id, size_t idlen,
                     const struct sockaddr_in *client, const uint8_t *req, size_t rlen) {
     Peer p = PEER__INIT;
     p.type = PEER_FORWARD;
@@ -129,7 +131,7 @@ static void forward(node *n, uint32_t owner, const uint8_t *id, size_t idlen,
     p.request.data = (uint8_t *)req;
     p.request.len = rlen;
     n->stats.forwarded++;
-    node_send_peer(n, &members_at(n->members, owner)->addr, id, idlen, &p);
+    node_send_peer(n, to, id, idlen, &p);
 }
 
 /* Serves a client request (payload = KVRequest bytes) from `client`; a
@@ -147,6 +149,13 @@ static void client_request(node *n, const uint8_t *id, size_t idlen,
     case CACHE_PENDING:
         n->stats.cache_hits++;
         return; /* the answer is on its way */
+    case CACHE_FORWARDED: { /* to the node that has it, whatever the ring says now */
+        struct sockaddr_in to;
+        if (clen != sizeof to) return;
+        memcpy(&to, cached, sizeof to);
+        forward(n, &to, id, idlen, client, payload, plen);
+        return;
+    }
     default: break;
     }
 
@@ -204,7 +213,12 @@ static void client_request(node *n, const uint8_t *id, size_t idlen,
     }
     uint32_t owner;
     if (!forwarded && !repl_is_replica(n, req->key.data, req->key.len, &owner)) {
-        forward(n, owner, id, idlen, client, payload, plen);
+        const struct sockaddr_in *to = &members_at(n->members, owner)->addr;
+        if (cache_forwarded(n->cache, id, idlen, to, sizeof *to, node_now(n)) != 0) {
+            reply_err(n, id, idlen, client, WIRE_EOVERLOAD, false);
+            return;
+        }
+        forward(n, to, id, idlen, client, payload, plen);
         return;
     }
     repl_origin o;
@@ -316,7 +330,6 @@ node *node_new(const node_config *cfg, const node_env *env, const struct sockadd
     n->pid = pid;
     n->store = st;
     n->incarnation = n->started_ms = node_wall_ms(n);
-    n->node_tag = (uint16_t)(XXH3_64bits(&n->self, sizeof n->self) & 0x3FF);
     n->cache = cache_new(cfg->cache_ms, cfg->cache_bytes);
     n->arena = wire_arena_new();
     n->members = members_new(n, membership_changed, n);
@@ -340,9 +353,8 @@ void node_free(node *n) {
     free(n);
 }
 
-int node_add_seed(node *n, uint32_t ip, uint16_t port) {
-    if (ip == n->self.sin_addr.s_addr && port == ntohs(n->self.sin_port)) return 0;
-    return members_add_seed(n->members, ip, port);
+int node_add_seeds(node *n, const ring_node *seeds, size_t k) {
+    return members_add_seeds(n->members, seeds, k); /* it skips ourselves */
 }
 
 void node_flush(node *n) { outbox_flush(n->outbox); }

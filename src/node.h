@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "cache.h"
+#include "ring.h"
 #include "store.h"
 
 typedef struct members members;
@@ -99,7 +100,6 @@ typedef struct node {
     int32_t pid;                /* answered to GET_PID */
     uint64_t incarnation;       /* wall ms at start */
     uint64_t hlc;               /* last stamp issued or seen */
-    uint16_t node_tag;          /* low bits of stamps: who issued them */
     store *store;               /* the driver's */
     cache *cache;
     members *members;
@@ -113,7 +113,7 @@ typedef struct node {
 
 /* Creates a node serving at `self` on store st (not owned), from cfg (the
  * strings in it must outlive the node). The incarnation is env's wall clock
- * now. Add the seeds with node_add_seed, then call node_tick. NULL when out
+ * now. Add the seeds with node_add_seeds, then call node_tick. NULL when out
  * of memory. */
 node *node_new(const node_config *cfg, const node_env *env, const struct sockaddr_in *self,
                store *st, int32_t pid);
@@ -121,8 +121,9 @@ node *node_new(const node_config *cfg, const node_env *env, const struct sockadd
 /* Frees the node; the store stays open. Queued messages are dropped. */
 void node_free(node *n);
 
-/* Adds a member from the peers file. 0, or -1 when out of memory. */
-int node_add_seed(node *n, uint32_t ip, uint16_t port);
+/* Adds the members of the peers file (the node's own address is skipped).
+ * 0, or -1 when out of memory. */
+int node_add_seeds(node *n, const ring_node *seeds, size_t k);
 
 /* Handles one datagram from `from`. */
 void node_receive(node *n, const struct sockaddr_in *from, const uint8_t *buf, size_t len);

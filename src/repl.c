@@ -21,8 +21,10 @@
 #define NO_HINT UINT32_MAX
 #define CLEAN_BATCH 256               /* spare copies checked per sync period */
 #define CLEAN_QUIET_PERIODS 15        /* sync periods without membership change first */
+#define MAX_RESTAMPS 4                /* times a write may be stamped again */
+#define OP_MAX_WAITS 5                /* request timeouts a client op may wait for live replicas */
 
-enum { T_WAIT = 0, T_OK, T_NOKEY, T_FAIL };
+enum { T_WAIT = 0, T_OK, T_NOKEY, T_FAIL, T_STALE };
 
 typedef struct op {
     struct op *prev, *next;           /* active list, oldest first */
@@ -39,13 +41,15 @@ typedef struct op {
     uint32_t hint[MAX_TARGETS];       /* stand-ins: the replica they stand in for */
     uint8_t st[MAX_TARGETS];
     uint64_t tstamp[MAX_TARGETS];     /* read: stamp each one answered with */
-    unsigned need, oks, replies, existed, fails;
+    unsigned need, oks, replies, existed, fails, nospace;
     /* writes: the record sent; reads: the newest record seen */
     uint8_t *val;
     size_t vlen;
     int32_t version;
     uint64_t stamp;
     bool tomb, found;
+    uint64_t stale;                   /* write: newest stamp a target refused it for */
+    unsigned restamps;
     uint64_t clean_stamp;             /* a spare copy's check: its stamp */
 } op;
 
@@ -178,14 +182,26 @@ static bool record_ok(const Record *rec) {
            rec->stamp != 0;
 }
 
-/* Applies a record to the local store. *existed tells whether a live record
- * was there before. Returns a wire_err. */
+/* Whether a stamp's clock is not too far ahead of ours to be believed. */
+static bool stamp_believable(node *n, uint64_t stamp) {
+    return (stamp >> 16) <= node_wall_ms(n) + WIRE_MAX_AHEAD_MS;
+}
+
+/* Applies a client write to the local store. *existed tells whether a live
+ * record was there before. Returns a wire_err, or WIRE_ESTALE with *held set
+ * when the store holds a newer stamp for the key: a write is acknowledged
+ * only where it was applied (or was already, an equal stamp: a resend). */
 static uint32_t apply(node *n, const uint8_t *key, size_t klen, const store_rec *rec,
-                      bool *existed) {
+                      bool *existed, uint64_t *held) {
+    if (!stamp_believable(n, rec->stamp)) return WIRE_EINTERNAL;
     node_stamp_seen(n, rec->stamp);
     store_rec cur;
-    bool had = store_get(n->store, key, klen, &cur) == 0 && !cur.tomb;
+    bool found = store_get(n->store, key, klen, &cur) == 0, had = found && !cur.tomb;
     if (existed) *existed = had;
+    if (found && store_rec_cmp(&cur, rec) > 0) {
+        *held = cur.stamp;
+        return WIRE_ESTALE;
+    }
     /* a tombstone is kept even where the key was missing, so an older copy
      * pushed here later cannot bring the key back */
     int rc = store_put(n->store, key, klen, rec);
@@ -195,7 +211,7 @@ static uint32_t apply(node *n, const uint8_t *key, size_t klen, const store_rec 
 }
 
 static void apply_record(node *n, const Record *rec) {
-    if (!record_ok(rec)) return;
+    if (!record_ok(rec) || !stamp_believable(n, rec->stamp)) return;
     store_rec s = {rec->value.data, (uint32_t)rec->value.len, rec->version,
                    rec->stamp, rec->tombstone};
     node_stamp_seen(n, rec->stamp);
@@ -346,8 +362,15 @@ static void read_repair(node *n, op *o) {
 
 static void clean_finish(node *n, op *o);
 
+static void restamp(node *n, op *o);
+static void local_target(node *n, op *o, size_t i);
+
 /* Decides what can be decided after a reply; frees the op when done. */
 static void progress(node *n, op *o) {
+    if (o->stale && !o->answered && o->cmd != WIRE_GET) {
+        restamp(n, o);
+        return;
+    }
     if (!o->answered) {
         /* "not found" from R replicas may come from new replicas that have
          * not been sent the key yet: it waits for every replica (or the
@@ -361,7 +384,7 @@ static void progress(node *n, op *o) {
         } else if (o->oks >= o->need) {
             answer(n, o, WIRE_OK);
         } else if (o->fails && o->nt - o->fails < o->need) {
-            answer(n, o, WIRE_ENOSPACE);
+            answer(n, o, o->nospace ? WIRE_ENOSPACE : WIRE_EINTERNAL);
         }
     }
     if (o->replies == o->nt) {
@@ -371,6 +394,47 @@ static void progress(node *n, op *o) {
     }
 }
 
+/* A target holds a newer stamp than the write's (the coordinator's clock is
+ * behind another's): the write would lose to an older one. It is stamped
+ * again above what was seen and sent to every target anew, as a new
+ * generation of the operation, so acks of the old stamp no longer count. */
+static void restamp(node *n, op *o) {
+    uint64_t held = o->stale;
+    o->stale = 0;
+    node_stamp_seen(n, held);
+    uint64_t s = node_stamp(n);
+    if (++o->restamps > MAX_RESTAMPS || s <= held) {
+        answer(n, o, WIRE_EINTERNAL); /* a clock beyond belief; the op ends at its deadline */
+        return;
+    }
+    o->stamp = s;
+    o->gen++;
+    o->oks = o->replies = o->existed = o->fails = o->nospace = 0;
+    for (size_t i = 0; i < o->nt; i++) o->st[i] = T_WAIT;
+    for (size_t i = 0; i < o->nt; i++)
+        if (!self_index(o->t[i])) send_to(n, o, i);
+    for (size_t i = 0; i < o->nt; i++)
+        if (self_index(o->t[i])) local_target(n, o, i);
+    progress(n, o);
+}
+
+static void on_reply(op *o, size_t i, uint32_t err, const store_rec *rec);
+
+/* Records target i's answer to a write. A target that holds a newer stamp
+ * refused it: the write would lose to what is there. While the operation is
+ * young (within a request timeout: its client is still waiting for this very
+ * attempt), that means our clock is behind the one that stamped what is
+ * there, and progress() stamps the write again above it, so a write that
+ * began after another was acknowledged wins over it. An older operation may
+ * be a late one, overtaken by writes its client made since: it must not win
+ * over them, so the refusal stands as a failure. */
+static void write_reply(node *n, op *o, size_t i, uint32_t err, uint64_t held) {
+    if (err == WIRE_ESTALE && node_now(n) - o->origin.start_ms >= n->cfg.request_timeout_ms)
+        err = WIRE_EINTERNAL;
+    on_reply(o, i, err, NULL);
+    if (err == WIRE_ESTALE && held > o->stale) o->stale = held;
+}
+
 /* Records target i's reply. */
 static void on_reply(op *o, size_t i, uint32_t err, const store_rec *rec) {
     if (o->st[i] != T_WAIT) return;
@@ -378,7 +442,8 @@ static void on_reply(op *o, size_t i, uint32_t err, const store_rec *rec) {
     if (o->cmd == WIRE_GET) {
         o->st[i] = T_OK;
         o->tstamp[i] = rec ? rec->stamp : 0;
-        if (rec && (!o->found || rec->stamp > o->stamp)) {
+        store_rec have = {o->val, (uint32_t)o->vlen, o->version, o->stamp, o->tomb};
+        if (rec && (!o->found || store_rec_cmp(rec, &have) > 0)) {
             uint8_t *v = realloc(o->val, rec->vlen ? rec->vlen : 1);
             if (!v) {
                 o->st[i] = T_FAIL;
@@ -399,9 +464,12 @@ static void on_reply(op *o, size_t i, uint32_t err, const store_rec *rec) {
     } else if (err == WIRE_ENOKEY) {
         o->st[i] = T_NOKEY;
         o->oks++;
+    } else if (err == WIRE_ESTALE) {
+        o->st[i] = T_STALE; /* progress() stamps the write again */
     } else {
         o->st[i] = T_FAIL;
         o->fails++;
+        o->nospace += err == WIRE_ENOSPACE;
     }
 }
 
@@ -411,7 +479,8 @@ static void local_target(node *n, op *o, size_t i) {
         on_reply(o, i, 0, store_get(n->store, o->key, o->klen, &cur) == 0 ? &cur : NULL);
     } else {
         store_rec s = {o->val, (uint32_t)o->vlen, o->version, o->stamp, o->tomb};
-        on_reply(o, i, apply(n, o->key, o->klen, &s, NULL), NULL);
+        uint64_t held = 0;
+        write_reply(n, o, i, apply(n, o->key, o->klen, &s, NULL, &held), held);
     }
 }
 
@@ -450,7 +519,11 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
     if (!o) return -1;
     o->origin = *origin;
     unsigned q = cmd == WIRE_GET ? n->cfg.read_quorum : n->cfg.write_quorum;
-    o->need = q < o->nt ? q : (unsigned)o->nt;
+    /* A quorum is W (R) nodes, or the whole cluster when it has fewer members
+     * than that: a node that has lost touch with the others (they are dead in
+     * its view, so the preference list is short) cannot make a quorum alone. */
+    size_t cluster = members_total(n->members);
+    o->need = q < cluster ? q : (unsigned)cluster;
     if (cmd != WIRE_GET) {
         o->val = malloc(vlen ? vlen : 1);
         if (!o->val) {
@@ -506,15 +579,33 @@ static void add_standins(node *n, op *o) {
     }
 }
 
+/* Whether an unanswered client operation past its deadline should wait
+ * longer: the targets it still waits for are alive (not suspected), enough
+ * of them to make its quorum, and it has not waited OP_MAX_WAITS deadlines
+ * yet. A slow replica is not a failed one. */
+static bool may_wait(node *n, const op *o, uint64_t now) {
+    if (o->clean_stamp || now - o->origin.start_ms >= OP_MAX_WAITS * n->cfg.request_timeout_ms)
+        return false;
+    unsigned have = o->cmd == WIRE_PUT ? o->oks : o->replies - o->fails, could = have;
+    for (size_t i = 0; i < o->nt; i++)
+        if (o->st[i] == T_WAIT && members_at(n->members, o->t[i])->state == MEMBER_ALIVE) could++;
+    return could >= o->need;
+}
+
 /* Answers or ends operations past their deadline; resends to silent
  * targets (adding stand-ins once) past the resend time. */
 static void ops_round(node *n, uint64_t now) {
     repl *r = n->repl;
     for (op *o = r->head, *nx; o; o = nx) {
         nx = o->next;
-        if (now >= o->deadline) {
+        if (now >= o->deadline && !o->answered && may_wait(n, o, now)) {
+            o->deadline = now + n->cfg.request_timeout_ms;
+        } else if (now >= o->deadline) {
             if (!o->answered) {
-                if (o->cmd == WIRE_GET && o->replies)
+                /* "not found" needs R replies: one new, empty replica is no
+                 * answer. A value found is answered even from fewer (a
+                 * degraded read while replicas are down): it was written. */
+                if (o->cmd == WIRE_GET && (o->replies >= o->need || (o->found && !o->tomb)))
                     answer(n, o, o->found && !o->tomb ? WIRE_OK : WIRE_ENOKEY);
                 else if (o->cmd == WIRE_REMOVE && o->replies - o->fails >= o->need)
                     answer(n, o, o->existed ? WIRE_OK : WIRE_ENOKEY);
@@ -523,7 +614,9 @@ static void ops_round(node *n, uint64_t now) {
             }
             if (o->cmd == WIRE_GET) read_repair(n, o);
             op_free(r, o);
-        } else if (now >= o->resend_at) {
+            continue;
+        }
+        if (now >= o->resend_at) {
             o->resend_at = now + resend_interval(n);
             size_t nt = o->nt;
             if (!o->standins) add_standins(n, o);
@@ -568,7 +661,7 @@ static void on_write(node *n, const uint8_t *id, size_t idlen, const Peer *p,
                    rec->stamp, rec->tombstone};
     Peer ack = PEER__INIT;
     ack.type = PEER_WRITE_ACK;
-    ack.err = apply(n, rec->key.data, rec->key.len, &s, NULL);
+    ack.err = apply(n, rec->key.data, rec->key.len, &s, NULL, &ack.stamp);
     if (p->hint_port && p->hint_port <= 65535 && p->hint_ip &&
         (ack.err == WIRE_OK || ack.err == WIRE_ENOKEY))
         hint_add(n, rec->key.data, rec->key.len, p->hint_ip, (uint16_t)p->hint_port);
@@ -602,7 +695,7 @@ static void on_ack(node *n, const uint8_t *id, size_t idlen, const Peer *p,
     if (i < 0) return;
     if (p->type == PEER_WRITE_ACK) {
         if (o->cmd == WIRE_GET) return;
-        on_reply(o, (size_t)i, p->err, NULL);
+        write_reply(n, o, (size_t)i, p->err, p->stamp);
     } else {
         if (o->cmd != WIRE_GET) return;
         const Record *rec = p->n_records == 1 ? p->records[0] : NULL;
@@ -671,8 +764,11 @@ static void batch_add(pusher *ps, size_t peer, const uint8_t *key, size_t klen,
     if (b->len >= BATCH_BYTES) flush(ps->n, peer, b);
 }
 
-static uint64_t rec_digest(const uint8_t *key, size_t klen, uint64_t stamp) {
-    return XXH3_64bits_withSeed(key, klen, stamp);
+/* A record's contribution to its bucket: key, stamp and content, so that
+ * two records with one stamp but different values also differ. */
+static uint64_t rec_digest(const uint8_t *key, size_t klen, const store_rec *s) {
+    return XXH3_64bits_withSeed(key, klen, s->stamp) +
+           XXH3_64bits_withSeed(s->val, s->tomb ? 0 : s->vlen, s->tomb);
 }
 
 /* Whether member m was a replica of h at the last sweep, as the same process. */
@@ -791,7 +887,7 @@ static int digest_visit(void *ctx, const uint8_t *key, size_t klen, const store_
         }
         return 0;
     }
-    uint64_t d = rec_digest(key, klen, s->stamp);
+    uint64_t d = rec_digest(key, klen, s);
     for (size_t i = 0; i < k; i++)
         if (!self_index(pref[i]) && pref[i] < r->dig_members)
             r->dig[(size_t)pref[i] * BUCKETS + (h >> 56)] ^= d;

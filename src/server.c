@@ -148,6 +148,8 @@ static int load_peers(server *sv) {
     }
     char line[256];
     int lineno = 0, rc = 0;
+    ring_node *seeds = NULL;
+    size_t nseeds = 0, cap = 0;
     while (fgets(line, sizeof line, f)) {
         lineno++;
         char *s = line + strspn(line, " \t");
@@ -164,12 +166,23 @@ static int load_peers(server *sv) {
             rc = -1;
             break;
         }
-        if (node_add_seed(n, a.s_addr, (uint16_t)port) != 0) {
-            rc = -1;
-            break;
+        if (nseeds == cap) {
+            ring_node *more = realloc(seeds, (cap = cap ? 2 * cap : 64) * sizeof *seeds);
+            if (!more) {
+                fprintf(stderr, "dht-server: out of memory\n");
+                rc = -1;
+                break;
+            }
+            seeds = more;
         }
+        seeds[nseeds++] = (ring_node){a.s_addr, (uint16_t)port};
     }
     fclose(f);
+    if (rc == 0 && node_add_seeds(n, seeds, nseeds) != 0) {
+        fprintf(stderr, "dht-server: out of memory\n");
+        rc = -1;
+    }
+    free(seeds);
     return rc;
 }
 

@@ -95,6 +95,7 @@ typedef struct options {
     unsigned mtu;               /* datagram size limit */
     unsigned vnodes;
     unsigned replicas, wq, rq;
+    unsigned fault_mask;        /* which kinds of fault (1 << F_*) */
     bool trace;                 /* print every trace line */
     bool verbose;
 } options;
@@ -166,6 +167,7 @@ typedef struct client {
     size_t first_len;
     bool got_reply;
     bool final_read;            /* the end-of-run check */
+    int side;                   /* partition side */
 } client;
 
 typedef struct sim {
@@ -316,7 +318,9 @@ static uint64_t link_latency(const sim *s, uint32_t a, uint32_t b) {
 
 static int side_of(const sim *s, const struct sockaddr_in *a) {
     long i = node_at(s, a);
-    return i >= 0 ? s->nodes[i].side : 0; /* clients sit with side 0 */
+    if (i >= 0) return s->nodes[i].side;
+    i = client_at(s, a);
+    return i >= 0 ? s->clients[i].side : 0;
 }
 
 /* Sends a datagram through the simulated network. */
@@ -429,10 +433,12 @@ static void node_up(sim *s, simnode *sn) {
                     env_member_state};
     sn->n = node_new(&s->cfg, &env, &self, sn->st, (int32_t)(1000 + sn->idx));
     if (!sn->n) abort();
-    for (uint32_t j = 0; j < s->o.nodes; j++) {
-        struct sockaddr_in a = addr_of(NODE_NET, j, NODE_PORT);
-        node_add_seed(sn->n, a.sin_addr.s_addr, NODE_PORT);
-    }
+    ring_node *seeds = malloc(s->o.nodes * sizeof *seeds);
+    if (!seeds) abort();
+    for (uint32_t j = 0; j < s->o.nodes; j++)
+        seeds[j] = (ring_node){addr_of(NODE_NET, j, NODE_PORT).sin_addr.s_addr, NODE_PORT};
+    if (node_add_seeds(sn->n, seeds, s->o.nodes) != 0) abort();
+    free(seeds);
     sn->up = true;
     sn->tick_at = 0;
     schedule_tick(s, sn, node_tick(sn->n));
@@ -589,6 +595,30 @@ static void check_read(sim *s, client *c, uint32_t err, const uint8_t *v, size_t
     }
 }
 
+/* An acknowledged write is held by W nodes (or all, in a smaller cluster)
+ * when its acknowledgement reaches the client. */
+static void check_copies(sim *s, client *c) {
+    keyst *k = c->k;
+    if (!s->o.durable && s->mem_crash_at >= k->w[c->seq].start) return; /* data lost on purpose */
+    unsigned copies = 0, need = s->cfg.write_quorum < s->o.nodes ? s->cfg.write_quorum : s->o.nodes;
+    size_t kl = strlen(k->key);
+    for (uint32_t i = 0; i < s->o.nodes; i++) {
+        store_rec r;
+        if (!s->nodes[i].st || store_get(s->nodes[i].st, (uint8_t *)k->key, kl, &r) != 0) continue;
+        if (c->cmd == WIRE_REMOVE ? r.tomb : !r.tomb && seq_of(k, r.val, r.vlen) == c->seq) copies++;
+    }
+    if (copies < need) {
+        for (uint32_t i = 0; i < s->o.nodes; i++) {
+            store_rec r;
+            if (s->nodes[i].st && store_get(s->nodes[i].st, (uint8_t *)k->key, kl, &r) == 0)
+                trace(s, "  n%u holds %s seq %" PRIu64 " stamp %016" PRIx64, i,
+                      r.tomb ? "tombstone" : "value", r.tomb ? 0 : seq_of(k, r.val, r.vlen), r.stamp);
+        }
+        fail(s, "%s of %s seq %" PRIu64 " acknowledged with %u cop%s (W=%u)", wire_cmd_name(c->cmd),
+             k->key, c->seq, copies, copies == 1 ? "y" : "ies", s->cfg.write_quorum);
+    }
+}
+
 static void client_reply(sim *s, client *c, const packet *p) {
     wire_frame f;
     wire_reset(s->arena);
@@ -632,6 +662,7 @@ static void client_reply(sim *s, client *c, const packet *p) {
         if (r->errcode == WIRE_EINTERNAL) w->state = W_UNKNOWN; /* may have been applied */
         w->end = s->now;
         if (ok && c->seq > c->k->last_acked) c->k->last_acked = c->seq;
+        if (ok) check_copies(s, c);
     }
     if (r->errcode == WIRE_OK || r->errcode == WIRE_ENOKEY) s->ops_ok++;
     else s->ops_err++;
@@ -720,6 +751,8 @@ static void fault_fire(sim *s, uint32_t what) {
         uint32_t k = 1 + (uint32_t)rng_below(r, n / 2);
         for (uint32_t i = 0; i < n; i++) s->nodes[i].side = 0;
         for (uint32_t j = 0; j < k; j++) s->nodes[rng_below(r, n)].side = 1;
+        for (uint32_t j = 0; j < s->o.clients; j++)
+            s->clients[j].side = rng_below(r, n) < k ? 1 : 0;
         s->partitioned = true;
         s->oneway = rng_chance(r, 0.3);
         touch_all(s, UINT64_MAX);
@@ -802,11 +835,69 @@ static void fault_event(sim *s, uint32_t what, uint64_t arg) {
     }
     if (what == F_NFAULTS) { /* the next random fault */
         if (s->now >= s->faults_end) return;
-        fault_fire(s, (uint32_t)rng_below(&s->fault, F_NFAULTS));
+        uint32_t f = (uint32_t)rng_below(&s->fault, F_NFAULTS);
+        if (s->o.fault_mask & (1u << f)) fault_fire(s, f);
         push(s, s->now + rng_range(&s->fault, 200, 4000) * 1000, EV_FAULT, F_NFAULTS, 0, NULL);
         return;
     }
     fault_fire(s, what);
+}
+
+/* ---- what a datagram says, for the trace ------------------------------- */
+
+static const char *peer_type_name(uint32_t t) {
+    static const char *names[] = {"?", "GOSSIP", "FORWARD", "WRITE", "WRITE_ACK", "READ",
+                                  "READ_REPLY", "SYNC", "DIGEST", "DEBUG"};
+    return t < sizeof names / sizeof names[0] ? names[t] : "?";
+}
+
+static size_t describe_peer(const uint8_t *payload, size_t plen, char *out, size_t cap) {
+    wire_arena *a = wire_arena_new();
+    Peer *p = a ? wire_unpack_peer(a, payload, plen) : NULL;
+    size_t k = 0;
+    if (!p) {
+        k = (size_t)snprintf(out, cap, " bad-peer");
+    } else if (p->type == PEER_WRITE || p->type == PEER_READ_REPLY || p->type == PEER_SYNC) {
+        k = (size_t)snprintf(out, cap, " %s", peer_type_name(p->type));
+        for (size_t i = 0; i < p->n_records && i < 4 && k < cap; i++)
+            k += (size_t)snprintf(out + k, cap - k, " %.*s%s@%016" PRIx64,
+                                  (int)p->records[i]->key.len, p->records[i]->key.data,
+                                  p->records[i]->tombstone ? "(tomb)" : "",
+                                  p->records[i]->stamp);
+        if (p->n_records > 4 && k < cap) k += (size_t)snprintf(out + k, cap - k, " +%zu", p->n_records - 4);
+        if (p->err && k < cap) k += (size_t)snprintf(out + k, cap - k, " err %u", p->err);
+    } else if (p->type == PEER_WRITE_ACK) {
+        k = (size_t)snprintf(out, cap, " WRITE_ACK err %u stamp %016" PRIx64, p->err, p->stamp);
+    } else if (p->type == PEER_READ) {
+        k = (size_t)snprintf(out, cap, " READ %.*s", (int)p->key.len, p->key.data);
+    } else {
+        k = (size_t)snprintf(out, cap, " %s", peer_type_name(p->type));
+    }
+    wire_arena_free(a);
+    return k < cap ? k : cap;
+}
+
+/* A short description of a datagram: client request or reply, or the
+ * node-to-node messages in it. */
+static void describe(const uint8_t *buf, size_t len, char *out, size_t cap) {
+    wire_arena *a = wire_arena_new();
+    wire_frame f;
+    out[0] = 0;
+    if (!a || wire_unpack_msg(a, buf, len, &f) != 0) {
+        snprintf(out, cap, " malformed");
+    } else if (f.kind == WIRE_KIND_PEER) {
+        describe_peer(f.payload, f.plen, out, cap);
+    } else if (f.kind == WIRE_KIND_BATCH) {
+        const uint8_t *p = f.payload, *end = f.payload + f.plen, *frame;
+        size_t flen, k = (size_t)snprintf(out, cap, " batch[");
+        while (k < cap && wire_batch_next(&p, end, &frame, &flen) == 1) {
+            wire_frame g;
+            if (wire_unpack_msg(a, frame, flen, &g) == 0)
+                k += describe_peer(g.payload, g.plen, out + k, cap - k);
+        }
+        if (k < cap) snprintf(out + k, cap - k, " ]");
+    }
+    wire_arena_free(a);
 }
 
 /* ---- the run ------------------------------------------------------------ */
@@ -820,9 +911,10 @@ static void deliver(sim *s, packet *p) {
             push(s, sn->stalled_until, EV_DELIVER, 0, 0, p);
             return;
         }
-        char a[32];
-        trace(s, "n%ld <%s %zu %016" PRIx64, i, who_str(s, &p->from, a), p->len,
-              XXH3_64bits(p->data, p->len));
+        char a[32], what[400] = "";
+        if (s->o.trace) describe(p->data, p->len, what, sizeof what);
+        trace(s, "n%ld <%s %zu %016" PRIx64 "%s", i, who_str(s, &p->from, a), p->len,
+              XXH3_64bits(p->data, p->len), what);
         node_receive(sn->n, &p->from, p->data, p->len);
         after_call(s, sn);
     } else if ((i = client_at(s, &p->to)) >= 0) {
@@ -948,6 +1040,7 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
     s->cfg.replicas = o->replicas;
     s->cfg.write_quorum = o->wq;
     s->cfg.read_quorum = o->rq;
+    if (o->members_only) s->cfg.sync_ms = 3600 * 1000; /* count gossip alone */
     s->loss = o->loss;
     s->dup = o->dup;
     s->fault_free_since = 1;
@@ -1081,14 +1174,16 @@ static void usage(FILE *f) {
         "\n"
         "options:\n"
         "  --seed S          run seed S (default 1)\n"
-        "  --seeds A..B      run seeds A to B\n"
+        "  --seeds LIST      run these seeds: A..B ranges and single seeds, comma-separated\n"
         "  --random K        also run K seeds drawn from the clock (printed)\n"
         "  --nodes N         nodes (10)\n"
         "  --clients C       clients, each writing its own keys (8)\n"
         "  --keys K          keys per client (4)\n"
-        "  --duration S      seconds of workload and faults (30)\n"
+        "  --duration S      seconds of workload and faults (20)\n"
         "  --converge S      bound on convergence after the last fault heals (60)\n"
         "  --no-faults       no faults: a clean network\n"
+        "  --faults LIST     kinds of fault, comma-separated, of: crash, partition,\n"
+        "                    skew, stall, loss, dup, jitter (default: all)\n"
         "  --durable         stores survive crashes (nodes run with a data dir)\n"
         "  --members-only    no clients; kill a node at --kill-at and restart it\n"
         "                    10 s later; report detection and rejoin times\n"
@@ -1114,14 +1209,16 @@ static int parse_u(const char *s, unsigned long long max, unsigned long long *ou
 }
 
 int main(int argc, char **argv) {
-    options o = {.nodes = 10, .clients = 8, .keys_per_client = 4, .duration_s = 30,
+    options o = {.nodes = 10, .clients = 8, .keys_per_client = 4, .duration_s = 20,
                  .quiet_s = 60, .faults = true, .kill_at_s = 8, .mtu = WIRE_MAX_DATAGRAM,
-                 .vnodes = 64, .replicas = 3, .wq = 2, .rq = 2};
-    unsigned long long a = 1, b = 1, nrandom = 0, v;
+                 .vnodes = 64, .replicas = 3, .wq = 2, .rq = 2, .fault_mask = ~0u};
+    unsigned long long a, b, nrandom = 0, v;
+    uint64_t *seeds = NULL;
+    size_t nseeds = 0, capseeds = 0;
     bool check_replay = false;
     enum { O_SEED = 256, O_SEEDS, O_RANDOM, O_NODES, O_CLIENTS, O_KEYS, O_DURATION, O_CONVERGE,
            O_NOFAULTS, O_DURABLE, O_MEMBERS, O_KILLAT, O_LOSS, O_DUP, O_MTU, O_VNODES, O_N, O_W,
-           O_R, O_REPLAY, O_TRACE, O_VERBOSE };
+           O_R, O_REPLAY, O_TRACE, O_VERBOSE, O_FAULTS };
     static const struct option opts[] = {
         {"seed", 1, 0, O_SEED}, {"seeds", 1, 0, O_SEEDS}, {"random", 1, 0, O_RANDOM},
         {"nodes", 1, 0, O_NODES}, {"clients", 1, 0, O_CLIENTS}, {"keys", 1, 0, O_KEYS},
@@ -1130,7 +1227,7 @@ int main(int argc, char **argv) {
         {"members-only", 0, 0, O_MEMBERS}, {"kill-at", 1, 0, O_KILLAT}, {"loss", 1, 0, O_LOSS},
         {"dup", 1, 0, O_DUP}, {"mtu", 1, 0, O_MTU}, {"vnodes", 1, 0, O_VNODES},
         {"replicas", 1, 0, O_N}, {"write-quorum", 1, 0, O_W}, {"read-quorum", 1, 0, O_R},
-        {"check-replay", 0, 0, O_REPLAY}, {"trace", 0, 0, O_TRACE}, {"verbose", 0, 0, O_VERBOSE},
+        {"check-replay", 0, 0, O_REPLAY}, {"faults", 1, 0, O_FAULTS}, {"trace", 0, 0, O_TRACE}, {"verbose", 0, 0, O_VERBOSE},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -1138,14 +1235,22 @@ int main(int argc, char **argv) {
         char *end;
         switch (c) {
         case 'h': usage(stdout); return 0;
-        case O_SEED: bad = parse_u(optarg, UINT64_MAX, &a); b = a; break;
-        case O_SEEDS: {
-            char *dots = strstr(optarg, "..");
-            if (!dots) { bad = 1; break; }
-            *dots = 0;
-            bad = parse_u(optarg, UINT64_MAX, &a) || parse_u(dots + 2, UINT64_MAX, &b) || b < a;
+        case O_SEED:
+        case O_SEEDS: /* S, A..B, or a comma-separated list of either */
+            for (char *t = strtok(optarg, ","); t && !bad; t = strtok(NULL, ",")) {
+                char *dots = strstr(t, "..");
+                if (dots) *dots = 0;
+                bad = parse_u(t, UINT64_MAX, &a) || parse_u(dots ? dots + 2 : t, UINT64_MAX, &b) ||
+                      b < a || b - a > 10000000;
+                for (unsigned long long x = a; !bad && x <= b; x++) {
+                    if (nseeds == capseeds) {
+                        capseeds = capseeds ? 2 * capseeds : 64;
+                        if (!(seeds = realloc(seeds, capseeds * sizeof *seeds))) return 71;
+                    }
+                    seeds[nseeds++] = x;
+                }
+            }
             break;
-        }
         case O_RANDOM: bad = parse_u(optarg, 100000, &nrandom); break;
         case O_NODES: bad = parse_u(optarg, 100000, &v) || v < 1; o.nodes = (unsigned)v; break;
         case O_CLIENTS: bad = parse_u(optarg, 10000, &v); o.clients = (unsigned)v; break;
@@ -1153,6 +1258,19 @@ int main(int argc, char **argv) {
         case O_DURATION: bad = parse_u(optarg, 100000, &v); o.duration_s = (unsigned)v; break;
         case O_CONVERGE: bad = parse_u(optarg, 100000, &v); o.quiet_s = (unsigned)v; break;
         case O_NOFAULTS: o.faults = false; break;
+        case O_FAULTS: {
+            static const char *kinds[F_NFAULTS] = {"crash", "partition", "skew", "stall",
+                                                   "loss", "dup", "jitter"};
+            o.fault_mask = 0;
+            for (char *t = strtok(optarg, ","); t; t = strtok(NULL, ",")) {
+                int f = -1;
+                for (int k = 0; k < F_NFAULTS; k++)
+                    if (strcmp(t, kinds[k]) == 0) f = k;
+                if (f < 0) bad = 1;
+                else o.fault_mask |= 1u << f;
+            }
+            break;
+        }
         case O_DURABLE: o.durable = true; break;
         case O_MEMBERS: o.members_only = true; break;
         case O_KILLAT: bad = parse_u(optarg, 100000, &v); o.kill_at_s = (unsigned)v; break;
@@ -1169,7 +1287,11 @@ int main(int argc, char **argv) {
         default: usage(stderr); return 64;
         }
         if (bad) {
-            fprintf(stderr, "dht-sim: bad value for --%s\n", opts[c - O_SEED].name);
+            const char *name = "?";
+            for (const struct option *q = opts; q->name; q++)
+                if (q->val == c) name = q->name;
+            fprintf(stderr, "dht-sim: bad value for --%s\n", name);
+            usage(stderr);
             return 64;
         }
     }
@@ -1186,9 +1308,14 @@ int main(int argc, char **argv) {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     uint64_t rseed = (uint64_t)t0.tv_nsec ^ ((uint64_t)t0.tv_sec << 20);
-    for (unsigned long long i = 0; i < (b - a + 1) + nrandom; i++) {
-        uint64_t seed = i <= b - a ? a + i : splitmix(&rseed) % 1000000000;
-        if (i > b - a) printf("random seed %" PRIu64 "\n", seed);
+    if (!nseeds && !nrandom) {
+        seeds = malloc(sizeof *seeds);
+        if (!seeds) return 71;
+        seeds[nseeds++] = 1;
+    }
+    for (size_t i = 0; i < nseeds + nrandom; i++) {
+        uint64_t seed = i < nseeds ? seeds[i] : splitmix(&rseed) % 1000000000;
+        if (i >= nseeds) printf("random seed %" PRIu64 "\n", seed);
         uint64_t d1 = 0, d2 = 0;
         int rc = run(&o, seed, &d1, true);
         if (check_replay) {
@@ -1206,5 +1333,6 @@ int main(int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double wall = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     printf("%u run%s, %u failed, %.1f s\n", runs, runs == 1 ? "" : "s", failed, wall);
+    free(seeds);
     return failed ? 1 : 0;
 }

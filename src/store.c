@@ -177,7 +177,10 @@ static int mem_put(store *s, const uint8_t *key, size_t klen, const store_rec *r
     uint64_t h = khash(key, klen);
     size_t i = mfind(s, h, key, klen);
     mrec *old = s->slots[i].r;
-    if (old && rec->stamp <= old->stamp) return STORE_ESTALE;
+    if (old) {
+        store_rec cur = {old->data + old->klen, old->vlen, old->version, old->stamp, old->tomb};
+        if (store_rec_cmp(rec, &cur) <= 0) return STORE_ESTALE;
+    }
     uint32_t vlen = rec->tomb ? 0 : rec->vlen;
     size_t old_sz = old ? (size_t)old->klen + old->vlen : 0;
     size_t new_sz = klen + vlen;
@@ -389,7 +392,7 @@ static int lmdb_put(store *s, const uint8_t *key, size_t klen, const store_rec *
         rc = STORE_EIO;
         goto fail;
     }
-    if (had && rec->stamp <= old.stamp) {
+    if (had && store_rec_cmp(rec, &old) <= 0) {
         rc = STORE_ESTALE;
         goto fail;
     }
@@ -558,6 +561,17 @@ int store_put(store *s, const uint8_t *key, size_t klen, const store_rec *rec) {
     int rc = valid(key, klen, rec);
     if (rc) return rc;
     return s->lmdb ? lmdb_put(s, key, klen, rec) : mem_put(s, key, klen, rec);
+}
+
+int store_rec_cmp(const store_rec *a, const store_rec *b) {
+    if (a->stamp != b->stamp) return a->stamp < b->stamp ? -1 : 1;
+    if (a->tomb != b->tomb) return a->tomb ? 1 : -1;
+    if (a->tomb) return 0;
+    if (a->vlen != b->vlen) return a->vlen < b->vlen ? -1 : 1;
+    int c = a->vlen ? memcmp(a->val, b->val, a->vlen) : 0;
+    if (c) return c < 0 ? -1 : 1;
+    if (a->version != b->version) return a->version < b->version ? -1 : 1;
+    return 0;
 }
 
 int store_drop(store *s, const uint8_t *key, size_t klen, uint64_t stamp) {

@@ -6,10 +6,12 @@
  *
  * Invariants:
  *  - keys are 1..STORE_MAX_KEY bytes, values 0..STORE_MAX_VALUE bytes;
- *  - a record replaces the one it finds only if its stamp is greater
- *    (last writer wins; stamps are hybrid-logical-clock values, unique per
- *    write across the cluster), so applying the same record twice, or an
- *    older one after a newer one, changes nothing;
+ *  - a record replaces the one it finds only if it is newer by
+ *    store_rec_cmp: a greater stamp (last writer wins; stamps are hybrid-
+ *    logical-clock values), or an equal stamp and greater content, so that
+ *    replicas given two writes with one stamp keep the same one whatever the
+ *    order; applying the same record twice, or an older one after a newer
+ *    one, changes nothing;
  *  - a REMOVE is stored as a tombstone (tomb = 1, no value) so that it wins
  *    over older copies elsewhere; tombstones are not counted as keys and are
  *    dropped by store_gc once old enough;
@@ -69,6 +71,11 @@ int store_get(store *s, const uint8_t *key, size_t klen, store_rec *rec);
  * fails changes nothing. The store copies key and value. A tombstone stores
  * no value: rec->val and rec->vlen are ignored when rec->tomb is set. */
 int store_put(store *s, const uint8_t *key, size_t klen, const store_rec *rec);
+
+/* Orders two records of one key: by stamp, then (equal stamps: writes of
+ * two coordinators in the same instant) a tombstone over a value, then by
+ * value length, bytes and version. <0, 0 (the same record) or >0. */
+int store_rec_cmp(const store_rec *a, const store_rec *b);
 
 /* Forgets key's record if it is still the one with this stamp (a copy this
  * node no longer needs): 0, STORE_ESTALE when the record has another stamp

@@ -62,6 +62,15 @@ enum wire_err {
     WIRE_EBADVALUE = 0x07,
 };
 
+/* Peer.err only (never sent to a client): a WRITE refused because the
+ * replica holds a newer stamp for the key (Peer.stamp); the coordinator
+ * stamps the write again above it. */
+#define WIRE_ESTALE 0x80u
+
+/* Stamps (repl.h) whose clock part is further ahead of a node's wall clock
+ * than this are refused: no node may run ahead of the others for good. */
+#define WIRE_MAX_AHEAD_MS 60000
+
 /* Peer.type: node-to-node messages (Msg.kind = WIRE_KIND_PEER). */
 enum wire_peer_type {
     PEER_GOSSIP = 1,      /* from, members: the sender's member list */

@@ -66,22 +66,50 @@ static void test_abort_forgets_pending_only(void **state) {
     cache_free(c);
 }
 
-static void test_byte_cap_evicts_oldest(void **state) {
+/* A cache at its byte cap keeps every entry within its window (dropping one
+ * would let its retry run again) and refuses new requests until entries
+ * expire. */
+static void test_full_cache_refuses_new_requests_keeps_old(void **state) {
     (void)state;
     uint8_t big[1000];
     memset(big, 1, sizeof big);
     cache *c = cache_new(5000, 64 * 1024);
     uint8_t id[16];
-    for (uint32_t i = 0; i < 1000; i++) {
+    uint32_t i, kept = 0;
+    for (i = 0; i < 1000; i++) {
         id_of(i, id);
+        if (cache_begin(c, id, 16, i) != 0) break;
         assert_int_equal(cache_done(c, id, 16, big, sizeof big, i), 0);
-        assert_true(cache_bytes(c) <= 64 * 1024);
+        kept++;
     }
+    assert_true(kept > 10 && kept < 1000);
+    assert_true(cache_bytes(c) <= 64 * 1024 + sizeof big);
     const uint8_t *r;
     size_t len;
-    id_of(999, id);
-    assert_int_equal(cache_lookup(c, id, 16, &r, &len), CACHE_DONE);
-    id_of(0, id);
+    for (uint32_t j = 0; j < kept; j++) {
+        id_of(j, id);
+        assert_int_equal(cache_lookup(c, id, 16, &r, &len), CACHE_DONE);
+    }
+    id_of(5000, id);
+    assert_int_not_equal(cache_begin(c, id, 16, 10), 0);
+    cache_expire(c, 5000 + kept);
+    assert_int_equal(cache_entries(c), 0);
+    assert_int_equal(cache_begin(c, id, 16, 6000), 0);
+    cache_free(c);
+}
+
+static void test_forwarded_remembers_where(void **state) {
+    (void)state;
+    cache *c = cache_new(5000, 1 << 20);
+    uint8_t id[16];
+    id_of(7, id);
+    const uint8_t *r;
+    size_t len;
+    assert_int_equal(cache_forwarded(c, id, 16, "node-b", 6, 0), 0);
+    assert_int_equal(cache_lookup(c, id, 16, &r, &len), CACHE_FORWARDED);
+    assert_int_equal(len, 6);
+    assert_memory_equal(r, "node-b", 6);
+    cache_expire(c, 5000);
     assert_int_equal(cache_lookup(c, id, 16, &r, &len), CACHE_MISS);
     cache_free(c);
 }
@@ -126,7 +154,8 @@ int main(void) {
         cmocka_unit_test(test_miss_pending_done),
         cmocka_unit_test(test_kept_for_ttl_then_expired),
         cmocka_unit_test(test_abort_forgets_pending_only),
-        cmocka_unit_test(test_byte_cap_evicts_oldest),
+        cmocka_unit_test(test_full_cache_refuses_new_requests_keeps_old),
+        cmocka_unit_test(test_forwarded_remembers_where),
         cmocka_unit_test(test_many_ids_grow_table),
         cmocka_unit_test(test_odd_id_lengths),
     };

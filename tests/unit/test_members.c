@@ -195,7 +195,7 @@ static void start_with_silent_seed(void) {
     n->cfg.gossip_ms = 10;
     n->cfg.suspect_ms = 60;
     n->cfg.dead_ms = 150;
-    node_add_seed(n, lo(), 9);
+    members_add_seed(n->members, lo(), 9);
 }
 
 static void test_silence_makes_suspect_then_dead(void **state) {
@@ -229,7 +229,7 @@ static void test_own_stall_is_not_blamed_on_others(void **state) {
 static void test_probe_is_answered_directly(void **state) {
     (void)state;
     uint16_t port = 7100;
-    node_add_seed(n, lo(), port);
+    members_add_seed(n->members, lo(), port);
     uint64_t hb = members_at(n->members, 0)->heartbeat;
 
     Member from = MEMBER__INIT;
