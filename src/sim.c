@@ -635,13 +635,13 @@ static void client_reply(sim *s, client *c, const packet *p) {
     /* every reply to one message ID must be the same */
     size_t cmp = f.plen < sizeof c->first_reply ? f.plen : sizeof c->first_reply;
     if (c->got_reply) {
-        if (cmp != c->first_len || memcmp(c->first_reply, f.payload, cmp) != 0)
+        if (cmp != c->first_len || (cmp && memcmp(c->first_reply, f.payload, cmp) != 0))
             fail(s, "c%u: two different replies to one request (%s %s seq %" PRIu64 ")", c->idx,
                  wire_cmd_name(c->cmd), c->k->key, c->seq);
         return;
     }
     c->got_reply = true;
-    memcpy(c->first_reply, f.payload, cmp);
+    if (cmp) memcpy(c->first_reply, f.payload, cmp);
     c->first_len = cmp;
     trace(s, "c%u reply %s %s seq %" PRIu64 ": %s", c->idx, wire_cmd_name(c->cmd), c->k->key,
           c->seq, wire_err_name(r->errcode));
@@ -1019,6 +1019,12 @@ static void final_reads(sim *s) {
     }
 }
 
+static const char *fmt_secs(uint64_t us, char *buf) {
+    if (us) sprintf(buf, "%.2f", (double)us / 1e6);
+    else strcpy(buf, "(never)");
+    return buf;
+}
+
 static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool report) {
     sim *s = calloc(1, sizeof *s);
     S = s;
@@ -1085,6 +1091,7 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
         node_down(s, &s->nodes[s->killed], "killed");
         s->nodes[s->killed].disturbed_until = UINT64_MAX;
         s->rejoin_at = s->kill_at + 10000000;
+        if (s->faults_end < s->rejoin_at + 5000000) s->faults_end = s->rejoin_at + 5000000;
         run_until(s, s->rejoin_at);
         node_up(s, &s->nodes[s->killed]);
         s->nodes[s->killed].disturbed_until = s->now;
@@ -1119,6 +1126,7 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
             msgs += s->nodes[i].msgs_sent;
         }
         double secs = (double)s->now / 1e6;
+        char d1[32], d2[32];
         printf("seed %" PRIu64 ": %s, %.1f s simulated, %" PRIu64 " events, trace %016" PRIx64
                ", ops ok %" PRIu64 " err %" PRIu64 " timeout %" PRIu64 ", reads checked %" PRIu64
                ", node bytes/s %.0f per node (%.1f msgs/s)\n",
@@ -1126,11 +1134,12 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
                s->ops_timeout, s->reads_checked, (double)bytes / secs / o->nodes,
                (double)msgs / secs / o->nodes);
         if (o->members_only && s->kill_at)
-            printf("  killed n%" PRIu64 ": dead at all %u others after %.2f s%s; restarted, alive "
-                   "at all after %.2f s%s\n",
-                   s->killed, o->nodes - 1, (double)s->detected_all / 1e6,
-                   s->detected_all ? "" : " (NEVER)", (double)s->join_all / 1e6,
-                   s->join_all ? "" : " (NEVER)");
+            printf("members: %u nodes, %.0f bytes/s and %.1f datagrams/s of gossip per node; "
+                   "killed n%" PRIu64 " dead at all others after %s s; restarted, alive at all "
+                   "after %s s; %" PRIu64 " false dead verdicts\n",
+                   o->nodes, (double)bytes / secs / o->nodes, (double)msgs / secs / o->nodes,
+                   s->killed, fmt_secs(s->detected_all, d1), fmt_secs(s->join_all, d2),
+                   s->false_dead);
         if (rc) {
             printf("last trace lines:\n");
             size_t show = 60;

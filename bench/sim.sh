@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Simulator benchmarks (figures, not pass/fail), all deterministic: the same
+# seeds give the same figures on any machine; only the wall-clock times vary.
+#
+#   1. speed: 10 nodes, 8 clients, the whole fault mix, seeds 1..SEEDS:
+#      simulated seconds per wall second, and how many seeds fail;
+#   2. membership at 100 and 1,000 nodes (and --big: 10,000): gossip bytes
+#      and datagrams per node per second, time until every live node holds
+#      a killed node dead, time until a restarted node is alive at all.
+#
+# Usage: bench/sim.sh [--seeds N] [--big]     (uses build/dht-sim; run scripts/build first)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sim=build/dht-sim
+seeds=200
+big=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seeds) seeds="$2"; shift 2 ;;
+    --big) big=1; shift ;;
+    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+    *) echo "bench/sim.sh: unknown option $1" >&2; exit 64 ;;
+  esac
+done
+[ -x "$sim" ] || { echo "bench/sim.sh: build $sim first (scripts/build)" >&2; exit 1; }
+
+echo "== speed and failures: 10 nodes, full fault mix, seeds 1..$seeds"
+out=$("$sim" --seeds "1..$seeds" 2>/dev/null || true)
+echo "$out" | awk '
+  /^seed [0-9]+: (ok|FAILED)/ { n++; sim += $4; if ($3 == "FAILED,") { f++; failed = failed " " $2 } }
+  /^[0-9]+ runs?, / { wall = $(NF - 1) }
+  END { printf "  %d runs, %d failed%s\n  %.0f s simulated in %.1f s: %.0fx real time\n",
+               n, f, f ? " (seeds" failed ")" : "", sim, wall, sim / wall }'
+
+members() {
+  local n=$1 dur=$2 vn=$3 t0 t1
+  t0=$(date +%s.%N)
+  "$sim" --members-only --no-faults --nodes "$n" --duration "$dur" --kill-at 8 --vnodes "$vn" \
+         --seed 1 | grep '^members:' | sed 's/^/  /'
+  t1=$(date +%s.%N)
+  echo "    (wall time $(echo "$t1 - $t0" | bc | cut -c1-6) s)"
+}
+
+echo "== membership (members only: gossip is the only traffic), kill at 8 s, restart at 18 s"
+members 100 14 64
+members 1000 14 8
+if [ "$big" = 1 ]; then members 10000 14 1; fi
