@@ -181,10 +181,36 @@ static int pair_cmp(uint64_t ia, uint64_t ha, uint64_t ib, uint64_t hb) {
     return 0;
 }
 
+/* Only we speak for ourselves, but what others say of us matters. An entry
+ * naming a later incarnation than ours (a past life whose clock ran ahead of
+ * ours, or our clock stepped back since) outranks everything we say and
+ * would keep us off their rings for good: we answer with an incarnation
+ * above it (memberlist's refute). A verdict of suspect or dead at our
+ * incarnation is answered by a heartbeat above the one it names. */
+static void refute(members *m, const Member *in) {
+    member *me = &m->v[0];
+    if (in->incarnation > me->incarnation) {
+        me->incarnation = in->incarnation + 1;
+        me->heartbeat = 0;
+        m->n->incarnation = me->incarnation;
+        if (!m->n->cfg.quiet)
+            node_log(m->n, "refuting incarnation %llu: now %llu",
+                     (unsigned long long)in->incarnation, (unsigned long long)me->incarnation);
+    } else if (in->incarnation == me->incarnation && in->state != MEMBER_ALIVE &&
+               in->heartbeat >= me->heartbeat) {
+        me->heartbeat = in->heartbeat + 1;
+    }
+}
+
 static void merge_one(members *m, const Member *in) {
     if (in->port == 0 || in->port > 65535 || in->state > MEMBER_DEAD) return;
+    /* an incarnation from a clock far ahead would stand for good: refused */
+    if (in->incarnation > node_wall_ms(m->n) + WIRE_MAX_AHEAD_MS) return;
     long i = members_find(m, in->ip, (uint16_t)in->port);
-    if (i == 0) return; /* only we speak for ourselves */
+    if (i == 0) {
+        refute(m, in);
+        return;
+    }
     bool is_new = i < 0;
     if (is_new) {
         if ((i = add(m, in->ip, (uint16_t)in->port)) < 0) return;

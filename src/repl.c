@@ -363,6 +363,13 @@ static void read_repair(node *n, op *o) {
 static void clean_finish(node *n, op *o);
 
 static void restamp(node *n, op *o);
+
+/* Targets that are the key's replicas, not stand-ins. */
+static size_t home_targets(const op *o) {
+    size_t k = 0;
+    for (size_t i = 0; i < o->nt; i++) k += o->hint[i] == NO_HINT;
+    return k;
+}
 static void local_target(node *n, op *o, size_t i);
 
 /* Decides what can be decided after a reply; frees the op when done. */
@@ -379,11 +386,11 @@ static void progress(node *n, op *o) {
             if (o->replies >= o->need && (o->found || o->replies == o->nt))
                 answer(n, o, o->found && !o->tomb ? WIRE_OK : WIRE_ENOKEY);
         } else if (o->cmd == WIRE_REMOVE) {
-            if (o->replies - o->fails >= o->need && (o->existed || o->replies == o->nt))
+            if (o->oks >= o->need && (o->existed || o->replies == o->nt))
                 answer(n, o, o->existed ? WIRE_OK : WIRE_ENOKEY);
         } else if (o->oks >= o->need) {
             answer(n, o, WIRE_OK);
-        } else if (o->fails && o->nt - o->fails < o->need) {
+        } else if (o->fails && home_targets(o) - o->fails < o->need) {
             answer(n, o, o->nospace ? WIRE_ENOSPACE : WIRE_EINTERNAL);
         }
     }
@@ -457,19 +464,26 @@ static void on_reply(op *o, size_t i, uint32_t err, const store_rec *rec) {
             o->tomb = rec->tomb;
             o->found = true;
         }
-    } else if (err == WIRE_OK) {
-        o->st[i] = T_OK;
-        o->oks++;
-        o->existed++;
-    } else if (err == WIRE_ENOKEY) {
-        o->st[i] = T_NOKEY;
-        o->oks++;
-    } else if (err == WIRE_ESTALE) {
-        o->st[i] = T_STALE; /* progress() stamps the write again */
     } else {
-        o->st[i] = T_FAIL;
-        o->fails++;
-        o->nospace += err == WIRE_ENOSPACE;
+        /* A stand-in's answer does not count toward the quorum: it holds
+         * the write for a replica it is not (a hint), and a quorum made
+         * with it might not meet the quorum of an earlier write, whose
+         * newer stamp it would then never have been told of. */
+        bool home = o->hint[i] == NO_HINT;
+        if (err == WIRE_OK) {
+            o->st[i] = T_OK;
+            o->oks += home;
+            o->existed += home;
+        } else if (err == WIRE_ENOKEY) {
+            o->st[i] = T_NOKEY;
+            o->oks += home;
+        } else if (err == WIRE_ESTALE) {
+            o->st[i] = T_STALE; /* progress() stamps the write again */
+        } else {
+            o->st[i] = T_FAIL;
+            o->fails += home;
+            o->nospace += home && err == WIRE_ENOSPACE;
+        }
     }
 }
 
@@ -586,9 +600,11 @@ static void add_standins(node *n, op *o) {
 static bool may_wait(node *n, const op *o, uint64_t now) {
     if (o->clean_stamp || now - o->origin.start_ms >= OP_MAX_WAITS * n->cfg.request_timeout_ms)
         return false;
-    unsigned have = o->cmd == WIRE_PUT ? o->oks : o->replies - o->fails, could = have;
+    unsigned could = o->cmd == WIRE_GET ? o->replies : o->oks;
     for (size_t i = 0; i < o->nt; i++)
-        if (o->st[i] == T_WAIT && members_at(n->members, o->t[i])->state == MEMBER_ALIVE) could++;
+        if (o->st[i] == T_WAIT && o->hint[i] == NO_HINT &&
+            members_at(n->members, o->t[i])->state == MEMBER_ALIVE)
+            could++;
     return could >= o->need;
 }
 
@@ -607,7 +623,7 @@ static void ops_round(node *n, uint64_t now) {
                  * degraded read while replicas are down): it was written. */
                 if (o->cmd == WIRE_GET && (o->replies >= o->need || (o->found && !o->tomb)))
                     answer(n, o, o->found && !o->tomb ? WIRE_OK : WIRE_ENOKEY);
-                else if (o->cmd == WIRE_REMOVE && o->replies - o->fails >= o->need)
+                else if (o->cmd == WIRE_REMOVE && o->oks >= o->need)
                     answer(n, o, o->existed ? WIRE_OK : WIRE_ENOKEY);
                 else
                     answer(n, o, WIRE_EINTERNAL);

@@ -735,7 +735,7 @@ static void fault_fire(sim *s, uint32_t what) {
         /* without a data dir a crash loses data: one at a time, and only
          * once the last one has been repaired */
         bool ok = sn->up && nodes_down(s) < (s->o.durable ? (n - 1) / 2 : 1) &&
-                  (s->o.durable || s->now > s->mem_crash_at + 30000000);
+                  (s->o.durable || !s->mem_crash_at || s->now > s->mem_crash_at + 30000000);
         if (!ok) break;
         if (!s->o.durable) s->mem_crash_at = s->now;
         fault_begin(s);
@@ -998,6 +998,26 @@ static size_t divergent_keys(sim *s, bool report) {
     return bad;
 }
 
+/* Up nodes that some up node does not hold alive. */
+static size_t membership_disagreements(sim *s, bool report) {
+    size_t bad = 0;
+    for (uint32_t i = 0; i < s->o.nodes; i++) {
+        if (!s->nodes[i].up) continue;
+        for (uint32_t j = 0; j < s->o.nodes; j++) {
+            if (i == j || !s->nodes[j].up) continue;
+            struct sockaddr_in a = addr_of(NODE_NET, j, NODE_PORT);
+            long k = members_find(s->nodes[i].n->members, a.sin_addr.s_addr, NODE_PORT);
+            int st = k < 0 ? MEMBER_DEAD : members_at(s->nodes[i].n->members, (size_t)k)->state;
+            if (st == MEMBER_ALIVE) continue;
+            if (report && bad < 5)
+                fail(s, "n%u holds live n%u %s after every fault healed", i, j,
+                     members_state_name(st));
+            bad++;
+        }
+    }
+    return bad;
+}
+
 static void final_reads(sim *s) {
     s->final_phase = true;
     for (uint32_t i = 0; i < s->o.clients; i++) s->clients[i].timer_gen++;
@@ -1107,6 +1127,11 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
     }
     trace(s, "all faults healed");
     uint64_t healed = s->now;
+    /* every node holds every live node alive within 10 s of the heal */
+    while (s->now < healed + 10000000 && membership_disagreements(s, false))
+        run_until(s, s->now + 100000);
+    if (membership_disagreements(s, false)) membership_disagreements(s, true);
+    else trace(s, "membership agreed %.1f s after the heal", (double)(s->now - healed) / 1e6);
     if (!o->members_only) {
         run_until(s, healed + 2000000);
         final_reads(s);

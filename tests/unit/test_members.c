@@ -198,6 +198,25 @@ static void start_with_silent_seed(void) {
     members_add_seed(n->members, lo(), 9);
 }
 
+/* Gossip naming a later incarnation of ourselves (our clock stepped back
+ * since a past life) is refuted with a higher one; so is a dead verdict at
+ * our own incarnation, with a higher heartbeat. */
+static void test_refutes_what_others_say_of_us(void **state) {
+    (void)state;
+    gossip(7000, 1000, members_at(n->members, 0)->heartbeat + 5, MEMBER_DEAD);
+    assert_int_equal(members_at(n->members, 0)->incarnation, 1000);
+    assert_true(members_at(n->members, 0)->heartbeat > 5);
+    gossip(7000, 3000, 1, MEMBER_DEAD);
+    assert_true(members_at(n->members, 0)->incarnation > 3000);
+    assert_int_equal(members_at(n->members, 0)->state, MEMBER_ALIVE);
+    assert_true(n->incarnation > 3000);
+    /* an incarnation beyond the clock bound is not believed, of anyone */
+    gossip(7000, 1000 + WIRE_MAX_AHEAD_MS + 1, 1, MEMBER_DEAD);
+    assert_true(members_at(n->members, 0)->incarnation < 1000 + WIRE_MAX_AHEAD_MS);
+    gossip(7001, 1000 + WIRE_MAX_AHEAD_MS + 1, 1, MEMBER_ALIVE);
+    assert_true(members_find(n->members, lo(), 7001) < 0);
+}
+
 static void test_silence_makes_suspect_then_dead(void **state) {
     (void)state;
     start_with_silent_seed();
@@ -318,6 +337,7 @@ int main(void) {
         T(test_unknown_member_learned_from_gossip),
         T(test_bad_entries_ignored),
         T(test_self_entry_not_overwritten),
+        T(test_refutes_what_others_say_of_us),
         T(test_silence_makes_suspect_then_dead),
         T(test_own_stall_is_not_blamed_on_others),
         T(test_probe_is_answered_directly),
