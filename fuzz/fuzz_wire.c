@@ -124,6 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
     }
 
+    if (!f.plen) return 0; /* no batch: and f.payload may be NULL, where no offset applies */
     const uint8_t *b = f.payload, *end = f.payload + f.plen, *frame;
     size_t flen;
     while ((rc = wire_batch_next(&b, end, &frame, &flen)) == 1) {

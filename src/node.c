@@ -300,6 +300,7 @@ static void on_frame(node *n, int rc, const wire_frame *f, const struct sockaddr
 /* Node-to-node messages batched into one datagram (outbox.h). The arena
  * is not reset between them: the batch's payload lives in it. */
 static void on_batch(node *n, const uint8_t *p, size_t len, const struct sockaddr_in *from) {
+    if (!len) return; /* an empty batch (p may then be NULL) */
     const uint8_t *end = p + len, *frame;
     size_t flen;
     int rc;

@@ -887,7 +887,7 @@ static void describe(const uint8_t *buf, size_t len, char *out, size_t cap) {
         snprintf(out, cap, " malformed");
     } else if (f.kind == WIRE_KIND_PEER) {
         describe_peer(f.payload, f.plen, out, cap);
-    } else if (f.kind == WIRE_KIND_BATCH) {
+    } else if (f.kind == WIRE_KIND_BATCH && f.plen) {
         const uint8_t *p = f.payload, *end = f.payload + f.plen, *frame;
         size_t flen, k = (size_t)snprintf(out, cap, " batch[");
         while (k < cap && wire_batch_next(&p, end, &frame, &flen) == 1) {
@@ -906,7 +906,10 @@ static void deliver(sim *s, packet *p) {
     long i = node_at(s, &p->to);
     if (i >= 0) {
         simnode *sn = &s->nodes[i];
-        if (!sn->up) return;
+        if (!sn->up) { /* lost with the node */
+            free(p);
+            return;
+        }
         if (sn->stalled_until > s->now) { /* held in the socket buffer */
             push(s, sn->stalled_until, EV_DELIVER, 0, 0, p);
             return;
