@@ -149,12 +149,16 @@ static void client_request(node *n, const uint8_t *id, size_t idlen,
     case CACHE_PENDING:
         n->stats.cache_hits++;
         return; /* the answer is on its way */
-    case CACHE_FORWARDED: { /* to the node that has it, whatever the ring says now */
+    case CACHE_FORWARDED: { /* to the node that has it, whatever the ring says now, */
         struct sockaddr_in to;
         if (clen != sizeof to) return;
         memcpy(&to, cached, sizeof to);
-        forward(n, &to, id, idlen, client, payload, plen);
-        return;
+        long m = members_find(n->members, to.sin_addr.s_addr, ntohs(to.sin_port));
+        if (m > 0 && members_at(n->members, (size_t)m)->state != MEMBER_DEAD) {
+            forward(n, &to, id, idlen, client, payload, plen);
+            return;
+        }
+        break; /* unless it has died since: the request goes where the ring says */
     }
     default: break;
     }
@@ -214,7 +218,11 @@ static void client_request(node *n, const uint8_t *id, size_t idlen,
     uint32_t owner;
     if (!forwarded && !repl_is_replica(n, req->key.data, req->key.len, &owner)) {
         const struct sockaddr_in *to = &members_at(n->members, owner)->addr;
-        if (cache_forwarded(n->cache, id, idlen, to, sizeof *to, node_now(n)) != 0) {
+        /* A write is remembered with where it went, so that its retries go
+         * there too and it runs at one coordinator (at most once); a read
+         * may run anywhere, and its retries follow the ring. */
+        if (req->command != WIRE_GET &&
+            cache_forwarded(n->cache, id, idlen, to, sizeof *to, node_now(n)) != 0) {
             reply_err(n, id, idlen, client, WIRE_EOVERLOAD, false);
             return;
         }

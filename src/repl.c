@@ -1006,11 +1006,22 @@ static void clean_finish(node *n, op *o) {
     if (covered) store_drop(n->store, o->key, o->klen, o->clean_stamp);
 }
 
+/* Tombstones older than their lifetime go, but only while every member is
+ * alive and membership has been still for a while (clean_due): a replica
+ * that is down, or was until lately, may not hold a tombstone yet, and the
+ * older copy of the key it holds would come back once no tombstone stands
+ * against it. A member that stays dead keeps tombstones from going. */
+static bool gc_due(node *n) {
+    if (!clean_due(n)) return false;
+    for (size_t i = 1; i < members_total(n->members); i++)
+        if (members_at(n->members, i)->state != MEMBER_ALIVE) return false;
+    return true;
+}
+
 static void sync_round(node *n) {
     repl *r = n->repl;
-    /* tombstones older than their lifetime go */
     uint64_t wall = node_wall_ms(n);
-    if (wall > n->cfg.tombstone_ms)
+    if (wall > n->cfg.tombstone_ms && gc_due(n))
         store_gc(n->store, (wall - n->cfg.tombstone_ms) << 16);
     size_t total = members_total(n->members);
     if (total < 2) return;

@@ -94,6 +94,7 @@ typedef struct options {
     double loss, dup;
     unsigned mtu;               /* datagram size limit */
     unsigned vnodes;
+    unsigned tombstone_ms;      /* 0: the nodes' default */
     unsigned replicas, wq, rq;
     unsigned fault_mask;        /* which kinds of fault (1 << F_*) */
     bool trace;                 /* print every trace line */
@@ -1066,6 +1067,7 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
     s->cfg.port = NODE_PORT;
     s->cfg.quiet = !o->verbose;
     s->cfg.vnodes = o->vnodes;
+    if (o->tombstone_ms) s->cfg.tombstone_ms = o->tombstone_ms;
     s->cfg.replicas = o->replicas;
     s->cfg.write_quorum = o->wq;
     s->cfg.read_quorum = o->rq;
@@ -1229,6 +1231,7 @@ static void usage(FILE *f) {
         "  --dup P           base duplication, 0..1 (0)\n"
         "  --mtu BYTES       drop datagrams larger than this (65507)\n"
         "  --vnodes N        ring points per node (64)\n"
+        "  --tombstone-ms MS tombstone lifetime (the nodes' default: an hour)\n"
         "  --replicas N, --write-quorum W, --read-quorum R   (3, 2, 2)\n"
         "  --check-replay    run each seed twice and compare the traces' digests\n"
         "  --trace           print every event\n"
@@ -1255,7 +1258,7 @@ int main(int argc, char **argv) {
     bool check_replay = false;
     enum { O_SEED = 256, O_SEEDS, O_RANDOM, O_NODES, O_CLIENTS, O_KEYS, O_DURATION, O_CONVERGE,
            O_NOFAULTS, O_DURABLE, O_MEMBERS, O_KILLAT, O_LOSS, O_DUP, O_MTU, O_VNODES, O_N, O_W,
-           O_R, O_REPLAY, O_TRACE, O_VERBOSE, O_FAULTS };
+           O_R, O_REPLAY, O_TRACE, O_VERBOSE, O_FAULTS, O_TOMB };
     static const struct option opts[] = {
         {"seed", 1, 0, O_SEED}, {"seeds", 1, 0, O_SEEDS}, {"random", 1, 0, O_RANDOM},
         {"nodes", 1, 0, O_NODES}, {"clients", 1, 0, O_CLIENTS}, {"keys", 1, 0, O_KEYS},
@@ -1264,7 +1267,8 @@ int main(int argc, char **argv) {
         {"members-only", 0, 0, O_MEMBERS}, {"kill-at", 1, 0, O_KILLAT}, {"loss", 1, 0, O_LOSS},
         {"dup", 1, 0, O_DUP}, {"mtu", 1, 0, O_MTU}, {"vnodes", 1, 0, O_VNODES},
         {"replicas", 1, 0, O_N}, {"write-quorum", 1, 0, O_W}, {"read-quorum", 1, 0, O_R},
-        {"check-replay", 0, 0, O_REPLAY}, {"faults", 1, 0, O_FAULTS}, {"trace", 0, 0, O_TRACE}, {"verbose", 0, 0, O_VERBOSE},
+        {"check-replay", 0, 0, O_REPLAY}, {"faults", 1, 0, O_FAULTS},
+        {"tombstone-ms", 1, 0, O_TOMB}, {"trace", 0, 0, O_TRACE}, {"verbose", 0, 0, O_VERBOSE},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -1314,6 +1318,7 @@ int main(int argc, char **argv) {
         case O_LOSS: o.loss = strtod(optarg, &end); bad = *end || o.loss < 0 || o.loss > 1; break;
         case O_DUP: o.dup = strtod(optarg, &end); bad = *end || o.dup < 0 || o.dup > 1; break;
         case O_MTU: bad = parse_u(optarg, WIRE_MAX_DATAGRAM, &v) || v < 64; o.mtu = (unsigned)v; break;
+        case O_TOMB: bad = parse_u(optarg, 86400000, &v) || v < 1; o.tombstone_ms = (unsigned)v; break;
         case O_VNODES: bad = parse_u(optarg, 4096, &v) || v < 1; o.vnodes = (unsigned)v; break;
         case O_N: bad = parse_u(optarg, REPL_MAX_N, &v) || v < 1; o.replicas = (unsigned)v; break;
         case O_W: bad = parse_u(optarg, REPL_MAX_N, &v) || v < 1; o.wq = (unsigned)v; break;
