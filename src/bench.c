@@ -131,32 +131,6 @@ struct bench {
     stats pre, run;
 };
 
-/* ---- PRNG: xoshiro256** ---- */
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_next(uint64_t s[4]) {
-    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return r;
-}
-
-static void rng_seed(uint64_t s[4], uint64_t seed) {
-    for (int i = 0; i < 4; i++) { /* splitmix64 */
-        uint64_t z = (seed += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        s[i] = z ^ (z >> 31);
-    }
-}
-
-static double rng_unit(uint64_t s[4]) { return (double)(rng_next(s) >> 11) * 0x1.0p-53; }
-
 /* ---- requests ---- */
 
 static stats *cur(bench *b) { return b->phase == PH_PRELOAD ? &b->pre : &b->run; }
@@ -174,7 +148,7 @@ static void make_id(bench *b, uint32_t slot, uint8_t id[WIRE_ID_LEN]) {
     id[1] = (uint8_t)(s >> 8);
     id[2] = (uint8_t)(s >> 16);
     id[3] = (uint8_t)(s >> 24);
-    uint64_t r1 = rng_next(b->idrng), r2 = rng_next(b->idrng);
+    uint64_t r1 = client_rng_next(b->idrng), r2 = client_rng_next(b->idrng);
     memcpy(id + 4, &r1, 8);
     memcpy(id + 12, &r2, 4);
 }
@@ -218,8 +192,8 @@ static void issue(bclient *c) {
         c->cmd = WIRE_PUT;
         c->key = (uint32_t)b->next_key++;
     } else {
-        c->cmd = rng_unit(b->rng) < b->cfg.read_fraction ? WIRE_GET : WIRE_PUT;
-        c->key = (uint32_t)(rng_next(b->rng) % b->cfg.keyspace);
+        c->cmd = client_rng_unit(b->rng) < b->cfg.read_fraction ? WIRE_GET : WIRE_PUT;
+        c->key = (uint32_t)(client_rng_next(b->rng) % b->cfg.keyspace);
     }
     c->known = b->written[c->key / 8] >> (c->key % 8) & 1;
     uint8_t key[WIRE_MAX_KEY];
@@ -608,9 +582,9 @@ static int setup(bench *b) {
     }
     uint64_t s1;
     memcpy(&s1, r[0], 8);
-    rng_seed(b->idrng, s1);
+    client_rng_seed(b->idrng, s1);
     memcpy(&b->slot_mask, r[1], sizeof b->slot_mask);
-    rng_seed(b->rng, g->seed);
+    client_rng_seed(b->rng, g->seed);
 
     b->written = calloc((size_t)g->keyspace / 8 + 1, 1);
     b->value = malloc((size_t)g->value_size + 64);
@@ -623,7 +597,7 @@ static int setup(bench *b) {
         return -1;
     }
     for (size_t i = 0; i < (size_t)g->value_size + 64; i++)
-        b->value[i] = (uint8_t)('a' + rng_next(b->rng) % 26);
+        b->value[i] = (uint8_t)('a' + client_rng_next(b->rng) % 26);
 
     int rc = uv_udp_init_ex(b->loop, &b->udp, AF_INET | UV_UDP_RECVMMSG);
     struct sockaddr_in any;

@@ -58,6 +58,30 @@ int client_random_id(uint8_t id[WIRE_ID_LEN]) {
     return 0;
 }
 
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t client_rng_next(uint64_t s[4]) {
+    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return r;
+}
+
+void client_rng_seed(uint64_t s[4], uint64_t seed) {
+    for (int i = 0; i < 4; i++) { /* splitmix64 */
+        uint64_t z = (seed += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        s[i] = z ^ (z >> 31);
+    }
+}
+
+double client_rng_unit(uint64_t s[4]) { return (double)(client_rng_next(s) >> 11) * 0x1.0p-53; }
+
 int client_parse_reply(wire_arena *a, const uint8_t *buf, size_t len, wire_frame *f,
                        KVResponse **resp) {
     wire_reset(a);

@@ -46,6 +46,13 @@ const char *client_addr_str(const struct sockaddr_in *a, char *buf, size_t cap);
 /* Fills id with random bytes. Returns 0 or -errno. */
 int client_random_id(uint8_t id[WIRE_ID_LEN]);
 
+/* xoshiro256** seeded by splitmix64: fast, seedable random numbers for
+ * workloads (dht-bench) and simulations (dht-sim); the same seed gives the
+ * same sequence everywhere. Not for anything secret. */
+void client_rng_seed(uint64_t s[4], uint64_t seed);
+uint64_t client_rng_next(uint64_t s[4]);
+double client_rng_unit(uint64_t s[4]);   /* uniform in [0, 1) */
+
 /* Decodes one datagram into a (calls wire_reset(a) first, so earlier decoded
  * objects die). On 0, *f holds the frame (f->idlen == WIRE_ID_LEN) and *resp
  * the response, both valid until the next wire_reset(a). Returns 0,

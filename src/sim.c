@@ -35,6 +35,7 @@
 #include <time.h>
 #include <xxhash.h>
 
+#include "client.h"
 #include "members.h"
 #include "node.h"
 #include "repl.h"
@@ -49,7 +50,7 @@
 #define MAX_SKEW_MS 30000      /* clocks stay within the nodes' 60 s bound */
 #define TRACE_KEEP 4096        /* trace lines kept for a failure report */
 
-/* ---- random numbers: xoshiro256** seeded by splitmix64 --------------- */
+/* ---- random numbers: xoshiro256** (client.h) ------------------------ */
 
 typedef struct rng { uint64_t s[4]; } rng;
 
@@ -60,25 +61,10 @@ static uint64_t splitmix(uint64_t *x) {
     return z ^ (z >> 31);
 }
 
-static void rng_seed(rng *r, uint64_t seed) {
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix(&seed);
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_next(rng *r) {
-    uint64_t *s = r->s, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
-}
-
+static void rng_seed(rng *r, uint64_t seed) { client_rng_seed(r->s, seed); }
+static uint64_t rng_next(rng *r) { return client_rng_next(r->s); }
 static uint64_t rng_below(rng *r, uint64_t n) { return n ? rng_next(r) % n : 0; }
-static bool rng_chance(rng *r, double p) { return (double)(rng_next(r) >> 11) * 0x1p-53 < p; }
+static bool rng_chance(rng *r, double p) { return client_rng_unit(r->s) < p; }
 static uint64_t rng_range(rng *r, uint64_t lo, uint64_t hi) { return lo + rng_below(r, hi - lo + 1); }
 
 /* ---- options ----------------------------------------------------------- */

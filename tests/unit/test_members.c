@@ -8,72 +8,32 @@
 
 #include <cmocka.h>
 
+#include "fake_env.h"
 #include "members.h"
 #include "wire.h"
 
-/* A node in a fake world: a clock the test moves, datagrams kept. */
+/* A node in a fake world (fake_env.h): a clock the test moves, datagrams kept. */
 static node *n;
-static uint64_t clock_ms;
-static uint64_t rnd = 88172645463325252ull;
-static struct sent {
-    struct sockaddr_in to;
-    uint8_t buf[4096];
-    size_t len;
-} sent[256];
-static size_t nsent;
-
-static uint64_t env_now(void *ctx) { (void)ctx; return clock_ms; }
-static uint64_t env_wall(void *ctx) { (void)ctx; return 1000; }
-static uint64_t env_random(void *ctx) {
-    (void)ctx;
-    rnd ^= rnd << 13;
-    rnd ^= rnd >> 7;
-    rnd ^= rnd << 17;
-    return rnd;
-}
-static void env_log(void *ctx, const char *line) { (void)ctx; (void)line; }
-static void env_stop(void *ctx) { (void)ctx; }
-static int env_send(void *ctx, const struct sockaddr_in *to, const uint8_t *buf, size_t len) {
-    (void)ctx;
-    if (nsent < sizeof sent / sizeof sent[0] && len <= sizeof sent[0].buf) {
-        sent[nsent].to = *to;
-        memcpy(sent[nsent].buf, buf, len);
-        sent[nsent++].len = len;
-    }
-    return 0;
-}
-
-static node_config cfg;
-static store *st;
 
 static int setup(void **state) {
     (void)state;
-    node_defaults(&cfg);
-    cfg.quiet = true;
-    cfg.port = 7000;
-    struct sockaddr_in self = {.sin_family = AF_INET, .sin_port = htons(7000),
-                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    node_env env = {NULL, env_now, env_wall, env_send, env_random, env_log, env_stop, NULL};
-    clock_ms = 5000;
-    nsent = 0;
-    if (store_open(&st, NULL, 1 << 20) != 0) return -1;
-    n = node_new(&cfg, &env, &self, st, 1);
+    fake_reset(5000, 1000);
+    n = fake_node(NULL, 7000, 1 << 20);
     return n ? 0 : -1;
 }
 
 static int teardown(void **state) {
     (void)state;
-    node_free(n);
-    store_close(st);
+    fake_node_free(n);
     return 0;
 }
 
 /* Moves the clock ms forward one ms at a time, ticking the node when due. */
 static void run_for(uint64_t ms) {
-    uint64_t end = clock_ms + ms, next = node_tick(n);
-    while (clock_ms < end) {
-        clock_ms++;
-        if (clock_ms >= next) next = node_tick(n);
+    uint64_t end = fake.clock_ms + ms, next = node_tick(n);
+    while (fake.clock_ms < end) {
+        fake.clock_ms++;
+        if (fake.clock_ms >= next) next = node_tick(n);
     }
 }
 
@@ -223,8 +183,8 @@ static void test_silence_makes_suspect_then_dead(void **state) {
     run_for(100);
     assert_int_equal(state_of(9), MEMBER_SUSPECT);
     assert_int_equal(members_live(n->members), 2);
-    assert_true(nsent > 0); /* gossip went to the seed */
-    assert_int_equal(ntohs(sent[0].to.sin_port), 9);
+    assert_true(fake.nsent > 0); /* gossip went to the seed */
+    assert_int_equal(ntohs(fake.sent[0].to.sin_port), 9);
     run_for(120);
     assert_int_equal(state_of(9), MEMBER_DEAD);
     assert_int_equal(members_live(n->members), 1);
@@ -237,7 +197,7 @@ static void test_own_stall_is_not_blamed_on_others(void **state) {
     /* the node gets no tick for 250 ms at 30 ms: longer than dead_ms, but
      * the member's silence is ours */
     run_for(30);
-    clock_ms += 250;
+    fake.clock_ms += 250;
     run_for(10);
     assert_int_equal(state_of(9), MEMBER_ALIVE);
     /* its own silence after that still counts */
@@ -260,15 +220,15 @@ static void test_probe_is_answered_directly(void **state) {
     p.type = PEER_GOSSIP;
     p.from = &from;
     p.flags = PEER_GOSSIP_PROBE;
-    nsent = 0;
+    fake.nsent = 0;
     members_merge(n->members, &p);
     node_flush(n);
 
-    assert_int_equal(nsent, 1);
-    assert_int_equal(ntohs(sent[0].to.sin_port), port);
+    assert_int_equal(fake.nsent, 1);
+    assert_int_equal(ntohs(fake.sent[0].to.sin_port), port);
     wire_arena *a = wire_arena_new();
     wire_frame f;
-    assert_int_equal(wire_unpack_msg(a, sent[0].buf, sent[0].len, &f), 0);
+    assert_int_equal(wire_unpack_msg(a, fake.sent[0].buf, fake.sent[0].len, &f), 0);
     assert_int_equal(f.kind, WIRE_KIND_PEER);
     Peer *ans = wire_unpack_peer(a, f.payload, f.plen);
     assert_non_null(ans);
@@ -282,10 +242,10 @@ static void test_probe_is_answered_directly(void **state) {
     /* gossip without the flag is not answered */
     p.flags = 0;
     from.heartbeat = 2;
-    nsent = 0;
+    fake.nsent = 0;
     members_merge(n->members, &p);
     node_flush(n);
-    assert_int_equal(nsent, 0);
+    assert_int_equal(fake.nsent, 0);
 }
 
 static void test_pref_lists_skip_dead(void **state) {

@@ -8,53 +8,33 @@
 
 #include <cmocka.h>
 
+#include "fake_env.h"
 #include "node.h"
 #include "wire.h"
 
 static node *n;
-static store *st;
-static uint64_t clock_ms, wall_ms;
-static int stops;
-static size_t sent, sent_len;
-static uint8_t last[WIRE_MAX_DATAGRAM];
-
-static uint64_t env_now(void *ctx) { (void)ctx; return clock_ms; }
-static uint64_t env_wall(void *ctx) { (void)ctx; return wall_ms; }
-static uint64_t env_random(void *ctx) { (void)ctx; return 42; }
-static void env_log(void *ctx, const char *line) { (void)ctx; (void)line; }
-static void env_stop(void *ctx) { (void)ctx; stops++; }
-static int env_send(void *ctx, const struct sockaddr_in *to, const uint8_t *buf, size_t len) {
-    (void)ctx;
-    (void)to;
-    sent++;
-    sent_len = len;
-    memcpy(last, buf, len);
-    return 0;
-}
 
 static int setup(void **state) {
     (void)state;
-    node_config cfg;
-    node_defaults(&cfg);
-    cfg.quiet = true;
-    cfg.port = 7000;
-    struct sockaddr_in self = {.sin_family = AF_INET, .sin_port = htons(7000),
-                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    node_env env = {NULL, env_now, env_wall, env_send, env_random, env_log, env_stop, NULL};
-    clock_ms = 1000;
-    wall_ms = 1800000000000ull;
-    stops = 0;
-    sent = 0;
-    if (store_open(&st, NULL, 1 << 20) != 0) return -1;
-    n = node_new(&cfg, &env, &self, st, 1234);
+    fake_reset(1000, 1800000000000ull);
+    n = fake_node(NULL, 7000, 1 << 20);
     return n ? 0 : -1;
 }
 
 static int teardown(void **state) {
     (void)state;
-    node_free(n);
-    store_close(st);
+    fake_node_free(n);
     return 0;
+}
+
+/* The reply in the i-th datagram sent, decoded into a. */
+static KVResponse *reply_at(wire_arena *a, size_t i) {
+    wire_frame f;
+    assert_true(i < fake.nsent);
+    assert_int_equal(wire_unpack_msg(a, fake.sent[i].buf, fake.sent[i].len, &f), 0);
+    KVResponse *r = wire_unpack_response(a, f.payload, f.plen);
+    assert_non_null(r);
+    return r;
 }
 
 /* Stamps grow strictly and stay with the wall clock: a million in one
@@ -67,6 +47,7 @@ static void test_stamps_unique_and_bounded(void **state) {
         assert_true(s > prev);
         prev = s;
     }
+    uint64_t wall_ms = fake_wall(NULL);
     assert_true((prev >> 16) <= wall_ms + 16);
     /* a stamp from a clock too far ahead is not believed */
     node_stamp_seen(n, (wall_ms + WIRE_MAX_AHEAD_MS + 1000) << 16);
@@ -90,7 +71,7 @@ static void test_shutdown_asks_the_environment(void **state) {
     struct sockaddr_in from = {.sin_family = AF_INET, .sin_port = htons(5000),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     node_receive(n, &from, buf, request(buf, WIRE_SHUTDOWN, NULL, NULL));
-    assert_int_equal(stops, 1);
+    assert_int_equal(fake.stops, 1);
 }
 
 /* A single node serves a PUT and a GET through its environment alone. */
@@ -101,19 +82,14 @@ static void test_single_node_put_get(void **state) {
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     node_receive(n, &from, buf, request(buf, WIRE_PUT, "k", "v"));
     node_tick(n);
-    assert_int_equal(sent, 1);
+    assert_int_equal(fake.nsent, 1);
     wire_arena *a = wire_arena_new();
-    wire_frame f;
-    assert_int_equal(wire_unpack_msg(a, last, sent_len, &f), 0);
-    KVResponse *r = wire_unpack_response(a, f.payload, f.plen);
-    assert_non_null(r);
-    assert_int_equal(r->errcode, WIRE_OK);
+    assert_int_equal(reply_at(a, 0)->errcode, WIRE_OK);
     uint8_t id2[WIRE_ID_LEN] = {9};
     size_t len = wire_request(buf, sizeof buf, id2, WIRE_GET, "k", 1, NULL, 0, 0);
     node_receive(n, &from, buf, len);
-    assert_int_equal(sent, 2);
-    assert_int_equal(wire_unpack_msg(a, last, sent_len, &f), 0);
-    r = wire_unpack_response(a, f.payload, f.plen);
+    assert_int_equal(fake.nsent, 2);
+    KVResponse *r = reply_at(a, 1);
     assert_int_equal(r->errcode, WIRE_OK);
     assert_int_equal(r->value.len, 1);
     assert_memory_equal(r->value.data, "v", 1);

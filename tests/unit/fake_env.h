@@ -1,0 +1,96 @@
+/*
+ * fake_env: a node environment (node.h) for tests and fuzz targets, in one
+ * header of static functions: a monotonic clock the test moves by hand, a
+ * wall clock at a fixed offset from it, xorshift random numbers from a fixed
+ * seed, SHUTDOWN counted, log lines dropped, and the datagrams sent kept (the
+ * first FAKE_SENT_KEEP of them, up to FAKE_SENT_BYTES each; all counted;
+ * one that no datagram could be aborts).
+ * One fake world a process: `fake` is the state.
+ */
+#ifndef DHT_FAKE_ENV_H
+#define DHT_FAKE_ENV_H
+
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node.h"
+#include "wire.h"
+
+#define FAKE_SENT_KEEP 256
+#define FAKE_SENT_BYTES 4096
+
+static struct fake {
+    uint64_t clock_ms;          /* the node's monotonic time */
+    uint64_t wall_offset_ms;    /* wall = clock + this */
+    uint64_t rnd;
+    int stops;
+    store *store;               /* fake_node's, in memory */
+    size_t nsent;               /* datagrams sent in all */
+    struct fake_sent {
+        struct sockaddr_in to;
+        uint8_t buf[FAKE_SENT_BYTES];
+        size_t len;
+    } sent[FAKE_SENT_KEEP];
+} fake;
+
+static uint64_t fake_now(void *ctx) { (void)ctx; return fake.clock_ms; }
+static uint64_t fake_wall(void *ctx) { (void)ctx; return fake.clock_ms + fake.wall_offset_ms; }
+static void fake_log(void *ctx, const char *line) { (void)ctx; (void)line; }
+static void fake_stop(void *ctx) { (void)ctx; fake.stops++; }
+
+static uint64_t fake_random(void *ctx) {
+    (void)ctx;
+    fake.rnd ^= fake.rnd << 13;
+    fake.rnd ^= fake.rnd >> 7;
+    fake.rnd ^= fake.rnd << 17;
+    return fake.rnd;
+}
+
+static int fake_send(void *ctx, const struct sockaddr_in *to, const uint8_t *buf, size_t len) {
+    (void)ctx;
+    if (len == 0 || len > WIRE_MAX_DATAGRAM) abort(); /* no such datagram exists */
+    if (fake.nsent < FAKE_SENT_KEEP && len <= FAKE_SENT_BYTES) {
+        struct fake_sent *s = &fake.sent[fake.nsent];
+        s->to = *to;
+        memcpy(s->buf, buf, len);
+        s->len = len;
+    }
+    fake.nsent++;
+    return 0;
+}
+
+/* Resets the fake world: clock at clock_ms, wall clock wall_ms then. */
+static void fake_reset(uint64_t clock_ms, uint64_t wall_ms) {
+    memset(&fake, 0, sizeof fake);
+    fake.clock_ms = clock_ms;
+    fake.wall_offset_ms = wall_ms - clock_ms;
+    fake.rnd = 88172645463325252ull;
+}
+
+/* A node on 127.0.0.1:port in the fake world, on a new store in memory
+ * (fake.store, max_bytes). NULL when out of memory. cfg NULL: the defaults,
+ * quiet. Free it with fake_node_free. */
+static node *fake_node(const node_config *cfg, uint16_t port, size_t max_bytes) {
+    if (store_open(&fake.store, NULL, max_bytes) != 0) return NULL;
+    node_config c;
+    if (cfg) c = *cfg;
+    else {
+        node_defaults(&c);
+        c.quiet = true;
+    }
+    c.port = port;
+    struct sockaddr_in self = {.sin_family = AF_INET, .sin_port = htons(port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    node_env env = {NULL, fake_now, fake_wall, fake_send, fake_random, fake_log, fake_stop, NULL};
+    return node_new(&c, &env, &self, fake.store, 1234);
+}
+
+static void fake_node_free(node *n) {
+    node_free(n);
+    store_close(fake.store);
+    fake.store = NULL;
+}
+
+#endif
