@@ -27,7 +27,7 @@ done
 echo "== speed and failures: 10 nodes, full fault mix, seeds 1..$seeds"
 out=$("$sim" --seeds "1..$seeds" 2>/dev/null || true)
 echo "$out" | awk '
-  /^seed [0-9]+: (ok|FAILED)/ { n++; sim += $4; if ($3 == "FAILED,") { f++; failed = failed " " $2 } }
+  /^seed [0-9]+: (ok|FAILED)/ { n++; sim += $4; if ($3 == "FAILED,") { f++; s = $2; sub(/:/, "", s); failed = failed " " s } }
   /^[0-9]+ runs?, / { wall = $(NF - 1) }
   END { printf "  %d runs, %d failed%s\n  %.0f s simulated in %.1f s: %.0fx real time\n",
                n, f, f ? " (seeds" failed ")" : "", sim, wall, sim / wall }'
