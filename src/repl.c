@@ -361,8 +361,9 @@ static void read_repair(node *n, op *o) {
 }
 
 static void clean_finish(node *n, op *o);
-
 static void restamp(node *n, op *o);
+static void local_target(node *n, op *o, size_t i);
+static void on_reply(op *o, size_t i, uint32_t err, const store_rec *rec);
 
 /* Targets that are the key's replicas, not stand-ins. */
 static size_t home_targets(const op *o) {
@@ -370,7 +371,6 @@ static size_t home_targets(const op *o) {
     for (size_t i = 0; i < o->nt; i++) k += o->hint[i] == NO_HINT;
     return k;
 }
-static void local_target(node *n, op *o, size_t i);
 
 /* Decides what can be decided after a reply; frees the op when done. */
 static void progress(node *n, op *o) {
@@ -424,8 +424,6 @@ static void restamp(node *n, op *o) {
         if (self_index(o->t[i])) local_target(n, o, i);
     progress(n, o);
 }
-
-static void on_reply(op *o, size_t i, uint32_t err, const store_rec *rec);
 
 /* Records target i's answer to a write. A target that holds a newer stamp
  * refused it: the write would lose to what is there. While the operation is
