@@ -193,6 +193,7 @@ static void refute(members *m, const Member *in) {
         me->incarnation = in->incarnation + 1;
         me->heartbeat = 0;
         m->n->incarnation = me->incarnation;
+        if (m->n->env.incarnation) m->n->env.incarnation(m->n->env.ctx, me->incarnation);
         if (!m->n->cfg.quiet)
             node_log(m->n, "refuting incarnation %llu: now %llu",
                      (unsigned long long)in->incarnation, (unsigned long long)me->incarnation);

@@ -339,6 +339,11 @@ node *node_new(const node_config *cfg, const node_env *env, const struct sockadd
     n->pid = pid;
     n->store = st;
     n->incarnation = n->started_ms = node_wall_ms(n);
+    /* above the last life's, but not beyond what the others believe */
+    if (cfg->last_incarnation >= n->incarnation) {
+        uint64_t cap = n->incarnation + WIRE_MAX_AHEAD_MS / 2;
+        n->incarnation = cfg->last_incarnation < cap ? cfg->last_incarnation + 1 : cap;
+    }
     n->cache = cache_new(cfg->cache_ms, cfg->cache_bytes);
     n->arena = wire_arena_new();
     n->members = members_new(n, membership_changed, n);
@@ -349,6 +354,7 @@ node *node_new(const node_config *cfg, const node_env *env, const struct sockadd
         return NULL;
     }
     n->cache_at = node_now(n) + CACHE_EXPIRE_MS;
+    if (n->env.incarnation) n->env.incarnation(n->env.ctx, n->incarnation);
     return n;
 }
 

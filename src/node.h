@@ -57,6 +57,8 @@ typedef struct node_config {
     uint64_t cache_ms;          /* reply cache TTL */
     size_t cache_bytes;
     uint64_t tombstone_ms;      /* tombstone lifetime before GC */
+    uint64_t last_incarnation;  /* of this node's previous life, kept by the driver
+                                   (0: unknown); the new one is above it */
     uint16_t resp_port;         /* 0: off */
     uint16_t http_port;         /* 0: off */
     bool quiet;
@@ -78,6 +80,10 @@ typedef struct node_env {
     void (*stop)(void *ctx);         /* SHUTDOWN: stop this node now */
     /* Optional (NULL: none): told of every verdict on a member. */
     void (*member_state)(void *ctx, uint32_t ip, uint16_t port, int state);
+    /* Optional: told of the node's incarnation at start and whenever it
+     * rises (a refuted suspicion), for a driver with a data dir to keep it
+     * and pass it back as cfg.last_incarnation in the next life. */
+    void (*incarnation)(void *ctx, uint64_t incarnation);
 } node_env;
 
 /* Counters shown by /metrics and INFO. */
@@ -113,7 +119,8 @@ typedef struct node {
 
 /* Creates a node serving at `self` on store st (not owned), from cfg (the
  * strings in it must outlive the node). The incarnation is env's wall clock
- * now. Add the seeds with node_add_seeds, then call node_tick. NULL when out
+ * now, or cfg->last_incarnation + 1 when that is more (but at most 30 s
+ * ahead of the clock: others refuse incarnations a minute ahead of theirs). Add the seeds with node_add_seeds, then call node_tick. NULL when out
  * of memory. */
 node *node_new(const node_config *cfg, const node_env *env, const struct sockaddr_in *self,
                store *st, int32_t pid);

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@ typedef struct server {
     uv_signal_t sigint, sigterm;
     node *n;
     store *store;
+    const char *data_dir;       /* NULL: in memory */
     uint64_t rnd[2];            /* xorshift128+ state for node_random */
     uint8_t recv_buf[RECV_BATCH * 65536];
 } server;
@@ -90,6 +92,35 @@ static void env_stop(void *ctx) {
     server *sv = ctx;
     store_sync(sv->store);
     _exit(0);
+}
+
+/* The node's incarnation is kept in DATA_DIR/incarnation (decimal), so that
+ * its next life takes a greater one even if the clock has stepped back. */
+static uint64_t read_incarnation(const char *dir) {
+    char path[4096];
+    unsigned long long v = 0;
+    snprintf(path, sizeof path, "%s/incarnation", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    if (fscanf(f, "%llu", &v) != 1) v = 0;
+    fclose(f);
+    return v;
+}
+
+static void env_incarnation(void *ctx, uint64_t inc) {
+    server *sv = ctx;
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof path, "%s/incarnation", sv->data_dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    bool ok = f != NULL;
+    if (f) {
+        ok = fprintf(f, "%llu\n", (unsigned long long)inc) > 0 && fflush(f) == 0 &&
+             fsync(fileno(f)) == 0;
+        ok = fclose(f) == 0 && ok;
+    }
+    if (!ok || rename(tmp, path) != 0)
+        fprintf(stderr, "dht-server: cannot keep the incarnation in %s: %s\n", path, strerror(errno));
 }
 
 /* ---- libuv plumbing --------------------------------------------------- */
@@ -246,8 +277,13 @@ int server_run(const node_config *cfg) {
                 cfg->data_dir ? " in " : "", cfg->data_dir ? cfg->data_dir : "", rc);
         return -1;
     }
-    node_env env = {&sv, env_now, env_wall, env_send, env_random, env_log, env_stop, NULL};
-    if (!(sv.n = node_new(cfg, &env, &self, sv.store, (int32_t)getpid()))) {
+    node_config c = *cfg;
+    sv.data_dir = cfg->data_dir;
+    if (cfg->data_dir) c.last_incarnation = read_incarnation(cfg->data_dir);
+    node_env env = {.ctx = &sv, .now = env_now, .wall = env_wall, .send = env_send,
+                    .random = env_random, .log = env_log, .stop = env_stop,
+                    .incarnation = cfg->data_dir ? env_incarnation : NULL};
+    if (!(sv.n = node_new(&c, &env, &self, sv.store, (int32_t)getpid()))) {
         fprintf(stderr, "dht-server: out of memory\n");
         return -1;
     }

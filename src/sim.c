@@ -119,6 +119,7 @@ typedef struct simnode {
     int side;                   /* partition side */
     uint64_t bytes_sent, msgs_sent;
     uint64_t restarts;
+    uint64_t incarnation;       /* kept across crashes with --durable, as in a data dir */
 } simnode;
 
 /* Per key (single writer): every write's value and outcome. */
@@ -370,6 +371,8 @@ static void env_log(void *ctx, const char *line) {
 
 static void node_down(sim *s, simnode *sn, const char *why);
 
+static void env_incarnation(void *ctx, uint64_t inc) { ((simnode *)ctx)->incarnation = inc; }
+
 static void env_stop(void *ctx) {
     simnode *sn = ctx;
     trace(S, "n%u stop (SHUTDOWN)", sn->idx);
@@ -416,9 +419,12 @@ static void schedule_tick(sim *s, simnode *sn, uint64_t next_ms) {
 static void node_up(sim *s, simnode *sn) {
     struct sockaddr_in self = addr_of(NODE_NET, sn->idx, NODE_PORT);
     if (!sn->st && store_open(&sn->st, NULL, 256u << 20) != 0) abort();
-    node_env env = {sn, env_now, env_wall, env_send, env_random, env_log, env_stop,
-                    env_member_state};
-    sn->n = node_new(&s->cfg, &env, &self, sn->st, (int32_t)(1000 + sn->idx));
+    node_env env = {.ctx = sn, .now = env_now, .wall = env_wall, .send = env_send,
+                    .random = env_random, .log = env_log, .stop = env_stop,
+                    .member_state = env_member_state, .incarnation = env_incarnation};
+    node_config cfg = s->cfg;
+    if (s->o.durable) cfg.last_incarnation = sn->incarnation;
+    sn->n = node_new(&cfg, &env, &self, sn->st, (int32_t)(1000 + sn->idx));
     if (!sn->n) abort();
     ring_node *seeds = malloc(s->o.nodes * sizeof *seeds);
     if (!seeds) abort();

@@ -539,6 +539,26 @@ def test_data_dir_survives_sigkill():
         expect(cl.get(b"persist000"), ENOKEY, "GET of a removed key after restart")
 
 
+def test_data_dir_keeps_the_incarnation():
+    """The next life of a node takes an incarnation above the last one kept in
+    its data dir, even when that is ahead of the clock (a clock stepped back)."""
+    c = dht.Cluster(1, peers=[])
+    ddir = c.data_dir(0)
+    os.makedirs(ddir, exist_ok=True)
+    c.extra_args = ["--data-dir", ddir]
+    path = os.path.join(ddir, "incarnation")
+    with node(cluster=c) as (c, cl):
+        first = int(open(path).read())
+        assert abs(first - time.time() * 1000) < 60000, "incarnation %d is not the start time" % first
+        c.kill(0, signal.SIGKILL)
+        ahead = int(time.time() * 1000) + 20000  # as if the clock had gone back 20 s
+        with open(path, "w") as f:
+            f.write("%d\n" % ahead)
+        c.start(0)
+        c.wait_ready(timeout=10)
+        assert int(open(path).read()) == ahead + 1, "incarnation after restart: %s" % open(path).read()
+
+
 def test_port_then_peers_argument_order():
     with node() as (c, cl):
         expect(cl.request(IS_ALIVE), OK, "IS_ALIVE")

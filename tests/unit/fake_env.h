@@ -26,7 +26,7 @@ static struct fake {
     uint64_t wall_offset_ms;    /* wall = clock + this */
     uint64_t rnd;
     int stops;
-    store *store;               /* fake_node's, in memory */
+    uint64_t incarnation;       /* the last one the node told of */
     size_t nsent;               /* datagrams sent in all */
     struct fake_sent {
         struct sockaddr_in to;
@@ -39,6 +39,7 @@ static uint64_t fake_now(void *ctx) { (void)ctx; return fake.clock_ms; }
 static uint64_t fake_wall(void *ctx) { (void)ctx; return fake.clock_ms + fake.wall_offset_ms; }
 static void fake_log(void *ctx, const char *line) { (void)ctx; (void)line; }
 static void fake_stop(void *ctx) { (void)ctx; fake.stops++; }
+static void fake_incarnation(void *ctx, uint64_t inc) { (void)ctx; fake.incarnation = inc; }
 
 static uint64_t fake_random(void *ctx) {
     (void)ctx;
@@ -69,11 +70,12 @@ static void fake_reset(uint64_t clock_ms, uint64_t wall_ms) {
     fake.rnd = 88172645463325252ull;
 }
 
-/* A node on 127.0.0.1:port in the fake world, on a new store in memory
- * (fake.store, max_bytes). NULL when out of memory. cfg NULL: the defaults,
- * quiet. Free it with fake_node_free. */
+/* A node on 127.0.0.1:port in the fake world, on a new store in memory of
+ * max_bytes. NULL when out of memory. cfg NULL: the defaults, quiet. Free
+ * it (and its store) with fake_node_free. */
 static node *fake_node(const node_config *cfg, uint16_t port, size_t max_bytes) {
-    if (store_open(&fake.store, NULL, max_bytes) != 0) return NULL;
+    store *st;
+    if (store_open(&st, NULL, max_bytes) != 0) return NULL;
     node_config c;
     if (cfg) c = *cfg;
     else {
@@ -83,14 +85,17 @@ static node *fake_node(const node_config *cfg, uint16_t port, size_t max_bytes) 
     c.port = port;
     struct sockaddr_in self = {.sin_family = AF_INET, .sin_port = htons(port),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    node_env env = {NULL, fake_now, fake_wall, fake_send, fake_random, fake_log, fake_stop, NULL};
-    return node_new(&c, &env, &self, fake.store, 1234);
+    node_env env = {.now = fake_now, .wall = fake_wall, .send = fake_send, .random = fake_random,
+                    .log = fake_log, .stop = fake_stop, .incarnation = fake_incarnation};
+    node *n = node_new(&c, &env, &self, st, 1234);
+    if (!n) store_close(st);
+    return n;
 }
 
 static void fake_node_free(node *n) {
+    store *st = n->store;
     node_free(n);
-    store_close(fake.store);
-    fake.store = NULL;
+    store_close(st);
 }
 
 #endif

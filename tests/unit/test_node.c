@@ -96,6 +96,29 @@ static void test_single_node_put_get(void **state) {
     wire_arena_free(a);
 }
 
+/* A node takes an incarnation above its previous life's (kept by the
+ * driver), even when its clock has stepped back below it, and tells the
+ * driver of it. */
+static void test_incarnation_above_the_last_life(void **state) {
+    (void)state;
+    assert_int_equal(fake.incarnation, n->incarnation); /* told at start */
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    cfg.last_incarnation = fake_wall(NULL) + 20000;
+    node *m = fake_node(&cfg, 7001, 1 << 20);
+    assert_non_null(m);
+    assert_int_equal(m->incarnation, cfg.last_incarnation + 1);
+    assert_int_equal(fake.incarnation, cfg.last_incarnation + 1);
+    fake_node_free(m);
+    /* one beyond belief (a past life's clock an hour ahead) is capped */
+    cfg.last_incarnation = fake_wall(NULL) + 3600000;
+    m = fake_node(&cfg, 7001, 1 << 20);
+    assert_non_null(m);
+    assert_true(m->incarnation < fake_wall(NULL) + WIRE_MAX_AHEAD_MS);
+    fake_node_free(m);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -103,6 +126,7 @@ int main(void) {
         T(test_stamps_unique_and_bounded),
         T(test_shutdown_asks_the_environment),
         T(test_single_node_put_get),
+        T(test_incarnation_above_the_last_life),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
