@@ -273,6 +273,8 @@ static void page_metrics(const http_server *s, sbuf *b) {
               (unsigned long long)st->dropped_checksum);
     sb_printf(b, "dht_dropped_total{reason=\"malformed\"} %llu\n",
               (unsigned long long)st->dropped_malformed);
+    sb_printf(b, "dht_dropped_total{reason=\"stale\"} %llu\n",
+              (unsigned long long)st->dropped_stale);
 
     metric(b, "dht_cache_hits_total", "counter",
            "Client requests answered or absorbed by the reply cache.");

@@ -139,6 +139,10 @@ static void forward(node *n, const struct sockaddr_in *to, const uint8_t *id, si
 static void client_request(node *n, const uint8_t *id, size_t idlen,
                            const struct sockaddr_in *client, const uint8_t *payload,
                            size_t plen, bool forwarded) {
+    if (n->woke_at && node_now(n) - n->woke_at < NODE_WAKE_WINDOW_MS) {
+        n->stats.dropped_stale++; /* it waited through our stall: see node_tick */
+        return;
+    }
     const uint8_t *cached;
     size_t clen;
     switch (cache_lookup(n->cache, id, idlen, &cached, &clen)) {
@@ -376,6 +380,13 @@ void node_flush(node *n) { outbox_flush(n->outbox); }
 
 uint64_t node_tick(node *n) {
     uint64_t now = node_now(n);
+    if (n->last_tick && now - n->last_tick >= NODE_STALL_MS) {
+        n->woke_at = now;
+        if (!n->cfg.quiet)
+            node_log(n, "stalled %llu ms: requests that waited meanwhile are dropped",
+                     (unsigned long long)(now - n->last_tick));
+    }
+    n->last_tick = now;
     if (now >= n->cache_at) {
         cache_expire(n->cache, now);
         n->cache_at = now + CACHE_EXPIRE_MS;

@@ -92,6 +92,7 @@ typedef struct node_stats {
     uint64_t errors[8];         /* replies by error code */
     uint64_t dropped_checksum;
     uint64_t dropped_malformed;
+    uint64_t dropped_stale;     /* client requests that waited through a stall */
     uint64_t cache_hits;
     uint64_t forwarded;
     uint64_t peer_msgs;
@@ -115,6 +116,8 @@ typedef struct node {
     node_stats stats;
     uint64_t started_ms;        /* wall ms at start */
     uint64_t cache_at;          /* next expiry of the reply cache */
+    uint64_t last_tick;         /* monotonic ms of the last node_tick */
+    uint64_t woke_at;           /* when node_tick found the node had stalled */
 } node;
 
 /* Creates a node serving at `self` on store st (not owned), from cfg (the
@@ -136,10 +139,18 @@ int node_add_seeds(node *n, const ring_node *seeds, size_t k);
 void node_receive(node *n, const struct sockaddr_in *from, const uint8_t *buf, size_t len);
 
 /* Runs the work that is due (gossip, failure detection, resends, repair,
- * expiry) and sends what is queued. Returns the monotonic ms at which it
+ * expiry) and sends what is queued. A node that finds it was not ticked for
+ * NODE_STALL_MS (no CPU, a long pause) drops the client requests and
+ * forwarded requests it is handed in the next NODE_WAKE_WINDOW_MS: they
+ * waited in its socket buffer, their clients may have given up and written
+ * since, and run now they could overwrite the newer writes; a client still
+ * waiting retries. Returns the monotonic ms at which it
  * wants to be called next; a driver may call it earlier (after every batch
  * of datagrams, say), never needs to later. */
 uint64_t node_tick(node *n);
+
+#define NODE_STALL_MS 1000
+#define NODE_WAKE_WINDOW_MS 5
 
 /* Sends the node-to-node messages queued since the last flush (outbox.h).
  * node_tick does it too; a driver calls it once it has handed over a batch

@@ -903,8 +903,8 @@ static void deliver(sim *s, packet *p) {
             free(p);
             return;
         }
-        if (sn->stalled_until > s->now) { /* held in the socket buffer */
-            push(s, sn->stalled_until, EV_DELIVER, 0, 0, p);
+        if (sn->stalled_until > s->now) { /* held in the socket buffer, read */
+            push(s, sn->stalled_until + 1, EV_DELIVER, 0, 0, p); /* after the wake's tick */
             return;
         }
         char a[32], what[400] = "";
