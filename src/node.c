@@ -93,6 +93,17 @@ int node_send_peer(node *n, const struct sockaddr_in *to, const uint8_t *id,
 
 /* ---- client requests -------------------------------------------------- */
 
+/* A node is ticked at least every CACHE_EXPIRE_MS: a gap of NODE_STALL_MS
+ * since the last tick, seen by a tick or a datagram, means it was stalled,
+ * and what it reads now waited through the stall (node.h, node_tick). */
+static void check_stall(node *n, uint64_t now) {
+    if (!n->last_tick || now - n->last_tick < NODE_STALL_MS || n->woke_at > n->last_tick) return;
+    n->woke_at = now;
+    if (!n->cfg.quiet)
+        node_log(n, "stalled %llu ms: requests that waited meanwhile are dropped",
+                 (unsigned long long)(now - n->last_tick));
+}
+
 static void reply(node *n, const uint8_t *id, size_t idlen, const struct sockaddr_in *to,
                   const KVResponse *r, bool remember) {
     uint8_t out[WIRE_MAX_DATAGRAM];
@@ -324,6 +335,7 @@ static void on_batch(node *n, const uint8_t *p, size_t len, const struct sockadd
 }
 
 void node_receive(node *n, const struct sockaddr_in *from, const uint8_t *buf, size_t len) {
+    check_stall(n, node_now(n)); /* a loop blocked in poll reads before it ticks */
     wire_frame f;
     wire_reset(n->arena);
     on_frame(n, wire_unpack_msg(n->arena, buf, len, &f), &f, from, false);
@@ -380,12 +392,7 @@ void node_flush(node *n) { outbox_flush(n->outbox); }
 
 uint64_t node_tick(node *n) {
     uint64_t now = node_now(n);
-    if (n->last_tick && now - n->last_tick >= NODE_STALL_MS) {
-        n->woke_at = now;
-        if (!n->cfg.quiet)
-            node_log(n, "stalled %llu ms: requests that waited meanwhile are dropped",
-                     (unsigned long long)(now - n->last_tick));
-    }
+    check_stall(n, now);
     n->last_tick = now;
     if (now >= n->cache_at) {
         cache_expire(n->cache, now);

@@ -37,7 +37,13 @@ typedef struct server {
 
 /* ---- the node's environment ------------------------------------------- */
 
-static uint64_t env_now(void *ctx) { return uv_now(((server *)ctx)->loop); }
+/* The monotonic clock read now, not the loop's cached time: libuv does not
+ * update that before the I/O callbacks of a poll, so a datagram read after
+ * the process was stopped would seem to arrive at the time it stopped. */
+static uint64_t env_now(void *ctx) {
+    (void)ctx;
+    return uv_hrtime() / 1000000;
+}
 
 static uint64_t env_wall(void *ctx) {
     (void)ctx;
@@ -146,7 +152,7 @@ static void on_wake(uv_timer_t *t) { (void)t; }
 
 static void on_prepare(uv_prepare_t *h) {
     server *sv = h->data;
-    uint64_t next = node_tick(sv->n), now = uv_now(sv->loop);
+    uint64_t next = node_tick(sv->n), now = env_now(sv);
     uv_timer_start(&sv->wake, on_wake, next > now ? next - now : 0, 0);
 }
 
