@@ -401,7 +401,9 @@ static void env_member_state(void *ctx, uint32_t ip, uint16_t port, int state) {
     uint64_t window = (uint64_t)(s->cfg.dead_ms + 2 * s->cfg.gossip_ms + 1000) * 1000;
     uint64_t quiet_since = t->disturbed_until > sn->disturbed_until ? t->disturbed_until
                                                                     : sn->disturbed_until;
-    if (quiet_since != UINT64_MAX && s->now > quiet_since + window && s->loss == 0) {
+    /* the base loss (--loss) is the network, not a fault: a verdict under it
+     * is false; a burst of loss above it is a fault */
+    if (quiet_since != UINT64_MAX && s->now > quiet_since + window && s->loss <= s->o.loss) {
         s->false_dead++;
         fail(s, "n%u declared live n%ld dead with no fault near either for %.1f s", sn->idx, i,
              (double)(s->now - quiet_since) / 1e6);
