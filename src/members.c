@@ -358,11 +358,10 @@ done:
 }
 
 uint64_t members_tick(members *m, uint64_t now) {
-    if (now >= m->next_gossip) {
-        m->next_gossip = now + m->n->cfg.gossip_ms;
-        if (now >= m->paused_until) gossip_round(m, now);
-    }
-    return m->next_gossip;
+    uint64_t next = UINT64_MAX;
+    if (node_due(&m->next_gossip, now, m->n->cfg.gossip_ms, &next) && now >= m->paused_until)
+        gossip_round(m, now);
+    return next;
 }
 
 void members_pause(members *m, uint64_t ms) {

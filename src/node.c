@@ -394,11 +394,8 @@ uint64_t node_tick(node *n) {
     uint64_t now = node_now(n);
     check_stall(n, now);
     n->last_tick = now;
-    if (now >= n->cache_at) {
-        cache_expire(n->cache, now);
-        n->cache_at = now + CACHE_EXPIRE_MS;
-    }
-    uint64_t next = n->cache_at, t;
+    uint64_t next = UINT64_MAX, t;
+    if (node_due(&n->cache_at, now, CACHE_EXPIRE_MS, &next)) cache_expire(n->cache, now);
     if ((t = members_tick(n->members, now)) < next) next = t;
     if ((t = repl_tick(n->repl, now)) < next) next = t;
     outbox_flush(n->outbox);

@@ -157,6 +157,16 @@ uint64_t node_tick(node *n);
  * of datagrams or TCP requests. */
 void node_flush(node *n);
 
+/* A periodic round in node_tick: true when the round at *at is due at now,
+ * and then the next one is set `period` from now; *next is lowered to the
+ * time of the next round either way. */
+static inline bool node_due(uint64_t *at, uint64_t now, uint64_t period, uint64_t *next) {
+    bool due = now >= *at;
+    if (due) *at = now + period;
+    if (*at < *next) *next = *at;
+    return due;
+}
+
 /* Monotonic ms, from the environment. */
 uint64_t node_now(const node *n);
 

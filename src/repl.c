@@ -1089,24 +1089,14 @@ void repl_free(repl *r) {
 
 uint64_t repl_tick(repl *r, uint64_t now) {
     node *n = r->n;
-    if (now >= r->tick_at) {
-        r->tick_at = now + tick_interval(n);
-        ops_round(n, now);
-    }
+    uint64_t next = UINT64_MAX;
+    if (node_due(&r->tick_at, now, tick_interval(n), &next)) ops_round(n, now);
     if (r->sweep_at && now >= r->sweep_at) {
         r->sweep_at = 0;
         sweep(n);
     }
-    if (now >= r->handoff_at) {
-        r->handoff_at = now + HANDOFF_MS;
-        handoff_round(n, now);
-    }
-    if (now >= r->sync_at) {
-        r->sync_at = now + n->cfg.sync_ms;
-        sync_round(n);
-    }
-    uint64_t next = r->tick_at < r->handoff_at ? r->tick_at : r->handoff_at;
-    if (r->sync_at < next) next = r->sync_at;
+    if (node_due(&r->handoff_at, now, HANDOFF_MS, &next)) handoff_round(n, now);
+    if (node_due(&r->sync_at, now, n->cfg.sync_ms, &next)) sync_round(n);
     if (r->sweep_at && r->sweep_at < next) next = r->sweep_at;
     return next;
 }

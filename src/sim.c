@@ -49,6 +49,7 @@
 #define EPOCH_MS 1800000000000ull
 #define MAX_SKEW_MS 30000      /* clocks stay within the nodes' 60 s bound */
 #define TRACE_KEEP 4096        /* trace lines kept for a failure report */
+#define TRACE_LINE 600         /* bytes of a trace line, NUL included */
 
 /* ---- random numbers: xoshiro256** (client.h) ------------------------ */
 
@@ -182,7 +183,7 @@ typedef struct sim {
     uint64_t mem_crash_at;      /* µs: last crash of a node without durable store */
     /* trace */
     XXH64_state_t *digest;
-    char **ring_lines;
+    char (*ring_lines)[TRACE_LINE]; /* the last TRACE_KEEP lines, for a failure report */
     size_t ring_pos;
     uint64_t lines;
     /* results */
@@ -203,7 +204,7 @@ static sim *S; /* for the node environment callbacks' log lines only */
 
 static void trace(sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void trace(sim *s, const char *fmt, ...) {
-    char line[600];
+    char line[TRACE_LINE];
     int k = snprintf(line, sizeof line, "%" PRIu64 ".%06" PRIu64 " ", s->now / 1000000,
                      s->now % 1000000);
     va_list ap;
@@ -214,8 +215,7 @@ static void trace(sim *s, const char *fmt, ...) {
     XXH64_update(s->digest, "\n", 1);
     s->lines++;
     if (s->o.trace) puts(line);
-    free(s->ring_lines[s->ring_pos]);
-    s->ring_lines[s->ring_pos] = strdup(line);
+    memcpy(s->ring_lines[s->ring_pos], line, strlen(line) + 1);
     s->ring_pos = (s->ring_pos + 1) % TRACE_KEEP;
 }
 
@@ -570,7 +570,6 @@ static void check_read(sim *s, client *c, uint32_t err, const uint8_t *v, size_t
         if (k->w[i].state == W_ACKED && k->w[i].end <= c->start) need = i;
     if (!need) return;
     bool stale = err == WIRE_OK ? seq < need : !k->w[need].remove;
-    if (err == WIRE_ENOKEY && k->w[need].remove) stale = false;
     if (err == WIRE_ENOKEY && !k->w[need].remove) {
         /* not found is right only if a later remove may have been applied */
         for (uint64_t i = need + 1; i <= k->nw; i++)
@@ -739,7 +738,6 @@ static void fault_fire(sim *s, uint32_t what) {
         push(s, s->now + rng_range(r, 500, 8000) * 1000, EV_FAULT, F_RESTART, i, NULL);
         break;
     }
-    case F_RESTART: break; /* handled with its node in fault_event */
     case F_PARTITION: {
         if (s->partitioned) break;
         fault_begin(s);
@@ -942,12 +940,17 @@ static void run_event(sim *s, event *e) {
     }
 }
 
+/* Runs the next event if one is due by `until`; false when none is. */
+static bool step(sim *s, uint64_t until) {
+    if (!s->nheap || s->heap[0].t > until) return false;
+    event e = pop(s);
+    s->now = e.t;
+    run_event(s, &e);
+    return true;
+}
+
 static void run_until(sim *s, uint64_t t) {
-    while (s->nheap && s->heap[0].t <= t) {
-        event e = pop(s);
-        s->now = e.t;
-        run_event(s, &e);
-    }
+    while (step(s, t)) {}
     s->now = t;
 }
 
@@ -1026,11 +1029,7 @@ static void final_reads(sim *s) {
         c->final_read = true;
         client_start(s, c, WIRE_GET);
         uint64_t until = s->now + 30000000;
-        while (c->state == C_WAIT && s->nheap && s->heap[0].t <= until) {
-            event e = pop(s);
-            s->now = e.t;
-            run_event(s, &e);
-        }
+        while (c->state == C_WAIT && step(s, until)) {}
         if (c->state == C_WAIT) fail(s, "final read of %s got no answer in 30 s", s->keys[j].key);
         c->state = C_DONE;
         c->timer_gen++;
@@ -1051,6 +1050,7 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
     s->digest = XXH64_createState();
     XXH64_reset(s->digest, 0);
     s->ring_lines = calloc(TRACE_KEEP, sizeof *s->ring_lines);
+    if (!s->ring_lines) abort();
     s->arena = wire_arena_new();
     rng master;
     rng_seed(&master, seed);
@@ -1118,12 +1118,7 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
     run_until(s, s->faults_end);
     /* heal everything */
     s->faults_end = s->now;
-    while (s->active_faults) {
-        if (!s->nheap) break;
-        event e = pop(s);
-        s->now = e.t;
-        run_event(s, &e);
-    }
+    while (s->active_faults && step(s, UINT64_MAX)) {}
     trace(s, "all faults healed");
     uint64_t healed = s->now;
     /* every node holds every live node alive within 10 s of the heal */
@@ -1169,7 +1164,7 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
             size_t show = 60;
             for (size_t i = 0; i < show; i++) {
                 const char *l = s->ring_lines[(s->ring_pos + TRACE_KEEP - show + i) % TRACE_KEEP];
-                if (l) printf("  %s\n", l);
+                if (*l) printf("  %s\n", l);
             }
             printf("replay: dht-sim --seed %" PRIu64 " [same options] --trace\n", seed);
         }
@@ -1182,7 +1177,6 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
         store_close(s->nodes[i].st);
     }
     for (size_t j = 0; j < s->nkeys; j++) free(s->keys[j].w);
-    for (size_t i = 0; i < TRACE_KEEP; i++) free(s->ring_lines[i]);
     free(s->ring_lines);
     free(s->nodes);
     free(s->clients);
