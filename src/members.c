@@ -164,7 +164,8 @@ long members_find(const members *m, uint32_t ip, uint16_t port) {
 int members_add_seeds(members *m, const ring_node *seeds, size_t k) {
     int rc = 0;
     for (size_t i = 0; i < k && rc == 0; i++)
-        if (members_find(m, seeds[i].ip, seeds[i].port) < 0 && add(m, seeds[i].ip, seeds[i].port) < 0)
+        if (members_find(m, seeds[i].ip, seeds[i].port) < 0 &&
+            add(m, seeds[i].ip, seeds[i].port) < 0)
             rc = -1;
     rebuild(m);
     return rc;

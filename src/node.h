@@ -105,7 +105,7 @@ typedef struct node {
     node_env env;
     struct sockaddr_in self;    /* advertised address */
     int32_t pid;                /* answered to GET_PID */
-    uint64_t incarnation;       /* wall ms at start */
+    uint64_t incarnation;       /* wall ms at start, raised by a refute (members.c) */
     uint64_t hlc;               /* last stamp issued or seen */
     store *store;               /* the driver's */
     cache *cache;
@@ -123,8 +123,9 @@ typedef struct node {
 /* Creates a node serving at `self` on store st (not owned), from cfg (the
  * strings in it must outlive the node). The incarnation is env's wall clock
  * now, or cfg->last_incarnation + 1 when that is more (but at most 30 s
- * ahead of the clock: others refuse incarnations a minute ahead of theirs). Add the seeds with node_add_seeds, then call node_tick. NULL when out
- * of memory. */
+ * ahead of the clock: others refuse incarnations a minute ahead of theirs).
+ * Add the seeds with node_add_seeds, then call node_tick. NULL when out of
+ * memory. */
 node *node_new(const node_config *cfg, const node_env *env, const struct sockaddr_in *self,
                store *st, int32_t pid);
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "client.h"
 #include "http.h"
 #include "members.h"
 #include "resp.h"
@@ -31,7 +32,7 @@ typedef struct server {
     node *n;
     store *store;
     const char *data_dir;       /* NULL: in memory */
-    uint64_t rnd[2];            /* xorshift128+ state for node_random */
+    uint64_t rnd[4];            /* client_rng state for node_random */
     uint8_t recv_buf[RECV_BATCH * 65536];
 } server;
 
@@ -78,13 +79,7 @@ static int env_send(void *ctx, const struct sockaddr_in *to, const uint8_t *buf,
     return rc;
 }
 
-static uint64_t env_random(void *ctx) {
-    uint64_t *s = ((server *)ctx)->rnd, a = s[0], b = s[1];
-    s[0] = b;
-    a ^= a << 23;
-    s[1] = a ^ b ^ (a >> 17) ^ (b >> 26);
-    return s[1] + b;
-}
+static uint64_t env_random(void *ctx) { return client_rng_next(((server *)ctx)->rnd); }
 
 static void env_log(void *ctx, const char *line) {
     server *sv = ctx;
@@ -126,7 +121,8 @@ static void env_incarnation(void *ctx, uint64_t inc) {
         ok = fclose(f) == 0 && ok;
     }
     if (!ok || rename(tmp, path) != 0)
-        fprintf(stderr, "dht-server: cannot keep the incarnation in %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "dht-server: cannot keep the incarnation in %s: %s\n", path,
+                strerror(errno));
 }
 
 /* ---- libuv plumbing --------------------------------------------------- */
@@ -275,8 +271,9 @@ int server_run(const node_config *cfg) {
     memset(&sv, 0, sizeof sv);
     sv.loop = uv_default_loop();
     if (find_self(cfg, &self) != 0) return -1;
-    if (getrandom(sv.rnd, sizeof sv.rnd, 0) != sizeof sv.rnd || !(sv.rnd[0] | sv.rnd[1]))
-        sv.rnd[0] = env_wall(&sv) | 1, sv.rnd[1] = (uint64_t)getpid();
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = env_wall(&sv) ^ (uint64_t)getpid();
+    client_rng_seed(sv.rnd, seed);
 
     if ((rc = store_open(&sv.store, cfg->data_dir, cfg->max_memory)) != 0) {
         fprintf(stderr, "dht-server: cannot open store%s%s (error %d)\n",
