@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -369,6 +370,253 @@ static void test_failed_build_leaves_ring_unchanged(void **state) {
     ring_free(r);
 }
 
+/* ---- incremental changes (ring_add, ring_remove) ---- */
+
+/* The seed of the random add/remove sequences: RING_SEED, or the clock.
+ * Printed, so a failure can be replayed. */
+static uint64_t test_seed(void) {
+    static uint64_t seed;
+    if (!seed) {
+        const char *e = getenv("RING_SEED");
+        seed = e ? strtoull(e, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)clock() << 32;
+        if (!seed) seed = 1;
+        printf("ring: RING_SEED=%llu\n", (unsigned long long)seed);
+    }
+    return seed;
+}
+
+/* Address number a: loopback ports and distinct IPs mixed, so ties in
+ * the address order would involve both fields. */
+static ring_node pool_node(uint32_t a) {
+    if (a % 2) return (ring_node){htonl(0x7F000001u), (uint16_t)(7000 + a)};
+    return (ring_node){htonl(0x0A000000u + a), 7000};
+}
+
+/* r (reached by adds and removes; id i holds address addr[i] when on[i])
+ * answers every lookup and share as a fresh ring_build of the same nodes,
+ * in id order, once its indexes are mapped back to ids. */
+static void check_against_build(const ring *r, unsigned vn, const uint32_t *addr,
+                                const bool *on, uint32_t nids, uint64_t *s) {
+    ring_node *nodes = malloc((nids + 1) * sizeof *nodes);
+    uint32_t *map = malloc((nids + 1) * sizeof *map); /* build index -> id */
+    uint32_t *got = malloc((nids + 3) * sizeof *got), *exp = malloc((nids + 3) * sizeof *exp);
+    assert_true(nodes && map && got && exp);
+    uint32_t n = 0;
+    for (uint32_t id = 0; id < nids; id++)
+        if (on[id]) {
+            nodes[n] = pool_node(addr[id]);
+            map[n++] = id;
+        }
+    ring *b = ring_new(vn);
+    assert_non_null(b);
+    assert_int_equal(ring_build(b, nodes, n), 0);
+    assert_int_equal(ring_size(r), n);
+
+    double sum = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        assert_true(ring_share(r, map[k]) == ring_share(b, k));
+        sum += ring_share(r, map[k]);
+    }
+    if (n) assert_true(sum > 1 - 1e-9 && sum < 1 + 1e-9);
+    for (uint32_t id = 0; id < nids; id++)
+        if (!on[id]) assert_true(ring_share(r, id) == 0.0);
+
+    for (int t = 0; t < 3000; t++) {
+        uint64_t h;
+        switch (t % 5) {
+        case 0: /* on a point of a node, and just past it */
+        case 1:
+            h = ring_point(&nodes[n ? xorshift(s) % n : 0], (uint32_t)(xorshift(s) % vn)) + t % 2;
+            break;
+        case 2: h = t < 10 ? (uint64_t)0 - (uint64_t)(t / 5) : xorshift(s) & 0xFF; break; /* ends */
+        default: h = xorshift(s); break;
+        }
+        size_t want = (size_t)(xorshift(s) % (n + 3));
+        if (t % 7 == 0) want = 1;
+        size_t k = ring_lookup(r, h, want, got);
+        assert_int_equal(k, want < n ? want : n);
+        assert_int_equal(ring_lookup(b, h, want, exp), k);
+        for (size_t j = 0; j < k; j++) assert_int_equal(got[j], map[exp[j]]);
+    }
+    ring_free(b);
+    free(nodes);
+    free(map);
+    free(got);
+    free(exp);
+}
+
+/* One random run: ids 0..nids-1 come and go, each time with an address of
+ * the pool not on the ring (so an id changes address across its lives). */
+static void random_run(unsigned vn, uint32_t nids, int ops, uint64_t seed) {
+    enum { POOL = 4096 };
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull | 1;
+    uint32_t *addr = calloc(nids, sizeof *addr);
+    bool *on = calloc(nids, sizeof *on), used[POOL] = {0};
+    assert_true(addr && on && nids <= POOL);
+    ring *r = ring_new(vn);
+    assert_non_null(r);
+    uint32_t n = 0;
+    for (int op = 0; op < ops; op++) {
+        uint32_t id = (uint32_t)(xorshift(&s) % nids);
+        /* Drift towards half full, with runs down to empty now and then. */
+        bool grow = op % 200 < 100 ? xorshift(&s) % 3 != 0 : xorshift(&s) % 3 == 0;
+        if (on[id] && !grow) {
+            assert_int_equal(ring_remove(r, id), 0);
+            assert_int_equal(ring_remove(r, id), -1);
+            used[addr[id]] = on[id] = false;
+            n--;
+        } else if (!on[id] && grow) {
+            uint32_t a;
+            do a = (uint32_t)(xorshift(&s) % POOL);
+            while (used[a]);
+            ring_node nd = pool_node(a);
+            assert_int_equal(ring_add(r, id, &nd), 0);
+            assert_int_equal(ring_add(r, id, &nd), -1); /* id taken */
+            addr[id] = a;
+            used[a] = on[id] = true;
+            n++;
+        }
+        assert_int_equal(ring_size(r), n);
+        if (op % 25 == 24 || op == ops - 1) check_against_build(r, vn, addr, on, nids, &s);
+    }
+    /* Down to empty, then up again from nothing. */
+    for (uint32_t id = 0; id < nids; id++)
+        if (on[id]) assert_int_equal(ring_remove(r, id), 0);
+    memset(on, 0, nids * sizeof *on);
+    assert_int_equal(ring_size(r), 0);
+    uint32_t out[2];
+    assert_int_equal(ring_lookup(r, xorshift(&s), 2, out), 0);
+    check_against_build(r, vn, addr, on, nids, &s);
+    for (uint32_t id = 0; id < nids; id += 2) {
+        ring_node nd = pool_node(addr[id] = id); /* distinct, unlike the last addresses */
+        assert_int_equal(ring_add(r, id, &nd), 0);
+        on[id] = true;
+    }
+    check_against_build(r, vn, addr, on, nids, &s);
+    ring_free(r);
+    free(addr);
+    free(on);
+}
+
+/* Random add/remove sequences answer exactly as ring_build: small and
+ * large vnodes (more than a chunk's worth of points per node, so chunks
+ * split and merge all the time), few and many nodes. */
+static void test_random_adds_removes_match_build(void **state) {
+    (void)state;
+    uint64_t seed = test_seed();
+    static const struct {
+        unsigned vn;
+        uint32_t nids;
+        int ops;
+    } runs[] = {{1, 8, 400}, {3, 30, 400}, {16, 60, 600}, {64, 200, 400}, {700, 24, 300}};
+    for (size_t i = 0; i < sizeof runs / sizeof *runs; i++)
+        random_run(runs[i].vn, runs[i].nids, SANITIZED ? runs[i].ops / 2 : runs[i].ops,
+                   seed + i);
+}
+
+/* A ring_build, then adds and removes on top of it: build ids go on as
+ * add ids. Removing every node and adding them back in another order
+ * gives the built ring's answers again. */
+static void test_build_then_incremental(void **state) {
+    (void)state;
+    enum { N = 30, V = 64 };
+    ring_node v[N];
+    distinct_ip_nodes(v, N);
+    ring *r = ring_new(V), *b = ring_new(V);
+    assert_non_null(r);
+    assert_non_null(b);
+    assert_int_equal(ring_build(r, v, N - 1), 0);
+    assert_int_equal(ring_add(r, N - 1, &v[N - 1]), 0);
+    assert_int_equal(ring_build(b, v, N), 0);
+    for (uint32_t i = 0; i < N; i++) assert_int_equal(ring_remove(r, (N - 1 - i * 7 % N)), 0);
+    assert_int_equal(ring_size(r), 0);
+    for (uint32_t i = 0; i < N; i++) {
+        uint32_t id = (i * 11 + 5) % N;
+        assert_int_equal(ring_add(r, id, &v[id]), 0);
+    }
+    uint64_t s = 5;
+    for (int t = 0; t < 20000; t++) {
+        uint32_t x[4], y[4];
+        uint64_t h = xorshift(&s);
+        assert_int_equal(ring_lookup(r, h, 4, x), 4);
+        assert_int_equal(ring_lookup(b, h, 4, y), 4);
+        assert_memory_equal(x, y, sizeof x);
+    }
+    for (uint32_t i = 0; i < N; i++) assert_true(ring_share(r, i) == ring_share(b, i));
+    ring_free(r);
+    ring_free(b);
+}
+
+/* Refusals leave the ring as it was: an id already on it, an address
+ * already on it under another id, removing an id never added, removed,
+ * or beyond any id seen. */
+static void test_add_remove_refusals(void **state) {
+    (void)state;
+    ring_node v[4];
+    loopback_nodes(v, 4);
+    ring *r = ring_new(32);
+    assert_non_null(r);
+    assert_int_equal(ring_remove(r, 0), -1); /* empty ring */
+    assert_int_equal(ring_add(r, 3, &v[0]), 0);
+    assert_int_equal(ring_add(r, 1, &v[1]), 0);
+    uint32_t before[2], after[2];
+    assert_int_equal(ring_lookup(r, 777, 2, before), 2);
+    assert_int_equal(ring_add(r, 3, &v[2]), -1);  /* id taken */
+    assert_int_equal(ring_add(r, 0, &v[1]), -1);  /* address taken (by id 1) */
+    assert_int_equal(ring_remove(r, 0), -1);      /* never added, inside the table */
+    assert_int_equal(ring_remove(r, 2), -1);
+    assert_int_equal(ring_remove(r, 100000), -1); /* beyond the table */
+    assert_int_equal(ring_size(r), 2);
+    assert_int_equal(ring_lookup(r, 777, 2, after), 2);
+    assert_memory_equal(before, after, sizeof before);
+    assert_true(ring_share(r, 0) == 0.0 && ring_share(r, 100000) == 0.0);
+    assert_true(ring_share(r, 1) + ring_share(r, 3) > 1 - 1e-12);
+
+    /* Removed: its id and its address are free again, in any pairing. */
+    assert_int_equal(ring_remove(r, 1), 0);
+    assert_int_equal(ring_remove(r, 1), -1);
+    assert_int_equal(ring_add(r, 0, &v[1]), 0);
+    assert_int_equal(ring_add(r, 1, &v[2]), 0);
+    assert_int_equal(ring_size(r), 3);
+    /* A sparse id grows the table. */
+    assert_int_equal(ring_add(r, 5000, &v[3]), 0);
+    assert_int_equal(ring_size(r), 4);
+    uint32_t out[8];
+    assert_int_equal(ring_lookup(r, 1, 8, out), 4);
+    int seen5000 = 0;
+    for (int i = 0; i < 4; i++) seen5000 |= out[i] == 5000;
+    assert_true(seen5000);
+    ring_free(r);
+}
+
+/* Adding to and removing from an empty ring; one node owns everything,
+ * whatever its id, and a single point (vnodes 1) too. */
+static void test_incremental_empty_and_single(void **state) {
+    (void)state;
+    ring_node v[1];
+    distinct_ip_nodes(v, 1);
+    for (unsigned vn = 1; vn <= RING_DEFAULT_VNODES; vn *= 8) {
+        ring *r = ring_new(vn);
+        assert_non_null(r);
+        uint32_t out[2] = {9, 9};
+        assert_int_equal(ring_lookup(r, 0, 2, out), 0);
+        assert_int_equal(ring_add(r, 7, v), 0);
+        assert_int_equal(ring_size(r), 1);
+        assert_true(ring_share(r, 7) == 1.0);
+        assert_true(ring_share(r, 0) == 0.0);
+        assert_int_equal(ring_lookup(r, UINT64_MAX, 2, out), 1);
+        assert_int_equal(out[0], 7);
+        assert_int_equal(out[1], 9);
+        assert_int_equal(ring_remove(r, 7), 0);
+        assert_int_equal(ring_size(r), 0);
+        assert_int_equal(ring_lookup(r, 0, 2, out), 0);
+        assert_true(ring_share(r, 7) == 0.0);
+        assert_int_equal(ring_add(r, 0, v), 0);
+        assert_true(ring_share(r, 0) == 1.0);
+        ring_free(r);
+    }
+}
+
 /* Cost: ring_build of 40 nodes stays under 5 ms, a lookup of 3 is a
  * binary search and a short walk (no scan of the points). */
 static void test_build_and_lookup_cost(void **state) {
@@ -414,6 +662,10 @@ int main(void) {
         cmocka_unit_test(test_empty_ring_returns_zero),
         cmocka_unit_test(test_single_node_owns_everything),
         cmocka_unit_test(test_failed_build_leaves_ring_unchanged),
+        cmocka_unit_test(test_random_adds_removes_match_build),
+        cmocka_unit_test(test_build_then_incremental),
+        cmocka_unit_test(test_add_remove_refusals),
+        cmocka_unit_test(test_incremental_empty_and_single),
         cmocka_unit_test(test_build_and_lookup_cost),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
