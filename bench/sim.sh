@@ -4,9 +4,11 @@
 #
 #   1. speed: 10 nodes, 8 clients, the whole fault mix, seeds 1..SEEDS:
 #      simulated seconds per wall second, and how many seeds fail;
-#   2. membership at 100 and 1,000 nodes (and --big: 10,000): gossip bytes
-#      and datagrams per node per second, time until every live node holds
-#      a killed node dead, time until a restarted node is alive at all.
+#   2. membership at 100 and 1,000 nodes (and --big: 10,000), 0% and 2%
+#      loss: gossip bytes and datagrams per node per second once formed,
+#      time until the others see a killed node dead (median, all), until
+#      they see it back, false dead verdicts; and 10 simulated minutes with
+#      2% loss and 5% of the nodes stalled for 500 ms at any time.
 #
 # Usage: bench/sim.sh [--seeds N] [--big]     (uses build/dht-sim; run scripts/build first)
 set -euo pipefail
@@ -32,16 +34,26 @@ echo "$out" | awk '
   END { printf "  %d runs, %d failed%s\n  %.0f s simulated in %.1f s: %.0fx real time\n",
                n, f, f ? " (seeds" failed ")" : "", sim, wall, sim / wall }'
 
-members() {
-  local n=$1 dur=$2 vn=$3 t0 t1
+members() { # nodes duration vnodes kill-at [extra dht-sim options...]
+  local n=$1 dur=$2 vn=$3 kill=$4 t0 t1
+  shift 4
   t0=$(date +%s.%N)
-  "$sim" --members-only --no-faults --nodes "$n" --duration "$dur" --kill-at 8 --vnodes "$vn" \
-         --seed 1 | grep '^members:' | sed 's/^/  /'
+  echo "  $n nodes${*:+ ($*)}:"
+  "$sim" --members-only --no-faults --nodes "$n" --duration "$dur" --kill-at "$kill" --vnodes "$vn" \
+         --seed 1 "$@" | grep '^members:' | sed 's/^members: /    /'
   t1=$(date +%s.%N)
   echo "    (wall time $(echo "$t1 - $t0" | bc | cut -c1-6) s)"
 }
 
-echo "== membership (members only: gossip is the only traffic), kill at 8 s, restart at 18 s"
-members 100 14 64
-members 1000 14 8
-if [ "$big" = 1 ]; then members 10000 14 1; fi
+echo "== membership (members only: gossip is the only traffic), kill at 30 s, restart 10 s later"
+members 100 45 64 30
+members 100 45 64 30 --loss 0.02
+members 1000 45 8 30
+members 1000 45 8 30 --loss 0.02
+echo "== 10 simulated minutes, 2% loss, 5% of nodes stalled 500 ms at any time (false verdicts)"
+members 100 600 64 590 --loss 0.02 --stalls 0.05
+members 1000 600 8 590 --loss 0.02 --stalls 0.05
+if [ "$big" = 1 ]; then
+  members 10000 45 1 30
+  members 10000 45 1 30 --loss 0.02
+fi

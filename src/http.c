@@ -305,7 +305,7 @@ static void page_metrics(const http_server *s, sbuf *b) {
     size_t count[3] = {0};
     for (size_t i = 0; i < members_total(n->members); i++) {
         int state = members_at(n->members, i)->state;
-        if (state >= MEMBER_ALIVE && state <= MEMBER_DEAD) count[state]++;
+        if (state >= MEMBER_ALIVE && state <= MEMBER_DEAD) count[state]++; /* not the gone */
     }
     metric(b, "dht_members", "gauge", "Members known to this node (itself included), by state.");
     for (int state = MEMBER_ALIVE; state <= MEMBER_DEAD; state++)
@@ -341,9 +341,12 @@ static void page_status(const http_server *s, sbuf *b) {
     sb_printf(b, ",\"replicas\":%u,\"read_quorum\":%u,\"write_quorum\":%u,\"vnodes\":%u",
               cfg->replicas, cfg->read_quorum, cfg->write_quorum, cfg->vnodes);
     sb_printf(b, ",\"members\":[");
+    bool first = true;
     for (size_t i = 0; i < members_total(n->members); i++) {
         const member *m = members_at(n->members, i);
-        sb_printf(b, "%s{\"addr\":", i ? "," : "");
+        if (m->state == MEMBER_GONE) continue; /* forgotten */
+        sb_printf(b, "%s{\"addr\":", first ? "" : ",");
+        first = false;
         sb_json_str(b, node_addr_str(m->ip, m->port, a));
         sb_printf(b, ",\"state\":");
         sb_json_str(b, members_state_name(m->state));

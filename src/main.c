@@ -28,10 +28,12 @@ static void usage(FILE *f) {
         "  --write-quorum W       acks a write waits for (2)\n"
         "  --read-quorum R        replies a read waits for (2)\n"
         "  --vnodes N             ring points per node (1024)\n"
-        "  --gossip-ms MS         gossip period (200)\n"
-        "  --fanout K             peers gossiped to per period (3)\n"
-        "  --suspect-ms MS        silence before a member is suspect (1000)\n"
-        "  --dead-ms MS           silence before a member is dead (2000)\n"
+        "  --gossip-ms MS         probe and gossip period (200)\n"
+        "  --fanout K             probe helpers, and peers gossiped to (3)\n"
+        "  --suspicion-ms MS      an unrefuted suspicion is a death after this\n"
+        "                         (1000; longer past 100 members: x1.5 at 1,000)\n"
+        "  --forget-ms MS         a member dead this long is forgotten (3600000)\n"
+        "  --suspect-ms A --dead-ms B   older flags: suspicion of B - A ms\n"
         "  --request-timeout MS   coordinator's wait for replicas (400)\n"
         "  --sync-ms MS           anti-entropy period (2000)\n"
         "  --cache-ms MS          reply cache lifetime, at-most-once window (5000)\n"
@@ -79,7 +81,7 @@ static int is_number(const char *s) {
 
 enum {
     OPT_BIND = 256, OPT_ADVERTISE, OPT_MAXMEM, OPT_DATADIR, OPT_REPLICAS, OPT_W, OPT_R, OPT_VNODES,
-    OPT_GOSSIP, OPT_FANOUT, OPT_SUSPECT, OPT_DEAD, OPT_TIMEOUT, OPT_SYNC, OPT_CACHE, OPT_RESP, OPT_HTTP, OPT_QUIET
+    OPT_GOSSIP, OPT_FANOUT, OPT_SUSPICION, OPT_FORGET, OPT_SUSPECT, OPT_DEAD, OPT_TIMEOUT, OPT_SYNC, OPT_CACHE, OPT_RESP, OPT_HTTP, OPT_QUIET
 };
 
 int main(int argc, char **argv) {
@@ -96,6 +98,8 @@ int main(int argc, char **argv) {
         {"vnodes", required_argument, 0, OPT_VNODES},
         {"gossip-ms", required_argument, 0, OPT_GOSSIP},
         {"fanout", required_argument, 0, OPT_FANOUT},
+        {"suspicion-ms", required_argument, 0, OPT_SUSPICION},
+        {"forget-ms", required_argument, 0, OPT_FORGET},
         {"suspect-ms", required_argument, 0, OPT_SUSPECT},
         {"dead-ms", required_argument, 0, OPT_DEAD},
         {"request-timeout", required_argument, 0, OPT_TIMEOUT},
@@ -108,7 +112,7 @@ int main(int argc, char **argv) {
         {0, 0, 0, 0},
     };
     int c;
-    unsigned long v;
+    unsigned long v, suspect_ms = 0, dead_ms = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         const char *bad = NULL;
         switch (c) {
@@ -126,8 +130,14 @@ int main(int argc, char **argv) {
         UINT_OPT(OPT_VNODES, "--vnodes", vnodes, 1, 4096)
         UINT_OPT(OPT_GOSSIP, "--gossip-ms", gossip_ms, 10, 60000)
         UINT_OPT(OPT_FANOUT, "--fanout", fanout, 1, 64)
-        UINT_OPT(OPT_SUSPECT, "--suspect-ms", suspect_ms, 10, 600000)
-        UINT_OPT(OPT_DEAD, "--dead-ms", dead_ms, 20, 600000)
+        UINT_OPT(OPT_SUSPICION, "--suspicion-ms", suspicion_ms, 10, 600000)
+        UINT_OPT(OPT_FORGET, "--forget-ms", forget_ms, 1000, 30ul * 86400 * 1000)
+        case OPT_SUSPECT:
+            if (parse_uint(optarg, 600000, &v)) bad = "--suspect-ms"; else suspect_ms = v;
+            break;
+        case OPT_DEAD:
+            if (parse_uint(optarg, 600000, &v)) bad = "--dead-ms"; else dead_ms = v;
+            break;
         UINT_OPT(OPT_TIMEOUT, "--request-timeout", request_timeout_ms, 8, 60000)
         UINT_OPT(OPT_SYNC, "--sync-ms", sync_ms, 10, 3600000)
         UINT_OPT(OPT_CACHE, "--cache-ms", cache_ms, 0, 3600000)
@@ -155,6 +165,10 @@ int main(int argc, char **argv) {
         return 64;
     }
     cfg.port = (uint16_t)v;
-    if (cfg.suspect_ms >= cfg.dead_ms) cfg.suspect_ms = cfg.dead_ms / 2;
+    if (suspect_ms || dead_ms) { /* the older flags: silence to suspect, to dead */
+        if (!dead_ms) dead_ms = 2000;
+        if (!suspect_ms) suspect_ms = 1000;
+        cfg.suspicion_ms = dead_ms > suspect_ms + 10 ? (unsigned)(dead_ms - suspect_ms) : 10;
+    }
     return server_run(&cfg) == 0 ? 0 : 1;
 }

@@ -1,11 +1,34 @@
-/* members: member list, heartbeat gossip, failure detection, the ring. */
+/* members: member list, SWIM probes, news gossip, full exchanges, the ring
+ * (see members.h for the protocol). */
 #include "members.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "ring.h"
+
+#define NONE UINT32_MAX
+#define RELAYS 16               /* probes we run for others at once */
+#define SUSPECT_PINGS 3         /* suspects pinged directly each period */
+
+enum { L_NEWS, L_SUSPECT, L_DEAD }; /* L_DEAD holds the DEAD and the GONE */
+
+typedef struct idxlist {
+    uint32_t *v;
+    size_t n, cap;
+} idxlist;
+
+/* A probe we run for another member (PROBE_REQ): its ack is relayed. */
+typedef struct relay {
+    bool on;
+    struct sockaddr_in to;      /* the member that asked */
+    uint8_t id[WIRE_ID_LEN];    /* its probe's ID */
+    uint64_t seq;               /* our ping's */
+    uint64_t deadline;          /* NACK then */
+} relay;
 
 struct members {
     node *n;
@@ -13,16 +36,34 @@ struct members {
     size_t len, cap;
     uint32_t *index;      /* open addressing on (ip, port): member index + 1, 0 empty */
     size_t index_mask;
+    uint32_t *free_slots; /* slots of forgotten members, for reuse */
+    size_t nfree;
+    idxlist lists[3];
     ring *ring;
-    uint32_t *ring_map;   /* ring index -> member index */
-    size_t live;
+    size_t known;
     uint64_t epoch;
+    uint64_t digest;      /* sum of entry_digest over the known */
     members_changed_fn changed;   /* the live set changed, or a member restarted */
     void *changed_ctx;
-    uint64_t next_gossip;         /* loop time of the next gossip round */
+
+    uint32_t *order;      /* probe order: a shuffled pass over the live */
+    size_t norder, opos;
+    struct {
+        bool on, asked;   /* a probe is out; helpers were asked */
+        uint32_t target;
+        uint64_t seq;
+        uint64_t ask_at, end_at;
+        unsigned helpers, nacks;
+    } probe;
+    relay relays[RELAYS];
+    uint64_t seq;         /* of our pings */
+    unsigned health;      /* Lifeguard's local health multiplier */
+    unsigned mismatches;  /* digests seen differing in a row */
+
+    uint64_t next_probe, next_gossip, next_dead_ping;
+    uint64_t last_tick, last_sync, last_sync_reply;
     uint64_t paused_until;
-    uint64_t last_tick;   /* loop time of the last gossip round */
-    uint64_t rnd;         /* xorshift state for picking peers */
+    uint64_t rnd;         /* xorshift state for picking members */
 };
 
 static uint64_t rnd_next(members *m) {
@@ -33,13 +74,47 @@ static uint64_t rnd_next(members *m) {
     return m->rnd = x;
 }
 
+static bool is_live(int state) { return state == MEMBER_ALIVE || state == MEMBER_SUSPECT; }
+
+static uint64_t period(const members *m) { return (uint64_t)m->n->cfg.gossip_ms; }
+static uint64_t probe_period(const members *m) { return period(m) * (1 + m->health); }
+
+/* ---- index lists -------------------------------------------------------- */
+
+static void list_add(members *m, int l, uint32_t i) {
+    idxlist *L = &m->lists[l];
+    if (m->v[i].pos[l] != NONE) return;
+    if (L->n == L->cap) {
+        size_t ncap = L->cap ? 2 * L->cap : 64;
+        uint32_t *nv = realloc(L->v, ncap * sizeof *nv);
+        if (!nv) return; /* the member misses this list: news not sent, a timer late */
+        L->v = nv;
+        L->cap = ncap;
+    }
+    m->v[i].pos[l] = (uint32_t)L->n;
+    L->v[L->n++] = i;
+}
+
+static void list_del(members *m, int l, uint32_t i) {
+    idxlist *L = &m->lists[l];
+    uint32_t p = m->v[i].pos[l];
+    if (p == NONE) return;
+    uint32_t last = L->v[--L->n];
+    L->v[p] = last;
+    m->v[last].pos[l] = p;
+    m->v[i].pos[l] = NONE;
+}
+
+/* ---- the address index ---------------------------------------------------- */
+
 static size_t addr_slot(const members *m, uint32_t ip, uint16_t port) {
     uint64_t k = ((uint64_t)ip << 16 | port) * 0x9E3779B97F4A7C15ull;
     return (size_t)(k >> 32) & m->index_mask;
 }
 
-/* Rebuilds the index for at least `want` members. 0, or -1 on no memory. */
-static int index_grow(members *m, size_t want) {
+/* Rebuilds the index for at least `want` members, skipping free slots.
+ * 0, or -1 on no memory. */
+static int index_rebuild(members *m, size_t want) {
     size_t size = 64;
     while (size < 2 * want) size *= 2;
     uint32_t *ix = calloc(size, sizeof *ix);
@@ -48,6 +123,7 @@ static int index_grow(members *m, size_t want) {
     m->index = ix;
     m->index_mask = size - 1;
     for (size_t i = 0; i < m->len; i++) {
+        if (m->v[i].port == 0) continue; /* a free slot */
         size_t j = addr_slot(m, m->v[i].ip, m->v[i].port);
         while (ix[j]) j = (j + 1) & m->index_mask;
         ix[j] = (uint32_t)i + 1;
@@ -55,18 +131,104 @@ static int index_grow(members *m, size_t want) {
     return 0;
 }
 
-static int add(members *m, uint32_t ip, uint16_t port) {
-    if (2 * (m->len + 1) > m->index_mask + 1 && index_grow(m, m->len + 1) != 0) return -1;
-    if (m->len == m->cap) {
-        size_t ncap = m->cap ? m->cap * 2 : 64;
-        member *nv = realloc(m->v, ncap * sizeof *nv);
-        uint32_t *nmap = realloc(m->ring_map, ncap * sizeof *nmap);
-        if (nv) m->v = nv;
-        if (nmap) m->ring_map = nmap;
-        if (!nv || !nmap) return -1;
-        m->cap = ncap;
+/* Index of the member at ip:port, gone ones too, or -1. */
+static long find_any(const members *m, uint32_t ip, uint16_t port) {
+    if (!m->index) return -1;
+    for (size_t j = addr_slot(m, ip, port); m->index[j]; j = (j + 1) & m->index_mask) {
+        const member *e = &m->v[m->index[j] - 1];
+        if (e->ip == ip && e->port == port) return (long)m->index[j] - 1;
     }
-    member *e = &m->v[m->len];
+    return -1;
+}
+
+long members_find(const members *m, uint32_t ip, uint16_t port) {
+    long i = find_any(m, ip, port);
+    return i >= 0 && m->v[i].state == MEMBER_GONE ? -1 : i;
+}
+
+/* What a known member adds to the digest: who it is, which life, whether
+ * dead (not the heartbeat, which only refutations raise, nor suspicion,
+ * which comes and goes). Nodes that start from the same peers file agree on
+ * who but not on which life until they exchange lists once. */
+static uint64_t entry_digest(const member *e) {
+    uint8_t b[15];
+    memcpy(b, &e->ip, 4);
+    memcpy(b + 4, &e->port, 2);
+    memcpy(b + 6, &e->incarnation, 8);
+    b[14] = e->state == MEMBER_DEAD;
+    return XXH64(b, sizeof b, 0);
+}
+
+/* Sets a member's pair, keeping the digest. */
+static void set_pair(members *m, uint32_t i, uint64_t inc, uint64_t hb) {
+    member *e = &m->v[i];
+    if (e->state != MEMBER_GONE) m->digest -= entry_digest(e);
+    e->incarnation = inc;
+    e->heartbeat = hb;
+    if (e->state != MEMBER_GONE) m->digest += entry_digest(e);
+}
+
+/* ---- the ring ------------------------------------------------------------ */
+
+size_t members_live_set(const members *m, ring_node *nodes, uint32_t *map) {
+    size_t k = 0;
+    for (size_t i = 0; i < m->len; i++) {
+        if (!is_live(m->v[i].state) || m->v[i].port == 0) continue;
+        nodes[k] = (ring_node){m->v[i].ip, m->v[i].port};
+        map[k++] = (uint32_t)i;
+    }
+    return k;
+}
+
+/* Builds the ring anew from the live members (a batch of seeds). */
+static void rebuild(members *m) {
+    size_t cap = m->len ? m->len : 1;
+    ring_node *nodes = malloc(cap * sizeof *nodes);
+    uint32_t *ids = malloc(cap * sizeof *ids);
+    if (nodes && ids) {
+        size_t k = members_live_set(m, nodes, ids);
+        if (ring_build_ids(m->ring, nodes, ids, k) == 0) m->epoch++;
+    } /* else the old ring stays: stale, never wrong in shape */
+    free(nodes);
+    free(ids);
+}
+
+/* Member i joined or left the live set: its points go on or off the ring
+ * (a full rebuild only if memory ran short). */
+static void ring_update(members *m, uint32_t i) {
+    const member *e = &m->v[i];
+    int rc = is_live(e->state) ? ring_add(m->ring, i, &(ring_node){e->ip, e->port})
+                               : ring_remove(m->ring, i);
+    if (rc == 0) m->epoch++;
+    else rebuild(m);
+}
+
+/* ---- members --------------------------------------------------------------- */
+
+static void order_insert(members *m, uint32_t i);
+
+/* A new slot (a reused one or a fresh one) for ip:port, ALIVE at pair
+ * (0, 0). Its index, or -1 on no memory. Not yet on the ring. */
+static long add(members *m, uint32_t ip, uint16_t port) {
+    if (2 * (m->len + 1) > m->index_mask + 1 && index_rebuild(m, m->len + 1) != 0) return -1;
+    uint32_t i;
+    if (m->nfree) {
+        i = m->free_slots[--m->nfree];
+    } else {
+        if (m->len == m->cap) {
+            size_t ncap = m->cap ? m->cap * 2 : 64;
+            member *nv = realloc(m->v, ncap * sizeof *nv);
+            if (nv) m->v = nv;
+            uint32_t *nord = realloc(m->order, ncap * sizeof *nord);
+            if (nord) m->order = nord;
+            uint32_t *nfr = realloc(m->free_slots, ncap * sizeof *nfr);
+            if (nfr) m->free_slots = nfr;
+            if (!nv || !nord || !nfr) return -1;
+            m->cap = ncap;
+        }
+        i = (uint32_t)m->len++;
+    }
+    member *e = &m->v[i];
     memset(e, 0, sizeof *e);
     e->ip = ip;
     e->port = port;
@@ -74,55 +236,81 @@ static int add(members *m, uint32_t ip, uint16_t port) {
     e->addr.sin_addr.s_addr = ip;
     e->addr.sin_port = htons(port);
     e->state = MEMBER_ALIVE;
-    e->seen_ms = e->changed_ms = node_now(m->n);
+    e->changed_ms = node_now(m->n);
+    e->pos[0] = e->pos[1] = e->pos[2] = NONE;
     size_t j = addr_slot(m, ip, port);
     while (m->index[j]) j = (j + 1) & m->index_mask;
-    m->index[j] = (uint32_t)m->len + 1;
-    return (int)m->len++;
+    m->index[j] = i + 1;
+    m->known++;
+    m->digest += entry_digest(e);
+    if (i) order_insert(m, i);
+    return i;
 }
 
-size_t members_live_set(const members *m, ring_node *nodes, uint32_t *map) {
-    size_t k = 0;
-    for (size_t i = 0; i < m->len; i++) {
-        if (m->v[i].state == MEMBER_DEAD) continue;
-        nodes[k] = (ring_node){m->v[i].ip, m->v[i].port};
-        map[k++] = (uint32_t)i;
-    }
-    return k;
+/* How long a suspicion lasts: suspicion_ms, longer in larger clusters,
+ * where news takes longer to reach the accused and come back. */
+static uint64_t suspicion_ms(const members *m) {
+    double n = (double)m->known, scale = 1.0;
+    if (n > 100) scale += log10(n / 100) / 2;
+    return (uint64_t)(m->n->cfg.suspicion_ms * scale);
 }
 
-/* Rebuilds the ring from the live members. */
-static void rebuild(members *m) {
-    size_t cap = m->len ? m->len : 1;
-    ring_node *nodes = malloc(cap * sizeof *nodes);
-    uint32_t *map = malloc(cap * sizeof *map);
-    if (!nodes || !map) goto out; /* keep the old ring: stale, never wrong in shape */
-    size_t k = members_live_set(m, nodes, map);
-    if (ring_build(m->ring, nodes, k) == 0) {
-        memcpy(m->ring_map, map, k * sizeof *map);
-        m->live = k;
-        m->epoch++;
-    }
-out:
-    free(nodes);
-    free(map);
+/* Times an item of news is sent: 3 ceil(log10(n + 1)). */
+static uint8_t news_budget(const members *m) {
+    return (uint8_t)(3 * (unsigned)ceil(log10((double)m->known + 1)));
 }
 
-static void set_state(members *m, member *e, int state) {
+static void announce(members *m, uint32_t i) {
+    m->v[i].news = news_budget(m);
+    list_add(m, L_NEWS, i);
+}
+
+static void set_state(members *m, uint32_t i, int state) {
+    member *e = &m->v[i];
     if (e->state == state) return;
-    int was_live = e->state != MEMBER_DEAD, is_live = state != MEMBER_DEAD;
-    e->state = state;
-    e->changed_ms = node_now(m->n);
+    uint64_t now = node_now(m->n);
+    bool was_live = is_live(e->state);
+    if (e->state != MEMBER_GONE) m->digest -= entry_digest(e);
+    else m->known++;
+    e->state = (uint8_t)state;
+    e->changed_ms = now;
+    if (state != MEMBER_GONE) m->digest += entry_digest(e);
+    else m->known--;
+
+    if (state == MEMBER_SUSPECT) {
+        e->deadline = now + suspicion_ms(m);
+        list_add(m, L_SUSPECT, i);
+    } else {
+        list_del(m, L_SUSPECT, i);
+    }
+    if (state == MEMBER_DEAD || state == MEMBER_GONE) {
+        e->deadline = now + m->n->cfg.forget_ms;
+        list_add(m, L_DEAD, i);
+    } else {
+        list_del(m, L_DEAD, i);
+        if (!was_live) order_insert(m, i); /* back from the dead: probed in this pass */
+    }
     if (m->n->env.member_state) m->n->env.member_state(m->n->env.ctx, e->ip, e->port, state);
     if (!m->n->cfg.quiet) {
         char a[32];
-        node_log(m->n, "member %s is %s", node_addr_str(e->ip, e->port, a),
-                 members_state_name(state));
+        node_log(m->n, "member %s is %s (%llu.%llu)", node_addr_str(e->ip, e->port, a),
+                 members_state_name(state), (unsigned long long)e->incarnation,
+                 (unsigned long long)e->heartbeat);
     }
-    if (was_live != is_live) {
-        rebuild(m);
+    if (was_live != is_live(state)) {
+        ring_update(m, i);
         m->changed(m->changed_ctx);
     }
+}
+
+/* A gone member's slot becomes free: out of the index, reusable. */
+static void free_slot(members *m, uint32_t i) {
+    list_del(m, L_NEWS, i);
+    list_del(m, L_DEAD, i);
+    m->v[i].port = 0;
+    m->v[i].ip = 0;
+    m->free_slots[m->nfree++] = i;
+    index_rebuild(m, m->len); /* on failure the old index stays: the slot stays found */
 }
 
 members *members_new(node *n, members_changed_fn changed, void *ctx) {
@@ -136,9 +324,11 @@ members *members_new(node *n, members_changed_fn changed, void *ctx) {
         members_free(m);
         return NULL;
     }
-    m->v[0].incarnation = n->incarnation;
+    set_pair(m, 0, n->incarnation, 0);
     m->rnd = node_random(n) | 1;
-    m->next_gossip = node_now(n);
+    uint64_t now = node_now(n);
+    m->next_probe = m->next_gossip = now;
+    m->next_dead_ping = now + 5 * period(m);
     rebuild(m);
     return m;
 }
@@ -148,26 +338,19 @@ void members_free(members *m) {
     ring_free(m->ring);
     free(m->index);
     free(m->v);
-    free(m->ring_map);
+    free(m->order);
+    free(m->free_slots);
+    for (int l = 0; l < 3; l++) free(m->lists[l].v);
     free(m);
-}
-
-long members_find(const members *m, uint32_t ip, uint16_t port) {
-    if (!m->index) return -1;
-    for (size_t j = addr_slot(m, ip, port); m->index[j]; j = (j + 1) & m->index_mask) {
-        const member *e = &m->v[m->index[j] - 1];
-        if (e->ip == ip && e->port == port) return (long)m->index[j] - 1;
-    }
-    return -1;
 }
 
 int members_add_seeds(members *m, const ring_node *seeds, size_t k) {
     int rc = 0;
     for (size_t i = 0; i < k && rc == 0; i++)
-        if (members_find(m, seeds[i].ip, seeds[i].port) < 0 &&
-            add(m, seeds[i].ip, seeds[i].port) < 0)
+        if (find_any(m, seeds[i].ip, seeds[i].port) < 0 && add(m, seeds[i].ip, seeds[i].port) < 0)
             rc = -1;
     rebuild(m);
+    m->changed(m->changed_ctx);
     return rc;
 }
 
@@ -176,23 +359,171 @@ int members_add_seed(members *m, uint32_t ip, uint16_t port) {
     return members_add_seeds(m, &one, 1);
 }
 
-static int pair_cmp(uint64_t ia, uint64_t ha, uint64_t ib, uint64_t hb) {
+/* ---- picking members ------------------------------------------------------- */
+
+/* Inserts member i at a random place in the rest of this probe pass. */
+static void order_insert(members *m, uint32_t i) {
+    if (!m->order || m->norder >= m->cap) return; /* full of duplicates: next pass */
+    size_t r = m->opos + rnd_next(m) % (m->norder - m->opos + 1);
+    m->order[m->norder++] = m->order[r];
+    m->order[r] = i;
+}
+
+/* The next member to probe: a pass over the live in random order. */
+static long next_target(members *m) {
+    for (int pass = 0; pass < 2; pass++) {
+        while (m->opos < m->norder) {
+            uint32_t i = m->order[m->opos++];
+            if (i && i < m->len && is_live(m->v[i].state)) return i;
+        }
+        m->norder = m->opos = 0;
+        for (uint32_t i = 1; i < m->len; i++)
+            if (is_live(m->v[i].state)) m->order[m->norder++] = i;
+        for (size_t i = m->norder; i > 1; i--) { /* Fisher-Yates */
+            size_t j = rnd_next(m) % i;
+            uint32_t t = m->order[i - 1];
+            m->order[i - 1] = m->order[j];
+            m->order[j] = t;
+        }
+    }
+    return -1;
+}
+
+/* A random member in `state` other than us and `not`, or -1. Random draws:
+ * constant time while such members are not rare. */
+static long random_member(members *m, int state, long not) {
+    if (m->len < 2) return -1;
+    for (int tries = 0; tries < 32; tries++) {
+        uint32_t i = 1 + (uint32_t)(rnd_next(m) % (m->len - 1));
+        if ((long)i != not && m->v[i].state == state && m->v[i].port) return i;
+    }
+    return -1;
+}
+
+/* ---- messages --------------------------------------------------------------- */
+
+static void fill(const member *e, Member *out) {
+    member__init(out);
+    out->ip = e->ip;
+    out->port = e->port;
+    out->incarnation = e->incarnation;
+    out->heartbeat = e->heartbeat;
+    out->state = e->state == MEMBER_GONE ? MEMBER_DEAD : e->state;
+}
+
+static void seq_id(uint64_t seq, uint8_t id[WIRE_ID_LEN]) {
+    memset(id, 0, WIRE_ID_LEN);
+    memcpy(id, &seq, sizeof seq);
+}
+
+static uint64_t id_seq(const uint8_t *id, size_t idlen) {
+    uint64_t seq = 0;
+    if (idlen == WIRE_ID_LEN) memcpy(&seq, id, sizeof seq);
+    return seq;
+}
+
+/* Takes up to `room` items of news, newest (most sends left) first, each
+ * counted as sent once. */
+static size_t take_news(members *m, Member *out, Member **ptrs, size_t room) {
+    idxlist *L = &m->lists[L_NEWS];
+    unsigned floor = 0;
+    if (L->n > room) { /* the room-th largest count: those above it go */
+        unsigned count[256] = {0}, seen = 0;
+        for (size_t k = 0; k < L->n; k++) count[m->v[L->v[k]].news]++;
+        for (floor = 255; floor > 0 && seen + count[floor] < room; floor--) seen += count[floor];
+    }
+    size_t got = 0;
+    for (size_t k = 0; k < L->n && got < room;) {
+        uint32_t i = L->v[k];
+        if (m->v[i].news < floor) {
+            k++;
+            continue;
+        }
+        fill(&m->v[i], &out[got]);
+        ptrs[got] = &out[got];
+        got++;
+        if (--m->v[i].news == 0) list_del(m, L_NEWS, i); /* moves another to k */
+        else k++;
+    }
+    return got;
+}
+
+/* Sends a GOSSIP message: our entry, `about`'s entry when it is not alive
+ * (so that it refutes), news, our digest. */
+static void send_msg(members *m, const struct sockaddr_in *to, const uint8_t *id, uint32_t flags,
+                     const member *about, const member *target) {
+    Member self, ents[MEMBERS_PIGGYBACK + 1];
+    Member *ptrs[MEMBERS_PIGGYBACK + 1];
+    size_t k = 0;
+    fill(&m->v[0], &self);
+    if (about && about->state != MEMBER_ALIVE) {
+        fill(about, &ents[0]);
+        ptrs[0] = &ents[0];
+        k = 1;
+    }
+    k += take_news(m, ents + k, ptrs + k, MEMBERS_PIGGYBACK);
+    uint64_t digest = m->digest;
+    Peer p = PEER__INIT;
+    p.type = PEER_GOSSIP;
+    p.from = &self;
+    p.members = ptrs;
+    p.n_members = k;
+    p.flags = flags | (m->lists[L_NEWS].n ? PEER_GOSSIP_BUSY : 0);
+    p.digests = &digest;
+    p.n_digests = 1;
+    if (target) {
+        p.client_ip = target->ip;
+        p.client_port = target->port;
+    }
+    uint8_t zero[WIRE_ID_LEN] = {0};
+    node_send_peer(m->n, to, id ? id : zero, WIRE_ID_LEN, &p);
+}
+
+/* Our whole list, in chunks; the last is flagged SYNC_END. */
+static void send_full(members *m, const struct sockaddr_in *to, uint32_t flags) {
+    Member self, ents[MEMBERS_SYNC_CHUNK];
+    Member *ptrs[MEMBERS_SYNC_CHUNK];
+    fill(&m->v[0], &self);
+    uint8_t id[WIRE_ID_LEN] = {0};
+    size_t i = 0;
+    do {
+        size_t k = 0;
+        for (; i < m->len && k < MEMBERS_SYNC_CHUNK; i++) {
+            if (m->v[i].port == 0 || m->v[i].state == MEMBER_GONE) continue;
+            fill(&m->v[i], &ents[k]);
+            ptrs[k] = &ents[k];
+            k++;
+        }
+        Peer p = PEER__INIT;
+        p.type = PEER_GOSSIP;
+        p.from = &self;
+        p.members = ptrs;
+        p.n_members = k;
+        p.flags = flags | PEER_GOSSIP_SYNC | (i >= m->len ? PEER_GOSSIP_SYNC_END : 0);
+        node_send_peer(m->n, to, id, sizeof id, &p);
+    } while (i < m->len);
+}
+
+/* ---- merging what others say ---------------------------------------------- */
+
+static int rank_cmp(uint64_t ia, uint64_t ha, int sa, uint64_t ib, uint64_t hb, int sb) {
     if (ia != ib) return ia < ib ? -1 : 1;
     if (ha != hb) return ha < hb ? -1 : 1;
-    return 0;
+    if (sa == MEMBER_GONE) sa = MEMBER_DEAD;
+    if (sb == MEMBER_GONE) sb = MEMBER_DEAD;
+    return sa < sb ? -1 : sa > sb;
 }
 
 /* Only we speak for ourselves, but what others say of us matters. An entry
  * naming a later incarnation than ours (a past life whose clock ran ahead of
- * ours, or our clock stepped back since) outranks everything we say and
- * would keep us off their rings for good: we answer with an incarnation
- * above it (memberlist's refute). A verdict of suspect or dead at our
- * incarnation is answered by a heartbeat above the one it names. */
+ * ours, or our clock stepped back since) outranks everything we say: we take
+ * an incarnation above it (memberlist's refute). A suspicion or a death at
+ * our pair is answered by a heartbeat above it. Either way the news goes
+ * out, and having been accused counts against our local health. */
 static void refute(members *m, const Member *in) {
     member *me = &m->v[0];
     if (in->incarnation > me->incarnation) {
-        me->incarnation = in->incarnation + 1;
-        me->heartbeat = 0;
+        set_pair(m, 0, in->incarnation + 1, 0);
         m->n->incarnation = me->incarnation;
         if (m->n->env.incarnation) m->n->env.incarnation(m->n->env.ctx, me->incarnation);
         if (!m->n->cfg.quiet)
@@ -201,199 +532,325 @@ static void refute(members *m, const Member *in) {
     } else if (in->incarnation == me->incarnation && in->state != MEMBER_ALIVE &&
                in->heartbeat >= me->heartbeat) {
         me->heartbeat = in->heartbeat + 1;
+        if (m->health < MEMBERS_MAX_HEALTH) m->health++;
+    } else {
+        return;
     }
+    announce(m, 0);
 }
 
 static void merge_one(members *m, const Member *in) {
     if (in->port == 0 || in->port > 65535 || in->state > MEMBER_DEAD) return;
     /* an incarnation from a clock far ahead would stand for good: refused */
     if (in->incarnation > node_wall_ms(m->n) + WIRE_MAX_AHEAD_MS) return;
-    long i = members_find(m, in->ip, (uint16_t)in->port);
+    long i = find_any(m, in->ip, (uint16_t)in->port);
     if (i == 0) {
         refute(m, in);
         return;
     }
-    bool is_new = i < 0;
-    if (is_new) {
-        if ((i = add(m, in->ip, (uint16_t)in->port)) < 0) return;
-        m->v[i].state = MEMBER_DEAD; /* set below, rebuilding the ring once */
+    if (i < 0) {
+        /* verdicts on members we do not know are not ours to keep */
+        if (in->state != MEMBER_ALIVE || (i = add(m, in->ip, (uint16_t)in->port)) < 0) return;
+        set_pair(m, (uint32_t)i, in->incarnation, in->heartbeat);
+        announce(m, (uint32_t)i);
+        ring_update(m, (uint32_t)i);
+        m->changed(m->changed_ctx);
+        return;
     }
     member *e = &m->v[i];
-    int c = is_new ? 1 : pair_cmp(in->incarnation, in->heartbeat, e->incarnation, e->heartbeat);
-    if (c > 0) {
-        /* a new process at a live address may have lost its records:
-         * re-replication hands it its keys */
-        if (!is_new && in->incarnation > e->incarnation && e->state != MEMBER_DEAD &&
-            in->state != MEMBER_DEAD)
-            m->changed(m->changed_ctx);
-        e->incarnation = in->incarnation;
-        e->heartbeat = in->heartbeat;
-        e->seen_ms = node_now(m->n);
-        set_state(m, e, in->state == MEMBER_DEAD ? MEMBER_DEAD : MEMBER_ALIVE);
-    } else if (c == 0 && in->state == MEMBER_DEAD) {
-        set_state(m, e, MEMBER_DEAD);
+    if (rank_cmp(in->incarnation, in->heartbeat, (int)in->state, e->incarnation, e->heartbeat,
+                 e->state) <= 0)
+        return;
+    /* a new process at a live address may have lost its records:
+     * re-replication hands it its keys (a seed's first news is no restart) */
+    bool restart = in->incarnation > e->incarnation && e->incarnation != 0 &&
+                   is_live(e->state) && in->state != MEMBER_DEAD;
+    int state = (int)in->state;
+    if (state == MEMBER_DEAD && is_live(e->state)) {
+        /* Another's death verdict on a member we hold live (it may come
+         * from the far side of a partition, long ago) is a suspicion here,
+         * a short one, told to the accused at once: it refutes if it can. */
+        uint64_t soon = node_now(m->n) + suspicion_ms(m) / 2;
+        set_pair(m, (uint32_t)i, in->incarnation, in->heartbeat);
+        if (e->state == MEMBER_ALIVE) {
+            announce(m, (uint32_t)i);
+            set_state(m, (uint32_t)i, MEMBER_SUSPECT);
+        }
+        if (e->deadline > soon) e->deadline = soon;
+        send_msg(m, &e->addr, NULL, 0, e, NULL);
+        return;
+    }
+    if (e->state == MEMBER_GONE && state != MEMBER_ALIVE) state = MEMBER_GONE;
+    /* Anything new is news (a refutation must overtake the suspicion it
+     * answers), but for the first pair learnt of a seed from the peers
+     * file, which every member learns from the seed itself. */
+    bool news = state != e->state || e->incarnation != 0;
+    set_pair(m, (uint32_t)i, in->incarnation, in->heartbeat);
+    if (news && state != MEMBER_GONE) announce(m, (uint32_t)i);
+    set_state(m, (uint32_t)i, state);
+    if (restart) m->changed(m->changed_ctx);
+}
+
+/* ---- probes ---------------------------------------------------------------- */
+
+static void start_probe(members *m, uint64_t now) {
+    long t = next_target(m);
+    if (t < 0) return;
+    uint8_t id[WIRE_ID_LEN];
+    m->probe.on = true;
+    m->probe.asked = false;
+    m->probe.target = (uint32_t)t;
+    m->probe.seq = ++m->seq;
+    m->probe.ask_at = now + probe_period(m) / 2;
+    m->probe.end_at = now + probe_period(m);
+    m->probe.helpers = m->probe.nacks = 0;
+    seq_id(m->probe.seq, id);
+    send_msg(m, &m->v[t].addr, id, PEER_GOSSIP_PROBE, &m->v[t], NULL);
+}
+
+/* No direct ack yet: `fanout` others ping the target for us. */
+static void ask_helpers(members *m) {
+    uint8_t id[WIRE_ID_LEN];
+    seq_id(m->probe.seq, id);
+    m->probe.asked = true;
+    long used[64];
+    for (unsigned k = 0; k < m->n->cfg.fanout && k < 64; k++) {
+        long h = random_member(m, MEMBER_ALIVE, m->probe.target);
+        bool dup = h < 0;
+        for (unsigned j = 0; j < m->probe.helpers && !dup; j++) dup = used[j] == h;
+        if (dup) continue;
+        used[m->probe.helpers++] = h;
+        send_msg(m, &m->v[h].addr, id, PEER_GOSSIP_PROBE_REQ, NULL, &m->v[m->probe.target]);
     }
 }
 
-static void send_own_entry(members *m, const member *to, uint32_t flags);
+/* No ack at all by the end of the period: the target is suspected and told
+ * so at once (it refutes if it is only slow). Helpers that did not nack
+ * either say the fault may be ours: our health drops. */
+static void probe_failed(members *m) {
+    m->probe.on = false;
+    if (m->probe.asked && m->probe.nacks < m->probe.helpers && m->health < MEMBERS_MAX_HEALTH)
+        m->health++;
+    uint32_t t = m->probe.target;
+    if (m->v[t].state != MEMBER_ALIVE) return;
+    announce(m, t);
+    set_state(m, t, MEMBER_SUSPECT);
+    send_msg(m, &m->v[t].addr, NULL, 0, &m->v[t], NULL);
+}
 
-void members_merge(members *m, const Peer *p) {
-    if (node_now(m->n) < m->paused_until) return;
+static void probe_acked(members *m) {
+    m->probe.on = false;
+    if (m->health) m->health--;
+}
+
+static relay *relay_find(members *m, uint64_t seq) {
+    for (int k = 0; k < RELAYS; k++)
+        if (m->relays[k].on && m->relays[k].seq == seq) return &m->relays[k];
+    return NULL;
+}
+
+/* A member asks us to ping `target` for it. Only live members may ask, and
+ * only about members we know: no ping goes to an address a stranger picked. */
+static void run_relay(members *m, const uint8_t *id, size_t idlen, const Peer *p,
+                      const struct sockaddr_in *from) {
+    long asker = members_find(m, from->sin_addr.s_addr, ntohs(from->sin_port));
+    if (asker <= 0 || !is_live(m->v[asker].state) || idlen != WIRE_ID_LEN ||
+        p->client_port == 0 || p->client_port > 65535)
+        return;
+    long t = members_find(m, p->client_ip, (uint16_t)p->client_port);
+    if (t <= 0) return;
+    for (int k = 0; k < RELAYS; k++) {
+        relay *r = &m->relays[k];
+        if (r->on) continue;
+        r->on = true;
+        r->to = *from;
+        memcpy(r->id, id, WIRE_ID_LEN);
+        r->seq = ++m->seq;
+        r->deadline = node_now(m->n) + period(m) / 2;
+        uint8_t pid[WIRE_ID_LEN];
+        seq_id(r->seq, pid);
+        send_msg(m, &m->v[t].addr, pid, PEER_GOSSIP_PROBE, &m->v[t], NULL);
+        return;
+    }
+}
+
+/* ---- receiving ------------------------------------------------------------- */
+
+/* A probe's ack carries the peer's digest: twice in a row different from
+ * ours while neither of us has news in flight, we exchange whole lists. */
+static void compare_digests(members *m, const Peer *p, const struct sockaddr_in *from) {
+    if (p->n_digests < 1 || p->digests[0] == m->digest) {
+        m->mismatches = 0;
+        return;
+    }
+    uint64_t now = node_now(m->n);
+    if ((p->flags & PEER_GOSSIP_BUSY) || m->lists[L_NEWS].n ||
+        (m->last_sync && now - m->last_sync < MEMBERS_SYNC_MS))
+        return;
+    if (++m->mismatches < 2) return;
+    m->mismatches = 0;
+    m->last_sync = now;
+    send_full(m, from, 0);
+}
+
+void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
+                     const struct sockaddr_in *from) {
+    uint64_t now = node_now(m->n);
+    if (now < m->paused_until) return;
     if (p->from) merge_one(m, p->from);
     for (size_t i = 0; i < p->n_members; i++) merge_one(m, p->members[i]);
-    /* a probe is answered at once with a fresh heartbeat */
-    if ((p->flags & PEER_GOSSIP_PROBE) && p->from && p->from->port && p->from->port <= 65535) {
-        long i = members_find(m, p->from->ip, (uint16_t)p->from->port);
-        if (i > 0) {
-            m->v[0].heartbeat++;
-            send_own_entry(m, &m->v[i], 0);
+    uint64_t seq = id_seq(id, idlen);
+    long sender = members_find(m, from->sin_addr.s_addr, ntohs(from->sin_port));
+    const member *about = sender > 0 ? &m->v[sender] : NULL;
+
+    if (p->flags & PEER_GOSSIP_PROBE) {
+        if (idlen == WIRE_ID_LEN) send_msg(m, from, id, PEER_GOSSIP_ACK, about, NULL);
+    } else if (p->flags & PEER_GOSSIP_PROBE_REQ) {
+        run_relay(m, id, idlen, p, from);
+    } else if (p->flags & PEER_GOSSIP_ACK) {
+        relay *r;
+        if (m->probe.on && seq == m->probe.seq) {
+            probe_acked(m);
+            compare_digests(m, p, from);
+        } else if (seq && (r = relay_find(m, seq))) {
+            r->on = false;
+            send_msg(m, &r->to, r->id, PEER_GOSSIP_ACK, NULL, NULL);
         }
+    } else if (p->flags & PEER_GOSSIP_NACK) {
+        if (m->probe.on && seq == m->probe.seq) m->probe.nacks++;
+    } else if ((p->flags & PEER_GOSSIP_SYNC_END) && !(p->flags & PEER_GOSSIP_SYNC_REPLY) &&
+               sender > 0 && (!m->last_sync_reply || now - m->last_sync_reply >= 1000)) {
+        m->last_sync_reply = now;
+        send_full(m, from, PEER_GOSSIP_SYNC_REPLY);
     }
 }
 
-static void fill(const member *e, Member *out) {
-    member__init(out);
-    out->ip = e->ip;
-    out->port = e->port;
-    out->incarnation = e->incarnation;
-    out->heartbeat = e->heartbeat;
-    out->state = (uint32_t)e->state;
-}
+/* ---- the clock --------------------------------------------------------------- */
 
-static void send_gossip(members *m, const member *to, Peer *p) {
-    uint8_t id[WIRE_ID_LEN] = {0};
-    node_send_peer(m->n, &to->addr, id, sizeof id, p);
-}
-
-/* Picks up to k distinct random members in `state_live` (live or dead),
- * never ourselves. */
-static size_t pick(members *m, bool live, size_t k, size_t *out) {
-    size_t cand = 0;
-    for (size_t i = 1; i < m->len; i++)
-        if ((m->v[i].state != MEMBER_DEAD) == live) cand++;
-    size_t got = 0;
-    for (size_t i = 1; i < m->len && got < k; i++) {
-        if ((m->v[i].state != MEMBER_DEAD) != live) continue;
-        /* selection sampling: each candidate with probability need/left */
-        if (rnd_next(m) % cand < k - got) out[got++] = i;
-        cand--;
-    }
-    return got;
-}
-
-/* Sends only our own entry to one member (a probe, or a probe's answer). */
-static void send_own_entry(members *m, const member *to, uint32_t flags) {
-    Member self;
-    fill(&m->v[0], &self);
-    Peer p = PEER__INIT;
-    p.type = PEER_GOSSIP;
-    p.from = &self;
-    p.flags = flags;
-    send_gossip(m, to, &p);
-}
-
-/* Silence makes a member suspect, then dead. Past half the suspicion
- * timeout, a silent member is also probed directly every gossip period:
- * news of its heartbeat may just be slow to spread, and its answer settles
- * that before anyone suspects it. */
-static void check_timeouts(members *m, uint64_t now) {
-    const node_config *cfg = &m->n->cfg;
-    for (size_t i = 1; i < m->len; i++) {
-        member *e = &m->v[i];
-        if (e->state == MEMBER_DEAD) continue;
-        uint64_t quiet = now - e->seen_ms;
-        if (quiet >= cfg->dead_ms) set_state(m, e, MEMBER_DEAD);
-        else if (quiet >= cfg->suspect_ms) set_state(m, e, MEMBER_SUSPECT);
-        if (e->state != MEMBER_DEAD && quiet >= cfg->suspect_ms / 2 &&
-            now - e->probed_ms >= cfg->gossip_ms) {
-            e->probed_ms = now;
-            send_own_entry(m, e, PEER_GOSSIP_PROBE);
-        }
-    }
-}
-
-/* When this node itself was held up (no CPU, a long stall), everyone's
- * silence meanwhile is not theirs: the time lost is forgiven. */
+/* When this node itself was held up (no CPU, a long stall), the silence of
+ * others meanwhile is not theirs: the time lost is forgiven, and our health
+ * drops (Lifeguard), slowing our probes until acks come back. */
 static void forgive_stall(members *m, uint64_t now) {
-    uint64_t period = m->n->cfg.gossip_ms;
-    if (m->last_tick && now - m->last_tick > 2 * period) {
-        uint64_t lost = now - m->last_tick - period;
-        for (size_t i = 1; i < m->len; i++)
-            if (m->v[i].state != MEMBER_DEAD) {
-                uint64_t s = m->v[i].seen_ms + lost;
-                m->v[i].seen_ms = s < now ? s : now;
-            }
+    if (!m->last_tick || now <= m->last_tick + 2 * period(m)) return;
+    /* the whole gap: what is due now waits until what arrived during the
+     * stall (refutations, acks) has been read */
+    uint64_t lost = now - m->last_tick;
+    if (m->probe.on) {
+        m->probe.ask_at += lost;
+        m->probe.end_at += lost;
     }
-    m->last_tick = now;
+    for (int k = 0; k < RELAYS; k++) m->relays[k].deadline += lost;
+    idxlist *S = &m->lists[L_SUSPECT];
+    for (size_t k = 0; k < S->n; k++) m->v[S->v[k]].deadline += lost;
+    if (m->health < MEMBERS_MAX_HEALTH) m->health++;
 }
 
-/* One gossip round: our heartbeat grows, silent members are timed out,
- * and the whole list goes to `fanout` live members and one dead one. */
 static void gossip_round(members *m, uint64_t now) {
-    member *self = &m->v[0];
-    self->heartbeat++;
-    self->seen_ms = now;
-    forgive_stall(m, now);
-    check_timeouts(m, now);
-
-    Member *all = malloc(m->len * sizeof *all);
-    Member **ptrs = malloc(m->len * sizeof *ptrs);
-    size_t *targets = malloc((m->n->cfg.fanout + 1) * sizeof *targets);
-    if (!all || !ptrs || !targets) goto done;
-    for (size_t i = 0; i < m->len; i++) {
-        fill(&m->v[i], &all[i]);
-        ptrs[i] = &all[i];
+    if (m->lists[L_NEWS].n) {
+        for (unsigned k = 0; k < m->n->cfg.fanout; k++) {
+            long t = random_member(m, MEMBER_ALIVE, -1);
+            if (t > 0) send_msg(m, &m->v[t].addr, NULL, 0, NULL, NULL);
+        }
     }
-    Peer p = PEER__INIT;
-    p.type = PEER_GOSSIP;
-    p.from = &all[0];
-    p.n_members = m->len;
-    p.members = ptrs;
-    size_t k = pick(m, true, m->n->cfg.fanout, targets);
-    k += pick(m, false, 1, targets + k);
-    for (size_t i = 0; i < k; i++) send_gossip(m, &m->v[targets[i]], &p);
-done:
-    free(all);
-    free(ptrs);
-    free(targets);
+    /* the dead: forgotten after forget_ms, their slots freed after as long */
+    idxlist *D = &m->lists[L_DEAD];
+    for (size_t k = 0; k < D->n;) {
+        uint32_t i = D->v[k];
+        if (now < m->v[i].deadline) k++;
+        else if (m->v[i].state == MEMBER_DEAD) set_state(m, i, MEMBER_GONE), k++;
+        else free_slot(m, i); /* moves another to k */
+    }
+}
+
+/* The suspected are pinged every period, a few at a time, their entry in
+ * the ping: one that can hear refutes within a period (after a partition
+ * heals, for one), not after a whole pass of the probe order. */
+static void ping_suspects(members *m) {
+    idxlist *S = &m->lists[L_SUSPECT];
+    for (unsigned k = 0; k < SUSPECT_PINGS && k < S->n; k++) {
+        uint32_t i = S->v[S->n <= SUSPECT_PINGS ? k : rnd_next(m) % S->n];
+        uint8_t id[WIRE_ID_LEN];
+        seq_id(++m->seq, id);
+        send_msg(m, &m->v[i].addr, id, PEER_GOSSIP_PROBE, &m->v[i], NULL);
+    }
 }
 
 uint64_t members_tick(members *m, uint64_t now) {
+    forgive_stall(m, now);
+    m->last_tick = now;
+    if (now < m->paused_until) return m->paused_until;
     uint64_t next = UINT64_MAX;
-    if (node_due(&m->next_gossip, now, m->n->cfg.gossip_ms, &next) && now >= m->paused_until)
+
+    if (m->probe.on && !m->probe.asked && now >= m->probe.ask_at) ask_helpers(m);
+    if (m->probe.on && now >= m->probe.end_at) probe_failed(m);
+    if (now >= m->next_probe) {
+        if (m->probe.on) probe_failed(m);
+        start_probe(m, now);
+        m->next_probe = now + probe_period(m);
+    }
+    if (m->probe.on) next = m->probe.asked ? m->probe.end_at : m->probe.ask_at;
+    if (m->next_probe < next) next = m->next_probe;
+
+    idxlist *S = &m->lists[L_SUSPECT];
+    for (size_t k = 0; k < S->n;) {
+        uint32_t i = S->v[k];
+        if (now >= m->v[i].deadline) {
+            announce(m, i);
+            set_state(m, i, MEMBER_DEAD); /* moves another to k */
+        } else {
+            if (m->v[i].deadline < next) next = m->v[i].deadline;
+            k++;
+        }
+    }
+    for (int k = 0; k < RELAYS; k++) {
+        relay *r = &m->relays[k];
+        if (!r->on) continue;
+        if (now >= r->deadline) {
+            r->on = false;
+            send_msg(m, &r->to, r->id, PEER_GOSSIP_NACK, NULL, NULL);
+        } else if (r->deadline < next) {
+            next = r->deadline;
+        }
+    }
+    if (node_due(&m->next_gossip, now, m->n->cfg.gossip_ms, &next)) {
         gossip_round(m, now);
+        ping_suspects(m);
+    }
+    if (node_due(&m->next_dead_ping, now, 5 * m->n->cfg.gossip_ms, &next)) {
+        long i = m->lists[L_DEAD].n
+                     ? (long)m->lists[L_DEAD].v[rnd_next(m) % m->lists[L_DEAD].n]
+                     : -1;
+        uint8_t id[WIRE_ID_LEN];
+        seq_id(++m->seq, id);
+        if (i > 0 && m->v[i].state == MEMBER_DEAD)
+            send_msg(m, &m->v[i].addr, id, PEER_GOSSIP_PROBE, &m->v[i], NULL);
+    }
     return next;
 }
 
-void members_pause(members *m, uint64_t ms) {
-    uint64_t now = node_now(m->n);
-    m->paused_until = now + ms;
-    /* On waking, silence while paused is not the others' fault. */
-    for (size_t i = 1; i < m->len; i++) m->v[i].seen_ms = now + ms;
-}
+void members_pause(members *m, uint64_t ms) { m->paused_until = node_now(m->n) + ms; }
+
+/* ---- queries --------------------------------------------------------------- */
 
 size_t members_total(const members *m) { return m->len; }
-size_t members_live(const members *m) { return m->live; }
+size_t members_known(const members *m) { return m->known; }
+size_t members_live(const members *m) { return ring_size(m->ring); }
 const member *members_at(const members *m, size_t i) { return i < m->len ? &m->v[i] : NULL; }
 uint64_t members_epoch(const members *m) { return m->epoch; }
+unsigned members_health(const members *m) { return m->health; }
 
 size_t members_pref(const members *m, uint64_t h, size_t want, uint32_t *out) {
-    size_t k = ring_lookup(m->ring, h, want, out);
-    for (size_t i = 0; i < k; i++) out[i] = m->ring_map[out[i]];
-    return k;
+    return ring_lookup(m->ring, h, want, out); /* ring ids are member indexes */
 }
 
-double members_share(const members *m, size_t i) {
-    for (size_t r = 0; r < m->live; r++)
-        if (m->ring_map[r] == i) return ring_share(m->ring, (uint32_t)r);
-    return 0;
-}
+double members_share(const members *m, size_t i) { return ring_share(m->ring, (uint32_t)i); }
 
 const char *members_state_name(int state) {
     switch (state) {
     case MEMBER_ALIVE: return "alive";
     case MEMBER_SUSPECT: return "suspect";
-    default: return "dead";
+    case MEMBER_DEAD: return "dead";
+    default: return "gone";
     }
 }
 
@@ -401,6 +858,7 @@ size_t members_format(const members *m, char *buf, size_t cap) {
     size_t off = 0;
     if (cap) buf[0] = 0;
     for (size_t i = 0; i < m->len && off + 1 < cap; i++) {
+        if (m->v[i].port == 0 || m->v[i].state == MEMBER_GONE) continue;
         char a[32];
         int w = snprintf(buf + off, cap - off, "%s %s\n",
                          node_addr_str(m->v[i].ip, m->v[i].port, a),

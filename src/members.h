@@ -1,25 +1,49 @@
 /*
- * members: the member list, gossip and failure detection.
+ * members: the member list, SWIM failure detection, gossip, the ring.
  *
  * Every node knows every member by (ip, port) and orders what it knows of a
- * member by the pair (incarnation, heartbeat): the incarnation is the
- * member's start time in ms, so a restarted node outranks its previous life;
- * the heartbeat grows by one every gossip period, and only the member itself
- * raises it. Each gossip period a node sends its whole list to `fanout`
- * random live members (and to one dead member, so that healed partitions and
- * restarted nodes are found again). A received entry with a greater pair
- * replaces ours and makes the member alive (unless the sender already holds
- * it dead at that pair); an entry with an equal pair and a dead verdict
- * spreads that verdict; anything older is ignored, so a dead verdict is never
- * undone by stale news, only by the member's own newer heartbeat.
+ * member by (incarnation, heartbeat, state): the incarnation is the member's
+ * start time in ms, so a restarted node outranks its previous life; the
+ * heartbeat is a counter only the member itself raises, to refute a
+ * suspicion or a death verdict at its current pair; at an equal pair DEAD
+ * outranks SUSPECT outranks ALIVE. An entry we receive replaces ours only
+ * when it ranks higher (SWIM's and memberlist's rules), so stale news never
+ * undoes a verdict: only the accused, answering with a higher heartbeat.
  *
- * A member whose heartbeat has not grown for suspect_ms is SUSPECT (still on
- * the ring), for dead_ms DEAD (off the ring). Members are never forgotten;
- * indexes are stable for the life of the process and 0 is the node itself.
+ * Failure detection is SWIM with Lifeguard's local health, at a cost per
+ * node that does not grow with the cluster:
+ * - Every probe period (gossip_ms, times the local health multiplier) a node
+ *   pings one member, going round a shuffled list. No ack within half the
+ *   period: it asks `fanout` others to ping it on its behalf (PROBE_REQ);
+ *   they relay the ack or answer NACK. No ack by the end of the period: the
+ *   member is SUSPECT (still on the ring) and is told so directly.
+ * - A suspicion lasts suspicion_ms, scaled up with log10 of the cluster
+ *   size; unrefuted, the member is DEAD (off the ring). Told it is suspected
+ *   or dead, a member refutes with a higher heartbeat (or incarnation).
+ * - Local health (Lifeguard): failed probes that the helpers did not nack
+ *   either, refutations we had to make, and our own stalls raise a
+ *   multiplier (0..8) that stretches our probe period and timeouts; acks
+ *   lower it. A stalled node also forgives the time it lost.
+ * - News (a member's state changed, it restarted, or it refuted) rides on
+ *   the pings and acks and on a gossip message sent each period to `fanout`
+ *   random members while there is news, each item a bounded number of times
+ *   (3 x ceil(log10(n + 1))), newest first, at most MEMBERS_PIGGYBACK a
+ *   message: every message has a bounded size.
+ * - Pings and acks carry a digest of the membership (who is known, who is
+ *   dead). When a peer's differs from ours twice in a row while neither has
+ *   news in flight, the two exchange their whole lists, in chunks (a join,
+ *   a healed partition); at most once per MEMBERS_SYNC_MS.
+ * - One dead member is pinged every 5 periods so that healed partitions and
+ *   restarted nodes are found again. A member dead for forget_ms is
+ *   forgotten (GONE: off the lists, its pair kept against stale news), and
+ *   its slot is reused forget_ms later. A restarted node has a later
+ *   incarnation, so it is always accepted back.
  *
- * The ring holds the ALIVE and SUSPECT members; whenever that set changes the
- * ring is rebuilt, the epoch grows and the `changed` callback is called (it
- * is also called when a live member restarts: it may have lost its records).
+ * The ring holds the ALIVE and SUSPECT members and is updated one member at
+ * a time; whenever the set changes the epoch grows and the `changed`
+ * callback is called (also when a live member restarts: it may have lost
+ * its records). Member indexes are stable while the member is known; index
+ * 0 is the node itself.
  */
 #ifndef DHT_MEMBERS_H
 #define DHT_MEMBERS_H
@@ -31,18 +55,24 @@
 #include "ring.h"
 #include "wire.h"
 
-enum member_state { MEMBER_ALIVE = 0, MEMBER_SUSPECT = 1, MEMBER_DEAD = 2 };
+enum member_state { MEMBER_ALIVE = 0, MEMBER_SUSPECT = 1, MEMBER_DEAD = 2, MEMBER_GONE = 3 };
+
+#define MEMBERS_PIGGYBACK 32     /* news items a message carries at most */
+#define MEMBERS_SYNC_CHUNK 48    /* entries a datagram of a full exchange carries */
+#define MEMBERS_SYNC_MS 5000     /* least time between two full exchanges */
+#define MEMBERS_MAX_HEALTH 8     /* local health multiplier bound */
 
 typedef struct member {
     struct sockaddr_in addr;
     uint32_t ip;          /* network byte order */
     uint16_t port;        /* host byte order */
+    uint8_t state;
+    uint8_t news;         /* times our entry still goes out as news */
     uint64_t incarnation;
     uint64_t heartbeat;
-    int state;
-    uint64_t seen_ms;     /* loop time when the pair last grew */
     uint64_t changed_ms;  /* loop time of the last state change */
-    uint64_t probed_ms;   /* loop time of the last direct probe */
+    uint64_t deadline;    /* SUSPECT: dead then; DEAD: gone then; GONE: slot free then */
+    uint32_t pos[3];      /* place in the news, suspect and dead lists (internal) */
 } member;
 
 typedef void (*members_changed_fn)(void *ctx);
@@ -52,32 +82,32 @@ typedef void (*members_changed_fn)(void *ctx);
 members *members_new(node *n, members_changed_fn changed, void *ctx);
 void members_free(members *m);
 
-/* Adds a member from the peers file (assumed alive until silent for
- * dead_ms). The node's own address is ignored. 0, or -1 on no memory. */
+/* Adds members from the peers file, assumed alive until probed. The node's
+ * own address is ignored. 0, or -1 on no memory (those added so far stay). */
+int members_add_seeds(members *m, const ring_node *seeds, size_t k);
 int members_add_seed(members *m, uint32_t ip, uint16_t port);
 
-/* Adds k members at once (one ring build). 0, or -1 on no memory (those
- * added so far stay). */
-int members_add_seeds(members *m, const ring_node *seeds, size_t k);
-
-/* Gossips when a round is due (every gossip_ms, the first at once) and
- * times out silent members. Returns the time of the next round. */
+/* Runs what is due (probes, gossip, suspicion timeouts). Returns the time
+ * it next has something to do. */
 uint64_t members_tick(members *m, uint64_t now);
 
-/* Merges a GOSSIP (or any Peer carrying `from` and `members`). */
-void members_merge(members *m, const Peer *p);
+/* Handles a GOSSIP message (ping, ack, nack, probe request, news, or a
+ * chunk of a full exchange) from `from`, whose message ID is id. */
+void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
+                     const struct sockaddr_in *from);
 
-size_t members_total(const members *m);   /* all known, dead too */
+size_t members_total(const members *m);   /* slots: indexes are below this */
+size_t members_known(const members *m);   /* all known, dead too, gone not */
 size_t members_live(const members *m);    /* alive + suspect, self included */
 const member *members_at(const members *m, size_t i);
 uint64_t members_epoch(const members *m); /* grows when the live set changes */
+unsigned members_health(const members *m); /* local health multiplier, 0 best */
 
-/* Index of the member at ip:port, or -1. Constant time (a hash index). */
+/* Index of the known (not gone) member at ip:port, or -1. Constant time. */
 long members_find(const members *m, uint32_t ip, uint16_t port);
 
-/* The live members (alive or suspect), as the ring is built from them:
- * nodes[k] is member map[k]. Both arrays need room for members_total.
- * Returns how many. */
+/* The live members (alive or suspect): nodes[k] is member map[k]. Both
+ * arrays need room for members_total. Returns how many. */
 size_t members_live_set(const members *m, ring_node *nodes, uint32_t *map);
 
 /* Up to `want` live member indexes for ring point h, preference order. */
@@ -86,13 +116,13 @@ size_t members_pref(const members *m, uint64_t h, size_t want, uint32_t *out);
 /* Share of the ring owned (as first in the list) by member i; 0 if off it. */
 double members_share(const members *m, size_t i);
 
-/* Writes "ip:port state\n" per member into buf (NUL-terminated, truncated to
- * cap). Returns the length written. */
+/* Writes "ip:port state\n" per known member into buf (NUL-terminated,
+ * truncated to cap). Returns the length written. */
 size_t members_format(const members *m, char *buf, size_t cap);
 
 const char *members_state_name(int state);
 
-/* Debug hook: stop gossiping (sending and timing out others) for ms. */
+/* Debug hook: stop probing and gossiping for ms. */
 void members_pause(members *m, uint64_t ms);
 
 #endif

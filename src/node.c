@@ -26,8 +26,8 @@ void node_defaults(node_config *cfg) {
     cfg->vnodes = RING_DEFAULT_VNODES;
     cfg->gossip_ms = 200;
     cfg->fanout = 3;
-    cfg->suspect_ms = 1000;
-    cfg->dead_ms = 2000;
+    cfg->suspicion_ms = 1000;
+    cfg->forget_ms = 3600 * 1000;
     cfg->request_timeout_ms = 400;
     cfg->sync_ms = 2000;
     cfg->cache_ms = 5000;
@@ -271,7 +271,7 @@ static void peer_message(node *n, const uint8_t *id, size_t idlen, const uint8_t
     n->stats.peer_msgs++;
     switch (p->type) {
     case PEER_GOSSIP:
-        members_merge(n->members, p);
+        members_receive(n->members, id, idlen, p, from);
         break;
     case PEER_FORWARD: {
         if (p->client_port == 0 || p->client_port > 65535) return;

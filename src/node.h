@@ -48,10 +48,11 @@ typedef struct node_config {
     unsigned write_quorum;      /* W */
     unsigned read_quorum;       /* R */
     unsigned vnodes;
-    unsigned gossip_ms;         /* gossip period */
-    unsigned fanout;            /* peers per gossip round */
-    unsigned suspect_ms;        /* silence before a member is suspect */
-    unsigned dead_ms;           /* silence before it is dead */
+    unsigned gossip_ms;         /* probe and gossip period */
+    unsigned fanout;            /* probe helpers, and peers per gossip round */
+    unsigned suspicion_ms;      /* a suspicion unrefuted this long (longer past
+                                   100 members) is a death */
+    uint64_t forget_ms;         /* a member dead this long is forgotten */
     unsigned request_timeout_ms;/* a coordinator's wait for replicas */
     unsigned sync_ms;           /* anti-entropy period */
     uint64_t cache_ms;          /* reply cache TTL */

@@ -283,7 +283,7 @@ static void handoff_round(node *n, uint64_t now) {
         if (!h->used || h->next_ms > now) continue;
         long m = members_find(n->members, h->ip, h->port);
         store_rec cur;
-        if (m <= 0 || members_at(n->members, (size_t)m)->state == MEMBER_DEAD ||
+        if (m <= 0 || members_at(n->members, (size_t)m)->state >= MEMBER_DEAD ||
             h->tries >= HINT_TRIES || store_get(n->store, h->key, h->klen, &cur) != 0) {
             hint_free(r, h);
             continue;
@@ -534,7 +534,7 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
     /* A quorum is W (R) nodes, or the whole cluster when it has fewer members
      * than that: a node that has lost touch with the others (they are dead in
      * its view, so the preference list is short) cannot make a quorum alone. */
-    size_t cluster = members_total(n->members);
+    size_t cluster = members_known(n->members);
     o->need = q < cluster ? q : (unsigned)cluster;
     if (cmd != WIRE_GET) {
         o->val = malloc(vlen ? vlen : 1);
@@ -785,10 +785,14 @@ static uint64_t rec_digest(const uint8_t *key, size_t klen, const store_rec *s) 
            XXH3_64bits_withSeed(s->val, s->tomb ? 0 : s->vlen, s->tomb);
 }
 
-/* Whether member m was a replica of h at the last sweep, as the same process. */
+/* Whether member m was a replica of h at the last sweep, as the same process
+ * (swept_inc 1: its incarnation was not known yet then, as for a seed not
+ * heard from; the one learnt since is taken as the same process: a restart
+ * after that is seen as one, from a known incarnation). */
 static bool was_replica(node *n, uint64_t h, uint32_t m) {
     repl *r = n->repl;
-    if (m >= r->swept_len || r->swept_inc[m] != members_at(n->members, m)->incarnation)
+    if (m >= r->swept_len || !r->swept_inc[m] ||
+        (r->swept_inc[m] != 1 && r->swept_inc[m] != members_at(n->members, m)->incarnation))
         return false;
     uint32_t old[REPL_MAX_N];
     size_t k = ring_lookup(r->swept, h, n->cfg.replicas, old);
@@ -1011,8 +1015,10 @@ static void clean_finish(node *n, op *o) {
  * against it. A member that stays dead keeps tombstones from going. */
 static bool gc_due(node *n) {
     if (!clean_due(n)) return false;
-    for (size_t i = 1; i < members_total(n->members); i++)
-        if (members_at(n->members, i)->state != MEMBER_ALIVE) return false;
+    for (size_t i = 1; i < members_total(n->members); i++) {
+        int state = members_at(n->members, i)->state;
+        if (state != MEMBER_ALIVE && state != MEMBER_GONE) return false;
+    }
     return true;
 }
 
@@ -1031,7 +1037,7 @@ static void sync_round(node *n) {
     clean_start(n);
     for (unsigned k = 0; k < SYNC_PEERS; k++) {
         uint32_t peer = 1 + (uint32_t)(node_random(n) % (total - 1));
-        if (members_at(n->members, peer)->state == MEMBER_DEAD) continue;
+        if (members_at(n->members, peer)->state >= MEMBER_DEAD) continue;
         send_digest(n, peer, n->repl->dig + (size_t)peer * BUCKETS, 0);
     }
 }

@@ -395,13 +395,13 @@ static void sort_points(point *a, point *tmp, size_t n) {
 
 /* Orders each run of equal positions by address, as insert_point does
  * (insertion sort: runs are one point long but for a 64-bit collision). */
-static void order_ties(point *a, size_t n, const ring_node *nodes) {
+static void order_ties(point *a, size_t n, const slot *ids) {
     for (size_t i = 1; i < n; i++) {
         if (a[i].pos != a[i - 1].pos) continue;
         point t = a[i];
-        uint64_t key = addr_key(&nodes[t.owner]);
+        uint64_t key = addr_key(&ids[t.owner].nd);
         size_t j = i;
-        while (j > 0 && a[j - 1].pos == t.pos && addr_key(&nodes[a[j - 1].owner]) > key) {
+        while (j > 0 && a[j - 1].pos == t.pos && addr_key(&ids[a[j - 1].owner].nd) > key) {
             a[j] = a[j - 1];
             j--;
         }
@@ -410,26 +410,35 @@ static void order_ties(point *a, size_t n, const ring_node *nodes) {
 }
 
 int ring_build(ring *r, const ring_node *nodes, size_t n) {
+    return ring_build_ids(r, nodes, NULL, n);
+}
+
+int ring_build_ids(ring *r, const ring_node *nodes, const uint32_t *id, size_t n) {
     size_t v = r->vnodes;
     if (n > UINT32_MAX / v) return -1; /* points are counted in 32 bits */
+    size_t nids = n;
+    for (size_t i = 0; id && i < n; i++)
+        if ((size_t)id[i] + 1 > nids) nids = (size_t)id[i] + 1;
     size_t np = n * v, nc = (np + CHUNK_FILL - 1) / CHUNK_FILL, made = 0;
     size_t ccap = nc ? nc + nc / 8 + 1 : 0; /* a little room for splits */
     point *pts = malloc((np ? np : 1) * sizeof *pts);
     point *tmp = malloc((np ? np : 1) * sizeof *tmp);
     chunk **ch = malloc((ccap ? ccap : 1) * sizeof *ch);
     uint64_t *first = malloc((ccap ? ccap : 1) * sizeof *first);
-    slot *ids = calloc(n ? n : 1, sizeof *ids);
+    slot *ids = calloc(nids ? nids : 1, sizeof *ids);
     if (!pts || !tmp || !ch || !first || !ids) goto fail;
     for (; made < nc; made++)
         if (!(ch[made] = malloc(sizeof *ch[made]))) goto fail;
 
     for (size_t i = 0; i < n; i++) {
-        ids[i] = (slot){nodes[i], true, 0};
+        uint32_t k = id ? id[i] : (uint32_t)i;
+        if (ids[k].present) goto fail; /* an id twice */
+        ids[k] = (slot){nodes[i], true, 0};
         for (size_t j = 0; j < v; j++)
-            pts[i * v + j] = (point){ring_point(&nodes[i], (uint32_t)j), (uint32_t)i};
+            pts[i * v + j] = (point){ring_point(&nodes[i], (uint32_t)j), k};
     }
     sort_points(pts, tmp, np);
-    order_ties(pts, np, nodes);
+    order_ties(pts, np, ids);
 
     /* Point i owns the arc (pos[i-1], pos[i]]; point 0 the one wrapping
      * through 0. Totals are kept mod 2^64 (see ring_share). */
@@ -454,7 +463,7 @@ int ring_build(ring *r, const ring_node *nodes, size_t n) {
     r->nc = nc;
     r->ccap = ccap;
     r->ids = ids;
-    r->nids = n;
+    r->nids = nids;
     r->n = n;
     r->npoints = np;
     return 0;

@@ -91,6 +91,9 @@ void ring_free(ring *r);
  * (the ring is then unchanged). O(P) for P = n * vnodes points. */
 int ring_build(ring *r, const ring_node *nodes, size_t n);
 
+/* The same with node i under id[i] (distinct ids; -1 if one repeats). */
+int ring_build_ids(ring *r, const ring_node *nodes, const uint32_t *id, size_t n);
+
 /* Adds node nd's points under id. 0, or -1 (the ring unchanged) when id is
  * already on the ring (it is not replaced: remove it first), when nd's
  * address is already on the ring under another id, when the points would

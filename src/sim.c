@@ -48,6 +48,7 @@
 #define CLIENT_NET 0x0A800000u /* 10.128.0.0: client i */
 #define EPOCH_MS 1800000000000ull
 #define MAX_SKEW_MS 30000      /* clocks stay within the nodes' 60 s bound */
+#define BRIEF_STALL_MS 500     /* --stalls */
 #define TRACE_KEEP 4096        /* trace lines kept for a failure report */
 #define TRACE_LINE 600         /* bytes of a trace line, NUL included */
 
@@ -79,6 +80,7 @@ typedef struct options {
     bool members_only;          /* no clients: membership figures */
     unsigned kill_at_s;         /* members_only: kill one node then (0: none) */
     double loss, dup;
+    double stalls;              /* share of nodes in a brief stall at any time */
     unsigned mtu;               /* datagram size limit */
     unsigned vnodes;
     unsigned tombstone_ms;      /* 0: the nodes' default */
@@ -191,9 +193,10 @@ typedef struct sim {
     uint64_t ops_ok, ops_err, ops_timeout, reads_checked, events;
     uint64_t false_dead;
     uint64_t kill_at, killed;   /* members_only */
-    uint64_t detected_all, join_all;  /* µs after the kill, after the rejoin */
+    uint64_t *detected, *joined;      /* per node: µs after the kill, the rejoin */
     uint64_t rejoin_at;
-    uint32_t detected, joined;
+    uint64_t steady_bytes, steady_msgs; /* sent in the steady_us before the kill */
+    uint64_t steady_us;                 /* half the time to the kill, 10 s at most */
     bool final_phase;
     wire_arena *arena;
 } sim;
@@ -389,16 +392,16 @@ static void env_member_state(void *ctx, uint32_t ip, uint16_t port, int state) {
     if (i < 0) return;
     simnode *t = &s->nodes[i];
     if (s->o.members_only && (uint64_t)i == s->killed && s->kill_at) {
-        if (state == MEMBER_DEAD && !t->up && ++s->detected == s->o.nodes - 1)
-            s->detected_all = s->now - s->kill_at;
-        if (state == MEMBER_ALIVE && t->up && ++s->joined == s->o.nodes - 1)
-            s->join_all = s->now - s->rejoin_at;
-        return;
+        if (state == MEMBER_DEAD && !t->up && s->now >= s->kill_at && !s->detected[sn->idx])
+            s->detected[sn->idx] = s->now - s->kill_at;
+        if (state == MEMBER_ALIVE && t->up && s->rejoin_at && s->now >= s->rejoin_at &&
+            !s->joined[sn->idx])
+            s->joined[sn->idx] = s->now - s->rejoin_at + 1; /* 0: not yet */
     }
     if (state != MEMBER_DEAD || !t->up) return;
     /* a live node declared dead: fine only if a fault touched either of
      * them within the detection window */
-    uint64_t window = (uint64_t)(s->cfg.dead_ms + 2 * s->cfg.gossip_ms + 1000) * 1000;
+    uint64_t window = (uint64_t)(2 * s->cfg.suspicion_ms + 4 * s->cfg.gossip_ms + 1000) * 1000;
     uint64_t quiet_since = t->disturbed_until > sn->disturbed_until ? t->disturbed_until
                                                                     : sn->disturbed_until;
     /* the base loss (--loss) is the network, not a fault: a verdict under it
@@ -581,7 +584,7 @@ static void check_read(sim *s, client *c, uint32_t err, const uint8_t *v, size_t
              k->key, need, k->w[need].remove ? "remove" : "put",
              err == WIRE_OK ? "found" : "not found", seq);
     } else if (!faults_since(s, k->w[need].start) &&
-               s->fault_free_since + (uint64_t)(s->cfg.dead_ms + 3000) * 1000 <
+               s->fault_free_since + (uint64_t)(2 * s->cfg.suspicion_ms + 3000) * 1000 <
                    k->w[need].start) {
         fail(s, "stale read: c%u read %s at seq %" PRIu64 " (%s) after seq %" PRIu64
                 " was acknowledged, no fault since",
@@ -695,7 +698,8 @@ static void client_timer(sim *s, client *c) {
 
 enum fault {
     F_CRASH, F_PARTITION, F_SKEW, F_STALL, F_LOSS, F_DUP, F_JITTER, F_NFAULTS,
-    F_HEAL_PARTITION = 100, F_RESTART, F_HEAL_LOSS, F_HEAL_DUP, F_HEAL_JITTER, F_UNSTALL
+    F_HEAL_PARTITION = 100, F_RESTART, F_HEAL_LOSS, F_HEAL_DUP, F_HEAL_JITTER, F_UNSTALL,
+    F_BRIEF_STALLS, F_BRIEF_WAKE
 };
 
 static void fault_begin(sim *s) {
@@ -711,6 +715,17 @@ static void fault_end(sim *s) {
 static void touch_all(sim *s, uint64_t until) {
     for (uint32_t i = 0; i < s->o.nodes; i++)
         if (s->nodes[i].disturbed_until < until) s->nodes[i].disturbed_until = until;
+}
+
+/* A fault on every node has healed: the nodes that no other fault holds
+ * are undisturbed from now on. */
+static void settle_all(sim *s) {
+    if (s->partitioned || s->loss > s->o.loss || s->dup > s->o.dup || s->jitter_us) return;
+    for (uint32_t i = 0; i < s->o.nodes; i++) {
+        simnode *sn = &s->nodes[i];
+        if (sn->disturbed_until == UINT64_MAX && sn->up && sn->stalled_until <= s->now)
+            sn->disturbed_until = s->now;
+    }
 }
 
 static unsigned nodes_down(const sim *s) {
@@ -756,9 +771,7 @@ static void fault_fire(sim *s, uint32_t what) {
     case F_HEAL_PARTITION:
         s->partitioned = false;
         touch_all(s, s->now);
-        for (uint32_t i = 0; i < n; i++)
-            if (s->nodes[i].disturbed_until == UINT64_MAX && s->nodes[i].up)
-                s->nodes[i].disturbed_until = s->now;
+        settle_all(s);
         trace(s, "fault: partition healed");
         fault_end(s);
         break;
@@ -802,10 +815,7 @@ static void fault_fire(sim *s, uint32_t what) {
         if (what == F_HEAL_JITTER) s->jitter_us = 0;
         trace(s, "fault: loss %.2f dup %.2f jitter %" PRIu64 " us", s->loss, s->dup, s->jitter_us);
         touch_all(s, s->now);
-        for (uint32_t i = 0; i < n; i++)
-            if (s->nodes[i].disturbed_until == UINT64_MAX && s->nodes[i].up &&
-                s->nodes[i].stalled_until <= s->now)
-                s->nodes[i].disturbed_until = s->now;
+        settle_all(s);
         fault_end(s);
         break;
     }
@@ -824,6 +834,28 @@ static void fault_event(sim *s, uint32_t what, uint64_t arg) {
         }
         sn->disturbed_until = s->now;
         fault_end(s);
+        return;
+    }
+    if (what == F_BRIEF_STALLS) {
+        /* --stalls: every BRIEF_STALL_MS each node stalls for as long with
+         * probability --stalls: the load of a busy machine, not a fault (a
+         * node declared dead for it is a false verdict) */
+        if (s->now >= s->faults_end) return;
+        for (uint32_t i = 0; i < s->o.nodes; i++) {
+            simnode *sn = &s->nodes[i];
+            if (!sn->up || sn->stalled_until + BRIEF_STALL_MS * 1000 > s->now ||
+                !rng_chance(&s->fault, s->o.stalls))
+                continue; /* not one stall right after another */
+            sn->stalled_until = s->now + BRIEF_STALL_MS * 1000;
+            trace(s, "n%u stalls %u ms", i, BRIEF_STALL_MS);
+            push(s, sn->stalled_until, EV_FAULT, F_BRIEF_WAKE, i, NULL);
+        }
+        push(s, s->now + BRIEF_STALL_MS * 1000, EV_FAULT, F_BRIEF_STALLS, 0, NULL);
+        return;
+    }
+    if (what == F_BRIEF_WAKE) {
+        trace(s, "n%" PRIu64 " wakes", arg);
+        schedule_tick(s, &s->nodes[arg], s->now / 1000);
         return;
     }
     if (what == F_NFAULTS) { /* the next random fault */
@@ -1042,6 +1074,38 @@ static const char *fmt_secs(uint64_t us, char *buf) {
     return buf;
 }
 
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* "median m s, all x s" of the times others took to see the killed node
+ * dead (or back); "(never)" when one never did. */
+static const char *fmt_spread(const sim *s, const uint64_t *t, char *buf) {
+    uint32_t n = s->o.nodes, k = 0;
+    uint64_t *v = malloc(n * sizeof *v);
+    for (uint32_t i = 0; v && i < n; i++)
+        if (i != s->killed) v[k++] = t[i] ? t[i] : UINT64_MAX;
+    if (!v || !k) {
+        strcpy(buf, "(none)");
+    } else {
+        qsort(v, k, sizeof *v, cmp_u64);
+        char a[32], b[32];
+        sprintf(buf, "median %s s, all %s s", fmt_secs(v[k / 2] == UINT64_MAX ? 0 : v[k / 2], a),
+                fmt_secs(v[k - 1] == UINT64_MAX ? 0 : v[k - 1], b));
+    }
+    free(v);
+    return buf;
+}
+
+static void sent_totals(const sim *s, uint64_t *bytes, uint64_t *msgs) {
+    *bytes = *msgs = 0;
+    for (uint32_t i = 0; i < s->o.nodes; i++) {
+        *bytes += s->nodes[i].bytes_sent;
+        *msgs += s->nodes[i].msgs_sent;
+    }
+}
+
 static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool report) {
     sim *s = calloc(1, sizeof *s);
     S = s;
@@ -1082,12 +1146,17 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
         rng_seed(&sn->r, rng_next(&master));
         if (o->faults) sn->skew_ms = (int64_t)rng_below(&master, 2001) - 1000;
     }
-    /* nodes start within the first 100 ms */
-    for (uint32_t i = 0; i < o->nodes; i++) {
-        s->now = rng_below(&master, 100000);
-        node_up(s, &s->nodes[i]);
+    /* nodes start within the first 100 ms, in time order (a node's clock
+     * never goes back) */
+    uint64_t *start = malloc(o->nodes * sizeof *start);
+    if (!start) abort();
+    for (uint32_t i = 0; i < o->nodes; i++) start[i] = rng_below(&master, 100000) << 32 | i;
+    qsort(start, o->nodes, sizeof *start, cmp_u64);
+    for (uint32_t k = 0; k < o->nodes; k++) {
+        run_until(s, start[k] >> 32);
+        node_up(s, &s->nodes[start[k] & 0xFFFFFFFFu]);
     }
-    s->now = 0;
+    free(start);
     for (size_t j = 0; j < s->nkeys; j++)
         snprintf(s->keys[j].key, sizeof s->keys[j].key, "k%zu", j);
     uint64_t warmup = 3000000;
@@ -1100,13 +1169,23 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
         push(s, warmup + rng_below(&s->work, 100000), EV_CLIENT, i, ++c->timer_gen, NULL);
     }
     if (o->faults) push(s, warmup + 1000000, EV_FAULT, F_NFAULTS, 0, NULL);
+    if (o->stalls > 0) push(s, warmup, EV_FAULT, F_BRIEF_STALLS, 0, NULL);
 
     if (o->members_only && o->kill_at_s) {
         s->kill_at = (uint64_t)o->kill_at_s * 1000000;
         s->killed = rng_below(&master, o->nodes);
     }
     if (s->kill_at) {
+        s->detected = calloc(o->nodes, sizeof *s->detected);
+        s->joined = calloc(o->nodes, sizeof *s->joined);
+        uint64_t b0, m0, b1, m1;
+        s->steady_us = s->kill_at / 2 < 10000000 ? s->kill_at / 2 : 10000000;
+        run_until(s, s->kill_at - s->steady_us);
+        sent_totals(s, &b0, &m0);
         run_until(s, s->kill_at);
+        sent_totals(s, &b1, &m1);
+        s->steady_bytes = b1 - b0;
+        s->steady_msgs = m1 - m0;
         node_down(s, &s->nodes[s->killed], "killed");
         s->nodes[s->killed].disturbed_until = UINT64_MAX;
         s->rejoin_at = s->kill_at + 10000000;
@@ -1145,7 +1224,7 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
             msgs += s->nodes[i].msgs_sent;
         }
         double secs = (double)s->now / 1e6;
-        char d1[32], d2[32];
+        char d1[96], d2[96];
         printf("seed %" PRIu64 ": %s, %.1f s simulated, %" PRIu64 " events, trace %016" PRIx64
                ", ops ok %" PRIu64 " err %" PRIu64 " timeout %" PRIu64 ", reads checked %" PRIu64
                ", node bytes/s %.0f per node (%.1f msgs/s)\n",
@@ -1153,12 +1232,15 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
                s->ops_timeout, s->reads_checked, (double)bytes / secs / o->nodes,
                (double)msgs / secs / o->nodes);
         if (o->members_only && s->kill_at)
-            printf("members: %u nodes, %.0f bytes/s and %.1f datagrams/s of gossip per node; "
-                   "killed n%" PRIu64 " dead at all others after %s s; restarted, alive at all "
-                   "after %s s; %" PRIu64 " false dead verdicts\n",
-                   o->nodes, (double)bytes / secs / o->nodes, (double)msgs / secs / o->nodes,
-                   s->killed, fmt_secs(s->detected_all, d1), fmt_secs(s->join_all, d2),
-                   s->false_dead);
+            printf("members: %u nodes, %.0f bytes/s and %.1f datagrams/s of gossip per node "
+                   "(the %.0f s before the kill; %.0f and %.1f over the run); killed n%" PRIu64
+                   " seen dead by the others after %s; restarted, seen alive after %s; %" PRIu64
+                   " false dead verdicts\n",
+                   o->nodes, (double)s->steady_bytes / ((double)s->steady_us / 1e6) / o->nodes,
+                   (double)s->steady_msgs / ((double)s->steady_us / 1e6) / o->nodes,
+                   (double)s->steady_us / 1e6, (double)bytes / secs / o->nodes,
+                   (double)msgs / secs / o->nodes, s->killed, fmt_spread(s, s->detected, d1),
+                   fmt_spread(s, s->joined, d2), s->false_dead);
         if (rc) {
             printf("last trace lines:\n");
             size_t show = 60;
@@ -1179,6 +1261,8 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
     for (size_t j = 0; j < s->nkeys; j++) free(s->keys[j].w);
     free(s->ring_lines);
     free(s->nodes);
+    free(s->detected);
+    free(s->joined);
     free(s->clients);
     free(s->keys);
     wire_arena_free(s->arena);
@@ -1217,6 +1301,8 @@ static void usage(FILE *f) {
         "  --kill-at S       (8)\n"
         "  --loss P          base datagram loss, 0..1 (0)\n"
         "  --dup P           base duplication, 0..1 (0)\n"
+        "  --stalls P        every 500 ms each node stalls 500 ms with chance P:\n"
+        "                    load, not a fault (a dead verdict is a false one)\n"
         "  --mtu BYTES       drop datagrams larger than this (65507)\n"
         "  --vnodes N        ring points per node (64)\n"
         "  --tombstone-ms MS tombstone lifetime (the nodes' default: an hour)\n"
@@ -1245,7 +1331,7 @@ int main(int argc, char **argv) {
     size_t nseeds = 0, capseeds = 0;
     bool check_replay = false;
     enum { O_SEED = 256, O_SEEDS, O_RANDOM, O_NODES, O_CLIENTS, O_KEYS, O_DURATION, O_CONVERGE,
-           O_NOFAULTS, O_DURABLE, O_MEMBERS, O_KILLAT, O_LOSS, O_DUP, O_MTU, O_VNODES, O_N, O_W,
+           O_NOFAULTS, O_DURABLE, O_MEMBERS, O_KILLAT, O_LOSS, O_STALLS, O_DUP, O_MTU, O_VNODES, O_N, O_W,
            O_R, O_REPLAY, O_TRACE, O_VERBOSE, O_FAULTS, O_TOMB };
     static const struct option opts[] = {
         {"seed", 1, 0, O_SEED}, {"seeds", 1, 0, O_SEEDS}, {"random", 1, 0, O_RANDOM},
@@ -1253,6 +1339,7 @@ int main(int argc, char **argv) {
         {"duration", 1, 0, O_DURATION}, {"converge", 1, 0, O_CONVERGE},
         {"no-faults", 0, 0, O_NOFAULTS}, {"durable", 0, 0, O_DURABLE},
         {"members-only", 0, 0, O_MEMBERS}, {"kill-at", 1, 0, O_KILLAT}, {"loss", 1, 0, O_LOSS},
+        {"stalls", 1, 0, O_STALLS},
         {"dup", 1, 0, O_DUP}, {"mtu", 1, 0, O_MTU}, {"vnodes", 1, 0, O_VNODES},
         {"replicas", 1, 0, O_N}, {"write-quorum", 1, 0, O_W}, {"read-quorum", 1, 0, O_R},
         {"check-replay", 0, 0, O_REPLAY}, {"faults", 1, 0, O_FAULTS},
@@ -1304,6 +1391,10 @@ int main(int argc, char **argv) {
         case O_MEMBERS: o.members_only = true; break;
         case O_KILLAT: bad = parse_u(optarg, 100000, &v); o.kill_at_s = (unsigned)v; break;
         case O_LOSS: o.loss = strtod(optarg, &end); bad = *end || o.loss < 0 || o.loss > 1; break;
+        case O_STALLS:
+            o.stalls = strtod(optarg, &end);
+            bad = *end || o.stalls < 0 || o.stalls > 1;
+            break;
         case O_DUP: o.dup = strtod(optarg, &end); bad = *end || o.dup < 0 || o.dup > 1; break;
         case O_MTU: bad = parse_u(optarg, WIRE_MAX_DATAGRAM, &v) || v < 64; o.mtu = (unsigned)v; break;
         case O_TOMB: bad = parse_u(optarg, 86400000, &v) || v < 1; o.tombstone_ms = (unsigned)v; break;

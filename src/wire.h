@@ -73,7 +73,7 @@ enum wire_err {
 
 /* Peer.type: node-to-node messages (Msg.kind = WIRE_KIND_PEER). */
 enum wire_peer_type {
-    PEER_GOSSIP = 1,      /* from, members: the sender's member list */
+    PEER_GOSSIP = 1,      /* from, members, digests, flags: membership (members.h) */
     PEER_FORWARD = 2,     /* client_ip/port, request: serve and reply to the client */
     PEER_WRITE = 3,       /* records[0]: store it, answer WRITE_ACK (flags: REMOVE) */
     PEER_WRITE_ACK = 4,   /* err */
@@ -86,7 +86,17 @@ enum wire_peer_type {
 
 #define PEER_FLAG_REMOVE 1u       /* WRITE of a tombstone: ack says if it existed */
 #define PEER_DEBUG_PAUSE_GOSSIP 1u /* bucket = ms to stay silent */
-#define PEER_GOSSIP_PROBE 1u       /* GOSSIP flag: answer me directly now */
+/* GOSSIP flags. Every GOSSIP carries the sender's entry (from), up to
+ * MEMBERS_PIGGYBACK entries of news (members) and, but for chunks of a full
+ * exchange, the sender's membership digest (digests[0]). */
+#define PEER_GOSSIP_PROBE 1u       /* a ping: answer ACK with the same message ID */
+#define PEER_GOSSIP_ACK 2u         /* a ping's answer (or one relayed by a helper) */
+#define PEER_GOSSIP_PROBE_REQ 4u   /* ping client_ip:port for me; relay its ACK or NACK */
+#define PEER_GOSSIP_NACK 8u        /* a helper got no ack in time */
+#define PEER_GOSSIP_SYNC 16u       /* a chunk of the sender's whole list */
+#define PEER_GOSSIP_SYNC_END 32u   /* its last chunk: answer with ours */
+#define PEER_GOSSIP_SYNC_REPLY 64u /* that answer: not to be answered */
+#define PEER_GOSSIP_BUSY 128u      /* the sender has news in flight */
 
 /* Return codes of wire_unpack_msg. */
 #define WIRE_EMALFORMED (-1)

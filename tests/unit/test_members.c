@@ -1,4 +1,5 @@
-/* Unit tests for members: merge rules, failure detection, the ring. */
+/* Unit tests for members: merge rules, SWIM probes, news, full exchanges,
+ * forgetting, the ring. */
 #include <arpa/inet.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -39,7 +40,21 @@ static void run_for(uint64_t ms) {
 
 static uint32_t lo(void) { return htonl(INADDR_LOOPBACK); }
 
-/* Merges one gossiped entry for 127.0.0.1:port. */
+static struct sockaddr_in addr(uint16_t port) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = lo();
+    return a;
+}
+
+/* Hands the node a GOSSIP from 127.0.0.1:sender with message ID id. */
+static void deliver(uint16_t sender, const uint8_t *id, Peer *p) {
+    uint8_t zero[WIRE_ID_LEN] = {0};
+    struct sockaddr_in from = addr(sender);
+    p->type = PEER_GOSSIP;
+    members_receive(n->members, id ? id : zero, WIRE_ID_LEN, p, &from);
+}
+
+/* Merges one gossiped entry for 127.0.0.1:port (news from a stranger). */
 static void gossip(uint16_t port, uint64_t inc, uint64_t hb, int state) {
     Member m = MEMBER__INIT;
     m.ip = lo();
@@ -49,16 +64,50 @@ static void gossip(uint16_t port, uint64_t inc, uint64_t hb, int state) {
     m.state = (uint32_t)state;
     Member *ms[1] = {&m};
     Peer p = PEER__INIT;
-    p.type = PEER_GOSSIP;
     p.n_members = 1;
     p.members = ms;
-    members_merge(n->members, &p);
+    deliver(7999, NULL, &p);
 }
 
 static int state_of(uint16_t port) {
     long i = members_find(n->members, lo(), port);
     assert_true(i >= 0);
     return members_at(n->members, (size_t)i)->state;
+}
+
+/* The GOSSIP messages sent so far (batches opened), decoded into a; the
+ * first to `port` with all of `flags` (any port: 0), or NULL. Its message
+ * ID goes to id when id is not NULL. */
+static Peer *sent_gossip(wire_arena *a, uint16_t port, uint32_t flags, uint8_t *id) {
+    size_t kept = fake.nsent < FAKE_SENT_KEEP ? fake.nsent : FAKE_SENT_KEEP;
+    for (size_t k = 0; k < kept; k++) {
+        if (port && ntohs(fake.sent[k].to.sin_port) != port) continue;
+        wire_frame f;
+        if (wire_unpack_msg(a, fake.sent[k].buf, fake.sent[k].len, &f) != 0) continue;
+        const uint8_t *frames[64];
+        size_t lens[64], nf = 0;
+        if (f.kind == WIRE_KIND_BATCH) {
+            const uint8_t *q = f.payload, *end = f.payload + f.plen, *fr;
+            size_t len;
+            while (nf < 64 && wire_batch_next(&q, end, &fr, &len) == 1) {
+                frames[nf] = fr;
+                lens[nf++] = len;
+            }
+        } else {
+            frames[0] = fake.sent[k].buf;
+            lens[0] = fake.sent[k].len;
+            nf = 1;
+        }
+        for (size_t j = 0; j < nf; j++) {
+            wire_frame g;
+            if (wire_unpack_msg(a, frames[j], lens[j], &g) != 0 || g.kind != WIRE_KIND_PEER) continue;
+            Peer *p = wire_unpack_peer(a, g.payload, g.plen);
+            if (!p || p->type != PEER_GOSSIP || (p->flags & flags) != flags) continue;
+            if (id && g.idlen == WIRE_ID_LEN) memcpy(id, g.id, WIRE_ID_LEN);
+            return p;
+        }
+    }
+    return NULL;
 }
 
 static void test_self_is_member_zero(void **state) {
@@ -74,6 +123,7 @@ static void test_seeds_count_as_live(void **state) {
     (void)state;
     for (uint16_t p = 7001; p < 7005; p++) assert_int_equal(members_add_seed(n->members, lo(), p), 0);
     assert_int_equal(members_total(n->members), 5);
+    assert_int_equal(members_known(n->members), 5);
     assert_int_equal(members_live(n->members), 5);
 }
 
@@ -89,20 +139,42 @@ static void test_newer_pair_wins_older_ignored(void **state) {
     assert_int_equal(m->incarnation, 5);
 }
 
-static void test_dead_verdict_spreads_at_equal_pair(void **state) {
+/* At an equal pair a suspicion outranks alive (only a higher heartbeat
+ * clears it); another's death verdict on a member we hold live is a short
+ * suspicion here, a death only if it is not refuted in time. */
+static void test_verdicts_at_equal_pair(void **state) {
     (void)state;
+    n->cfg.suspicion_ms = 100;
     gossip(7001, 5, 10, MEMBER_ALIVE);
-    gossip(7001, 5, 9, MEMBER_DEAD); /* stale verdict: ignored */
+    gossip(7001, 5, 10, MEMBER_SUSPECT);
+    assert_int_equal(state_of(7001), MEMBER_SUSPECT);
+    gossip(7001, 5, 10, MEMBER_ALIVE);
+    assert_int_equal(state_of(7001), MEMBER_SUSPECT);
+    gossip(7001, 5, 11, MEMBER_ALIVE); /* refuted */
     assert_int_equal(state_of(7001), MEMBER_ALIVE);
-    gossip(7001, 5, 10, MEMBER_DEAD);
+
+    gossip(7001, 5, 10, MEMBER_DEAD); /* stale verdict: ignored */
+    assert_int_equal(state_of(7001), MEMBER_ALIVE);
+    gossip(7001, 5, 11, MEMBER_DEAD);
+    assert_int_equal(state_of(7001), MEMBER_SUSPECT);
+    assert_int_equal(members_live(n->members), 2);
+    run_for(60);
     assert_int_equal(state_of(7001), MEMBER_DEAD);
     assert_int_equal(members_live(n->members), 1);
 }
 
+/* Makes 127.0.0.1:port dead here at (inc, hb). */
+static void make_dead(uint16_t port, uint64_t inc, uint64_t hb) {
+    n->cfg.suspicion_ms = 100;
+    gossip(port, inc, hb, MEMBER_ALIVE);
+    gossip(port, inc, hb, MEMBER_DEAD);
+    run_for(60);
+    assert_int_equal(state_of(port), MEMBER_DEAD);
+}
+
 static void test_dead_never_resurrected_by_stale_news(void **state) {
     (void)state;
-    gossip(7001, 5, 10, MEMBER_ALIVE);
-    gossip(7001, 5, 10, MEMBER_DEAD);
+    make_dead(7001, 5, 10);
     gossip(7001, 5, 10, MEMBER_ALIVE);
     gossip(7001, 5, 3, MEMBER_ALIVE);
     assert_int_equal(state_of(7001), MEMBER_DEAD);
@@ -112,8 +184,7 @@ static void test_dead_never_resurrected_by_stale_news(void **state) {
 
 static void test_restart_outranks_previous_life(void **state) {
     (void)state;
-    gossip(7001, 5, 1000, MEMBER_ALIVE);
-    gossip(7001, 5, 1000, MEMBER_DEAD);
+    make_dead(7001, 5, 1000);
     gossip(7001, 6, 0, MEMBER_ALIVE); /* new incarnation, heartbeat restarts */
     assert_int_equal(state_of(7001), MEMBER_ALIVE);
 }
@@ -123,9 +194,10 @@ static void test_unknown_member_learned_from_gossip(void **state) {
     gossip(7100, 1, 1, MEMBER_ALIVE);
     assert_int_equal(members_total(n->members), 2);
     assert_int_equal(members_live(n->members), 2);
+    /* a verdict on a member we never knew is not kept */
     gossip(7101, 1, 1, MEMBER_DEAD);
-    assert_int_equal(members_total(n->members), 3);
-    assert_int_equal(members_live(n->members), 2);
+    gossip(7102, 1, 1, MEMBER_SUSPECT);
+    assert_int_equal(members_total(n->members), 2);
 }
 
 static void test_bad_entries_ignored(void **state) {
@@ -139,7 +211,7 @@ static void test_bad_entries_ignored(void **state) {
     Peer p = PEER__INIT;
     p.n_members = 1;
     p.members = ms;
-    members_merge(n->members, &p);
+    deliver(7999, NULL, &p);
     assert_int_equal(members_total(n->members), 1);
 }
 
@@ -150,22 +222,21 @@ static void test_self_entry_not_overwritten(void **state) {
     assert_int_equal(members_at(n->members, 0)->incarnation, 1000);
 }
 
-/* Starts with fast timers and one seed, 127.0.0.1:9, that never answers. */
-static void start_with_silent_seed(void) {
+/* Fast timers: a 10 ms period, 60 ms suspicions. */
+static void fast_timers(void) {
     n->cfg.gossip_ms = 10;
-    n->cfg.suspect_ms = 60;
-    n->cfg.dead_ms = 150;
-    members_add_seed(n->members, lo(), 9);
+    n->cfg.suspicion_ms = 60;
 }
 
 /* Gossip naming a later incarnation of ourselves (our clock stepped back
  * since a past life) is refuted with a higher one; so is a dead verdict at
- * our own incarnation, with a higher heartbeat. */
+ * our own incarnation, with a higher heartbeat, sent out as news. */
 static void test_refutes_what_others_say_of_us(void **state) {
     (void)state;
     gossip(7000, 1000, members_at(n->members, 0)->heartbeat + 5, MEMBER_DEAD);
     assert_int_equal(members_at(n->members, 0)->incarnation, 1000);
     assert_true(members_at(n->members, 0)->heartbeat > 5);
+    assert_true(members_health(n->members) > 0); /* being accused counts against us */
     gossip(7000, 3000, 1, MEMBER_DEAD);
     assert_true(members_at(n->members, 0)->incarnation > 3000);
     assert_int_equal(members_at(n->members, 0)->state, MEMBER_ALIVE);
@@ -175,83 +246,254 @@ static void test_refutes_what_others_say_of_us(void **state) {
     assert_true(members_at(n->members, 0)->incarnation < 1000 + WIRE_MAX_AHEAD_MS);
     gossip(7001, 1000 + WIRE_MAX_AHEAD_MS + 1, 1, MEMBER_ALIVE);
     assert_true(members_find(n->members, lo(), 7001) < 0);
+
+    /* the refutation goes out: the next message carries our new entry */
+    members_add_seed(n->members, lo(), 7002);
+    fake.nsent = 0;
+    fast_timers();
+    run_for(15);
+    wire_arena *a = wire_arena_new();
+    Peer *p = sent_gossip(a, 7002, PEER_GOSSIP_PROBE, NULL);
+    assert_non_null(p);
+    bool carried = false;
+    for (size_t i = 0; i < p->n_members; i++)
+        carried |= p->members[i]->port == 7000 && p->members[i]->incarnation > 3000;
+    assert_true(carried);
+    wire_arena_free(a);
 }
 
-static void test_silence_makes_suspect_then_dead(void **state) {
+/* A seed that never answers: probed, helpers asked (none here), suspected,
+ * told so, and dead when the suspicion runs out. */
+static void test_unanswered_probe_suspect_then_dead(void **state) {
     (void)state;
-    start_with_silent_seed();
-    run_for(100);
+    fast_timers();
+    members_add_seed(n->members, lo(), 9);
+    run_for(5);
+    wire_arena *a = wire_arena_new();
+    assert_non_null(sent_gossip(a, 9, PEER_GOSSIP_PROBE, NULL));
+    wire_arena_free(a);
+    run_for(10);
     assert_int_equal(state_of(9), MEMBER_SUSPECT);
-    assert_int_equal(members_live(n->members), 2);
-    assert_true(fake.nsent > 0); /* gossip went to the seed */
-    assert_int_equal(ntohs(fake.sent[0].to.sin_port), 9);
-    run_for(120);
+    assert_int_equal(members_live(n->members), 2); /* still on the ring */
+    run_for(40);
+    assert_int_equal(state_of(9), MEMBER_SUSPECT);
+    run_for(30);
     assert_int_equal(state_of(9), MEMBER_DEAD);
     assert_int_equal(members_live(n->members), 1);
-    assert_true(members_at(n->members, 0)->heartbeat >= 10);
 }
 
 static void test_own_stall_is_not_blamed_on_others(void **state) {
     (void)state;
-    start_with_silent_seed();
-    /* the node gets no tick for 250 ms at 30 ms: longer than dead_ms, but
-     * the member's silence is ours */
-    run_for(30);
-    fake.clock_ms += 250;
-    run_for(10);
-    assert_int_equal(state_of(9), MEMBER_ALIVE);
-    /* its own silence after that still counts */
+    fast_timers();
+    members_add_seed(n->members, lo(), 9);
+    run_for(15);
+    assert_int_equal(state_of(9), MEMBER_SUSPECT);
+    /* a tick just before the suspicion runs out, then none for 300 ms:
+     * the time is ours, all of it (what arrived meanwhile is read first) */
+    run_for(members_at(n->members, (size_t)members_find(n->members, lo(), 9))->deadline - 1 -
+            fake.clock_ms);
+    node_tick(n);
+    fake.clock_ms += 300;
+    node_tick(n);
+    assert_int_equal(state_of(9), MEMBER_SUSPECT);
+    assert_true(members_health(n->members) > 0);
+    /* the member's silence after that still counts */
     run_for(200);
     assert_int_equal(state_of(9), MEMBER_DEAD);
 }
 
-static void test_probe_is_answered_directly(void **state) {
+/* A ping is answered at once with an ACK under the ping's message ID; an
+ * ACK for our own probe settles it (the target stays alive). */
+static void test_ping_ack(void **state) {
     (void)state;
-    uint16_t port = 7100;
-    members_add_seed(n->members, lo(), port);
-    uint64_t hb = members_at(n->members, 0)->heartbeat;
-
     Member from = MEMBER__INIT;
     from.ip = lo();
-    from.port = port;
+    from.port = 7100;
     from.incarnation = 5;
-    from.heartbeat = 1;
     Peer p = PEER__INIT;
-    p.type = PEER_GOSSIP;
     p.from = &from;
     p.flags = PEER_GOSSIP_PROBE;
+    uint8_t id[WIRE_ID_LEN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
     fake.nsent = 0;
-    members_merge(n->members, &p);
+    deliver(7100, id, &p);
     node_flush(n);
-
     assert_int_equal(fake.nsent, 1);
-    assert_int_equal(ntohs(fake.sent[0].to.sin_port), port);
     wire_arena *a = wire_arena_new();
-    wire_frame f;
-    assert_int_equal(wire_unpack_msg(a, fake.sent[0].buf, fake.sent[0].len, &f), 0);
-    assert_int_equal(f.kind, WIRE_KIND_PEER);
-    Peer *ans = wire_unpack_peer(a, f.payload, f.plen);
+    uint8_t got[WIRE_ID_LEN];
+    Peer *ans = sent_gossip(a, 7100, PEER_GOSSIP_ACK, got);
     assert_non_null(ans);
-    assert_int_equal(ans->type, PEER_GOSSIP);
+    assert_memory_equal(got, id, WIRE_ID_LEN);
     assert_int_equal(ans->flags & PEER_GOSSIP_PROBE, 0); /* an answer is not a probe */
-    assert_non_null(ans->from);
     assert_int_equal(ans->from->port, 7000);
-    assert_true(ans->from->heartbeat > hb);
-    wire_arena_free(a);
+    assert_int_equal(ans->n_digests, 1);
 
     /* gossip without the flag is not answered */
     p.flags = 0;
-    from.heartbeat = 2;
     fake.nsent = 0;
-    members_merge(n->members, &p);
+    deliver(7100, id, &p);
     node_flush(n);
     assert_int_equal(fake.nsent, 0);
+
+    /* our probe of 7100, acked through a helper (7101) */
+    fast_timers();
+    gossip(7101, 5, 0, MEMBER_ALIVE);
+    for (int round = 0; round < 4; round++) {
+        fake.nsent = 0;
+        run_for(1);
+        Peer *ping = sent_gossip(a, 0, PEER_GOSSIP_PROBE, got);
+        if (!ping) {
+            run_for(9);
+            continue;
+        }
+        run_for(6); /* past half the period: helpers asked */
+        Peer *req = sent_gossip(a, 0, PEER_GOSSIP_PROBE_REQ, NULL);
+        assert_non_null(req);
+        uint16_t target = (uint16_t)req->client_port;
+        Peer ack = PEER__INIT;
+        Member hf = MEMBER__INIT;
+        hf.ip = lo();
+        hf.port = target == 7100 ? 7101 : 7100;
+        hf.incarnation = 5;
+        ack.from = &hf;
+        ack.flags = PEER_GOSSIP_ACK;
+        deliver((uint16_t)hf.port, got, &ack);
+        run_for(10);
+        assert_int_equal(state_of(target), MEMBER_ALIVE);
+        assert_int_equal(members_health(n->members), 0);
+    }
+    wire_arena_free(a);
+}
+
+/* A live member asks us to probe another: we ping it and relay its ACK
+ * under the asker's ID, or NACK when none comes. A stranger's request is
+ * ignored (no ping to an address a stranger picked). */
+static void test_probe_request_relayed(void **state) {
+    (void)state;
+    fast_timers();
+    gossip(7101, 5, 0, MEMBER_ALIVE);
+    gossip(7102, 5, 0, MEMBER_ALIVE);
+    n->cfg.gossip_ms = 1000; /* our own probes out of the way */
+    run_for(1);
+    uint8_t id[WIRE_ID_LEN] = {9, 9, 9, 9, 9, 9, 9, 9, 1, 2, 3, 4, 5, 6, 7, 8};
+    Peer req = PEER__INIT;
+    req.flags = PEER_GOSSIP_PROBE_REQ;
+    req.client_ip = lo();
+    req.client_port = 7102;
+
+    fake.nsent = 0;
+    deliver(7555, id, &req); /* a stranger */
+    node_flush(n);
+    wire_arena *a = wire_arena_new();
+    assert_null(sent_gossip(a, 7102, PEER_GOSSIP_PROBE, NULL));
+
+    deliver(7101, id, &req);
+    node_flush(n);
+    uint8_t ping_id[WIRE_ID_LEN];
+    assert_non_null(sent_gossip(a, 7102, PEER_GOSSIP_PROBE, ping_id));
+    Peer ack = PEER__INIT;
+    ack.flags = PEER_GOSSIP_ACK;
+    fake.nsent = 0;
+    deliver(7102, ping_id, &ack);
+    node_flush(n);
+    uint8_t got[WIRE_ID_LEN];
+    assert_non_null(sent_gossip(a, 7101, PEER_GOSSIP_ACK, got));
+    assert_memory_equal(got, id, WIRE_ID_LEN);
+
+    /* no answer: a NACK by the deadline */
+    fake.nsent = 0;
+    deliver(7101, id, &req);
+    run_for(600);
+    assert_non_null(sent_gossip(a, 7101, PEER_GOSSIP_NACK, got));
+    assert_memory_equal(got, id, WIRE_ID_LEN);
+    wire_arena_free(a);
+}
+
+/* News is bounded per message whatever the cluster size. */
+static void test_messages_are_bounded(void **state) {
+    (void)state;
+    for (uint16_t p = 8000; p < 8300; p++) gossip(p, 5, 0, MEMBER_ALIVE);
+    fast_timers();
+    fake.nsent = 0;
+    run_for(30);
+    assert_true(fake.nsent > 0);
+    size_t kept = fake.nsent < FAKE_SENT_KEEP ? fake.nsent : FAKE_SENT_KEEP;
+    for (size_t k = 0; k < kept; k++) assert_true(fake.sent[k].len < 1400);
+    wire_arena *a = wire_arena_new();
+    Peer *p = sent_gossip(a, 0, 0, NULL);
+    assert_non_null(p);
+    assert_true(p->n_members <= MEMBERS_PIGGYBACK + 1);
+    wire_arena_free(a);
+}
+
+/* A member dead for forget_ms is forgotten; stale news of its old life
+ * does not bring it back, its next life does. */
+static void test_dead_forgotten_rejoin_accepted(void **state) {
+    (void)state;
+    n->cfg.forget_ms = 1000;
+    make_dead(7001, 5, 10);
+    assert_int_equal(members_known(n->members), 2);
+    run_for(1300); /* forgetting runs with the gossip rounds (200 ms) */
+    assert_true(members_find(n->members, lo(), 7001) < 0);
+    assert_int_equal(members_known(n->members), 1);
+    char buf[256];
+    members_format(n->members, buf, sizeof buf);
+    assert_null(strstr(buf, ":7001"));
+    gossip(7001, 5, 10, MEMBER_ALIVE); /* stale */
+    assert_true(members_find(n->members, lo(), 7001) < 0);
+    gossip(7001, 6, 0, MEMBER_ALIVE); /* restarted */
+    assert_int_equal(state_of(7001), MEMBER_ALIVE);
+    assert_int_equal(members_live(n->members), 2);
+    /* a slot forgotten twice over is reused */
+    make_dead(7001, 6, 10);
+    size_t slots = members_total(n->members);
+    run_for(2600);
+    gossip(7050, 1, 0, MEMBER_ALIVE);
+    assert_int_equal(members_total(n->members), slots);
+}
+
+/* Digests that differ twice in a row make us send our whole list, in
+ * chunks; the peer answers with its own. */
+static void test_digest_mismatch_exchanges_lists(void **state) {
+    (void)state;
+    for (uint16_t p = 8000; p < 8100; p++) members_add_seed(n->members, lo(), p);
+    fast_timers();
+    n->cfg.gossip_ms = 1000;
+    wire_arena *a = wire_arena_new();
+    uint64_t other = 42;
+    int synced = 0;
+    for (int round = 0; round < 4 && !synced; round++) {
+        fake.clock_ms += 6000;
+        fake.nsent = 0;
+        run_for(1);
+        uint8_t id[WIRE_ID_LEN];
+        Peer *ping = sent_gossip(a, 0, PEER_GOSSIP_PROBE, id);
+        assert_non_null(ping);
+        uint16_t to = 0;
+        for (size_t k = 0; k < FAKE_SENT_KEEP && !to; k++) to = ntohs(fake.sent[k].to.sin_port);
+        Peer ack = PEER__INIT;
+        ack.flags = PEER_GOSSIP_ACK;
+        ack.digests = &other;
+        ack.n_digests = 1;
+        fake.nsent = 0;
+        deliver(to, id, &ack);
+        node_flush(n);
+        if (sent_gossip(a, to, PEER_GOSSIP_SYNC_END, NULL)) synced = round + 1;
+    }
+    assert_int_equal(synced, 2);
+    /* the chunks carry everyone, MEMBERS_SYNC_CHUNK at most each */
+    size_t entries = 0, kept = fake.nsent < FAKE_SENT_KEEP ? fake.nsent : FAKE_SENT_KEEP;
+    (void)kept;
+    Peer *chunk = sent_gossip(a, 0, PEER_GOSSIP_SYNC, NULL);
+    assert_non_null(chunk);
+    entries = chunk->n_members;
+    assert_true(entries <= MEMBERS_SYNC_CHUNK);
+    wire_arena_free(a);
 }
 
 static void test_pref_lists_skip_dead(void **state) {
     (void)state;
     for (uint16_t p = 7001; p < 7010; p++) gossip(p, 1, 1, MEMBER_ALIVE);
-    gossip(7003, 1, 1, MEMBER_DEAD);
+    make_dead(7003, 1, 1);
     long dead = members_find(n->members, lo(), 7003);
     for (uint64_t h = 0; h < 1000; h++) {
         uint32_t out[3];
@@ -271,7 +513,7 @@ static void test_pref_lists_skip_dead(void **state) {
 static void test_format_lists_everyone(void **state) {
     (void)state;
     gossip(7001, 1, 1, MEMBER_ALIVE);
-    gossip(7002, 1, 1, MEMBER_DEAD);
+    make_dead(7002, 1, 1);
     char buf[256];
     size_t len = members_format(n->members, buf, sizeof buf);
     assert_int_equal(len, strlen(buf));
@@ -291,16 +533,20 @@ int main(void) {
         T(test_self_is_member_zero),
         T(test_seeds_count_as_live),
         T(test_newer_pair_wins_older_ignored),
-        T(test_dead_verdict_spreads_at_equal_pair),
+        T(test_verdicts_at_equal_pair),
         T(test_dead_never_resurrected_by_stale_news),
         T(test_restart_outranks_previous_life),
         T(test_unknown_member_learned_from_gossip),
         T(test_bad_entries_ignored),
         T(test_self_entry_not_overwritten),
         T(test_refutes_what_others_say_of_us),
-        T(test_silence_makes_suspect_then_dead),
+        T(test_unanswered_probe_suspect_then_dead),
         T(test_own_stall_is_not_blamed_on_others),
-        T(test_probe_is_answered_directly),
+        T(test_ping_ack),
+        T(test_probe_request_relayed),
+        T(test_messages_are_bounded),
+        T(test_dead_forgotten_rejoin_accepted),
+        T(test_digest_mismatch_exchanges_lists),
         T(test_pref_lists_skip_dead),
         T(test_format_lists_everyone),
     };
