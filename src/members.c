@@ -13,6 +13,9 @@
 #define NONE UINT32_MAX
 #define RELAYS 16               /* probes we run for others at once */
 #define SUSPECT_PINGS 3         /* suspects pinged directly each period */
+#define PROBE_PERIODS 3         /* a probe waits this many periods for its ack */
+#define PROBES (PROBE_PERIODS + 1)
+#define DEAD_PINGS 3            /* pings a dead member gets a period, cluster-wide */
 
 enum { L_NEWS, L_SUSPECT, L_DEAD }; /* L_DEAD holds the DEAD and the GONE */
 
@@ -48,19 +51,20 @@ struct members {
 
     uint32_t *order;      /* probe order: a shuffled pass over the live */
     size_t norder, opos;
-    struct {
-        bool on, asked;   /* a probe is out; helpers were asked */
+    struct probe {
+        bool on, asked;   /* out; helpers were asked */
         uint32_t target;
         uint64_t seq;
         uint64_t ask_at, end_at;
         unsigned helpers, nacks;
-    } probe;
+    } probes[PROBES];     /* a new one every period, each out for PROBE_PERIODS */
     relay relays[RELAYS];
     uint64_t seq;         /* of our pings */
     unsigned health;      /* Lifeguard's local health multiplier */
     unsigned mismatches;  /* digests seen differing in a row */
+    bool accused;         /* the message being read holds us suspect or dead */
 
-    uint64_t next_probe, next_gossip, next_dead_ping;
+    uint64_t next_probe, next_gossip;
     uint64_t last_tick, last_sync, last_sync_reply;
     uint64_t paused_until;
     uint64_t rnd;         /* xorshift state for picking members */
@@ -328,7 +332,6 @@ members *members_new(node *n, members_changed_fn changed, void *ctx) {
     m->rnd = node_random(n) | 1;
     uint64_t now = node_now(n);
     m->next_probe = m->next_gossip = now;
-    m->next_dead_ping = now + 5 * period(m);
     rebuild(m);
     return m;
 }
@@ -546,8 +549,13 @@ static void merge_one(members *m, const Member *in) {
     long i = find_any(m, in->ip, (uint16_t)in->port);
     if (i == 0) {
         refute(m, in);
+        if (in->state != MEMBER_ALIVE) m->accused = true;
         return;
     }
+    /* A verdict from a node that never learnt the member's incarnation
+     * (a seed it has not heard from) cannot be refuted: the accused answers
+     * above a pair it never had. It stays that node's own. */
+    if (in->incarnation == 0 && in->state != MEMBER_ALIVE) return;
     if (i < 0) {
         /* verdicts on members we do not know are not ours to keep */
         if (in->state != MEMBER_ALIVE || (i = add(m, in->ip, (uint16_t)in->port)) < 0) return;
@@ -594,52 +602,57 @@ static void merge_one(members *m, const Member *in) {
 /* ---- probes ---------------------------------------------------------------- */
 
 static void start_probe(members *m, uint64_t now) {
+    struct probe *pr = NULL;
+    for (int k = 0; k < PROBES && !pr; k++)
+        if (!m->probes[k].on) pr = &m->probes[k];
     long t = next_target(m);
-    if (t < 0) return;
+    if (!pr || t < 0) return;
     uint8_t id[WIRE_ID_LEN];
-    m->probe.on = true;
-    m->probe.asked = false;
-    m->probe.target = (uint32_t)t;
-    m->probe.seq = ++m->seq;
-    m->probe.ask_at = now + probe_period(m) / 2;
-    m->probe.end_at = now + probe_period(m);
-    m->probe.helpers = m->probe.nacks = 0;
-    seq_id(m->probe.seq, id);
+    *pr = (struct probe){.on = true, .target = (uint32_t)t, .seq = ++m->seq,
+                         .ask_at = now + probe_period(m) / 2,
+                         .end_at = now + PROBE_PERIODS * probe_period(m)};
+    seq_id(pr->seq, id);
     send_msg(m, &m->v[t].addr, id, PEER_GOSSIP_PROBE, &m->v[t], NULL);
 }
 
+static struct probe *probe_find(members *m, uint64_t seq) {
+    for (int k = 0; k < PROBES; k++)
+        if (m->probes[k].on && m->probes[k].seq == seq) return &m->probes[k];
+    return NULL;
+}
+
 /* No direct ack yet: `fanout` others ping the target for us. */
-static void ask_helpers(members *m) {
+static void ask_helpers(members *m, struct probe *pr) {
     uint8_t id[WIRE_ID_LEN];
-    seq_id(m->probe.seq, id);
-    m->probe.asked = true;
+    seq_id(pr->seq, id);
+    pr->asked = true;
     long used[64];
     for (unsigned k = 0; k < m->n->cfg.fanout && k < 64; k++) {
-        long h = random_member(m, MEMBER_ALIVE, m->probe.target);
+        long h = random_member(m, MEMBER_ALIVE, pr->target);
         bool dup = h < 0;
-        for (unsigned j = 0; j < m->probe.helpers && !dup; j++) dup = used[j] == h;
+        for (unsigned j = 0; j < pr->helpers && !dup; j++) dup = used[j] == h;
         if (dup) continue;
-        used[m->probe.helpers++] = h;
-        send_msg(m, &m->v[h].addr, id, PEER_GOSSIP_PROBE_REQ, NULL, &m->v[m->probe.target]);
+        used[pr->helpers++] = h;
+        send_msg(m, &m->v[h].addr, id, PEER_GOSSIP_PROBE_REQ, NULL, &m->v[pr->target]);
     }
 }
 
-/* No ack at all by the end of the period: the target is suspected and told
- * so at once (it refutes if it is only slow). Helpers that did not nack
- * either say the fault may be ours: our health drops. */
-static void probe_failed(members *m) {
-    m->probe.on = false;
-    if (m->probe.asked && m->probe.nacks < m->probe.helpers && m->health < MEMBERS_MAX_HEALTH)
-        m->health++;
-    uint32_t t = m->probe.target;
+/* No ack at all in PROBE_PERIODS periods (longer than a brief stall of the
+ * target): it is suspected and told so at once (it refutes if it is only
+ * slow). Helpers that did not nack either say the fault may be ours: our
+ * health drops. */
+static void probe_failed(members *m, struct probe *pr) {
+    pr->on = false;
+    if (pr->asked && pr->nacks < pr->helpers && m->health < MEMBERS_MAX_HEALTH) m->health++;
+    uint32_t t = pr->target;
     if (m->v[t].state != MEMBER_ALIVE) return;
     announce(m, t);
     set_state(m, t, MEMBER_SUSPECT);
     send_msg(m, &m->v[t].addr, NULL, 0, &m->v[t], NULL);
 }
 
-static void probe_acked(members *m) {
-    m->probe.on = false;
+static void probe_acked(members *m, struct probe *pr) {
+    pr->on = false;
     if (m->health) m->health--;
 }
 
@@ -666,7 +679,7 @@ static void run_relay(members *m, const uint8_t *id, size_t idlen, const Peer *p
         r->to = *from;
         memcpy(r->id, id, WIRE_ID_LEN);
         r->seq = ++m->seq;
-        r->deadline = node_now(m->n) + period(m) / 2;
+        r->deadline = node_now(m->n) + (PROBE_PERIODS - 1) * period(m); /* NACK in time */
         uint8_t pid[WIRE_ID_LEN];
         seq_id(r->seq, pid);
         send_msg(m, &m->v[t].addr, pid, PEER_GOSSIP_PROBE, &m->v[t], NULL);
@@ -697,11 +710,17 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
                      const struct sockaddr_in *from) {
     uint64_t now = node_now(m->n);
     if (now < m->paused_until) return;
+    m->accused = false;
     if (p->from) merge_one(m, p->from);
     for (size_t i = 0; i < p->n_members; i++) merge_one(m, p->members[i]);
     uint64_t seq = id_seq(id, idlen);
     long sender = members_find(m, from->sin_addr.s_addr, ntohs(from->sin_port));
     const member *about = sender > 0 ? &m->v[sender] : NULL;
+    /* A member that holds us suspect or dead, even at a pair we have left
+     * behind (one that never learnt our incarnation), hears our entry from us
+     * at once: a ping's ack carries it; otherwise a message of its own. */
+    if (m->accused && sender > 0 && !(p->flags & PEER_GOSSIP_PROBE))
+        send_msg(m, from, NULL, 0, about, NULL);
 
     if (p->flags & PEER_GOSSIP_PROBE) {
         if (idlen == WIRE_ID_LEN) send_msg(m, from, id, PEER_GOSSIP_ACK, about, NULL);
@@ -709,15 +728,17 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
         run_relay(m, id, idlen, p, from);
     } else if (p->flags & PEER_GOSSIP_ACK) {
         relay *r;
-        if (m->probe.on && seq == m->probe.seq) {
-            probe_acked(m);
+        struct probe *pr = seq ? probe_find(m, seq) : NULL;
+        if (pr) {
+            probe_acked(m, pr);
             compare_digests(m, p, from);
         } else if (seq && (r = relay_find(m, seq))) {
             r->on = false;
             send_msg(m, &r->to, r->id, PEER_GOSSIP_ACK, NULL, NULL);
         }
     } else if (p->flags & PEER_GOSSIP_NACK) {
-        if (m->probe.on && seq == m->probe.seq) m->probe.nacks++;
+        struct probe *pr = seq ? probe_find(m, seq) : NULL;
+        if (pr) pr->nacks++;
     } else if ((p->flags & PEER_GOSSIP_SYNC_END) && !(p->flags & PEER_GOSSIP_SYNC_REPLY) &&
                sender > 0 && (!m->last_sync_reply || now - m->last_sync_reply >= 1000)) {
         m->last_sync_reply = now;
@@ -735,9 +756,9 @@ static void forgive_stall(members *m, uint64_t now) {
     /* the whole gap: what is due now waits until what arrived during the
      * stall (refutations, acks) has been read */
     uint64_t lost = now - m->last_tick;
-    if (m->probe.on) {
-        m->probe.ask_at += lost;
-        m->probe.end_at += lost;
+    for (int k = 0; k < PROBES; k++) {
+        m->probes[k].ask_at += lost;
+        m->probes[k].end_at += lost;
     }
     for (int k = 0; k < RELAYS; k++) m->relays[k].deadline += lost;
     idxlist *S = &m->lists[L_SUSPECT];
@@ -775,20 +796,46 @@ static void ping_suspects(members *m) {
     }
 }
 
+/* The dead are pinged, their entry in the ping, so that a healed partition
+ * or a restarted node is found within a period or two: each dead member
+ * about DEAD_PINGS times a period by the cluster as a whole, whatever its
+ * size (a node pings one with chance DEAD_PINGS x dead / live). */
+static void ping_dead(members *m) {
+    size_t live = ring_size(m->ring), dead = m->known - live;
+    idxlist *D = &m->lists[L_DEAD];
+    if (!dead || !D->n || live < 2) return;
+    double chance = (double)DEAD_PINGS * (double)dead / (double)(live - 1);
+    if (chance < 1 && (double)(rnd_next(m) % 1000000) >= chance * 1e6) return;
+    for (int tries = 0; tries < 8; tries++) {
+        uint32_t i = D->v[rnd_next(m) % D->n];
+        if (m->v[i].state != MEMBER_DEAD) continue; /* gone */
+        uint8_t id[WIRE_ID_LEN];
+        seq_id(++m->seq, id);
+        send_msg(m, &m->v[i].addr, id, PEER_GOSSIP_PROBE, &m->v[i], NULL);
+        return;
+    }
+}
+
 uint64_t members_tick(members *m, uint64_t now) {
     forgive_stall(m, now);
     m->last_tick = now;
     if (now < m->paused_until) return m->paused_until;
     uint64_t next = UINT64_MAX;
 
-    if (m->probe.on && !m->probe.asked && now >= m->probe.ask_at) ask_helpers(m);
-    if (m->probe.on && now >= m->probe.end_at) probe_failed(m);
+    for (int k = 0; k < PROBES; k++) {
+        struct probe *pr = &m->probes[k];
+        if (pr->on && !pr->asked && now >= pr->ask_at) ask_helpers(m, pr);
+        if (pr->on && now >= pr->end_at) probe_failed(m, pr);
+    }
     if (now >= m->next_probe) {
-        if (m->probe.on) probe_failed(m);
         start_probe(m, now);
         m->next_probe = now + probe_period(m);
     }
-    if (m->probe.on) next = m->probe.asked ? m->probe.end_at : m->probe.ask_at;
+    for (int k = 0; k < PROBES; k++) {
+        const struct probe *pr = &m->probes[k];
+        uint64_t due = pr->asked ? pr->end_at : pr->ask_at;
+        if (pr->on && due < next) next = due;
+    }
     if (m->next_probe < next) next = m->next_probe;
 
     idxlist *S = &m->lists[L_SUSPECT];
@@ -815,15 +862,7 @@ uint64_t members_tick(members *m, uint64_t now) {
     if (node_due(&m->next_gossip, now, m->n->cfg.gossip_ms, &next)) {
         gossip_round(m, now);
         ping_suspects(m);
-    }
-    if (node_due(&m->next_dead_ping, now, 5 * m->n->cfg.gossip_ms, &next)) {
-        long i = m->lists[L_DEAD].n
-                     ? (long)m->lists[L_DEAD].v[rnd_next(m) % m->lists[L_DEAD].n]
-                     : -1;
-        uint8_t id[WIRE_ID_LEN];
-        seq_id(++m->seq, id);
-        if (i > 0 && m->v[i].state == MEMBER_DEAD)
-            send_msg(m, &m->v[i].addr, id, PEER_GOSSIP_PROBE, &m->v[i], NULL);
+        ping_dead(m);
     }
     return next;
 }

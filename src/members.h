@@ -15,8 +15,10 @@
  * - Every probe period (gossip_ms, times the local health multiplier) a node
  *   pings one member, going round a shuffled list. No ack within half the
  *   period: it asks `fanout` others to ping it on its behalf (PROBE_REQ);
- *   they relay the ack or answer NACK. No ack by the end of the period: the
- *   member is SUSPECT (still on the ring) and is told so directly.
+ *   they relay the ack or answer NACK. No ack within 3 periods (longer than
+ *   a brief stall of the member; probes overlap): the member is SUSPECT
+ *   (still on the ring) and is told so directly. Suspects are pinged every
+ *   period, a few at a time.
  * - A suspicion lasts suspicion_ms, scaled up with log10 of the cluster
  *   size; unrefuted, the member is DEAD (off the ring). Told it is suspected
  *   or dead, a member refutes with a higher heartbeat (or incarnation).
@@ -33,8 +35,9 @@
  *   dead). When a peer's differs from ours twice in a row while neither has
  *   news in flight, the two exchange their whole lists, in chunks (a join,
  *   a healed partition); at most once per MEMBERS_SYNC_MS.
- * - One dead member is pinged every 5 periods so that healed partitions and
- *   restarted nodes are found again. A member dead for forget_ms is
+ * - The dead are pinged, about 3 times a period each by the cluster as a
+ *   whole, so that healed partitions and restarted nodes are found again
+ *   within a period or two. A member dead for forget_ms is
  *   forgotten (GONE: off the lists, its pair kept against stale news), and
  *   its slot is reused forget_ms later. A restarted node has a later
  *   incarnation, so it is always accepted back.
