@@ -45,15 +45,15 @@ members() { # nodes duration vnodes kill-at [extra dht-sim options...]
   echo "    (wall time $(echo "$t1 - $t0" | bc | cut -c1-6) s)"
 }
 
-echo "== membership (members only: gossip is the only traffic), kill at 30 s, restart 10 s later"
-members 100 45 64 30
-members 100 45 64 30 --loss 0.02
-members 1000 45 8 30
-members 1000 45 8 30 --loss 0.02
+echo "== membership (members only: gossip is the only traffic), kill at 60 s, restart 10 s later"
+members 100 75 64 60
+members 100 75 64 60 --loss 0.02
+members 1000 75 8 60
+members 1000 75 8 60 --loss 0.02
 echo "== 10 simulated minutes, 2% loss, 5% of nodes stalled 500 ms at any time (false verdicts)"
 members 100 600 64 590 --loss 0.02 --stalls 0.05
 members 1000 600 8 590 --loss 0.02 --stalls 0.05
 if [ "$big" = 1 ]; then
-  members 10000 45 1 30
-  members 10000 45 1 30 --loss 0.02
+  members 10000 75 1 60
+  members 10000 75 1 60 --loss 0.02
 fi
