@@ -283,6 +283,9 @@ static void page_metrics(const http_server *s, sbuf *b) {
     sb_printf(b, "dht_forwarded_total %llu\n", (unsigned long long)st->forwarded);
     metric(b, "dht_peer_messages_total", "counter", "Node-to-node messages received.");
     sb_printf(b, "dht_peer_messages_total %llu\n", (unsigned long long)st->peer_msgs);
+    metric(b, "dht_repushed_records_total", "counter",
+           "Records pushed to new replicas after membership changes (re-replication).");
+    sb_printf(b, "dht_repushed_records_total %llu\n", (unsigned long long)st->repushed);
 
     /* lat_us[i] counts latencies of 2^i .. 2^(i+1)-1 us (i = 0: 0 and 1 us;
      * the last bucket: everything above). */

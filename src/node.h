@@ -97,6 +97,7 @@ typedef struct node_stats {
     uint64_t cache_hits;
     uint64_t forwarded;
     uint64_t peer_msgs;
+    uint64_t repushed;          /* records pushed by re-replication sweeps */
     uint64_t lat_us[32];        /* coordinated latency, log2 buckets of us */
     uint64_t lat_sum_us;        /* total of the latencies counted in lat_us */
 } node_stats;

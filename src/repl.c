@@ -872,6 +872,7 @@ fail: /* the next sweep pushes everything */
  * process that has restarted since). The first sweep pushes everything. */
 static void sweep(node *n) {
     size_t sent = push(n, -1, NULL, NULL, n->repl->swept != NULL);
+    n->stats.repushed += sent;
     swept_save(n);
     if (!n->cfg.quiet && sent) node_log(n, "re-replication: pushed %zu records", sent);
 }

@@ -81,6 +81,7 @@ typedef struct options {
     unsigned kill_at_s;         /* members_only: kill one node then (0: none) */
     double loss, dup;
     double stalls;              /* share of nodes in a brief stall at any time */
+    unsigned stall_one_ms;      /* stall one node that long at --kill-at instead */
     unsigned mtu;               /* datagram size limit */
     unsigned vnodes;
     unsigned tombstone_ms;      /* 0: the nodes' default */
@@ -192,6 +193,8 @@ typedef struct sim {
     unsigned failures;
     uint64_t ops_ok, ops_err, ops_timeout, reads_checked, events;
     uint64_t false_dead;
+    uint64_t repushed;          /* records re-replication pushed, by nodes since gone */
+    uint64_t repushed_before;   /* --stall-one: re-pushed in all before the stall */
     uint64_t kill_at, killed;   /* members_only */
     uint64_t *detected, *joined;      /* per node: µs after the kill, the rejoin */
     uint64_t rejoin_at;
@@ -391,8 +394,9 @@ static void env_member_state(void *ctx, uint32_t ip, uint16_t port, int state) {
     trace(s, "n%u says n%ld %s", sn->idx, i, members_state_name(state));
     if (i < 0) return;
     simnode *t = &s->nodes[i];
-    if (s->o.members_only && (uint64_t)i == s->killed && s->kill_at) {
-        if (state == MEMBER_DEAD && !t->up && s->now >= s->kill_at && !s->detected[sn->idx])
+    if ((uint64_t)i == s->killed && s->kill_at && s->detected) {
+        if (state == MEMBER_DEAD && (!t->up || t->stalled_until > s->now) &&
+            s->now >= s->kill_at && !s->detected[sn->idx])
             s->detected[sn->idx] = s->now - s->kill_at;
         if (state == MEMBER_ALIVE && t->up && s->rejoin_at && s->now >= s->rejoin_at &&
             !s->joined[sn->idx])
@@ -444,6 +448,7 @@ static void node_up(sim *s, simnode *sn) {
 
 static void node_down(sim *s, simnode *sn, const char *why) {
     trace(s, "n%u down (%s)%s", sn->idx, why, s->o.durable ? ", store kept" : "");
+    s->repushed += sn->n->stats.repushed;
     node_free(sn->n);
     sn->n = NULL;
     sn->up = false;
@@ -1098,6 +1103,12 @@ static const char *fmt_spread(const sim *s, const uint64_t *t, char *buf) {
     return buf;
 }
 
+static uint32_t count_set(const sim *s, const uint64_t *t) {
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < s->o.nodes; i++) k += t[i] != 0;
+    return k;
+}
+
 static void sent_totals(const sim *s, uint64_t *bytes, uint64_t *msgs) {
     *bytes = *msgs = 0;
     for (uint32_t i = 0; i < s->o.nodes; i++) {
@@ -1171,11 +1182,28 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
     if (o->faults) push(s, warmup + 1000000, EV_FAULT, F_NFAULTS, 0, NULL);
     if (o->stalls > 0) push(s, warmup, EV_FAULT, F_BRIEF_STALLS, 0, NULL);
 
-    if (o->members_only && o->kill_at_s) {
+    if ((o->members_only || o->stall_one_ms) && o->kill_at_s) {
         s->kill_at = (uint64_t)o->kill_at_s * 1000000;
         s->killed = rng_below(&master, o->nodes);
     }
-    if (s->kill_at) {
+    if (s->kill_at && o->stall_one_ms) {
+        /* --stall-one: the node stalls instead of dying, and comes back
+         * with its records: how many records move meanwhile? */
+        s->detected = calloc(o->nodes, sizeof *s->detected);
+        s->joined = calloc(o->nodes, sizeof *s->joined);
+        run_until(s, s->kill_at);
+        simnode *sn = &s->nodes[s->killed];
+        s->repushed_before = s->repushed;
+        for (uint32_t i = 0; i < o->nodes; i++)
+            if (s->nodes[i].n) s->repushed_before += s->nodes[i].n->stats.repushed;
+        fault_begin(s);
+        sn->stalled_until = s->now + (uint64_t)o->stall_one_ms * 1000;
+        sn->disturbed_until = UINT64_MAX;
+        trace(s, "n%u stalls %u ms (--stall-one)", sn->idx, o->stall_one_ms);
+        push(s, sn->stalled_until, EV_FAULT, F_UNSTALL, s->killed, NULL);
+        s->rejoin_at = sn->stalled_until;
+        if (s->faults_end < s->rejoin_at + 5000000) s->faults_end = s->rejoin_at + 5000000;
+    } else if (s->kill_at) {
         s->detected = calloc(o->nodes, sizeof *s->detected);
         s->joined = calloc(o->nodes, sizeof *s->joined);
         uint64_t b0, m0, b1, m1;
@@ -1224,14 +1252,23 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
             msgs += s->nodes[i].msgs_sent;
         }
         double secs = (double)s->now / 1e6;
+        uint64_t repushed = s->repushed;
+        for (uint32_t i = 0; i < o->nodes; i++)
+            if (s->nodes[i].n) repushed += s->nodes[i].n->stats.repushed;
         char d1[96], d2[96];
         printf("seed %" PRIu64 ": %s, %.1f s simulated, %" PRIu64 " events, trace %016" PRIx64
                ", ops ok %" PRIu64 " err %" PRIu64 " timeout %" PRIu64 ", reads checked %" PRIu64
-               ", node bytes/s %.0f per node (%.1f msgs/s)\n",
+               ", node bytes/s %.0f per node (%.1f msgs/s), records re-pushed %" PRIu64 "\n",
                seed, rc ? "FAILED" : "ok", secs, s->events, d, s->ops_ok, s->ops_err,
                s->ops_timeout, s->reads_checked, (double)bytes / secs / o->nodes,
-               (double)msgs / secs / o->nodes);
-        if (o->members_only && s->kill_at)
+               (double)msgs / secs / o->nodes, repushed);
+        if (o->stall_one_ms && s->kill_at)
+            printf("stall: n%" PRIu64 " stalled %u ms at %u s; seen dead by %u others; back alive "
+                   "at the others after %s of its waking; records re-pushed since the stall %" PRIu64
+                   "\n",
+                   s->killed, o->stall_one_ms, o->kill_at_s, count_set(s, s->detected),
+                   fmt_spread(s, s->joined, d1), repushed - s->repushed_before);
+        else if (o->members_only && s->kill_at)
             printf("members: %u nodes, %.0f bytes/s and %.1f datagrams/s of gossip per node "
                    "(the %.0f s before the kill; %.0f and %.1f over the run); killed n%" PRIu64
                    " seen dead by the others after %s; restarted, seen alive after %s; %" PRIu64
@@ -1301,6 +1338,8 @@ static void usage(FILE *f) {
         "  --kill-at S       (8)\n"
         "  --loss P          base datagram loss, 0..1 (0)\n"
         "  --dup P           base duplication, 0..1 (0)\n"
+        "  --stall-one MS    at --kill-at, stall one node for MS (it keeps its data):\n"
+        "                    who saw it dead, how soon it is back, records moved\n"
         "  --stalls P        every 500 ms each node stalls 500 ms with chance P:\n"
         "                    load, not a fault (a dead verdict is a false one)\n"
         "  --mtu BYTES       drop datagrams larger than this (65507)\n"
@@ -1331,7 +1370,7 @@ int main(int argc, char **argv) {
     size_t nseeds = 0, capseeds = 0;
     bool check_replay = false;
     enum { O_SEED = 256, O_SEEDS, O_RANDOM, O_NODES, O_CLIENTS, O_KEYS, O_DURATION, O_CONVERGE,
-           O_NOFAULTS, O_DURABLE, O_MEMBERS, O_KILLAT, O_LOSS, O_STALLS, O_DUP, O_MTU, O_VNODES, O_N, O_W,
+           O_NOFAULTS, O_DURABLE, O_MEMBERS, O_KILLAT, O_LOSS, O_STALLS, O_STALL1, O_DUP, O_MTU, O_VNODES, O_N, O_W,
            O_R, O_REPLAY, O_TRACE, O_VERBOSE, O_FAULTS, O_TOMB };
     static const struct option opts[] = {
         {"seed", 1, 0, O_SEED}, {"seeds", 1, 0, O_SEEDS}, {"random", 1, 0, O_RANDOM},
@@ -1339,7 +1378,7 @@ int main(int argc, char **argv) {
         {"duration", 1, 0, O_DURATION}, {"converge", 1, 0, O_CONVERGE},
         {"no-faults", 0, 0, O_NOFAULTS}, {"durable", 0, 0, O_DURABLE},
         {"members-only", 0, 0, O_MEMBERS}, {"kill-at", 1, 0, O_KILLAT}, {"loss", 1, 0, O_LOSS},
-        {"stalls", 1, 0, O_STALLS},
+        {"stalls", 1, 0, O_STALLS}, {"stall-one", 1, 0, O_STALL1},
         {"dup", 1, 0, O_DUP}, {"mtu", 1, 0, O_MTU}, {"vnodes", 1, 0, O_VNODES},
         {"replicas", 1, 0, O_N}, {"write-quorum", 1, 0, O_W}, {"read-quorum", 1, 0, O_R},
         {"check-replay", 0, 0, O_REPLAY}, {"faults", 1, 0, O_FAULTS},
@@ -1391,6 +1430,7 @@ int main(int argc, char **argv) {
         case O_MEMBERS: o.members_only = true; break;
         case O_KILLAT: bad = parse_u(optarg, 100000, &v); o.kill_at_s = (unsigned)v; break;
         case O_LOSS: o.loss = strtod(optarg, &end); bad = *end || o.loss < 0 || o.loss > 1; break;
+        case O_STALL1: bad = parse_u(optarg, 600000, &v) || v < 1; o.stall_one_ms = (unsigned)v; break;
         case O_STALLS:
             o.stalls = strtod(optarg, &end);
             bad = *end || o.stalls < 0 || o.stalls > 1;
