@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "client.h"
 #include "ring.h"
 
 enum { OPS = 50, BUILDS = 3, LOOKUPS = 2000000 };
@@ -25,13 +26,6 @@ static double now_s(void) {
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-static uint64_t xorshift(uint64_t *s) {
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -70,12 +64,13 @@ static int run(size_t n, unsigned vn) {
      * stays at n - 1 nodes, and an add does not find the chunks its remove
      * just warmed. */
     double add[OPS], rem[OPS];
-    uint64_t s = 0x5EED ^ n ^ (uint64_t)vn << 32;
-    uint32_t out_id = (uint32_t)(xorshift(&s) % n);
+    uint64_t s[4];
+    client_rng_seed(s, 0x5EED ^ n ^ (uint64_t)vn << 32);
+    uint32_t out_id = (uint32_t)(client_rng_next(s) % n);
     int rc = ring_remove(r, out_id);
     for (int op = 0; op < OPS && rc == 0; op++) {
         uint32_t id;
-        do id = (uint32_t)(xorshift(&s) % n);
+        do id = (uint32_t)(client_rng_next(s) % n);
         while (id == out_id);
         double t0 = now_s();
         rc |= ring_remove(r, id);
@@ -94,7 +89,7 @@ static int run(size_t n, unsigned vn) {
     uint32_t out[3], acc = 0;
     double t0 = now_s();
     for (int i = 0; i < LOOKUPS; i++) {
-        ring_lookup(r, xorshift(&s), 3, out);
+        ring_lookup(r, client_rng_next(s), 3, out);
         acc += out[0] ^ out[2];
     }
     double rate = LOOKUPS / (now_s() - t0);
