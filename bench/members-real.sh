@@ -181,11 +181,13 @@ def idle_figures(label, pids, n, baseline, seconds=10.0):
     out = {"nodes": n, "seconds": round(dt, 1), "cpu_pct_all": round(cpu * 100, 2),
            "cpu_pct_node": round(cpu * 100 / n, 3),
            "udp_datagrams_per_s_node": round(r[0] / n, 1),
-           "lo_bytes_per_s_node": round(r[2] / n), "rss_mib_all": round(rss_bytes(pids) / 2**20, 1)}
+           "lo_bytes_per_s_node": round(r[2] / n), "lo_bytes_per_packet": round(r[2] / r[1]) if r[1] else 0,
+           "rss_mib_all": round(rss_bytes(pids) / 2**20, 1)}
     say("  %s idle, %d processes, %.0f s: CPU %.1f%% of one core in all (%.3f%% each); "
-        "%.1f UDP datagrams/s and %.0f bytes/s on lo per node (baseline removed); RSS %.0f MiB in all"
+        "%.1f UDP datagrams/s and %.0f bytes/s on lo per node (baseline removed; %d bytes a packet "
+        "on lo, headers included); RSS %.0f MiB in all"
         % (label, n, dt, out["cpu_pct_all"], out["cpu_pct_node"], out["udp_datagrams_per_s_node"],
-           out["lo_bytes_per_s_node"], out["rss_mib_all"]))
+           out["lo_bytes_per_s_node"], out["lo_bytes_per_packet"], out["rss_mib_all"]))
     return out
 
 
@@ -226,6 +228,15 @@ class Verdicts:
         self.rest = [b""] * c.n
         self.events = []
 
+    def start_wall(self):
+        """Wall time of node 0's first log line (it starts first)."""
+        with open(self.c.log_path(0), "rb") as f:
+            for raw in f:
+                m = re.match(rb"^(\d+)\.(\d{3}) ", raw)
+                if m:
+                    return int(m.group(1)) + int(m.group(2)) / 1000.0
+        return 0.0
+
     def close(self):
         for f in self.files:
             if f:
@@ -258,7 +269,24 @@ class Verdicts:
         return [e for e in self.events if e[0] >= t0 and (t1 is None or e[0] <= t1) and e[3] in states]
 
 
+def all_alive(c, cl):
+    """True if every node of c lists all c.n members, each alive."""
+    for i in range(c.n):
+        try:
+            r = cl.request(dht.GET_MEMBERSHIP_LIST, addr=c.addr(i), timeout=0.2, retries=3)
+        except dht.Timeout:
+            return False
+        st = [x[2] for x in dht.parse_member_list(r.value)]
+        if len(st) != c.n or any(x != "alive" for x in st):
+            return False
+    return True
+
+
 def start_cluster(n, extra):
+    """Starts n nodes; formation figures. Every node's peers file lists all,
+    so each counts all n members at once: "settled" is when every node lists
+    every member alive (the suspicions of nodes probed before they were up
+    have been refuted)."""
     c = dht.Cluster(n, extra_args=["--bind", HOST] + list(extra), keep_dir=True)
     say("  %d dht-server nodes on %s:%d-%d, logs in %s" % (n, HOST, c.base, c.base + n - 1, c.dir))
     t0 = time.monotonic()
@@ -267,10 +295,34 @@ def start_cluster(n, extra):
     c.wait_ready(timeout=60 + n / 5)
     ready = time.monotonic() - t0
     formed = ready + c.wait_counts(n, 60 + n / 2)
-    say("  launched in %.2f s; all answer IS_ALIVE %.2f s, all report %d members %.2f s after "
-        "the first launch (%.2f s after the last)" % (launched, ready, n, formed, formed - launched))
-    return c, {"nodes": n, "launch_s": round(launched, 2), "formed_s": round(formed, 2),
-               "formed_after_last_launch_s": round(formed - launched, 2)}
+    settled = None
+    with dht.Client((HOST, c.base), timeout=0.2, retries=3, bind=(HOST, 0)) as cl:
+        end = time.monotonic() + 60 + n / 2
+        while time.monotonic() < end:
+            if all_alive(c, cl):
+                settled = time.monotonic() - t0
+                break
+            time.sleep(0.1)
+    say("  launched in %.2f s; all answer IS_ALIVE %.2f s, all report %d members %.2f s, all list "
+        "every member alive %s s after the first launch"
+        % (launched, ready, n, formed, "%.2f" % settled if settled else "(not within %d)" % (60 + n / 2)))
+    return c, {"nodes": n, "launch_s": round(launched, 2), "ready_s": round(ready, 2),
+               "counts_s": round(formed, 2), "formed_s": round(settled, 2) if settled else None,
+               "formed_after_last_launch_s": round(settled - launched, 2) if settled else None,
+               "settled_wall": time.time()}
+
+
+def formation_verdicts(v, t_settled):
+    """Suspect/dead lines logged before the cluster settled: nodes probed
+    before they were up, or while 2 cores were starting them all."""
+    ev = v.between(0, t_settled)
+    out = {"suspect": sum(1 for e in ev if e[3] == "suspect"),
+           "dead": sum(1 for e in ev if e[3] == "dead")}
+    if ev:
+        out["last_s_after_first_start"] = round(max(e[0] for e in ev) - v.start_wall(), 2)
+    say("  while forming: %d suspect and %d dead lines (the last %s s after the first node started)"
+        % (out["suspect"], out["dead"], out.get("last_s_after_first_start", "-")))
+    return out
 
 
 def wait_logged(v, observers, subject, state, since, timeout):
@@ -382,17 +434,14 @@ def part_idle_detect(a, baseline, parts):
         % ("+".join(str(p) for p in sorted(parts & {1, 2})), n, utc()))
     c, form = start_cluster(n, [])
     v = Verdicts(c)
-    t_formed = time.time()
+    t_formed = form["settled_wall"]
     time.sleep(5)
     if 1 in parts:
         res = {"date": utc(), "formation": form}
-        res["formation_verdicts"] = {s: len(v.between(0, t_formed, (s,))) for s in ("suspect", "dead")}
-        say("  (while forming: %d suspect, %d dead lines; nodes not yet started count there)"
-            % (res["formation_verdicts"]["suspect"], res["formation_verdicts"]["dead"]))
-        settled = v.between(t_formed)
-        if settled:
-            report_false("after forming, before measuring", settled)
+        res["formation_verdicts"] = formation_verdicts(v, t_formed)
         res["idle"] = idle_figures("dht", [c.pid(i) for i in range(n)], n, baseline)
+        res["settled_verdicts"] = report_false("from settled to the stress (%.0f s)"
+                                               % (time.time() - t_formed), v.between(t_formed))
         if stress_ng_cmd(a):
             v.poll()
             pids = [c.pid(i) for i in range(n)]
@@ -448,11 +497,12 @@ def part_scale(a, baseline):
         return
     res["formation"] = form
     v = Verdicts(c)
-    t_formed = time.time()
+    t_formed = form["settled_wall"]
+    res["formation_verdicts"] = formation_verdicts(v, t_formed)
     time.sleep(5)
     res["idle"] = idle_figures("dht", [c.pid(i) for i in range(n)], n, baseline)
     ev = v.between(t_formed)
-    res["settled_verdicts"] = report_false("from forming to the kill (%.0f s)" % (time.time() - t_formed), ev)
+    res["settled_verdicts"] = report_false("from settled to the kill (%.0f s)" % (time.time() - t_formed), ev)
     res.update(detect_rounds(c, v, a.scale_rounds, restart=True))
     RESULTS["part3_scale"] = res
     finish_cluster(c, a, v)
@@ -724,10 +774,14 @@ def summary():
     p1 = RESULTS.get("part1_idle_stress")
     if p1:
         f, i = p1["formation"], p1["idle"]
-        say("dht %d nodes: formed (all report %d) %.2f s after first launch; idle CPU %.1f%% of one "
-            "core in all (%.3f%% a node); %.1f datagrams/s, %.0f B/s on lo per node; RSS %.0f MiB in all"
-            % (f["nodes"], f["nodes"], f["formed_s"], i["cpu_pct_all"], i["cpu_pct_node"],
-               i["udp_datagrams_per_s_node"], i["lo_bytes_per_s_node"], i["rss_mib_all"]))
+        fv, sv = p1["formation_verdicts"], p1["settled_verdicts"]
+        say("dht %d nodes: all count %d at %.2f s, all list everyone alive at %s s after the first "
+            "launch (%d suspect, %d dead lines while forming); idle CPU %.1f%% of one core in all "
+            "(%.3f%% a node); %.1f datagrams/s, %.0f B/s on lo per node; RSS %.0f MiB in all; "
+            "settled and idle: %d suspect, %d dead"
+            % (f["nodes"], f["nodes"], f["counts_s"], f["formed_s"], fv["suspect"], fv["dead"],
+               i["cpu_pct_all"], i["cpu_pct_node"], i["udp_datagrams_per_s_node"],
+               i["lo_bytes_per_s_node"], i["rss_mib_all"], sv["suspect"], sv["dead"]))
         st = p1["stress"]
         if isinstance(st, dict):
             say("dht %d nodes under %s: %d suspect, %d dead verdicts about live members "
@@ -750,13 +804,14 @@ def summary():
             say("dht scale: " + p3["error"][:200])
         else:
             f, i = p3["formation"], p3["idle"]
-            say("dht %d nodes (--vnodes 64): launched in %.1f s, formed %.2f s after first launch "
-                "(%.2f s after the last); idle CPU %.1f%% of one core in all (%.3f%% a node), "
+            fv = p3["formation_verdicts"]
+            say("dht %d nodes (--vnodes 64): launched in %.1f s, all list everyone alive %s s after "
+                "the first launch (%s s after the last; %d suspect, %d dead lines while forming); idle CPU %.1f%% of one core in all (%.3f%% a node), "
                 "%.1f datagrams/s, %.0f B/s per node, RSS %.0f MiB in all; SIGKILL -> dead at every "
                 "survivor: median %s s, worst %s s; restarted -> alive at all: %s s; false verdicts: "
                 "%d suspect, %d dead settled, %d suspect, %d dead during the rounds"
                 % (f["nodes"], f["launch_s"], f["formed_s"], f["formed_after_last_launch_s"],
-                   i["cpu_pct_all"], i["cpu_pct_node"], i["udp_datagrams_per_s_node"],
+                   fv["suspect"], fv["dead"], i["cpu_pct_all"], i["cpu_pct_node"], i["udp_datagrams_per_s_node"],
                    i["lo_bytes_per_s_node"], i["rss_mib_all"], p3.get("dead_median_of_medians_s"),
                    p3.get("dead_worst_s"), p3.get("alive_worst_s"),
                    p3["settled_verdicts"]["suspect"], p3["settled_verdicts"]["dead"],
@@ -822,7 +877,7 @@ def main():
                               text=True).stdout.strip()
     except OSError:
         head = "?"
-    RESULTS["build"] = "git %s, %s built %s" % (head, src, time.strftime(
+    RESULTS["build"] = "work tree at git %s; %s built %s" % (head, src, time.strftime(
         "%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(src))))
     say("members-real: parts %s, %s, %d cores, %s" % (",".join(map(str, sorted(parts))), utc(),
                                                       os.cpu_count(), RESULTS["build"]))
