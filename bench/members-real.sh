@@ -295,21 +295,36 @@ def start_cluster(n, extra):
     c.wait_ready(timeout=60 + n / 5)
     ready = time.monotonic() - t0
     formed = ready + c.wait_counts(n, 60 + n / 2)
+    # settled: every node lists every member alive, and no node has logged a
+    # suspect or dead line for QUIET s (a probe sent before its target was up
+    # times out after 3 periods, so "all alive" alone can come too early)
+    QUIET = 3.0
+    v = Verdicts(c)
     settled = None
+    wall0 = time.time() - (time.monotonic() - t0)
     with dht.Client((HOST, c.base), timeout=0.2, retries=3, bind=(HOST, 0)) as cl:
         end = time.monotonic() + 60 + n / 2
+        first_ok = None       # when the current run of "all alive" sweeps began
         while time.monotonic() < end:
+            t_sweep = time.monotonic() - t0
             if all_alive(c, cl):
-                settled = time.monotonic() - t0
-                break
-            time.sleep(0.1)
+                first_ok = t_sweep if first_ok is None else first_ok
+                ev = v.between(0, states=("suspect", "dead", "alive"))
+                last = max([e[0] - wall0 for e in ev] or [0.0])   # the last change, refutations too
+                if time.monotonic() - t0 - last >= QUIET:
+                    settled = max(first_ok if last < first_ok else last, formed)
+                    break
+            else:
+                first_ok = None
+            time.sleep(0.2)
+    v.close()
     say("  launched in %.2f s; all answer IS_ALIVE %.2f s, all report %d members %.2f s, all list "
-        "every member alive %s s after the first launch"
+        "every member alive with no verdict since %s s after the first launch"
         % (launched, ready, n, formed, "%.2f" % settled if settled else "(not within %d)" % (60 + n / 2)))
     return c, {"nodes": n, "launch_s": round(launched, 2), "ready_s": round(ready, 2),
                "counts_s": round(formed, 2), "formed_s": round(settled, 2) if settled else None,
                "formed_after_last_launch_s": round(settled - launched, 2) if settled else None,
-               "settled_wall": time.time()}
+               "settled_wall": wall0 + (settled if settled else time.monotonic() - t0)}
 
 
 def formation_verdicts(v, t_settled):
@@ -775,7 +790,7 @@ def summary():
     if p1:
         f, i = p1["formation"], p1["idle"]
         fv, sv = p1["formation_verdicts"], p1["settled_verdicts"]
-        say("dht %d nodes: all count %d at %.2f s, all list everyone alive at %s s after the first "
+        say("dht %d nodes: all count %d at %.2f s, settled (all list everyone alive; last verdict or refutation) at %s s after the first "
             "launch (%d suspect, %d dead lines while forming); idle CPU %.1f%% of one core in all "
             "(%.3f%% a node); %.1f datagrams/s, %.0f B/s on lo per node; RSS %.0f MiB in all; "
             "settled and idle: %d suspect, %d dead"
@@ -805,7 +820,7 @@ def summary():
         else:
             f, i = p3["formation"], p3["idle"]
             fv = p3["formation_verdicts"]
-            say("dht %d nodes (--vnodes 64): launched in %.1f s, all list everyone alive %s s after "
+            say("dht %d nodes (--vnodes 64): launched in %.1f s, settled (all list everyone alive; last verdict or refutation) %s s after "
                 "the first launch (%s s after the last; %d suspect, %d dead lines while forming); idle CPU %.1f%% of one core in all (%.3f%% a node), "
                 "%.1f datagrams/s, %.0f B/s per node, RSS %.0f MiB in all; SIGKILL -> dead at every "
                 "survivor: median %s s, worst %s s; restarted -> alive at all: %s s; false verdicts: "
