@@ -192,7 +192,7 @@ def idle_figures(label, pids, n, baseline, seconds=10.0):
 
 
 def stress_ng_cmd(a):
-    if not shutil.which("stress-ng"):
+    if a.stress_seconds <= 0 or not shutil.which("stress-ng"):
         return None
     return ["stress-ng", "--cpu", str(a.stress_cpus), "--timeout", "%ds" % a.stress_seconds]
 
@@ -445,9 +445,10 @@ def detect_rounds(c, v, rounds, restart=True, settle=3.0):
 
 def part_idle_detect(a, baseline, parts):
     n = a.n
-    say("\n== parts %s: %d dht-server nodes, default options, logs on (%s)"
-        % ("+".join(str(p) for p in sorted(parts & {1, 2})), n, utc()))
-    c, form = start_cluster(n, [])
+    say("\n== parts %s: %d dht-server nodes, %s, logs on (%s)"
+        % ("+".join(str(p) for p in sorted(parts & {1, 2})), n,
+           " ".join(a.server_arg) or "default options", utc()))
+    c, form = start_cluster(n, a.server_arg)
     v = Verdicts(c)
     t_formed = form["settled_wall"]
     time.sleep(5)
@@ -476,8 +477,10 @@ def part_idle_detect(a, baseline, parts):
                 "(refuted suspicions): %d; membership counts after: %s"
                 % (cpu_stress * 100, res["stress"]["alive_lines"], res["stress"]["counts_after"]))
         else:
-            say("  stress-ng is not installed: stress test skipped (apt-get install -y stress-ng)")
-            res["stress"] = "skipped: stress-ng not installed"
+            why = "--stress-seconds 0" if a.stress_seconds <= 0 else \
+                "stress-ng not installed (apt-get install -y stress-ng)"
+            say("  stress test skipped: " + why)
+            res["stress"] = "skipped: " + why
         RESULTS["part1_idle_stress"] = res
     if 2 in parts:
         say("  -- detection, %d rounds" % a.rounds)
@@ -500,10 +503,11 @@ def finish_cluster(c, a, v=None):
 
 def part_scale(a, baseline):
     n = a.scale_n
-    say("\n== part 3: %d dht-server nodes, --vnodes 64, logs on (%s)" % (n, utc()))
+    say("\n== part 3: %d dht-server nodes, %s, logs on (%s)"
+        % (n, " ".join(["--vnodes", "64"] + a.server_arg), utc()))
     res = {"date": utc()}
     try:
-        c, form = start_cluster(n, ["--vnodes", "64"])
+        c, form = start_cluster(n, ["--vnodes", "64"] + a.server_arg)
     except (TimeoutError, RuntimeError) as e:
         say("  did not form: %s" % e)
         res["error"] = str(e)[:500]
@@ -518,6 +522,14 @@ def part_scale(a, baseline):
     res["idle"] = idle_figures("dht", [c.pid(i) for i in range(n)], n, baseline)
     ev = v.between(t_formed)
     res["settled_verdicts"] = report_false("from settled to the kill (%.0f s)" % (time.time() - t_formed), ev)
+    if a.scale_stress and stress_ng_cmd(a):
+        s0, s1 = run_stress(a)
+        time.sleep(5)
+        res["stress"] = {"cmd": " ".join(stress_ng_cmd(a)), "seconds": round(s1 - s0, 1)}
+        res["stress"].update(report_false("during %.0f s of stress-ng --cpu %d and 5 s after"
+                                          % (s1 - s0, a.stress_cpus), v.between(s0, time.time())))
+        res["stress"]["counts_after"] = sorted(set(c.counts().values()), key=str)
+        say("  membership counts after: %s" % res["stress"]["counts_after"])
     res.update(detect_rounds(c, v, a.scale_rounds, restart=True))
     RESULTS["part3_scale"] = res
     finish_cluster(c, a, v)
@@ -772,7 +784,8 @@ def part_serf(a, baseline):
             say("    suspect: s%d %s" % (e[1], e[4]))
         res["stress"] = st
     else:
-        say("  stress-ng is not installed: stress test skipped (apt-get install -y stress-ng)")
+        say("  stress test skipped: %s" % ("--stress-seconds 0" if a.stress_seconds <= 0 else
+                                           "stress-ng not installed (apt-get install -y stress-ng)"))
     s.stop_all()
     if a.keep_logs:
         say("  logs kept in %s" % d)
@@ -831,6 +844,10 @@ def summary():
                    p3.get("dead_worst_s"), p3.get("alive_worst_s"),
                    p3["settled_verdicts"]["suspect"], p3["settled_verdicts"]["dead"],
                    sum(x["false_suspect"] for x in p3["rounds"]), sum(x["false_dead"] for x in p3["rounds"])))
+        if isinstance(p3.get("stress"), dict):
+            st = p3["stress"]
+            say("dht %d nodes under %s: %d suspect, %d dead verdicts about live members; counts after: %s"
+                % (p3["formation"]["nodes"], st["cmd"], st["suspect"], st["dead"], st["counts_after"]))
     p4 = RESULTS.get("part4_serf")
     if p4:
         if isinstance(p4, str):
@@ -859,14 +876,19 @@ def main():
     ap.add_argument("--parts", default="1,2,3,4", help="comma list of parts to run (1,2,3,4)")
     ap.add_argument("-n", type=int, default=40, help="nodes in parts 1 and 2 (40)")
     ap.add_argument("--rounds", type=int, default=3, help="kill rounds in parts 2 and 4 (3)")
-    ap.add_argument("--stress-seconds", type=int, default=120, help="stress-ng --timeout (120)")
+    ap.add_argument("--stress-seconds", type=int, default=120, help="stress-ng --timeout (120; 0: no stress test)")
     ap.add_argument("--stress-cpus", type=int, default=4, help="stress-ng --cpu (4)")
     ap.add_argument("--scale-n", type=int, default=200, help="nodes in part 3 (200)")
     ap.add_argument("--scale-rounds", type=int, default=1, help="kill rounds in part 3 (1)")
+    ap.add_argument("--scale-stress", action="store_true",
+                    help="part 3 also runs the stress-ng test before the kill (adds --stress-seconds)")
     ap.add_argument("--serf-n", type=int, default=40, help="serf agents in part 4 (40)")
     ap.add_argument("--serf-profile", default="lan", help="serf -profile: lan (default), wan, local")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--keep-logs", action="store_true", help="keep node logs (their dirs are printed)")
+    ap.add_argument("--server-arg", action="append", default=[],
+                    help="extra dht-server argument for parts 1-3, repeatable; e.g. --server-arg=--sync-ms "
+                         "--server-arg=3600000 leaves only membership traffic in the idle figures")
     a = ap.parse_args()
     try:
         parts = set(int(x) for x in a.parts.split(",") if x.strip())
@@ -896,7 +918,7 @@ def main():
         "%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(src))))
     say("members-real: parts %s, %s, %d cores, %s" % (",".join(map(str, sorted(parts))), utc(),
                                                       os.cpu_count(), RESULTS["build"]))
-    if not stress_ng_cmd(a) and parts & {1, 4}:
+    if a.stress_seconds > 0 and not stress_ng_cmd(a) and parts & {1, 4}:
         say("note: stress-ng is not installed, stress tests will be skipped "
             "(install: apt-get install -y stress-ng)")
     lim = os.sysconf("SC_OPEN_MAX")
