@@ -29,7 +29,11 @@ compared with the wall clock at the SIGKILL.
 
 Usage: bench/members-real.sh [--parts 1,2,3,4] [-n 40] [--rounds 3]
            [--stress-seconds 120] [--stress-cpus 4] [--scale-n 200]
-           [--serf-n 40] [--json FILE] [--keep-logs]
+           [--serf-n 40] [--serf-profile lan] [--scale-stress] [--json FILE]
+           [--keep-logs] [--server-arg=ARG ...]
+e.g. bench/members-real.sh --parts 3 --scale-n 500     (more nodes)
+     bench/members-real.sh --parts 1 --stress-seconds 0 --server-arg=--sync-ms \
+         --server-arg=3600000                          (membership traffic alone)
 Parts 1 and 2 share one cluster. Takes about 10 minutes with everything on
 2 cores. Needs: scripts/build (uses a copy of build/dht-server taken at the
 start, so a rebuild meanwhile changes nothing); stress-ng for the stress
