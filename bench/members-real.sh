@@ -32,9 +32,9 @@ Usage: bench/members-real.sh [--parts 1,2,3,4] [-n 40] [--rounds 3]
            [--serf-n 40] [--serf-profile lan] [--scale-stress] [--json FILE]
            [--keep-logs] [--server-arg=ARG ...]
 e.g. bench/members-real.sh --parts 3 --scale-n 500     (more nodes)
-     bench/members-real.sh --parts 1 --stress-seconds 0 --server-arg=--sync-ms \
-         --server-arg=3600000                          (membership traffic alone)
-Parts 1 and 2 share one cluster. Takes about 10 minutes with everything on
+     bench/members-real.sh --parts 1 --stress-seconds 0
+         --server-arg=--sync-ms --server-arg=3600000   (membership traffic alone)
+Parts 1 and 2 share one cluster. Takes about 6 minutes with everything on
 2 cores. Needs: scripts/build (uses a copy of build/dht-server taken at the
 start, so a rebuild meanwhile changes nothing); stress-ng for the stress
 tests (apt-get install -y stress-ng; skipped if absent); serf for part 4
