@@ -39,8 +39,7 @@ struct members {
     size_t len, cap;
     uint32_t *index;      /* open addressing on (ip, port): member index + 1, 0 empty */
     size_t index_mask;
-    uint32_t *free_slots; /* slots of forgotten members, for reuse */
-    size_t nfree;
+    idxlist free_slots;   /* slots of forgotten members, for reuse */
     idxlist lists[3];
     ring *ring;
     size_t known;
@@ -216,8 +215,8 @@ static void order_insert(members *m, uint32_t i);
 static long add(members *m, uint32_t ip, uint16_t port) {
     if (2 * (m->len + 1) > m->index_mask + 1 && index_rebuild(m, m->len + 1) != 0) return -1;
     uint32_t i;
-    if (m->nfree) {
-        i = m->free_slots[--m->nfree];
+    if (m->free_slots.n) {
+        i = m->free_slots.v[--m->free_slots.n];
     } else {
         if (m->len == m->cap) {
             size_t ncap = m->cap ? m->cap * 2 : 64;
@@ -225,9 +224,7 @@ static long add(members *m, uint32_t ip, uint16_t port) {
             if (nv) m->v = nv;
             uint32_t *nord = realloc(m->order, ncap * sizeof *nord);
             if (nord) m->order = nord;
-            uint32_t *nfr = realloc(m->free_slots, ncap * sizeof *nfr);
-            if (nfr) m->free_slots = nfr;
-            if (!nv || !nord || !nfr) return -1;
+            if (!nv || !nord) return -1;
             m->cap = ncap;
         }
         i = (uint32_t)m->len++;
@@ -240,7 +237,6 @@ static long add(members *m, uint32_t ip, uint16_t port) {
     e->addr.sin_addr.s_addr = ip;
     e->addr.sin_port = htons(port);
     e->state = MEMBER_ALIVE;
-    e->changed_ms = node_now(m->n);
     e->pos[0] = e->pos[1] = e->pos[2] = NONE;
     size_t j = addr_slot(m, ip, port);
     while (m->index[j]) j = (j + 1) & m->index_mask;
@@ -277,7 +273,6 @@ static void set_state(members *m, uint32_t i, int state) {
     if (e->state != MEMBER_GONE) m->digest -= entry_digest(e);
     else m->known++;
     e->state = (uint8_t)state;
-    e->changed_ms = now;
     if (state != MEMBER_GONE) m->digest += entry_digest(e);
     else m->known--;
 
@@ -311,9 +306,17 @@ static void set_state(members *m, uint32_t i, int state) {
 static void free_slot(members *m, uint32_t i) {
     list_del(m, L_NEWS, i);
     list_del(m, L_DEAD, i);
+    idxlist *F = &m->free_slots;
+    if (F->n == F->cap) {
+        size_t ncap = F->cap ? 2 * F->cap : 64;
+        uint32_t *nv = realloc(F->v, ncap * sizeof *nv);
+        if (!nv) return; /* stays gone, not reused */
+        F->v = nv;
+        F->cap = ncap;
+    }
     m->v[i].port = 0;
     m->v[i].ip = 0;
-    m->free_slots[m->nfree++] = i;
+    F->v[F->n++] = i;
     index_rebuild(m, m->len); /* on failure the old index stays: the slot stays found */
 }
 
@@ -342,7 +345,7 @@ void members_free(members *m) {
     free(m->index);
     free(m->v);
     free(m->order);
-    free(m->free_slots);
+    free(m->free_slots.v);
     for (int l = 0; l < 3; l++) free(m->lists[l].v);
     free(m);
 }

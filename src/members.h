@@ -73,7 +73,6 @@ typedef struct member {
     uint8_t news;         /* times our entry still goes out as news */
     uint64_t incarnation;
     uint64_t heartbeat;
-    uint64_t changed_ms;  /* loop time of the last state change */
     uint64_t deadline;    /* SUSPECT: dead then; DEAD: gone then; GONE: slot free then */
     uint32_t pos[3];      /* place in the news, suspect and dead lists (internal) */
 } member;
