@@ -55,19 +55,26 @@ def test_spare_copies_go_after_a_join():
     c.wait_ready(timeout=15)
     c.wait_counts(5, 15)
     every = list(range(5))
+    joined = [3, 4]
     peak = 0
     counts = []
+    on_joined = 0
     deadline = t0 + 20
     while time.monotonic() < deadline:
+        # Exactly N copies is also where the count starts (the 3 first nodes
+        # hold every key), so it is the end only once the joined nodes hold
+        # their share of the keys.
         counts = copies(c, b, keys, every)
+        on_joined = sum(copies(c, b, keys, joined))
         peak = max(peak, sum(counts))
-        if counts == [REPLICAS] * KEYS:
+        if counts == [REPLICAS] * KEYS and on_joined > 0:
             break
         time.sleep(0.5)
     dt = time.monotonic() - t0
-    print("  after 2 nodes joined: up to %d copies of %d keys, %d after %.1f s (%d wanted)"
-          % (peak, KEYS, sum(counts), dt, REPLICAS * KEYS))
-    assert peak > REPLICAS * KEYS, "the joining nodes never received their ranges"
+    print("  after 2 nodes joined: up to %d copies of %d keys, %d after %.1f s (%d wanted), "
+          "%d on the joined nodes" % (peak, KEYS, sum(counts), dt, REPLICAS * KEYS, on_joined))
+    assert on_joined > 0, "the joining nodes never received their ranges"
+    assert peak > REPLICAS * KEYS, "spare copies went before the joined nodes held the keys"
     extra = [(k, n) for k, n in zip(keys, counts) if n != REPLICAS]
     assert not extra, "keys without exactly %d copies after %.0f s: %s" % (REPLICAS, dt, extra[:10])
     # every key still reads its value through every node
