@@ -4,7 +4,7 @@
 #
 #   1. speed: 10 nodes, 8 clients, the whole fault mix, seeds 1..SEEDS:
 #      simulated seconds per wall second, and how many seeds fail;
-#   2. membership at 100 and 1,000 nodes (and --big: 10,000), 0% and 2%
+#   2. membership at 100 and 1,000 nodes (and --big: 5,000 and 10,000), 0% and 2%
 #      loss: gossip bytes and datagrams per node per second once formed,
 #      time until the others see a killed node dead (median, all), until
 #      they see it back, false dead verdicts; and 10 simulated minutes with
@@ -54,6 +54,7 @@ echo "== 10 simulated minutes, 2% loss, 5% of nodes stalled 500 ms at any time (
 members 100 600 64 590 --loss 0.02 --stalls 0.05
 members 1000 600 8 590 --loss 0.02 --stalls 0.05
 if [ "$big" = 1 ]; then
-  members 10000 75 1 60
-  members 10000 75 1 60 --loss 0.02
+  # a cluster this size forms for longer: kill at 90 s (about 7 GB and 22 GB of memory)
+  members 5000 105 1 90
+  members 10000 105 1 90
 fi
