@@ -22,6 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
+#include "auth.h"
 #include "client.h"
 #include "ring.h"
 #include "wire.h"
@@ -50,6 +53,7 @@ typedef struct cli {
     bool has_version;
     int32_t version;
     unsigned vnodes;     /* ring points per node, as the servers' --vnodes */
+    const char *key_file; /* --key-file: seals pause-gossip */
     int argc; /* the command's arguments, command name excluded */
     char **argv;
 } cli;
@@ -81,6 +85,9 @@ static void usage(FILE *f) {
         "  shutdown                     stop the node (checks it has stopped)\n"
         "  raw CMD_HEX [KEY [VALUE]]    send any command number, print every field\n"
         "  pause-gossip MS              debug: the node stops gossiping for MS\n"
+        "                               (needs the cluster key: --key-file)\n"
+        "  keygen [FILE]                make a cluster key for --cluster-key-file: into\n"
+        "                               FILE (created 0600, never overwritten) or stdout\n"
         "\n"
         "Options:\n"
         "  -s, --server HOST:PORT  node to ask (default $DHT_SERVER or " DEFAULT_SERVER ")\n"
@@ -91,6 +98,7 @@ static void usage(FILE *f) {
         "      --vnodes N          ring points per node, as the servers' --vnodes (%d);\n"
         "                          shares are computed here from the member list\n"
         "  -v, --verbose           say which node answered, after how long\n"
+        "  -k, --key-file FILE     the cluster key, for pause-gossip\n"
         "  -h, --help              this help\n"
         "\n"
         "Keys and values are taken as bytes; put '--' before one that starts with '-'.\n"
@@ -680,8 +688,42 @@ static int cmd_pause_gossip(cli *c) {
         return os_error("getrandom");
     }
     size_t len = wire_pack(d, sizeof d, id, sizeof id, &p.base, WIRE_KIND_PEER);
+    if (!len) return os_error("wire_pack");
+    if (c->key_file) { /* nodes with a key take debug messages sealed with it only */
+        auth_keys k;
+        char err[256];
+        struct timespec ts;
+        if (auth_load(c->key_file, &k, err, sizeof err) != 0) {
+            fprintf(stderr, "dht-cli: %s\n", err);
+            return EX_USAGE_;
+        }
+        clock_gettime(CLOCK_REALTIME, &ts);
+        len = auth_seal(&k, d, len, sizeof d,
+                        (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+    }
     if (!len || send_dgram(c, d, len) < 0) return os_error("sendto");
     printf("%s: gossip paused for %lu ms\n", c->server_str, ms);
+    return 0;
+}
+
+/* Writes a fresh cluster key to the file argument (created 0600, not
+ * overwritten) or to stdout. */
+static int cmd_keygen(cli *c) {
+    char key[66];
+    auth_keygen(key);
+    if (c->argc == 0) {
+        fputs(key, stdout);
+        return 0;
+    }
+    int fd = open(c->argv[0], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "dht-cli: keygen: %s: %s%s\n", c->argv[0], strerror(errno),
+                errno == EEXIST ? " (a key is never overwritten: remove it first)" : "");
+        return EX_USAGE_;
+    }
+    ssize_t w = write(fd, key, 65);
+    if (w != 65 || close(fd) != 0) return os_error(c->argv[0]);
+    printf("%s: new cluster key; give every node --cluster-key-file %s\n", c->argv[0], c->argv[0]);
     return 0;
 }
 
@@ -698,6 +740,7 @@ static const command commands[] = {
     {"members", 0, 0, cmd_members}, {"wipeout", 0, 0, cmd_wipeout},
     {"shutdown", 0, 0, cmd_shutdown}, {"raw", 1, 3, cmd_raw},
     {"pause-gossip", 1, 1, cmd_pause_gossip}, {"ring", 0, 0, cmd_ring},
+    {"keygen", 0, 1, cmd_keygen},
 };
 
 enum { OPT_VNODES = 256 };
@@ -709,11 +752,12 @@ static int parse_options(cli *c, int argc, char **argv) {
         {"retries", required_argument, NULL, 'r'}, {"hex", no_argument, NULL, 'x'},
         {"version", required_argument, NULL, 'V'}, {"verbose", no_argument, NULL, 'v'},
         {"vnodes", required_argument, NULL, OPT_VNODES},
+        {"key-file", required_argument, NULL, 'k'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     unsigned long v;
     int o;
-    while ((o = getopt_long(argc, argv, "s:t:r:xV:vh", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "s:t:r:xV:vk:h", opts, NULL)) != -1) {
         switch (o) {
         case 's': c->server_str = optarg; break;
         case 't':
@@ -738,6 +782,7 @@ static int parse_options(cli *c, int argc, char **argv) {
             break;
         }
         case 'v': c->verbose = true; break;
+        case 'k': c->key_file = optarg; break;
         case OPT_VNODES:
             if (!parse_ulong(optarg, 1, 4096, &v))
                 return usage_error("--vnodes: expected 1..4096, got '%s'", optarg);

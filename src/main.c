@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "auth.h"
 #include "repl.h"
 #include "server.h"
 
@@ -39,6 +41,12 @@ static void usage(FILE *f) {
         "  --cache-ms MS          reply cache lifetime, at-most-once window (5000)\n"
         "  --resp-port PORT       also speak Redis RESP2 on this TCP port\n"
         "  --http-port PORT       serve /metrics, /status and / on this TCP port\n"
+        "  --cluster-key-file F   the cluster's secret (dht-cli keygen F): node-to-node\n"
+        "                         messages are sealed with it and others dropped;\n"
+        "                         without it they are taken only from loopback and\n"
+        "                         private addresses\n"
+        "  --admin-from CIDR      who may send SHUTDOWN and WIPEOUT (repeatable;\n"
+        "                         default: 127.0.0.0/8 and the members' hosts)\n"
         "  --quiet                log only errors\n"
         "  -h, --help             this text\n", REPL_MAX_N);
 }
@@ -81,8 +89,11 @@ static int is_number(const char *s) {
 
 enum {
     OPT_BIND = 256, OPT_ADVERTISE, OPT_MAXMEM, OPT_DATADIR, OPT_REPLICAS, OPT_W, OPT_R, OPT_VNODES,
-    OPT_GOSSIP, OPT_FANOUT, OPT_SUSPICION, OPT_FORGET, OPT_SUSPECT, OPT_DEAD, OPT_TIMEOUT, OPT_SYNC, OPT_CACHE, OPT_RESP, OPT_HTTP, OPT_QUIET
+    OPT_GOSSIP, OPT_FANOUT, OPT_SUSPICION, OPT_FORGET, OPT_SUSPECT, OPT_DEAD, OPT_TIMEOUT, OPT_SYNC, OPT_CACHE, OPT_RESP, OPT_HTTP, OPT_QUIET,
+    OPT_KEYFILE, OPT_ADMIN
 };
+
+#define MAX_ADMIN_NETS 16
 
 int main(int argc, char **argv) {
     node_config cfg;
@@ -108,11 +119,16 @@ int main(int argc, char **argv) {
         {"resp-port", required_argument, 0, OPT_RESP},
         {"http-port", required_argument, 0, OPT_HTTP},
         {"quiet", no_argument, 0, OPT_QUIET},
+        {"cluster-key-file", required_argument, 0, OPT_KEYFILE},
+        {"admin-from", required_argument, 0, OPT_ADMIN},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     int c;
     unsigned long v, suspect_ms = 0, dead_ms = 0;
+    static auth_keys keys;
+    static auth_net admin[MAX_ADMIN_NETS];
+    const char *keyfile = NULL;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         const char *bad = NULL;
         switch (c) {
@@ -145,6 +161,13 @@ int main(int argc, char **argv) {
         UINT_OPT(OPT_HTTP, "--http-port", http_port, 1, 65535)
 #undef UINT_OPT
         case OPT_QUIET: cfg.quiet = true; break;
+        case OPT_KEYFILE: keyfile = optarg; break;
+        case OPT_ADMIN:
+            if (cfg.admin_nets_n == MAX_ADMIN_NETS || auth_parse_cidr(optarg, &admin[cfg.admin_nets_n]))
+                bad = "--admin-from (an IPv4 address or network a.b.c.d/n, at most 16)";
+            else
+                cfg.admin_nets = admin, cfg.admin_nets_n++;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 64;
         }
@@ -169,6 +192,21 @@ int main(int argc, char **argv) {
         if (!dead_ms) dead_ms = 2000;
         if (!suspect_ms) suspect_ms = 1000;
         cfg.suspicion_ms = dead_ms > suspect_ms + 10 ? (unsigned)(dead_ms - suspect_ms) : 10;
+    }
+    if (keyfile) {
+        char err[256];
+        struct stat st;
+        if (auth_load(keyfile, &keys, err, sizeof err) != 0) {
+            fprintf(stderr, "dht-server: --cluster-key-file: %s\n", err);
+            return 64;
+        }
+        if (stat(keyfile, &st) == 0 && (st.st_mode & 077))
+            fprintf(stderr, "dht-server: warning: %s can be read by others (chmod 600 it)\n", keyfile);
+        cfg.keys = &keys;
+    } else {
+        fprintf(stderr, "dht-server: warning: no --cluster-key-file: node-to-node messages are "
+                        "not authenticated, and are taken only from loopback and private "
+                        "addresses (README: Security)\n");
     }
     return server_run(&cfg) == 0 ? 0 : 1;
 }

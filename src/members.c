@@ -62,6 +62,7 @@ struct members {
     unsigned health;      /* Lifeguard's local health multiplier */
     unsigned mismatches;  /* digests seen differing in a row */
     bool accused;         /* the message being read holds us suspect or dead */
+    bool full_logged;     /* MEMBERS_MAX reached, said once */
 
     uint64_t next_probe, next_gossip;
     uint64_t last_tick, last_sync, last_sync_reply;
@@ -149,6 +150,12 @@ long members_find(const members *m, uint32_t ip, uint16_t port) {
     return i >= 0 && m->v[i].state == MEMBER_GONE ? -1 : i;
 }
 
+bool members_has_host(const members *m, uint32_t ip) {
+    for (size_t i = 1; i < m->len; i++)
+        if (m->v[i].ip == ip && is_live(m->v[i].state)) return true;
+    return false;
+}
+
 /* What a known member adds to the digest: who it is, which life, whether
  * dead (not the heartbeat, which only refutations raise, nor suspicion,
  * which comes and goes). Nodes that start from the same peers file agree on
@@ -211,8 +218,15 @@ static void ring_update(members *m, uint32_t i) {
 static void order_insert(members *m, uint32_t i);
 
 /* A new slot (a reused one or a fresh one) for ip:port, ALIVE at pair
- * (0, 0). Its index, or -1 on no memory. Not yet on the ring. */
+ * (0, 0). Its index, or -1 on no memory or past MEMBERS_MAX. Not yet on
+ * the ring. */
 static long add(members *m, uint32_t ip, uint16_t port) {
+    if (m->known >= MEMBERS_MAX) { /* whatever a peer claims, memory stays bounded */
+        if (!m->full_logged) node_log(m->n, "members: %d known, the most a node holds: "
+                                      "news of more is ignored", MEMBERS_MAX);
+        m->full_logged = true;
+        return -1;
+    }
     if (2 * (m->len + 1) > m->index_mask + 1 && index_rebuild(m, m->len + 1) != 0) return -1;
     uint32_t i;
     if (m->free_slots.n) {

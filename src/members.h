@@ -64,6 +64,8 @@ enum member_state { MEMBER_ALIVE = 0, MEMBER_SUSPECT = 1, MEMBER_DEAD = 2, MEMBE
 #define MEMBERS_SYNC_CHUNK 48    /* entries a datagram of a full exchange carries */
 #define MEMBERS_SYNC_MS 5000     /* least time between two full exchanges */
 #define MEMBERS_MAX_HEALTH 8     /* local health multiplier bound */
+#define MEMBERS_MAX 65536        /* members a node holds at most (dead and gone
+                                    included): news of more is ignored */
 
 typedef struct member {
     struct sockaddr_in addr;
@@ -107,6 +109,9 @@ unsigned members_health(const members *m); /* local health multiplier, 0 best */
 
 /* Index of the known (not gone) member at ip:port, or -1. Constant time. */
 long members_find(const members *m, uint32_t ip, uint16_t port);
+
+/* True when a live member other than this node runs at ip. Linear time. */
+bool members_has_host(const members *m, uint32_t ip);
 
 /* The live members (alive or suspect): nodes[k] is member map[k]. Both
  * arrays need room for members_total. Returns how many. */

@@ -80,15 +80,24 @@ int node_send(node *n, const struct sockaddr_in *to, const uint8_t *buf, size_t 
     return n->env.send(n->env.ctx, to, buf, len);
 }
 
+int node_send_sealed(node *n, const struct sockaddr_in *to, const uint8_t *buf, size_t len) {
+    if (!n->cfg.keys) return node_send(n, to, buf, len);
+    uint8_t out[WIRE_MAX_DATAGRAM];
+    if (len > NODE_MAX_PEER_DATAGRAM) return -1;
+    memcpy(out, buf, len);
+    len = auth_seal(n->cfg.keys, out, len, sizeof out, node_wall_ms(n));
+    return len ? node_send(n, to, out, len) : -1;
+}
+
 int node_send_peer(node *n, const struct sockaddr_in *to, const uint8_t *id,
                    size_t idlen, void *peer_msg) {
-    uint8_t out[WIRE_MAX_DATAGRAM];
+    uint8_t out[NODE_MAX_PEER_DATAGRAM];
     Peer *p = peer_msg;
     size_t len = wire_pack(out, sizeof out, id, idlen, &p->base, WIRE_KIND_PEER);
     if (!len) return -1;
     if (members_find(n->members, to->sin_addr.s_addr, ntohs(to->sin_port)) > 0)
         return outbox_add(n->outbox, to, out, len);
-    return node_send(n, to, out, len);
+    return node_send_sealed(n, to, out, len);
 }
 
 /* ---- client requests -------------------------------------------------- */
@@ -145,6 +154,31 @@ static void forward(node *n, const struct sockaddr_in *to, const uint8_t *id, si
     node_send_peer(n, to, id, idlen, &p);
 }
 
+/* SHUTDOWN and WIPEOUT come only from --admin-from (127.0.0.0/8 unless
+ * given) or from a host a member runs on; others are told the command is
+ * unknown to them, and the refusal is logged (at most once a second). */
+static bool admin_allowed(node *n, const struct sockaddr_in *client, bool forwarded,
+                          uint32_t cmd) {
+    static const auth_net loopback = {0x0000007f, 0x000000ff}; /* 127.0.0.0/8, network order */
+    uint32_t ip = client->sin_addr.s_addr;
+    bool ok = !forwarded &&
+              (n->cfg.admin_nets_n ? auth_in_nets(n->cfg.admin_nets, n->cfg.admin_nets_n, ip)
+                                   : auth_in_nets(&loopback, 1, ip) ||
+                                         members_has_host(n->members, ip));
+    if (ok) return true;
+    n->stats.refused_admin++;
+    uint64_t now = node_now(n);
+    if (now - n->admin_logged >= 1000 || !n->admin_logged) {
+        n->admin_logged = now;
+        char a[22];
+        node_log(n, "refused %s from %s: not in --admin-from (%llu refused so far)",
+                 wire_cmd_name(cmd),
+                 node_addr_str(ip, ntohs(client->sin_port), a),
+                 (unsigned long long)n->stats.refused_admin);
+    }
+    return false;
+}
+
 /* Serves a client request (payload = KVRequest bytes) from `client`; a
  * forwarded request is served here whatever this node thinks of the key. */
 static void client_request(node *n, const uint8_t *id, size_t idlen,
@@ -193,10 +227,18 @@ static void client_request(node *n, const uint8_t *id, size_t idlen,
     case WIRE_REMOVE:
         break;
     case WIRE_SHUTDOWN:
+        if (!admin_allowed(n, client, forwarded, req->command)) {
+            reply_err(n, id, idlen, client, WIRE_EUNKNOWN, true);
+            return;
+        }
         store_sync(n->store);
         n->env.stop(n->env.ctx);
         return;
     case WIRE_WIPEOUT:
+        if (!admin_allowed(n, client, forwarded, req->command)) {
+            reply_err(n, id, idlen, client, WIRE_EUNKNOWN, true);
+            return;
+        }
         r.errcode = store_wipe(n->store) == 0 ? WIRE_OK : WIRE_EINTERNAL;
         reply(n, id, idlen, client, &r, true);
         return;
@@ -283,8 +325,8 @@ static void peer_message(node *n, const uint8_t *id, size_t idlen, const uint8_t
         client_request(n, id, idlen, &client, p->request.data, p->request.len, true);
         break;
     }
-    case PEER_DEBUG:
-        if (p->flags == PEER_DEBUG_PAUSE_GOSSIP && p->bucket <= 600000) {
+    case PEER_DEBUG: /* only between nodes that share a key */
+        if (n->cfg.keys && p->flags == PEER_DEBUG_PAUSE_GOSSIP && p->bucket <= 600000) {
             node_log(n, "debug: gossip paused for %u ms", p->bucket);
             members_pause(n->members, p->bucket);
         }
@@ -334,11 +376,44 @@ static void on_batch(node *n, const uint8_t *p, size_t len, const struct sockadd
     if (rc < 0) n->stats.dropped_malformed++;
 }
 
+/* May a node-to-node datagram from `from` be read? With a key: when its
+ * seal opens and it was sent within the clock bound of our clock. Without:
+ * when it comes from a loopback or private address (auth.h). */
+static bool peer_allowed(node *n, const struct sockaddr_in *from, const uint8_t *buf,
+                         size_t len) {
+    if (!n->cfg.keys) {
+        if (auth_private_addr(from->sin_addr.s_addr)) return true;
+        n->stats.dropped_outsider++;
+        return false;
+    }
+    uint64_t sent, wall;
+    if (!auth_open(n->cfg.keys, buf, len, &sent)) {
+        n->stats.dropped_unsealed++;
+        return false;
+    }
+    wall = node_wall_ms(n);
+    if (sent > wall + WIRE_MAX_AHEAD_MS || sent + WIRE_MAX_AHEAD_MS < wall) {
+        n->stats.dropped_clock++;
+        if (!n->clock_logged || node_now(n) - n->clock_logged >= 10000) {
+            n->clock_logged = node_now(n);
+            char a[22];
+            node_log(n, "dropped a message from %s sent %+lld ms from our clock "
+                     "(more than the %d ms clocks may differ)",
+                     node_addr_str(from->sin_addr.s_addr, ntohs(from->sin_port), a),
+                     (long long)(sent - wall), WIRE_MAX_AHEAD_MS);
+        }
+        return false;
+    }
+    return true;
+}
+
 void node_receive(node *n, const struct sockaddr_in *from, const uint8_t *buf, size_t len) {
     check_stall(n, node_now(n)); /* a loop blocked in poll reads before it ticks */
     wire_frame f;
     wire_reset(n->arena);
-    on_frame(n, wire_unpack_msg(n->arena, buf, len, &f), &f, from, false);
+    int rc = wire_unpack_msg(n->arena, buf, len, &f);
+    if (rc == 0 && f.kind != WIRE_KIND_CLIENT && !peer_allowed(n, from, buf, len)) return;
+    on_frame(n, rc, &f, from, false);
 }
 
 /* ---- life cycle ------------------------------------------------------- */

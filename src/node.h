@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "cache.h"
 #include "ring.h"
 #include "store.h"
@@ -60,6 +61,9 @@ typedef struct node_config {
     uint64_t tombstone_ms;      /* tombstone lifetime before GC */
     uint64_t last_incarnation;  /* of this node's previous life, kept by the driver
                                    (0: unknown); the new one is above it */
+    const auth_keys *keys;      /* cluster key(s); NULL: none (auth.h) */
+    const auth_net *admin_nets; /* who may send SHUTDOWN and WIPEOUT, besides */
+    size_t admin_nets_n;        /* members' hosts; none given: 127.0.0.0/8 */
     uint16_t resp_port;         /* 0: off */
     uint16_t http_port;         /* 0: off */
     bool quiet;
@@ -94,6 +98,10 @@ typedef struct node_stats {
     uint64_t dropped_checksum;
     uint64_t dropped_malformed;
     uint64_t dropped_stale;     /* client requests that waited through a stall */
+    uint64_t dropped_unsealed;  /* node-to-node datagrams without a valid seal */
+    uint64_t dropped_clock;     /* sealed, but sent too far from our clock */
+    uint64_t dropped_outsider;  /* no key: node-to-node from a public address */
+    uint64_t refused_admin;     /* SHUTDOWN/WIPEOUT from outside --admin-from */
     uint64_t cache_hits;
     uint64_t forwarded;
     uint64_t peer_msgs;
@@ -120,6 +128,8 @@ typedef struct node {
     uint64_t cache_at;          /* next expiry of the reply cache */
     uint64_t last_tick;         /* monotonic ms of the last node_tick */
     uint64_t woke_at;           /* when node_tick found the node had stalled */
+    uint64_t admin_logged;      /* monotonic ms of the last refusal logged */
+    uint64_t clock_logged;      /* ... of the last clock-bound drop logged */
 } node;
 
 /* Creates a node serving at `self` on store st (not owned), from cfg (the
@@ -187,6 +197,13 @@ uint64_t node_random(node *n);
 
 /* Sends one datagram to `to`. 0, or a negative error (the datagram is lost). */
 int node_send(node *n, const struct sockaddr_in *to, const uint8_t *buf, size_t len);
+
+/* Sends one node-to-node datagram (a Msg of kind 1 or 2, at most
+ * NODE_MAX_PEER_DATAGRAM bytes), sealed when the node has a cluster key. */
+int node_send_sealed(node *n, const struct sockaddr_in *to, const uint8_t *buf, size_t len);
+
+/* Room left in a datagram for the seal. */
+#define NODE_MAX_PEER_DATAGRAM (WIRE_MAX_DATAGRAM - AUTH_SEAL_LEN)
 
 /* Builds and sends a Peer message with a given message ID; messages to
  * members are batched (outbox.h). 0, or a negative error. */

@@ -29,12 +29,12 @@ static void send_slot(outbox *o, slot *s) {
     if (s->count == 1) {
         size_t len;
         const uint8_t *p = s->buf, *end = s->buf + s->len, *msg;
-        if (wire_batch_next(&p, end, &msg, &len) == 1) node_send(o->n, &s->to, msg, len);
+        if (wire_batch_next(&p, end, &msg, &len) == 1) node_send_sealed(o->n, &s->to, msg, len);
     } else if (s->count > 1) {
-        uint8_t dgram[WIRE_MAX_DATAGRAM];
+        uint8_t dgram[NODE_MAX_PEER_DATAGRAM];
         size_t len = wire_pack_msg(dgram, sizeof dgram, batch_id, sizeof batch_id, s->buf,
                                    s->len, WIRE_KIND_BATCH);
-        if (len) node_send(o->n, &s->to, dgram, len);
+        if (len) node_send_sealed(o->n, &s->to, dgram, len);
     }
     s->len = s->count = 0;
 }
@@ -60,16 +60,16 @@ void outbox_free(outbox *o) {
 int outbox_add(outbox *o, const struct sockaddr_in *to, const uint8_t *msg, size_t len) {
     uint8_t head[10];
     size_t hlen = wire_put_varint(head, len), need = hlen + len;
-    if (need > BATCH_BYTES) return node_send(o->n, to, msg, len);
+    if (need > BATCH_BYTES) return node_send_sealed(o->n, to, msg, len);
     slot *s = NULL;
     for (size_t i = 0; i < o->used && !s; i++)
         if (o->slots[i].to.sin_addr.s_addr == to->sin_addr.s_addr &&
             o->slots[i].to.sin_port == to->sin_port)
             s = &o->slots[i];
     if (!s) {
-        if (o->used == SLOTS) return node_send(o->n, to, msg, len);
+        if (o->used == SLOTS) return node_send_sealed(o->n, to, msg, len);
         s = &o->slots[o->used];
-        if (!s->buf && !(s->buf = malloc(BATCH_BYTES))) return node_send(o->n, to, msg, len);
+        if (!s->buf && !(s->buf = malloc(BATCH_BYTES))) return node_send_sealed(o->n, to, msg, len);
         o->used++;
         s->to = *to;
         s->len = s->count = 0;

@@ -751,10 +751,10 @@ typedef struct pusher {
 static void flush(node *n, size_t peer, batch *b) {
     if (b->len <= 2) return;
     uint8_t id[WIRE_ID_LEN] = {0};
-    uint8_t dgram[WIRE_MAX_DATAGRAM];
+    uint8_t dgram[NODE_MAX_PEER_DATAGRAM];
     size_t len = wire_pack_msg(dgram, sizeof dgram, id, sizeof id, b->buf, b->len,
                                WIRE_KIND_PEER);
-    if (len) node_send(n, &members_at(n->members, peer)->addr, dgram, len);
+    if (len) node_send_sealed(n, &members_at(n->members, peer)->addr, dgram, len);
     b->len = 0;
 }
 

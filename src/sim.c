@@ -89,6 +89,8 @@ typedef struct options {
     unsigned fault_mask;        /* which kinds of fault (1 << F_*) */
     bool trace;                 /* print every trace line */
     bool verbose;
+    bool no_key;                /* nodes run without a cluster key */
+    bool attacker;              /* an outsider forges node-to-node datagrams */
 } options;
 
 /* ---- the world --------------------------------------------------------- */
@@ -202,6 +204,9 @@ typedef struct sim {
     uint64_t steady_us;                 /* half the time to the kill, 10 s at most */
     bool final_phase;
     wire_arena *arena;
+    auth_keys cluster_key;      /* drawn from the seed */
+    rng atk;                    /* --attacker's choices */
+    uint64_t forged;            /* datagrams it sent */
 } sim;
 
 static sim *S; /* for the node environment callbacks' log lines only */
@@ -704,7 +709,7 @@ static void client_timer(sim *s, client *c) {
 enum fault {
     F_CRASH, F_PARTITION, F_SKEW, F_STALL, F_LOSS, F_DUP, F_JITTER, F_NFAULTS,
     F_HEAL_PARTITION = 100, F_RESTART, F_HEAL_LOSS, F_HEAL_DUP, F_HEAL_JITTER, F_UNSTALL,
-    F_BRIEF_STALLS, F_BRIEF_WAKE
+    F_BRIEF_STALLS, F_BRIEF_WAKE, F_ATTACK
 };
 
 static void fault_begin(sim *s) {
@@ -826,6 +831,112 @@ static void fault_fire(sim *s, uint32_t what) {
     }
 }
 
+static const char *peer_type_name(uint32_t t);
+
+/* --attacker: an outsider who can send any datagram from any address (it
+ * spoofs members' addresses too) but holds no key. Every 10-50 ms it sends
+ * one node a forged node-to-node message that would, if believed, add a
+ * member that is no node, bury a live node at the highest incarnation,
+ * store a value no client wrote (stamped a year ahead) or delete a key,
+ * make a node answer a client that never asked, or silence a node's
+ * gossip. The checks catch each of those; the message is unsealed, sealed
+ * with a wrong key, or batched. */
+static void attack(sim *s) {
+    rng *r = &s->atk;
+    uint32_t victim = (uint32_t)rng_below(r, s->o.nodes);
+    struct sockaddr_in to = addr_of(NODE_NET, victim, NODE_PORT);
+    struct sockaddr_in from = addr_of(NODE_NET, (uint32_t)rng_below(r, s->o.nodes), NODE_PORT);
+    uint64_t wall = EPOCH_MS + s->now / 1000;
+    Peer p = PEER__INIT;
+    Member who = MEMBER__INIT, *whop = &who;
+    Record rec = RECORD__INIT, *recp = &rec;
+    char val[64];
+    uint8_t req[128];
+    unsigned kind = (unsigned)rng_below(r, 6);
+    switch (kind) {
+    case 0: /* a member that is no node, pinging */
+        from = addr_of(NODE_NET, s->o.nodes + (uint32_t)rng_below(r, 16), NODE_PORT);
+        p.type = PEER_GOSSIP;
+        p.flags = PEER_GOSSIP_PROBE;
+        who.ip = from.sin_addr.s_addr;
+        who.port = NODE_PORT;
+        who.incarnation = wall;
+        who.heartbeat = 1u << 30;
+        p.from = &who;
+        break;
+    case 1: /* a live node declared dead for good */
+        p.type = PEER_GOSSIP;
+        who.ip = addr_of(NODE_NET, (uint32_t)rng_below(r, s->o.nodes), NODE_PORT).sin_addr.s_addr;
+        who.port = NODE_PORT;
+        who.incarnation = UINT64_MAX - 1;
+        who.heartbeat = UINT64_MAX - 1;
+        who.state = MEMBER_DEAD;
+        p.n_members = 1;
+        p.members = &whop;
+        break;
+    case 2:   /* a value no client wrote, or a tombstone, a year ahead */
+    case 3: { /* the same pushed as anti-entropy */
+        if (!s->nkeys) return;
+        keyst *k = &s->keys[rng_below(r, s->nkeys)];
+        p.type = kind == 2 ? PEER_WRITE : PEER_SYNC;
+        rec.key.data = (uint8_t *)k->key;
+        rec.key.len = strlen(k->key);
+        rec.tombstone = rng_chance(r, 0.3);
+        int vl = value_of(k, k->nw + 1000, val);
+        rec.value.data = (uint8_t *)val;
+        rec.value.len = rec.tombstone ? 0 : (size_t)vl;
+        rec.stamp = (wall + 365ull * 86400 * 1000) << 16;
+        p.n_records = 1;
+        p.records = &recp;
+        break;
+    }
+    case 4: { /* serve a PUT for a client that never sent it */
+        if (!s->nkeys || !s->o.clients) return;
+        keyst *k = &s->keys[rng_below(r, s->nkeys)];
+        client *c = &s->clients[rng_below(r, s->o.clients)];
+        int vl = value_of(k, k->nw + 1000, val);
+        uint8_t id[WIRE_ID_LEN];
+        for (size_t i = 0; i < sizeof id; i++) id[i] = (uint8_t)rng_next(r);
+        size_t rl = wire_request(req, sizeof req, id, WIRE_PUT, k->key, strlen(k->key), val,
+                                 (size_t)vl, 0);
+        /* the request bytes are the payload of that Msg: take them out */
+        wire_frame f;
+        if (!rl || wire_unpack_msg(s->arena, req, rl, &f) != 0) return;
+        p.type = PEER_FORWARD;
+        p.client_ip = c->addr.sin_addr.s_addr;
+        p.client_port = CLIENT_PORT;
+        p.request.data = (uint8_t *)f.payload;
+        p.request.len = f.plen;
+        break;
+    }
+    default: /* silence a node */
+        p.type = PEER_DEBUG;
+        p.flags = PEER_DEBUG_PAUSE_GOSSIP;
+        p.bucket = 600000;
+        break;
+    }
+    uint8_t id[WIRE_ID_LEN], buf[4096], out[4096];
+    for (size_t i = 0; i < sizeof id; i++) id[i] = (uint8_t)rng_next(r);
+    size_t len = wire_pack(buf, sizeof buf - AUTH_SEAL_LEN, id, sizeof id, &p.base, WIRE_KIND_PEER);
+    if (!len) return;
+    unsigned how = (unsigned)rng_below(r, 3);
+    if (how == 1) { /* sealed, with a key of its own */
+        auth_keys k = {.n = 1};
+        for (size_t i = 0; i < AUTH_KEY_LEN; i++) k.key[0][i] = (uint8_t)rng_next(r);
+        len = auth_seal(&k, buf, len, sizeof buf, wall);
+    } else if (how == 2) { /* in a batch */
+        size_t h = wire_put_varint(out, len);
+        memcpy(out + h, buf, len);
+        len = wire_pack_msg(buf, sizeof buf, id, sizeof id, out, h + len, WIRE_KIND_BATCH);
+    }
+    if (!len) return;
+    s->forged++;
+    char a[32], b[32];
+    trace(s, "attacker: %s>%s forged %s (%s)", who_str(s, &from, a), who_str(s, &to, b),
+          peer_type_name(p.type), how == 0 ? "unsealed" : how == 1 ? "wrong key" : "batched");
+    net_send(s, &from, &to, buf, len);
+}
+
 static void fault_event(sim *s, uint32_t what, uint64_t arg) {
     if (what == F_RESTART || what == F_UNSTALL) {
         simnode *sn = &s->nodes[arg];
@@ -856,6 +967,12 @@ static void fault_event(sim *s, uint32_t what, uint64_t arg) {
             push(s, sn->stalled_until, EV_FAULT, F_BRIEF_WAKE, i, NULL);
         }
         push(s, s->now + BRIEF_STALL_MS * 1000, EV_FAULT, F_BRIEF_STALLS, 0, NULL);
+        return;
+    }
+    if (what == F_ATTACK) {
+        if (s->now >= s->faults_end) return;
+        attack(s);
+        push(s, s->now + rng_range(&s->atk, 10, 50) * 1000, EV_FAULT, F_ATTACK, 0, NULL);
         return;
     }
     if (what == F_BRIEF_WAKE) {
@@ -1056,6 +1173,32 @@ static size_t membership_disagreements(sim *s, bool report) {
     return bad;
 }
 
+/* After --attacker: no node holds a member that is no node, and none took
+ * a forged datagram for a member's (each was dropped as unsealed). */
+static void check_attacked(sim *s) {
+    uint64_t dropped = 0;
+    for (uint32_t i = 0; i < s->o.nodes; i++) {
+        node *n = s->nodes[i].n;
+        if (!n) continue;
+        dropped += n->stats.dropped_unsealed + n->stats.dropped_outsider;
+        for (size_t m = 1; m < members_total(n->members); m++) {
+            const member *e = members_at(n->members, m);
+            if (e->state == MEMBER_GONE || e->ip == 0) continue;
+            long j = node_at(s, &e->addr);
+            if (j < 0) {
+                char a[32];
+                fail(s, "n%u holds %s, no node, as a member (%s)", i, who_str(s, &e->addr, a),
+                     members_state_name(e->state));
+                break;
+            }
+        }
+    }
+    trace(s, "attacker: %" PRIu64 " forged datagrams sent, %" PRIu64 " dropped by the nodes",
+          s->forged, dropped);
+    if (!s->o.no_key && s->forged > 100 && dropped == 0)
+        fail(s, "the attacker's datagrams never reached a node");
+}
+
 static void final_reads(sim *s) {
     s->final_phase = true;
     for (uint32_t i = 0; i < s->o.clients; i++) s->clients[i].timer_gen++;
@@ -1141,6 +1284,15 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
     s->cfg.write_quorum = o->wq;
     s->cfg.read_quorum = o->rq;
     if (o->members_only) s->cfg.sync_ms = 3600 * 1000; /* count gossip alone */
+    if (!o->no_key) { /* drawn aside from the master stream: seeds replay as before */
+        uint64_t x = seed ^ 0x6b65796b65796b65ull;
+        s->cluster_key.n = 1;
+        for (size_t i = 0; i < AUTH_KEY_LEN; i += 8) {
+            uint64_t v = splitmix(&x);
+            memcpy(s->cluster_key.key[0] + i, &v, 8);
+        }
+        s->cfg.keys = &s->cluster_key;
+    }
     s->loss = o->loss;
     s->dup = o->dup;
     s->fault_free_since = 1;
@@ -1181,6 +1333,10 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
     }
     if (o->faults) push(s, warmup + 1000000, EV_FAULT, F_NFAULTS, 0, NULL);
     if (o->stalls > 0) push(s, warmup, EV_FAULT, F_BRIEF_STALLS, 0, NULL);
+    if (o->attacker) {
+        rng_seed(&s->atk, seed ^ 0x61747461636b6572ull);
+        push(s, warmup / 2, EV_FAULT, F_ATTACK, 0, NULL);
+    }
 
     if ((o->members_only || o->stall_one_ms) && o->kill_at_s) {
         s->kill_at = (uint64_t)o->kill_at_s * 1000000;
@@ -1242,6 +1398,7 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
         if (divergent_keys(s, false)) divergent_keys(s, true);
         else trace(s, "converged %.1f s after the heal", (double)(s->now - healed) / 1e6);
     }
+    if (o->attacker) check_attacked(s);
     uint64_t d = XXH64_digest(s->digest);
     if (digest_out) *digest_out = d;
     int rc = s->failures ? 1 : 0;
@@ -1346,6 +1503,11 @@ static void usage(FILE *f) {
         "  --vnodes N        ring points per node (64)\n"
         "  --tombstone-ms MS tombstone lifetime (the nodes' default: an hour)\n"
         "  --replicas N, --write-quorum W, --read-quorum R   (3, 2, 2)\n"
+        "  --attacker        an outsider without the key forges node-to-node messages\n"
+        "                    (fake members, deaths, writes, forwards, debug) from\n"
+        "                    spoofed addresses; checks that none is believed\n"
+        "  --no-key          nodes run without a cluster key (they then believe what\n"
+        "                    comes from private addresses, as the simulated ones are)\n"
         "  --check-replay    run each seed twice and compare the traces' digests\n"
         "  --trace           print every event\n"
         "  --verbose         the nodes' log lines go into the trace\n"
@@ -1371,7 +1533,7 @@ int main(int argc, char **argv) {
     bool check_replay = false;
     enum { O_SEED = 256, O_SEEDS, O_RANDOM, O_NODES, O_CLIENTS, O_KEYS, O_DURATION, O_CONVERGE,
            O_NOFAULTS, O_DURABLE, O_MEMBERS, O_KILLAT, O_LOSS, O_STALLS, O_STALL1, O_DUP, O_MTU, O_VNODES, O_N, O_W,
-           O_R, O_REPLAY, O_TRACE, O_VERBOSE, O_FAULTS, O_TOMB };
+           O_R, O_REPLAY, O_TRACE, O_VERBOSE, O_FAULTS, O_TOMB, O_ATTACKER, O_NOKEY };
     static const struct option opts[] = {
         {"seed", 1, 0, O_SEED}, {"seeds", 1, 0, O_SEEDS}, {"random", 1, 0, O_RANDOM},
         {"nodes", 1, 0, O_NODES}, {"clients", 1, 0, O_CLIENTS}, {"keys", 1, 0, O_KEYS},
@@ -1383,6 +1545,7 @@ int main(int argc, char **argv) {
         {"replicas", 1, 0, O_N}, {"write-quorum", 1, 0, O_W}, {"read-quorum", 1, 0, O_R},
         {"check-replay", 0, 0, O_REPLAY}, {"faults", 1, 0, O_FAULTS},
         {"tombstone-ms", 1, 0, O_TOMB}, {"trace", 0, 0, O_TRACE}, {"verbose", 0, 0, O_VERBOSE},
+        {"attacker", 0, 0, O_ATTACKER}, {"no-key", 0, 0, O_NOKEY},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -1428,6 +1591,8 @@ int main(int argc, char **argv) {
         }
         case O_DURABLE: o.durable = true; break;
         case O_MEMBERS: o.members_only = true; break;
+        case O_ATTACKER: o.attacker = true; break;
+        case O_NOKEY: o.no_key = true; break;
         case O_KILLAT: bad = parse_u(optarg, 100000, &v); o.kill_at_s = (unsigned)v; break;
         case O_LOSS: o.loss = strtod(optarg, &end); bad = *end || o.loss < 0 || o.loss > 1; break;
         case O_STALL1: bad = parse_u(optarg, 600000, &v) || v < 1; o.stall_one_ms = (unsigned)v; break;

@@ -16,6 +16,7 @@ Run this file to self-test the codec: python3 tests/lib/dht.py
 
 import atexit
 import collections
+import hashlib
 import os
 import random
 import signal
@@ -119,9 +120,31 @@ def checksum(msg_id, payload):
     return zlib.crc32(bytes(msg_id) + bytes(payload)) & 0xFFFFFFFF
 
 
-def encode_msg(msg_id, payload, check=None, kind=0):
+# The cluster key node-to-node datagrams (kind 1 and 2) are sealed with by
+# encode_msg, as bytes; a Cluster made with a key sets it. None: unsealed.
+PEER_KEY = None
+
+
+def seal(datagram, key, sent_ms=None):
+    """Appends the seal of src/auth.h: fixed64 field 6 (the sender's wall
+    clock, ms) then bytes field 5, keyed BLAKE2b-128 of the datagram then
+    that time as 8 little-endian bytes."""
+    if sent_ms is None:
+        sent_ms = int(time.time() * 1000)
+    t = struct.pack("<Q", sent_ms)
+    mac = hashlib.blake2b(bytes(datagram) + t, key=key, digest_size=16).digest()
+    return bytes(datagram) + tag(6, 1) + t + tag(5, 2) + bytes([16]) + mac
+
+
+def keygen():
+    """A cluster key as dht-cli keygen writes it (64 hex digits)."""
+    return os.urandom(32).hex()
+
+
+def encode_msg(msg_id, payload, check=None, kind=0, sealed=True):
     """A Msg datagram. check=None computes the right checksum; pass an int to
-    send a wrong one. proto3: fields at their default value are left out."""
+    send a wrong one. proto3: fields at their default value are left out.
+    Node-to-node kinds are sealed with PEER_KEY when it is set and sealed."""
     if check is None:
         check = checksum(msg_id, payload)
     out = b""
@@ -133,6 +156,8 @@ def encode_msg(msg_id, payload, check=None, kind=0):
         out += f_fixed64(3, check)
     if kind:
         out += f_varint(4, kind)
+    if kind and sealed and PEER_KEY:
+        out = seal(out, PEER_KEY)
     return out
 
 
@@ -605,11 +630,14 @@ class Cluster:
     peers: None lists every node in the peers file (each server skips its own
     address); a list of lines writes those instead ([] = an empty file).
     extra_args: list of server arguments for every node, or a function
-    i -> list. Processes die with the test (atexit, SIGTERM/SIGINT/SIGHUP
-    handlers and PR_SET_PDEATHSIG)."""
+    i -> list. key: the nodes share a cluster key (a file in the dir, given
+    with --cluster-key-file), and this process seals its node-to-node
+    messages with it (PEER_KEY). Processes die with the test (atexit,
+    SIGTERM/SIGINT/SIGHUP handlers and PR_SET_PDEATHSIG)."""
 
     def __init__(self, n, base_port=None, host="127.0.0.1", bin_dir=None, extra_args=(),
-                 peers=None, workdir=None, keep_dir=False):
+                 peers=None, workdir=None, keep_dir=False, key=True):
+        global PEER_KEY
         self.n = n
         self.host = host
         self.bin = server_binary(bin_dir)
@@ -622,6 +650,15 @@ class Cluster:
         lines = ["%s:%d" % self.addr(i) for i in range(n)] if peers is None else list(peers)
         with open(self.peers_file, "w") as f:
             f.write("".join(l + "\n" for l in lines))
+        self.key_file = None
+        PEER_KEY = None
+        if key:
+            self.key_file = os.path.join(self.dir, "cluster.key")
+            hexkey = keygen()
+            fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(hexkey + "\n")
+            PEER_KEY = bytes.fromhex(hexkey)
         self.procs = [None] * n
         self.logs = [None] * n
         self.starts = [0] * n
@@ -661,7 +698,8 @@ class Cluster:
 
     def args(self, i):
         ex = self.extra_args(i) if callable(self.extra_args) else self.extra_args
-        return [str(a) for a in ex]
+        key = ["--cluster-key-file", self.key_file] if self.key_file else []
+        return key + [str(a) for a in ex]
 
     # life cycle
     def start(self, i=None, peers_first=False, extra=()):

@@ -1,0 +1,389 @@
+/* Unit tests for auth (the cluster key and seals) and for the trust
+ * boundary of a node: what it takes from whom. */
+#include <arpa/inet.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "auth.h"
+#include "fake_env.h"
+#include "members.h"
+#include "node.h"
+#include "wire.h"
+
+#define WALL0 1800000000000ull
+
+static auth_keys key_a, key_b;
+
+static void fill_key(auth_keys *k, uint8_t seed) {
+    memset(k, 0, sizeof *k);
+    k->n = 1;
+    for (size_t i = 0; i < AUTH_KEY_LEN; i++) k->key[0][i] = (uint8_t)(seed + 7 * i);
+}
+
+static struct sockaddr_in addr(const char *ip, uint16_t port) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, ip, &a.sin_addr);
+    return a;
+}
+
+/* ---- auth --------------------------------------------------------------- */
+
+static void test_seal_opens_only_under_its_key(void **state) {
+    (void)state;
+    fill_key(&key_a, 1);
+    fill_key(&key_b, 2);
+    uint8_t buf[128] = "some encoded Msg";
+    size_t len = strlen((char *)buf);
+    size_t sealed = auth_seal(&key_a, buf, len, sizeof buf, WALL0 + 5);
+    assert_int_equal(sealed, len + AUTH_SEAL_LEN);
+    uint64_t sent = 0;
+    assert_int_equal(auth_open(&key_a, buf, sealed, &sent), 1);
+    assert_true(sent == WALL0 + 5);
+    assert_int_equal(auth_open(&key_b, buf, sealed, &sent), 0);
+    /* a changed byte anywhere (body, time, tag) breaks it */
+    for (size_t i = 0; i < sealed; i++) {
+        buf[i] ^= 0x40;
+        assert_int_equal(auth_open(&key_a, buf, sealed, &sent), 0);
+        buf[i] ^= 0x40;
+    }
+    /* too short, or nothing sealed */
+    assert_int_equal(auth_open(&key_a, buf, AUTH_SEAL_LEN - 1, &sent), 0);
+    assert_int_equal(auth_open(&key_a, buf, len, &sent), 0);
+    /* no room */
+    assert_int_equal(auth_seal(&key_a, buf, len, len + AUTH_SEAL_LEN - 1, 1), 0);
+    /* two keys (a rotation): either opens, the first seals */
+    auth_keys both = key_b;
+    memcpy(both.key[1], key_a.key[0], AUTH_KEY_LEN);
+    both.n = 2;
+    assert_int_equal(auth_open(&both, buf, sealed, &sent), 1);
+    size_t again = auth_seal(&both, buf, len, sizeof buf, WALL0);
+    assert_int_equal(auth_open(&key_b, buf, again, &sent), 1);
+    assert_int_equal(auth_open(&key_a, buf, again, &sent), 0);
+}
+
+static void test_key_files(void **state) {
+    (void)state;
+    char path[] = "/tmp/dht-test-key-XXXXXX", err[256];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    char key[66];
+    auth_keygen(key);
+    assert_int_equal(strlen(key), 65);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "# the cluster's key\n\n  %s", key);
+    fclose(f);
+    auth_keys k;
+    assert_int_equal(auth_load(path, &k, err, sizeof err), 0);
+    assert_int_equal(k.n, 1);
+    uint8_t raw[AUTH_KEY_LEN];
+    assert_int_equal(auth_parse_key(key, 64, raw), 0);
+    assert_memory_equal(raw, k.key[0], AUTH_KEY_LEN);
+    /* a second key; a third is refused */
+    f = fopen(path, "a");
+    fprintf(f, "%s", key);
+    fclose(f);
+    assert_int_equal(auth_load(path, &k, err, sizeof err), 0);
+    assert_int_equal(k.n, 2);
+    f = fopen(path, "a");
+    fprintf(f, "%s", key);
+    fclose(f);
+    assert_int_equal(auth_load(path, &k, err, sizeof err), -1);
+    assert_non_null(strstr(err, "more than"));
+    /* not hex, short, empty, missing */
+    f = fopen(path, "w");
+    fprintf(f, "%.63s\n", key);
+    fclose(f);
+    assert_int_equal(auth_load(path, &k, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not a key"));
+    f = fopen(path, "w");
+    fprintf(f, "# nothing\n");
+    fclose(f);
+    assert_int_equal(auth_load(path, &k, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no key"));
+    unlink(path);
+    assert_int_equal(auth_load(path, &k, err, sizeof err), -1);
+    key[3] = 'g';
+    assert_int_equal(auth_parse_key(key, 64, raw), -1);
+}
+
+static void test_addresses(void **state) {
+    (void)state;
+    const char *priv[] = {"127.0.0.1", "127.9.9.9", "10.1.2.3", "172.16.0.1", "172.31.255.255",
+                          "192.168.1.1", "169.254.3.3"};
+    const char *pub[] = {"8.8.8.8", "172.15.255.255", "172.32.0.0", "192.169.0.1", "11.0.0.1",
+                         "203.0.113.7", "0.0.0.0"};
+    for (size_t i = 0; i < sizeof priv / sizeof *priv; i++)
+        assert_true(auth_private_addr(addr(priv[i], 1).sin_addr.s_addr));
+    for (size_t i = 0; i < sizeof pub / sizeof *pub; i++)
+        assert_false(auth_private_addr(addr(pub[i], 1).sin_addr.s_addr));
+    auth_net nets[2];
+    assert_int_equal(auth_parse_cidr("10.1.0.0/16", &nets[0]), 0);
+    assert_int_equal(auth_parse_cidr("192.0.2.7", &nets[1]), 0);
+    assert_true(auth_in_nets(nets, 2, addr("10.1.200.3", 1).sin_addr.s_addr));
+    assert_false(auth_in_nets(nets, 2, addr("10.2.0.1", 1).sin_addr.s_addr));
+    assert_true(auth_in_nets(nets, 2, addr("192.0.2.7", 1).sin_addr.s_addr));
+    assert_false(auth_in_nets(nets, 2, addr("192.0.2.8", 1).sin_addr.s_addr));
+    auth_net all;
+    assert_int_equal(auth_parse_cidr("0.0.0.0/0", &all), 0);
+    assert_true(auth_in_nets(&all, 1, addr("8.8.8.8", 1).sin_addr.s_addr));
+    const char *bad[] = {"", "10.0.0.0/33", "10.0.0/8", "10.0.0.0/", "x/8", "10.0.0.0/8x"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(auth_parse_cidr(bad[i], &all), -1);
+}
+
+/* ---- a node's trust boundary ------------------------------------------- */
+
+static node *n;
+
+static node *keyed_node(const auth_keys *k) {
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    cfg.keys = k;
+    return fake_node(&cfg, 7000, 1 << 20);
+}
+
+static int teardown(void **state) {
+    (void)state;
+    if (n) fake_node_free(n);
+    n = NULL;
+    return 0;
+}
+
+/* A ping from `who` (its own entry), sealed with k unless k is NULL, sent
+ * at wall-clock ms `sent`. Returns the datagram's length. */
+static size_t ping(uint8_t *buf, size_t cap, const struct sockaddr_in *who, const auth_keys *k,
+                   uint64_t sent) {
+    Peer p = PEER__INIT;
+    Member me = MEMBER__INIT;
+    me.ip = who->sin_addr.s_addr;
+    me.port = ntohs(who->sin_port);
+    me.incarnation = WALL0 - 5000;
+    me.heartbeat = 1;
+    p.type = PEER_GOSSIP;
+    p.flags = PEER_GOSSIP_PROBE;
+    p.from = &me;
+    uint8_t id[WIRE_ID_LEN] = {7};
+    size_t len = wire_pack(buf, cap - AUTH_SEAL_LEN, id, sizeof id, &p.base, WIRE_KIND_PEER);
+    assert_true(len > 0);
+    return k ? auth_seal(k, buf, len, cap, sent) : len;
+}
+
+static bool knows(const struct sockaddr_in *who) {
+    return members_find(n->members, who->sin_addr.s_addr, ntohs(who->sin_port)) > 0;
+}
+
+/* With a key, a node takes node-to-node messages sealed with it (and sent
+ * within the clock bound) and drops every other. */
+static void test_keyed_node_takes_only_sealed_messages(void **state) {
+    (void)state;
+    fake_reset(1000, WALL0);
+    fill_key(&key_a, 1);
+    fill_key(&key_b, 2);
+    assert_non_null(n = keyed_node(&key_a));
+    uint8_t buf[1024];
+    struct sockaddr_in m1 = addr("10.0.0.2", 7000), m2 = addr("10.0.0.3", 7000),
+                       m3 = addr("10.0.0.4", 7000), m4 = addr("10.0.0.5", 7000),
+                       m5 = addr("8.8.8.8", 7000);
+    node_receive(n, &m1, buf, ping(buf, sizeof buf, &m1, NULL, 0));
+    assert_false(knows(&m1));
+    node_receive(n, &m2, buf, ping(buf, sizeof buf, &m2, &key_b, WALL0));
+    assert_false(knows(&m2));
+    node_receive(n, &m3, buf, ping(buf, sizeof buf, &m3, &key_a, WALL0 - WIRE_MAX_AHEAD_MS - 1));
+    node_receive(n, &m3, buf, ping(buf, sizeof buf, &m3, &key_a, WALL0 + WIRE_MAX_AHEAD_MS + 1));
+    assert_false(knows(&m3));
+    assert_int_equal(n->stats.dropped_unsealed, 2);
+    assert_int_equal(n->stats.dropped_clock, 2);
+    node_flush(n);
+    assert_int_equal(fake.nsent, 0); /* not even an ack */
+    /* sealed with the key, within the bound, from anywhere: a member */
+    node_receive(n, &m4, buf, ping(buf, sizeof buf, &m4, &key_a, WALL0 + 20000));
+    node_receive(n, &m5, buf, ping(buf, sizeof buf, &m5, &key_a, WALL0 - 20000));
+    assert_true(knows(&m4));
+    assert_true(knows(&m5));
+    node_flush(n);
+    assert_int_equal(fake.nsent, 2); /* the acks, sealed */
+    uint64_t sent;
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(auth_open(&key_a, fake.sent[i].buf, fake.sent[i].len, &sent), 1);
+        assert_true(sent == WALL0);
+    }
+    /* client requests need no seal */
+    uint8_t id[WIRE_ID_LEN] = {3};
+    size_t len = wire_request(buf, sizeof buf, id, WIRE_IS_ALIVE, NULL, 0, NULL, 0, 0);
+    node_receive(n, &m1, buf, len);
+    assert_int_equal(fake.nsent, 3);
+    assert_int_equal(auth_open(&key_a, fake.sent[2].buf, fake.sent[2].len, &sent), 0);
+}
+
+/* Without a key, node-to-node messages come only from loopback and
+ * private addresses. */
+static void test_keyless_node_takes_peers_from_private_addresses_only(void **state) {
+    (void)state;
+    fake_reset(1000, WALL0);
+    assert_non_null(n = keyed_node(NULL));
+    uint8_t buf[1024];
+    struct sockaddr_in pub = addr("203.0.113.7", 7000), priv = addr("192.168.5.5", 7000);
+    node_receive(n, &pub, buf, ping(buf, sizeof buf, &pub, NULL, 0));
+    assert_false(knows(&pub));
+    assert_int_equal(n->stats.dropped_outsider, 1);
+    node_receive(n, &priv, buf, ping(buf, sizeof buf, &priv, NULL, 0));
+    assert_true(knows(&priv));
+}
+
+/* GOSSIP messages among the datagrams sent from the from-th on. */
+static size_t gossip_sent(size_t from) {
+    size_t k = 0;
+    wire_arena *a = wire_arena_new();
+    for (size_t i = from; i < fake.nsent && i < FAKE_SENT_KEEP; i++) {
+        wire_frame f;
+        wire_reset(a);
+        if (wire_unpack_msg(a, fake.sent[i].buf, fake.sent[i].len, &f) != 0) continue;
+        Peer *p = f.kind == WIRE_KIND_PEER ? wire_unpack_peer(a, f.payload, f.plen) : NULL;
+        k += p && p->type == PEER_GOSSIP;
+    }
+    wire_arena_free(a);
+    return k;
+}
+
+/* A debug message (pause gossip) is obeyed only sealed with the key. */
+static void test_debug_needs_the_key(void **state) {
+    (void)state;
+    Peer p = PEER__INIT;
+    p.type = PEER_DEBUG;
+    p.flags = PEER_DEBUG_PAUSE_GOSSIP;
+    p.bucket = 60000;
+    uint8_t id[WIRE_ID_LEN] = {5}, buf[256];
+    struct sockaddr_in from = addr("127.0.0.1", 9999);
+    for (int keyed = 0; keyed < 2; keyed++) {
+        fake_reset(1000, WALL0);
+        fill_key(&key_a, 1);
+        assert_non_null(n = keyed_node(keyed ? &key_a : NULL));
+        size_t len = wire_pack(buf, sizeof buf - AUTH_SEAL_LEN, id, sizeof id, &p.base,
+                               WIRE_KIND_PEER);
+        if (keyed) len = auth_seal(&key_a, buf, len, sizeof buf, WALL0);
+        node_tick(n);
+        node_receive(n, &from, buf, len);
+        /* a paused node sends no probe for a while: count what it sends to a seed */
+        ring_node seed = {.ip = addr("127.0.0.2", 7000).sin_addr.s_addr, .port = 7000};
+        assert_int_equal(node_add_seeds(n, &seed, 1), 0);
+        size_t before = fake.nsent;
+        for (int t = 0; t < 20; t++) {
+            fake.clock_ms += 100;
+            node_tick(n);
+        }
+        if (keyed) assert_int_equal(gossip_sent(before), 0); /* paused */
+        else assert_true(gossip_sent(before) > 0);           /* not */
+        teardown(NULL);
+    }
+}
+
+/* SHUTDOWN and WIPEOUT only from --admin-from (default: loopback, and the
+ * hosts of members). */
+static void test_admin_commands_from_admin_addresses_only(void **state) {
+    (void)state;
+    fake_reset(1000, WALL0);
+    assert_non_null(n = keyed_node(NULL));
+    uint8_t buf[256], id[WIRE_ID_LEN] = {1};
+    struct sockaddr_in far = addr("192.168.7.7", 5000), lo = addr("127.0.0.1", 5000),
+                       peer = addr("192.168.7.8", 7000), member_cli = addr("192.168.7.8", 5555);
+    size_t len = wire_request(buf, sizeof buf, id, WIRE_SHUTDOWN, NULL, 0, NULL, 0, 0);
+    node_receive(n, &far, buf, len);
+    assert_int_equal(fake.stops, 0);
+    assert_int_equal(n->stats.refused_admin, 1);
+    id[0] = 2;
+    len = wire_request(buf, sizeof buf, id, WIRE_WIPEOUT, NULL, 0, NULL, 0, 0);
+    node_receive(n, &far, buf, len);
+    assert_int_equal(n->stats.refused_admin, 2);
+    wire_arena *a = wire_arena_new();
+    wire_frame f;
+    assert_int_equal(wire_unpack_msg(a, fake.sent[fake.nsent - 1].buf,
+                                     fake.sent[fake.nsent - 1].len, &f), 0);
+    assert_int_equal(wire_unpack_response(a, f.payload, f.plen)->errcode, WIRE_EUNKNOWN);
+    wire_arena_free(a);
+    /* from a member's host */
+    uint8_t pbuf[1024];
+    node_receive(n, &peer, pbuf, ping(pbuf, sizeof pbuf, &peer, NULL, 0));
+    id[0] = 3;
+    len = wire_request(buf, sizeof buf, id, WIRE_SHUTDOWN, NULL, 0, NULL, 0, 0);
+    node_receive(n, &member_cli, buf, len);
+    assert_int_equal(fake.stops, 1);
+    id[0] = 4;
+    len = wire_request(buf, sizeof buf, id, WIRE_SHUTDOWN, NULL, 0, NULL, 0, 0);
+    node_receive(n, &lo, buf, len);
+    assert_int_equal(fake.stops, 2);
+    teardown(NULL);
+
+    /* --admin-from 192.168.7.7 replaces the defaults */
+    auth_net net;
+    assert_int_equal(auth_parse_cidr("192.168.7.7/32", &net), 0);
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    cfg.admin_nets = &net;
+    cfg.admin_nets_n = 1;
+    fake_reset(1000, WALL0);
+    assert_non_null(n = fake_node(&cfg, 7000, 1 << 20));
+    id[0] = 5;
+    len = wire_request(buf, sizeof buf, id, WIRE_SHUTDOWN, NULL, 0, NULL, 0, 0);
+    node_receive(n, &lo, buf, len);
+    assert_int_equal(fake.stops, 0);
+    id[0] = 6;
+    len = wire_request(buf, sizeof buf, id, WIRE_SHUTDOWN, NULL, 0, NULL, 0, 0);
+    node_receive(n, &far, buf, len);
+    assert_int_equal(fake.stops, 1);
+}
+
+/* A forged forward (a node-to-node message naming a client) gets no reply
+ * to that client unless it is sealed. */
+static void test_forged_forward_reflects_nothing(void **state) {
+    (void)state;
+    fake_reset(1000, WALL0);
+    fill_key(&key_a, 1);
+    assert_non_null(n = keyed_node(&key_a));
+    uint8_t req[256], buf[512], id[WIRE_ID_LEN] = {9};
+    size_t rl = wire_request(req, sizeof req, id, WIRE_GET_MEMBERSHIP_LIST, NULL, 0, NULL, 0, 0);
+    wire_arena *a = wire_arena_new();
+    wire_frame f;
+    assert_int_equal(wire_unpack_msg(a, req, rl, &f), 0);
+    Peer p = PEER__INIT;
+    p.type = PEER_FORWARD;
+    p.client_ip = addr("198.51.100.1", 1).sin_addr.s_addr;
+    p.client_port = 53;
+    p.request.data = (uint8_t *)f.payload;
+    p.request.len = f.plen;
+    struct sockaddr_in from = addr("10.0.0.9", 7000);
+    size_t len = wire_pack(buf, sizeof buf - AUTH_SEAL_LEN, id, sizeof id, &p.base, WIRE_KIND_PEER);
+    node_receive(n, &from, buf, len);
+    node_flush(n);
+    assert_int_equal(fake.nsent, 0);
+    len = auth_seal(&key_a, buf, len, sizeof buf, WALL0);
+    node_receive(n, &from, buf, len);
+    node_flush(n);
+    assert_int_equal(fake.nsent, 1); /* a member's forward is served */
+    assert_int_equal(ntohs(fake.sent[0].to.sin_port), 53);
+    wire_arena_free(a);
+}
+
+#define T(f) cmocka_unit_test_teardown(f, teardown)
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_seal_opens_only_under_its_key),
+        cmocka_unit_test(test_key_files),
+        cmocka_unit_test(test_addresses),
+        T(test_keyed_node_takes_only_sealed_messages),
+        T(test_keyless_node_takes_peers_from_private_addresses_only),
+        T(test_debug_needs_the_key),
+        T(test_admin_commands_from_admin_addresses_only),
+        T(test_forged_forward_reflects_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
