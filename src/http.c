@@ -275,6 +275,15 @@ static void page_metrics(const http_server *s, sbuf *b) {
               (unsigned long long)st->dropped_malformed);
     sb_printf(b, "dht_dropped_total{reason=\"stale\"} %llu\n",
               (unsigned long long)st->dropped_stale);
+    sb_printf(b, "dht_dropped_total{reason=\"unsealed\"} %llu\n",
+              (unsigned long long)st->dropped_unsealed);
+    sb_printf(b, "dht_dropped_total{reason=\"clock\"} %llu\n",
+              (unsigned long long)st->dropped_clock);
+    sb_printf(b, "dht_dropped_total{reason=\"outsider\"} %llu\n",
+              (unsigned long long)st->dropped_outsider);
+    metric(b, "dht_refused_admin_total", "counter",
+           "SHUTDOWN and WIPEOUT refused: the sender is outside --admin-from.");
+    sb_printf(b, "dht_refused_admin_total %llu\n", (unsigned long long)st->refused_admin);
 
     metric(b, "dht_cache_hits_total", "counter",
            "Client requests answered or absorbed by the reply cache.");

@@ -15,6 +15,7 @@ more sealed with the key (it must then work, so the test can fail).
 Run: DHT_BIN=build PYTHONPATH=tests/lib python3 tests/blackbox/test_trust.py
 """
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -59,7 +60,9 @@ def members_of(c, i):
 
 def cluster():
     if "c" not in S:
-        c = dht.Cluster(3, extra_args=lambda i: ["--admin-from", "10.0.0.0/8"] if i == 2 else [])
+        S["http"] = dht.free_tcp_ports(1)[0]
+        args = {0: ["--http-port", S["http"]], 2: ["--admin-from", "10.0.0.0/8"]}
+        c = dht.Cluster(3, extra_args=lambda i: args.get(i, []))
         c.start()
         c.wait_ready(timeout=15)
         c.wait_counts(3, 15)
@@ -172,6 +175,15 @@ def test_shutdown_from_outside_admin_from_is_refused():
         assert cl.alive(), "node 2 stopped answering"
     with open(c.log_path(2), "rb") as f:
         assert b"refused SHUTDOWN" in f.read(), "the refusal is not in node 2's log"
+
+
+def test_drops_are_counted():
+    cluster()
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % S["http"], timeout=5) as r:
+        text = r.read().decode()
+    m = re.search(r'^dht_dropped_total\{reason="unsealed"\} (\d+)$', text, re.M)
+    assert m and int(m.group(1)) > 0, "no unsealed datagrams counted in /metrics"
 
 
 def teardown():
