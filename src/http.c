@@ -281,6 +281,16 @@ static void page_metrics(const http_server *s, sbuf *b) {
               (unsigned long long)st->dropped_clock);
     sb_printf(b, "dht_dropped_total{reason=\"outsider\"} %llu\n",
               (unsigned long long)st->dropped_outsider);
+    metric(b, "dht_overload_total", "counter",
+           "Client requests answered SYSTEM_OVERLOAD, by reason: too many operations in flight, "
+           "the loop running late, live replicas too slow to answer in time.");
+    static const char *why[] = {"inflight", "lag", "slow"};
+    for (size_t i = 0; i < 3; i++)
+        sb_printf(b, "dht_overload_total{reason=\"%s\"} %llu\n", why[i],
+                  (unsigned long long)st->overload[i]);
+    metric(b, "dht_refused_minority_total", "counter",
+           "Writes refused because this node saw most of the cluster die recently (a minority side).");
+    sb_printf(b, "dht_refused_minority_total %llu\n", (unsigned long long)st->refused_minority);
     metric(b, "dht_refused_admin_total", "counter",
            "SHUTDOWN and WIPEOUT refused: the sender is outside --admin-from.");
     sb_printf(b, "dht_refused_admin_total %llu\n", (unsigned long long)st->refused_admin);

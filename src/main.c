@@ -36,7 +36,15 @@ static void usage(FILE *f) {
         "                         (1000; longer past 100 members: x1.5 at 1,000)\n"
         "  --forget-ms MS         a member dead this long is forgotten (3600000)\n"
         "  --suspect-ms A --dead-ms B   older flags: suspicion of B - A ms\n"
-        "  --request-timeout MS   coordinator's wait for replicas (400)\n"
+        "  --request-timeout MS   coordinator's wait for replicas (400); live but slow\n"
+        "                         replicas are waited for up to 5 times as long\n"
+        "  --max-inflight N       client operations coordinated at once; past it\n"
+        "                         clients get SYSTEM_OVERLOAD (2048)\n"
+        "  --max-lag-ms MS        loop lag past which new client operations get\n"
+        "                         SYSTEM_OVERLOAD (250; 0: never)\n"
+        "  --majority-ms MS       with W + R > N, refuse writes while fewer members\n"
+        "                         are alive than died within MS (a minority side of a\n"
+        "                         partition) (60000; 0: never)\n"
         "  --sync-ms MS           anti-entropy period (2000)\n"
         "  --cache-ms MS          reply cache lifetime, at-most-once window (5000)\n"
         "  --resp-port PORT       also speak Redis RESP2 on this TCP port\n"
@@ -90,7 +98,7 @@ static int is_number(const char *s) {
 enum {
     OPT_BIND = 256, OPT_ADVERTISE, OPT_MAXMEM, OPT_DATADIR, OPT_REPLICAS, OPT_W, OPT_R, OPT_VNODES,
     OPT_GOSSIP, OPT_FANOUT, OPT_SUSPICION, OPT_FORGET, OPT_SUSPECT, OPT_DEAD, OPT_TIMEOUT, OPT_SYNC, OPT_CACHE, OPT_RESP, OPT_HTTP, OPT_QUIET,
-    OPT_KEYFILE, OPT_ADMIN
+    OPT_KEYFILE, OPT_ADMIN, OPT_INFLIGHT, OPT_LAG, OPT_MAJORITY
 };
 
 #define MAX_ADMIN_NETS 16
@@ -121,6 +129,9 @@ int main(int argc, char **argv) {
         {"quiet", no_argument, 0, OPT_QUIET},
         {"cluster-key-file", required_argument, 0, OPT_KEYFILE},
         {"admin-from", required_argument, 0, OPT_ADMIN},
+        {"max-inflight", required_argument, 0, OPT_INFLIGHT},
+        {"max-lag-ms", required_argument, 0, OPT_LAG},
+        {"majority-ms", required_argument, 0, OPT_MAJORITY},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -156,6 +167,9 @@ int main(int argc, char **argv) {
             break;
         UINT_OPT(OPT_TIMEOUT, "--request-timeout", request_timeout_ms, 8, 60000)
         UINT_OPT(OPT_SYNC, "--sync-ms", sync_ms, 10, 3600000)
+        UINT_OPT(OPT_INFLIGHT, "--max-inflight", max_inflight, 1, 60000)
+        UINT_OPT(OPT_LAG, "--max-lag-ms", max_lag_ms, 0, 600000)
+        UINT_OPT(OPT_MAJORITY, "--majority-ms", majority_ms, 0, 86400000)
         UINT_OPT(OPT_CACHE, "--cache-ms", cache_ms, 0, 3600000)
         UINT_OPT(OPT_RESP, "--resp-port", resp_port, 1, 65535)
         UINT_OPT(OPT_HTTP, "--http-port", http_port, 1, 65535)

@@ -63,6 +63,8 @@ struct members {
     unsigned mismatches;  /* digests seen differing in a row */
     bool accused;         /* the message being read holds us suspect or dead */
     bool full_logged;     /* MEMBERS_MAX reached, said once */
+    bool majority;        /* members_majority's last answer, */
+    uint64_t majority_at; /* ... and when it was found */
 
     uint64_t next_probe, next_gossip;
     uint64_t last_tick, last_sync, last_sync_reply;
@@ -491,6 +493,7 @@ static void send_msg(members *m, const struct sockaddr_in *to, const uint8_t *id
     p.flags = flags | (m->lists[L_NEWS].n ? PEER_GOSSIP_BUSY : 0);
     p.digests = &digest;
     p.n_digests = 1;
+    p.stamp = m->n->hlc;
     if (target) {
         p.client_ip = target->ip;
         p.client_port = target->port;
@@ -520,6 +523,7 @@ static void send_full(members *m, const struct sockaddr_in *to, uint32_t flags) 
         p.members = ptrs;
         p.n_members = k;
         p.flags = flags | PEER_GOSSIP_SYNC | (i >= m->len ? PEER_GOSSIP_SYNC_END : 0);
+        p.stamp = m->n->hlc;
         node_send_peer(m->n, to, id, sizeof id, &p);
     } while (i < m->len);
 }
@@ -728,6 +732,8 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
     uint64_t now = node_now(m->n);
     if (now < m->paused_until) return;
     m->accused = false;
+    /* clocks: our stamps go above what the others stamped (node.h) */
+    if (p->stamp) node_stamp_seen(m->n, p->stamp);
     if (p->from) merge_one(m, p->from);
     for (size_t i = 0; i < p->n_members; i++) merge_one(m, p->members[i]);
     uint64_t seq = id_seq(id, idlen);
@@ -831,6 +837,21 @@ static void ping_dead(members *m) {
         send_msg(m, &m->v[i].addr, id, PEER_GOSSIP_PROBE, &m->v[i], NULL);
         return;
     }
+}
+
+bool members_majority(members *m) {
+    uint64_t now = node_now(m->n), window = m->n->cfg.majority_ms;
+    if (!window) return true;
+    if (m->majority_at && now - m->majority_at < 50) return m->majority;
+    m->majority_at = now ? now : 1;
+    size_t live = ring_size(m->ring), recent = 0;
+    idxlist *D = &m->lists[L_DEAD];
+    for (size_t k = 0; k < D->n; k++) {
+        const member *e = &m->v[D->v[k]];
+        uint64_t died = e->deadline - m->n->cfg.forget_ms; /* deadline: gone then */
+        recent += e->state == MEMBER_DEAD && died + window > now;
+    }
+    return m->majority = 2 * live > live + recent;
 }
 
 uint64_t members_tick(members *m, uint64_t now) {

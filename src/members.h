@@ -110,6 +110,13 @@ unsigned members_health(const members *m); /* local health multiplier, 0 best */
 /* Index of the known (not gone) member at ip:port, or -1. Constant time. */
 long members_find(const members *m, uint32_t ip, uint16_t port);
 
+/* True when this node sees most of the cluster alive: more live members
+ * (itself included) than members that died within cfg.majority_ms. A node
+ * cut off with a minority sees the others die together; members long dead
+ * (crashed, not partitioned away) no longer count. Found at most every
+ * 50 ms. Always true with majority_ms 0. */
+bool members_majority(members *m);
+
 /* True when a live member other than this node runs at ip. Linear time. */
 bool members_has_host(const members *m, uint32_t ip);
 

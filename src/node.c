@@ -13,7 +13,6 @@
 #include "ring.h"
 #include "wire.h"
 
-#define OVERLOAD_WAIT_MS 50
 #define CACHE_EXPIRE_MS 50
 
 void node_defaults(node_config *cfg) {
@@ -29,6 +28,9 @@ void node_defaults(node_config *cfg) {
     cfg->suspicion_ms = 1000;
     cfg->forget_ms = 3600 * 1000;
     cfg->request_timeout_ms = 400;
+    cfg->max_inflight = 2048;
+    cfg->max_lag_ms = 250;
+    cfg->majority_ms = 60000;
     cfg->sync_ms = 2000;
     cfg->cache_ms = 5000;
     cfg->cache_bytes = 256u << 20;
@@ -100,6 +102,19 @@ int node_send_peer(node *n, const struct sockaddr_in *to, const uint8_t *id,
     return node_send_sealed(n, to, out, len);
 }
 
+/* ---- admission -------------------------------------------------------- */
+
+uint32_t node_overload_wait_ms(const node *n) {
+    uint32_t w = repl_overload_wait_ms(n->repl, n) + n->lag_ewma16 / 16;
+    return w > 2000 ? 2000 : w;
+}
+
+bool node_lagging(node *n) {
+    if (!n->cfg.max_lag_ms || n->lag_ewma16 / 16 < n->cfg.max_lag_ms) return false;
+    n->stats.overload[NODE_OVERLOAD_LAG]++;
+    return true;
+}
+
 /* ---- client requests -------------------------------------------------- */
 
 /* A node is ticked at least every CACHE_EXPIRE_MS: a gap of NODE_STALL_MS
@@ -127,12 +142,19 @@ static void reply_err(node *n, const uint8_t *id, size_t idlen,
                       const struct sockaddr_in *to, uint32_t err, bool remember) {
     KVResponse r = KVRESPONSE__INIT;
     r.errcode = err;
-    if (err == WIRE_EOVERLOAD) r.overloadwaittime = OVERLOAD_WAIT_MS;
+    if (err == WIRE_EOVERLOAD) r.overloadwaittime = (int32_t)node_overload_wait_ms(n);
     reply(n, id, idlen, to, &r, remember);
 }
 
-/* Completion of a coordinated operation for a UDP client. */
+/* Completion of a coordinated operation for a UDP client. An OVERLOAD
+ * (live replicas too slow) is not remembered: the client's retry of the
+ * same message ID runs the operation again. */
 static void udp_done(node *n, const repl_origin *o, const repl_result *res) {
+    if (res->err == WIRE_EOVERLOAD) {
+        cache_abort(n->cache, o->id, o->idlen);
+        reply_err(n, o->id, o->idlen, &o->addr, WIRE_EOVERLOAD, false);
+        return;
+    }
     KVResponse r = KVRESPONSE__INIT;
     r.errcode = res->err;
     r.value.data = (uint8_t *)res->val;
@@ -284,6 +306,10 @@ static void client_request(node *n, const uint8_t *id, size_t idlen,
             return;
         }
         forward(n, to, id, idlen, client, payload, plen);
+        return;
+    }
+    if (node_lagging(n)) {
+        reply_err(n, id, idlen, client, WIRE_EOVERLOAD, false);
         return;
     }
     repl_origin o;
@@ -469,10 +495,16 @@ uint64_t node_tick(node *n) {
     uint64_t now = node_now(n);
     check_stall(n, now);
     n->last_tick = now;
+    if (n->tick_due && now >= n->tick_due) { /* how late the loop came */
+        uint64_t lag = now - n->tick_due;
+        if (lag > 10000 || n->woke_at == now) lag = 0; /* a stall is no load */
+        n->lag_ewma16 = n->lag_ewma16 - (n->lag_ewma16 >> 4) + (uint32_t)lag;
+    }
     uint64_t next = UINT64_MAX, t;
     if (node_due(&n->cache_at, now, CACHE_EXPIRE_MS, &next)) cache_expire(n->cache, now);
     if ((t = members_tick(n->members, now)) < next) next = t;
     if ((t = repl_tick(n->repl, now)) < next) next = t;
     outbox_flush(n->outbox);
+    n->tick_due = next;
     return next;
 }

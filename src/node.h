@@ -55,6 +55,13 @@ typedef struct node_config {
                                    100 members) is a death */
     uint64_t forget_ms;         /* a member dead this long is forgotten */
     unsigned request_timeout_ms;/* a coordinator's wait for replicas */
+    unsigned max_inflight;      /* client operations coordinated at once; past
+                                   it clients are told SYSTEM_OVERLOAD */
+    unsigned max_lag_ms;        /* loop lag past which new client operations
+                                   are turned away (0: never) */
+    uint64_t majority_ms;       /* with W + R > N, writes are refused while this
+                                   node sees fewer live members than members
+                                   dead for less than this (0: never refused) */
     unsigned sync_ms;           /* anti-entropy period */
     uint64_t cache_ms;          /* reply cache TTL */
     size_t cache_bytes;
@@ -102,6 +109,8 @@ typedef struct node_stats {
     uint64_t dropped_clock;     /* sealed, but sent too far from our clock */
     uint64_t dropped_outsider;  /* no key: node-to-node from a public address */
     uint64_t refused_admin;     /* SHUTDOWN/WIPEOUT from outside --admin-from */
+    uint64_t refused_minority;  /* writes refused: no majority in sight */
+    uint64_t overload[3];       /* SYSTEM_OVERLOAD answers, by NODE_OVERLOAD_* */
     uint64_t cache_hits;
     uint64_t forwarded;
     uint64_t peer_msgs;
@@ -109,6 +118,9 @@ typedef struct node_stats {
     uint64_t lat_us[32];        /* coordinated latency, log2 buckets of us */
     uint64_t lat_sum_us;        /* total of the latencies counted in lat_us */
 } node_stats;
+
+/* Why a client was answered SYSTEM_OVERLOAD. */
+enum { NODE_OVERLOAD_INFLIGHT, NODE_OVERLOAD_LAG, NODE_OVERLOAD_SLOW };
 
 typedef struct node {
     node_config cfg;
@@ -128,6 +140,8 @@ typedef struct node {
     uint64_t cache_at;          /* next expiry of the reply cache */
     uint64_t last_tick;         /* monotonic ms of the last node_tick */
     uint64_t woke_at;           /* when node_tick found the node had stalled */
+    uint64_t tick_due;          /* when the last node_tick asked to be called */
+    uint32_t lag_ewma16;        /* how late ticks come, ms x 16 (smoothed) */
     uint64_t admin_logged;      /* monotonic ms of the last refusal logged */
     uint64_t clock_logged;      /* ... of the last clock-bound drop logged */
 } node;
@@ -179,6 +193,13 @@ static inline bool node_due(uint64_t *at, uint64_t now, uint64_t period, uint64_
     if (*at < *next) *next = *at;
     return due;
 }
+
+/* The overloadWaitTime for a client turned away now (ms). */
+uint32_t node_overload_wait_ms(const node *n);
+
+/* True (and counted) when the node's loop runs so late that new client
+ * operations are turned away (cfg.max_lag_ms). */
+bool node_lagging(node *n);
 
 /* Monotonic ms, from the environment. */
 uint64_t node_now(const node *n);

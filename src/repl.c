@@ -35,8 +35,10 @@ typedef struct op {
     uint8_t key[WIRE_MAX_KEY];
     size_t klen;
     uint64_t h;
-    uint64_t resend_at, deadline;
+    uint64_t deadline;
     size_t nt;                        /* targets */
+    uint64_t sent_at[MAX_TARGETS];    /* last send to each target (ms) */
+    uint8_t sends[MAX_TARGETS];       /* sends to each target in this generation */
     uint32_t t[MAX_TARGETS];
     uint32_t hint[MAX_TARGETS];       /* stand-ins: the replica they stand in for */
     uint8_t st[MAX_TARGETS];
@@ -77,6 +79,11 @@ struct repl {
     uint64_t sweep_at;                /* 0, or when re-replication is due */
     uint64_t sync_at, handoff_at;     /* next anti-entropy and hint rounds */
     size_t inflight;
+    /* per member slot: smoothed round trip of replica requests (ms x 8) and
+     * its mean deviation (ms x 4), as TCP keeps them (Jacobson/Karels) */
+    uint32_t *srtt8, *rttvar4;
+    size_t nrtt;
+    uint32_t lat_ewma16;              /* client ops' latency, ms x 16 */
     uint64_t *dig;                    /* digest table: [member][bucket] */
     size_t dig_cap, dig_members;
     uint64_t dig_epoch, dig_at;
@@ -317,7 +324,10 @@ static void answer(node *n, op *o, uint32_t err) {
         res.vlen = o->vlen;
         res.version = o->version;
     }
-    uint64_t us = (node_now(n) - o->origin.start_ms) * 1000;
+    uint64_t ms = node_now(n) - o->origin.start_ms, us = ms * 1000;
+    repl *r = n->repl;
+    if (ms > 60000) ms = 60000;
+    r->lat_ewma16 = r->lat_ewma16 - (r->lat_ewma16 >> 4) + (uint32_t)ms;
     n->stats.lat_sum_us += us;
     unsigned b = 0;
     while (us > 1 && b < 31) us >>= 1, b++;
@@ -344,8 +354,56 @@ static void send_read(node *n, op *o, size_t i) {
 }
 
 static void send_to(node *n, op *o, size_t i) {
+    o->sent_at[i] = node_now(n);
+    if (o->sends[i] < UINT8_MAX) o->sends[i]++;
     if (o->cmd == WIRE_GET) send_read(n, o, i);
     else send_write(n, o, i);
+}
+
+/* ---- round trips ------------------------------------------------------ */
+
+/* Takes a round-trip sample to member m (Karn: only of requests sent once). */
+static void rtt_sample(repl *r, uint32_t m, uint64_t sample_ms) {
+    if (m >= r->nrtt) {
+        size_t cap = r->nrtt ? r->nrtt : 64;
+        while (cap <= m) cap *= 2;
+        uint32_t *a = realloc(r->srtt8, cap * sizeof *a);
+        if (a) r->srtt8 = a;
+        uint32_t *b = realloc(r->rttvar4, cap * sizeof *b);
+        if (b) r->rttvar4 = b;
+        if (!a || !b) return;
+        memset(r->srtt8 + r->nrtt, 0, (cap - r->nrtt) * sizeof *a);
+        memset(r->rttvar4 + r->nrtt, 0, (cap - r->nrtt) * sizeof *b);
+        r->nrtt = cap;
+    }
+    uint32_t x = sample_ms > 60000 ? 60000 : (uint32_t)sample_ms;
+    if (!r->srtt8[m]) { /* first sample (a 0 ms one counts as 1/8 ms) */
+        r->srtt8[m] = x ? 8 * x : 1;
+        r->rttvar4[m] = 2 * x;
+        return;
+    }
+    int32_t err = (int32_t)x - (int32_t)(r->srtt8[m] >> 3);
+    r->srtt8[m] = (uint32_t)((int32_t)r->srtt8[m] + err) ? (uint32_t)((int32_t)r->srtt8[m] + err) : 1;
+    if (err < 0) err = -err;
+    r->rttvar4[m] = (uint32_t)((int32_t)r->rttvar4[m] + err - (int32_t)(r->rttvar4[m] >> 2));
+}
+
+/* How long after the sends-th send to member m a target is resent to: its
+ * smoothed round trip plus four deviations (TCP's RTO), never less than a
+ * quarter request timeout (loopback round trips are far below what a busy
+ * node takes to get to a datagram), at most a request timeout, doubled on
+ * each resend. A slow peer is resent to less often, not more. */
+static uint64_t rto_ms(const node *n, uint32_t m, unsigned sends) {
+    const repl *r = n->repl;
+    uint64_t tmo = n->cfg.request_timeout_ms, lo = tmo / 4 ? tmo / 4 : 1, rto = lo;
+    if (m < r->nrtt && r->srtt8[m]) rto = (r->srtt8[m] >> 3) + r->rttvar4[m];
+    if (rto < lo) rto = lo;
+    if (rto > tmo) rto = tmo;
+    return rto << (sends > 1 ? (sends - 1 < 4 ? sends - 1 : 4) : 0);
+}
+
+uint64_t repl_rtt_ms(const repl *r, uint32_t m) {
+    return m < r->nrtt ? r->srtt8[m] >> 3 : 0;
 }
 
 /* Sends the newest record to replicas that answered with an older one. */
@@ -417,7 +475,7 @@ static void restamp(node *n, op *o) {
     o->stamp = s;
     o->gen++;
     o->oks = o->replies = o->existed = o->fails = o->nospace = 0;
-    for (size_t i = 0; i < o->nt; i++) o->st[i] = T_WAIT;
+    for (size_t i = 0; i < o->nt; i++) o->st[i] = T_WAIT, o->sends[i] = 0;
     for (size_t i = 0; i < o->nt; i++)
         if (!self_index(o->t[i])) send_to(n, o, i);
     for (size_t i = 0; i < o->nt; i++)
@@ -502,11 +560,6 @@ static uint64_t tick_interval(const node *n) {
     return tmo / 8 ? tmo / 8 : 1;
 }
 
-static uint64_t resend_interval(const node *n) {
-    unsigned tmo = n->cfg.request_timeout_ms;
-    return tmo / 4 ? tmo / 4 : 1;
-}
-
 /* Allocates an operation on key, aimed at its N replicas, timed from now.
  * NULL when too many are in flight. */
 static op *op_start(node *n, uint32_t cmd, const uint8_t *key, size_t klen) {
@@ -518,17 +571,36 @@ static op *op_start(node *n, uint32_t cmd, const uint8_t *key, size_t klen) {
     o->h = ring_hash(key, klen);
     o->nt = members_pref(n->members, o->h, n->cfg.replicas, o->t);
     for (size_t i = 0; i < o->nt; i++) o->hint[i] = NO_HINT;
-    uint64_t now = node_now(n);
-    o->resend_at = now + resend_interval(n);
-    o->deadline = now + n->cfg.request_timeout_ms;
+    o->deadline = node_now(n) + n->cfg.request_timeout_ms;
     return o;
 }
 
 int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
                    const uint8_t *key, size_t klen, const uint8_t *val,
                    size_t vlen, int32_t version) {
+    /* admission: past max_inflight a client is told to come back later;
+     * replica traffic of the operations admitted is never refused */
+    if (n->repl->inflight >= n->cfg.max_inflight) {
+        n->stats.overload[NODE_OVERLOAD_INFLIGHT]++;
+        return -1;
+    }
     op *o = op_start(n, cmd, key, klen);
-    if (!o) return -1;
+    if (!o) {
+        n->stats.overload[NODE_OVERLOAD_INFLIGHT]++;
+        return -1;
+    }
+    /* A node cut off with a minority of the cluster takes no writes when
+     * the client asked for consistency (W + R > N): its view of the ring
+     * is not the others', and its clock may be behind theirs, so a write
+     * made here could lose to an older one made there. */
+    if (cmd != WIRE_GET && n->cfg.write_quorum + n->cfg.read_quorum > n->cfg.replicas &&
+        !members_majority(n->members)) {
+        n->stats.refused_minority++;
+        o->origin = *origin;
+        answer(n, o, WIRE_EINTERNAL);
+        op_free(n->repl, o);
+        return 0;
+    }
     o->origin = *origin;
     unsigned q = cmd == WIRE_GET ? n->cfg.read_quorum : n->cfg.write_quorum;
     /* A quorum is W (R) nodes, or the whole cluster when it has fewer members
@@ -591,19 +663,29 @@ static void add_standins(node *n, op *o) {
     }
 }
 
+/* Whether an operation's quorum can still be made by the replicas it waits
+ * for that are alive (or, with `suspects`, not dead either). */
+static bool quorum_possible(node *n, const op *o, bool suspects) {
+    unsigned could = o->cmd == WIRE_GET ? o->replies : o->oks;
+    for (size_t i = 0; i < o->nt; i++) {
+        int st = members_at(n->members, o->t[i])->state;
+        if (o->st[i] == T_WAIT && o->hint[i] == NO_HINT &&
+            (st == MEMBER_ALIVE || (suspects && st == MEMBER_SUSPECT)))
+            could++;
+    }
+    return could >= o->need;
+}
+
 /* Whether an unanswered client operation past its deadline should wait
  * longer: the targets it still waits for are alive (not suspected), enough
  * of them to make its quorum, and it has not waited OP_MAX_WAITS deadlines
- * yet. A slow replica is not a failed one. */
+ * yet. A slow replica is not a failed one. (Waiting on suspects too let a
+ * write be acknowledged seconds late, after a partition healed, with an
+ * older stamp than a replica it could not hear held: seed 19 lost it.) */
 static bool may_wait(node *n, const op *o, uint64_t now) {
     if (o->clean_stamp || now - o->origin.start_ms >= OP_MAX_WAITS * n->cfg.request_timeout_ms)
         return false;
-    unsigned could = o->cmd == WIRE_GET ? o->replies : o->oks;
-    for (size_t i = 0; i < o->nt; i++)
-        if (o->st[i] == T_WAIT && o->hint[i] == NO_HINT &&
-            members_at(n->members, o->t[i])->state == MEMBER_ALIVE)
-            could++;
-    return could >= o->need;
+    return quorum_possible(n, o, false);
 }
 
 /* Answers or ends operations past their deadline; resends to silent
@@ -623,19 +705,31 @@ static void ops_round(node *n, uint64_t now) {
                     answer(n, o, o->found && !o->tomb ? WIRE_OK : WIRE_ENOKEY);
                 else if (o->cmd == WIRE_REMOVE && o->oks >= o->need)
                     answer(n, o, o->existed ? WIRE_OK : WIRE_ENOKEY);
-                else
+                else if (!o->clean_stamp && quorum_possible(n, o, true)) {
+                    /* live replicas too slow to answer: the cluster is busy,
+                     * not broken; the client retries after a wait */
+                    n->stats.overload[NODE_OVERLOAD_SLOW]++;
+                    answer(n, o, WIRE_EOVERLOAD);
+                } else
                     answer(n, o, WIRE_EINTERNAL);
             }
             if (o->cmd == WIRE_GET) read_repair(n, o);
             op_free(r, o);
             continue;
         }
-        if (now >= o->resend_at) {
-            o->resend_at = now + resend_interval(n);
+        /* resend to targets silent past their round-trip timeout (adding
+         * stand-ins for silent replicas the first time) */
+        bool due = false;
+        for (size_t i = 0; i < o->nt && !due; i++)
+            due = o->st[i] == T_WAIT && !self_index(o->t[i]) &&
+                  now >= o->sent_at[i] + rto_ms(n, o->t[i], o->sends[i]);
+        if (due) {
             size_t nt = o->nt;
             if (!o->standins) add_standins(n, o);
             for (size_t i = 0; i < nt && o->used; i++)
-                if (o->st[i] == T_WAIT && !self_index(o->t[i])) send_to(n, o, i);
+                if (o->st[i] == T_WAIT && !self_index(o->t[i]) &&
+                    now >= o->sent_at[i] + rto_ms(n, o->t[i], o->sends[i]))
+                    send_to(n, o, i);
             if (o->used && o->nt != nt) progress(n, o);
         }
     }
@@ -657,6 +751,14 @@ int repl_is_replica(node *n, const uint8_t *key, size_t klen, uint32_t *owner) {
 }
 
 size_t repl_inflight(const repl *r) { return r->inflight; }
+
+uint32_t repl_overload_wait_ms(const repl *r, const node *n) {
+    /* about the time the operations in flight take to drain: the recent
+     * latency, scaled by how full the node is */
+    uint64_t lat = r->lat_ewma16 / 16 + 1, limit = n->cfg.max_inflight ? n->cfg.max_inflight : 1;
+    uint64_t w = lat * (r->inflight + limit) / limit;
+    return w < 10 ? 10 : w > 2000 ? 2000 : (uint32_t)w;
+}
 
 /* ---- replica side ----------------------------------------------------- */
 
@@ -707,6 +809,8 @@ static void on_ack(node *n, const uint8_t *id, size_t idlen, const Peer *p,
     if (!o) return; /* late: the op is over */
     long i = target_of(o, n, from);
     if (i < 0) return;
+    if (o->sends[i] == 1 && o->st[i] == T_WAIT)
+        rtt_sample(n->repl, o->t[i], node_now(n) - o->sent_at[i]);
     if (p->type == PEER_WRITE_ACK) {
         if (o->cmd == WIRE_GET) return;
         write_reply(n, o, (size_t)i, p->err, p->stamp);
@@ -1091,6 +1195,8 @@ void repl_free(repl *r) {
     ring_free(r->swept);
     free(r->swept_map);
     free(r->swept_inc);
+    free(r->srtt8);
+    free(r->rttvar4);
     free(r);
 }
 

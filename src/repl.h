@@ -94,4 +94,11 @@ void repl_membership_changed(node *n);
 /* In-flight operation count (metrics). */
 size_t repl_inflight(const repl *r);
 
+/* The overloadWaitTime to tell a client turned away (ms): about the time
+ * the operations in flight take to drain. */
+uint32_t repl_overload_wait_ms(const repl *r, const node *n);
+
+/* Smoothed round trip of replica requests to member m (ms; 0: none yet). */
+uint64_t repl_rtt_ms(const repl *r, uint32_t m);
+
 #endif

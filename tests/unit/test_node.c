@@ -9,7 +9,9 @@
 #include <cmocka.h>
 
 #include "fake_env.h"
+#include "members.h"
 #include "node.h"
+#include "repl.h"
 #include "wire.h"
 
 static node *n;
@@ -119,6 +121,137 @@ static void test_incarnation_above_the_last_life(void **state) {
     fake_node_free(m);
 }
 
+/* A node with one peer that is alive (gossip is too slow to suspect it in
+ * these tests) but never answers: a busy replica. N=2, W=2. */
+static node *busy_pair(unsigned max_inflight) {
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    cfg.replicas = 2;
+    cfg.gossip_ms = 60000;
+    cfg.max_inflight = max_inflight;
+    node *m = fake_node(&cfg, 7001, 1 << 20);
+    assert_non_null(m);
+    ring_node peer = {.ip = htonl(0x7f000002), .port = 7000};
+    assert_int_equal(node_add_seeds(m, &peer, 1), 0);
+    return m;
+}
+
+/* The reply to a client (kind 0) among the datagrams sent from the from-th
+ * on, decoded into a; NULL when there is none. */
+static KVResponse *client_reply(wire_arena *a, size_t from) {
+    for (size_t i = from; i < fake.nsent; i++) {
+        wire_frame f;
+        if (wire_unpack_msg(a, fake.sent[i].buf, fake.sent[i].len, &f) == 0 &&
+            f.kind == WIRE_KIND_CLIENT)
+            return wire_unpack_response(a, f.payload, f.plen);
+    }
+    return NULL;
+}
+
+/* Live replicas too slow for a write's deadline: the client is told
+ * SYSTEM_OVERLOAD with a wait, not INTERNAL_FAILURE, and the answer is not
+ * remembered: a retry of the same message ID runs the write again. */
+static void test_slow_replica_answers_overload_not_failure(void **state) {
+    (void)state;
+    node *m = busy_pair(64);
+    uint8_t buf[256];
+    struct sockaddr_in from = {.sin_family = AF_INET, .sin_port = htons(5000),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    size_t len = request(buf, WIRE_PUT, "k", "v");
+    node_receive(m, &from, buf, len);
+    wire_arena *a = wire_arena_new();
+    size_t mark = fake.nsent;
+    KVResponse *r = NULL;
+    for (int t = 0; t < 60 && !r; t++) {
+        fake.clock_ms += 50;
+        node_tick(m);
+        r = client_reply(a, mark);
+    }
+    assert_non_null(r);
+    assert_int_equal(r->errcode, WIRE_EOVERLOAD);
+    assert_true(r->overloadwaittime > 0);
+    assert_int_equal(m->stats.overload[NODE_OVERLOAD_SLOW], 1);
+    /* the retry is not answered from the reply cache: it runs again */
+    size_t before = fake.nsent;
+    node_receive(m, &from, buf, len);
+    node_flush(m);
+    wire_reset(a);
+    assert_null(client_reply(a, before));
+    assert_true(fake.nsent > before); /* the write goes to the replica again */
+    wire_arena_free(a);
+    fake_node_free(m);
+}
+
+/* Past max_inflight operations, a client is turned away at once with
+ * SYSTEM_OVERLOAD and a wait; the operations admitted go on. */
+static void test_admission_bounds_operations_in_flight(void **state) {
+    (void)state;
+    node *m = busy_pair(2);
+    uint8_t buf[256];
+    struct sockaddr_in from = {.sin_family = AF_INET, .sin_port = htons(5000),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    wire_arena *a = wire_arena_new();
+    for (uint8_t i = 0; i < 3; i++) {
+        uint8_t id[WIRE_ID_LEN] = {i + 1};
+        size_t len = wire_request(buf, sizeof buf, id, WIRE_PUT, "k", 1, "v", 1, 0);
+        size_t before = fake.nsent;
+        node_receive(m, &from, buf, len);
+        wire_reset(a);
+        KVResponse *r = client_reply(a, before);
+        if (i < 2) {
+            assert_null(r); /* admitted: waiting for the replica */
+        } else {
+            assert_non_null(r);
+            assert_int_equal(r->errcode, WIRE_EOVERLOAD);
+            assert_true(r->overloadwaittime >= 10);
+        }
+    }
+    assert_int_equal(repl_inflight(m->repl), 2);
+    assert_int_equal(m->stats.overload[NODE_OVERLOAD_INFLIGHT], 1);
+    wire_arena_free(a);
+    fake_node_free(m);
+}
+
+/* A node that saw most of the cluster die together (it is on the minority
+ * side of a partition) refuses writes at once, while those deaths are
+ * recent; reads still run. */
+static void test_minority_refuses_writes(void **state) {
+    (void)state;
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    cfg.majority_ms = 5000;
+    node *m = fake_node(&cfg, 7001, 1 << 20);
+    assert_non_null(m);
+    ring_node peers[4];
+    for (uint32_t i = 0; i < 4; i++) peers[i] = (ring_node){.ip = htonl(0x7f000002 + i), .port = 7000};
+    assert_int_equal(node_add_seeds(m, peers, 4), 0);
+    for (int t = 0; t < 100 && members_live(m->members) > 1; t++) { /* nobody answers */
+        fake.clock_ms += 50;
+        node_tick(m);
+    }
+    assert_int_equal(members_live(m->members), 1);
+    uint8_t buf[256];
+    struct sockaddr_in from = {.sin_family = AF_INET, .sin_port = htons(5000),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    wire_arena *a = wire_arena_new();
+    size_t before = fake.nsent;
+    node_receive(m, &from, buf, request(buf, WIRE_PUT, "k", "v"));
+    KVResponse *r = client_reply(a, before);
+    assert_non_null(r); /* at once, not after a timeout */
+    assert_int_equal(r->errcode, WIRE_EINTERNAL);
+    assert_int_equal(m->stats.refused_minority, 1);
+    /* deaths older than majority_ms no longer count: the write is tried */
+    fake.clock_ms += 6000;
+    node_tick(m);
+    uint8_t id[WIRE_ID_LEN] = {42};
+    node_receive(m, &from, buf, wire_request(buf, sizeof buf, id, WIRE_PUT, "k", 1, "v", 1, 0));
+    assert_int_equal(m->stats.refused_minority, 1);
+    wire_arena_free(a);
+    fake_node_free(m);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -127,6 +260,9 @@ int main(void) {
         T(test_shutdown_asks_the_environment),
         T(test_single_node_put_get),
         T(test_incarnation_above_the_last_life),
+        T(test_slow_replica_answers_overload_not_failure),
+        T(test_admission_bounds_operations_in_flight),
+        T(test_minority_refuses_writes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
