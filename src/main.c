@@ -39,8 +39,6 @@ static void usage(FILE *f) {
         "  --sync-ms MS           anti-entropy period (2000)\n"
         "  --cache-ms MS          reply cache lifetime, at-most-once window (5000)\n"
         "  --resp-port PORT       also speak Redis RESP2 on this TCP port\n"
-        "  --http-port PORT       serve /metrics, /status and / on this TCP port\n"
-        "  --http-bind IP         address of the HTTP port (127.0.0.1)\n"
         "  --resp-bind IP         address of the Redis port (default: --bind's)\n"
         "  --requirepass-file F   Redis clients must AUTH with the password on F's\n"
         "                         first line (--requirepass PASSWORD: the same,\n"
@@ -55,6 +53,8 @@ static void usage(FILE *f) {
         "  --resp-max-buffer SIZE cap on the bytes of commands and replies held for\n"
         "                         all Redis clients; past it, the client holding\n"
         "                         the most is closed (256M)\n"
+        "  --http-bind IP         address of the --http-port (127.0.0.1)\n"
+        "  --http-port PORT       serve /metrics, /status and / on this TCP port\n"
         "  --quiet                log only errors\n"
         "  -h, --help             this text\n", REPL_MAX_N, RESP_DEFAULT_MAXCLIENTS,
         RESP_DEFAULT_QUERY_TIMEOUT);
@@ -96,15 +96,15 @@ static int is_number(const char *s) {
     return 1;
 }
 
-enum {
-    OPT_BIND = 256, OPT_ADVERTISE, OPT_MAXMEM, OPT_DATADIR, OPT_REPLICAS, OPT_W, OPT_R, OPT_VNODES,
-    OPT_GOSSIP, OPT_FANOUT, OPT_SUSPICION, OPT_FORGET, OPT_SUSPECT, OPT_DEAD, OPT_TIMEOUT, OPT_SYNC, OPT_CACHE, OPT_RESP, OPT_HTTP, OPT_QUIET
-};
-
 /* The Redis and HTTP front ends' options (resp.h, http.h). */
 enum {
     OPT_HTTP_BIND = 1024, OPT_RESP_BIND, OPT_REQUIREPASS, OPT_REQUIREPASS_FILE, OPT_PROTECTED,
     OPT_MAXCLIENTS, OPT_RESP_TIMEOUT, OPT_QUERY_TIMEOUT, OPT_MAX_BUFFER
+};
+
+enum {
+    OPT_BIND = 256, OPT_ADVERTISE, OPT_MAXMEM, OPT_DATADIR, OPT_REPLICAS, OPT_W, OPT_R, OPT_VNODES,
+    OPT_GOSSIP, OPT_FANOUT, OPT_SUSPICION, OPT_FORGET, OPT_SUSPECT, OPT_DEAD, OPT_TIMEOUT, OPT_SYNC, OPT_CACHE, OPT_RESP, OPT_HTTP, OPT_QUIET
 };
 
 int main(int argc, char **argv) {

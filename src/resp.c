@@ -19,6 +19,7 @@
 #define MAX_PENDING 1024          /* outstanding replies before reading pauses */
 #define MAX_OUTPUT (4u << 20)     /* reply bytes waiting before reading pauses */
 #define OUTPUT_KEEP (16u << 10)   /* an output buffer kept between replies, at most */
+#define SLOTS_KEEP 64             /* reply slots, and parser arguments, kept between commands */
 #define READ_CHUNK (64u << 10)
 #define BACKLOG 511
 #define NOTE_EVERY_MS 10000       /* a log line of each kind of refusal, at most */
@@ -885,12 +886,12 @@ static bool has_room(const conn *c) {
 }
 
 /* Bytes held for c: its input (not what sits in srv->rbuf while being
- * parsed), its parser's arrays, its replies waiting in slots, in the output
- * and in writes. */
+ * parsed), its parser's arrays, its reply slots and the replies waiting in
+ * them, in the output and in writes. */
 static size_t conn_bytes(const conn *c) {
     size_t in = c->in.p == c->srv->rbuf ? 0 : c->in.len;
     return in + c->parser.cap * (sizeof *c->parser.spans + sizeof *c->parser.argv) +
-           c->slot_bytes + c->out.len + c->writing;
+           c->slots_cap * sizeof(slot) + c->slot_bytes + c->out.len + c->writing;
 }
 
 /* Closes the clients holding the most until all of them hold no more than
@@ -1104,13 +1105,13 @@ static void conn_service(conn *c) {
         conn_close(c);
         return;
     }
-    /* give back what a huge command grew */
-    if (c->head == c->tail && c->slots_cap > MAX_PENDING) {
+    /* give back what a long pipeline or a huge command grew */
+    if (c->head == c->tail && c->slots_cap > SLOTS_KEEP) {
         free(c->slots);
         c->slots = NULL;
         c->slots_cap = 0;
     }
-    resp_parser_shrink(&c->parser, MAX_PENDING);
+    resp_parser_shrink(&c->parser, SLOTS_KEEP);
     conn_account(c);
     conn_pace(c);
 }

@@ -46,14 +46,16 @@
  *   number of clients reached" and is closed, as in Redis.
  * - time: a command that has begun to arrive must be whole within
  *   --resp-query-timeout seconds (RESP_DEFAULT_QUERY_TIMEOUT), else the
- *   client is closed (a slowloris holds no connection for long); a client
- *   that sends and receives nothing for --resp-timeout seconds, with no
- *   operation in flight, is closed (0, the default: never, as Redis's
- *   timeout). Time spent paused by the bounds above does not count.
- * - memory: the bytes of commands being received and of replies not yet
- *   written, of all clients together, stay under --resp-max-buffer
- *   (RESP_DEFAULT_MAX_BUFFER): past it the client holding the most is
- *   closed, then the next, until under it. An idle client holds no buffer.
+ *   client is closed (a slowloris holds no connection for long; the time
+ *   reading is paused for replies does not count); a client that sends and
+ *   receives nothing for --resp-timeout seconds, with no operation in
+ *   flight, is closed (0, the default: never, as Redis's timeout). A
+ *   timeout is enforced within a quarter of it (at most a second late).
+ * - memory: the bytes held for clients (commands being received, argument
+ *   and reply-slot arrays, replies not yet written), all clients together,
+ *   stay under --resp-max-buffer (RESP_DEFAULT_MAX_BUFFER): past it the
+ *   client holding the most is closed, then the next, until under it. An
+ *   idle client holds no input buffer and small arrays only.
  *
  * Access (Redis 6's rules and texts): with --requirepass, every command but
  * AUTH and QUIT gets "-NOAUTH Authentication required." until the client
