@@ -7,7 +7,11 @@
  * past them and a parser that kept a pointer into an old buffer. Every
  * argument is walked; both runs must see the same commands and end the
  * same way (as long as the input is within RESP_MAX_LINE, the only bound
- * that depends on how much has arrived). See fuzz/README.md.
+ * that depends on how much has arrived). A third run, all at hand, parses
+ * as for a client yet to authenticate (noauth): every multibulk it returns
+ * keeps the bounds before AUTH, it never sees more than the first run, and
+ * it sees the same unless it stops on a protocol error. See
+ * fuzz/README.md.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -39,14 +43,14 @@ static void walk(outcome *o, const resp_parser *p, const char *cmd, size_t len, 
     check(used > 0 && used <= len);
     check(p->argc <= RESP_MAX_ARGS);
     bool multibulk = cmd[0] == '*';
-    if (multibulk) check(used <= RESP_MAX_QUERY);
+    if (multibulk) check(used <= RESP_MAX_QUERY && (!p->noauth || p->argc <= RESP_NOAUTH_MAX_ARGS));
     else check(memchr(cmd, '\n', used) == cmd + used - 1);
     o->hash = mix(o->hash, (uint32_t)p->argc);
     for (size_t i = 0; i < p->argc; i++) {
         const resp_arg *a = &p->argv[i];
         check(a->p >= cmd && a->len <= used && a->p + a->len <= cmd + used);
         if (multibulk) {
-            check(a->len <= RESP_MAX_BULK);
+            check(a->len <= (p->noauth ? RESP_NOAUTH_MAX_BULK : RESP_MAX_BULK));
         } else {
             /* a word: not empty, no blanks, no line end */
             check(a->len > 0);
@@ -68,10 +72,13 @@ static uint32_t rng(uint32_t *s) {
 }
 
 /* Parses data[0..size) as one connection would. pieces: the bytes arrive
- * a few at a time (seed drawing the sizes), else all at once. */
-static void run(const uint8_t *data, size_t size, bool pieces, uint32_t seed, outcome *o) {
+ * a few at a time (seed drawing the sizes), else all at once. noauth: with
+ * the bounds before AUTH. */
+static void run(const uint8_t *data, size_t size, bool pieces, bool noauth, uint32_t seed,
+                outcome *o) {
     resp_parser p;
     resp_parser_init(&p);
+    p.noauth = noauth;
     memset(o, 0, sizeof *o);
     o->hash = 2166136261u;
     size_t start = 0, have = pieces ? 0 : size;
@@ -110,12 +117,18 @@ static void run(const uint8_t *data, size_t size, bool pieces, uint32_t seed, ou
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    outcome whole, pieces;
-    run(data, size, false, 0, &whole);
+    outcome whole, pieces, noauth;
+    run(data, size, false, false, 0, &whole);
+    run(data, size, false, true, 0, &noauth);
+    check(noauth.commands <= whole.commands && noauth.consumed <= whole.consumed);
+    if (noauth.rc != RESP_EPROTO) {   /* within the bounds all along: the same run */
+        check(noauth.commands == whole.commands && noauth.consumed == whole.consumed);
+        check(noauth.hash == whole.hash && noauth.rc == whole.rc);
+    }
     if (size > RESP_MAX_LINE) return 0;
     uint32_t seed = 2166136261u;
     for (size_t i = 0; i < size; i++) seed = mix(seed, data[i]);
-    run(data, size, true, seed | 1, &pieces);
+    run(data, size, true, false, seed | 1, &pieces);
     check(whole.commands == pieces.commands && whole.consumed == pieces.consumed);
     check(whole.hash == pieces.hash && whole.rc == pieces.rc);
     check(strcmp(whole.err, pieces.err) == 0);

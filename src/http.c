@@ -591,9 +591,11 @@ static void on_listener_closed(uv_handle_t *h) { free(h->data); }
 
 int http_start(uv_loop_t *loop, node *n) {
     const node_config *cfg = &n->cfg;
-    struct sockaddr_in addr;
+    const char *ip = cfg->http_bind ? cfg->http_bind : HTTP_DEFAULT_BIND;
+    struct sockaddr_storage addr;
     http_server *s;
-    int rc = uv_ip4_addr(cfg->bind_ip, cfg->http_port, &addr);
+    int rc = uv_ip4_addr(ip, cfg->http_port, (struct sockaddr_in *)&addr);
+    if (rc) rc = uv_ip6_addr(ip, cfg->http_port, (struct sockaddr_in6 *)&addr);
     if (rc) goto fail;
     if (!(s = calloc(1, sizeof *s))) {
         rc = UV_ENOMEM;
@@ -610,10 +612,10 @@ int http_start(uv_loop_t *loop, node *n) {
         uv_close((uv_handle_t *)&s->listener, on_listener_closed);
         goto fail;
     }
-    if (!cfg->quiet) node_log(n, "http on %s:%u", cfg->bind_ip, cfg->http_port);
+    if (!cfg->quiet) node_log(n, "http on %s:%u", ip, cfg->http_port);
     return 0;
 fail:
-    fprintf(stderr, "dht-server: cannot listen for HTTP on %s:%u: %s\n", cfg->bind_ip,
-            cfg->http_port, uv_strerror(rc));
+    fprintf(stderr, "dht-server: cannot listen for HTTP on %s:%u (--http-bind, --http-port): %s\n",
+            ip, cfg->http_port, uv_strerror(rc));
     return rc;
 }

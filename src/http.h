@@ -18,6 +18,10 @@
  * connections; a connection owns its buffers and frees them when both of
  * its handles are closed, so a peer that vanishes at any point costs
  * nothing.
+ *
+ * The pages have no authentication and /status lists every member: they
+ * are for the operator of the machine, so the port listens on loopback
+ * (HTTP_DEFAULT_BIND) unless --http-bind says otherwise.
  */
 #ifndef DHT_HTTP_H
 #define DHT_HTTP_H
@@ -28,6 +32,7 @@
 
 #define HTTP_MAX_HEAD 8192  /* request line + headers, bytes */
 #define HTTP_MAX_CONNS 64
+#define HTTP_DEFAULT_BIND "127.0.0.1"
 
 /* A request head, as http_parse_head finds it: pointers into its buffer. */
 typedef struct http_request {
@@ -53,7 +58,8 @@ typedef struct http_request {
  * Fields not said filled are left undefined; pointers point into buf. */
 int http_parse_head(const char *buf, size_t len, http_request *req);
 
-/* Listens on cfg.bind_ip:cfg.http_port on loop and serves node n's pages
+/* Listens on cfg.http_bind (NULL: HTTP_DEFAULT_BIND):cfg.http_port on
+ * loop (an IPv4 or IPv6 address) and serves node n's pages
  * for the life of the process. 0, or a negative libuv error after printing
  * why. */
 int http_start(uv_loop_t *loop, node *n);

@@ -9,6 +9,7 @@
 
 #include "auth.h"
 #include "repl.h"
+#include "resp.h"
 #include "server.h"
 
 static void usage(FILE *f) {
@@ -48,6 +49,21 @@ static void usage(FILE *f) {
         "  --sync-ms MS           anti-entropy period (2000)\n"
         "  --cache-ms MS          reply cache lifetime, at-most-once window (5000)\n"
         "  --resp-port PORT       also speak Redis RESP2 on this TCP port\n"
+        "  --resp-bind IP         address of the Redis port (default: --bind's)\n"
+        "  --requirepass-file F   Redis clients must AUTH with the password on F's\n"
+        "                         first line (--requirepass PASSWORD: the same,\n"
+        "                         given on the command line)\n"
+        "  --protected-mode no    serve Redis clients off loopback without a\n"
+        "                         password (default yes: they get -DENIED)\n"
+        "  --maxclients N         Redis clients at once (%d; fewer if the open\n"
+        "                         file limit is lower)\n"
+        "  --resp-timeout S       close a Redis client idle S seconds (0: never)\n"
+        "  --resp-query-timeout S close a Redis client whose command is not whole\n"
+        "                         S seconds after it began (%d)\n"
+        "  --resp-max-buffer SIZE cap on the bytes of commands and replies held for\n"
+        "                         all Redis clients; past it, the client holding\n"
+        "                         the most is closed (256M)\n"
+        "  --http-bind IP         address of the --http-port (127.0.0.1)\n"
         "  --http-port PORT       serve /metrics, /status and / on this TCP port\n"
         "  --cluster-key-file F   the cluster's secret (dht-cli keygen F): node-to-node\n"
         "                         messages are sealed with it and others dropped;\n"
@@ -56,7 +72,8 @@ static void usage(FILE *f) {
         "  --admin-from CIDR      who may send SHUTDOWN and WIPEOUT (repeatable;\n"
         "                         default: 127.0.0.0/8 and the members' hosts)\n"
         "  --quiet                log only errors\n"
-        "  -h, --help             this text\n", REPL_MAX_N);
+        "  -h, --help             this text\n", REPL_MAX_N, RESP_DEFAULT_MAXCLIENTS,
+        RESP_DEFAULT_QUERY_TIMEOUT);
 }
 
 /* Parses "64M"-style sizes. */
@@ -95,6 +112,12 @@ static int is_number(const char *s) {
     return 1;
 }
 
+/* The Redis and HTTP front ends' options (resp.h, http.h). */
+enum {
+    OPT_HTTP_BIND = 1024, OPT_RESP_BIND, OPT_REQUIREPASS, OPT_REQUIREPASS_FILE, OPT_PROTECTED,
+    OPT_MAXCLIENTS, OPT_RESP_TIMEOUT, OPT_QUERY_TIMEOUT, OPT_MAX_BUFFER
+};
+
 enum {
     OPT_BIND = 256, OPT_ADVERTISE, OPT_MAXMEM, OPT_DATADIR, OPT_REPLICAS, OPT_W, OPT_R, OPT_VNODES,
     OPT_GOSSIP, OPT_FANOUT, OPT_SUSPICION, OPT_FORGET, OPT_SUSPECT, OPT_DEAD, OPT_TIMEOUT, OPT_SYNC, OPT_CACHE, OPT_RESP, OPT_HTTP, OPT_QUIET,
@@ -126,6 +149,15 @@ int main(int argc, char **argv) {
         {"cache-ms", required_argument, 0, OPT_CACHE},
         {"resp-port", required_argument, 0, OPT_RESP},
         {"http-port", required_argument, 0, OPT_HTTP},
+        {"http-bind", required_argument, 0, OPT_HTTP_BIND},
+        {"resp-bind", required_argument, 0, OPT_RESP_BIND},
+        {"requirepass", required_argument, 0, OPT_REQUIREPASS},
+        {"requirepass-file", required_argument, 0, OPT_REQUIREPASS_FILE},
+        {"protected-mode", required_argument, 0, OPT_PROTECTED},
+        {"maxclients", required_argument, 0, OPT_MAXCLIENTS},
+        {"resp-timeout", required_argument, 0, OPT_RESP_TIMEOUT},
+        {"resp-query-timeout", required_argument, 0, OPT_QUERY_TIMEOUT},
+        {"resp-max-buffer", required_argument, 0, OPT_MAX_BUFFER},
         {"quiet", no_argument, 0, OPT_QUIET},
         {"cluster-key-file", required_argument, 0, OPT_KEYFILE},
         {"admin-from", required_argument, 0, OPT_ADMIN},
@@ -173,6 +205,29 @@ int main(int argc, char **argv) {
         UINT_OPT(OPT_CACHE, "--cache-ms", cache_ms, 0, 3600000)
         UINT_OPT(OPT_RESP, "--resp-port", resp_port, 1, 65535)
         UINT_OPT(OPT_HTTP, "--http-port", http_port, 1, 65535)
+        case OPT_HTTP_BIND: cfg.http_bind = optarg; break;
+        case OPT_RESP_BIND: cfg.resp_bind = optarg; break;
+        case OPT_REQUIREPASS:   /* kept, and wiped from what ps shows (never printed) */
+            if (!*optarg || strlen(optarg) > RESP_MAX_PASSWORD || !(cfg.requirepass = strdup(optarg))) {
+                fprintf(stderr, "dht-server: --requirepass: 1 to %d bytes\n", RESP_MAX_PASSWORD);
+                return 64;
+            }
+            memset(optarg, 0, strlen(optarg));
+            break;
+        case OPT_REQUIREPASS_FILE:
+            if (!(cfg.requirepass = resp_password_from_file(optarg))) return 64;
+            break;
+        case OPT_PROTECTED:
+            if (strcmp(optarg, "yes") && strcmp(optarg, "no")) bad = "--protected-mode";
+            else cfg.resp_unprotected = strcmp(optarg, "no") == 0;
+            break;
+        UINT_OPT(OPT_MAXCLIENTS, "--maxclients", maxclients, 1, 1000000)
+        UINT_OPT(OPT_RESP_TIMEOUT, "--resp-timeout", resp_timeout_s, 0, 365ul * 86400)
+        UINT_OPT(OPT_QUERY_TIMEOUT, "--resp-query-timeout", resp_query_timeout_s, 1, 86400)
+        case OPT_MAX_BUFFER:
+            if (parse_size(optarg, &cfg.resp_max_buffer) || cfg.resp_max_buffer < (1u << 20))
+                bad = "--resp-max-buffer";
+            break;
 #undef UINT_OPT
         case OPT_QUIET: cfg.quiet = true; break;
         case OPT_KEYFILE: keyfile = optarg; break;

@@ -74,6 +74,15 @@ typedef struct node_config {
     uint16_t resp_port;         /* 0: off */
     uint16_t http_port;         /* 0: off */
     bool quiet;
+    /* the Redis and HTTP front ends (resp.h, http.h); 0 or NULL: the default */
+    const char *resp_bind;      /* NULL: bind_ip */
+    const char *http_bind;      /* NULL: "127.0.0.1" */
+    const char *requirepass;    /* NULL: none, no AUTH needed */
+    bool resp_unprotected;      /* --protected-mode no */
+    unsigned maxclients;        /* RESP_DEFAULT_MAXCLIENTS */
+    unsigned resp_timeout_s;    /* idle clients closed after; 0: never */
+    unsigned resp_query_timeout_s; /* RESP_DEFAULT_QUERY_TIMEOUT */
+    size_t resp_max_buffer;     /* RESP_DEFAULT_MAX_BUFFER */
 } node_config;
 
 /* Fills cfg with the defaults. */

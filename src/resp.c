@@ -1,11 +1,15 @@
 /* resp: RESP2 parsing, command dispatch and in-order replies over libuv TCP. */
 #include "resp.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "members.h"
@@ -14,8 +18,21 @@
 
 #define MAX_PENDING 1024          /* outstanding replies before reading pauses */
 #define MAX_OUTPUT (4u << 20)     /* reply bytes waiting before reading pauses */
+#define OUTPUT_KEEP (16u << 10)   /* an output buffer kept between replies, at most */
+#define SLOTS_KEEP 64             /* reply slots, and parser arguments, kept between commands */
 #define READ_CHUNK (64u << 10)
 #define BACKLOG 511
+#define NOTE_EVERY_MS 10000       /* a log line of each kind of refusal, at most */
+
+static const char err_maxclients[] = "-ERR max number of clients reached\r\n";
+static const char err_noauth[] = "-NOAUTH Authentication required.\r\n";
+static const char err_wrongpass[] = "-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+static const char err_denied[] =
+    "-DENIED dht is running in protected mode because protected mode is enabled and no "
+    "password is set. In this mode connections are only accepted from the loopback "
+    "interface. To serve other clients, set a password (--requirepass-file), or bind to a "
+    "loopback address (--resp-bind), or turn protected mode off (--protected-mode no) once "
+    "the port is not reachable from untrusted networks.\r\n";
 
 /* A growable byte buffer. After a failed allocation it stays failed (oom)
  * and drops appends: its owner must give up on what it was building. */
@@ -47,12 +64,33 @@ typedef struct conn conn;
 
 typedef struct resp_server resp_server;
 
+/* Counters shown by INFO. */
+typedef struct resp_stats {
+    unsigned long long accepted;    /* connections served */
+    unsigned long long rejected;    /* over maxclients */
+    unsigned long long denied;      /* protected mode */
+    unsigned long long timed_out;   /* query or idle timeout */
+    unsigned long long evicted;     /* over max_held */
+    unsigned long long auth_failed; /* WRONGPASS replies */
+} resp_stats;
+
 struct resp_server {
     node *n;
     uv_tcp_t listener;
     uv_check_t flush;           /* services dirty connections once per iteration */
+    uv_timer_t sweep;           /* closes the clients past a timeout */
     conn *dirty;
-    size_t clients;
+    conn *all;                  /* every connection not closed */
+    size_t clients;             /* of them */
+    size_t maxclients;
+    size_t held, max_held;      /* bytes held for all clients (conn_bytes), the bound */
+    uint64_t query_ms, idle_ms; /* timeouts; idle_ms 0: none */
+    const char *password;       /* NULL: none */
+    size_t password_len;
+    bool protected_mode;
+    resp_stats stats;
+    uint64_t noted[5];          /* when each kind of refusal was last logged */
+    char rbuf[READ_CHUNK];      /* what a connection holding no input reads into */
 };
 
 struct conn {
@@ -61,9 +99,14 @@ struct conn {
     enum conn_state state;
     bool reading;
     bool dirty;
+    bool authed;                /* AUTH succeeded */
     conn *dirty_prev, *dirty_next;
+    conn *all_prev, *all_next;  /* srv->all, until closed */
     unsigned refs;              /* the handle until closed, + operations in flight */
-    /* input */
+    size_t held;                /* conn_bytes as counted in srv->held */
+    uint64_t last_io;           /* loop ms of the last byte read or written */
+    uint64_t query_since;       /* loop ms since a command is partly here; 0: none */
+    /* input: in.p NULL when empty (reads go to srv->rbuf) */
     buf in;
     size_t start;               /* first byte of the command being received */
     resp_parser parser;         /* its progress */
@@ -71,6 +114,7 @@ struct conn {
     slot *slots;
     size_t slots_cap;
     uint64_t head, tail;
+    size_t slot_bytes;          /* replies waiting in slots behind the head */
     buf out;
     size_t writing;             /* bytes handed to uv_write, not yet written */
 };
@@ -91,6 +135,7 @@ typedef struct command {
 } command;
 
 static void conn_close(conn *c);
+static void conn_account(conn *c);
 
 /* ---- buffers and reply encoding ---------------------------------------- */
 
@@ -219,16 +264,21 @@ static buf *reply_begin(conn *c, uint64_t seq) {
 /* Marks slot seq answered and moves the answered prefix of the queue to
  * the output. */
 static void reply_end(conn *c, uint64_t seq) {
-    slot_at(c, seq)->ready = true;
+    slot *done = slot_at(c, seq);
+    done->ready = true;
+    c->slot_bytes += done->reply.len;   /* 0 when it went to the output */
+    if (c->state == CONN_CLOSED) return;
     while (c->head < c->tail) {
         slot *s = slot_at(c, c->head);
         if (!s->ready) break;
         if (s->reply.oom) c->out.oom = true;
         buf_put(&c->out, s->reply.p, s->reply.len);
+        c->slot_bytes -= s->reply.len;
         buf_free(&s->reply);
         c->head++;
     }
     conn_dirty(c);
+    conn_account(c);
 }
 
 static void reply_status(conn *c, uint64_t seq, const char *s) {
@@ -338,6 +388,7 @@ static void slot_ops(conn *c, uint64_t seq, enum slot_kind kind, uint32_t cmd, s
     for (size_t i = 1; i < argc; i += step) {
         slot_at(c, seq)->pending++;
         slot_op(c, seq, cmd, &argv[i], step == 2 ? &argv[i + 1] : NULL);
+        if (c->state == CONN_CLOSED) return;    /* over the buffer bound */
     }
     slot_settle(c, seq);
 }
@@ -414,7 +465,7 @@ static void cmd_mget(conn *c, uint64_t seq, size_t argc, const arg *argv) {
     }
     put_num(reply_begin(c, seq), '*', (long long)(argc - 1));
     reply_end(c, seq);
-    for (size_t i = 1; i < argc; i++) {
+    for (size_t i = 1; i < argc && c->state != CONN_CLOSED; i++) {
         slot_at(c, first + i - 1)->kind = SLOT_VALUE;
         slot_op(c, first + i - 1, WIRE_GET, &argv[i], NULL);
     }
@@ -454,7 +505,8 @@ static void cmd_info(conn *c, uint64_t seq, size_t argc, const arg *argv) {
     node *n = c->srv->n;
     unsigned long long up = (node_wall_ms(n) - n->started_ms) / 1000;
     size_t keys = store_count(n->store);
-    char text[2048];
+    const resp_stats *st = &c->srv->stats;
+    char text[4096];
     int len = snprintf(text, sizeof text,
         "# Server\r\n"
         "redis_version:7.0.0-dht\r\n"
@@ -465,6 +517,16 @@ static void cmd_info(conn *c, uint64_t seq, size_t argc, const arg *argv) {
         "uptime_in_days:%llu\r\n"
         "\r\n# Clients\r\n"
         "connected_clients:%zu\r\n"
+        "maxclients:%zu\r\n"
+        "dht_clients_held_bytes:%zu\r\n"
+        "dht_clients_max_held_bytes:%zu\r\n"
+        "\r\n# Stats\r\n"
+        "total_connections_received:%llu\r\n"
+        "rejected_connections:%llu\r\n"
+        "dht_denied_connections:%llu\r\n"
+        "dht_timed_out_connections:%llu\r\n"
+        "dht_evicted_connections:%llu\r\n"
+        "dht_auth_failures:%llu\r\n"
         "\r\n# Keyspace\r\n"
         "db0:keys=%zu,expires=0,avg_ttl=0\r\n"
         "\r\n# DHT\r\n"
@@ -480,7 +542,9 @@ static void cmd_info(conn *c, uint64_t seq, size_t argc, const arg *argv) {
         "dht_write_quorum:%u\r\n"
         "dht_ops_in_flight:%zu\r\n"
         "dht_uptime_seconds:%llu\r\n",
-        (int)n->pid, n->cfg.resp_port, up, up / 86400, c->srv->clients, keys,
+        (int)n->pid, n->cfg.resp_port, up, up / 86400, c->srv->clients, c->srv->maxclients,
+        c->srv->held, c->srv->max_held, st->accepted, st->rejected, st->denied, st->timed_out,
+        st->evicted, st->auth_failed, keys,
         n->cfg.port, members_live(n->members), members_total(n->members), keys,
         store_engine(n->store), store_bytes(n->store), store_max_bytes(n->store),
         n->cfg.replicas, n->cfg.read_quorum, n->cfg.write_quorum, repl_inflight(n->repl), up);
@@ -491,6 +555,35 @@ static void cmd_quit(conn *c, uint64_t seq, size_t argc, const arg *argv) {
     (void)argc, (void)argv;
     reply_status(c, seq, "OK");
     c->state = CONN_QUITTING;
+}
+
+/* AUTH password, or AUTH default password (Redis 6's form: "default" is
+ * the only user). Without --requirepass the default user takes any
+ * password, as Redis's nopass user. A failure leaves a client that had
+ * authenticated authenticated, as in Redis. */
+static void cmd_auth(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    resp_server *s = c->srv;
+    if (argc > 3) {
+        reply_error(c, seq, "ERR syntax error");
+        return;
+    }
+    bool user_ok = argc == 2 || (argv[1].len == 7 && memcmp(argv[1].p, "default", 7) == 0);
+    if (!s->password) {
+        if (argc == 2)
+            reply_error(c, seq, "ERR AUTH <password> called without any password configured "
+                                "for the default user. Are you sure your configuration is correct?");
+        else if (user_ok) reply_status(c, seq, "OK");
+        else reply_raw(c, seq, err_wrongpass);
+        return;
+    }
+    const arg *pass = &argv[argc - 1];
+    if (resp_password_ok(s->password, s->password_len, pass->p, pass->len) && user_ok) {
+        c->authed = true;
+        reply_status(c, seq, "OK");
+    } else {
+        s->stats.auth_failed++;
+        reply_raw(c, seq, err_wrongpass);
+    }
 }
 
 static size_t command_count(void);
@@ -536,7 +629,7 @@ static const command commands[] = {
     {"ping", -1, cmd_ping},      {"echo", 2, cmd_echo},      {"dbsize", 1, cmd_dbsize},
     {"flushall", -1, cmd_flushall}, {"info", -1, cmd_info},  {"quit", -1, cmd_quit},
     {"command", -1, cmd_command}, {"select", 2, cmd_select}, {"client", -2, cmd_client},
-    {"config", -2, cmd_config},
+    {"config", -2, cmd_config},  {"auth", -2, cmd_auth},
 };
 
 static size_t command_count(void) { return sizeof commands / sizeof commands[0]; }
@@ -564,6 +657,8 @@ static void run_command(conn *c, size_t argc, const arg *argv) {
                     (int)(argv[0].len < 128 ? argv[0].len : 128), argv[0].p, args);
     } else if (cmd->arity > 0 ? argc != (size_t)cmd->arity : argc < (size_t)-cmd->arity) {
         reply_arity(c, seq, cmd->name);
+    } else if (c->srv->password && !c->authed && cmd->fn != cmd_auth && cmd->fn != cmd_quit) {
+        reply_raw(c, seq, err_noauth);   /* after the name and arity checks, as Redis */
     } else {
         cmd->fn(c, seq, argc, argv);
     }
@@ -667,6 +762,8 @@ static int parse_command(resp_parser *p, const char *in, size_t len) {
             if ((rc = parse_len(p, in, len, &v)) == 0)
                 return avail > RESP_MAX_LINE ? parse_error(p, "too big mbulk count string") : 0;
             if (rc < 0 || v > RESP_MAX_ARGS) return parse_error(p, "invalid multibulk length");
+            if (p->noauth && v > RESP_NOAUTH_MAX_ARGS)
+                return parse_error(p, "unauthenticated multibulk length");
             p->argc = 0;
             if (v <= 0) return 1;   /* Redis skips empty multibulks too */
             p->nargs = v;
@@ -677,6 +774,8 @@ static int parse_command(resp_parser *p, const char *in, size_t len) {
             if ((rc = parse_len(p, in, len, &v)) == 0)
                 return avail > RESP_MAX_LINE ? parse_error(p, "too big bulk count string") : 0;
             if (rc < 0 || v < 0 || v > RESP_MAX_BULK) return parse_error(p, "invalid bulk length");
+            if (p->noauth && v > RESP_NOAUTH_MAX_BULK)
+                return parse_error(p, "unauthenticated bulk length");
             if (p->pos + (size_t)v + 2 > RESP_MAX_QUERY)
                 return parse_error(p, "command too big (over %u bytes)", RESP_MAX_QUERY);
             p->bulk = v;
@@ -706,10 +805,120 @@ int resp_parse(resp_parser *p, const char *in, size_t len, size_t *used) {
     return 1;
 }
 
+/* ---- access (see resp.h) ------------------------------------------------ */
+
+bool resp_password_ok(const char *want, size_t wlen, const char *got, size_t glen) {
+    /* every byte position up to the bound is read from both (0 past their
+     * ends) and folded in, whatever differs first */
+    unsigned diff = (wlen != glen) | (wlen > RESP_MAX_PASSWORD) | (glen > RESP_MAX_PASSWORD);
+    for (size_t i = 0; i < RESP_MAX_PASSWORD; i++) {
+        unsigned char w = i < wlen ? (unsigned char)want[i] : 0;
+        unsigned char g = i < glen ? (unsigned char)got[i] : 0;
+        diff |= (unsigned)(w ^ g);
+    }
+    return diff == 0;
+}
+
+bool resp_addr_is_loopback(const struct sockaddr *addr) {
+    if (addr->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)addr;
+        return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (addr->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)addr)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a)) return true;
+        return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+    }
+    return false;
+}
+
+bool resp_peer_allowed(const struct sockaddr *peer, bool has_password, bool protected_mode) {
+    return !protected_mode || has_password || resp_addr_is_loopback(peer);
+}
+
+char *resp_password_from_file(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "dht-server: cannot read the password file %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
+        fprintf(stderr, "dht-server: warning: users other than its owner may read the password "
+                        "file %s (chmod 600 it)\n", path);
+    char line[RESP_MAX_PASSWORD + 3];   /* a longer line is cut past the bound: refused */
+    size_t len = 0;
+    if (fgets(line, sizeof line, f)) len = strcspn(line, "\r\n");
+    fclose(f);
+    if (!len || len > RESP_MAX_PASSWORD) {
+        fprintf(stderr, "dht-server: the password file %s must hold a password of 1 to %d bytes "
+                        "on its first line\n", path, RESP_MAX_PASSWORD);
+        explicit_bzero(line, sizeof line);
+        return NULL;
+    }
+    char *pw = strndup(line, len);
+    explicit_bzero(line, sizeof line);
+    if (!pw) fprintf(stderr, "dht-server: out of memory\n");
+    return pw;
+}
+
 /* ---- connections -------------------------------------------------------- */
+
+/* Logs a refusal of kind (an index into srv->noted), at most once every
+ * NOTE_EVERY_MS per kind: a flood of them must not flood the log. */
+__attribute__((format(printf, 3, 4)))
+static void srv_note(resp_server *s, int kind, const char *fmt, ...) {
+    uint64_t now = uv_now(s->listener.loop);
+    if (s->noted[kind] && now - s->noted[kind] < NOTE_EVERY_MS) return;
+    s->noted[kind] = now ? now : 1;
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    node_log(s->n, "resp: %s", line);
+}
+
+enum { NOTE_ACCEPT, NOTE_MAXCLIENTS, NOTE_DENIED, NOTE_TIMEOUT, NOTE_EVICT };
 
 static bool has_room(const conn *c) {
     return c->tail - c->head < MAX_PENDING && c->out.len + c->writing < MAX_OUTPUT;
+}
+
+/* Bytes held for c: its input (not what sits in srv->rbuf while being
+ * parsed), its parser's arrays, its reply slots and the replies waiting in
+ * them, in the output and in writes. */
+static size_t conn_bytes(const conn *c) {
+    size_t in = c->in.p == c->srv->rbuf ? 0 : c->in.len;
+    return in + c->parser.cap * (sizeof *c->parser.spans + sizeof *c->parser.argv) +
+           c->slots_cap * sizeof(slot) + c->slot_bytes + c->out.len + c->writing;
+}
+
+/* Closes the clients holding the most until all of them hold no more than
+ * the bound. */
+static void srv_evict(resp_server *s) {
+    while (s->held > s->max_held) {
+        conn *big = NULL;
+        for (conn *c = s->all; c; c = c->all_next)
+            if (!big || c->held > big->held) big = c;
+        if (!big || !big->held) return;
+        s->stats.evicted++;
+        srv_note(s, NOTE_EVICT, "closed a client holding %zu bytes: clients held %zu bytes, over "
+                 "--resp-max-buffer %zu (%llu closed so far)", big->held, s->held, s->max_held,
+                 s->stats.evicted);
+        conn_close(big);
+    }
+}
+
+/* Brings c's share of srv->held up to date, and enforces the bound (which
+ * may close c, or another connection). */
+static void conn_account(conn *c) {
+    if (c->state == CONN_CLOSED) return;
+    resp_server *s = c->srv;
+    size_t now = conn_bytes(c);
+    s->held = s->held - c->held + now;
+    c->held = now;
+    if (s->held > s->max_held) srv_evict(s);
 }
 
 /* Answers the parser's protocol error in a new slot and stops taking
@@ -725,12 +934,15 @@ static void protocol_error(conn *c) {
 }
 
 /* Runs the commands buffered in c->in while the connection has room for
- * their replies. True when no whole command is left in the input. */
+ * their replies. True when no whole command is left in the input. Starts
+ * the query clock when the input ends in part of a command, and stops it
+ * when a command is whole. */
 static bool conn_parse(conn *c) {
-    bool starved = false;
+    bool starved = false, ran = false;
     while (c->state == CONN_READING || c->state == CONN_FINISHING) {
         if (!has_room(c)) break;
         size_t used = 0;
+        c->parser.noauth = c->srv->password && !c->authed;
         int rc = c->start < c->in.len
                      ? resp_parse(&c->parser, c->in.p + c->start, c->in.len - c->start, &used)
                      : 0;
@@ -743,6 +955,7 @@ static bool conn_parse(conn *c) {
             else conn_close(c);
             break;
         }
+        ran = true;
         if (c->parser.argc) run_command(c, c->parser.argc, c->parser.argv);
         c->start += used;
     }
@@ -753,13 +966,22 @@ static bool conn_parse(conn *c) {
         c->in.len -= c->start;
         c->start = 0;
     }
-    if (!c->in.len && c->in.cap > 4 * READ_CHUNK) buf_free(&c->in);
+    if (ran || !c->in.len) c->query_since = 0;
+    if (starved && c->in.len && !c->query_since) c->query_since = uv_now(c->tcp.loop);
+    if (!c->in.len && c->in.p != c->srv->rbuf) buf_free(&c->in);
     return starved || c->state == CONN_QUITTING;
 }
 
+/* A connection holding no input reads into the server's buffer (on_read
+ * moves what is left of it to the connection's own), so that an idle
+ * client holds no input buffer. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
     conn *c = h->data;
     (void)suggested;
+    if (!c->in.len) {
+        *b = uv_buf_init(c->srv->rbuf, sizeof c->srv->rbuf);
+        return;
+    }
     if (c->in.cap - c->in.len < READ_CHUNK / 4) buf_reserve(&c->in, READ_CHUNK);
     *b = uv_buf_init(c->in.p + c->in.len, (unsigned)(c->in.cap - c->in.len));
 }
@@ -777,15 +999,30 @@ static void conn_pace(conn *c) {
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     conn *c = s->data;
-    (void)b;
     if (nread == UV_EOF) {
         c->state = CONN_FINISHING;
     } else if (nread < 0) {
         conn_close(c);
         return;
-    } else {
-        c->in.len += (size_t)nread;
-        conn_parse(c);
+    } else if (nread > 0) {
+        c->last_io = uv_now(s->loop);
+        if (b->base == c->srv->rbuf) {
+            /* parse in place, then keep what is left: part of a command,
+             * or commands there was no room for yet */
+            c->in = (buf){.p = b->base, .len = (size_t)nread, .cap = sizeof c->srv->rbuf};
+            conn_parse(c);
+            buf rest = c->in;
+            memset(&c->in, 0, sizeof c->in);
+            if (c->state != CONN_CLOSED && rest.len > c->start) {
+                buf_put(&c->in, rest.p + c->start, rest.len - c->start);
+                if (c->in.oom) conn_close(c);
+            }
+            c->start = 0;
+        } else {
+            c->in.len += (size_t)nread;
+            conn_parse(c);
+        }
+        conn_account(c);
     }
     conn_pace(c);
     conn_dirty(c);
@@ -797,8 +1034,13 @@ static void on_written(uv_write_t *req, int status) {
     c->writing -= w->len;
     free(w->data);
     free(w);
-    if (status < 0) conn_close(c);
-    else conn_dirty(c);
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    c->last_io = uv_now(c->tcp.loop);
+    conn_account(c);
+    conn_dirty(c);
 }
 
 /* Writes the output: at once if the socket takes it, else queued (the
@@ -814,10 +1056,13 @@ static void conn_write(conn *c) {
             conn_close(c);
             return;
         }
-        if (n > 0) done = (size_t)n;
+        if (n > 0) {
+            done = (size_t)n;
+            c->last_io = uv_now(c->tcp.loop);
+        }
         if (done == c->out.len) {
             c->out.len = 0;
-            if (c->out.cap > MAX_OUTPUT) buf_free(&c->out);
+            if (c->out.cap > OUTPUT_KEEP) buf_free(&c->out);
             return;
         }
     }
@@ -860,13 +1105,14 @@ static void conn_service(conn *c) {
         conn_close(c);
         return;
     }
-    /* give back what a huge command grew */
-    if (c->head == c->tail && c->slots_cap > MAX_PENDING) {
+    /* give back what a long pipeline or a huge command grew */
+    if (c->head == c->tail && c->slots_cap > SLOTS_KEEP) {
         free(c->slots);
         c->slots = NULL;
         c->slots_cap = 0;
     }
-    resp_parser_shrink(&c->parser, MAX_PENDING);
+    resp_parser_shrink(&c->parser, SLOTS_KEEP);
+    conn_account(c);
     conn_pace(c);
 }
 
@@ -874,9 +1120,15 @@ static void on_closed(uv_handle_t *h) { conn_unref(h->data); }
 
 static void conn_close(conn *c) {
     if (c->state == CONN_CLOSED) return;
+    resp_server *s = c->srv;
     c->state = CONN_CLOSED;
     conn_clean(c);
-    c->srv->clients--;
+    if (c->all_prev) c->all_prev->all_next = c->all_next;
+    else s->all = c->all_next;
+    if (c->all_next) c->all_next->all_prev = c->all_prev;
+    s->held -= c->held;
+    c->held = 0;
+    s->clients--;
     uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
@@ -889,10 +1141,37 @@ static void on_flush(uv_check_t *h) {
     }
 }
 
+/* Closes the clients past a timeout: a command begun and not whole within
+ * query_ms (while reading: not while paused for its replies), or nothing
+ * sent or received for idle_ms with no operation in flight. */
+static void on_sweep(uv_timer_t *t) {
+    resp_server *s = t->data;
+    uint64_t now = uv_now(t->loop);
+    for (conn *c = s->all, *next; c; c = next) {
+        next = c->all_next;
+        bool slow = c->reading && c->query_since && now - c->query_since >= s->query_ms;
+        bool idle = s->idle_ms && c->refs == 1 && now - c->last_io >= s->idle_ms;
+        if (!slow && !idle) continue;
+        s->stats.timed_out++;
+        srv_note(s, NOTE_TIMEOUT, "closed a client %s (%llu closed so far)",
+                 slow ? "that sent part of a command and not the rest in --resp-query-timeout"
+                      : "idle for --resp-timeout", s->stats.timed_out);
+        conn_close(c);
+    }
+}
+
+/* A refused client is told why at once, as far as its socket takes it,
+ * and closed. */
+static void conn_refuse(conn *c, const char *why) {
+    uv_buf_t b = uv_buf_init((char *)why, (unsigned)strlen(why));
+    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    conn_close(c);
+}
+
 static void on_connection(uv_stream_t *l, int status) {
     resp_server *s = l->data;
     if (status < 0) {
-        node_log(s->n, "resp: accept failed: %s", uv_strerror(status));
+        srv_note(s, NOTE_ACCEPT, "accept failed: %s", uv_strerror(status));
         return;
     }
     conn *c = calloc(1, sizeof *c);
@@ -903,7 +1182,11 @@ static void on_connection(uv_stream_t *l, int status) {
     c->srv = s;
     c->refs = 1;
     c->state = CONN_READING;
+    c->last_io = uv_now(l->loop);
     resp_parser_init(&c->parser);
+    c->all_next = s->all;
+    if (s->all) s->all->all_prev = c;
+    s->all = c;
     s->clients++;
     uv_tcp_init(l->loop, &c->tcp);
     c->tcp.data = c;
@@ -911,28 +1194,86 @@ static void on_connection(uv_stream_t *l, int status) {
         conn_close(c);
         return;
     }
+    if (s->clients > s->maxclients) {
+        s->stats.rejected++;
+        srv_note(s, NOTE_MAXCLIENTS, "refused a client: --maxclients %zu reached (%llu refused so "
+                 "far)", s->maxclients, s->stats.rejected);
+        conn_refuse(c, err_maxclients);
+        return;
+    }
+    struct sockaddr_storage peer;
+    int plen = sizeof peer;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &plen) != 0) {
+        conn_close(c);   /* gone already */
+        return;
+    }
+    if (!resp_peer_allowed((struct sockaddr *)&peer, s->password != NULL, s->protected_mode)) {
+        char ip[INET6_ADDRSTRLEN] = "?";
+        if (peer.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&peer, ip, sizeof ip);
+        else uv_ip4_name((struct sockaddr_in *)&peer, ip, sizeof ip);
+        s->stats.denied++;
+        srv_note(s, NOTE_DENIED, "refused %s: protected mode, no password and not a loopback "
+                 "address (%llu refused so far)", ip, s->stats.denied);
+        conn_refuse(c, err_denied);
+        return;
+    }
+    s->stats.accepted++;
     uv_tcp_nodelay(&c->tcp, 1);
     conn_pace(c);
 }
 
 static void free_server(uv_handle_t *h) { free(h->data); }
 
+/* How many clients the open file limit allows, at most want: raises the
+ * soft limit towards want + RESP_RESERVED_FDS (as far as the hard limit
+ * lets), and says so when it falls short. */
+static size_t fit_file_limit(node *n, size_t want) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return want;
+    rlim_t need = (rlim_t)want + RESP_RESERVED_FDS;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        struct rlimit up = rl;
+        up.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0) rl = up;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need) return want;
+    size_t fit = rl.rlim_cur > RESP_RESERVED_FDS + 1 ? (size_t)rl.rlim_cur - RESP_RESERVED_FDS : 1;
+    node_log(n, "resp: the open file limit (%llu, ulimit -n) allows %zu clients, not "
+             "--maxclients %zu", (unsigned long long)rl.rlim_cur, fit, want);
+    return fit;
+}
+
 int resp_start(uv_loop_t *loop, node *n) {
-    struct sockaddr_in addr;
-    int rc = uv_ip4_addr(n->cfg.bind_ip, n->cfg.resp_port, &addr);
+    const node_config *cfg = &n->cfg;
+    const char *ip = cfg->resp_bind ? cfg->resp_bind : cfg->bind_ip;
+    struct sockaddr_storage addr;
+    int rc = uv_ip4_addr(ip, cfg->resp_port, (struct sockaddr_in *)&addr);
+    if (rc != 0) rc = uv_ip6_addr(ip, cfg->resp_port, (struct sockaddr_in6 *)&addr);
     if (rc != 0) {
-        fprintf(stderr, "dht-server: bad --bind address %s\n", n->cfg.bind_ip);
+        fprintf(stderr, "dht-server: bad --resp-bind address %s\n", ip);
         return rc;
+    }
+    if (cfg->requirepass && (!*cfg->requirepass || strlen(cfg->requirepass) > RESP_MAX_PASSWORD)) {
+        fprintf(stderr, "dht-server: the password must have 1 to %d bytes\n", RESP_MAX_PASSWORD);
+        return UV_EINVAL;
     }
     resp_server *s = calloc(1, sizeof *s);
     if (!s) return UV_ENOMEM;
     s->n = n;
+    s->password = cfg->requirepass;
+    s->password_len = s->password ? strlen(s->password) : 0;
+    s->protected_mode = !cfg->resp_unprotected;
+    s->query_ms = 1000ull * (cfg->resp_query_timeout_s ? cfg->resp_query_timeout_s
+                                                       : RESP_DEFAULT_QUERY_TIMEOUT);
+    s->idle_ms = 1000ull * cfg->resp_timeout_s;
+    s->max_held = cfg->resp_max_buffer ? cfg->resp_max_buffer : RESP_DEFAULT_MAX_BUFFER;
+    s->maxclients = fit_file_limit(n, cfg->maxclients ? cfg->maxclients : RESP_DEFAULT_MAXCLIENTS);
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
     if ((rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0)) != 0 ||
         (rc = uv_listen((uv_stream_t *)&s->listener, BACKLOG, on_connection)) != 0) {
         fprintf(stderr, "dht-server: cannot listen on TCP %s:%u (--resp-port): %s\n",
-                n->cfg.bind_ip, n->cfg.resp_port, uv_strerror(rc));
+                ip, cfg->resp_port, uv_strerror(rc));
         uv_close((uv_handle_t *)&s->listener, free_server);
         return rc;
     }
@@ -940,7 +1281,22 @@ int resp_start(uv_loop_t *loop, node *n) {
     s->flush.data = s;
     uv_check_start(&s->flush, on_flush);
     uv_unref((uv_handle_t *)&s->flush);
-    if (!n->cfg.quiet)
-        node_log(n, "serving Redis clients (RESP2) on TCP %s:%u", n->cfg.bind_ip, n->cfg.resp_port);
+    /* a timeout is enforced within a quarter of it (at most a second late) */
+    uint64_t shortest = s->idle_ms && s->idle_ms < s->query_ms ? s->idle_ms : s->query_ms;
+    uint64_t period = shortest / 4 < 50 ? 50 : shortest / 4 > 1000 ? 1000 : shortest / 4;
+    uv_timer_init(loop, &s->sweep);
+    s->sweep.data = s;
+    uv_timer_start(&s->sweep, on_sweep, period, period);
+    uv_unref((uv_handle_t *)&s->sweep);
+    bool loopback = resp_addr_is_loopback((const struct sockaddr *)&addr);
+    if (!loopback && !s->password && s->protected_mode)
+        node_log(n, "resp: WARNING protected mode: %s has no password (--requirepass-file), so "
+                 "only clients on loopback addresses are served; others get -DENIED", ip);
+    else if (!loopback && !s->password)
+        node_log(n, "resp: WARNING no password and protected mode off: anyone who reaches %s:%u "
+                 "may read, write and wipe the data", ip, cfg->resp_port);
+    if (!cfg->quiet)
+        node_log(n, "serving Redis clients (RESP2) on TCP %s:%u (at most %zu, %s)", ip,
+                 cfg->resp_port, s->maxclients, s->password ? "AUTH required" : "no password");
     return 0;
 }

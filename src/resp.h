@@ -37,6 +37,35 @@
  * WIRE_MAX_VALUE bytes are the store's limits; others get an -ERR reply.
  * Reading pauses while 1024 replies are outstanding or 4 MiB of replies
  * wait to be written.
+ *
+ * Against clients that do not behave (bounds per process, dht-server's
+ * options, the defaults in parentheses):
+ *
+ * - clients: --maxclients (RESP_DEFAULT_MAXCLIENTS), and no more than the
+ *   open file limit less RESP_RESERVED_FDS; one past it gets "-ERR max
+ *   number of clients reached" and is closed, as in Redis.
+ * - time: a command that has begun to arrive must be whole within
+ *   --resp-query-timeout seconds (RESP_DEFAULT_QUERY_TIMEOUT), else the
+ *   client is closed (a slowloris holds no connection for long; the time
+ *   reading is paused for replies does not count); a client that sends and
+ *   receives nothing for --resp-timeout seconds, with no operation in
+ *   flight, is closed (0, the default: never, as Redis's timeout). A
+ *   timeout is enforced within a quarter of it (at most a second late).
+ * - memory: the bytes held for clients (commands being received, argument
+ *   and reply-slot arrays, replies not yet written), all clients together,
+ *   stay under --resp-max-buffer (RESP_DEFAULT_MAX_BUFFER): past it the
+ *   client holding the most is closed, then the next, until under it. An
+ *   idle client holds no input buffer and small arrays only.
+ *
+ * Access (Redis 6's rules and texts): with --requirepass, every command but
+ * AUTH and QUIT gets "-NOAUTH Authentication required." until the client
+ * has sent "AUTH password" or "AUTH default password" (compared in constant
+ * time; a wrong one gets "-WRONGPASS ..."), and until then a command may
+ * have at most RESP_NOAUTH_MAX_ARGS arguments of at most
+ * RESP_NOAUTH_MAX_BULK bytes. Protected mode (on unless --protected-mode
+ * no): without a password, a client whose address is not a loopback one
+ * gets "-DENIED ..." and is closed as soon as it connects. The port listens
+ * on --resp-bind, by default the node's --bind address.
  */
 #ifndef DHT_RESP_H
 #define DHT_RESP_H
@@ -49,6 +78,15 @@
 #define RESP_MAX_BULK (1u << 20)     /* bytes of one bulk string */
 #define RESP_MAX_LINE (64u << 10)    /* an inline command or length line, until its end */
 #define RESP_MAX_ARGS (1024 * 1024)  /* arguments of one command */
+
+#define RESP_DEFAULT_MAXCLIENTS 10000
+#define RESP_RESERVED_FDS 128        /* kept from --maxclients for the rest: stdio, UDP,
+                                        listeners, LMDB, libuv, HTTP_MAX_CONNS clients */
+#define RESP_DEFAULT_QUERY_TIMEOUT 30          /* seconds */
+#define RESP_DEFAULT_MAX_BUFFER (256u << 20)   /* bytes */
+#define RESP_MAX_PASSWORD 512        /* bytes of --requirepass */
+#define RESP_NOAUTH_MAX_ARGS 10      /* arguments of a command before AUTH */
+#define RESP_NOAUTH_MAX_BULK 16384   /* bytes of a bulk string before AUTH */
 
 #define RESP_EPROTO (-1)             /* resp_parse: malformed or over a bound */
 #define RESP_ENOMEM (-2)             /* resp_parse: no memory for the arguments */
@@ -66,7 +104,11 @@
  * A parser holds the progress of one command through a multibulk, so input
  * can come a piece at a time without being parsed again; arguments are kept
  * as offsets from the command's first byte, so the caller may move its
- * buffer between calls. The parser owns its argument arrays. */
+ * buffer between calls. The parser owns its argument arrays. Its caller
+ * sets noauth for a client that has yet to authenticate: multibulks of at
+ * most RESP_NOAUTH_MAX_ARGS arguments and RESP_NOAUTH_MAX_BULK-byte bulks
+ * ("unauthenticated multibulk length", "unauthenticated bulk length", as
+ * Redis); it may change it between commands. */
 
 typedef struct resp_arg {
     const char *p;
@@ -78,6 +120,7 @@ typedef struct resp_parser {
     size_t argc;                /* 0 for an empty command */
     resp_arg *argv;             /* argc arguments, argv[0] the name */
     char err[128];              /* RESP_EPROTO: why, without "ERR Protocol error: " */
+    bool noauth;                /* set by the caller: the bounds before AUTH */
     /* private */
     int state;                  /* START, BULK_LEN, BULK_BODY */
     size_t pos;                 /* bytes of the command parsed */
@@ -111,9 +154,36 @@ void resp_parser_shrink(resp_parser *p, size_t max);
  * A command stays within RESP_MAX_QUERY bytes unless it is inline. */
 int resp_parse(resp_parser *p, const char *in, size_t len, size_t *used);
 
-/* Listens on cfg.bind_ip:cfg.resp_port (TCP) and serves Redis clients of
- * node n on loop for the life of the process. Returns 0, or a negative
- * libuv error after printing why (nothing is left listening). */
+/* ---- access, without sockets ------------------------------------------ */
+
+/* True if got[0..glen) is the password want[0..wlen) (wlen at most
+ * RESP_MAX_PASSWORD). The time taken depends on neither password: both
+ * are compared over RESP_MAX_PASSWORD bytes, whatever their lengths. */
+bool resp_password_ok(const char *want, size_t wlen, const char *got, size_t glen);
+
+/* True if addr is a loopback address: 127.0.0.0/8, ::1, or
+ * ::ffff:127.0.0.0/104 (IPv4 on an IPv6 socket). */
+bool resp_addr_is_loopback(const struct sockaddr *addr);
+
+/* Protected mode: true if a client connecting from peer may be served,
+ * that is unless protected mode is on, no password is set and the peer is
+ * not a loopback address. */
+bool resp_peer_allowed(const struct sockaddr *peer, bool has_password, bool protected_mode);
+
+/* The password in the first line of the file at path (its line end not
+ * included), for --requirepass-file: a string the caller owns (free), or
+ * NULL after printing why to stderr (no such file, empty line, over
+ * RESP_MAX_PASSWORD bytes). Warns when others than its owner may read the
+ * file. */
+char *resp_password_from_file(const char *path);
+
+/* Listens on cfg.resp_bind (or cfg.bind_ip):cfg.resp_port (TCP) and serves
+ * Redis clients of node n on loop for the life of the process, with the
+ * bounds and access rules above (cfg fields at 0 take the defaults).
+ * Raises the soft open file limit towards what --maxclients needs, and
+ * lowers the number of clients to what the limit allows (saying so).
+ * Returns 0, or a negative libuv error after printing why (nothing is left
+ * listening). */
 int resp_start(uv_loop_t *loop, node *n);
 
 #endif

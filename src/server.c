@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -113,7 +115,11 @@ static void env_incarnation(void *ctx, uint64_t inc) {
     char path[4096], tmp[4200];
     snprintf(path, sizeof path, "%s/incarnation", sv->data_dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
+    /* the owner's alone (also a file an earlier version left 0644) */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd >= 0) fchmod(fd, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (fd >= 0 && !f) close(fd);
     bool ok = f != NULL;
     if (f) {
         ok = fprintf(f, "%llu\n", (unsigned long long)inc) > 0 && fflush(f) == 0 &&

@@ -49,6 +49,7 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -315,8 +316,17 @@ static int lerr(int rc) {
     return rc == MDB_MAP_FULL ? STORE_ENOSPACE : STORE_EIO;
 }
 
+/* Gives path (a file of the store) to its owner alone, if others may read
+ * or write it (a store an earlier version created 0644). */
+static void owner_only(const char *dir, const char *name) {
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (stat(path, &st) == 0 && (st.st_mode & 077)) chmod(path, st.st_mode & 0700);
+}
+
 static int lmdb_open(store *s, const char *dir) {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return STORE_EIO;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) return STORE_EIO;
     s->buf = malloc(STORE_MAX_VALUE);
     if (!s->buf) return STORE_EIO;
     if (mdb_env_create(&s->env) != 0) {
@@ -324,8 +334,10 @@ static int lmdb_open(store *s, const char *dir) {
         return STORE_EIO;
     }
     if (mdb_env_set_mapsize(s->env, STORE_LMDB_MAPSIZE) != 0 ||
-        mdb_env_open(s->env, dir, MDB_NOSYNC | MDB_WRITEMAP | MDB_NOTLS, 0644) != 0)
+        mdb_env_open(s->env, dir, MDB_NOSYNC | MDB_WRITEMAP | MDB_NOTLS, 0600) != 0)
         return STORE_EIO;
+    owner_only(dir, "data.mdb");
+    owner_only(dir, "lock.mdb");
     int dead;
     mdb_reader_check(s->env, &dead); /* slots left by a killed process */
 

@@ -56,8 +56,9 @@ typedef int (*store_visit_fn)(void *ctx, const uint8_t *key, size_t klen,
                               const store_rec *rec);
 
 /* Opens a store. dir NULL: in memory; otherwise an LMDB environment in dir
- * (created if missing) whose records are loaded as they are. max_bytes caps
- * store_bytes(). Returns 0 and *out, or STORE_EIO / STORE_EINVAL. */
+ * (created if missing, mode 0700) whose records are loaded as they are; its
+ * files are the owner's alone (0600, made so if they were not). max_bytes
+ * caps store_bytes(). Returns 0 and *out, or STORE_EIO / STORE_EINVAL. */
 int store_open(store **out, const char *dir, size_t max_bytes);
 void store_close(store *s);
 

@@ -559,6 +559,39 @@ def test_data_dir_keeps_the_incarnation():
         assert int(open(path).read()) == ahead + 1, "incarnation after restart: %s" % open(path).read()
 
 
+def test_data_dir_files_are_the_owners_alone():
+    """A data dir the node creates is 0700, its LMDB files and incarnation
+    0600, whatever the umask; files an earlier version left 0644 are made
+    0600 (the dir, the operator's, is left as it is)."""
+    import stat
+    c = dht.Cluster(1, peers=[])
+    ddir = os.path.join(c.dir, "fresh", "data")
+    os.makedirs(os.path.dirname(ddir))
+    c.extra_args = ["--data-dir", ddir]
+    old_umask = os.umask(0o022)
+    try:
+        with node(cluster=c) as (c, cl):
+            expect(cl.put(b"k", b"v"), OK, "PUT")
+            modes = {name: stat.S_IMODE(os.stat(os.path.join(ddir, name)).st_mode)
+                     for name in ("data.mdb", "lock.mdb", "incarnation")}
+            modes["."] = stat.S_IMODE(os.stat(ddir).st_mode)
+            print("    modes: " + ", ".join("%s %o" % kv for kv in sorted(modes.items())))
+            assert modes == {".": 0o700, "data.mdb": 0o600, "lock.mdb": 0o600,
+                             "incarnation": 0o600}, modes
+            c.stop(0)
+            for name in ("data.mdb", "lock.mdb", "incarnation"):
+                os.chmod(os.path.join(ddir, name), 0o644)
+            os.chmod(ddir, 0o755)
+            c.start(0)
+            c.wait_ready(timeout=10)
+            expect(cl.get(b"k"), OK, "GET after restart")
+            for name in ("data.mdb", "lock.mdb", "incarnation"):
+                mode = stat.S_IMODE(os.stat(os.path.join(ddir, name)).st_mode)
+                assert mode == 0o600, "%s left %o" % (name, mode)
+    finally:
+        os.umask(old_umask)
+
+
 def test_requests_that_waited_through_a_stall_are_dropped():
     """A node stopped (SIGSTOP) for 1.5 s drops the requests that waited in its
     socket buffer meanwhile (their clients may have given up and written since);

@@ -499,5 +499,45 @@ def test_port_in_use_is_an_error():
             c.cleanup()
 
 
+def _local_ip():
+    """An IPv4 address of this machine that is not a loopback one, or None."""
+    import subprocess
+    try:
+        out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True,
+                             text=True, timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in out.splitlines():
+        words = line.split()
+        if "inet" in words and not words[words.index("inet") + 1].startswith("127."):
+            return words[words.index("inet") + 1].split("/")[0]
+    return None
+
+
+def _reachable(host, port):
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return True
+    except (ConnectionRefusedError, socket.timeout):
+        return False
+
+
+def test_listens_on_loopback_only_by_default():
+    """The pages are for the local operator: by default the port is bound to
+    127.0.0.1, so 127.0.0.2 and the machine's other addresses are refused;
+    --http-bind 0.0.0.0 opens it to them."""
+    others = ["127.0.0.2"] + ([_local_ip()] if _local_ip() else [])
+    with node() as (c, cl, port):
+        assert _reachable("127.0.0.1", port)
+        assert get(port, "/metrics")[1]
+        for host in others:
+            assert not _reachable(host, port), "the HTTP port answers on %s" % host
+        assert "http on 127.0.0.1:%d" % port in c.log_tail(0), c.log_tail(0)
+    with node("--http-bind", "0.0.0.0") as (c, cl, port):
+        for host in ["127.0.0.1"] + others:
+            assert _reachable(host, port), "--http-bind 0.0.0.0: not reachable on %s" % host
+    print("    refused by default on %s" % ", ".join(others))
+
+
 if __name__ == "__main__":
     sys.exit(dht.run_tests(globals()))

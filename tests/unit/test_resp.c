@@ -1,6 +1,7 @@
 /* Unit tests for resp's request parser (resp_parse): multibulk and inline
  * commands, input arriving in pieces, pipelines, every protocol error and
- * the bounds. */
+ * the bounds, those before AUTH included; and for the access rules without
+ * sockets: the password comparison, the password file, protected mode. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <arpa/inet.h>
 
 #include <cmocka.h>
 
@@ -319,6 +323,179 @@ static void test_many_arguments_and_shrink(void **state) {
     free(in);
 }
 
+/* Before AUTH (noauth), Redis's bounds: 10 arguments, 16 KiB bulks, with
+ * its messages; inline commands keep theirs. The caller may lift them
+ * between commands. */
+static void test_unauthenticated_bounds(void **state) {
+    (void)state;
+    size_t used;
+    char *big = malloc(20000);
+    assert_non_null(big);
+    p.noauth = true;
+    parse_whole(S("*10\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n"
+                  "$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n"));
+    assert_int_equal(p.argc, 10);
+    assert_int_equal(resp_parse(&p, S("*11\r\n"), &used), RESP_EPROTO);
+    assert_string_equal(p.err, "unauthenticated multibulk length");
+    resp_parser_free(&p);
+    p.noauth = true;
+    int len = sprintf(big, "*2\r\n$4\r\nAUTH\r\n$16384\r\n");
+    memset(big + len, 'x', 16384);
+    memcpy(big + len + 16384, "\r\n", 2);
+    parse_whole(big, (size_t)len + 16386);
+    assert_int_equal(p.argv[1].len, 16384);
+    assert_int_equal(resp_parse(&p, S("*2\r\n$4\r\nAUTH\r\n$16385\r\n"), &used), RESP_EPROTO);
+    assert_string_equal(p.err, "unauthenticated bulk length");
+    resp_parser_free(&p);
+    /* an inline command is bounded by its line only */
+    p.noauth = true;
+    memset(big, 'a', 20000);
+    for (int i = 1; i < 40; i += 2) big[i] = ' ';
+    big[19999] = '\n';
+    parse_whole(big, 20000);
+    assert_int_equal(p.argc, 21);
+    /* lifted: the same commands pass */
+    p.noauth = false;
+    parse_whole(S("*11\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n"
+                  "$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n"));
+    assert_int_equal(p.argc, 11);
+    free(big);
+}
+
+static void test_password_comparison(void **state) {
+    (void)state;
+    char a[RESP_MAX_PASSWORD + 2], b[RESP_MAX_PASSWORD + 2];
+    assert_true(resp_password_ok(S("secret"), S("secret")));
+    assert_false(resp_password_ok(S("secret"), S("secreT")));
+    assert_false(resp_password_ok(S("secret"), S("secre")));
+    assert_false(resp_password_ok(S("secret"), S("secret\0")));
+    assert_false(resp_password_ok(S("secret"), S("")));
+    assert_false(resp_password_ok(S("a"), S("b")));
+    memset(a, 'p', sizeof a);
+    memset(b, 'p', sizeof b);
+    assert_true(resp_password_ok(a, RESP_MAX_PASSWORD, b, RESP_MAX_PASSWORD));
+    b[RESP_MAX_PASSWORD - 1] = 'q';     /* the last byte compared */
+    assert_false(resp_password_ok(a, RESP_MAX_PASSWORD, b, RESP_MAX_PASSWORD));
+    /* past the bound nothing matches, even the same bytes */
+    assert_false(resp_password_ok(a, RESP_MAX_PASSWORD + 1, a, RESP_MAX_PASSWORD + 1));
+    assert_false(resp_password_ok(a, RESP_MAX_PASSWORD, a, RESP_MAX_PASSWORD + 1));
+}
+
+static struct sockaddr_storage addr_of(const char *ip) {
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, ip, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+    } else {
+        assert_int_equal(inet_pton(AF_INET6, ip, &v6->sin6_addr), 1);
+        v6->sin6_family = AF_INET6;
+    }
+    return ss;
+}
+
+static bool loopback(const char *ip) {
+    struct sockaddr_storage ss = addr_of(ip);
+    return resp_addr_is_loopback((struct sockaddr *)&ss);
+}
+
+static bool allowed(const char *ip, bool has_password, bool protected_mode) {
+    struct sockaddr_storage ss = addr_of(ip);
+    return resp_peer_allowed((struct sockaddr *)&ss, has_password, protected_mode);
+}
+
+static void test_loopback_addresses(void **state) {
+    (void)state;
+    assert_true(loopback("127.0.0.1"));
+    assert_true(loopback("127.0.0.2"));
+    assert_true(loopback("127.255.255.254"));
+    assert_true(loopback("::1"));
+    assert_true(loopback("::ffff:127.0.0.1"));
+    assert_false(loopback("128.0.0.1"));
+    assert_false(loopback("126.255.255.255"));
+    assert_false(loopback("10.0.0.1"));
+    assert_false(loopback("192.168.1.20"));
+    assert_false(loopback("0.0.0.0"));
+    assert_false(loopback("::"));
+    assert_false(loopback("::2"));
+    assert_false(loopback("fe80::1"));
+    assert_false(loopback("::ffff:10.0.0.1"));
+    assert_false(loopback("::127.0.0.1"));     /* IPv4-compatible, not mapped */
+    struct sockaddr other = {.sa_family = AF_UNIX};
+    assert_false(resp_addr_is_loopback(&other));
+}
+
+/* Protected mode refuses only a peer off loopback, with no password set,
+ * while it is on. */
+static void test_protected_mode(void **state) {
+    (void)state;
+    assert_false(allowed("10.0.0.1", false, true));
+    assert_false(allowed("2001:db8::1", false, true));
+    assert_false(allowed("::ffff:192.0.2.7", false, true));
+    assert_true(allowed("127.0.0.1", false, true));
+    assert_true(allowed("::1", false, true));
+    assert_true(allowed("10.0.0.1", true, true));     /* a password: AUTH decides */
+    assert_true(allowed("10.0.0.1", false, false));   /* --protected-mode no */
+    assert_true(allowed("10.0.0.1", true, false));
+}
+
+/* Writes text to a new file in mode, returns its path (static). */
+static const char *password_file(const char *text, size_t len, mode_t mode) {
+    static char path[64];
+    strcpy(path, "/tmp/dht-test-pass-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
+    assert_int_equal(fchmod(fd, mode), 0);
+    close(fd);
+    return path;
+}
+
+static void expect_password(const char *text, size_t len, const char *want) {
+    const char *path = password_file(text, len, 0600);
+    char *pw = resp_password_from_file(path);
+    unlink(path);
+    if (!want) {
+        assert_null(pw);
+        return;
+    }
+    assert_non_null(pw);
+    assert_string_equal(pw, want);
+    free(pw);
+}
+
+static void test_password_file(void **state) {
+    (void)state;
+    expect_password(S("s3cret\n"), "s3cret");
+    expect_password(S("s3cret\r\n"), "s3cret");
+    expect_password(S("s3cret"), "s3cret");
+    expect_password(S("with spaces\tand tabs\nsecond line\n"), "with spaces\tand tabs");
+    expect_password(S(""), NULL);
+    expect_password(S("\nafter an empty line\n"), NULL);
+    char big[RESP_MAX_PASSWORD + 2];
+    memset(big, 'k', sizeof big);
+    big[RESP_MAX_PASSWORD] = '\n';
+    const char *path = password_file(big, RESP_MAX_PASSWORD + 1, 0600);   /* 512 bytes: taken */
+    char *pw = resp_password_from_file(path);
+    unlink(path);
+    assert_non_null(pw);
+    assert_int_equal(strlen(pw), RESP_MAX_PASSWORD);
+    free(pw);
+    big[RESP_MAX_PASSWORD] = 'k';
+    big[RESP_MAX_PASSWORD + 1] = '\n';
+    expect_password(big, RESP_MAX_PASSWORD + 2, NULL);                  /* 513: refused */
+    expect_password(big, RESP_MAX_PASSWORD + 1, NULL);                  /* 513, no LF */
+    assert_null(resp_password_from_file("/nonexistent/dht-password"));
+    /* readable by others: taken, with a warning */
+    path = password_file(S("open\n"), 0644);
+    pw = resp_password_from_file(path);
+    unlink(path);
+    assert_non_null(pw);
+    assert_string_equal(pw, "open");
+    free(pw);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_multibulk_command, setup, teardown),
@@ -334,6 +511,11 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_inline_too_long, setup, teardown),
         cmocka_unit_test_setup_teardown(test_command_size_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_arguments_and_shrink, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unauthenticated_bounds, setup, teardown),
+        cmocka_unit_test(test_password_comparison),
+        cmocka_unit_test(test_loopback_addresses),
+        cmocka_unit_test(test_protected_mode),
+        cmocka_unit_test(test_password_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
