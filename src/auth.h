@@ -18,7 +18,7 @@
  * key it holds, or whose sentMs is further than WIRE_MAX_AHEAD_MS (the
  * cluster's clock bound) from its own clock: a recorded datagram replays
  * for at most that long, and what it carries is idempotent or ordered by
- * stamps and incarnations (README: Security).
+ * stamps and incarnations (README: Security of the cluster).
  *
  * Key rotation: a key file holds one or two keys, one a line. The first
  * seals; every one opens. Add the new key as the second line on every node

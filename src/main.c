@@ -275,7 +275,7 @@ int main(int argc, char **argv) {
     } else {
         fprintf(stderr, "dht-server: warning: no --cluster-key-file: node-to-node messages are "
                         "not authenticated, and are taken only from loopback and private "
-                        "addresses (README: Security)\n");
+                        "addresses (README: Security of the cluster)\n");
     }
     return server_run(&cfg) == 0 ? 0 : 1;
 }
