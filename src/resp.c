@@ -370,6 +370,10 @@ static void slot_op(conn *c, uint64_t seq, uint32_t cmd, const arg *key, const a
     o.idlen = sizeof seq;
     o.start_ms = node_now(n);
     n->stats.requests[cmd]++;
+    if (node_lagging(n)) { /* the loop runs late: no new work (node.h) */
+        slot_result(c, seq, WIRE_EOVERLOAD, NULL, 0);
+        return;
+    }
     c->refs++;
     if (repl_client_op(n, &o, cmd, (const uint8_t *)key->p, key->len,
                        val ? (const uint8_t *)val->p : NULL, val ? val->len : 0, 0) == 0)
