@@ -30,7 +30,7 @@ void node_defaults(node_config *cfg) {
     cfg->request_timeout_ms = 400;
     cfg->max_inflight = 2048;
     cfg->max_lag_ms = 250;
-    cfg->majority_ms = 60000;
+    cfg->majority_ms = 0;
     cfg->sync_ms = 2000;
     cfg->cache_ms = 5000;
     cfg->cache_bytes = 256u << 20;

@@ -61,7 +61,8 @@ typedef struct node_config {
                                    are turned away (0: never) */
     uint64_t majority_ms;       /* with W + R > N, writes are refused while this
                                    node sees fewer live members than members
-                                   dead for less than this (0: never refused) */
+                                   dead for less than this (0, the default:
+                                   never; both sides of a partition take writes) */
     unsigned sync_ms;           /* anti-entropy period */
     uint64_t cache_ms;          /* reply cache TTL */
     size_t cache_bytes;
