@@ -269,18 +269,14 @@ static void page_metrics(const http_server *s, sbuf *b) {
     }
 
     metric(b, "dht_dropped_total", "counter", "Datagrams dropped, by reason.");
-    sb_printf(b, "dht_dropped_total{reason=\"checksum\"} %llu\n",
-              (unsigned long long)st->dropped_checksum);
-    sb_printf(b, "dht_dropped_total{reason=\"malformed\"} %llu\n",
-              (unsigned long long)st->dropped_malformed);
-    sb_printf(b, "dht_dropped_total{reason=\"stale\"} %llu\n",
-              (unsigned long long)st->dropped_stale);
-    sb_printf(b, "dht_dropped_total{reason=\"unsealed\"} %llu\n",
-              (unsigned long long)st->dropped_unsealed);
-    sb_printf(b, "dht_dropped_total{reason=\"clock\"} %llu\n",
-              (unsigned long long)st->dropped_clock);
-    sb_printf(b, "dht_dropped_total{reason=\"outsider\"} %llu\n",
-              (unsigned long long)st->dropped_outsider);
+    const struct { const char *why; uint64_t n; } dropped[] = {
+        {"checksum", st->dropped_checksum}, {"malformed", st->dropped_malformed},
+        {"stale", st->dropped_stale},       {"unsealed", st->dropped_unsealed},
+        {"clock", st->dropped_clock},       {"outsider", st->dropped_outsider},
+    };
+    for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
+        sb_printf(b, "dht_dropped_total{reason=\"%s\"} %llu\n", dropped[i].why,
+                  (unsigned long long)dropped[i].n);
     metric(b, "dht_overload_total", "counter",
            "Client requests answered SYSTEM_OVERLOAD, by reason: too many operations in flight, "
            "the loop running late, live replicas too slow to answer in time.");

@@ -499,21 +499,6 @@ def test_port_in_use_is_an_error():
             c.cleanup()
 
 
-def _local_ip():
-    """An IPv4 address of this machine that is not a loopback one, or None."""
-    import subprocess
-    try:
-        out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True,
-                             text=True, timeout=5).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    for line in out.splitlines():
-        words = line.split()
-        if "inet" in words and not words[words.index("inet") + 1].startswith("127."):
-            return words[words.index("inet") + 1].split("/")[0]
-    return None
-
-
 def _reachable(host, port):
     try:
         socket.create_connection((host, port), timeout=2).close()
@@ -526,7 +511,7 @@ def test_listens_on_loopback_only_by_default():
     """The pages are for the local operator: by default the port is bound to
     127.0.0.1, so 127.0.0.2 and the machine's other addresses are refused;
     --http-bind 0.0.0.0 opens it to them."""
-    others = ["127.0.0.2"] + ([_local_ip()] if _local_ip() else [])
+    others = ["127.0.0.2"] + ([dht.local_ip()] if dht.local_ip() else [])
     with node() as (c, cl, port):
         assert _reachable("127.0.0.1", port)
         assert get(port, "/metrics")[1]

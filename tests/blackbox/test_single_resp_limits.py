@@ -56,24 +56,6 @@ def under_asan(pid):
         return "libasan" in f.read()
 
 
-def local_ip():
-    """An IPv4 address of this machine that is not a loopback one, or None.
-    A connection from it to it stays inside the machine, yet its peer
-    address is not loopback: what protected mode keys on."""
-    try:
-        out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True,
-                             text=True, timeout=5).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    for line in out.splitlines():
-        words = line.split()
-        if "inet" in words:
-            ip = words[words.index("inet") + 1].split("/")[0]
-            if not ip.startswith("127."):
-                return ip
-    return None
-
-
 def wait_closed(sock, timeout):
     """Seconds until the node closes sock (EOF or reset), or None within timeout."""
     t0 = time.monotonic()
@@ -482,7 +464,7 @@ def test_protected_mode_warns_and_denies_non_loopback_clients():
         assert "WARNING protected mode: 0.0.0.0 has no password" in log, log
         with Resp(port) as r:
             assert r.call("PING") == "PONG"
-        ip = local_ip()
+        ip = dht.local_ip()
         if not ip:
             print("    SKIP the -DENIED part: no non-loopback address on this machine")
             return
@@ -497,7 +479,7 @@ def test_protected_mode_warns_and_denies_non_loopback_clients():
 
 
 def test_protected_mode_off_or_a_password_serves_non_loopback_clients():
-    ip = local_ip()
+    ip = dht.local_ip()
     for args, warning in ((["--protected-mode", "no"], "WARNING no password and protected mode off"),
                           (["--requirepass", PASSWORD], None)):
         with node(*args) as (c, cl, port):
@@ -525,7 +507,7 @@ def test_resp_bind_to_loopback_has_no_warning_and_is_not_reachable_elsewhere():
         assert "serving Redis clients (RESP2) on TCP 127.0.0.1:%d" % port in log, log
         with Resp(port) as r:
             assert r.call("PING") == "PONG"
-        for host in ["127.0.0.2"] + ([local_ip()] if local_ip() else []):
+        for host in ["127.0.0.2"] + ([dht.local_ip()] if dht.local_ip() else []):
             try:
                 socket.create_connection((host, port), timeout=2).close()
                 raise AssertionError("the Redis port answers on %s" % host)
@@ -551,7 +533,7 @@ def test_resp_bind_ipv6_any_protects_mapped_ipv4_clients():
         for host in ("127.0.0.1", "::1"):
             with Resp(port, host=host) as r:
                 assert r.call("PING") == "PONG", host
-        ip = local_ip()
+        ip = dht.local_ip()
         if ip:
             with Resp(port, host=ip) as r:
                 reply = r.read()

@@ -487,6 +487,24 @@ class Client:
 
 # ---------------------------------------------------------------- waiting
 
+def local_ip():
+    """An IPv4 address of this machine that is not a loopback one, or None.
+    A connection from it to it stays inside the machine, yet its peer
+    address is not loopback."""
+    try:
+        out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True,
+                             text=True, timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in out.splitlines():
+        words = line.split()
+        if "inet" in words:
+            ip = words[words.index("inet") + 1].split("/")[0]
+            if not ip.startswith("127."):
+                return ip
+    return None
+
+
 def wait_until(pred, timeout, interval=0.05, what=None):
     """Calls pred() until it returns a true value; returns the seconds it took.
     Raises TimeoutError (with what, or the last value) after timeout seconds."""

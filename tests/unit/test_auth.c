@@ -285,21 +285,26 @@ static void test_debug_needs_the_key(void **state) {
     }
 }
 
+/* Sends SHUTDOWN with message ID {idn} from `from`; returns the stops so far. */
+static int shutdown_from(const struct sockaddr_in *from, uint8_t idn) {
+    uint8_t buf[256], id[WIRE_ID_LEN] = {idn};
+    size_t len = wire_request(buf, sizeof buf, id, WIRE_SHUTDOWN, NULL, 0, NULL, 0, 0);
+    node_receive(n, from, buf, len);
+    return fake.stops;
+}
+
 /* SHUTDOWN and WIPEOUT only from --admin-from (default: loopback, and the
  * hosts of members). */
 static void test_admin_commands_from_admin_addresses_only(void **state) {
     (void)state;
     fake_reset(1000, WALL0);
     assert_non_null(n = keyed_node(NULL));
-    uint8_t buf[256], id[WIRE_ID_LEN] = {1};
+    uint8_t buf[256], id[WIRE_ID_LEN] = {2};
     struct sockaddr_in far = addr("192.168.7.7", 5000), lo = addr("127.0.0.1", 5000),
                        peer = addr("192.168.7.8", 7000), member_cli = addr("192.168.7.8", 5555);
-    size_t len = wire_request(buf, sizeof buf, id, WIRE_SHUTDOWN, NULL, 0, NULL, 0, 0);
-    node_receive(n, &far, buf, len);
-    assert_int_equal(fake.stops, 0);
+    assert_int_equal(shutdown_from(&far, 1), 0);
     assert_int_equal(n->stats.refused_admin, 1);
-    id[0] = 2;
-    len = wire_request(buf, sizeof buf, id, WIRE_WIPEOUT, NULL, 0, NULL, 0, 0);
+    size_t len = wire_request(buf, sizeof buf, id, WIRE_WIPEOUT, NULL, 0, NULL, 0, 0);
     node_receive(n, &far, buf, len);
     assert_int_equal(n->stats.refused_admin, 2);
     wire_arena *a = wire_arena_new();
@@ -311,14 +316,8 @@ static void test_admin_commands_from_admin_addresses_only(void **state) {
     /* from a member's host */
     uint8_t pbuf[1024];
     node_receive(n, &peer, pbuf, ping(pbuf, sizeof pbuf, &peer, NULL, 0));
-    id[0] = 3;
-    len = wire_request(buf, sizeof buf, id, WIRE_SHUTDOWN, NULL, 0, NULL, 0, 0);
-    node_receive(n, &member_cli, buf, len);
-    assert_int_equal(fake.stops, 1);
-    id[0] = 4;
-    len = wire_request(buf, sizeof buf, id, WIRE_SHUTDOWN, NULL, 0, NULL, 0, 0);
-    node_receive(n, &lo, buf, len);
-    assert_int_equal(fake.stops, 2);
+    assert_int_equal(shutdown_from(&member_cli, 3), 1);
+    assert_int_equal(shutdown_from(&lo, 4), 2);
     teardown(NULL);
 
     /* --admin-from 192.168.7.7 replaces the defaults */
@@ -331,14 +330,8 @@ static void test_admin_commands_from_admin_addresses_only(void **state) {
     cfg.admin_nets_n = 1;
     fake_reset(1000, WALL0);
     assert_non_null(n = fake_node(&cfg, 7000, 1 << 20));
-    id[0] = 5;
-    len = wire_request(buf, sizeof buf, id, WIRE_SHUTDOWN, NULL, 0, NULL, 0, 0);
-    node_receive(n, &lo, buf, len);
-    assert_int_equal(fake.stops, 0);
-    id[0] = 6;
-    len = wire_request(buf, sizeof buf, id, WIRE_SHUTDOWN, NULL, 0, NULL, 0, 0);
-    node_receive(n, &far, buf, len);
-    assert_int_equal(fake.stops, 1);
+    assert_int_equal(shutdown_from(&lo, 5), 0);
+    assert_int_equal(shutdown_from(&far, 6), 1);
 }
 
 /* A forged forward (a node-to-node message naming a client) gets no reply
