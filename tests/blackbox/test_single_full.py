@@ -55,7 +55,7 @@ def enter_mount_namespace():
         return
     os.environ[NS_ENV] = "1"
     sys.stdout.flush()
-    os.execv(unshare, cmd + [sys.executable, os.path.abspath(__file__)] + sys.argv[1:])
+    os.execv(unshare, cmd + [sys.executable, os.path.abspath(sys.argv[0])] + sys.argv[1:])
 
 
 @contextlib.contextmanager
