@@ -108,7 +108,7 @@
 #define LREC_HDR 13                          /* see the table above */
 #define MAP_MIN ((size_t)1 << 20)            /* a new map */
 #define GROW_MIN ((size_t)64 << 10)          /* map growth steps */
-#define GROW_MAX ((size_t)64 << 20)
+#define GROW_MAX ((size_t)256 << 20)
 #define RESERVE_MIN ((size_t)256 << 10)      /* reserve for writes that free room */
 #define LMDB_EMAPFULL (-100)                 /* internal: MDB_MAP_FULL, grow and retry */
 #define LREC_TOMB 0x01
