@@ -7,7 +7,8 @@ port; the node stays up (LMDB's memory map on a full tmpfs used to end it
 with SIGBUS, and again at every restart), serves every value it
 acknowledged, says so once in its log and in /metrics, starts again on the
 full directory, and takes writes again as soon as there is room (keys
-removed, WIPEOUT, or a file on the disk removed), without a restart.
+removed, WIPEOUT, or a file on the disk removed), without a restart; also
+when another process fills the disk under a running node.
 
 tmpfs needs a mount namespace: the script runs itself again under
 `unshare -m` (as root) or `unshare -rm` (in a user namespace, as anyone),
@@ -278,6 +279,28 @@ def test_lmdb_restart_on_full_disk_then_room_from_a_deleted_file():
             assert len(more) >= 120, "only %d values fit in the 2 MiB freed" % len(more)
             stored.update(more)
             check_all(cl, stored, "after the file was deleted")
+
+
+@skippable
+def test_lmdb_disk_filled_by_another_process():
+    """The disk fills under a running node, by another process's file: the
+    node's next writes find no block for the pages LMDB writes (with the
+    previous binary: SIGBUS at the first PUT)."""
+    with tmpfs("8m") as disk, node("--max-memory", "1G", data_dir=disk + "/data") as (
+            c, cl, http, resp):
+        stored = {}
+        for i in range(100):
+            k, v = b"before%03d" % i, os.urandom(VALUE)
+            expect(cl.put(k, v), OK, "PUT #%d" % i)
+            stored[k] = v
+        filler(disk + "/filler", 64 << 20)  # until the disk is full
+        more, refused = fill(c, cl, b"after")
+        print("    %d more values fit after another file took the disk" % len(more))
+        stored.update(more)
+        assert c.running(0)
+        check_all(cl, stored, "with the disk taken by another file")
+        os.unlink(disk + "/filler")
+        expect(cl.put(refused[0], b"x" * VALUE), OK, "PUT once the other file is gone")
 
 
 @skippable
