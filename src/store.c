@@ -156,6 +156,7 @@ struct store {
     size_t reserve;  /* bytes allocated to dir/reserve */
     bool freed;      /* the last write committed freed room (lmdb_grow) */
     bool unsure;     /* the map's blocks could not be allocated: no writes */
+    bool broken;     /* a remap failed: LMDB has no map, nothing is served */
 };
 
 static int valid(const uint8_t *key, size_t klen, const store_rec *rec) {
@@ -416,15 +417,19 @@ static int alloc(int fd, size_t from, size_t to) {
 /* Sets the map to size bytes (LMDB raises it to the data's size if that is
  * more; with MDB_WRITEMAP it truncates the file to the map) and reads back
  * what it is. The read transaction kept between store_get calls goes first:
- * no transaction may be open while the map changes. 0 or STORE_EIO. */
+ * no transaction may be open while the map changes. 0, or STORE_EIO: LMDB
+ * unmapped the old map and could not map the new one, so the store serves
+ * nothing any more (s->broken). */
 static int remap(store *s, size_t size) {
     if (s->rtxn) {
         mdb_txn_abort(s->rtxn);
         s->rtxn = NULL;
     }
     MDB_envinfo info;
-    if (mdb_env_set_mapsize(s->env, size) != 0 || mdb_env_info(s->env, &info) != 0)
+    if (mdb_env_set_mapsize(s->env, size) != 0 || mdb_env_info(s->env, &info) != 0) {
+        s->broken = true;
         return STORE_EIO;
+    }
     s->map = info.me_mapsize;
     return 0;
 }
@@ -484,6 +489,7 @@ static bool lmdb_again(store *s, int *rc, bool frees) {
 /* Before any write: the map's blocks are all there (lmdb_open could not
  * make sure of it when the disk was full). 0 or STORE_ENOSPACE. */
 static int lmdb_settled(store *s) {
+    if (s->broken) return STORE_EIO;
     if (!s->unsure) return 0;
     if (alloc(s->fd, 0, s->map) == 0) {
         s->unsure = false;
@@ -585,6 +591,7 @@ fail:
 }
 
 static int lmdb_get(store *s, const uint8_t *key, size_t klen, store_rec *out) {
+    if (s->broken) return STORE_EIO;
     int rc = s->rtxn ? mdb_txn_renew(s->rtxn)
                      : mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->rtxn);
     if (rc != 0) {
@@ -733,6 +740,7 @@ static int lmdb_gc(store *s, uint64_t min_stamp, size_t *dropped) {
 }
 
 static int lmdb_iter(store *s, store_visit_fn fn, void *ctx) {
+    if (s->broken) return STORE_EIO;
     MDB_txn *txn;
     MDB_cursor *cur;
     if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0) return STORE_EIO;
@@ -913,5 +921,5 @@ void store_set_map_limit(store *s, size_t bytes) {
 int store_sync(store *s) {
     if (!s) return STORE_EINVAL;
     if (!s->lmdb) return 0;
-    return mdb_env_sync(s->env, 1) == 0 ? 0 : STORE_EIO;
+    return !s->broken && mdb_env_sync(s->env, 1) == 0 ? 0 : STORE_EIO;
 }
