@@ -333,6 +333,17 @@ static void page_metrics(const http_server *s, sbuf *b) {
     sb_printf(b, "dht_keys %zu\n", store_count(n->store));
     metric(b, "dht_bytes", "gauge", "Key and value bytes in this node's store, tombstones included.");
     sb_printf(b, "dht_bytes %zu\n", store_bytes(n->store));
+    metric(b, "dht_store_full", "gauge",
+           "1 while the store refuses writes that need room (--max-memory reached, disk or LMDB "
+           "map full): they are answered OUT_OF_SPACE; 0 once such a write succeeds again.");
+    sb_printf(b, "dht_store_full %d\n", store_full(n->store) != STORE_ROOM);
+    metric(b, "dht_store_refused_writes_total", "counter",
+           "Writes to this node's store (client and replication) refused for lack of room.");
+    sb_printf(b, "dht_store_refused_writes_total %llu\n",
+              (unsigned long long)store_refused(n->store));
+    metric(b, "dht_store_disk_bytes", "gauge",
+           "Disk held by the LMDB store, allocated: its data file and the reserve for removes.");
+    sb_printf(b, "dht_store_disk_bytes %zu\n", store_disk_bytes(n->store));
     metric(b, "dht_inflight_ops", "gauge", "Client operations being coordinated.");
     sb_printf(b, "dht_inflight_ops %zu\n", repl_inflight(n->repl));
     metric(b, "dht_http_connections", "gauge", "Open HTTP connections, this one included.");
@@ -356,6 +367,8 @@ static void page_status(const http_server *s, sbuf *b) {
     sb_json_str(b, store_engine(n->store));
     sb_printf(b, ",\"keys\":%zu,\"bytes\":%zu,\"max_bytes\":%zu", store_count(n->store),
               store_bytes(n->store), store_max_bytes(n->store));
+    sb_printf(b, ",\"full\":");
+    sb_json_str(b, store_full(n->store) ? store_full_name(store_full(n->store)) : "");
     sb_printf(b, ",\"replicas\":%u,\"read_quorum\":%u,\"write_quorum\":%u,\"vnodes\":%u",
               cfg->replicas, cfg->read_quorum, cfg->write_quorum, cfg->vnodes);
     sb_printf(b, ",\"members\":[");

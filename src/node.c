@@ -14,6 +14,7 @@
 #include "wire.h"
 
 #define CACHE_EXPIRE_MS 50
+#define FULL_QUIET_MS 1000 /* a full store's episode ends after this without refusals */
 
 void node_defaults(node_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
@@ -491,9 +492,35 @@ int node_add_seeds(node *n, const ring_node *seeds, size_t k) {
 
 void node_flush(node *n) { outbox_flush(n->outbox); }
 
+/* Logs once when the store starts refusing writes for room, and once when
+ * it has taken them for FULL_QUIET_MS with no refusal (a store at the edge,
+ * refusing one write and taking the next, is one episode, not a line per
+ * write). Logged even with --quiet: writes are being refused. */
+static void check_full(node *n, uint64_t now) {
+    int full = store_full(n->store);
+    uint64_t refused = store_refused(n->store);
+    if (full) {
+        n->room_since = 0;
+        if (!n->store_full)
+            node_log(n, "store full (%s): writes that need room answer OUT_OF_SPACE until "
+                     "there is room again; reads and removes go on", store_full_name(full));
+        n->store_full = full;
+        return;
+    }
+    if (n->store_full) {
+        if (!n->room_since) n->room_since = now;
+        if (now - n->room_since < FULL_QUIET_MS) return;
+        node_log(n, "store has room again: %llu writes were refused while it was full",
+                 (unsigned long long)(refused - n->refused_at));
+        n->store_full = 0;
+    }
+    n->refused_at = refused;
+}
+
 uint64_t node_tick(node *n) {
     uint64_t now = node_now(n);
     check_stall(n, now);
+    check_full(n, now);
     n->last_tick = now;
     if (n->tick_due && now >= n->tick_due) { /* how late the loop came */
         uint64_t lag = now - n->tick_due;

@@ -154,6 +154,9 @@ typedef struct node {
     uint32_t lag_ewma16;        /* how late ticks come, ms x 16 (smoothed) */
     uint64_t admin_logged;      /* monotonic ms of the last refusal logged */
     uint64_t clock_logged;      /* ... of the last clock-bound drop logged */
+    int store_full;             /* store_full() as last logged */
+    uint64_t refused_at;        /* store_refused() before the store became full */
+    uint64_t room_since;        /* 0, or since when a full store has taken writes */
 } node;
 
 /* Creates a node serving at `self` on store st (not owned), from cfg (the

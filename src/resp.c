@@ -207,7 +207,9 @@ static void put_verror(buf *b, const char *fmt, va_list ap) {
 static void put_wire_error(buf *b, uint32_t err) {
     const char *msg;
     switch (err) {
-    case WIRE_ENOSPACE: msg = "-OOM command not allowed when used memory > 'maxmemory'\r\n"; break;
+    case WIRE_ENOSPACE:
+        msg = "-OOM command not allowed: out of space (--max-memory or disk full)\r\n";
+        break;
     case WIRE_EOVERLOAD: msg = "-ERR busy: too many operations in flight, try again\r\n"; break;
     case WIRE_EINTERNAL: msg = "-ERR quorum not reached: replicas failed or did not answer in time\r\n"; break;
     default: msg = "-ERR internal error\r\n"; break;
@@ -541,6 +543,8 @@ static void cmd_info(conn *c, uint64_t seq, size_t argc, const arg *argv) {
         "dht_store_engine:%s\r\n"
         "dht_store_bytes:%zu\r\n"
         "dht_max_bytes:%zu\r\n"
+        "dht_store_full:%s\r\n"
+        "dht_store_refused_writes:%llu\r\n"
         "dht_replicas:%u\r\n"
         "dht_read_quorum:%u\r\n"
         "dht_write_quorum:%u\r\n"
@@ -551,7 +555,9 @@ static void cmd_info(conn *c, uint64_t seq, size_t argc, const arg *argv) {
         st->evicted, st->auth_failed, keys,
         n->cfg.port, members_live(n->members), members_total(n->members), keys,
         store_engine(n->store), store_bytes(n->store), store_max_bytes(n->store),
-        n->cfg.replicas, n->cfg.read_quorum, n->cfg.write_quorum, repl_inflight(n->repl), up);
+        store_full(n->store) ? store_full_name(store_full(n->store)) : "no",
+        (unsigned long long)store_refused(n->store), n->cfg.replicas, n->cfg.read_quorum,
+        n->cfg.write_quorum, repl_inflight(n->repl), up);
     reply_bulk(c, seq, text, len > 0 && (size_t)len < sizeof text ? (size_t)len : 0);
 }
 

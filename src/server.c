@@ -282,8 +282,9 @@ int server_run(const node_config *cfg) {
     client_rng_seed(sv.rnd, seed);
 
     if ((rc = store_open(&sv.store, cfg->data_dir, cfg->max_memory)) != 0) {
-        fprintf(stderr, "dht-server: cannot open store%s%s (error %d)\n",
-                cfg->data_dir ? " in " : "", cfg->data_dir ? cfg->data_dir : "", rc);
+        fprintf(stderr, "dht-server: cannot open store%s%s (error %d%s)\n",
+                cfg->data_dir ? " in " : "", cfg->data_dir ? cfg->data_dir : "", rc,
+                rc == STORE_ENOSPACE ? ": no space left on the device" : "");
         return -1;
     }
     node_config c = *cfg;

@@ -24,11 +24,11 @@
  *
  * LMDB engine
  * -----------
- * One environment in dir, its unnamed database, mapsize STORE_LMDB_MAPSIZE
- * (sparse), flags MDB_NOSYNC | MDB_WRITEMAP | MDB_NOTLS: a write is in the
- * shared file mapping as soon as its transaction commits, so it survives a
- * SIGKILL of the process; store_sync flushes it to disk (mdb_env_sync).
- * One write transaction per put. Key: the key bytes. Data (little endian):
+ * One environment in dir, its unnamed database, flags MDB_NOSYNC |
+ * MDB_WRITEMAP | MDB_NOTLS: a write is in the shared file mapping as soon as
+ * its transaction commits, so it survives a SIGKILL of the process;
+ * store_sync flushes it to disk (mdb_env_sync). One write transaction per
+ * put. Key: the key bytes. Data (little endian):
  *
  *   OFFSET  SIZE  MEANING
  *   0       8     stamp (uint64)
@@ -44,20 +44,73 @@
  * store_get copies the value into a buffer owned by the store (valid as the
  * header says); store_iter hands out pointers into the map, valid during the
  * visitor call only.
+ *
+ * Room on disk (LMDB)
+ * -------------------
+ * With MDB_WRITEMAP, LMDB writes pages through a shared mapping of
+ * data.mdb. A page of a sparse file gets its disk block when it is first
+ * written, and when the file system has no block left the kernel answers
+ * that memory write with SIGBUS (tmpfs and ext4 alike): the process dies,
+ * and again after every restart. So the map never covers a byte of the file
+ * that has no block yet:
+ *
+ *  - the map is as large as data.mdb, and every byte of it is allocated
+ *    (posix_fallocate) before the map is set to cover it. At open it is the
+ *    file's size when the file is allocated throughout (the map of the last
+ *    life), else MAP_MIN or the data's size (LMDB then truncates the file to
+ *    the map: a sparse file of an older version shrinks to its data);
+ *  - a write that needs more pages than the map holds gets MDB_MAP_FULL
+ *    from LMDB (nothing is written); the store allocates a step more of the
+ *    file (a quarter of the map, GROW_MIN .. GROW_MAX, halved down to
+ *    GROW_MIN while the disk has less), grows the map and runs the write
+ *    again, or answers STORE_ENOSPACE when neither the disk nor the map's
+ *    limit (STORE_LMDB_MAPSIZE) leaves room;
+ *  - writes that free room (a tombstone or a smaller value over a record,
+ *    store_drop, store_gc, store_wipe) must go on when the disk is full, yet
+ *    LMDB copies the pages it changes and may need a few new ones for them
+ *    too. So does the write after one of them: LMDB reuses the pages a
+ *    transaction freed only from the one after the next (the last two
+ *    snapshots stay whole), so on a full map the write right after a remove
+ *    finds none of the pages the remove freed. These writes have a reserve:
+ *    dir/reserve, a file of reserve_want() bytes (RESERVE_MIN + 1/256 of the
+ *    map: more than the free-page list of a store that frees every page).
+ *    When nothing else is left the file is cut by GROW_MIN and those blocks
+ *    go to the map, for these writes only. The map grows for a write that
+ *    adds bytes only once the reserve is whole again, so a store taking
+ *    such writes has it.
+ *  - LMDB's lock file is a shared mapping too: its first page (the header
+ *    and the reader slots of this process) is allocated before LMDB opens.
+ *
+ * Dropping MDB_WRITEMAP would avoid SIGBUS as well (LMDB then writes with
+ * pwrite, which answers ENOSPC), but it cost 40% of the write throughput of
+ * one node (dht-bench, 100% PUT: 148k -> 88k ops/s).
+ *
+ * Full
+ * ----
+ * store_full() is the reason the last write that needed room was refused
+ * (the cap, memory, the disk, the map's limit), until a write that adds
+ * bytes succeeds or the store is wiped; store_refused() counts puts refused
+ * for room since open.
  */
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 #include <xxhash.h>
 
-#define STORE_LMDB_MAPSIZE ((size_t)8 << 30) /* 8 GiB, sparse */
 #define LREC_HDR 13                          /* see the table above */
+#define MAP_MIN ((size_t)1 << 20)            /* a new map */
+#define GROW_MIN ((size_t)64 << 10)          /* map growth steps */
+#define GROW_MAX ((size_t)256 << 20)
+#define RESERVE_MIN ((size_t)256 << 10)      /* reserve for writes that free room */
+#define LMDB_EMAPFULL (-100)                 /* internal: MDB_MAP_FULL, grow and retry */
 #define LREC_TOMB 0x01
 #define MEM_MIN_SLOTS 64
 
@@ -86,11 +139,24 @@ struct store {
     slot *slots;
     size_t mask; /* slot count - 1 (a power of two) */
 
+    /* room: see "Full" above */
+    int why;         /* STORE_FULL_* of the last refusal */
+    int full;        /* store_full() */
+    uint64_t refused;
+
     /* LMDB engine */
     MDB_env *env;
     MDB_dbi dbi;
     MDB_txn *rtxn; /* read transaction kept reset between store_get calls */
     uint8_t *buf;  /* STORE_MAX_VALUE bytes: the value store_get returns */
+    int fd;          /* data.mdb (LMDB's descriptor) */
+    int reserve_fd;  /* dir/reserve, -1: none */
+    size_t map;      /* map size = size of data.mdb, every byte allocated */
+    size_t map_limit;/* writes that add bytes grow the map up to this */
+    size_t reserve;  /* bytes allocated to dir/reserve */
+    bool freed;      /* the last write committed freed room (lmdb_grow) */
+    bool unsure;     /* the map's blocks could not be allocated: no writes */
+    bool broken;     /* a remap failed: LMDB has no map, nothing is served */
 };
 
 static int valid(const uint8_t *key, size_t klen, const store_rec *rec) {
@@ -102,10 +168,12 @@ static int valid(const uint8_t *key, size_t klen, const store_rec *rec) {
 
 /* Whether replacing a record of old_sz bytes (0: none) by one of new_sz
  * bytes keeps store_bytes() under the cap. Shrinking is always allowed. */
-static bool fits(const store *s, size_t old_sz, size_t new_sz) {
+static bool fits(store *s, size_t old_sz, size_t new_sz) {
     if (new_sz <= old_sz) return true;
     size_t after = s->bytes - old_sz + new_sz;
-    return after <= s->max_bytes;
+    if (after <= s->max_bytes) return true;
+    s->why = STORE_FULL_CAP;
+    return false;
 }
 
 /* ---- memory engine ------------------------------------------------------ */
@@ -129,7 +197,10 @@ static size_t mfind(const store *s, uint64_t h, const uint8_t *key, size_t klen)
 static int mgrow(store *s) {
     size_t n = (s->mask + 1) * 2;
     slot *ns = calloc(n, sizeof *ns);
-    if (!ns) return STORE_ENOSPACE;
+    if (!ns) {
+        s->why = STORE_FULL_MEMORY;
+        return STORE_ENOSPACE;
+    }
     size_t mask = n - 1;
     for (size_t i = 0; i <= s->mask; i++) {
         if (!s->slots[i].r) continue;
@@ -188,7 +259,10 @@ static int mem_put(store *s, const uint8_t *key, size_t klen, const store_rec *r
     if (!fits(s, old_sz, new_sz)) return STORE_ENOSPACE;
 
     mrec *r = malloc(sizeof *r + new_sz);
-    if (!r) return STORE_ENOSPACE;
+    if (!r) {
+        s->why = STORE_FULL_MEMORY;
+        return STORE_ENOSPACE;
+    }
     if (!old && (s->records + 1) * 4 > (s->mask + 1) * 3) {
         if (mgrow(s) != 0) {
             free(r);
@@ -312,8 +386,136 @@ static int dec(const MDB_val *k, const MDB_val *d, store_rec *out) {
     return 0;
 }
 
-static int lerr(int rc) {
-    return rc == MDB_MAP_FULL ? STORE_ENOSPACE : STORE_EIO;
+/* An LMDB error as a store error. ENOSPC does not come from writes through
+ * the map (that would be SIGBUS: see "Room on disk"), but LMDB writes the
+ * first pages of a new file with pwrite. */
+static int lerr(store *s, int rc) {
+    if (rc == MDB_MAP_FULL) return LMDB_EMAPFULL;
+    if (rc == ENOSPC || rc == EDQUOT) {
+        s->why = STORE_FULL_DISK;
+        return STORE_ENOSPACE;
+    }
+    return STORE_EIO;
+}
+
+/* ---- room on disk (LMDB) ------------------------------------------------ */
+
+static size_t reserve_want(const store *s) {
+    return RESERVE_MIN + (s->map / 256 + GROW_MIN - 1) / GROW_MIN * GROW_MIN;
+}
+
+/* Gives file fd the blocks of bytes [from, to) (the size grows to `to` if
+ * it was less). 0 or posix_fallocate's error. */
+static int alloc(int fd, size_t from, size_t to) {
+    int rc;
+    do {
+        rc = posix_fallocate(fd, (off_t)from, (off_t)(to - from));
+    } while (rc == EINTR);
+    return rc;
+}
+
+/* Sets the map to size bytes (LMDB raises it to the data's size if that is
+ * more; with MDB_WRITEMAP it truncates the file to the map) and reads back
+ * what it is. The read transaction kept between store_get calls goes first:
+ * no transaction may be open while the map changes. 0, or STORE_EIO: LMDB
+ * unmapped the old map and could not map the new one, so the store serves
+ * nothing any more (s->broken). */
+static int remap(store *s, size_t size) {
+    if (s->rtxn) {
+        mdb_txn_abort(s->rtxn);
+        s->rtxn = NULL;
+    }
+    MDB_envinfo info;
+    if (mdb_env_set_mapsize(s->env, size) != 0 || mdb_env_info(s->env, &info) != 0) {
+        s->broken = true;
+        return STORE_EIO;
+    }
+    s->map = info.me_mapsize;
+    return 0;
+}
+
+/* Allocates dir/reserve up to reserve_want(). 0 when it is whole (or there
+ * is no reserve file), -1 when the disk has no room for it. */
+static int reserve_fill(store *s) {
+    size_t want = reserve_want(s);
+    if (s->reserve_fd < 0 || s->reserve >= want) return 0;
+    if (alloc(s->reserve_fd, s->reserve, want) != 0) return -1;
+    s->reserve = want;
+    return 0;
+}
+
+/* Makes room for a write that got MDB_MAP_FULL: grows the map by a step of
+ * newly allocated file (for a write that adds bytes, only once the reserve
+ * is whole), or else by GROW_MIN of the reserve's blocks, for a write that
+ * frees room or the first write after one (LMDB reuses the pages a
+ * transaction freed from the one after the next: a full store would refuse
+ * every write after a remove). 0 (run the write again), STORE_ENOSPACE
+ * (s->why says why) or STORE_EIO. */
+static int lmdb_grow(store *s, bool frees) {
+    int why = STORE_FULL_MAP;
+    if (s->map < s->map_limit) {
+        why = STORE_FULL_DISK;
+        size_t step = s->map / 4 / GROW_MIN * GROW_MIN;
+        if (step < GROW_MIN) step = GROW_MIN;
+        if (step > GROW_MAX) step = GROW_MAX;
+        if (reserve_fill(s) == 0 || frees) {
+            for (; step >= GROW_MIN; step /= 2) {
+                size_t to = s->map_limit - s->map < step ? s->map_limit : s->map + step;
+                if (alloc(s->fd, s->map, to) == 0) return remap(s, to);
+            }
+        }
+    }
+    if ((frees || s->freed) && s->reserve >= GROW_MIN) {
+        /* blocks of the reserve go back to the file system, and at once to
+         * data.mdb: past the map's limit too */
+        size_t left = s->reserve - GROW_MIN;
+        if (ftruncate(s->reserve_fd, (off_t)left) == 0) {
+            s->reserve = left;
+            if (alloc(s->fd, s->map, s->map + GROW_MIN) == 0) return remap(s, s->map + GROW_MIN);
+        }
+    }
+    s->why = why;
+    return STORE_ENOSPACE;
+}
+
+/* Whether a write that got *rc runs again: the map was full and has grown.
+ * Otherwise *rc is the write's result. */
+static bool lmdb_again(store *s, int *rc, bool frees) {
+    if (*rc != LMDB_EMAPFULL) return false;
+    *rc = lmdb_grow(s, frees);
+    return *rc == 0;
+}
+
+/* Before any write: the map's blocks are all there (lmdb_open could not
+ * make sure of it when the disk was full). 0 or STORE_ENOSPACE. */
+static int lmdb_settled(store *s) {
+    if (s->broken) return STORE_EIO;
+    if (!s->unsure) return 0;
+    if (alloc(s->fd, 0, s->map) == 0) {
+        s->unsure = false;
+        return 0;
+    }
+    s->why = STORE_FULL_DISK;
+    return STORE_ENOSPACE;
+}
+
+/* LMDB's lock file is a shared mapping too, written at open: its first
+ * page (the header and the reader slots this process uses) gets its block
+ * before. 0, STORE_ENOSPACE (no room for it) or STORE_EIO. */
+static int lock_prepare(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/lock.mdb", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return STORE_EIO;
+    long page = sysconf(_SC_PAGESIZE);
+    int rc = alloc(fd, 0, page > 0 ? (size_t)page : 4096);
+    close(fd);
+    return rc == ENOSPC || rc == EDQUOT ? STORE_ENOSPACE : 0;
+}
+
+/* A file's size when every byte of it has its block, else 0. */
+static size_t allocated_size(const struct stat *st) {
+    return st->st_size > 0 && (off_t)st->st_blocks * 512 >= st->st_size ? (size_t)st->st_size : 0;
 }
 
 /* Gives path (a file of the store) to its owner alone, if others may read
@@ -327,17 +529,41 @@ static void owner_only(const char *dir, const char *name) {
 
 static int lmdb_open(store *s, const char *dir) {
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) return STORE_EIO;
+    int rc = lock_prepare(dir);
+    if (rc != 0) return rc;
     s->buf = malloc(STORE_MAX_VALUE);
     if (!s->buf) return STORE_EIO;
     if (mdb_env_create(&s->env) != 0) {
         s->env = NULL;
         return STORE_EIO;
     }
-    if (mdb_env_set_mapsize(s->env, STORE_LMDB_MAPSIZE) != 0 ||
-        mdb_env_open(s->env, dir, MDB_NOSYNC | MDB_WRITEMAP | MDB_NOTLS, 0600) != 0)
-        return STORE_EIO;
+    /* the map of the last life if data.mdb is allocated throughout, else a
+     * small one (LMDB raises it to the data's size) */
+    char path[4096];
+    struct stat st;
+    size_t map = MAP_MIN;
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    if (stat(path, &st) == 0 && allocated_size(&st)) map = allocated_size(&st);
+    if (mdb_env_set_mapsize(s->env, map) != 0) return STORE_EIO;
+    if ((rc = mdb_env_open(s->env, dir, MDB_NOSYNC | MDB_WRITEMAP | MDB_NOTLS, 0600)) != 0)
+        return rc == MDB_MAP_FULL ? STORE_EIO : lerr(s, rc);
     owner_only(dir, "data.mdb");
     owner_only(dir, "lock.mdb");
+    MDB_envinfo info;
+    if (mdb_env_get_fd(s->env, &s->fd) != 0 || mdb_env_info(s->env, &info) != 0)
+        return STORE_EIO;
+    s->map = info.me_mapsize;
+    if (alloc(s->fd, 0, s->map) != 0) {
+        /* no room for the whole map: the data's pages alone, which were
+         * written, so have their blocks */
+        if (remap(s, 1) != 0) return STORE_EIO;
+        s->unsure = alloc(s->fd, 0, s->map) != 0;
+    }
+    snprintf(path, sizeof path, "%s/reserve", dir);
+    s->reserve_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->reserve_fd >= 0 && fstat(s->reserve_fd, &st) == 0) s->reserve = allocated_size(&st);
+    reserve_fill(s); /* if the disk has room */
+
     int dead;
     mdb_reader_check(s->env, &dead); /* slots left by a killed process */
 
@@ -347,7 +573,7 @@ static int lmdb_open(store *s, const char *dir) {
     if (mdb_dbi_open(txn, NULL, 0, &s->dbi) != 0 || mdb_cursor_open(txn, s->dbi, &cur) != 0)
         goto fail;
     MDB_val k, d;
-    int rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST);
+    rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST);
     for (; rc == 0; rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
         store_rec r;
         if (dec(&k, &d, &r) != 0) break;
@@ -365,6 +591,7 @@ fail:
 }
 
 static int lmdb_get(store *s, const uint8_t *key, size_t klen, store_rec *out) {
+    if (s->broken) return STORE_EIO;
     int rc = s->rtxn ? mdb_txn_renew(s->rtxn)
                      : mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->rtxn);
     if (rc != 0) {
@@ -387,7 +614,10 @@ static int lmdb_get(store *s, const uint8_t *key, size_t klen, store_rec *out) {
     return rc;
 }
 
-static int lmdb_put(store *s, const uint8_t *key, size_t klen, const store_rec *rec) {
+/* LMDB_EMAPFULL when the map is full: see lmdb_again. *frees tells whether
+ * the write frees room (a tombstone or a smaller value over a record). */
+static int lmdb_put(store *s, const uint8_t *key, size_t klen, const store_rec *rec,
+                    bool *frees) {
     MDB_txn *txn;
     if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0) return STORE_EIO;
     MDB_val k = {klen, (void *)key}, d;
@@ -410,6 +640,7 @@ static int lmdb_put(store *s, const uint8_t *key, size_t klen, const store_rec *
     }
     uint32_t vlen = rec->tomb ? 0 : rec->vlen;
     size_t old_sz = had ? klen + old.vlen : 0, new_sz = klen + vlen;
+    *frees = had && new_sz <= old_sz;
     if (!fits(s, old_sz, new_sz)) {
         rc = STORE_ENOSPACE;
         goto fail;
@@ -417,11 +648,11 @@ static int lmdb_put(store *s, const uint8_t *key, size_t klen, const store_rec *
     d.mv_size = LREC_HDR + vlen;
     d.mv_data = NULL;
     if ((rc = mdb_put(txn, s->dbi, &k, &d, MDB_RESERVE)) != 0) {
-        rc = lerr(rc);
+        rc = lerr(s, rc);
         goto fail;
     }
     enc(d.mv_data, rec);
-    if ((rc = mdb_txn_commit(txn)) != 0) return lerr(rc);
+    if ((rc = mdb_txn_commit(txn)) != 0) return lerr(s, rc);
     if (had) {
         if (!old.tomb) s->live--;
     } else {
@@ -445,8 +676,10 @@ static int lmdb_drop(store *s, const uint8_t *key, size_t klen, uint64_t stamp) 
         rc = rc == MDB_NOTFOUND ? STORE_ENOTFOUND : STORE_EIO;
     } else if (old.stamp != stamp) {
         rc = STORE_ESTALE;
-    } else if (mdb_del(txn, s->dbi, &k, NULL) != 0 || mdb_txn_commit(txn) != 0) {
-        return STORE_EIO; /* a failed commit has freed the transaction */
+    } else if ((rc = mdb_del(txn, s->dbi, &k, NULL)) != 0) {
+        rc = lerr(s, rc);
+    } else if ((rc = mdb_txn_commit(txn)) != 0) {
+        return lerr(s, rc); /* a failed commit has freed the transaction */
     } else {
         if (!old.tomb) s->live--;
         s->records--;
@@ -460,23 +693,26 @@ static int lmdb_drop(store *s, const uint8_t *key, size_t klen, uint64_t stamp) 
 static int lmdb_wipe(store *s) {
     MDB_txn *txn;
     if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0) return STORE_EIO;
-    if (mdb_drop(txn, s->dbi, 0) != 0) {
+    int rc = mdb_drop(txn, s->dbi, 0);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return lerr(s, rc);
+    }
+    return (rc = mdb_txn_commit(txn)) != 0 ? lerr(s, rc) : 0;
+}
+
+/* Drops old tombstones in one transaction; *dropped says how many. 0, or
+ * an error (nothing dropped). */
+static int lmdb_gc(store *s, uint64_t min_stamp, size_t *dropped) {
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    *dropped = 0;
+    if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0) return STORE_EIO;
+    if (mdb_cursor_open(txn, s->dbi, &cur) != 0) {
         mdb_txn_abort(txn);
         return STORE_EIO;
     }
-    if (mdb_txn_commit(txn) != 0) return STORE_EIO;
-    return 0;
-}
-
-static size_t lmdb_gc(store *s, uint64_t min_stamp) {
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0) return 0;
-    if (mdb_cursor_open(txn, s->dbi, &cur) != 0) {
-        mdb_txn_abort(txn);
-        return 0;
-    }
-    size_t dropped = 0, freed = 0;
+    size_t n = 0, freed = 0;
     MDB_val k, d;
     MDB_cursor_op op = MDB_FIRST;
     int rc;
@@ -487,21 +723,24 @@ static size_t lmdb_gc(store *s, uint64_t min_stamp) {
         store_rec r;
         if (dec(&k, &d, &r) != 0 || !r.tomb || r.stamp >= min_stamp) continue;
         size_t ksz = k.mv_size;
-        if (mdb_cursor_del(cur, 0) != 0) break;
-        dropped++;
+        if ((rc = mdb_cursor_del(cur, 0)) != 0) break;
+        n++;
         freed += ksz;
     }
     mdb_cursor_close(cur);
-    if (rc != MDB_NOTFOUND || mdb_txn_commit(txn) != 0) {
-        if (rc != MDB_NOTFOUND) mdb_txn_abort(txn);
-        return 0;
+    if (rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return lerr(s, rc);
     }
-    s->records -= dropped;
+    if ((rc = mdb_txn_commit(txn)) != 0) return lerr(s, rc);
+    s->records -= n;
     s->bytes -= freed;
-    return dropped;
+    *dropped = n;
+    return 0;
 }
 
 static int lmdb_iter(store *s, store_visit_fn fn, void *ctx) {
+    if (s->broken) return STORE_EIO;
     MDB_txn *txn;
     MDB_cursor *cur;
     if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0) return STORE_EIO;
@@ -533,6 +772,8 @@ int store_open(store **out, const char *dir, size_t max_bytes) {
     s->max_bytes = max_bytes;
     if (dir) {
         s->lmdb = true;
+        s->fd = s->reserve_fd = -1;
+        s->map_limit = STORE_LMDB_MAPSIZE;
         int rc = lmdb_open(s, dir);
         if (rc != 0) {
             store_close(s);
@@ -555,6 +796,7 @@ void store_close(store *s) {
     if (s->lmdb) {
         if (s->rtxn) mdb_txn_abort(s->rtxn);
         if (s->env) mdb_env_close(s->env);
+        if (s->reserve_fd >= 0) close(s->reserve_fd);
         free(s->buf);
     } else {
         mem_free_all(s);
@@ -572,7 +814,24 @@ int store_put(store *s, const uint8_t *key, size_t klen, const store_rec *rec) {
     if (!s) return STORE_EINVAL;
     int rc = valid(key, klen, rec);
     if (rc) return rc;
-    return s->lmdb ? lmdb_put(s, key, klen, rec) : mem_put(s, key, klen, rec);
+    size_t before = s->bytes;
+    if (!s->lmdb) {
+        rc = mem_put(s, key, klen, rec);
+    } else if ((rc = lmdb_settled(s)) == 0) {
+        bool frees = false;
+        for (;;) {
+            rc = lmdb_put(s, key, klen, rec, &frees);
+            if (!lmdb_again(s, &rc, frees)) break;
+        }
+        if (rc == 0) s->freed = frees;
+    }
+    if (rc == STORE_ENOSPACE) {
+        s->refused++;
+        s->full = s->why;
+    } else if (rc == 0 && s->bytes > before) {
+        s->full = STORE_ROOM;
+    }
+    return rc;
 }
 
 int store_rec_cmp(const store_rec *a, const store_rec *b) {
@@ -588,19 +847,46 @@ int store_rec_cmp(const store_rec *a, const store_rec *b) {
 
 int store_drop(store *s, const uint8_t *key, size_t klen, uint64_t stamp) {
     if (!s || !key || klen == 0 || klen > STORE_MAX_KEY) return STORE_ENOTFOUND;
-    return s->lmdb ? lmdb_drop(s, key, klen, stamp) : mem_drop(s, key, klen, stamp);
+    if (!s->lmdb) return mem_drop(s, key, klen, stamp);
+    int rc = lmdb_settled(s);
+    while (rc == 0) {
+        rc = lmdb_drop(s, key, klen, stamp);
+        if (!lmdb_again(s, &rc, true)) break;
+    }
+    if (rc == 0) s->freed = true;
+    return rc;
 }
 
 int store_wipe(store *s) {
     if (!s) return STORE_EINVAL;
-    int rc = s->lmdb ? lmdb_wipe(s) : mem_wipe(s);
-    if (rc == 0) s->records = s->live = s->bytes = 0;
+    int rc = 0;
+    if (!s->lmdb) {
+        rc = mem_wipe(s);
+    } else if ((rc = lmdb_settled(s)) == 0) {
+        for (;;) {
+            rc = lmdb_wipe(s);
+            if (!lmdb_again(s, &rc, true)) break;
+        }
+        if (rc == 0) s->freed = true;
+    }
+    if (rc == 0) {
+        s->records = s->live = s->bytes = 0;
+        s->full = STORE_ROOM;
+    }
     return rc;
 }
 
 size_t store_gc(store *s, uint64_t min_stamp) {
     if (!s) return 0;
-    return s->lmdb ? lmdb_gc(s, min_stamp) : mem_gc(s, min_stamp);
+    if (!s->lmdb) return mem_gc(s, min_stamp);
+    size_t dropped = 0;
+    int rc = lmdb_settled(s);
+    while (rc == 0) {
+        rc = lmdb_gc(s, min_stamp, &dropped);
+        if (!lmdb_again(s, &rc, true)) break;
+    }
+    if (rc == 0 && dropped) s->freed = true;
+    return rc == 0 ? dropped : 0;
 }
 
 int store_iter(store *s, store_visit_fn fn, void *ctx) {
@@ -613,9 +899,27 @@ size_t store_records(const store *s) { return s ? s->records : 0; }
 size_t store_bytes(const store *s) { return s ? s->bytes : 0; }
 size_t store_max_bytes(const store *s) { return s ? s->max_bytes : 0; }
 const char *store_engine(const store *s) { return s && s->lmdb ? "lmdb" : "memory"; }
+int store_full(const store *s) { return s ? s->full : STORE_ROOM; }
+uint64_t store_refused(const store *s) { return s ? s->refused : 0; }
+size_t store_disk_bytes(const store *s) { return s && s->lmdb ? s->map + s->reserve : 0; }
+
+const char *store_full_name(int why) {
+    switch (why) {
+    case STORE_ROOM: return "room";
+    case STORE_FULL_CAP: return "cap";
+    case STORE_FULL_MEMORY: return "memory";
+    case STORE_FULL_DISK: return "disk";
+    case STORE_FULL_MAP: return "map";
+    default: return "?";
+    }
+}
+
+void store_set_map_limit(store *s, size_t bytes) {
+    if (s && s->lmdb) s->map_limit = bytes;
+}
 
 int store_sync(store *s) {
     if (!s) return STORE_EINVAL;
     if (!s->lmdb) return 0;
-    return mdb_env_sync(s->env, 1) == 0 ? 0 : STORE_EIO;
+    return !s->broken && mdb_env_sync(s->env, 1) == 0 ? 0 : STORE_EIO;
 }

@@ -17,7 +17,14 @@
  *    dropped by store_gc once old enough;
  *  - store_bytes() counts key + value bytes of every record, tombstones
  *    included; a put that would take it above the cap fails with
- *    STORE_ENOSPACE and changes nothing.
+ *    STORE_ENOSPACE and changes nothing;
+ *  - a full disk (or LMDB map) is an answer, never a crash: a write that
+ *    does not fit fails with STORE_ENOSPACE and changes nothing, reads go
+ *    on, and writes that free room (a tombstone or a smaller value over a
+ *    record, store_drop, store_gc, store_wipe) have a reserve of disk for
+ *    the pages LMDB copies. Once room returns (records removed, space freed
+ *    on the file system) writes succeed again, no reopen needed. The
+ *    engines' room is in store.c ("Room on disk").
  *
  * The store owns all memory it returns. A pointer returned through a
  * store_rec (the value) stays valid until the next call that changes the
@@ -33,9 +40,10 @@
 
 #define STORE_MAX_KEY 32
 #define STORE_MAX_VALUE 10000
+#define STORE_LMDB_MAPSIZE ((size_t)8 << 30) /* LMDB: writes that add bytes stop here */
 
 #define STORE_ENOTFOUND (-1) /* no record (store_get) */
-#define STORE_ENOSPACE (-2)  /* over the memory cap */
+#define STORE_ENOSPACE (-2)  /* no room: over the cap, or the disk or map is full */
 #define STORE_ESTALE (-3)    /* put: an equal or newer record is there */
 #define STORE_EIO (-4)       /* the engine failed (LMDB error) */
 #define STORE_EINVAL (-5)    /* key or value out of bounds */
@@ -55,10 +63,21 @@ typedef struct store_rec {
 typedef int (*store_visit_fn)(void *ctx, const uint8_t *key, size_t klen,
                               const store_rec *rec);
 
+/* Why a store refuses writes for room (store_full). */
+#define STORE_ROOM 0          /* it does not */
+#define STORE_FULL_CAP 1      /* store_bytes() would pass max_bytes */
+#define STORE_FULL_MEMORY 2   /* memory engine: an allocation failed */
+#define STORE_FULL_DISK 3     /* LMDB: the file system has no room for the map to grow */
+#define STORE_FULL_MAP 4      /* LMDB: the map is at its limit (STORE_LMDB_MAPSIZE) */
+
 /* Opens a store. dir NULL: in memory; otherwise an LMDB environment in dir
- * (created if missing, mode 0700) whose records are loaded as they are; its
- * files are the owner's alone (0600, made so if they were not). max_bytes
- * caps store_bytes(). Returns 0 and *out, or STORE_EIO / STORE_EINVAL. */
+ * (created if missing, mode 0700; LMDB's data.mdb and lock.mdb, and
+ * `reserve`, the disk kept for writes that free room) whose records are
+ * loaded as they are; its files are the owner's alone (0600, made so if they
+ * were not). max_bytes caps store_bytes(). Opens on a full disk too (reads
+ * are served, writes refused until there is room), unless the directory is
+ * new and LMDB's first pages do not fit. Returns 0 and *out, or STORE_EIO /
+ * STORE_EINVAL / STORE_ENOSPACE. */
 int store_open(store **out, const char *dir, size_t max_bytes);
 void store_close(store *s);
 
@@ -99,6 +118,22 @@ size_t store_records(const store *s);    /* records, tombstones included */
 size_t store_bytes(const store *s);      /* key + value bytes */
 size_t store_max_bytes(const store *s);
 const char *store_engine(const store *s); /* "memory" or "lmdb" */
+
+/* Whether the store is full: the STORE_FULL_* reason of the last write that
+ * needed room and was refused, or STORE_ROOM once a write that adds bytes
+ * has succeeded since (or the store was wiped). */
+int store_full(const store *s);
+/* "room", "cap", "memory", "disk", "map": a static string. */
+const char *store_full_name(int why);
+/* Puts refused with STORE_ENOSPACE since the store was opened. */
+uint64_t store_refused(const store *s);
+/* LMDB: bytes the store holds on disk (the data file, every byte
+ * allocated, and its reserve); 0 in memory. */
+size_t store_disk_bytes(const store *s);
+/* LMDB: the size past which writes that add bytes no longer grow the map
+ * (STORE_LMDB_MAPSIZE at open); for tests, which make a small store full
+ * this way. No effect in memory. */
+void store_set_map_limit(store *s, size_t bytes);
 
 /* Makes LMDB writes durable on disk (no-op in memory). 0 or STORE_EIO. */
 int store_sync(store *s);

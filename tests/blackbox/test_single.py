@@ -560,9 +560,10 @@ def test_data_dir_keeps_the_incarnation():
 
 
 def test_data_dir_files_are_the_owners_alone():
-    """A data dir the node creates is 0700, its LMDB files and incarnation
-    0600, whatever the umask; files an earlier version left 0644 are made
-    0600 (the dir, the operator's, is left as it is)."""
+    """A data dir the node creates is 0700, its LMDB files, the store's
+    reserve of disk and the incarnation 0600, whatever the umask; files an
+    earlier version left 0644 are made 0600 (the dir, the operator's, is left
+    as it is)."""
     import stat
     c = dht.Cluster(1, peers=[])
     ddir = os.path.join(c.dir, "fresh", "data")
@@ -573,10 +574,10 @@ def test_data_dir_files_are_the_owners_alone():
         with node(cluster=c) as (c, cl):
             expect(cl.put(b"k", b"v"), OK, "PUT")
             modes = {name: stat.S_IMODE(os.stat(os.path.join(ddir, name)).st_mode)
-                     for name in ("data.mdb", "lock.mdb", "incarnation")}
+                     for name in os.listdir(ddir)}
             modes["."] = stat.S_IMODE(os.stat(ddir).st_mode)
             print("    modes: " + ", ".join("%s %o" % kv for kv in sorted(modes.items())))
-            assert modes == {".": 0o700, "data.mdb": 0o600, "lock.mdb": 0o600,
+            assert modes == {".": 0o700, "data.mdb": 0o600, "lock.mdb": 0o600, "reserve": 0o600,
                              "incarnation": 0o600}, modes
             c.stop(0)
             for name in ("data.mdb", "lock.mdb", "incarnation"):

@@ -1,5 +1,7 @@
 /* Unit tests for store: both engines (memory, LMDB in a mkdtemp directory)
- * run every behavioural test; LMDB adds persistence across close/open. */
+ * run every behavioural test; LMDB adds persistence across close/open, a
+ * full map (a small map limit) and a full disk (a tmpfs in a child process
+ * with its own mount namespace, skipped where that is not allowed). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,8 +11,13 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <lmdb.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "store.h"
@@ -601,6 +608,228 @@ static void test_lmdb_corrupt_record_fails_open(void **state) {
     expect_sizes(f->s, 0, 0, 0);
 }
 
+/* ---- LMDB: full map, full disk ------------------------------------------ */
+
+/* Values of STORE_MAX_VALUE bytes (3 LMDB pages each), key "big" + i,
+ * filled with a byte of i and the stamp. */
+static int put_big(store *s, int i, uint64_t stamp) {
+    static uint8_t v[STORE_MAX_VALUE];
+    char key[16];
+    snprintf(key, sizeof key, "big%05d", i);
+    memset(v, i & 0xff, sizeof v);
+    memcpy(v, &stamp, sizeof stamp);
+    store_rec r = {v, sizeof v, 0, stamp, false};
+    return store_put(s, K(key), strlen(key), &r);
+}
+
+static bool big_is(store *s, int i, uint64_t stamp) {
+    char key[16];
+    snprintf(key, sizeof key, "big%05d", i);
+    store_rec r;
+    if (store_get(s, K(key), strlen(key), &r) != 0 || r.tomb || r.stamp != stamp ||
+        r.vlen != STORE_MAX_VALUE || memcmp(r.val, &stamp, sizeof stamp) != 0)
+        return false;
+    for (size_t j = sizeof stamp; j < r.vlen; j++)
+        if (r.val[j] != (i & 0xff)) return false;
+    return true;
+}
+
+static int tomb_big(store *s, int i, uint64_t stamp) {
+    char key[16];
+    snprintf(key, sizeof key, "big%05d", i);
+    return tomb(s, key, stamp);
+}
+
+/* PUTs big values first..first+limit-1 (stamp 100 + i) until one is
+ * refused; returns how many were taken. */
+static int fill_big(store *s, int first, int limit) {
+    int n = 0;
+    while (n < limit && put_big(s, first + n, 100 + (uint64_t)(first + n)) == 0) n++;
+    return n;
+}
+
+static void test_lmdb_full_map_refuses_then_takes_writes_again(void **state) {
+    fx *f = *state;
+    store *s = f->s;
+    store_set_map_limit(s, (size_t)2 << 20); /* 512 pages */
+    assert_int_equal(store_full(s), STORE_ROOM);
+    int n = fill_big(s, 0, 1000);
+    print_message("a 2 MiB map holds %d values of %d bytes\n", n, STORE_MAX_VALUE);
+    assert_true(n >= 150 && n < 171);
+    assert_int_equal(store_full(s), STORE_FULL_MAP);
+    assert_int_equal(store_refused(s), 1);
+    assert_true(store_disk_bytes(s) >= (size_t)2 << 20);
+    /* refused writes change nothing; reads go on */
+    assert_int_equal(put_big(s, n, 1), STORE_ENOSPACE);
+    assert_int_equal(store_refused(s), 2);
+    expect_sizes(s, (size_t)n, (size_t)n, (size_t)n * (8 + STORE_MAX_VALUE));
+    for (int i = 0; i < n; i++) assert_true(big_is(s, i, 100 + (uint64_t)i));
+    char key[16];
+    snprintf(key, sizeof key, "big%05d", n);
+    expect_none(s, key);
+
+    /* A remove goes on, and its room takes a new value at once (LMDB reuses
+     * pages freed by a transaction only from the one after the next). */
+    assert_int_equal(tomb_big(s, 0, 10000), 0);
+    assert_int_equal(store_full(s), STORE_FULL_MAP); /* no write that adds bytes yet */
+    assert_int_equal(put_big(s, 2000, 20000), 0);
+    assert_int_equal(store_full(s), STORE_ROOM);
+    assert_true(big_is(s, 2000, 20000));
+    /* more removes, more room */
+    for (int i = 1; i < 20; i++) assert_int_equal(tomb_big(s, i, 10000 + (uint64_t)i), 0);
+    int again = fill_big(s, 2001, 19);
+    print_message("after 19 more removes, %d of 19 new values fit\n", again);
+    assert_true(again >= 12);
+    /* store_gc and store_drop at the limit */
+    assert_int_equal(store_gc(s, 10010), 10);
+    assert_int_equal(store_drop(s, K("big00010"), 8, 10010), 0);
+
+    /* a larger limit: writes that add bytes go on */
+    store_set_map_limit(s, STORE_LMDB_MAPSIZE);
+    assert_int_equal(fill_big(s, 3000, 100), 100);
+    assert_int_equal(store_full(s), STORE_ROOM);
+    size_t count = store_count(s);
+    reopen(f, BIG_CAP);
+    assert_int_equal(store_count(f->s), count);
+    for (int i = 20; i < n; i++) assert_true(big_is(f->s, i, 100 + (uint64_t)i));
+    for (int i = 0; i < 100; i++) assert_true(big_is(f->s, 3000 + i, 3100 + (uint64_t)i));
+    assert_int_equal(store_refused(f->s), 0); /* counted since open */
+}
+
+static void test_lmdb_wipe_on_a_full_map(void **state) {
+    fx *f = *state;
+    store *s = f->s;
+    store_set_map_limit(s, (size_t)2 << 20);
+    int n = fill_big(s, 0, 1000);
+    assert_int_equal(store_full(s), STORE_FULL_MAP);
+    assert_int_equal(store_wipe(s), 0);
+    assert_int_equal(store_full(s), STORE_ROOM);
+    expect_sizes(s, 0, 0, 0);
+    int m = fill_big(s, 5000, 1000);
+    print_message("%d values before the wipe, %d after\n", n, m);
+    assert_true(m >= n * 8 / 10); /* LMDB's reused pages are not all in runs of 3 */
+}
+
+/* A data.mdb of an older version: an 8 GiB sparse file (a map that large
+ * was set at every open). The store takes it, truncated to its data. */
+static void test_lmdb_sparse_map_file_of_an_older_version(void **state) {
+    fx *f = *state;
+    for (int i = 0; i < 50; i++) assert_int_equal(put_big(f->s, i, 100 + (uint64_t)i), 0);
+    store_close(f->s);
+    f->s = NULL;
+    MDB_env *env;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_mapsize(env, (size_t)8 << 30), 0);
+    assert_int_equal(mdb_env_open(env, f->dir, MDB_WRITEMAP | MDB_NOTLS, 0644), 0);
+    mdb_env_close(env);
+    char path[96];
+    snprintf(path, sizeof path, "%s/data.mdb", f->dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal((size_t)st.st_size, (size_t)8 << 30);
+
+    assert_int_equal(store_open(&f->s, f->dir, BIG_CAP), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true((size_t)st.st_size < (size_t)8 << 20);
+    assert_true(st.st_blocks * 512 >= st.st_size); /* every byte of the map allocated */
+    assert_true(store_disk_bytes(f->s) >= (size_t)st.st_size);
+    for (int i = 0; i < 50; i++) assert_true(big_is(f->s, i, 100 + (uint64_t)i));
+    assert_int_equal(fill_big(f->s, 50, 200), 200);
+}
+
+#define CHILD_CHECK(c)                                                           \
+    do {                                                                         \
+        if (!(c)) {                                                              \
+            fprintf(stderr, "%s:%d: failed: %s\n", __FILE__, __LINE__, #c);     \
+            _exit(1);                                                            \
+        }                                                                        \
+    } while (0)
+
+static bool write_text(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) return false;
+    bool ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+    return close(fd) == 0 && ok;
+}
+
+/* In a child process: a mount namespace of its own (in a user namespace
+ * unless root) and a tmpfs of `size` on dir. 0, or -1 if not allowed. */
+static int private_tmpfs(const char *dir, const char *size) {
+    unsigned uid = (unsigned)getuid(), gid = (unsigned)getgid();
+    char text[64];
+    if (geteuid() != 0) {
+        if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) return -1;
+        write_text("/proc/self/setgroups", "deny");
+        snprintf(text, sizeof text, "0 %u 1", uid);
+        if (!write_text("/proc/self/uid_map", text)) return -1;
+        snprintf(text, sizeof text, "0 %u 1", gid);
+        if (!write_text("/proc/self/gid_map", text)) return -1;
+    } else if (unshare(CLONE_NEWNS) != 0) {
+        return -1;
+    }
+    if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) return -1;
+    snprintf(text, sizeof text, "size=%s", size);
+    return mount("tmpfs", dir, "tmpfs", 0, text);
+}
+
+/* The child's test on a 4 MiB tmpfs holding a 512 KiB file: the store
+ * fills the rest, refuses writes (no SIGBUS), serves reads, opens again
+ * on the full disk, and takes writes again once the file is deleted. */
+static int full_disk(const char *dir) {
+    char data[128], filler[128];
+    snprintf(data, sizeof data, "%s/data", dir);
+    snprintf(filler, sizeof filler, "%s/filler", dir);
+    int fd = open(filler, O_WRONLY | O_CREAT, 0644);
+    CHILD_CHECK(fd >= 0 && posix_fallocate(fd, 0, 512 << 10) == 0 && close(fd) == 0);
+    store *s;
+    CHILD_CHECK(store_open(&s, data, BIG_CAP) == 0);
+    int n = fill_big(s, 0, 2000);
+    fprintf(stderr, "    a 4 MiB tmpfs with 512 KiB used takes %d values of %d bytes\n", n,
+            STORE_MAX_VALUE);
+    CHILD_CHECK(n >= 200);
+    CHILD_CHECK(store_full(s) == STORE_FULL_DISK);
+    CHILD_CHECK(put_big(s, n, 1) == STORE_ENOSPACE);
+    for (int i = 0; i < n; i++) CHILD_CHECK(big_is(s, i, 100 + (uint64_t)i));
+    for (int i = 0; i < 10; i++) CHILD_CHECK(tomb_big(s, i, 10000 + (uint64_t)i) == 0);
+    int again = fill_big(s, 2000, 10);
+    CHILD_CHECK(again >= 5);
+    store_close(s);
+
+    CHILD_CHECK(store_open(&s, data, BIG_CAP) == 0); /* on the full disk */
+    for (int i = 10; i < n; i++) CHILD_CHECK(big_is(s, i, 100 + (uint64_t)i));
+    CHILD_CHECK(fill_big(s, 3000, 10) < 10);
+    CHILD_CHECK(store_full(s) == STORE_FULL_DISK);
+    CHILD_CHECK(unlink(filler) == 0);
+    int more = fill_big(s, 4000, 2000);
+    fprintf(stderr, "    %d more once 512 KiB were freed\n", more);
+    CHILD_CHECK(more >= 30);
+    for (int i = 10; i < n; i++) CHILD_CHECK(big_is(s, i, 100 + (uint64_t)i));
+    for (int i = 0; i < more; i++) CHILD_CHECK(big_is(s, 4000 + i, 4100 + (uint64_t)i));
+    store_close(s);
+    return 0;
+}
+
+static void test_lmdb_full_disk_refuses_writes_without_sigbus(void **state) {
+    (void)state;
+    char dir[] = "/tmp/test_store_tmpfs.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) _exit(private_tmpfs(dir, "4m") != 0 ? 77 : full_disk(dir));
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    rmdir(dir);
+    if (WIFSIGNALED(st))
+        fail_msg("the store died of signal %d (%s) on a full disk", WTERMSIG(st),
+                 strsignal(WTERMSIG(st)));
+    if (WEXITSTATUS(st) == 77) {
+        print_message("no mount namespace for a tmpfs here: skipped\n");
+        skip();
+    }
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 /* ---- stress against a reference model (both engines) -------------------- */
 
 #define NKEYS 100000
@@ -813,6 +1042,12 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_lmdb_creates_missing_dir, setup_lmdb, teardown),
         cmocka_unit_test_setup_teardown(test_lmdb_corrupt_record_fails_open, setup_lmdb,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_lmdb_full_map_refuses_then_takes_writes_again,
+                                        setup_lmdb, teardown),
+        cmocka_unit_test_setup_teardown(test_lmdb_wipe_on_a_full_map, setup_lmdb, teardown),
+        cmocka_unit_test_setup_teardown(test_lmdb_sparse_map_file_of_an_older_version,
+                                        setup_lmdb, teardown),
+        cmocka_unit_test(test_lmdb_full_disk_refuses_writes_without_sigbus),
         BOTH(test_stress_random_ops_vs_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
