@@ -5,8 +5,7 @@
 # back; SYSTEM_OVERLOAD answers are waited for and resent with the same ID).
 #
 #   ladder:   for each cluster size (--nodes, "10 40") a fresh cluster, and
-#             for each client count (--clients, "1 16 64 128 256 512 1024
-#             2048")
+#             for each client count (--clients, "1 16 64 128 256 512 1024 2048")
 #             a run of --seconds (12) after wiping every node. One row a run:
 #             goodput (good pairs/s: PUT acknowledged, GET read it back),
 #             ops/s, latency of ops (first send to final answer, resends and
