@@ -12,9 +12,12 @@
 #             overload waits included) p50/p99/p999 in ms, overload answers,
 #             resends after a timeout, requests unanswered after every try
 #             (% of requests), INTERNAL_FAILURE answers, other error answers,
-#             mismatches (a GET lost the key or read another value), and the
+#             mismatches (a GET lost the key or read another value), the
 #             suspect/dead verdicts the nodes logged meanwhile (none fails, so
-#             every one is false).
+#             every one is false), and the machine's CPU during the run (share
+#             of all cores): the nodes', dht-bench's, and everything else's
+#             (the machine may be shared: a busy neighbour takes cores from
+#             the nodes).
 #   capacity: (--capacity, or --capacity-only) a fresh cluster of --cap-nodes
 #             (40); --cap-keys (20,000) keys of --cap-value (1,000) bytes
 #             written through random nodes; then --cap-kill (20) nodes
@@ -95,6 +98,17 @@ trap 'exit 130' INT TERM HUP
 # kv KEY: the value of KEY in the summary line $line.
 kv() { tr ' ' '\n' <<<"$line" | sed -n "s/^$1=//p"; }
 ms() { awk -v u="$1" 'BEGIN { printf "%.1f", u / 1000 }'; }
+hz=$(getconf CLK_TCK)
+cores=$(nproc)
+busy() { awk '/^cpu / { print $2 + $3 + $4 + $9 }' /proc/stat; } # user+nice+system+steal jiffies, all cores
+node_cpu() { # jiffies used so far by the cluster's nodes
+  local pid t=0
+  for pid in $(grep -o '"pid": [0-9]*' "$cdir/state.json" | cut -d' ' -f2); do
+    t=$((t + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo $t
+}
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b > 0 ? 100 * a / b : 0) }'; }
 verdicts() { cat "$cdir"/node*.log 2>/dev/null | grep -cE ' is (suspect|dead) \(' || true; }
 
 # start N: a fresh cluster of N nodes, every one listing N members.
@@ -134,22 +148,29 @@ echo "# server args: ${server_args[*]:-(defaults)}; seed $seed; dht-bench summar
 if [ "$ladder" = 1 ]; then
   echo
   echo "| nodes | clients | goodput pairs/s | ops/s | p50 ms | p99 ms | p999 ms | overload answers" \
-       "| resends | unanswered % | INTERNAL_FAILURE | other errors | mismatches | false verdicts |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+       "| resends | unanswered % | INTERNAL_FAILURE | other errors | mismatches | false verdicts" \
+       "| CPU nodes/bench/other % |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   for n in $nodes; do
     start "$n"
     for c in $clients; do
       wipe "$n"
       sleep "$pause"
-      v0=$(verdicts)
+      v0=$(verdicts) b0=$(busy) n0=$(node_cpu) t0=$(date +%s.%N)
       bench --peers "$cdir/peers" --pairs -c "$c" --seconds "$seconds" --seed "$seed"
       [ -n "$line" ] || continue
+      all=$(awk -v a="$t0" -v b="$(date +%s.%N)" -v h="$hz" -v c="$cores" 'BEGIN { print (b - a) * h * c }')
+      nodes_j=$(( $(node_cpu) - n0 ))
+      bench_j=$(awk -v p="$(kv client_cpu_pct)" -v a="$t0" -v b="$(date +%s.%N)" -v h="$hz" \
+                'BEGIN { print p / 100 * (b - a) * h }')
+      other_j=$(awk -v x="$(( $(busy) - b0 ))" -v n="$nodes_j" -v m="$bench_j" 'BEGIN { x -= n + m; print (x > 0 ? x : 0) }')
       other=$(( $(kv errors) - $(kv err_0x04) ))
-      printf '| %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+      printf '| %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s/%s |\n' \
         "$n" "$c" "$(kv pairs_per_s)" "$(kv ops_per_s)" "$(ms "$(kv p50_us)")" \
         "$(ms "$(kv p99_us)")" "$(ms "$(kv p999_us)")" "$(kv overloads)" "$(kv retries)" \
         "$(kv failed_pct)" "$(kv err_0x04)" "$other" "$(kv mismatches)" \
-        "$(( $(verdicts) - v0 ))"
+        "$(( $(verdicts) - v0 ))" "$(pct "$nodes_j" "$all")" "$(pct "$bench_j" "$all")" \
+        "$(pct "$other_j" "$all")"
     done
     alive=$(cluster status | tail -1)
     [[ "$alive" == "$n of $n "* ]] || echo "# after the ladder: $alive"
