@@ -683,7 +683,23 @@ static void report_json(const bench *b) {
 }
 
 /* One line of key=value pairs, the same keys every time (the errors by code
- * 0x01-0x07 included when zero), for scripts and tests. */
+ * 0x01-0x07 included when zero), for scripts and tests:
+ *
+ *   KEY                    MEANING (the run phase)
+ *   seconds                the measuring window: the duration, or to the last answer
+ *   pairs, pairs_per_s     good pairs (--pairs) answered by the deadline, a second
+ *   ops, ops_per_s         final answers by the deadline, a second
+ *   answered, puts, gets   final answers in all (after the deadline too)
+ *   overloads              SYSTEM_OVERLOAD answers (each waited for and resent)
+ *   retries                resends after a timeout
+ *   failed, failed_pct     requests unanswered after --tries sends; % of requests
+ *   gave_up, abandoned     given up after MAX_OVERLOADS overloads; backing off at the end
+ *   errors, err_0xNN       answers with an error code (not "no such key"), by code
+ *   lost, wrong            GETs after an acknowledged PUT: no such key; another value
+ *   mismatches             lost + wrong
+ *   p50_us .. max_us       latency of final answers
+ *   preload_*, verify_*    the --preload and --verify phases, when they ran
+ *   client_cpu_pct         dht-bench's own CPU, % of one core */
 static void report_summary(const bench *b) {
     const bench_cfg *g = &b->cfg;
     printf("workload=%s servers=%u clients=%u sockets=%u", g->workload == W_PAIRS ? "pairs" : "mix",
@@ -772,6 +788,7 @@ static void usage(FILE *f) {
         "      --seed N            workload seed (default: random, printed)\n"
         "      --json              print the results as one JSON line\n"
         "      --summary           print the results as one line of key=value pairs\n"
+        "                          (the same keys every run; src/bench.c lists them)\n"
         "  -h, --help              this help\n"
         "\n"
         "A SYSTEM_OVERLOAD answer is not a failure: the client waits overloadWaitTime\n"
