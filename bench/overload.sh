@@ -28,12 +28,13 @@
 # Usage: bench/overload.sh [--nodes "10 40"] [--clients "1 16 64 ..."] [--seconds 12]
 #            [--capacity | --capacity-only] [--cap-nodes 40] [--cap-keys 20000]
 #            [--cap-value 1000] [--cap-kill 20] [--cap-every 20] [--seed N]
-#            [--base-port 27000] [--dir /tmp/dht-overload] [--pause 2]
+#            [--base-port P] [--dir /tmp/dht-overload] [--pause 2]
 #            [--server-arg ARG]... [--bench-arg ARG]...
 # e.g. bench/overload.sh --nodes 10 --clients "16 256" --seconds 5     (a quick look)
 #      bench/overload.sh --capacity-only --cap-every 5                 (capacity, shorter)
 #      bench/overload.sh --server-arg --request-timeout --server-arg 200
-# Needs scripts/build (uses build/). Node I listens on 127.0.0.1:BASE+I; the
+# Needs scripts/build (uses build/). Node I listens on 127.0.0.1:BASE+I (BASE:
+# --base-port, or a free range outside the ephemeral ports, as the tests pick); the
 # peers file, node logs and every dht-bench summary line (summary.txt) are
 # in DIR. Every node started is stopped on exit (trap). Each dht-bench run is
 # bounded by timeout(1). About 2 minutes a cluster size for the default
@@ -48,7 +49,7 @@ ladder=1
 capacity=0
 cap_nodes=40 cap_keys=20000 cap_value=1000 cap_kill=20 cap_every=20
 seed=$((RANDOM * 32768 + RANDOM))
-base=27000
+base_opt=
 dir=/tmp/dht-overload
 pause=2
 server_args=()
@@ -68,7 +69,7 @@ while [ $# -gt 0 ]; do
     --cap-kill) cap_kill="$2"; shift 2 ;;
     --cap-every) cap_every="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
-    --base-port) base="$2"; shift 2 ;;
+    --base-port) base_opt="$2"; shift 2 ;;
     --dir) dir="$2"; shift 2 ;;
     --pause) pause="$2"; shift 2 ;;
     --server-arg) server_args+=("$2"); shift 2 ;;
@@ -115,6 +116,8 @@ verdicts() { cat "$cdir"/node*.log 2>/dev/null | grep -cE ' is (suspect|dead) \(
 start() {
   local n=$1 t=0
   rm -rf "$cdir"
+  base=${base_opt:-$(python3 -c 'import sys; sys.path.insert(0, "tests/lib"); import dht
+print(dht.free_port_range(int(sys.argv[1])))' "$n")}
   cluster start -n "$n" --base-port "$base" --wait 30 -- "${server_args[@]}" >/dev/null
   up=1
   while [ "$(cluster status | awk -v n="$n" '$5 == "yes" && $6 == n' | wc -l)" -lt "$n" ]; do
