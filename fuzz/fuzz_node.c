@@ -8,7 +8,10 @@
  * fake environment (tests/unit/fake_env.h): a clock that moves a few ms per
  * input, sends counted (and checked to fit a datagram). Nothing may crash or
  * trip the sanitizers. State (store, members, operations) carries over from
- * input to input, as on a real node. See fuzz/README.md.
+ * input to input, as on a real node. A second node holds a cluster key: it
+ * gets the input as it is (its seal parser must hold) and the wrapped Msg
+ * sealed with its key (so what a member may send is fuzzed past the seal).
+ * See fuzz/README.md.
  */
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -21,7 +24,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static node *n;
+static node *n, *keyed;
+static auth_keys key = {.n = 1};
 
 static struct sockaddr_in addr(uint32_t ip, uint16_t port) {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
@@ -41,6 +45,11 @@ static void setup(void) {
                           {htonl(0x7F000001), 7003}};
     if (node_add_seeds(n, seeds, 3) != 0) abort();
     node_tick(n);
+    for (size_t i = 0; i < AUTH_KEY_LEN; i++) key.key[0][i] = (uint8_t)(i * 37 + 1);
+    cfg.keys = &key;
+    if (!(keyed = fake_node(&cfg, 7010, 4 << 20))) abort();
+    if (node_add_seeds(keyed, seeds, 3) != 0) abort();
+    node_tick(keyed);
 }
 
 static uint8_t msg[WIRE_MAX_DATAGRAM];
@@ -58,10 +67,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (len) {
             node_receive(n, &member, msg, len);
             node_receive(n, &client, msg, len);
+            len = auth_seal(&key, msg, len, sizeof msg, fake_wall(NULL));
+            if (len) node_receive(keyed, &member, msg, len);
         }
     }
+    node_receive(keyed, &client, data, size);
     fake.clock_ms += 7;
     fake.nsent = FAKE_SENT_KEEP; /* keep nothing: the fuzzer runs millions */
     node_tick(n);
+    node_tick(keyed);
     return 0;
 }
