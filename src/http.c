@@ -89,7 +89,7 @@ static const char page[] =
     "<svg id='ring' width='320' height='320' viewBox='0 0 320 320' role='img'\n"
     "     aria-label='ring'></svg>\n"
     "<table>\n"
-    "<thead><tr><th>member</th><th>state</th><th>ring share</th></tr></thead>\n"
+    "<thead><tr><th>member</th><th>state</th><th>slots (primary)</th></tr></thead>\n"
     "<tbody id='members'></tbody>\n"
     "</table>\n"
     "</div>\n"
@@ -372,7 +372,8 @@ static void page_status(const http_server *s, sbuf *b) {
         sb_json_str(b, node_addr_str(m->ip, m->port, a));
         sb_printf(b, ",\"state\":");
         sb_json_str(b, members_state_name(m->state));
-        sb_printf(b, ",\"share\":%.6f}", members_share(n->members, i));
+        sb_printf(b, ",\"share\":%.6f,\"slots\":%zu}",
+                  (double)members_slots(n->members, i) / RING_SLOTS, members_slots(n->members, i));
     }
     sb_printf(b, "]}\n");
 }

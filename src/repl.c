@@ -10,7 +10,8 @@
 
 #define MAX_OPS 65536
 #define MAX_TARGETS (2 * REPL_MAX_N)  /* replicas plus sloppy-quorum stand-ins */
-#define BUCKETS 256
+#define BUCKETS 256                   /* anti-entropy buckets: slot / BUCKET_SLOTS */
+#define BUCKET_SLOTS (RING_SLOTS / BUCKETS)
 #define BATCH_BYTES 48000             /* records per SYNC datagram, encoded */
 #define SYNC_PEERS 3                  /* digest exchanges started per period */
 #define SWEEP_DELAY_MS 300            /* settle time after a membership change */
@@ -34,7 +35,7 @@ typedef struct op {
     repl_origin origin;
     uint8_t key[WIRE_MAX_KEY];
     size_t klen;
-    uint64_t h;
+    unsigned slot;                    /* ring_key_slot(key) */
     uint64_t deadline;
     size_t nt;                        /* targets */
     uint64_t sent_at[MAX_TARGETS];    /* last send to each target (ms) */
@@ -568,8 +569,8 @@ static op *op_start(node *n, uint32_t cmd, const uint8_t *key, size_t klen) {
     o->cmd = cmd;
     memcpy(o->key, key, klen);
     o->klen = klen;
-    o->h = ring_hash(key, klen);
-    o->nt = members_pref(n->members, o->h, n->cfg.replicas, o->t);
+    o->slot = ring_key_slot(key, klen);
+    o->nt = members_pref(n->members, o->slot, n->cfg.replicas, o->t);
     for (size_t i = 0; i < o->nt; i++) o->hint[i] = NO_HINT;
     o->deadline = node_now(n) + n->cfg.request_timeout_ms;
     return o;
@@ -644,7 +645,7 @@ static void add_standins(node *n, op *o) {
     if (!waiting || o->cmd == WIRE_GET) return;
     uint32_t more[MAX_TARGETS];
     size_t want = o->nt + waiting > MAX_TARGETS ? MAX_TARGETS : o->nt + waiting;
-    size_t k = members_pref(n->members, o->h, want, more), used = 0;
+    size_t k = members_pref(n->members, o->slot, want, more), used = 0;
     for (size_t j = 0; j < k && o->nt < MAX_TARGETS && used < waiting; j++) {
         bool have = false;
         for (size_t i = 0; i < o->nt; i++) have |= o->t[i] == more[j];
@@ -737,7 +738,7 @@ static void ops_round(node *n, uint64_t now) {
 
 int repl_is_replica(node *n, const uint8_t *key, size_t klen, uint32_t *owner) {
     uint32_t pref[REPL_MAX_N];
-    size_t k = members_pref(n->members, ring_hash(key, klen), n->cfg.replicas, pref);
+    size_t k = members_pref(n->members, ring_key_slot(key, klen), n->cfg.replicas, pref);
     for (size_t i = 0; i < k; i++)
         if (self_index(pref[i])) return 1;
     /* forward to the first replica not suspected of being down; if all are
@@ -889,17 +890,17 @@ static uint64_t rec_digest(const uint8_t *key, size_t klen, const store_rec *s) 
            XXH3_64bits_withSeed(s->val, s->tomb ? 0 : s->vlen, s->tomb);
 }
 
-/* Whether member m was a replica of h at the last sweep, as the same process
+/* Whether member m was a replica of slot at the last sweep, as the same process
  * (swept_inc 1: its incarnation was not known yet then, as for a seed not
  * heard from; the one learnt since is taken as the same process: a restart
  * after that is seen as one, from a known incarnation). */
-static bool was_replica(node *n, uint64_t h, uint32_t m) {
+static bool was_replica(node *n, unsigned slot, uint32_t m) {
     repl *r = n->repl;
     if (m >= r->swept_len || !r->swept_inc[m] ||
         (r->swept_inc[m] != 1 && r->swept_inc[m] != members_at(n->members, m)->incarnation))
         return false;
     uint32_t old[REPL_MAX_N];
-    size_t k = ring_lookup(r->swept, h, n->cfg.replicas, old);
+    size_t k = ring_slot_lookup(r->swept, slot, n->cfg.replicas, old);
     for (size_t i = 0; i < k; i++)
         if (r->swept_map[old[i]] == m) return true;
     return false;
@@ -908,14 +909,14 @@ static bool was_replica(node *n, uint64_t h, uint32_t m) {
 static int push_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *s) {
     pusher *ps = ctx;
     node *n = ps->n;
-    uint64_t h = ring_hash(key, klen);
+    unsigned slot = ring_key_slot(key, klen);
     uint32_t pref[REPL_MAX_N];
-    size_t k = members_pref(n->members, h, n->cfg.replicas, pref);
+    size_t k = members_pref(n->members, slot, n->cfg.replicas, pref);
     for (size_t i = 0; i < k; i++) {
         if (self_index(pref[i])) continue;
-        if (ps->new_only && was_replica(n, h, pref[i])) continue;
+        if (ps->new_only && was_replica(n, slot, pref[i])) continue;
         if (ps->only_peer >= 0) {
-            unsigned bk = (unsigned)(h >> 56);
+            unsigned bk = slot / BUCKET_SLOTS;
             if (pref[i] != (uint32_t)ps->only_peer || ps->theirs[bk] == ps->mine[bk]) continue;
         }
         batch_add(ps, pref[i], key, klen, s);
@@ -996,9 +997,9 @@ void repl_membership_changed(node *n) {
 static int digest_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *s) {
     node *n = ctx;
     repl *r = n->repl;
-    uint64_t h = ring_hash(key, klen);
+    unsigned slot = ring_key_slot(key, klen);
     uint32_t pref[REPL_MAX_N];
-    size_t k = members_pref(n->members, h, n->cfg.replicas, pref);
+    size_t k = members_pref(n->members, slot, n->cfg.replicas, pref);
     bool mine = false;
     for (size_t i = 0; i < k; i++) mine |= self_index(pref[i]);
     if (!mine) {
@@ -1013,7 +1014,7 @@ static int digest_visit(void *ctx, const uint8_t *key, size_t klen, const store_
     uint64_t d = rec_digest(key, klen, s);
     for (size_t i = 0; i < k; i++)
         if (!self_index(pref[i]) && pref[i] < r->dig_members)
-            r->dig[(size_t)pref[i] * BUCKETS + (h >> 56)] ^= d;
+            r->dig[(size_t)pref[i] * BUCKETS + slot / BUCKET_SLOTS] ^= d;
     return 0;
 }
 

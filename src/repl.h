@@ -1,8 +1,8 @@
 /*
  * repl: client operations over the replicas, and keeping replicas whole.
  *
- * A key's replicas are the first N live members of its preference list
- * (members_pref). The node that serves a client operation (the
+ * A key's replicas are the first N live members of the preference list of
+ * its hash slot (ring_key_slot, members_pref). The node that serves a client operation (the
  * coordinator) stamps writes with its hybrid logical clock, sends them to
  * every replica and answers once W replicas acknowledged; reads ask every
  * replica and answer from the newest of the first R replies. Late replies
@@ -18,7 +18,7 @@
  * record's current replicas (re-replication after a death, hand-off after a
  * join). Every sync period, each node also exchanges per-bucket digests of
  * the records it shares with each peer (a two-level hash tree: 256 buckets
- * by key hash, each the XOR of hash(key, stamp)); buckets that differ are
+ * of 64 hash slots, each the XOR of hash(key, stamp)); buckets that differ are
  * pushed both ways, so replicas that diverged for any reason converge.
  * Applying a record is idempotent and ordered by stamp, so pushing too much
  * costs bandwidth, never correctness.
