@@ -72,6 +72,8 @@ typedef struct node_config {
     const auth_net *admin_nets; /* who may send SHUTDOWN and WIPEOUT, besides */
     size_t admin_nets_n;        /* members' hosts; none given: 127.0.0.0/8 */
     uint16_t resp_port;         /* 0: off */
+    bool resp_cluster;          /* the Redis port speaks Redis Cluster: MOVED and
+                                   CROSSSLOT for keys served elsewhere (resp.h) */
     uint16_t http_port;         /* 0: off */
     bool quiet;
     /* the Redis and HTTP front ends (resp.h, http.h); 0 or NULL: the default */

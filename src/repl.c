@@ -736,18 +736,29 @@ static void ops_round(node *n, uint64_t now) {
     }
 }
 
-int repl_is_replica(node *n, const uint8_t *key, size_t klen, uint32_t *owner) {
-    uint32_t pref[REPL_MAX_N];
-    size_t k = members_pref(n->members, ring_key_slot(key, klen), n->cfg.replicas, pref);
+size_t repl_slot_replicas(node *n, unsigned slot, uint32_t *out) {
+    size_t k = members_pref(n->members, slot, n->cfg.replicas, out);
     for (size_t i = 0; i < k; i++)
-        if (self_index(pref[i])) return 1;
+        if (members_at(n->members, out[i])->state == MEMBER_ALIVE) {
+            uint32_t first = out[i]; /* to the front, the others in order */
+            memmove(&out[1], &out[0], i * sizeof *out);
+            out[0] = first;
+            break;
+        }
+    return k;
+}
+
+int repl_is_replica(node *n, const uint8_t *key, size_t klen, uint32_t *owner) {
+    uint32_t rep[REPL_MAX_N];
+    size_t k = repl_slot_replicas(n, ring_key_slot(key, klen), rep);
+    for (size_t i = 0; i < k; i++)
+        if (self_index(rep[i])) return 1;
     /* forward to the first replica not suspected of being down; if all are
      * suspect, serve the request here (the replicas that answer will do) */
-    for (size_t i = 0; i < k; i++)
-        if (members_at(n->members, pref[i])->state == MEMBER_ALIVE) {
-            *owner = pref[i];
-            return 0;
-        }
+    if (k && members_at(n->members, rep[0])->state == MEMBER_ALIVE) {
+        *owner = rep[0];
+        return 0;
+    }
     return 1;
 }
 

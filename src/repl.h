@@ -78,9 +78,17 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
                    const uint8_t *key, size_t klen, const uint8_t *val,
                    size_t vlen, int32_t version);
 
+/* The replicas of hash slot `slot` (the first N live members of its
+ * preference list), the first alive one (not suspect) moved to the front:
+ * out[0] is the node the slot's requests go to first (UDP requests are
+ * forwarded to it, Redis Cluster clients are told of it), the slot's
+ * primary unless that one is suspected. All suspect: the list as it is.
+ * Writes up to REPL_MAX_N member indexes; returns how many. */
+size_t repl_slot_replicas(node *n, unsigned slot, uint32_t *out);
+
 /* 1 when this node should coordinate an operation on key: it is one of the
  * key's replicas, or none of them is above suspicion. 0 otherwise, with
- * *owner the member index to forward to (the first replica not suspect). */
+ * *owner the member index to forward to (repl_slot_replicas' first). */
 int repl_is_replica(node *n, const uint8_t *key, size_t klen, uint32_t *owner);
 
 /* Handles replica traffic: WRITE, WRITE_ACK, READ, READ_REPLY, SYNC, DIGEST.
