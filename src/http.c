@@ -305,6 +305,12 @@ static void page_metrics(const http_server *s, sbuf *b) {
     metric(b, "dht_repushed_records_total", "counter",
            "Records pushed to new replicas after membership changes (re-replication).");
     sb_printf(b, "dht_repushed_records_total %llu\n", (unsigned long long)st->repushed);
+    metric(b, "dht_resends_total", "counter",
+           "Replica requests sent again: no answer within the round-trip timeout.");
+    sb_printf(b, "dht_resends_total %llu\n", (unsigned long long)st->resent);
+    metric(b, "dht_restamps_total", "counter",
+           "Writes stamped again because a replica held a newer stamp.");
+    sb_printf(b, "dht_restamps_total %llu\n", (unsigned long long)st->restamped);
 
     /* lat_us[i] counts latencies of 2^i .. 2^(i+1)-1 us (i = 0: 0 and 1 us;
      * the last bucket: everything above). */

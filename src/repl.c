@@ -79,7 +79,8 @@ struct repl {
     uint64_t tick_at;                 /* next check of operations' timers */
     uint64_t sweep_at;                /* 0, or when re-replication is due */
     uint64_t sync_at, handoff_at;     /* next anti-entropy and hint rounds */
-    size_t inflight;
+    size_t inflight;                  /* operations allocated */
+    size_t unanswered;                /* ... of them not answered yet (admission) */
     /* per member slot: smoothed round trip of replica requests (ms x 8) and
      * its mean deviation (ms x 4), as TCP keeps them (Jacobson/Karels) */
     uint32_t *srtt8, *rttvar4;
@@ -136,6 +137,7 @@ static op *op_alloc(repl *r) {
     if (r->tail) r->tail->next = o; else r->head = o;
     r->tail = o;
     r->inflight++;
+    r->unanswered++;
     return o;
 }
 
@@ -147,6 +149,7 @@ static void op_free(repl *r, op *o) {
     o->used = false;
     r->free_ops[r->nfree++] = (uint32_t)(o - r->ops);
     r->inflight--;
+    r->unanswered -= !o->answered;
 }
 
 static bool self_index(uint32_t i) { return i == 0; }
@@ -319,6 +322,7 @@ static bool hint_acked(node *n, const uint8_t *id, size_t idlen, const Peer *p) 
 static void answer(node *n, op *o, uint32_t err) {
     if (o->answered) return;
     o->answered = true;
+    n->repl->unanswered--;
     repl_result res = {err, NULL, 0, 0};
     if (err == WIRE_OK && o->cmd == WIRE_GET) {
         res.val = o->val;
@@ -356,6 +360,7 @@ static void send_read(node *n, op *o, size_t i) {
 
 static void send_to(node *n, op *o, size_t i) {
     o->sent_at[i] = node_now(n);
+    n->stats.resent += o->sends[i] > 0;
     if (o->sends[i] < UINT8_MAX) o->sends[i]++;
     if (o->cmd == WIRE_GET) send_read(n, o, i);
     else send_write(n, o, i);
@@ -475,6 +480,7 @@ static void restamp(node *n, op *o) {
     }
     o->stamp = s;
     o->gen++;
+    n->stats.restamped++;
     o->oks = o->replies = o->existed = o->fails = o->nospace = 0;
     for (size_t i = 0; i < o->nt; i++) o->st[i] = T_WAIT, o->sends[i] = 0;
     for (size_t i = 0; i < o->nt; i++)
@@ -579,9 +585,14 @@ static op *op_start(node *n, uint32_t cmd, const uint8_t *key, size_t klen) {
 int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
                    const uint8_t *key, size_t klen, const uint8_t *val,
                    size_t vlen, int32_t version) {
-    /* admission: past max_inflight a client is told to come back later;
-     * replica traffic of the operations admitted is never refused */
-    if (n->repl->inflight >= n->cfg.max_inflight) {
+    /* admission: past max_inflight operations not answered yet, a client
+     * is told to come back later; replica traffic of the operations
+     * admitted is never refused. Answered operations still waiting for a
+     * slow replica's reply (to count it, or to repair it) do not count:
+     * under a pipelined load they pile up behind a replica that is a few
+     * tens of ms late, and turned clients away while every client had its
+     * answer (MAX_OPS bounds them). */
+    if (n->repl->unanswered >= n->cfg.max_inflight) {
         n->stats.overload[NODE_OVERLOAD_INFLIGHT]++;
         return -1;
     }
@@ -768,7 +779,7 @@ uint32_t repl_overload_wait_ms(const repl *r, const node *n) {
     /* about the time the operations in flight take to drain: the recent
      * latency, scaled by how full the node is */
     uint64_t lat = r->lat_ewma16 / 16 + 1, limit = n->cfg.max_inflight ? n->cfg.max_inflight : 1;
-    uint64_t w = lat * (r->inflight + limit) / limit;
+    uint64_t w = lat * (r->unanswered + limit) / limit;
     return w < 10 ? 10 : w > 2000 ? 2000 : (uint32_t)w;
 }
 

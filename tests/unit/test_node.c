@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -213,6 +214,62 @@ static void test_admission_bounds_operations_in_flight(void **state) {
     fake_node_free(m);
 }
 
+/* Hands node `to` (at 127.0.0.1:port) the datagrams sent to that port from
+ * the from-th on, as coming from 127.0.0.1:sender; returns the count sent
+ * by then, where the next call takes over. */
+static size_t relay(node *to, uint16_t port, uint16_t sender, size_t from) {
+    size_t end = fake.nsent < FAKE_SENT_KEEP ? fake.nsent : FAKE_SENT_KEEP;
+    struct sockaddr_in src = {.sin_family = AF_INET, .sin_port = htons(sender),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    for (size_t i = from; i < end; i++)
+        if (ntohs(fake.sent[i].to.sin_port) == port)
+            node_receive(to, &src, fake.sent[i].buf, fake.sent[i].len);
+    node_flush(to);
+    return end;
+}
+
+/* Answered operations still waiting for a silent third replica (N=3,
+ * W=2: this node and one that acks make the quorum) do not count against
+ * max_inflight: clients are served, not told SYSTEM_OVERLOAD, however many
+ * answered ones wait. */
+static void test_admission_counts_only_unanswered_operations(void **state) {
+    (void)state;
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    cfg.gossip_ms = 60000;
+    cfg.max_inflight = 2;
+    node *m = fake_node(&cfg, 7001, 1 << 20), *p = fake_node(&cfg, 7002, 1 << 20);
+    assert_true(m && p);
+    ring_node peers[2] = {{htonl(INADDR_LOOPBACK), 7002}, {htonl(INADDR_LOOPBACK), 7003}};
+    ring_node back[2] = {{htonl(INADDR_LOOPBACK), 7001}, {htonl(INADDR_LOOPBACK), 7003}};
+    assert_int_equal(node_add_seeds(m, peers, 2), 0); /* 7003 never answers */
+    assert_int_equal(node_add_seeds(p, back, 2), 0);
+    struct sockaddr_in client = {.sin_family = AF_INET, .sin_port = htons(5000),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    wire_arena *a = wire_arena_new();
+    for (uint8_t i = 0; i < 10; i++) {
+        fake.nsent = 0;
+        uint8_t buf[256], id[WIRE_ID_LEN] = {i + 1};
+        char key[8];
+        snprintf(key, sizeof key, "k%u", i);
+        node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_PUT, key, strlen(key),
+                                                   "v", 1, 0));
+        node_flush(m);
+        size_t at = relay(p, 7002, 7001, 0); /* the write reaches p ... */
+        relay(m, 7001, 7002, at);             /* ... and its ack comes back */
+        wire_reset(a);
+        KVResponse *r = client_reply(a, 0);
+        assert_non_null(r);
+        assert_int_equal(r->errcode, WIRE_OK);
+    }
+    assert_int_equal(repl_inflight(m->repl), 10); /* all waiting for 7003 */
+    assert_int_equal(m->stats.overload[NODE_OVERLOAD_INFLIGHT], 0);
+    wire_arena_free(a);
+    fake_node_free(p);
+    fake_node_free(m);
+}
+
 /* A node that saw most of the cluster die together (it is on the minority
  * side of a partition) refuses writes at once, while those deaths are
  * recent; reads still run. */
@@ -258,6 +315,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         T(test_stamps_unique_and_bounded),
         T(test_shutdown_asks_the_environment),
+        T(test_admission_counts_only_unanswered_operations),
         T(test_single_node_put_get),
         T(test_incarnation_above_the_last_life),
         T(test_slow_replica_answers_overload_not_failure),
