@@ -31,6 +31,7 @@ typedef struct op {
     struct op *prev, *next;           /* active list, oldest first */
     uint32_t gen;
     bool used, answered, standins;
+    bool counted;                     /* in repl.unanswered (op_settled) */
     uint32_t cmd;
     repl_origin origin;
     uint8_t key[WIRE_MAX_KEY];
@@ -138,7 +139,15 @@ static op *op_alloc(repl *r) {
     r->tail = o;
     r->inflight++;
     r->unanswered++;
+    o->counted = true;
     return o;
+}
+
+/* The op no longer counts as waiting to be answered (admission). */
+static void op_settled(repl *r, op *o) {
+    if (!o->counted) return;
+    o->counted = false;
+    r->unanswered--;
 }
 
 static void op_free(repl *r, op *o) {
@@ -149,7 +158,7 @@ static void op_free(repl *r, op *o) {
     o->used = false;
     r->free_ops[r->nfree++] = (uint32_t)(o - r->ops);
     r->inflight--;
-    r->unanswered -= !o->answered;
+    op_settled(r, o);
 }
 
 static bool self_index(uint32_t i) { return i == 0; }
@@ -322,7 +331,7 @@ static bool hint_acked(node *n, const uint8_t *id, size_t idlen, const Peer *p) 
 static void answer(node *n, op *o, uint32_t err) {
     if (o->answered) return;
     o->answered = true;
-    n->repl->unanswered--;
+    op_settled(n->repl, o);
     repl_result res = {err, NULL, 0, 0};
     if (err == WIRE_OK && o->cmd == WIRE_GET) {
         res.val = o->val;
@@ -1109,6 +1118,7 @@ static void clean_start(node *n) {
         op *o = op_start(n, WIRE_GET, sp->key, sp->klen);
         if (!o) break;
         o->answered = true; /* nobody waits for it */
+        op_settled(r, o);
         o->clean_stamp = sp->stamp;
         o->need = (unsigned)o->nt;
         bool mine = false;
