@@ -44,6 +44,7 @@ typedef struct op {
     uint32_t t[MAX_TARGETS];
     uint32_t hint[MAX_TARGETS];       /* stand-ins: the replica they stand in for */
     uint8_t st[MAX_TARGETS];
+    uint16_t held;                    /* read: targets not asked yet (bit i: t[i]) */
     uint64_t tstamp[MAX_TARGETS];     /* read: stamp each one answered with */
     unsigned need, oks, replies, existed, fails, nospace;
     /* writes: the record sent; reads: the newest record seen */
@@ -445,6 +446,47 @@ static size_t home_targets(const op *o) {
     return k;
 }
 
+static void send_to(node *n, op *o, size_t i);
+
+static bool is_held(const op *o, size_t i) { return o->held >> i & 1; }
+
+/* Targets asked so far: all but the held reads. */
+static size_t asked(const op *o) { return o->nt - (size_t)__builtin_popcount(o->held); }
+
+/* A client read asks R replicas first, not all N: this node when it is one
+ * (its store answers at once) and the first others alive, in preference
+ * order; the rest are held back and asked only when those cannot settle
+ * it: a value found by R replicas is the newest any write quorum left
+ * (W + R > N), as when all N are asked and the first R answer. The held
+ * ones are asked once every asked replica has answered and the read is
+ * not settled ("not found" needs every replica), or once one of them is
+ * late (its resend time). Half the messages of a read of N = 3, R = 2
+ * (2 instead of 4 with the coordinator a replica, as a Redis Cluster
+ * client makes it), and as many replicas woken. */
+static void hold_reads(node *n, op *o) {
+    size_t want = o->need;
+    for (size_t i = 0; i < o->nt; i++)
+        if (self_index(o->t[i]) && want) want--;
+    uint16_t ask = 0;
+    for (int pass = 0; pass < 2 && want; pass++) /* the alive first, then suspects */
+        for (size_t i = 0; i < o->nt && want; i++) {
+            if (self_index(o->t[i]) || (ask >> i & 1)) continue;
+            int st = members_at(n->members, o->t[i])->state;
+            if (pass == 0 ? st == MEMBER_ALIVE : true) ask |= (uint16_t)(1u << i), want--;
+        }
+    for (size_t i = 0; i < o->nt; i++)
+        if (!self_index(o->t[i]) && !(ask >> i & 1)) o->held |= (uint16_t)(1u << i);
+}
+
+/* Asks the held replicas of a read. */
+static void release_held(node *n, op *o) {
+    for (size_t i = 0; i < o->nt; i++)
+        if (is_held(o, i)) {
+            o->held &= (uint16_t)~(1u << i);
+            send_to(n, o, i);
+        }
+}
+
 /* Decides what can be decided after a reply; frees the op when done. */
 static void progress(node *n, op *o) {
     if (o->stale && !o->answered && o->cmd != WIRE_GET) {
@@ -458,6 +500,8 @@ static void progress(node *n, op *o) {
         if (o->cmd == WIRE_GET) {
             if (o->replies >= o->need && (o->found || o->replies == o->nt))
                 answer(n, o, o->found && !o->tomb ? WIRE_OK : WIRE_ENOKEY);
+            else if (o->held && o->replies == asked(o))
+                release_held(n, o); /* the asked ones could not settle it */
         } else if (o->cmd == WIRE_REMOVE) {
             if (o->oks >= o->need && (o->existed || o->replies == o->nt))
                 answer(n, o, o->existed ? WIRE_OK : WIRE_ENOKEY);
@@ -467,7 +511,7 @@ static void progress(node *n, op *o) {
             answer(n, o, o->nospace ? WIRE_ENOSPACE : WIRE_EINTERNAL);
         }
     }
-    if (o->replies == o->nt) {
+    if (o->replies == asked(o) && (o->answered || !o->held)) {
         if (o->cmd == WIRE_GET) read_repair(n, o);
         if (o->clean_stamp) clean_finish(n, o);
         op_free(n->repl, o);
@@ -641,8 +685,9 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
         o->tomb = cmd == WIRE_REMOVE;
         o->stamp = node_stamp(n);
     }
+    if (cmd == WIRE_GET) hold_reads(n, o);
     for (size_t i = 0; i < o->nt; i++)
-        if (!self_index(o->t[i])) send_to(n, o, i);
+        if (!self_index(o->t[i]) && !is_held(o, i)) send_to(n, o, i);
     for (size_t i = 0; i < o->nt && o->used; i++)
         if (self_index(o->t[i])) {
             local_target(n, o, i);
@@ -715,6 +760,7 @@ static void ops_round(node *n, uint64_t now) {
     repl *r = n->repl;
     for (op *o = r->head, *nx; o; o = nx) {
         nx = o->next;
+        if (now >= o->deadline && o->held) release_held(n, o); /* (asked at the first resend) */
         if (now >= o->deadline && !o->answered && may_wait(n, o, now)) {
             o->deadline = now + n->cfg.request_timeout_ms;
         } else if (now >= o->deadline) {
@@ -742,10 +788,11 @@ static void ops_round(node *n, uint64_t now) {
          * stand-ins for silent replicas the first time) */
         bool due = false;
         for (size_t i = 0; i < o->nt && !due; i++)
-            due = o->st[i] == T_WAIT && !self_index(o->t[i]) &&
+            due = o->st[i] == T_WAIT && !self_index(o->t[i]) && !is_held(o, i) &&
                   now >= o->sent_at[i] + rto_ms(n, o->t[i], o->sends[i]);
         if (due) {
             size_t nt = o->nt;
+            if (o->held) release_held(n, o); /* a late replica: ask the others too */
             if (!o->standins) add_standins(n, o);
             for (size_t i = 0; i < nt && o->used; i++)
                 if (o->st[i] == T_WAIT && !self_index(o->t[i]) &&

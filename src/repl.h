@@ -4,8 +4,10 @@
  * A key's replicas are the first N live members of the preference list of
  * its hash slot (ring_key_slot, members_pref). The node that serves a client operation (the
  * coordinator) stamps writes with its hybrid logical clock, sends them to
- * every replica and answers once W replicas acknowledged; reads ask every
- * replica and answer from the newest of the first R replies. Late replies
+ * every replica and answers once W replicas acknowledged; reads ask R
+ * replicas (this node first when it is one) and answer from the newest
+ * record of their R replies, asking the others too when one of them is
+ * late or none found the key ("not found" needs every replica). Replies
  * feed read repair: replicas that answered with an older record (or none)
  * are sent the newest one.
  *

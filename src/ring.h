@@ -39,11 +39,11 @@
  * around inside replica sets, not data between nodes. What the cap buys:
  * with points at random, a node's count of primaries varies with its share
  * of the circle (1/sqrt(vnodes)) and with where the slots fall in its arcs;
- * at 40 nodes x 1024 points the most loaded node had 1.09x to 1.16x the
- * mean (over 1.10 for most address sets tried), and with the cap has at
+ * at 40 nodes x 1024 points the most loaded node had 1.07x to 1.14x the
+ * mean (over 1.10 for half the address sets tried), and with the cap has at
  * most 1.05x (+ 1 slot). A node joining or leaving moves about what it owns:
- * at 40 nodes 2.6-2.7% of the primaries and 2.5% of the replica places for
- * a 2.4-2.7% share (tests/unit/test_ring.c, README).
+ * at 40 nodes 2.6-2.7% of the primaries and 2.5-2.6% of the replica places
+ * for a 2.6% share of the circle (tests/unit/test_ring.c, README).
  *
  * The slot table (each slot's primary) is computed at the first slot
  * lookup after a change, in O(points + slots) (O(slots log points) past 8
