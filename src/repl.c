@@ -6,6 +6,7 @@
 #include <xxhash.h>
 
 #include "members.h"
+#include "outbox.h"
 #include "ring.h"
 
 #define MAX_OPS 65536
@@ -937,7 +938,10 @@ static void flush(node *n, size_t peer, batch *b) {
     uint8_t dgram[NODE_MAX_PEER_DATAGRAM];
     size_t len = wire_pack_msg(dgram, sizeof dgram, id, sizeof id, b->buf, b->len,
                                WIRE_KIND_PEER);
-    if (len) node_send_sealed(n, &members_at(n->members, peer)->addr, dgram, len);
+    /* through the outbox: behind the writes queued for the peer, which a
+     * push of newer records must not overtake (the peer would refuse them
+     * as stale, and their coordinators stamp them again) */
+    if (len) outbox_add(n->outbox, &members_at(n->members, peer)->addr, dgram, len);
     b->len = 0;
 }
 

@@ -556,13 +556,18 @@ static void cmd_info(conn *c, uint64_t seq, size_t argc, const arg *argv) {
         "dht_read_quorum:%u\r\n"
         "dht_write_quorum:%u\r\n"
         "dht_ops_in_flight:%zu\r\n"
+        "dht_resends:%llu\r\n"
+        "dht_restamps:%llu\r\n"
+        "dht_overloads:%llu\r\n"
         "dht_uptime_seconds:%llu\r\n",
         n->cfg.resp_cluster ? "cluster" : "standalone", (int)n->pid, n->cfg.resp_port, up, up / 86400, c->srv->clients, c->srv->maxclients,
         c->srv->held, c->srv->max_held, st->accepted, st->rejected, st->denied, st->timed_out,
         st->evicted, st->auth_failed, n->cfg.resp_cluster ? 1 : 0, keys,
         n->cfg.port, members_live(n->members), members_total(n->members), keys,
         store_engine(n->store), store_bytes(n->store), store_max_bytes(n->store),
-        n->cfg.replicas, n->cfg.read_quorum, n->cfg.write_quorum, repl_inflight(n->repl), up);
+        n->cfg.replicas, n->cfg.read_quorum, n->cfg.write_quorum, repl_inflight(n->repl),
+        (unsigned long long)n->stats.resent, (unsigned long long)n->stats.restamped,
+        (unsigned long long)(n->stats.overload[0] + n->stats.overload[1] + n->stats.overload[2]), up);
     reply_bulk(c, seq, text, len > 0 && (size_t)len < sizeof text ? (size_t)len : 0);
 }
 

@@ -12,6 +12,7 @@
 #include "fake_env.h"
 #include "members.h"
 #include "node.h"
+#include "outbox.h"
 #include "repl.h"
 #include "ring.h"
 #include "wire.h"
@@ -366,6 +367,37 @@ static void test_reads_ask_r_replicas_first(void **state) {
     fake_node_free(m);
 }
 
+/* Messages to one peer leave in the order they were queued, even one too
+ * big to be batched: it goes after what was queued before it (a push of
+ * records overtaking writes made the replica refuse them as stale). */
+static void test_outbox_keeps_order_per_peer(void **state) {
+    (void)state;
+    ring_node peer = {htonl(INADDR_LOOPBACK), 7002};
+    assert_int_equal(node_add_seeds(n, &peer, 1), 0);
+    node_flush(n);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(7002),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    uint8_t id[WIRE_ID_LEN] = {9};
+    Peer p = PEER__INIT;
+    p.type = PEER_READ;
+    p.key.data = (uint8_t *)"k";
+    p.key.len = 1;
+    fake.nsent = 0;
+    assert_int_equal(node_send_peer(n, &to, id, sizeof id, &p), 0);
+    assert_int_equal(fake.nsent, 0); /* queued */
+    static uint8_t big[20000], payload[19000];
+    memset(payload, 'x', sizeof payload);
+    size_t len = wire_pack_msg(big, sizeof big, id, sizeof id, payload, sizeof payload,
+                               WIRE_KIND_PEER);
+    assert_true(len > 16384);
+    assert_int_equal(outbox_add(n->outbox, &to, big, len), 0);
+    assert_int_equal(fake.nsent, 2);
+    assert_true(fake.sent[0].len > 0 && fake.sent[0].len < 1000); /* the small one first */
+    assert_int_equal(fake.sent[1].len, 0); /* then the big one (too big for fake_env to keep) */
+    node_flush(n);
+    assert_int_equal(fake.nsent, 2);
+}
+
 /* A node that saw most of the cluster die together (it is on the minority
  * side of a partition) refuses writes at once, while those deaths are
  * recent; reads still run. */
@@ -413,6 +445,7 @@ int main(void) {
         T(test_shutdown_asks_the_environment),
         T(test_admission_counts_only_unanswered_operations),
         T(test_reads_ask_r_replicas_first),
+        T(test_outbox_keeps_order_per_peer),
         T(test_single_node_put_get),
         T(test_incarnation_above_the_last_life),
         T(test_slow_replica_answers_overload_not_failure),
