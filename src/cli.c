@@ -79,8 +79,9 @@ static void usage(FILE *f) {
         "  pid                          print the node's process id\n"
         "  alive                        check that the node answers\n"
         "  count                        print the node's membership count\n"
-        "  members                      print the node's member list and ring shares\n"
-        "  ring                         print the node's ring: vnodes and share per member\n"
+        "  members                      print the node's member list and slot shares\n"
+        "  ring                         print the node's ring: vnodes and share of the\n"
+        "                               16384 hash slots (as primary) per member\n"
         "  wipeout                      delete every key on the node\n"
         "  shutdown                     stop the node (checks it has stopped)\n"
         "  raw CMD_HEX [KEY [VALUE]]    send any command number, print every field\n"
@@ -433,8 +434,8 @@ static bool parse_member_addr(const char *s, ring_node *out) {
 }
 
 /* Parses the member list text (a first line starting with '#' names the
- * columns) into l and computes each member's ring share with `vnodes`
- * points a node, as the servers do. Returns 0, or an exit status. */
+ * columns) into l and computes each member's share of the hash slots (those
+ * it is the primary of) with `vnodes` points a node, as the servers do. Returns 0, or an exit status. */
 static int load_member_list(const uint8_t *text, size_t len, unsigned vnodes, member_list *l) {
     static char extra[MEMBER_COLS][32];
     memset(l, 0, sizeof *l);
@@ -489,7 +490,7 @@ static int load_member_list(const uint8_t *text, size_t len, unsigned vnodes, me
         goto out;
     }
     for (size_t i = 0, k = 0; i < l->nrows; i++)
-        if (l->rows[i].on_ring) l->rows[i].share = ring_share(r, (uint32_t)k++);
+        if (l->rows[i].on_ring) l->rows[i].share = (double)ring_slot_count(r, (uint32_t)k++) / RING_SLOTS;
 out:
     ring_free(r);
     free(nodes);
@@ -556,7 +557,8 @@ out:
 }
 
 /* The ring as this node's member list makes it: each live member's vnodes
- * and share of the key space, and how even the shares are. */
+ * and share of the hash slots (those it is the primary of), and how even
+ * the shares are. */
 static int cmd_ring(cli *c) {
     KVResponse *r;
     member_list l;
@@ -589,8 +591,8 @@ static int cmd_ring(cli *c) {
     }
     print_table(cells, l.nring + 1, NCOLS);
     if (l.nring)
-        printf("%zu node%s on the ring, %u vnodes each; share min %.2f%%, max %.2f%% "
-               "(%.2fx the mean)\n", l.nring, l.nring == 1 ? "" : "s", c->vnodes, 100 * lo,
+        printf("%zu node%s on the ring, %u vnodes each; share of the %d slots min %.2f%%, "
+               "max %.2f%% (%.2fx the mean)\n", l.nring, l.nring == 1 ? "" : "s", c->vnodes, RING_SLOTS, 100 * lo,
                100 * hi, hi * (double)l.nring);
     else
         printf("the ring is empty\n");

@@ -89,7 +89,7 @@ static const char page[] =
     "<svg id='ring' width='320' height='320' viewBox='0 0 320 320' role='img'\n"
     "     aria-label='ring'></svg>\n"
     "<table>\n"
-    "<thead><tr><th>member</th><th>state</th><th>ring share</th></tr></thead>\n"
+    "<thead><tr><th>member</th><th>state</th><th>slots (primary)</th></tr></thead>\n"
     "<tbody id='members'></tbody>\n"
     "</table>\n"
     "</div>\n"
@@ -301,6 +301,12 @@ static void page_metrics(const http_server *s, sbuf *b) {
     metric(b, "dht_repushed_records_total", "counter",
            "Records pushed to new replicas after membership changes (re-replication).");
     sb_printf(b, "dht_repushed_records_total %llu\n", (unsigned long long)st->repushed);
+    metric(b, "dht_resends_total", "counter",
+           "Replica requests sent again: no answer within the round-trip timeout.");
+    sb_printf(b, "dht_resends_total %llu\n", (unsigned long long)st->resent);
+    metric(b, "dht_restamps_total", "counter",
+           "Writes stamped again because a replica held a newer stamp.");
+    sb_printf(b, "dht_restamps_total %llu\n", (unsigned long long)st->restamped);
 
     /* lat_us[i] counts latencies of 2^i .. 2^(i+1)-1 us (i = 0: 0 and 1 us;
      * the last bucket: everything above). */
@@ -381,7 +387,8 @@ static void page_status(const http_server *s, sbuf *b) {
         sb_json_str(b, node_addr_str(m->ip, m->port, a));
         sb_printf(b, ",\"state\":");
         sb_json_str(b, members_state_name(m->state));
-        sb_printf(b, ",\"share\":%.6f}", members_share(n->members, i));
+        sb_printf(b, ",\"share\":%.6f,\"slots\":%zu}",
+                  (double)members_slots(n->members, i) / RING_SLOTS, members_slots(n->members, i));
     }
     sb_printf(b, "]}\n");
 }

@@ -6,7 +6,8 @@
  *   GET /metrics  Prometheus text format 0.0.4: node_stats, store and
  *                 member gauges, the coordinated latency histogram
  *   GET /status   JSON: this node, its store, N/R/W and every member with
- *                 its state and ring share
+ *                 its state, the hash slots it is the primary of ("slots")
+ *                 and their share of the 16384 ("share")
  *
  * One request per connection: every response carries Connection: close.
  * Anything but GET is 405, an unknown path 404, a request line that is not

@@ -39,8 +39,8 @@ static void usage(FILE *f) {
         "  --suspect-ms A --dead-ms B   older flags: suspicion of B - A ms\n"
         "  --request-timeout MS   coordinator's wait for replicas (400); live but slow\n"
         "                         replicas are waited for up to 5 times as long\n"
-        "  --max-inflight N       client operations coordinated at once; past it\n"
-        "                         clients get SYSTEM_OVERLOAD (2048)\n"
+        "  --max-inflight N       client operations coordinated at once, not yet\n"
+        "                         answered; past it clients get SYSTEM_OVERLOAD (2048)\n"
         "  --max-lag-ms MS        loop lag past which new client operations get\n"
         "                         SYSTEM_OVERLOAD (250; 0: never)\n"
         "  --majority-ms MS       with W + R > N, refuse writes while fewer members\n"
@@ -51,6 +51,14 @@ static void usage(FILE *f) {
         "  --cache-ms MS          reply cache lifetime, at-most-once window (5000)\n"
         "  --resp-port PORT       also speak Redis RESP2 on this TCP port\n"
         "  --resp-bind IP         address of the Redis port (default: --bind's)\n"
+        "  --resp-cluster         the Redis port speaks Redis Cluster: a command on a\n"
+        "                         key whose hash slot another node serves first is\n"
+        "                         answered -MOVED slot ip:port (that node's Redis\n"
+        "                         port), keys of one command in different slots\n"
+        "                         -CROSSSLOT; for cluster clients (redis-cli -c,\n"
+        "                         redis-benchmark --cluster, ioredis Cluster). Without\n"
+        "                         it any node serves any key; CLUSTER SLOTS, NODES,\n"
+        "                         SHARDS, INFO, KEYSLOT and MYID answer either way\n"
         "  --requirepass-file F   Redis clients must AUTH with the password on F's\n"
         "                         first line (--requirepass PASSWORD: the same,\n"
         "                         given on the command line)\n"
@@ -116,7 +124,7 @@ static int is_number(const char *s) {
 /* The Redis and HTTP front ends' options (resp.h, http.h). */
 enum {
     OPT_HTTP_BIND = 1024, OPT_RESP_BIND, OPT_REQUIREPASS, OPT_REQUIREPASS_FILE, OPT_PROTECTED,
-    OPT_MAXCLIENTS, OPT_RESP_TIMEOUT, OPT_QUERY_TIMEOUT, OPT_MAX_BUFFER
+    OPT_MAXCLIENTS, OPT_RESP_TIMEOUT, OPT_QUERY_TIMEOUT, OPT_MAX_BUFFER, OPT_RESP_CLUSTER
 };
 
 enum {
@@ -152,6 +160,7 @@ int main(int argc, char **argv) {
         {"http-port", required_argument, 0, OPT_HTTP},
         {"http-bind", required_argument, 0, OPT_HTTP_BIND},
         {"resp-bind", required_argument, 0, OPT_RESP_BIND},
+        {"resp-cluster", no_argument, 0, OPT_RESP_CLUSTER},
         {"requirepass", required_argument, 0, OPT_REQUIREPASS},
         {"requirepass-file", required_argument, 0, OPT_REQUIREPASS_FILE},
         {"protected-mode", required_argument, 0, OPT_PROTECTED},
@@ -208,6 +217,7 @@ int main(int argc, char **argv) {
         UINT_OPT(OPT_HTTP, "--http-port", http_port, 1, 65535)
         case OPT_HTTP_BIND: cfg.http_bind = optarg; break;
         case OPT_RESP_BIND: cfg.resp_bind = optarg; break;
+        case OPT_RESP_CLUSTER: cfg.resp_cluster = true; break;
         case OPT_REQUIREPASS:   /* kept, and wiped from what ps shows (never printed) */
             if (!*optarg || strlen(optarg) > RESP_MAX_PASSWORD || !(cfg.requirepass = strdup(optarg))) {
                 fprintf(stderr, "dht-server: --requirepass: 1 to %d bytes\n", RESP_MAX_PASSWORD);
@@ -258,6 +268,10 @@ int main(int argc, char **argv) {
         return 64;
     }
     cfg.port = (uint16_t)v;
+    if (cfg.resp_cluster && !cfg.resp_port) {
+        fprintf(stderr, "dht-server: --resp-cluster needs --resp-port\n");
+        return 64;
+    }
     if (suspect_ms || dead_ms) { /* the older flags: silence to suspect, to dead */
         if (!dead_ms) dead_ms = 2000;
         if (!suspect_ms) suspect_ms = 1000;

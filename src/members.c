@@ -348,6 +348,7 @@ members *members_new(node *n, members_changed_fn changed, void *ctx) {
         return NULL;
     }
     set_pair(m, 0, n->incarnation, 0);
+    m->v[0].resp_port = n->cfg.resp_port;
     m->rnd = node_random(n) | 1;
     uint64_t now = node_now(n);
     m->next_probe = m->next_gossip = now;
@@ -431,6 +432,7 @@ static void fill(const member *e, Member *out) {
     out->incarnation = e->incarnation;
     out->heartbeat = e->heartbeat;
     out->state = e->state == MEMBER_GONE ? MEMBER_DEAD : e->state;
+    out->resp_port = e->resp_port;
 }
 
 static void seq_id(uint64_t seq, uint8_t id[WIRE_ID_LEN]) {
@@ -581,12 +583,18 @@ static void merge_one(members *m, const Member *in) {
         /* verdicts on members we do not know are not ours to keep */
         if (in->state != MEMBER_ALIVE || (i = add(m, in->ip, (uint16_t)in->port)) < 0) return;
         set_pair(m, (uint32_t)i, in->incarnation, in->heartbeat);
+        if (in->resp_port <= 65535) m->v[i].resp_port = (uint16_t)in->resp_port;
         announce(m, (uint32_t)i);
         ring_update(m, (uint32_t)i);
         m->changed(m->changed_ctx);
         return;
     }
     member *e = &m->v[i];
+    /* the Redis port is the process's: a later incarnation's replaces what
+     * we knew (even with none), the same one's fills it in */
+    if (in->resp_port <= 65535 && (in->incarnation > e->incarnation ||
+                                   (in->incarnation == e->incarnation && in->resp_port)))
+        e->resp_port = (uint16_t)in->resp_port;
     if (rank_cmp(in->incarnation, in->heartbeat, (int)in->state, e->incarnation, e->heartbeat,
                  e->state) <= 0)
         return;
@@ -916,11 +924,19 @@ const member *members_at(const members *m, size_t i) { return i < m->len ? &m->v
 uint64_t members_epoch(const members *m) { return m->epoch; }
 unsigned members_health(const members *m) { return m->health; }
 
-size_t members_pref(const members *m, uint64_t h, size_t want, uint32_t *out) {
-    return ring_lookup(m->ring, h, want, out); /* ring ids are member indexes */
+size_t members_pref(const members *m, unsigned slot, size_t want, uint32_t *out) {
+    return ring_slot_lookup(m->ring, slot, want, out); /* ring ids are member indexes */
 }
 
-double members_share(const members *m, size_t i) { return ring_share(m->ring, (uint32_t)i); }
+uint16_t members_resp_port(const members *m, size_t i) {
+    if (i >= m->len) return 0;
+    if (m->v[i].resp_port) return m->v[i].resp_port;
+    /* not heard yet: the offset of our own */
+    long p = (long)m->v[i].port + (long)m->v[0].resp_port - (long)m->v[0].port;
+    return m->v[0].resp_port && p > 0 && p <= 65535 ? (uint16_t)p : 0;
+}
+
+size_t members_slots(const members *m, size_t i) { return ring_slot_count(m->ring, (uint32_t)i); }
 
 const char *members_state_name(int state) {
     switch (state) {

@@ -76,6 +76,7 @@ typedef struct member {
     uint64_t incarnation;
     uint64_t heartbeat;
     uint64_t deadline;    /* SUSPECT: dead then; DEAD: gone then; GONE: slot free then */
+    uint16_t resp_port;   /* its Redis port as gossiped (0: none or not heard yet) */
     uint32_t pos[3];      /* place in the news, suspect and dead lists (internal) */
 } member;
 
@@ -107,6 +108,15 @@ const member *members_at(const members *m, size_t i);
 uint64_t members_epoch(const members *m); /* grows when the live set changes */
 unsigned members_health(const members *m); /* local health multiplier, 0 best */
 
+/* The Redis port of member i (its --resp-port), as its gossip entry says:
+ * every entry carries the member's Redis port, learnt from the member itself
+ * (its pings and acks) or from others' gossip. Until this node has heard
+ * it, the port at the same offset from the member's UDP port as this
+ * node's Redis port is from its own (clusters started with one rule for
+ * all, as scripts/cluster's {port}, are right from the start); 0 when this
+ * node has no Redis port and has heard of none. */
+uint16_t members_resp_port(const members *m, size_t i);
+
 /* Index of the known (not gone) member at ip:port, or -1. Constant time. */
 long members_find(const members *m, uint32_t ip, uint16_t port);
 
@@ -124,11 +134,15 @@ bool members_has_host(const members *m, uint32_t ip);
  * arrays need room for members_total. Returns how many. */
 size_t members_live_set(const members *m, ring_node *nodes, uint32_t *map);
 
-/* Up to `want` live member indexes for ring point h, preference order. */
-size_t members_pref(const members *m, uint64_t h, size_t want, uint32_t *out);
+/* Up to `want` live member indexes for hash slot `slot` (ring_key_slot of
+ * a key), preference order (ring_slot_lookup): the first N are the slot's
+ * replicas. The first call after a change of the live set computes the
+ * ring's slot table (ring.h). */
+size_t members_pref(const members *m, unsigned slot, size_t want, uint32_t *out);
 
-/* Share of the ring owned (as first in the list) by member i; 0 if off it. */
-double members_share(const members *m, size_t i);
+/* Hash slots member i is the primary of (first in the list); 0 if off the
+ * ring. */
+size_t members_slots(const members *m, size_t i);
 
 /* Writes "ip:port state\n" per known member into buf (NUL-terminated,
  * truncated to cap). Returns the length written. */

@@ -55,8 +55,9 @@ typedef struct node_config {
                                    100 members) is a death */
     uint64_t forget_ms;         /* a member dead this long is forgotten */
     unsigned request_timeout_ms;/* a coordinator's wait for replicas */
-    unsigned max_inflight;      /* client operations coordinated at once; past
-                                   it clients are told SYSTEM_OVERLOAD */
+    unsigned max_inflight;      /* client operations coordinated at once and not
+                                   answered yet; past it clients are told
+                                   SYSTEM_OVERLOAD */
     unsigned max_lag_ms;        /* loop lag past which new client operations
                                    are turned away (0: never) */
     uint64_t majority_ms;       /* with W + R > N, writes are refused while this
@@ -73,6 +74,8 @@ typedef struct node_config {
     const auth_net *admin_nets; /* who may send SHUTDOWN and WIPEOUT, besides */
     size_t admin_nets_n;        /* members' hosts; none given: 127.0.0.0/8 */
     uint16_t resp_port;         /* 0: off */
+    bool resp_cluster;          /* the Redis port speaks Redis Cluster: MOVED and
+                                   CROSSSLOT for keys served elsewhere (resp.h) */
     uint16_t http_port;         /* 0: off */
     bool quiet;
     /* the Redis and HTTP front ends (resp.h, http.h); 0 or NULL: the default */
@@ -125,6 +128,8 @@ typedef struct node_stats {
     uint64_t forwarded;
     uint64_t peer_msgs;
     uint64_t repushed;          /* records pushed by re-replication sweeps */
+    uint64_t resent;            /* replica requests sent again (no answer in time) */
+    uint64_t restamped;         /* writes stamped again (a replica held a newer stamp) */
     uint64_t lat_us[32];        /* coordinated latency, log2 buckets of us */
     uint64_t lat_sum_us;        /* total of the latencies counted in lat_us */
 } node_stats;

@@ -60,12 +60,15 @@ void outbox_free(outbox *o) {
 int outbox_add(outbox *o, const struct sockaddr_in *to, const uint8_t *msg, size_t len) {
     uint8_t head[10];
     size_t hlen = wire_put_varint(head, len), need = hlen + len;
-    if (need > BATCH_BYTES) return node_send_sealed(o->n, to, msg, len);
     slot *s = NULL;
     for (size_t i = 0; i < o->used && !s; i++)
         if (o->slots[i].to.sin_addr.s_addr == to->sin_addr.s_addr &&
             o->slots[i].to.sin_port == to->sin_port)
             s = &o->slots[i];
+    if (need > BATCH_BYTES) { /* alone, behind what is queued for the peer */
+        if (s) send_slot(o, s);
+        return node_send_sealed(o->n, to, msg, len);
+    }
     if (!s) {
         if (o->used == SLOTS) return node_send_sealed(o->n, to, msg, len);
         s = &o->slots[o->used];

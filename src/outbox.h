@@ -10,10 +10,16 @@
  * when the driver flushes (node_flush, node_tick: once per loop iteration)
  * or when the peer's buffer is full. A lone message is sent as it is.
  * Nothing waits longer than the loop iteration that queued it, so batching
- * adds no latency.
+ * adds no latency. Messages to one peer leave in the order they were
+ * queued: one too big for a batch goes alone, after the batch queued
+ * before it.
  *
  * Only members are sent batches (node_send_peer decides); anything else,
  * such as a test tool reading a replica directly, gets plain datagrams.
+ * Node-to-node messages to members all go through here, so that they keep
+ * their order: a push of records (anti-entropy, re-replication) sent ahead
+ * of writes queued before it made the replicas refuse those writes as
+ * older than what they held (dht_restamps_total), costing a round trip.
  */
 #ifndef DHT_OUTBOX_H
 #define DHT_OUTBOX_H

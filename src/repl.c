@@ -6,11 +6,13 @@
 #include <xxhash.h>
 
 #include "members.h"
+#include "outbox.h"
 #include "ring.h"
 
 #define MAX_OPS 65536
 #define MAX_TARGETS (2 * REPL_MAX_N)  /* replicas plus sloppy-quorum stand-ins */
-#define BUCKETS 256
+#define BUCKETS 256                   /* anti-entropy buckets: slot / BUCKET_SLOTS */
+#define BUCKET_SLOTS (RING_SLOTS / BUCKETS)
 #define BATCH_BYTES 48000             /* records per SYNC datagram, encoded */
 #define SYNC_PEERS 3                  /* digest exchanges started per period */
 #define SWEEP_DELAY_MS 300            /* settle time after a membership change */
@@ -30,11 +32,12 @@ typedef struct op {
     struct op *prev, *next;           /* active list, oldest first */
     uint32_t gen;
     bool used, answered, standins;
+    bool counted;                     /* in repl.unanswered (op_settled) */
     uint32_t cmd;
     repl_origin origin;
     uint8_t key[WIRE_MAX_KEY];
     size_t klen;
-    uint64_t h;
+    unsigned slot;                    /* ring_key_slot(key) */
     uint64_t deadline;
     size_t nt;                        /* targets */
     uint64_t sent_at[MAX_TARGETS];    /* last send to each target (ms) */
@@ -42,6 +45,7 @@ typedef struct op {
     uint32_t t[MAX_TARGETS];
     uint32_t hint[MAX_TARGETS];       /* stand-ins: the replica they stand in for */
     uint8_t st[MAX_TARGETS];
+    uint16_t held;                    /* read: targets not asked yet (bit i: t[i]) */
     uint64_t tstamp[MAX_TARGETS];     /* read: stamp each one answered with */
     unsigned need, oks, replies, existed, fails, nospace;
     /* writes: the record sent; reads: the newest record seen */
@@ -78,7 +82,8 @@ struct repl {
     uint64_t tick_at;                 /* next check of operations' timers */
     uint64_t sweep_at;                /* 0, or when re-replication is due */
     uint64_t sync_at, handoff_at;     /* next anti-entropy and hint rounds */
-    size_t inflight;
+    size_t inflight;                  /* operations allocated */
+    size_t unanswered;                /* ... of them not answered yet (admission) */
     /* per member slot: smoothed round trip of replica requests (ms x 8) and
      * its mean deviation (ms x 4), as TCP keeps them (Jacobson/Karels) */
     uint32_t *srtt8, *rttvar4;
@@ -135,7 +140,16 @@ static op *op_alloc(repl *r) {
     if (r->tail) r->tail->next = o; else r->head = o;
     r->tail = o;
     r->inflight++;
+    r->unanswered++;
+    o->counted = true;
     return o;
+}
+
+/* The op no longer counts as waiting to be answered (admission). */
+static void op_settled(repl *r, op *o) {
+    if (!o->counted) return;
+    o->counted = false;
+    r->unanswered--;
 }
 
 static void op_free(repl *r, op *o) {
@@ -146,6 +160,7 @@ static void op_free(repl *r, op *o) {
     o->used = false;
     r->free_ops[r->nfree++] = (uint32_t)(o - r->ops);
     r->inflight--;
+    op_settled(r, o);
 }
 
 static bool self_index(uint32_t i) { return i == 0; }
@@ -318,6 +333,7 @@ static bool hint_acked(node *n, const uint8_t *id, size_t idlen, const Peer *p) 
 static void answer(node *n, op *o, uint32_t err) {
     if (o->answered) return;
     o->answered = true;
+    op_settled(n->repl, o);
     repl_result res = {err, NULL, 0, 0};
     if (err == WIRE_OK && o->cmd == WIRE_GET) {
         res.val = o->val;
@@ -355,6 +371,7 @@ static void send_read(node *n, op *o, size_t i) {
 
 static void send_to(node *n, op *o, size_t i) {
     o->sent_at[i] = node_now(n);
+    n->stats.resent += o->sends[i] > 0;
     if (o->sends[i] < UINT8_MAX) o->sends[i]++;
     if (o->cmd == WIRE_GET) send_read(n, o, i);
     else send_write(n, o, i);
@@ -430,6 +447,47 @@ static size_t home_targets(const op *o) {
     return k;
 }
 
+static void send_to(node *n, op *o, size_t i);
+
+static bool is_held(const op *o, size_t i) { return o->held >> i & 1; }
+
+/* Targets asked so far: all but the held reads. */
+static size_t asked(const op *o) { return o->nt - (size_t)__builtin_popcount(o->held); }
+
+/* A client read asks R replicas first, not all N: this node when it is one
+ * (its store answers at once) and the first others alive, in preference
+ * order; the rest are held back and asked only when those cannot settle
+ * it: a value found by R replicas is the newest any write quorum left
+ * (W + R > N), as when all N are asked and the first R answer. The held
+ * ones are asked once every asked replica has answered and the read is
+ * not settled ("not found" needs every replica), or once one of them is
+ * late (its resend time). Half the messages of a read of N = 3, R = 2
+ * (2 instead of 4 with the coordinator a replica, as a Redis Cluster
+ * client makes it), and as many replicas woken. */
+static void hold_reads(node *n, op *o) {
+    size_t want = o->need;
+    for (size_t i = 0; i < o->nt; i++)
+        if (self_index(o->t[i]) && want) want--;
+    uint16_t ask = 0;
+    for (int pass = 0; pass < 2 && want; pass++) /* the alive first, then suspects */
+        for (size_t i = 0; i < o->nt && want; i++) {
+            if (self_index(o->t[i]) || (ask >> i & 1)) continue;
+            int st = members_at(n->members, o->t[i])->state;
+            if (pass == 0 ? st == MEMBER_ALIVE : true) ask |= (uint16_t)(1u << i), want--;
+        }
+    for (size_t i = 0; i < o->nt; i++)
+        if (!self_index(o->t[i]) && !(ask >> i & 1)) o->held |= (uint16_t)(1u << i);
+}
+
+/* Asks the held replicas of a read. */
+static void release_held(node *n, op *o) {
+    for (size_t i = 0; i < o->nt; i++)
+        if (is_held(o, i)) {
+            o->held &= (uint16_t)~(1u << i);
+            send_to(n, o, i);
+        }
+}
+
 /* Decides what can be decided after a reply; frees the op when done. */
 static void progress(node *n, op *o) {
     if (o->stale && !o->answered && o->cmd != WIRE_GET) {
@@ -443,6 +501,8 @@ static void progress(node *n, op *o) {
         if (o->cmd == WIRE_GET) {
             if (o->replies >= o->need && (o->found || o->replies == o->nt))
                 answer(n, o, o->found && !o->tomb ? WIRE_OK : WIRE_ENOKEY);
+            else if (o->held && o->replies == asked(o))
+                release_held(n, o); /* the asked ones could not settle it */
         } else if (o->cmd == WIRE_REMOVE) {
             if (o->oks >= o->need && (o->existed || o->replies == o->nt))
                 answer(n, o, o->existed ? WIRE_OK : WIRE_ENOKEY);
@@ -452,7 +512,7 @@ static void progress(node *n, op *o) {
             answer(n, o, o->nospace ? WIRE_ENOSPACE : WIRE_EINTERNAL);
         }
     }
-    if (o->replies == o->nt) {
+    if (o->replies == asked(o) && (o->answered || !o->held)) {
         if (o->cmd == WIRE_GET) read_repair(n, o);
         if (o->clean_stamp) clean_finish(n, o);
         op_free(n->repl, o);
@@ -474,6 +534,7 @@ static void restamp(node *n, op *o) {
     }
     o->stamp = s;
     o->gen++;
+    n->stats.restamped++;
     o->oks = o->replies = o->existed = o->fails = o->nospace = 0;
     for (size_t i = 0; i < o->nt; i++) o->st[i] = T_WAIT, o->sends[i] = 0;
     for (size_t i = 0; i < o->nt; i++)
@@ -568,8 +629,8 @@ static op *op_start(node *n, uint32_t cmd, const uint8_t *key, size_t klen) {
     o->cmd = cmd;
     memcpy(o->key, key, klen);
     o->klen = klen;
-    o->h = ring_hash(key, klen);
-    o->nt = members_pref(n->members, o->h, n->cfg.replicas, o->t);
+    o->slot = ring_key_slot(key, klen);
+    o->nt = members_pref(n->members, o->slot, n->cfg.replicas, o->t);
     for (size_t i = 0; i < o->nt; i++) o->hint[i] = NO_HINT;
     o->deadline = node_now(n) + n->cfg.request_timeout_ms;
     return o;
@@ -578,9 +639,14 @@ static op *op_start(node *n, uint32_t cmd, const uint8_t *key, size_t klen) {
 int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
                    const uint8_t *key, size_t klen, const uint8_t *val,
                    size_t vlen, int32_t version) {
-    /* admission: past max_inflight a client is told to come back later;
-     * replica traffic of the operations admitted is never refused */
-    if (n->repl->inflight >= n->cfg.max_inflight) {
+    /* admission: past max_inflight operations not answered yet, a client
+     * is told to come back later; replica traffic of the operations
+     * admitted is never refused. Answered operations still waiting for a
+     * slow replica's reply (to count it, or to repair it) do not count:
+     * under a pipelined load they pile up behind a replica that is a few
+     * tens of ms late, and turned clients away while every client had its
+     * answer (MAX_OPS bounds them). */
+    if (n->repl->unanswered >= n->cfg.max_inflight) {
         n->stats.overload[NODE_OVERLOAD_INFLIGHT]++;
         return -1;
     }
@@ -620,8 +686,9 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
         o->tomb = cmd == WIRE_REMOVE;
         o->stamp = node_stamp(n);
     }
+    if (cmd == WIRE_GET) hold_reads(n, o);
     for (size_t i = 0; i < o->nt; i++)
-        if (!self_index(o->t[i])) send_to(n, o, i);
+        if (!self_index(o->t[i]) && !is_held(o, i)) send_to(n, o, i);
     for (size_t i = 0; i < o->nt && o->used; i++)
         if (self_index(o->t[i])) {
             local_target(n, o, i);
@@ -644,7 +711,7 @@ static void add_standins(node *n, op *o) {
     if (!waiting || o->cmd == WIRE_GET) return;
     uint32_t more[MAX_TARGETS];
     size_t want = o->nt + waiting > MAX_TARGETS ? MAX_TARGETS : o->nt + waiting;
-    size_t k = members_pref(n->members, o->h, want, more), used = 0;
+    size_t k = members_pref(n->members, o->slot, want, more), used = 0;
     for (size_t j = 0; j < k && o->nt < MAX_TARGETS && used < waiting; j++) {
         bool have = false;
         for (size_t i = 0; i < o->nt; i++) have |= o->t[i] == more[j];
@@ -694,6 +761,7 @@ static void ops_round(node *n, uint64_t now) {
     repl *r = n->repl;
     for (op *o = r->head, *nx; o; o = nx) {
         nx = o->next;
+        if (now >= o->deadline && o->held) release_held(n, o); /* (asked at the first resend) */
         if (now >= o->deadline && !o->answered && may_wait(n, o, now)) {
             o->deadline = now + n->cfg.request_timeout_ms;
         } else if (now >= o->deadline) {
@@ -721,10 +789,11 @@ static void ops_round(node *n, uint64_t now) {
          * stand-ins for silent replicas the first time) */
         bool due = false;
         for (size_t i = 0; i < o->nt && !due; i++)
-            due = o->st[i] == T_WAIT && !self_index(o->t[i]) &&
+            due = o->st[i] == T_WAIT && !self_index(o->t[i]) && !is_held(o, i) &&
                   now >= o->sent_at[i] + rto_ms(n, o->t[i], o->sends[i]);
         if (due) {
             size_t nt = o->nt;
+            if (o->held) release_held(n, o); /* a late replica: ask the others too */
             if (!o->standins) add_standins(n, o);
             for (size_t i = 0; i < nt && o->used; i++)
                 if (o->st[i] == T_WAIT && !self_index(o->t[i]) &&
@@ -735,18 +804,29 @@ static void ops_round(node *n, uint64_t now) {
     }
 }
 
-int repl_is_replica(node *n, const uint8_t *key, size_t klen, uint32_t *owner) {
-    uint32_t pref[REPL_MAX_N];
-    size_t k = members_pref(n->members, ring_hash(key, klen), n->cfg.replicas, pref);
+size_t repl_slot_replicas(node *n, unsigned slot, uint32_t *out) {
+    size_t k = members_pref(n->members, slot, n->cfg.replicas, out);
     for (size_t i = 0; i < k; i++)
-        if (self_index(pref[i])) return 1;
+        if (members_at(n->members, out[i])->state == MEMBER_ALIVE) {
+            uint32_t first = out[i]; /* to the front, the others in order */
+            memmove(&out[1], &out[0], i * sizeof *out);
+            out[0] = first;
+            break;
+        }
+    return k;
+}
+
+int repl_is_replica(node *n, const uint8_t *key, size_t klen, uint32_t *owner) {
+    uint32_t rep[REPL_MAX_N];
+    size_t k = repl_slot_replicas(n, ring_key_slot(key, klen), rep);
+    for (size_t i = 0; i < k; i++)
+        if (self_index(rep[i])) return 1;
     /* forward to the first replica not suspected of being down; if all are
      * suspect, serve the request here (the replicas that answer will do) */
-    for (size_t i = 0; i < k; i++)
-        if (members_at(n->members, pref[i])->state == MEMBER_ALIVE) {
-            *owner = pref[i];
-            return 0;
-        }
+    if (k && members_at(n->members, rep[0])->state == MEMBER_ALIVE) {
+        *owner = rep[0];
+        return 0;
+    }
     return 1;
 }
 
@@ -756,7 +836,7 @@ uint32_t repl_overload_wait_ms(const repl *r, const node *n) {
     /* about the time the operations in flight take to drain: the recent
      * latency, scaled by how full the node is */
     uint64_t lat = r->lat_ewma16 / 16 + 1, limit = n->cfg.max_inflight ? n->cfg.max_inflight : 1;
-    uint64_t w = lat * (r->inflight + limit) / limit;
+    uint64_t w = lat * (r->unanswered + limit) / limit;
     return w < 10 ? 10 : w > 2000 ? 2000 : (uint32_t)w;
 }
 
@@ -858,7 +938,10 @@ static void flush(node *n, size_t peer, batch *b) {
     uint8_t dgram[NODE_MAX_PEER_DATAGRAM];
     size_t len = wire_pack_msg(dgram, sizeof dgram, id, sizeof id, b->buf, b->len,
                                WIRE_KIND_PEER);
-    if (len) node_send_sealed(n, &members_at(n->members, peer)->addr, dgram, len);
+    /* through the outbox: behind the writes queued for the peer, which a
+     * push of newer records must not overtake (the peer would refuse them
+     * as stale, and their coordinators stamp them again) */
+    if (len) outbox_add(n->outbox, &members_at(n->members, peer)->addr, dgram, len);
     b->len = 0;
 }
 
@@ -889,17 +972,17 @@ static uint64_t rec_digest(const uint8_t *key, size_t klen, const store_rec *s) 
            XXH3_64bits_withSeed(s->val, s->tomb ? 0 : s->vlen, s->tomb);
 }
 
-/* Whether member m was a replica of h at the last sweep, as the same process
+/* Whether member m was a replica of slot at the last sweep, as the same process
  * (swept_inc 1: its incarnation was not known yet then, as for a seed not
  * heard from; the one learnt since is taken as the same process: a restart
  * after that is seen as one, from a known incarnation). */
-static bool was_replica(node *n, uint64_t h, uint32_t m) {
+static bool was_replica(node *n, unsigned slot, uint32_t m) {
     repl *r = n->repl;
     if (m >= r->swept_len || !r->swept_inc[m] ||
         (r->swept_inc[m] != 1 && r->swept_inc[m] != members_at(n->members, m)->incarnation))
         return false;
     uint32_t old[REPL_MAX_N];
-    size_t k = ring_lookup(r->swept, h, n->cfg.replicas, old);
+    size_t k = ring_slot_lookup(r->swept, slot, n->cfg.replicas, old);
     for (size_t i = 0; i < k; i++)
         if (r->swept_map[old[i]] == m) return true;
     return false;
@@ -908,14 +991,14 @@ static bool was_replica(node *n, uint64_t h, uint32_t m) {
 static int push_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *s) {
     pusher *ps = ctx;
     node *n = ps->n;
-    uint64_t h = ring_hash(key, klen);
+    unsigned slot = ring_key_slot(key, klen);
     uint32_t pref[REPL_MAX_N];
-    size_t k = members_pref(n->members, h, n->cfg.replicas, pref);
+    size_t k = members_pref(n->members, slot, n->cfg.replicas, pref);
     for (size_t i = 0; i < k; i++) {
         if (self_index(pref[i])) continue;
-        if (ps->new_only && was_replica(n, h, pref[i])) continue;
+        if (ps->new_only && was_replica(n, slot, pref[i])) continue;
         if (ps->only_peer >= 0) {
-            unsigned bk = (unsigned)(h >> 56);
+            unsigned bk = slot / BUCKET_SLOTS;
             if (pref[i] != (uint32_t)ps->only_peer || ps->theirs[bk] == ps->mine[bk]) continue;
         }
         batch_add(ps, pref[i], key, klen, s);
@@ -996,9 +1079,9 @@ void repl_membership_changed(node *n) {
 static int digest_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *s) {
     node *n = ctx;
     repl *r = n->repl;
-    uint64_t h = ring_hash(key, klen);
+    unsigned slot = ring_key_slot(key, klen);
     uint32_t pref[REPL_MAX_N];
-    size_t k = members_pref(n->members, h, n->cfg.replicas, pref);
+    size_t k = members_pref(n->members, slot, n->cfg.replicas, pref);
     bool mine = false;
     for (size_t i = 0; i < k; i++) mine |= self_index(pref[i]);
     if (!mine) {
@@ -1013,7 +1096,7 @@ static int digest_visit(void *ctx, const uint8_t *key, size_t klen, const store_
     uint64_t d = rec_digest(key, klen, s);
     for (size_t i = 0; i < k; i++)
         if (!self_index(pref[i]) && pref[i] < r->dig_members)
-            r->dig[(size_t)pref[i] * BUCKETS + (h >> 56)] ^= d;
+            r->dig[(size_t)pref[i] * BUCKETS + slot / BUCKET_SLOTS] ^= d;
     return 0;
 }
 
@@ -1086,6 +1169,7 @@ static void clean_start(node *n) {
         op *o = op_start(n, WIRE_GET, sp->key, sp->klen);
         if (!o) break;
         o->answered = true; /* nobody waits for it */
+        op_settled(r, o);
         o->clean_stamp = sp->stamp;
         o->need = (unsigned)o->nt;
         bool mine = false;

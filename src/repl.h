@@ -1,11 +1,13 @@
 /*
  * repl: client operations over the replicas, and keeping replicas whole.
  *
- * A key's replicas are the first N live members of its preference list
- * (members_pref). The node that serves a client operation (the
+ * A key's replicas are the first N live members of the preference list of
+ * its hash slot (ring_key_slot, members_pref). The node that serves a client operation (the
  * coordinator) stamps writes with its hybrid logical clock, sends them to
- * every replica and answers once W replicas acknowledged; reads ask every
- * replica and answer from the newest of the first R replies. Late replies
+ * every replica and answers once W replicas acknowledged; reads ask R
+ * replicas (this node first when it is one) and answer from the newest
+ * record of their R replies, asking the others too when one of them is
+ * late or none found the key ("not found" needs every replica). Replies
  * feed read repair: replicas that answered with an older record (or none)
  * are sent the newest one.
  *
@@ -18,7 +20,7 @@
  * record's current replicas (re-replication after a death, hand-off after a
  * join). Every sync period, each node also exchanges per-bucket digests of
  * the records it shares with each peer (a two-level hash tree: 256 buckets
- * by key hash, each the XOR of hash(key, stamp)); buckets that differ are
+ * of 64 hash slots, each the XOR of hash(key, stamp)); buckets that differ are
  * pushed both ways, so replicas that diverged for any reason converge.
  * Applying a record is idempotent and ordered by stamp, so pushing too much
  * costs bandwidth, never correctness.
@@ -78,9 +80,17 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
                    const uint8_t *key, size_t klen, const uint8_t *val,
                    size_t vlen, int32_t version);
 
+/* The replicas of hash slot `slot` (the first N live members of its
+ * preference list), the first alive one (not suspect) moved to the front:
+ * out[0] is the node the slot's requests go to first (UDP requests are
+ * forwarded to it, Redis Cluster clients are told of it), the slot's
+ * primary unless that one is suspected. All suspect: the list as it is.
+ * Writes up to REPL_MAX_N member indexes; returns how many. */
+size_t repl_slot_replicas(node *n, unsigned slot, uint32_t *out);
+
 /* 1 when this node should coordinate an operation on key: it is one of the
  * key's replicas, or none of them is above suspicion. 0 otherwise, with
- * *owner the member index to forward to (the first replica not suspect). */
+ * *owner the member index to forward to (repl_slot_replicas' first). */
 int repl_is_replica(node *n, const uint8_t *key, size_t klen, uint32_t *owner);
 
 /* Handles replica traffic: WRITE, WRITE_ACK, READ, READ_REPLY, SYNC, DIGEST.

@@ -12,8 +12,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "members.h"
 #include "repl.h"
+#include "ring.h"
 #include "wire.h"
 
 #define MAX_PENDING 1024          /* outstanding replies before reading pauses */
@@ -100,6 +103,7 @@ struct conn {
     bool reading;
     bool dirty;
     bool authed;                /* AUTH succeeded */
+    bool readonly;              /* READONLY: reads served by any replica (cluster mode) */
     conn *dirty_prev, *dirty_next;
     conn *all_prev, *all_next;  /* srv->all, until closed */
     unsigned refs;              /* the handle until closed, + operations in flight */
@@ -432,8 +436,10 @@ static void reply_arity(conn *c, uint64_t seq, const char *name) {
     reply_error(c, seq, "ERR wrong number of arguments for '%s' command", name);
 }
 
+static bool keys_here(conn *c, uint64_t seq, size_t argc, const arg *argv, size_t step, bool read);
+
 static void cmd_get(conn *c, uint64_t seq, size_t argc, const arg *argv) {
-    if (!keys_ok(c, seq, argc, argv, 1)) return;
+    if (!keys_ok(c, seq, argc, argv, 1) || !keys_here(c, seq, argc, argv, 1, true)) return;
     slot_at(c, seq)->kind = SLOT_VALUE;
     slot_op(c, seq, WIRE_GET, &argv[1], NULL);
 }
@@ -443,7 +449,8 @@ static void cmd_mset(conn *c, uint64_t seq, size_t argc, const arg *argv) {
         reply_arity(c, seq, "mset");
         return;
     }
-    if (keys_ok(c, seq, argc, argv, 2)) slot_ops(c, seq, SLOT_OK, WIRE_PUT, argc, argv, 2);
+    if (keys_ok(c, seq, argc, argv, 2) && keys_here(c, seq, argc, argv, 2, false))
+        slot_ops(c, seq, SLOT_OK, WIRE_PUT, argc, argv, 2);
 }
 
 /* SET key value; the options (EX, PX, NX, XX, KEEPTTL, GET) are not
@@ -454,17 +461,19 @@ static void cmd_set(conn *c, uint64_t seq, size_t argc, const arg *argv) {
 }
 
 static void cmd_del(conn *c, uint64_t seq, size_t argc, const arg *argv) {
-    if (keys_ok(c, seq, argc, argv, 1)) slot_ops(c, seq, SLOT_COUNT, WIRE_REMOVE, argc, argv, 1);
+    if (keys_ok(c, seq, argc, argv, 1) && keys_here(c, seq, argc, argv, 1, false))
+        slot_ops(c, seq, SLOT_COUNT, WIRE_REMOVE, argc, argv, 1);
 }
 
 static void cmd_exists(conn *c, uint64_t seq, size_t argc, const arg *argv) {
-    if (keys_ok(c, seq, argc, argv, 1)) slot_ops(c, seq, SLOT_COUNT, WIRE_GET, argc, argv, 1);
+    if (keys_ok(c, seq, argc, argv, 1) && keys_here(c, seq, argc, argv, 1, true))
+        slot_ops(c, seq, SLOT_COUNT, WIRE_GET, argc, argv, 1);
 }
 
 /* The array header in slot seq, then one GET slot per key. */
 static void cmd_mget(conn *c, uint64_t seq, size_t argc, const arg *argv) {
     uint64_t first;
-    if (!keys_ok(c, seq, argc, argv, 1)) return;
+    if (!keys_ok(c, seq, argc, argv, 1) || !keys_here(c, seq, argc, argv, 1, true)) return;
     if (slots_add(c, argc - 1, &first) != 0) {
         reply_error(c, seq, "ERR out of memory");
         return;
@@ -516,7 +525,7 @@ static void cmd_info(conn *c, uint64_t seq, size_t argc, const arg *argv) {
     int len = snprintf(text, sizeof text,
         "# Server\r\n"
         "redis_version:7.0.0-dht\r\n"
-        "redis_mode:standalone\r\n"
+        "redis_mode:%s\r\n"
         "process_id:%d\r\n"
         "tcp_port:%u\r\n"
         "uptime_in_seconds:%llu\r\n"
@@ -533,6 +542,8 @@ static void cmd_info(conn *c, uint64_t seq, size_t argc, const arg *argv) {
         "dht_timed_out_connections:%llu\r\n"
         "dht_evicted_connections:%llu\r\n"
         "dht_auth_failures:%llu\r\n"
+        "\r\n# Cluster\r\n"
+        "cluster_enabled:%d\r\n"
         "\r\n# Keyspace\r\n"
         "db0:keys=%zu,expires=0,avg_ttl=0\r\n"
         "\r\n# DHT\r\n"
@@ -549,15 +560,20 @@ static void cmd_info(conn *c, uint64_t seq, size_t argc, const arg *argv) {
         "dht_read_quorum:%u\r\n"
         "dht_write_quorum:%u\r\n"
         "dht_ops_in_flight:%zu\r\n"
+        "dht_resends:%llu\r\n"
+        "dht_restamps:%llu\r\n"
+        "dht_overloads:%llu\r\n"
         "dht_uptime_seconds:%llu\r\n",
-        (int)n->pid, n->cfg.resp_port, up, up / 86400, c->srv->clients, c->srv->maxclients,
+        n->cfg.resp_cluster ? "cluster" : "standalone", (int)n->pid, n->cfg.resp_port, up, up / 86400, c->srv->clients, c->srv->maxclients,
         c->srv->held, c->srv->max_held, st->accepted, st->rejected, st->denied, st->timed_out,
-        st->evicted, st->auth_failed, keys,
+        st->evicted, st->auth_failed, n->cfg.resp_cluster ? 1 : 0, keys,
         n->cfg.port, members_live(n->members), members_total(n->members), keys,
         store_engine(n->store), store_bytes(n->store), store_max_bytes(n->store),
         store_full(n->store) ? store_full_name(store_full(n->store)) : "no",
         (unsigned long long)store_refused(n->store), n->cfg.replicas, n->cfg.read_quorum,
-        n->cfg.write_quorum, repl_inflight(n->repl), up);
+        n->cfg.write_quorum, repl_inflight(n->repl),
+        (unsigned long long)n->stats.resent, (unsigned long long)n->stats.restamped,
+        (unsigned long long)(n->stats.overload[0] + n->stats.overload[1] + n->stats.overload[2]), up);
     reply_bulk(c, seq, text, len > 0 && (size_t)len < sizeof text ? (size_t)len : 0);
 }
 
@@ -633,13 +649,340 @@ static void cmd_config(conn *c, uint64_t seq, size_t argc, const arg *argv) {
     else reply_raw(c, seq, "*0\r\n");
 }
 
+/* ---- Redis Cluster (issue 12) ------------------------------------------- */
+
+void resp_node_id(uint32_t ip, uint16_t port, char out[RESP_NODE_ID_LEN + 1]) {
+    char addr[32];
+    uint8_t h[RESP_NODE_ID_LEN / 2];
+    node_addr_str(ip, port, addr);
+    crypto_generichash(h, sizeof h, (const uint8_t *)addr, strlen(addr), NULL, 0);
+    sodium_bin2hex(out, RESP_NODE_ID_LEN + 1, h, sizeof h);
+}
+
+static bool cluster_mode(const conn *c) { return c->srv->n->cfg.resp_cluster; }
+
+/* Member i as Redis clients reach it: its address and Redis port. */
+static void member_ip(const node *n, uint32_t i, char ip[INET_ADDRSTRLEN]) {
+    struct in_addr a = {.s_addr = members_at(n->members, i)->ip};
+    inet_ntop(AF_INET, &a, ip, INET_ADDRSTRLEN);
+}
+
+/* In cluster mode, a command on keys argv[1], argv[1 + step], ... runs here
+ * only when they share a hash slot and this node is the first of the
+ * slot's replicas (repl_slot_replicas), or any of them for a read on a
+ * READONLY connection. Otherwise answers slot seq with -CROSSSLOT or
+ * -MOVED slot ip:port (Redis's texts) and returns false. Out of cluster
+ * mode: true. */
+static bool keys_here(conn *c, uint64_t seq, size_t argc, const arg *argv, size_t step, bool read) {
+    node *n = c->srv->n;
+    if (!cluster_mode(c) || argc < 2) return true;
+    unsigned hs = ring_key_slot(argv[1].p, argv[1].len);
+    for (size_t i = 1 + step; i < argc; i += step)
+        if (ring_key_slot(argv[i].p, argv[i].len) != hs) {
+            reply_raw(c, seq, "-CROSSSLOT Keys in request don't hash to the same slot\r\n");
+            return false;
+        }
+    uint32_t rep[REPL_MAX_N];
+    size_t k = repl_slot_replicas(n, hs, rep);
+    for (size_t i = 0; i < k && (i == 0 || (read && c->readonly)); i++)
+        if (rep[i] == 0) return true;   /* member 0: this node */
+    if (k == 0) return true;
+    char ip[INET_ADDRSTRLEN];
+    member_ip(n, rep[0], ip);
+    reply_error(c, seq, "MOVED %u %s:%u", hs, ip, members_resp_port(n->members, rep[0]));
+    return false;
+}
+
+/* A run of slots with the same replicas, first the one served first. */
+typedef struct slot_run {
+    unsigned start, end;
+    size_t k;
+    uint32_t rep[REPL_MAX_N];
+} slot_run;
+
+/* Every slot, in runs of the same replicas, in slot order: an array the
+ * caller frees, *count long (at least 1 slot a run; at 6 nodes x 1024
+ * vnodes about 5,000 runs). NULL on no memory. */
+static slot_run *slot_runs(node *n, size_t *count) {
+    size_t len = 0, cap = 1024;
+    slot_run *v = malloc(cap * sizeof *v);
+    if (!v) return NULL;
+    for (unsigned s = 0; s < RING_SLOTS; s++) {
+        uint32_t rep[REPL_MAX_N];
+        size_t k = repl_slot_replicas(n, s, rep);
+        slot_run *last = len ? &v[len - 1] : NULL;
+        if (last && last->k == k && memcmp(last->rep, rep, k * sizeof *rep) == 0) {
+            last->end = s;
+            continue;
+        }
+        if (len == cap) {
+            slot_run *nv = realloc(v, 2 * cap * sizeof *nv);
+            if (!nv) {
+                free(v);
+                return NULL;
+            }
+            v = nv;
+            cap *= 2;
+        }
+        v[len] = (slot_run){.start = s, .end = s, .k = k};
+        memcpy(v[len].rep, rep, k * sizeof *rep);
+        len++;
+    }
+    *count = len;
+    return v;
+}
+
+/* A node in CLUSTER SLOTS: ip, Redis port, node ID. */
+static void put_slots_node(buf *b, node *n, uint32_t i) {
+    const member *m = members_at(n->members, i);
+    char ip[INET_ADDRSTRLEN], id[RESP_NODE_ID_LEN + 1];
+    member_ip(n, i, ip);
+    resp_node_id(m->ip, m->port, id);
+    put_num(b, '*', 3);
+    put_bulk(b, ip, strlen(ip));
+    put_num(b, ':', members_resp_port(n->members, i));
+    put_bulk(b, id, RESP_NODE_ID_LEN);
+}
+
+static void cluster_slots(conn *c, uint64_t seq) {
+    node *n = c->srv->n;
+    size_t count;
+    slot_run *runs = slot_runs(n, &count);
+    if (!runs) {
+        reply_error(c, seq, "ERR out of memory");
+        return;
+    }
+    buf *b = reply_begin(c, seq);
+    put_num(b, '*', (long long)count);
+    for (size_t r = 0; r < count; r++) {
+        put_num(b, '*', 2 + (long long)runs[r].k);
+        put_num(b, ':', runs[r].start);
+        put_num(b, ':', runs[r].end);
+        for (size_t i = 0; i < runs[r].k; i++) put_slots_node(b, n, runs[r].rep[i]);
+    }
+    reply_end(c, seq);
+    free(runs);
+}
+
+static bool same_replicas(const slot_run *x, const slot_run *y) {
+    return x->k == y->k && memcmp(x->rep, y->rep, x->k * sizeof *x->rep) == 0;
+}
+
+static int run_cmp(const void *a, const void *b) {
+    const slot_run *x = a, *y = b;
+    if (x->k != y->k) return x->k < y->k ? -1 : 1;
+    int d = memcmp(x->rep, y->rep, x->k * sizeof *x->rep);
+    if (d) return d;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* A node in CLUSTER SHARDS: a map (a flat array in RESP2) of Redis 7's
+ * fields. */
+static void put_shard_node(buf *b, node *n, uint32_t i, bool master) {
+    const member *m = members_at(n->members, i);
+    char ip[INET_ADDRSTRLEN], id[RESP_NODE_ID_LEN + 1];
+    member_ip(n, i, ip);
+    resp_node_id(m->ip, m->port, id);
+    const char *health = m->state == MEMBER_ALIVE ? "online" : "failed";
+    put_num(b, '*', 14);
+    put_bulk(b, "id", 2);
+    put_bulk(b, id, RESP_NODE_ID_LEN);
+    put_bulk(b, "port", 4);
+    put_num(b, ':', members_resp_port(n->members, i));
+    put_bulk(b, "ip", 2);
+    put_bulk(b, ip, strlen(ip));
+    put_bulk(b, "endpoint", 8);
+    put_bulk(b, ip, strlen(ip));
+    put_bulk(b, "role", 4);
+    put_bulk(b, master ? "master" : "replica", master ? 6 : 7);
+    put_bulk(b, "replication-offset", 18);
+    put_num(b, ':', 0);
+    put_bulk(b, "health", 6);
+    put_bulk(b, health, strlen(health));
+}
+
+/* A shard is a set of replicas, first the one served first: the slots
+ * they serve and the nodes. */
+static void cluster_shards(conn *c, uint64_t seq) {
+    node *n = c->srv->n;
+    size_t count;
+    slot_run *runs = slot_runs(n, &count);
+    if (!runs) {
+        reply_error(c, seq, "ERR out of memory");
+        return;
+    }
+    qsort(runs, count, sizeof *runs, run_cmp); /* a shard's runs together, in slot order */
+    size_t shards = 0;
+    for (size_t r = 0; r < count; r++) shards += r == 0 || !same_replicas(&runs[r - 1], &runs[r]);
+    buf *b = reply_begin(c, seq);
+    put_num(b, '*', (long long)shards);
+    for (size_t r = 0, end; r < count; r = end) {
+        for (end = r + 1; end < count && same_replicas(&runs[r], &runs[end]); end++) {}
+        put_num(b, '*', 4);
+        put_bulk(b, "slots", 5);
+        put_num(b, '*', 2 * (long long)(end - r));
+        for (size_t q = r; q < end; q++) {
+            put_num(b, ':', runs[q].start);
+            put_num(b, ':', runs[q].end);
+        }
+        put_bulk(b, "nodes", 5);
+        put_num(b, '*', (long long)runs[r].k);
+        for (size_t i = 0; i < runs[r].k; i++) put_shard_node(b, n, runs[r].rep[i], i == 0);
+    }
+    reply_end(c, seq);
+    free(runs);
+}
+
+/* One line a known member: ID, ip:redis-port@udp-port, flags, no master
+ * (every node serves slots first), times and epochs 0, link state, and
+ * the slots it is served first for, as ranges. */
+static void cluster_nodes(conn *c, uint64_t seq) {
+    node *n = c->srv->n;
+    size_t count;
+    slot_run *runs = slot_runs(n, &count);
+    buf text = {0};
+    if (!runs) {
+        reply_error(c, seq, "ERR out of memory");
+        return;
+    }
+    for (size_t i = 0; i < members_total(n->members); i++) {
+        const member *m = members_at(n->members, i);
+        if (!m->port || m->state == MEMBER_GONE) continue;
+        char ip[INET_ADDRSTRLEN], id[RESP_NODE_ID_LEN + 1], line[160];
+        member_ip(n, (uint32_t)i, ip);
+        resp_node_id(m->ip, m->port, id);
+        const char *state = m->state == MEMBER_ALIVE ? "" : m->state == MEMBER_SUSPECT ? ",fail?" : ",fail";
+        int len = snprintf(line, sizeof line, "%s %s:%u@%u %smaster%s - 0 0 0 %s", id, ip,
+                           members_resp_port(n->members, i), m->port, i == 0 ? "myself," : "",
+                           state, m->state == MEMBER_DEAD ? "disconnected" : "connected");
+        buf_put(&text, line, (size_t)len);
+        for (size_t r = 0; r < count;) {
+            if (runs[r].k == 0 || runs[r].rep[0] != i) {
+                r++;
+                continue;
+            }
+            size_t e = r;   /* runs of this node's, back to back */
+            while (e + 1 < count && runs[e + 1].k && runs[e + 1].rep[0] == i) e++;
+            len = runs[r].start == runs[e].end
+                      ? snprintf(line, sizeof line, " %u", runs[r].start)
+                      : snprintf(line, sizeof line, " %u-%u", runs[r].start, runs[e].end);
+            buf_put(&text, line, (size_t)len);
+            r = e + 1;
+        }
+        buf_put(&text, "\n", 1);
+    }
+    free(runs);
+    if (text.oom) reply_error(c, seq, "ERR out of memory");
+    else reply_bulk(c, seq, text.p, text.len);
+    buf_free(&text);
+}
+
+static void cluster_info(conn *c, uint64_t seq) {
+    node *n = c->srv->n;
+    size_t ok = 0, pfail = 0, size = 0;
+    for (size_t i = 0; i < members_total(n->members); i++) size += members_slots(n->members, i) > 0;
+    for (unsigned s = 0; s < RING_SLOTS; s++) {
+        uint32_t rep[REPL_MAX_N];
+        size_t k = repl_slot_replicas(n, s, rep);
+        if (k && members_at(n->members, rep[0])->state == MEMBER_ALIVE) ok++;
+        else pfail++;
+    }
+    char text[1024];
+    int len = snprintf(text, sizeof text,
+        "cluster_state:ok\r\n"
+        "cluster_slots_assigned:%d\r\n"
+        "cluster_slots_ok:%zu\r\n"
+        "cluster_slots_pfail:%zu\r\n"
+        "cluster_slots_fail:0\r\n"
+        "cluster_known_nodes:%zu\r\n"
+        "cluster_size:%zu\r\n"
+        "cluster_current_epoch:0\r\n"
+        "cluster_my_epoch:0\r\n"
+        "cluster_stats_messages_sent:0\r\n"
+        "cluster_stats_messages_received:0\r\n"
+        "total_cluster_links_buffer_limit_exceeded:0\r\n"
+        "dht_resp_cluster:%d\r\n"
+        "dht_members_live:%zu\r\n"
+        "dht_replicas:%u\r\n",
+        RING_SLOTS, ok, pfail, members_known(n->members), size, n->cfg.resp_cluster ? 1 : 0,
+        members_live(n->members), n->cfg.replicas);
+    reply_bulk(c, seq, text, len > 0 && (size_t)len < sizeof text ? (size_t)len : 0);
+}
+
+/* CLUSTER SLOTS | SHARDS | NODES | INFO | KEYSLOT key | MYID | HELP: the
+ * hash slots and who serves them first, as this node sees the ring now
+ * (a membership change shows at once). Answered in and out of cluster
+ * mode. */
+static void cmd_cluster(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    node *n = c->srv->n;
+    const arg *sub = &argv[1];
+    if (arg_is(sub, "slots") && argc == 2) {
+        cluster_slots(c, seq);
+    } else if (arg_is(sub, "shards") && argc == 2) {
+        cluster_shards(c, seq);
+    } else if (arg_is(sub, "nodes") && argc == 2) {
+        cluster_nodes(c, seq);
+    } else if (arg_is(sub, "info") && argc == 2) {
+        cluster_info(c, seq);
+    } else if (arg_is(sub, "keyslot") && argc == 3) {
+        reply_int(c, seq, ring_key_slot(argv[2].p, argv[2].len));
+    } else if (arg_is(sub, "myid") && argc == 2) {
+        char id[RESP_NODE_ID_LEN + 1];
+        resp_node_id(n->self.sin_addr.s_addr, n->cfg.port, id);
+        reply_bulk(c, seq, id, RESP_NODE_ID_LEN);
+    } else if (arg_is(sub, "help") && argc == 2) {
+        static const char *help[] = {
+            "CLUSTER <subcommand> [<arg> ...]. Subcommands are:",
+            "SLOTS", "    Slot ranges and the nodes serving them, the first served first.",
+            "SHARDS", "    Sets of replicas with their slots.",
+            "NODES", "    The members, each with the slots it is served first for.",
+            "INFO", "    Slots served and members known.",
+            "KEYSLOT <key>", "    The hash slot of <key>.",
+            "MYID", "    This node's ID.",
+        };
+        buf *b = reply_begin(c, seq);
+        put_num(b, '*', (long long)(sizeof help / sizeof help[0]));
+        for (size_t i = 0; i < sizeof help / sizeof help[0]; i++) put_status(b, help[i]);
+        reply_end(c, seq);
+    } else if (arg_is(sub, "slots") || arg_is(sub, "shards") || arg_is(sub, "nodes") ||
+               arg_is(sub, "info") || arg_is(sub, "keyslot") || arg_is(sub, "myid") ||
+               arg_is(sub, "help")) {
+        reply_error(c, seq, "ERR wrong number of arguments for 'cluster|%.*s' command",
+                    (int)(sub->len < 16 ? sub->len : 16), sub->p);
+    } else {
+        reply_error(c, seq, "ERR unknown subcommand '%.*s'. Try CLUSTER HELP.",
+                    (int)(sub->len < 64 ? sub->len : 64), sub->p);
+    }
+}
+
+/* READONLY: on this connection reads of a slot may be served by any of its
+ * replicas, not only the first (cluster mode); READWRITE: not any more.
+ * ASKING: there are no slot migrations to ask through; OK. */
+static void cmd_readonly(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    (void)argc, (void)argv;
+    c->readonly = true;
+    reply_status(c, seq, "OK");
+}
+
+static void cmd_readwrite(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    (void)argc, (void)argv;
+    c->readonly = false;
+    reply_status(c, seq, "OK");
+}
+
+static void cmd_asking(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    (void)argc, (void)argv;
+    reply_status(c, seq, "OK");
+}
+
 static const command commands[] = {
     {"get", 2, cmd_get},         {"set", -3, cmd_set},       {"del", -2, cmd_del},
     {"exists", -2, cmd_exists},  {"mget", -2, cmd_mget},     {"mset", -3, cmd_mset},
     {"ping", -1, cmd_ping},      {"echo", 2, cmd_echo},      {"dbsize", 1, cmd_dbsize},
     {"flushall", -1, cmd_flushall}, {"info", -1, cmd_info},  {"quit", -1, cmd_quit},
     {"command", -1, cmd_command}, {"select", 2, cmd_select}, {"client", -2, cmd_client},
-    {"config", -2, cmd_config},  {"auth", -2, cmd_auth},
+    {"config", -2, cmd_config},  {"auth", -2, cmd_auth},     {"cluster", -2, cmd_cluster},
+    {"readonly", 1, cmd_readonly}, {"readwrite", 1, cmd_readwrite}, {"asking", 1, cmd_asking},
 };
 
 static size_t command_count(void) { return sizeof commands / sizeof commands[0]; }

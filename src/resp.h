@@ -2,7 +2,8 @@
  * resp: a Redis protocol (RESP2) front end on TCP, on with --resp-port.
  *
  * Redis clients (redis-cli, redis-benchmark, client libraries) talk to any
- * node. GET, SET, DEL, EXISTS, MGET and MSET run through repl_client_op
+ * node (or, with --resp-cluster, to the node serving a key's hash slot
+ * first: Redis Cluster, below). GET, SET, DEL, EXISTS, MGET and MSET run through repl_client_op
  * like UDP requests, so any node serves any key with the cluster's N/R/W
  * (the node coordinates even when it is not one of the key's replicas).
  * PING, ECHO, INFO, QUIT, SELECT 0 and what clients send on connecting
@@ -176,6 +177,49 @@ bool resp_peer_allowed(const struct sockaddr *peer, bool has_password, bool prot
  * RESP_MAX_PASSWORD bytes). Warns when others than its owner may read the
  * file. */
 char *resp_password_from_file(const char *path);
+
+/* ---- Redis Cluster ------------------------------------------------------
+ *
+ * Keys sit in Redis Cluster's 16,384 hash slots (ring_key_slot: CRC16 of
+ * the key or of its {hash tag}), and the nodes answer the cluster commands
+ * a cluster client needs, computed from the ring as the node sees it now
+ * (a membership change shows at once, so within a gossip period of it
+ * everywhere):
+ *
+ *   CLUSTER SLOTS    runs of slots with the same replicas: start, end, then
+ *                    the replicas (ip, Redis port, node ID), the one served
+ *                    first first (repl_slot_replicas: the first replica not
+ *                    suspect), the others as Redis replicas
+ *   CLUSTER SHARDS   the same grouped by set of replicas (Redis 7's form)
+ *   CLUSTER NODES    a line a known member; every live member is a master
+ *                    of the slots it is served first for; suspects are
+ *                    "fail?", the dead "fail" (no slots)
+ *   CLUSTER INFO, CLUSTER KEYSLOT key, CLUSTER MYID, CLUSTER HELP
+ *   READONLY, READWRITE, ASKING
+ *
+ * A node's address is the one it gossips (--advertise, or found from the
+ * route to its peers) with the Redis port gossip carries
+ * (members_resp_port); its ID is resp_node_id of its UDP address, so every
+ * node names it alike.
+ *
+ * With --resp-cluster (cfg.resp_cluster), the port behaves as a Redis
+ * Cluster node does: a command on keys of different slots is answered
+ * "-CROSSSLOT Keys in request don't hash to the same slot", and one on a
+ * slot whose first replica is another node "-MOVED slot ip:port" (that
+ * node's Redis port), unless it is a read (GET, MGET, EXISTS) on a
+ * READONLY connection and this node is one of the slot's replicas. A
+ * cluster client then sends every key to a node that holds it, saving a
+ * hop; commands without keys run anywhere. Without --resp-cluster (the
+ * default) any node serves any key, as ever: plain clients need no
+ * change, and cluster clients still route by CLUSTER SLOTS. INFO says
+ * cluster_enabled:1 and redis_mode:cluster in cluster mode. */
+
+#define RESP_NODE_ID_LEN 40
+
+/* The Redis Cluster node ID of the node at UDP ip:port (ip in network
+ * byte order): 40 hex digits of BLAKE2b-160 of "a.b.c.d:port", written to
+ * out with a NUL. */
+void resp_node_id(uint32_t ip, uint16_t port, char out[RESP_NODE_ID_LEN + 1]);
 
 /* Listens on cfg.resp_bind (or cfg.bind_ip):cfg.resp_port (TCP) and serves
  * Redis clients of node n on loop for the life of the process, with the

@@ -21,11 +21,12 @@ typedef struct chunk {
     uint64_t pos[CHUNK];   /* ascending, ties in address order */
 } chunk;
 
-typedef struct slot {
+typedef struct entry {
     ring_node nd;
     bool present;
-    uint64_t arcs; /* total of its arcs mod 2^64 (see ring_share) */
-} slot;
+    uint64_t arcs;      /* total of its arcs mod 2^64 (see ring_share) */
+    uint32_t primaries; /* hash slots it is the primary of (valid with the slot table) */
+} entry;
 
 struct ring {
     unsigned vnodes;
@@ -34,8 +35,10 @@ struct ring {
     chunk **ch;     /* [nc] the points in circle order, none empty */
     uint64_t *first; /* [nc] first[c] = ch[c]->pos[0]: searched without touching chunks */
     size_t nc, ccap;
-    slot *ids;      /* [nids] by id */
+    entry *ids;     /* [nids] by id */
     size_t nids;
+    uint32_t *primary; /* [RING_SLOTS] each hash slot's primary, when !stale */
+    bool stale;     /* the nodes changed since the slot table was computed */
 };
 
 /* A point's place: chunk c, index i. i == ch[c]->n only at the end (one
@@ -47,8 +50,12 @@ typedef struct cur {
 
 ring *ring_new(unsigned vnodes) {
     ring *r = calloc(1, sizeof *r);
-    if (!r) return NULL;
+    if (!r || !(r->primary = malloc(RING_SLOTS * sizeof *r->primary))) {
+        free(r);
+        return NULL;
+    }
     r->vnodes = vnodes ? vnodes : RING_DEFAULT_VNODES;
+    r->stale = true;
     return r;
 }
 
@@ -62,12 +69,66 @@ void ring_free(ring *r) {
     free(r->ch);
     free(r->first);
     free(r->ids);
+    free(r->primary);
     free(r);
 }
 
 size_t ring_size(const ring *r) { return r->n; }
 
-uint64_t ring_hash(const void *key, size_t klen) { return XXH64(key, klen, 0); }
+/* ---- hash slots ---- */
+
+static const uint16_t crc16tab[256] = {
+    0x0000, 0x1021, 0x2042, 0x3063, 0x4084, 0x50a5, 0x60c6, 0x70e7,
+    0x8108, 0x9129, 0xa14a, 0xb16b, 0xc18c, 0xd1ad, 0xe1ce, 0xf1ef,
+    0x1231, 0x0210, 0x3273, 0x2252, 0x52b5, 0x4294, 0x72f7, 0x62d6,
+    0x9339, 0x8318, 0xb37b, 0xa35a, 0xd3bd, 0xc39c, 0xf3ff, 0xe3de,
+    0x2462, 0x3443, 0x0420, 0x1401, 0x64e6, 0x74c7, 0x44a4, 0x5485,
+    0xa56a, 0xb54b, 0x8528, 0x9509, 0xe5ee, 0xf5cf, 0xc5ac, 0xd58d,
+    0x3653, 0x2672, 0x1611, 0x0630, 0x76d7, 0x66f6, 0x5695, 0x46b4,
+    0xb75b, 0xa77a, 0x9719, 0x8738, 0xf7df, 0xe7fe, 0xd79d, 0xc7bc,
+    0x48c4, 0x58e5, 0x6886, 0x78a7, 0x0840, 0x1861, 0x2802, 0x3823,
+    0xc9cc, 0xd9ed, 0xe98e, 0xf9af, 0x8948, 0x9969, 0xa90a, 0xb92b,
+    0x5af5, 0x4ad4, 0x7ab7, 0x6a96, 0x1a71, 0x0a50, 0x3a33, 0x2a12,
+    0xdbfd, 0xcbdc, 0xfbbf, 0xeb9e, 0x9b79, 0x8b58, 0xbb3b, 0xab1a,
+    0x6ca6, 0x7c87, 0x4ce4, 0x5cc5, 0x2c22, 0x3c03, 0x0c60, 0x1c41,
+    0xedae, 0xfd8f, 0xcdec, 0xddcd, 0xad2a, 0xbd0b, 0x8d68, 0x9d49,
+    0x7e97, 0x6eb6, 0x5ed5, 0x4ef4, 0x3e13, 0x2e32, 0x1e51, 0x0e70,
+    0xff9f, 0xefbe, 0xdfdd, 0xcffc, 0xbf1b, 0xaf3a, 0x9f59, 0x8f78,
+    0x9188, 0x81a9, 0xb1ca, 0xa1eb, 0xd10c, 0xc12d, 0xf14e, 0xe16f,
+    0x1080, 0x00a1, 0x30c2, 0x20e3, 0x5004, 0x4025, 0x7046, 0x6067,
+    0x83b9, 0x9398, 0xa3fb, 0xb3da, 0xc33d, 0xd31c, 0xe37f, 0xf35e,
+    0x02b1, 0x1290, 0x22f3, 0x32d2, 0x4235, 0x5214, 0x6277, 0x7256,
+    0xb5ea, 0xa5cb, 0x95a8, 0x8589, 0xf56e, 0xe54f, 0xd52c, 0xc50d,
+    0x34e2, 0x24c3, 0x14a0, 0x0481, 0x7466, 0x6447, 0x5424, 0x4405,
+    0xa7db, 0xb7fa, 0x8799, 0x97b8, 0xe75f, 0xf77e, 0xc71d, 0xd73c,
+    0x26d3, 0x36f2, 0x0691, 0x16b0, 0x6657, 0x7676, 0x4615, 0x5634,
+    0xd94c, 0xc96d, 0xf90e, 0xe92f, 0x99c8, 0x89e9, 0xb98a, 0xa9ab,
+    0x5844, 0x4865, 0x7806, 0x6827, 0x18c0, 0x08e1, 0x3882, 0x28a3,
+    0xcb7d, 0xdb5c, 0xeb3f, 0xfb1e, 0x8bf9, 0x9bd8, 0xabbb, 0xbb9a,
+    0x4a75, 0x5a54, 0x6a37, 0x7a16, 0x0af1, 0x1ad0, 0x2ab3, 0x3a92,
+    0xfd2e, 0xed0f, 0xdd6c, 0xcd4d, 0xbdaa, 0xad8b, 0x9de8, 0x8dc9,
+    0x7c26, 0x6c07, 0x5c64, 0x4c45, 0x3ca2, 0x2c83, 0x1ce0, 0x0cc1,
+    0xef1f, 0xff3e, 0xcf5d, 0xdf7c, 0xaf9b, 0xbfba, 0x8fd9, 0x9ff8,
+    0x6e17, 0x7e36, 0x4e55, 0x5e74, 0x2e93, 0x3eb2, 0x0ed1, 0x1ef0,
+};
+
+uint16_t ring_crc16(const void *p, size_t len) {
+    const uint8_t *b = p;
+    uint16_t crc = 0;
+    for (size_t i = 0; i < len; i++) crc = (uint16_t)(crc << 8 ^ crc16tab[(crc >> 8 ^ b[i]) & 0xFF]);
+    return crc;
+}
+
+unsigned ring_key_slot(const void *key, size_t klen) {
+    const char *k = key, *open = klen ? memchr(k, '{', klen) : NULL, *close;
+    if (open && (close = memchr(open + 1, '}', klen - (size_t)(open + 1 - k))) && close > open + 1)
+        return ring_crc16(open + 1, (size_t)(close - open - 1)) & (RING_SLOTS - 1);
+    return ring_crc16(k, klen) & (RING_SLOTS - 1);
+}
+
+uint64_t ring_slot_point(unsigned slot) {
+    return (uint64_t)slot << 50 | 1ull << 49; /* 2^64 / RING_SLOTS = 2^50 */
+}
 
 uint64_t ring_point(const ring_node *nd, uint32_t index) {
     uint8_t b[10];
@@ -329,7 +390,7 @@ static int reserve_ids(ring *r, uint32_t id) {
     if (id < r->nids) return 0;
     size_t cap = r->nids ? r->nids : 16;
     while (cap <= id) cap *= 2;
-    slot *ids = realloc(r->ids, cap * sizeof *ids);
+    entry *ids = realloc(r->ids, cap * sizeof *ids);
     if (!ids) return -1;
     memset(&ids[r->nids], 0, (cap - r->nids) * sizeof *ids);
     r->ids = ids;
@@ -342,14 +403,15 @@ int ring_add(ring *r, uint32_t id, const ring_node *nd) {
     if (has_id(r, id) || r->npoints > UINT32_MAX - v || reserve_ids(r, id) != 0 ||
         has_addr(r, nd))
         return -1;
-    r->ids[id] = (slot){*nd, true, 0};
+    r->ids[id] = (entry){*nd, true, 0, 0};
     for (uint32_t j = 0; j < v; j++) {
         if (insert_point(r, ring_point(nd, j), id) == 0) continue;
         while (j-- > 0) delete_point(r, ring_point(nd, j), id); /* back as it was */
-        r->ids[id] = (slot){0};
+        r->ids[id] = (entry){0};
         return -1;
     }
     r->n++;
+    r->stale = true;
     return 0;
 }
 
@@ -357,8 +419,9 @@ int ring_remove(ring *r, uint32_t id) {
     if (!has_id(r, id)) return -1;
     const ring_node *nd = &r->ids[id].nd;
     for (uint32_t j = 0; j < r->vnodes; j++) delete_point(r, ring_point(nd, j), id);
-    r->ids[id] = (slot){0};
+    r->ids[id] = (entry){0};
     r->n--;
+    r->stale = true;
     return 0;
 }
 
@@ -395,7 +458,7 @@ static void sort_points(point *a, point *tmp, size_t n) {
 
 /* Orders each run of equal positions by address, as insert_point does
  * (insertion sort: runs are one point long but for a 64-bit collision). */
-static void order_ties(point *a, size_t n, const slot *ids) {
+static void order_ties(point *a, size_t n, const entry *ids) {
     for (size_t i = 1; i < n; i++) {
         if (a[i].pos != a[i - 1].pos) continue;
         point t = a[i];
@@ -425,7 +488,7 @@ int ring_build_ids(ring *r, const ring_node *nodes, const uint32_t *id, size_t n
     point *tmp = malloc((np ? np : 1) * sizeof *tmp);
     chunk **ch = malloc((ccap ? ccap : 1) * sizeof *ch);
     uint64_t *first = malloc((ccap ? ccap : 1) * sizeof *first);
-    slot *ids = calloc(nids ? nids : 1, sizeof *ids);
+    entry *ids = calloc(nids ? nids : 1, sizeof *ids);
     if (!pts || !tmp || !ch || !first || !ids) goto fail;
     for (; made < nc; made++)
         if (!(ch[made] = malloc(sizeof *ch[made]))) goto fail;
@@ -433,7 +496,7 @@ int ring_build_ids(ring *r, const ring_node *nodes, const uint32_t *id, size_t n
     for (size_t i = 0; i < n; i++) {
         uint32_t k = id ? id[i] : (uint32_t)i;
         if (ids[k].present) goto fail; /* an id twice */
-        ids[k] = (slot){nodes[i], true, 0};
+        ids[k] = (entry){nodes[i], true, 0, 0};
         for (size_t j = 0; j < v; j++)
             pts[i * v + j] = (point){ring_point(&nodes[i], (uint32_t)j), k};
     }
@@ -466,6 +529,7 @@ int ring_build_ids(ring *r, const ring_node *nodes, const uint32_t *id, size_t n
     r->nids = nids;
     r->n = n;
     r->npoints = np;
+    r->stale = true;
     return 0;
 
 fail:
@@ -511,4 +575,66 @@ double ring_share(const ring *r, uint32_t id) {
     if (!has_id(r, id)) return 0.0;
     if (r->ids[id].arcs) return ldexp((double)r->ids[id].arcs, -64);
     return r->ch[0]->owner[0] == id ? 1.0 : 0.0;
+}
+
+/* ---- hash slots: the slot table ---- */
+
+/* Each slot's primary (ring.h): slots in order, each to the first node its
+ * walk meets that holds fewer than cap primaries so far. The total room,
+ * cap * n, is at least RING_SLOTS * 1.05, so the walks stay short: a node
+ * is full only near the end and for a few of its arcs. */
+static void slot_table(ring *r) {
+    if (!r->stale) return;
+    r->stale = false;
+    for (size_t i = 0; i < r->nids; i++) r->ids[i].primaries = 0;
+    if (r->n == 0) return;
+    uint64_t n = r->n;
+    uint32_t cap = (uint32_t)(((uint64_t)RING_SLOTS * 105 + 100 * n - 1) / (100 * n));
+    /* slot points ascend: one cursor moves along the points, unless there
+     * are so many points that a search per slot costs less */
+    bool search = r->npoints > 8 * (size_t)RING_SLOTS;
+    cur p = {0, 0};
+    for (unsigned s = 0; s < RING_SLOTS; s++) {
+        uint64_t h = ring_slot_point(s);
+        if (search) p = lower(r, h);
+        else
+            while (!at_end(r, p) && pos_at(r, p) < h) p = forward(r, p);
+        cur q = at_end(r, p) ? (cur){0, 0} : p;
+        while (r->ids[owner_at(r, q)].primaries >= cap) q = next(r, q);
+        uint32_t id = owner_at(r, q);
+        r->primary[s] = id;
+        r->ids[id].primaries++;
+    }
+}
+
+size_t ring_slot_lookup(ring *r, unsigned slot, size_t want, uint32_t *out) {
+    if (want > r->n) want = r->n;
+    if (want == 0) return 0;
+    slot_table(r);
+    slot &= RING_SLOTS - 1;
+    out[0] = r->primary[slot];
+    size_t k = 1, c;
+    cur p = lower(r, ring_slot_point(slot));
+    if (at_end(r, p)) p = (cur){0, 0};
+    c = p.c;
+    uint32_t i = p.i;
+    /* as ring_lookup, the primary already in out[0] */
+    for (size_t step = 0; step < r->npoints && k < want; step++) {
+        const chunk *ck = r->ch[c];
+        uint32_t o = ck->owner[i];
+        size_t j = 0;
+        while (j < k && out[j] != o) j++;
+        if (j == k) out[k++] = o;
+        if (++i == ck->n) {
+            i = 0;
+            if (++c == r->nc) c = 0;
+        }
+    }
+    return k;
+}
+
+size_t ring_slot_count(ring *r, uint32_t id) {
+    if (!has_id(r, id)) return 0;
+    slot_table(r);
+    return r->ids[id].primaries;
 }

@@ -1135,7 +1135,7 @@ static size_t divergent_keys(sim *s, bool report) {
         }
         if (!newest) continue;
         uint32_t pref[REPL_MAX_N];
-        size_t np = ring_lookup(g, ring_hash(ks->key, kl), s->cfg.replicas, pref);
+        size_t np = ring_slot_lookup(g, ring_key_slot(ks->key, kl), s->cfg.replicas, pref);
         for (size_t q = 0; q < np; q++) {
             store_rec r;
             simnode *sn = &s->nodes[map[pref[q]]];

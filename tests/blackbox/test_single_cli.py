@@ -101,7 +101,7 @@ def test_members_and_ring_match_the_node():
             assert vnodes == "1024", rows
             assert abs(percent(share) - want[addr][1]) < 0.006, (addr, share, want[addr])
         assert len(rest) == 1 and rest[0].startswith("3 nodes on the ring, 1024 vnodes each"), rest
-        m = re.search(r"share min ([\d.]+)%, max ([\d.]+)%", rest[0])
+        m = re.search(r"share of the 16384 slots min ([\d.]+)%, max ([\d.]+)%", rest[0])
         shares = [share for _, share in want.values()]
         assert m and abs(float(m.group(1)) - min(shares)) < 0.006 and \
             abs(float(m.group(2)) - max(shares)) < 0.006, (rest, shares)

@@ -334,7 +334,7 @@ def test_status_is_json_with_the_node_alive():
         assert s["store"] == "memory" and s["keys"] == 1 and s["bytes"] == 5, s
         assert (s["replicas"], s["read_quorum"], s["write_quorum"]) == (3, 2, 2), s
         assert isinstance(s["uptime_s"], int) and s["uptime_s"] >= 0, s
-        assert s["members"] == [{"addr": me, "state": "alive", "share": 1.0}], s["members"]
+        assert s["members"] == [{"addr": me, "state": "alive", "share": 1.0, "slots": 16384}], s["members"]
 
 
 def test_status_reports_lmdb_and_quorums():

@@ -602,6 +602,78 @@ def test_resp_and_udp_see_the_same_data():
         assert cl.get(b"from-udp").err == ENOKEY
 
 
+# ---------------------------------------------------------------- Redis Cluster
+
+# CLUSTER KEYSLOT as redis-server 7.0.15 answers it (hash tags included).
+REDIS_KEYSLOTS = {"foo": 12182, "bar": 5061, "hello": 866, "123456789": 12739,
+                  "{user1000}.following": 3443, "{user1000}.followers": 3443,
+                  "foo{}{bar}": 8363, "foo{{bar}}zap": 4015, "foo{bar}{zap}": 5061}
+
+
+def node_id(port):
+    """The node ID every node gives 127.0.0.1:port (resp.h)."""
+    import hashlib
+    return hashlib.blake2b(b"127.0.0.1:%d" % port, digest_size=20).hexdigest()
+
+
+def test_resp_cluster_keyslot_matches_redis():
+    with node() as (c, cl, port), Resp(port) as r:
+        for k, slot in REDIS_KEYSLOTS.items():
+            assert r.call("CLUSTER", "KEYSLOT", k) == slot, k
+        expect_err(r.call("CLUSTER", "KEYSLOT"), "ERR wrong number of arguments", "KEYSLOT")
+        expect_err(r.call("CLUSTER", "NOPE"), "ERR unknown subcommand 'NOPE'. Try CLUSTER HELP.",
+                   "CLUSTER NOPE")
+        assert isinstance(r.call("CLUSTER", "HELP"), list)
+
+
+def test_resp_cluster_topology_of_one_node():
+    with node() as (c, cl, port), Resp(port) as r:
+        me = node_id(c.port(0))
+        assert r.call("CLUSTER", "MYID") == me.encode()
+        assert r.call("CLUSTER", "SLOTS") == [[0, 16383, [b"127.0.0.1", port, me.encode()]]]
+        line = r.call("CLUSTER", "NODES").decode()
+        assert line == "%s 127.0.0.1:%d@%d myself,master - 0 0 0 connected 0-16383\n" % (
+            me, port, c.port(0)), line
+        shards = r.call("CLUSTER", "SHARDS")
+        assert len(shards) == 1 and shards[0][:3] == [b"slots", [0, 16383], b"nodes"], shards
+        fields = dict(zip(shards[0][3][0][::2], shards[0][3][0][1::2]))
+        assert fields[b"id"] == me.encode() and fields[b"port"] == port, fields
+        assert fields[b"role"] == b"master" and fields[b"health"] == b"online", fields
+        info = dict(l.split(":", 1) for l in r.call("CLUSTER", "INFO").decode().split("\r\n") if l)
+        assert info["cluster_state"] == "ok" and info["cluster_slots_ok"] == "16384", info
+        assert info["cluster_known_nodes"] == "1" and info["dht_resp_cluster"] == "0", info
+        text = r.call("INFO").decode()
+        assert "redis_mode:standalone\r\n" in text and "cluster_enabled:0\r\n" in text
+        for cmd in ("READONLY", "READWRITE", "ASKING"):
+            assert r.call(cmd) == "OK", cmd
+        # not in cluster mode: keys of any slots together, as ever
+        assert r.call("MSET", "a", "1", "b", "2") == "OK"
+        assert r.call("MGET", "a", "b") == [b"1", b"2"]
+
+
+def test_resp_cluster_mode_crossslot():
+    with node("--resp-cluster") as (c, cl, port), Resp(port) as r:
+        text = r.call("INFO").decode()
+        assert "redis_mode:cluster\r\n" in text and "cluster_enabled:1\r\n" in text
+        crossslot = Err("CROSSSLOT Keys in request don't hash to the same slot")
+        assert r.call("MSET", "a", "1", "b", "2") == crossslot
+        assert r.call("MGET", "a", "b") == crossslot
+        assert r.call("DEL", "a", "b") == crossslot
+        assert r.call("EXISTS", "a", "b") == crossslot
+        # one node serves every slot: never MOVED; hash tags keep keys together
+        assert r.call("MSET", "{u}a", "1", "{u}b", "2") == "OK"
+        assert r.call("MGET", "{u}a", "{u}b") == [b"1", b"2"]
+        assert r.call("SET", "foo", "bar") == "OK" and r.call("GET", "foo") == b"bar"
+        assert r.call("EXISTS", "{u}a", "{u}b", "{u}c") == 2
+        assert r.call("DEL", "{u}a", "{u}b") == 2
+
+
+def test_resp_cluster_needs_resp_port():
+    p = subprocess.run([dht.server_binary(), "7000", "/dev/null", "--resp-cluster"],
+                       capture_output=True, timeout=10)
+    assert p.returncode == 64 and b"--resp-cluster needs --resp-port" in p.stderr, p
+
+
 def test_resp_redis_cli():
     cli = shutil.which("redis-cli")
     if not cli:

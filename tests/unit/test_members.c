@@ -110,6 +110,61 @@ static Peer *sent_gossip(wire_arena *a, uint16_t port, uint32_t flags, uint8_t *
     return NULL;
 }
 
+/* Redis ports ride in the gossip entries (issue 12): a member's own
+ * entry, or another's news of it, at its incarnation or a later one;
+ * before any, the offset of our own; a restart with none clears it. */
+static void test_resp_ports_are_gossiped(void **state) {
+    (void)state;
+    fake_node_free(n);
+    node_config c;
+    node_defaults(&c);
+    c.quiet = true;
+    c.resp_port = 6000;
+    n = fake_node(&c, 7000, 1 << 20);
+    assert_non_null(n);
+    assert_int_equal(members_resp_port(n->members, 0), 6000);
+    assert_int_equal(members_add_seed(n->members, lo(), 7001), 0);
+    long i = members_find(n->members, lo(), 7001);
+    assert_int_equal(members_resp_port(n->members, (size_t)i), 6001); /* not heard: the offset */
+    Member m = MEMBER__INIT;
+    m.ip = lo();
+    m.port = 7001;
+    m.incarnation = 5;
+    m.heartbeat = 1;
+    m.resp_port = 16379;
+    Peer p = PEER__INIT;
+    p.from = &m;
+    deliver(7001, NULL, &p);
+    assert_int_equal(members_resp_port(n->members, (size_t)i), 16379);
+    gossip(7001, 4, 9, MEMBER_ALIVE);   /* an older life says nothing: kept */
+    assert_int_equal(members_resp_port(n->members, (size_t)i), 16379);
+    gossip(7001, 6, 0, MEMBER_ALIVE);   /* a new life without one: none */
+    assert_int_equal(members_at(n->members, (size_t)i)->resp_port, 0);
+    assert_int_equal(members_resp_port(n->members, (size_t)i), 6001);
+    /* news of a stranger carries it, and our entries pass it on */
+    Member s = MEMBER__INIT;
+    s.ip = lo();
+    s.port = 7002;
+    s.incarnation = 3;
+    s.resp_port = 7777;
+    Member *ms[1] = {&s};
+    Peer q = PEER__INIT;
+    q.n_members = 1;
+    q.members = ms;
+    deliver(7001, NULL, &q);
+    i = members_find(n->members, lo(), 7002);
+    assert_true(i > 0);
+    assert_int_equal(members_resp_port(n->members, (size_t)i), 7777);
+    fake.nsent = 0;
+    run_for(2000);
+    wire_arena *a = wire_arena_new();
+    Peer *out = sent_gossip(a, 0, 0, NULL);
+    assert_non_null(out);
+    assert_non_null(out->from);
+    assert_int_equal(out->from->resp_port, 6000);
+    wire_arena_free(a);
+}
+
 static void test_self_is_member_zero(void **state) {
     (void)state;
     assert_int_equal(members_total(n->members), 1);
@@ -497,19 +552,19 @@ static void test_pref_lists_skip_dead(void **state) {
     for (uint16_t p = 7001; p < 7010; p++) gossip(p, 1, 1, MEMBER_ALIVE);
     make_dead(7003, 1, 1);
     long dead = members_find(n->members, lo(), 7003);
-    for (uint64_t h = 0; h < 1000; h++) {
+    for (unsigned slot = 0; slot < RING_SLOTS; slot += 7) {
         uint32_t out[3];
-        size_t k = members_pref(n->members, h * 0x9E3779B97F4A7C15ull, 3, out);
+        size_t k = members_pref(n->members, slot, 3, out);
         assert_int_equal(k, 3);
         for (size_t i = 0; i < k; i++) {
             assert_int_not_equal(out[i], (uint32_t)dead);
             for (size_t j = 0; j < i; j++) assert_int_not_equal(out[i], out[j]);
         }
     }
-    double total = 0;
-    for (size_t i = 0; i < members_total(n->members); i++) total += members_share(n->members, i);
-    assert_true(total > 0.999 && total < 1.001);
-    assert_true(members_share(n->members, (size_t)dead) == 0);
+    size_t total = 0;
+    for (size_t i = 0; i < members_total(n->members); i++) total += members_slots(n->members, i);
+    assert_int_equal(total, RING_SLOTS);
+    assert_int_equal(members_slots(n->members, (size_t)dead), 0);
 }
 
 static void test_format_lists_everyone(void **state) {
@@ -535,6 +590,7 @@ int main(void) {
         T(test_self_is_member_zero),
         T(test_seeds_count_as_live),
         T(test_newer_pair_wins_older_ignored),
+        T(test_resp_ports_are_gossiped),
         T(test_verdicts_at_equal_pair),
         T(test_dead_never_resurrected_by_stale_news),
         T(test_restart_outranks_previous_life),

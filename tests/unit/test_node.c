@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -11,7 +12,9 @@
 #include "fake_env.h"
 #include "members.h"
 #include "node.h"
+#include "outbox.h"
 #include "repl.h"
+#include "ring.h"
 #include "wire.h"
 
 static node *n;
@@ -213,6 +216,188 @@ static void test_admission_bounds_operations_in_flight(void **state) {
     fake_node_free(m);
 }
 
+/* Hands node `to` (at 127.0.0.1:port) the datagrams sent to that port from
+ * the from-th on, as coming from 127.0.0.1:sender; returns the count sent
+ * by then, where the next call takes over. */
+static size_t relay(node *to, uint16_t port, uint16_t sender, size_t from) {
+    size_t end = fake.nsent < FAKE_SENT_KEEP ? fake.nsent : FAKE_SENT_KEEP;
+    struct sockaddr_in src = {.sin_family = AF_INET, .sin_port = htons(sender),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    for (size_t i = from; i < end; i++)
+        if (ntohs(fake.sent[i].to.sin_port) == port)
+            node_receive(to, &src, fake.sent[i].buf, fake.sent[i].len);
+    node_flush(to);
+    return end;
+}
+
+/* Answered operations still waiting for a silent third replica (N=3,
+ * W=2: this node and one that acks make the quorum) do not count against
+ * max_inflight: clients are served, not told SYSTEM_OVERLOAD, however many
+ * answered ones wait. */
+static void test_admission_counts_only_unanswered_operations(void **state) {
+    (void)state;
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    cfg.gossip_ms = 60000;
+    cfg.max_inflight = 2;
+    node *m = fake_node(&cfg, 7001, 1 << 20), *p = fake_node(&cfg, 7002, 1 << 20);
+    assert_true(m && p);
+    ring_node peers[2] = {{htonl(INADDR_LOOPBACK), 7002}, {htonl(INADDR_LOOPBACK), 7003}};
+    ring_node back[2] = {{htonl(INADDR_LOOPBACK), 7001}, {htonl(INADDR_LOOPBACK), 7003}};
+    assert_int_equal(node_add_seeds(m, peers, 2), 0); /* 7003 never answers */
+    assert_int_equal(node_add_seeds(p, back, 2), 0);
+    struct sockaddr_in client = {.sin_family = AF_INET, .sin_port = htons(5000),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    wire_arena *a = wire_arena_new();
+    for (uint8_t i = 0; i < 10; i++) {
+        fake.nsent = 0;
+        uint8_t buf[256], id[WIRE_ID_LEN] = {i + 1};
+        char key[8];
+        snprintf(key, sizeof key, "k%u", i);
+        node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_PUT, key, strlen(key),
+                                                   "v", 1, 0));
+        node_flush(m);
+        size_t at = relay(p, 7002, 7001, 0); /* the write reaches p ... */
+        relay(m, 7001, 7002, at);             /* ... and its ack comes back */
+        wire_reset(a);
+        KVResponse *r = client_reply(a, 0);
+        assert_non_null(r);
+        assert_int_equal(r->errcode, WIRE_OK);
+    }
+    assert_int_equal(repl_inflight(m->repl), 10); /* all waiting for 7003 */
+    assert_int_equal(m->stats.overload[NODE_OVERLOAD_INFLIGHT], 0);
+    wire_arena_free(a);
+    fake_node_free(p);
+    fake_node_free(m);
+}
+
+/* READs sent so far to 127.0.0.1:port, from the from-th datagram on. */
+static size_t reads_to(wire_arena *a, uint16_t port, size_t from) {
+    size_t end = fake.nsent < FAKE_SENT_KEEP ? fake.nsent : FAKE_SENT_KEEP, k = 0;
+    for (size_t i = from; i < end; i++) {
+        if (ntohs(fake.sent[i].to.sin_port) != port) continue;
+        wire_frame f;
+        if (wire_unpack_msg(a, fake.sent[i].buf, fake.sent[i].len, &f) != 0) continue;
+        const uint8_t *frames[64];
+        size_t lens[64], nf = 0;
+        if (f.kind == WIRE_KIND_BATCH) {
+            const uint8_t *q = f.payload, *end2 = f.payload + f.plen, *fr;
+            size_t len;
+            while (nf < 64 && wire_batch_next(&q, end2, &fr, &len) == 1) frames[nf] = fr, lens[nf++] = len;
+        } else {
+            frames[0] = fake.sent[i].buf, lens[0] = fake.sent[i].len, nf = 1;
+        }
+        for (size_t j = 0; j < nf; j++) {
+            wire_frame g;
+            if (wire_unpack_msg(a, frames[j], lens[j], &g) != 0 || g.kind != WIRE_KIND_PEER) continue;
+            Peer *p = wire_unpack_peer(a, g.payload, g.plen);
+            k += p && p->type == PEER_READ;
+        }
+    }
+    return k;
+}
+
+/* A read asks R replicas first (N=3, R=2: this node and one other), not
+ * all three; the third is asked only when the two cannot settle it: here
+ * a key neither has ("not found" needs every replica). */
+static void test_reads_ask_r_replicas_first(void **state) {
+    (void)state;
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    cfg.gossip_ms = 60000;
+    node *m = fake_node(&cfg, 7001, 1 << 20), *p = fake_node(&cfg, 7002, 1 << 20);
+    assert_true(m && p);
+    ring_node peers[2] = {{htonl(INADDR_LOOPBACK), 7002}, {htonl(INADDR_LOOPBACK), 7003}};
+    ring_node back[2] = {{htonl(INADDR_LOOPBACK), 7001}, {htonl(INADDR_LOOPBACK), 7003}};
+    assert_int_equal(node_add_seeds(m, peers, 2), 0); /* 7003 never answers */
+    assert_int_equal(node_add_seeds(p, back, 2), 0);
+    struct sockaddr_in client = {.sin_family = AF_INET, .sin_port = htons(5000),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    wire_arena *a = wire_arena_new();
+    uint8_t buf[256], id1[WIRE_ID_LEN] = {1}, id2[WIRE_ID_LEN] = {2}, id3[WIRE_ID_LEN] = {3};
+    /* two keys whose replicas are, in order, m, 7002, 7003 */
+    char k[8] = "", x[8] = "";
+    long i2 = members_find(m->members, htonl(INADDR_LOOPBACK), 7002);
+    for (int i = 0; i < 1000 && (!*k || !*x); i++) {
+        char key[8];
+        snprintf(key, sizeof key, "k%d", i);
+        uint32_t rep[REPL_MAX_N];
+        size_t nr = repl_slot_replicas(m, ring_key_slot(key, strlen(key)), rep);
+        assert_int_equal(nr, 3);
+        size_t at2 = 0;
+        while (rep[at2] != (uint32_t)i2) at2++;
+        if (rep[0] != 0 || at2 != 1) continue;
+        memcpy(*k ? x : k, key, sizeof key);
+    }
+    assert_true(*k && *x);
+    /* k: read by m and 7002, which settle it; 7003 is not asked */
+    fake.nsent = 0;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id1, WIRE_PUT, k, strlen(k), "v", 1, 0));
+    node_flush(m);
+    relay(m, 7001, 7002, relay(p, 7002, 7001, 0));
+    fake.nsent = 0;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id2, WIRE_GET, k, strlen(k), NULL, 0, 0));
+    node_flush(m);
+    size_t at = fake.nsent;
+    assert_int_equal(reads_to(a, 7002, 0), 1);
+    assert_int_equal(reads_to(a, 7003, 0), 0);
+    relay(m, 7001, 7002, relay(p, 7002, 7001, 0));
+    wire_reset(a);
+    KVResponse *r = client_reply(a, at);
+    assert_non_null(r);
+    assert_int_equal(r->errcode, WIRE_OK);
+    assert_int_equal(r->value.len, 1);
+    assert_int_equal(repl_inflight(m->repl), 1); /* the write still waits for 7003's ack */
+    /* x, never written: once m and 7002 said they do not hold it, 7003 is
+     * asked too */
+    fake.nsent = 0;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id3, WIRE_GET, x, strlen(x), NULL, 0, 0));
+    node_flush(m);
+    wire_reset(a);
+    assert_int_equal(reads_to(a, 7003, 0), 0);
+    at = relay(p, 7002, 7001, 0);
+    relay(m, 7001, 7002, at);
+    wire_reset(a);
+    assert_int_equal(reads_to(a, 7003, at), 1);
+    assert_null(client_reply(a, 0)); /* waits for it (or the deadline) */
+    wire_arena_free(a);
+    fake_node_free(p);
+    fake_node_free(m);
+}
+
+/* Messages to one peer leave in the order they were queued, even one too
+ * big to be batched: it goes after what was queued before it (a push of
+ * records overtaking writes made the replica refuse them as stale). */
+static void test_outbox_keeps_order_per_peer(void **state) {
+    (void)state;
+    ring_node peer = {htonl(INADDR_LOOPBACK), 7002};
+    assert_int_equal(node_add_seeds(n, &peer, 1), 0);
+    node_flush(n);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(7002),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    uint8_t id[WIRE_ID_LEN] = {9};
+    Peer p = PEER__INIT;
+    p.type = PEER_READ;
+    p.key.data = (uint8_t *)"k";
+    p.key.len = 1;
+    fake.nsent = 0;
+    assert_int_equal(node_send_peer(n, &to, id, sizeof id, &p), 0);
+    assert_int_equal(fake.nsent, 0); /* queued */
+    static uint8_t big[20000], payload[19000];
+    memset(payload, 'x', sizeof payload);
+    size_t len = wire_pack_msg(big, sizeof big, id, sizeof id, payload, sizeof payload,
+                               WIRE_KIND_PEER);
+    assert_true(len > 16384);
+    assert_int_equal(outbox_add(n->outbox, &to, big, len), 0);
+    assert_int_equal(fake.nsent, 2);
+    assert_true(fake.sent[0].len > 0 && fake.sent[0].len < 1000); /* the small one first */
+    assert_int_equal(fake.sent[1].len, 0); /* then the big one (too big for fake_env to keep) */
+    node_flush(n);
+    assert_int_equal(fake.nsent, 2);
+}
+
 /* A node that saw most of the cluster die together (it is on the minority
  * side of a partition) refuses writes at once, while those deaths are
  * recent; reads still run. */
@@ -258,6 +443,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         T(test_stamps_unique_and_bounded),
         T(test_shutdown_asks_the_environment),
+        T(test_admission_counts_only_unanswered_operations),
+        T(test_reads_ask_r_replicas_first),
+        T(test_outbox_keeps_order_per_peer),
         T(test_single_node_put_get),
         T(test_incarnation_above_the_last_life),
         T(test_slow_replica_answers_overload_not_failure),

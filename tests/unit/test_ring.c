@@ -132,15 +132,193 @@ static void test_balance_distinct_ips(void **state) {
 }
 
 /* The point layout is part of the protocol: every node must place the same
- * points. Pin it against the bytes and the key hash against XXH64. */
-static void test_point_layout_and_key_hash_pinned(void **state) {
+ * points. Pin it against the bytes, and the slot points. */
+static void test_point_layout_and_slot_points_pinned(void **state) {
     (void)state;
     ring_node nd = {htonl(0x7F000001u), 7000};
     const uint8_t b[10] = {127, 0, 0, 1, 0x1B, 0x58, 0x00, 0x01, 0x02, 0x03};
     assert_true(ring_point(&nd, 0x00010203u) == XXH64(b, sizeof b, 0));
-    /* XXH64 of the empty input, seed 0: the published test value. */
-    assert_true(ring_hash("", 0) == 0xEF46DB3751D8E999ull);
-    assert_true(ring_hash("abc", 3) == XXH64("abc", 3, 0));
+    assert_true(ring_slot_point(0) == 1ull << 49);
+    assert_true(ring_slot_point(1) == 3ull << 49);
+    assert_true(ring_slot_point(RING_SLOTS - 1) == UINT64_MAX - (1ull << 49) + 1);
+}
+
+/* Key slots are Redis Cluster's: the CRC16 test vector, and CLUSTER
+ * KEYSLOT of these keys as redis-server 7.0.15 answers it, hash tags (and
+ * the cases where a '{' makes none) included. */
+static void test_key_slots_match_redis(void **state) {
+    (void)state;
+    assert_int_equal(ring_crc16("123456789", 9), 0x31C3);
+    assert_int_equal(ring_crc16("", 0), 0);
+    static const struct { const char *key; unsigned slot; } v[] = {
+        {"foo", 12182}, {"bar", 5061}, {"hello", 866}, {"123456789", 12739},
+        {"{user1000}.following", 3443}, {"{user1000}.followers", 3443},
+        {"foo{}{bar}", 8363},        /* an empty tag: the whole key */
+        {"foo{{bar}}zap", 4015},     /* the tag is "{bar" */
+        {"foo{bar}{zap}", 5061},     /* the first tag: "bar", as the key "bar" */
+        {"{}", 15257}, {"{", 4092}, {"}", 12090}, {"a{b", 13340}, {"{a}", 15495},
+        {"key:1", 6657}, {"", 0},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        unsigned got = ring_key_slot(v[i].key, strlen(v[i].key));
+        if (got != v[i].slot) fail_msg("slot of \"%s\": %u, Redis says %u", v[i].key, got, v[i].slot);
+    }
+    assert_int_equal(ring_key_slot(NULL, 0), 0);
+    /* a binary key: the bytes after a NUL count */
+    assert_int_equal(ring_key_slot("a\0{x}", 5), ring_key_slot("x", 1));
+}
+
+/* Slot lookups computed the slow way (ring.h): each slot's primary is the
+ * first node of its walk with fewer than cap primaries so far, then the
+ * walk's order. */
+static void brute_slots(const ring_node *v, size_t n, unsigned vn, uint32_t *primary) {
+    bpoint *p = brute_points(v, n, vn);
+    size_t np = n * vn, cap = (RING_SLOTS * 105 + 100 * n - 1) / (100 * n);
+    size_t *load = calloc(n, sizeof *load);
+    assert_non_null(load);
+    for (unsigned s = 0; s < RING_SLOTS; s++) {
+        uint64_t h = ring_slot_point(s);
+        size_t i = 0;
+        while (i < np && p[i].pos < h) i++;
+        while (load[p[i % np].owner] >= cap) i++;
+        primary[s] = p[i % np].owner;
+        load[primary[s]]++;
+    }
+    free(load);
+    free(p);
+}
+
+static void test_slot_lookup_matches_brute_force(void **state) {
+    (void)state;
+    static const struct { size_t n; unsigned vn; } cases[] = {{1, 4}, {2, 3}, {5, 7}, {13, 64}, {40, 16}};
+    static uint32_t primary[RING_SLOTS];
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t n = cases[c].n;
+        unsigned vn = cases[c].vn;
+        ring_node v[NODES];
+        loopback_nodes(v, n);
+        ring *r = ring_new(vn);
+        assert_non_null(r);
+        assert_int_equal(ring_build(r, v, n), 0);
+        brute_slots(v, n, vn, primary);
+        bpoint *p = brute_points(v, n, vn);
+        size_t total = 0;
+        for (uint32_t i = 0; i < n; i++) total += ring_slot_count(r, i);
+        assert_int_equal(total, RING_SLOTS);
+        for (unsigned s = 0; s < RING_SLOTS; s++) {
+            uint32_t got[NODES + 1], walk[NODES + 1], exp[NODES + 1];
+            size_t k = ring_slot_lookup(r, s, n + 1, got);
+            assert_int_equal(k, n);
+            assert_int_equal(got[0], primary[s]);
+            brute_lookup(p, n * vn, n, ring_slot_point(s), n, walk);
+            exp[0] = primary[s];
+            for (size_t j = 0, m = 1; j < n; j++)
+                if (walk[j] != primary[s]) exp[m++] = walk[j];
+            assert_memory_equal(got, exp, n * sizeof *got);
+            assert_int_equal(ring_slot_lookup(r, s, 1, got), 1);
+            assert_int_equal(got[0], primary[s]);
+        }
+        free(p);
+        ring_free(r);
+    }
+}
+
+/* Primaries per node: max / mean, with the cap and without it (each slot
+ * to the first node of its walk). */
+static double slot_balance(const ring_node *v, size_t n, const char *what) {
+    ring *r = ring_new(0);
+    assert_non_null(r);
+    assert_int_equal(ring_build(r, v, n), 0);
+    size_t natural[NODES] = {0}, max = 0, nmax = 0;
+    for (unsigned s = 0; s < RING_SLOTS; s++) {
+        uint32_t o;
+        assert_int_equal(ring_lookup(r, ring_slot_point(s), 1, &o), 1);
+        natural[o]++;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        size_t c = ring_slot_count(r, i);
+        if (c > max) max = c;
+        if (natural[i] > nmax) nmax = natural[i];
+    }
+    double mean = (double)RING_SLOTS / (double)n;
+    printf("ring: %zu nodes (%s), %d vnodes: primary slots max / mean = %.4f "
+           "(%.4f without the cap)\n", n, what, RING_DEFAULT_VNODES, max / mean, nmax / mean);
+    ring_free(r);
+    return max / mean;
+}
+
+static void test_slot_balance(void **state) {
+    (void)state;
+    ring_node v[NODES];
+    loopback_nodes(v, NODES);
+    assert_true(slot_balance(v, NODES, "127.0.0.1:7000..7039") <= 1.05 + NODES / (double)RING_SLOTS);
+    distinct_ip_nodes(v, NODES);
+    assert_true(slot_balance(v, NODES, "10.0.0.1..40:7000") <= 1.05 + NODES / (double)RING_SLOTS);
+    uint64_t s = 99;
+    double worst = 0;
+    for (int t = 0; t < 10; t++) {
+        for (size_t i = 0; i < NODES; i++)
+            v[i] = (ring_node){(uint32_t)xorshift(&s), (uint16_t)(1 + xorshift(&s) % 65535)};
+        double b = slot_balance(v, NODES, "random addresses");
+        if (b > worst) worst = b;
+    }
+    assert_true(worst <= 1.05 + NODES / (double)RING_SLOTS);
+    loopback_nodes(v, 6);
+    assert_true(slot_balance(v, 6, "127.0.0.1:7000..7005") <= 1.05 + 6 / (double)RING_SLOTS);
+}
+
+/* Of RING_SLOTS x want places, how many hold a node (by address index)
+ * that was not in the slot's first `want` before: a and b map ring ids to
+ * address indexes. Primaries that changed in *prim. */
+static size_t slot_moves(ring *ra, const uint32_t *a, ring *rb, const uint32_t *b, size_t want,
+                         size_t *prim) {
+    size_t moved = 0;
+    *prim = 0;
+    for (unsigned s = 0; s < RING_SLOTS; s++) {
+        uint32_t x[8], y[8];
+        size_t kx = ring_slot_lookup(ra, s, want, x), ky = ring_slot_lookup(rb, s, want, y);
+        assert_int_equal(kx, ky);
+        *prim += a[x[0]] != b[y[0]];
+        for (size_t i = 0; i < ky; i++) {
+            bool was = false;
+            for (size_t j = 0; j < kx; j++) was |= a[x[j]] == b[y[i]];
+            moved += !was;
+        }
+    }
+    return moved;
+}
+
+/* A node joining 40, or one of 40 leaving, moves about its own share of
+ * the slots: primaries and replica places (N = 3). */
+static void test_slot_join_and_leave_move_about_one_nth(void **state) {
+    (void)state;
+    enum { GONE = 17 };
+    ring_node v[NODES + 1], less[NODES];
+    uint32_t id[NODES + 1], lid[NODES];
+    loopback_nodes(v, NODES + 1);
+    for (uint32_t i = 0; i <= NODES; i++) id[i] = i;
+    for (uint32_t i = 0, k = 0; i < NODES; i++)
+        if (i != GONE) less[k] = v[i], lid[k++] = i;
+    ring *r40 = ring_new(0), *r41 = ring_new(0), *r39 = ring_new(0);
+    assert_true(r40 && r41 && r39);
+    assert_int_equal(ring_build(r40, v, NODES), 0);
+    assert_int_equal(ring_build(r41, v, NODES + 1), 0);
+    assert_int_equal(ring_build(r39, less, NODES - 1), 0);
+    size_t pj, pl;
+    size_t mj = slot_moves(r40, id, r41, id, 3, &pj), ml = slot_moves(r40, id, r39, lid, 3, &pl);
+    double join_share = ring_share(r41, NODES), gone_share = ring_share(r40, GONE);
+    printf("ring: a node joining %d moved %.4f of primary slots and %.4f of replica places "
+           "(its share %.4f, 1/%d = %.4f); one leaving, %.4f and %.4f (its share %.4f)\n",
+           NODES, (double)pj / RING_SLOTS, (double)mj / (3 * RING_SLOTS), join_share, NODES + 1,
+           1.0 / (NODES + 1), (double)pl / RING_SLOTS, (double)ml / (3 * RING_SLOTS), gone_share);
+    /* the newcomer takes its places; little else moves */
+    assert_true((double)mj / (3 * RING_SLOTS) < 1.2 * join_share);
+    assert_true((double)pj / RING_SLOTS < 1.3 * join_share);
+    assert_true((double)ml / (3 * RING_SLOTS) < 1.2 * gone_share);
+    assert_true((double)pl / RING_SLOTS < 1.3 * gone_share);
+    ring_free(r40);
+    ring_free(r41);
+    ring_free(r39);
 }
 
 /* Shares are the exact arc totals: compare with arcs computed here. */
@@ -243,7 +421,7 @@ static void test_remove_one_moves_only_its_keys_and_add_restores(void **state) {
     size_t klen;
     for (uint32_t i = 0; i < KEYS; i++) {
         key_of(i, key, &klen);
-        assert_int_equal(ring_lookup(r, ring_hash(key, klen), WANT + 1, before[i]), WANT + 1);
+        assert_int_equal(ring_lookup(r, XXH64(key, klen, 0), WANT + 1, before[i]), WANT + 1);
     }
 
     assert_int_equal(ring_build(r, less, NODES - 1), 0);
@@ -252,7 +430,7 @@ static void test_remove_one_moves_only_its_keys_and_add_restores(void **state) {
     for (uint32_t i = 0; i < KEYS; i++) {
         uint32_t after[WANT], expect[WANT];
         key_of(i, key, &klen);
-        assert_int_equal(ring_lookup(r, ring_hash(key, klen), WANT, after), WANT);
+        assert_int_equal(ring_lookup(r, XXH64(key, klen, 0), WANT, after), WANT);
         for (size_t j = 0; j < WANT; j++)
             after[j] += after[j] >= GONE; /* back to 40-node indexes */
         size_t k = 0;
@@ -273,7 +451,7 @@ static void test_remove_one_moves_only_its_keys_and_add_restores(void **state) {
     for (uint32_t i = 0; i < KEYS; i++) {
         uint32_t again[WANT + 1];
         key_of(i, key, &klen);
-        ring_lookup(r, ring_hash(key, klen), WANT + 1, again);
+        ring_lookup(r, XXH64(key, klen, 0), WANT + 1, again);
         assert_memory_equal(again, before[i], sizeof again);
     }
     free(before);
@@ -299,7 +477,7 @@ static void test_deterministic_across_builds_and_order(void **state) {
     for (uint32_t i = 0; i < 20000; i++) {
         uint32_t x[3], y[3];
         key_of(i, key, &klen);
-        uint64_t h = ring_hash(key, klen);
+        uint64_t h = XXH64(key, klen, 0);
         assert_int_equal(ring_lookup(ra, h, 3, x), 3);
         assert_int_equal(ring_lookup(rb, h, 3, y), 3);
         for (int j = 0; j < 3; j++) assert_int_equal(x[j], (y[j] * 7 + 3) % NODES);
@@ -395,7 +573,7 @@ static ring_node pool_node(uint32_t a) {
 /* r (reached by adds and removes; id i holds address addr[i] when on[i])
  * answers every lookup and share as a fresh ring_build of the same nodes,
  * in id order, once its indexes are mapped back to ids. */
-static void check_against_build(const ring *r, unsigned vn, const uint32_t *addr,
+static void check_against_build(ring *r, unsigned vn, const uint32_t *addr,
                                 const bool *on, uint32_t nids, uint64_t *s) {
     ring_node *nodes = malloc((nids + 1) * sizeof *nodes);
     uint32_t *map = malloc((nids + 1) * sizeof *map); /* build index -> id */
@@ -436,6 +614,16 @@ static void check_against_build(const ring *r, unsigned vn, const uint32_t *addr
         size_t k = ring_lookup(r, h, want, got);
         assert_int_equal(k, want < n ? want : n);
         assert_int_equal(ring_lookup(b, h, want, exp), k);
+        for (size_t j = 0; j < k; j++) assert_int_equal(got[j], map[exp[j]]);
+    }
+    /* and every slot lookup and count (the slot table follows the changes) */
+    for (uint32_t k = 0; k < n; k++) assert_int_equal(ring_slot_count(r, map[k]), ring_slot_count(b, k));
+    for (int t = 0; t < 300; t++) {
+        unsigned slot = t < 2 ? (unsigned)t * (RING_SLOTS - 1) : (unsigned)(xorshift(s) % RING_SLOTS);
+        size_t want = (size_t)(xorshift(s) % (n + 3));
+        size_t k = ring_slot_lookup(r, slot, want, got);
+        assert_int_equal(k, want < n ? want : n);
+        assert_int_equal(ring_slot_lookup(b, slot, want, exp), k);
         for (size_t j = 0; j < k; j++) assert_int_equal(got[j], map[exp[j]]);
     }
     ring_free(b);
@@ -641,9 +829,26 @@ static void test_build_and_lookup_cost(void **state) {
         acc += out[0] ^ out[2];
     }
     double rate = LOOKUPS / (now_s() - t0);
-    printf("ring: build of %d nodes x %d vnodes: %.3f ms; lookup of 3: %.1f M/s (acc %u)%s\n",
-           NODES, RING_DEFAULT_VNODES, best * 1e3, rate / 1e6, acc,
+    double table = 1e9;
+    for (int t = 0; t < 20; t++) {
+        assert_int_equal(ring_build(r, v, NODES), 0);
+        double t1 = now_s();
+        ring_slot_count(r, 0); /* computes the slot table */
+        double dt = now_s() - t1;
+        if (dt < table) table = dt;
+    }
+    t0 = now_s();
+    for (int i = 0; i < LOOKUPS; i++) {
+        ring_slot_lookup(r, (unsigned)xorshift(&s) % RING_SLOTS, 3, out);
+        acc += out[0] ^ out[2];
+    }
+    double srate = LOOKUPS / (now_s() - t0);
+    printf("ring: build of %d nodes x %d vnodes: %.3f ms; slot table: %.3f ms; lookup of 3: "
+           "%.1f M/s, of a slot's 3: %.1f M/s (acc %u)%s\n", NODES, RING_DEFAULT_VNODES,
+           best * 1e3, table * 1e3, rate / 1e6, srate / 1e6, acc,
            SANITIZED ? " [sanitized build]" : "");
+    assert_true(table < (SANITIZED ? 0.100 : 0.005));
+    assert_true(srate > 1e6);
     assert_true(best < (SANITIZED ? 0.100 : 0.005)); /* sanitizers at -O0: ~18 ms */
     assert_true(rate > 1e6);
     ring_free(r);
@@ -653,7 +858,11 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_balance_loopback_ports),
         cmocka_unit_test(test_balance_distinct_ips),
-        cmocka_unit_test(test_point_layout_and_key_hash_pinned),
+        cmocka_unit_test(test_point_layout_and_slot_points_pinned),
+        cmocka_unit_test(test_key_slots_match_redis),
+        cmocka_unit_test(test_slot_lookup_matches_brute_force),
+        cmocka_unit_test(test_slot_balance),
+        cmocka_unit_test(test_slot_join_and_leave_move_about_one_nth),
         cmocka_unit_test(test_share_is_exact_arc_fraction),
         cmocka_unit_test(test_lookup_matches_brute_force),
         cmocka_unit_test(test_preference_lists_distinct_min_want_n),

@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Black-box test of Redis Cluster on a 6-node cluster (issue 12): every node
+with --resp-port (ports picked at random, so each node learns the others'
+from gossip) and --resp-cluster, used by real cluster clients.
+
+One scenario in steps (each step needs the ones before it):
+  membership converges to 6, every node's CLUSTER SLOTS names the right
+  Redis ports and all six agree -> CLUSTER SLOTS covers the 16,384 slots,
+  3 distinct replicas a slot, each node first for about a sixth, IDs as
+  CLUSTER NODES and MYID say -> a key sent to a node that does not serve
+  its slot first gets -MOVED slot ip:port naming the node CLUSTER SLOTS
+  names -> redis-cli -c follows MOVED across nodes (SET, GET, MSET/MGET
+  with hash tags, CROSSSLOT without) -> redis-benchmark --cluster
+  completes against the 6 nodes -> a Node.js cluster client (node-redis's
+  createCluster, Debian's node-redis, tests/node) does SET/GET/MGET with
+  hash tags while a node is SIGKILLed: nothing lost, nothing wrong (skipped
+  when node or node-redis is missing: scripts/deps installs them); meanwhile the killed node leaves
+  CLUSTER SLOTS at every survivor, first as the node served first (once
+  suspected), then as a replica (once dead) -> CLUSTER NODES says it
+  failed, and redis-cli -c still reads every key.
+
+Run: DHT_BIN=build PYTHONPATH=tests/lib python3 tests/blackbox/test_cluster_redis_cluster.py
+Last line 'N passed, N failed'; exit 1 on failure.
+"""
+import hashlib
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import dht  # noqa: E402
+from test_single_resp import Err, Resp  # noqa: E402
+
+N = 6
+KILL = 2
+SLOTS = 16384
+HERE = os.path.dirname(os.path.abspath(__file__))
+NODE_DIR = os.path.join(HERE, "..", "node")
+NODE_PATH = "/usr/share/nodejs"   # where Debian installs node packages
+S = {}   # state shared by the steps
+
+
+def node_id(udp_port):
+    return hashlib.blake2b(b"127.0.0.1:%d" % udp_port, digest_size=20).hexdigest().encode()
+
+
+def call(i, *args):
+    """One command to node i's Redis port, on a fresh connection."""
+    with Resp(S["ports"][i]) as r:
+        return r.call(*args)
+
+
+def live():
+    return [i for i in range(N) if S["cluster"].running(i)]
+
+
+def tool(name):
+    path = shutil.which(name)
+    if not path:
+        print("SKIP: %s is not installed (scripts/deps installs redis-tools)" % name)
+    return path
+
+
+def cli(*args, stdin=None, port=None):
+    """redis-cli -c against node 0 (or port): stdout, stripped."""
+    p = subprocess.run([S["redis-cli"], "-c", "-p", str(port or S["ports"][0])] + list(args),
+                       input=stdin, capture_output=True, timeout=60)
+    assert p.returncode == 0, (args, p.stdout[-500:], p.stderr[-500:])
+    return p.stdout.decode()
+
+
+def test_cluster_starts_and_agrees_on_slots():
+    ports = dht.free_tcp_ports(N)
+    c = dht.Cluster(N, extra_args=lambda i: ["--resp-port", ports[i], "--resp-cluster"])
+    S["cluster"], S["ports"] = c, ports
+    c.start()
+    c.wait_ready(timeout=15)
+    c.wait_counts(N, timeout=20)
+    right = set(ports)
+
+    def agreed():
+        views = [call(i, "CLUSTER", "SLOTS") for i in range(N)]
+        named = {n[1] for v in views for run in v for n in run[2:]}
+        return named == right and all(v == views[0] for v in views)
+    t0 = time.monotonic()
+    dht.wait_until(agreed, timeout=10, what="all 6 nodes' CLUSTER SLOTS agree, naming the Redis ports")
+    print("    CLUSTER SLOTS agreed at every node %.2f s after the membership did"
+          % (time.monotonic() - t0))
+    S["slots"] = call(0, "CLUSTER", "SLOTS")
+
+
+def test_slots_cover_everything_with_three_replicas():
+    dht.need(S, "slots")
+    runs, ids = S["slots"], {node_id(S["cluster"].port(i)): S["ports"][i] for i in range(N)}
+    first = {}
+    owner = [None] * SLOTS
+    want = 0
+    for run in runs:
+        start, end, nodes = run[0], run[1], run[2:]
+        assert start == want and start <= end, ("slot runs must cover 0..16383 in order", run)
+        want = end + 1
+        assert len(nodes) == 3 and len({n[1] for n in nodes}) == 3, run
+        for ip, port, nid in nodes:
+            assert ip == b"127.0.0.1" and ids[nid] == port, (ip, port, nid)
+        first[nodes[0][1]] = first.get(nodes[0][1], 0) + end - start + 1
+        for s in range(start, end + 1):
+            owner[s] = nodes[0][1]
+    assert want == SLOTS, want
+    S["owner"] = owner
+    mean = SLOTS / N
+    print("    %d runs; slots served first per node: %s (max/mean %.3f)"
+          % (len(runs), sorted(first.values()), max(first.values()) / mean))
+    assert len(first) == N and max(first.values()) / mean <= 1.06, first
+    for i in range(N):
+        assert call(i, "CLUSTER", "MYID") == node_id(S["cluster"].port(i))
+        lines = call(i, "CLUSTER", "NODES").decode().splitlines()
+        assert len(lines) == N, lines
+        mine = [l for l in lines if "myself" in l]
+        assert len(mine) == 1 and mine[0].startswith(node_id(S["cluster"].port(i)).decode()), mine
+        # every slot listed once, at the node CLUSTER SLOTS serves it first
+        listed = 0
+        for l in lines:
+            f = l.split(" ")
+            port = int(f[1].split(":")[1].split("@")[0])
+            for r in f[8:]:
+                a, _, b = r.partition("-")
+                for s in range(int(a), int(b or a) + 1):
+                    assert owner[s] == port, (s, port, owner[s])
+                    listed += 1
+        assert listed == SLOTS, listed
+    info = dict(l.split(":", 1) for l in call(3, "CLUSTER", "INFO").decode().split("\r\n") if l)
+    assert info["cluster_state"] == "ok" and info["cluster_slots_ok"] == "16384", info
+    assert info["cluster_known_nodes"] == "6" and info["cluster_size"] == "6", info
+
+
+def test_keys_elsewhere_get_moved():
+    dht.need(S, "owner")
+    rnd = random.Random(12)
+    moved = served = 0
+    for n in range(200):
+        key = "moved-%d-%d" % (n, rnd.randrange(1 << 30))
+        i = n % N
+        slot = call(i, "CLUSTER", "KEYSLOT", key)
+        got = call(i, "SET", key, "v")
+        if S["owner"][slot] == S["ports"][i]:
+            assert got == "OK", (key, got)
+            served += 1
+        else:
+            assert got == Err("MOVED %d 127.0.0.1:%d" % (slot, S["owner"][slot])), (key, i, got)
+            assert call(i, "GET", key) == got
+            moved += 1
+            # READONLY lets a replica that is not first serve reads
+            with Resp(S["ports"][i]) as r:
+                assert r.call("READONLY") == "OK"
+                reps = next(run[2:] for run in S["slots"] if run[0] <= slot <= run[1])
+                if S["ports"][i] in [p for _, p, _ in reps]:
+                    assert not isinstance(r.call("GET", key), Err), key
+                else:
+                    assert isinstance(r.call("GET", key), Err), key
+                assert r.call("READWRITE") == "OK"
+    print("    200 keys through random nodes: %d served there, %d MOVED" % (served, moved))
+    assert moved > 100 and served > 10, (moved, served)
+    S["moved"] = True
+
+
+def test_redis_cli_follows_moved():
+    dht.need(S, "moved")
+    S["redis-cli"] = tool("redis-cli")
+    if not S["redis-cli"]:
+        return
+    cmds = "".join("set cli:%d value-%d\n" % (i, i) for i in range(100))
+    out = cli(stdin=cmds.encode())
+    assert out.count("OK") == 100, out[-500:]
+    assert "Redirected to slot" in out, "redis-cli -c was never redirected"
+    for port in S["ports"][3], S["ports"][5]:
+        out = cli(stdin="".join("get cli:%d\n" % i for i in range(100)).encode(), port=port)
+        values = [l for l in out.splitlines() if not l.startswith("-> Redirected")]
+        assert values == ["value-%d" % i for i in range(100)], values[:5]
+    tags = " ".join("{user7}.f%d %d" % (i, i) for i in range(20))
+    assert cli(*("mset " + tags).split()).strip().endswith("OK")
+    got = cli(*["mget"] + ["{user7}.f%d" % i for i in range(20)]).split()
+    assert got[-20:] == [str(i) for i in range(20)], got
+    assert "CROSSSLOT" in cli("mget", "cli:1", "cli:2")
+    S["written"] = True
+
+
+def test_redis_benchmark_cluster_completes():
+    dht.need(S, "written")
+    bench = tool("redis-benchmark")
+    if not bench:
+        return
+    p = subprocess.run([bench, "--cluster", "-p", str(S["ports"][1]), "-n", "2000", "-c", "20",
+                        "-t", "set,get", "-q"], capture_output=True, timeout=120)
+    out = p.stdout.decode().replace("\r", "\n")
+    assert p.returncode == 0, (out[-1000:], p.stderr[-500:])
+    rates = [l for l in out.splitlines() if "requests per second" in l and ": rps=" not in l]
+    print("    redis-benchmark --cluster -n 2000 -c 20: " + "; ".join(l.strip() for l in rates))
+    assert any(l.strip().startswith("SET:") for l in rates), out[-1000:]
+    assert any(l.strip().startswith("GET:") for l in rates), out[-1000:]
+    assert "Cluster has %d master nodes" % N in out, out[:500]
+
+
+def test_nodejs_cluster_client_with_a_node_killed():
+    dht.need(S, "written")
+    c = S["cluster"]
+    node = shutil.which("node")
+    have = node and os.path.isdir(os.path.join(NODE_PATH, "redis"))
+    if not have:
+        print("SKIP the Node.js client: %s (scripts/deps installs it)"
+              % ("node is not installed" if not node else "Debian's node-redis is not installed"))
+    else:
+        p = subprocess.Popen([node, os.path.join(NODE_DIR, "redis_cluster_client.js"),
+                              ",".join(str(x) for x in S["ports"])], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=dict(os.environ, NODE_PATH=NODE_PATH))
+        ready = p.stdout.readline()
+        assert ready.strip() == b"READY", (ready, p.stderr.read()[-2000:] if p.poll() is not None else "")
+    t_kill = time.monotonic()
+    c.kill(KILL)
+    gone = S["ports"][KILL]
+
+    def first_nowhere():
+        return all(gone not in {n[1] for run in call(i, "CLUSTER", "SLOTS") for n in run[2:3]}
+                   for i in live())
+    dht.wait_until(first_nowhere, timeout=10,
+                   what="the killed node is served first for no slot anywhere")
+    print("    the killed node is first for no slot at any survivor %.2f s after the kill "
+          "(suspected by all)" % (time.monotonic() - t_kill))
+
+    def listed_nowhere():
+        return all(gone not in {n[1] for run in call(i, "CLUSTER", "SLOTS") for n in run[2:]}
+                   for i in live())
+    dht.wait_until(listed_nowhere, timeout=10, what="the killed node is in no replica list anywhere")
+    print("    ... and in no replica list %.2f s after it (dead to all)" % (time.monotonic() - t_kill))
+    if have:
+        time.sleep(max(0.0, 6 - (time.monotonic() - t_kill)))
+        out, err = p.communicate(b"stop\n", timeout=120)
+        summary = out.decode().strip().splitlines()[-1]
+        print("    node-redis cluster, node %d killed 0 s into 6 s of SET/GET/MGET: %s" % (KILL, summary))
+        assert p.returncode == 0, (summary, err.decode()[-2000:])
+    S["killed"] = True
+
+
+def test_dead_node_is_failed_and_keys_stay_readable():
+    dht.need(S, "killed")
+    gone = S["ports"][KILL]
+    for i in live():
+        lines = call(i, "CLUSTER", "NODES").decode().splitlines()
+        dead = [l for l in lines if (":%d@" % gone) in l]
+        assert len(dead) == 1 and "fail" in dead[0].split(" ")[2], dead
+    if S.get("redis-cli"):
+        out = cli(stdin="".join("get cli:%d\n" % i for i in range(100)).encode(), port=S["ports"][0])
+        values = [l for l in out.splitlines() if not l.startswith("-> Redirected")]
+        assert values == ["value-%d" % i for i in range(100)], values[:5]
+
+
+if __name__ == "__main__":
+    sys.exit(dht.run_scenario(globals(), S))
