@@ -496,6 +496,7 @@ static void send_msg(members *m, const struct sockaddr_in *to, const uint8_t *id
     p.digests = &digest;
     p.n_digests = 1;
     p.stamp = m->n->hlc;
+    p.gc_floor = m->n->gc_floor;
     if (target) {
         p.client_ip = target->ip;
         p.client_port = target->port;
@@ -526,6 +527,7 @@ static void send_full(members *m, const struct sockaddr_in *to, uint32_t flags) 
         p.n_members = k;
         p.flags = flags | PEER_GOSSIP_SYNC | (i >= m->len ? PEER_GOSSIP_SYNC_END : 0);
         p.stamp = m->n->hlc;
+        p.gc_floor = m->n->gc_floor;
         node_send_peer(m->n, to, id, sizeof id, &p);
     } while (i < m->len);
 }
@@ -742,6 +744,8 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
     m->accused = false;
     /* clocks: our stamps go above what the others stamped (node.h) */
     if (p->stamp) node_stamp_seen(m->n, p->stamp);
+    /* tombstones: whether our store was outlived by the cluster (node.h) */
+    node_floor_seen(m->n, p->gc_floor);
     if (p->from) merge_one(m, p->from);
     for (size_t i = 0; i < p->n_members; i++) merge_one(m, p->members[i]);
     uint64_t seq = id_seq(id, idlen);

@@ -62,6 +62,87 @@ void node_stamp_seen(node *n, uint64_t stamp) {
     if (stamp > n->hlc && (stamp >> 16) <= node_wall_ms(n) + WIRE_MAX_AHEAD_MS) n->hlc = stamp;
 }
 
+/* ---- a store the cluster outlived --------------------------------------
+ *
+ * Tombstones are collected once every member is alive or forgotten
+ * (repl.c gc_due). A node back after being forgotten (dead --forget-ms)
+ * may hold values whose tombstones the others have since collected: pushed
+ * or read, they would bring deleted keys back. Each node keeps the stamp
+ * below which it has collected (gc_floor, in its data dir) and gossips it.
+ * A node that restarts on a store of a life that ended long ago holds back
+ * the records of that life (node_stale) until it hears a peer's floor: past
+ * the end of that life, the records may have outlived their tombstones and
+ * are dropped (their replicas hold what is current, and anti-entropy brings
+ * it back); otherwise they count again a little after the first floor heard
+ * (a few gossip periods, time to hear more). */
+
+#define ALIVE_PERIOD_MS 10000  /* how often env.alive is told, at most */
+#define STALE_HEAR_PERIODS 20  /* gossip periods of floors heard before trusting */
+
+void node_gc_ran(node *n, uint64_t floor) {
+    if (floor > n->gc_floor) n->gc_floor = floor;
+}
+
+void node_floor_seen(node *n, uint64_t floor) {
+    if (!n->stale_below) return;
+    if (!n->stale_until) n->stale_until = node_now(n) + STALE_HEAR_PERIODS * n->cfg.gossip_ms;
+    if (floor <= n->last_life || (floor >> 16) > node_wall_ms(n) + WIRE_MAX_AHEAD_MS) return;
+    size_t dropped = store_drop_older(n->store, n->stale_below + 1);
+    n->stats.outlived += dropped;
+    node_log(n, "back after the cluster collected tombstones past this store's last life: "
+                "dropped its %zu records from then (their replicas hold what is current)",
+             dropped);
+    n->stale_below = 0;
+}
+
+/* The last life ended long enough ago that tombstones it never saw may have
+ * been collected: at least half of the time a dead member is remembered, or
+ * a tombstone kept (clocks may differ by less than that half). */
+static uint64_t alive_period(const node_config *cfg) {
+    return cfg->forget_ms / 4 < ALIVE_PERIOD_MS ? cfg->forget_ms / 4 : ALIVE_PERIOD_MS;
+}
+
+static int newest_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *rec) {
+    (void)key, (void)klen;
+    uint64_t *newest = ctx;
+    if (rec->stamp > *newest) *newest = rec->stamp;
+    return 0;
+}
+
+static void hold_back_last_life(node *n, const node_config *cfg) {
+    uint64_t wall = node_wall_ms(n);
+    uint64_t keep = cfg->forget_ms < cfg->tombstone_ms ? cfg->forget_ms : cfg->tombstone_ms;
+    if (!cfg->last_alive_ms || store_records(n->store) == 0 || wall < cfg->last_alive_ms ||
+        wall - cfg->last_alive_ms < keep / 2)
+        return;
+    n->last_life = cfg->last_alive_ms << 16;
+    /* every record of that life, whatever clock stamped it */
+    uint64_t newest = 0;
+    if (store_iter(n->store, newest_visit, &newest) != 0 || !newest) return;
+    n->stale_below = newest;
+    node_log(n, "this store's last life ended %llu s ago: its records are held back until a "
+                "peer says whether tombstones were collected since",
+             (unsigned long long)((wall - cfg->last_alive_ms) / 1000));
+}
+
+static void check_last_life(node *n, uint64_t now, uint64_t *next) {
+    if (n->stale_below && !n->stale_until && members_total(n->members) < 2) {
+        n->stale_below = 0; /* alone: nobody else collected anything */
+    } else if (n->stale_below && n->stale_until) {
+        if (now >= n->stale_until) {
+            node_log(n, "no peer collected tombstones past this store's last life: its records "
+                        "count again");
+            n->stale_below = 0;
+        } else if (n->stale_until < *next) {
+            *next = n->stale_until;
+        }
+    }
+    if (n->env.alive) {
+        if (node_due(&n->alive_at, now, alive_period(&n->cfg), next))
+            n->env.alive(n->env.ctx, node_wall_ms(n), n->gc_floor);
+    }
+}
+
 char *node_addr_str(uint32_t ip, uint16_t port, char *buf) {
     struct in_addr a = {ip};
     char tmp[INET_ADDRSTRLEN];
@@ -472,6 +553,8 @@ node *node_new(const node_config *cfg, const node_env *env, const struct sockadd
         return NULL;
     }
     n->cache_at = node_now(n) + CACHE_EXPIRE_MS;
+    n->gc_floor = cfg->last_gc_floor;
+    hold_back_last_life(n, cfg);
     if (n->env.incarnation) n->env.incarnation(n->env.ctx, n->incarnation);
     return n;
 }
@@ -531,6 +614,7 @@ uint64_t node_tick(node *n) {
     if (node_due(&n->cache_at, now, CACHE_EXPIRE_MS, &next)) cache_expire(n->cache, now);
     if ((t = members_tick(n->members, now)) < next) next = t;
     if ((t = repl_tick(n->repl, now)) < next) next = t;
+    check_last_life(n, now, &next);
     outbox_flush(n->outbox);
     n->tick_due = next;
     return next;

@@ -70,6 +70,9 @@ typedef struct node_config {
     uint64_t tombstone_ms;      /* tombstone lifetime before GC */
     uint64_t last_incarnation;  /* of this node's previous life, kept by the driver
                                    (0: unknown); the new one is above it */
+    uint64_t last_alive_ms;     /* wall ms its previous life was last known alive,
+                                   kept by the driver with a data dir (0: unknown) */
+    uint64_t last_gc_floor;     /* the stamp its previous life collected below */
     const auth_keys *keys;      /* cluster key(s); NULL: none (auth.h) */
     const auth_net *admin_nets; /* who may send SHUTDOWN and WIPEOUT, besides */
     size_t admin_nets_n;        /* members' hosts; none given: 127.0.0.0/8 */
@@ -109,6 +112,11 @@ typedef struct node_env {
      * rises (a refuted suspicion), for a driver with a data dir to keep it
      * and pass it back as cfg.last_incarnation in the next life. */
     void (*incarnation)(void *ctx, uint64_t incarnation);
+    /* Optional: told every few seconds (and at start) that the node is
+     * alive at wall ms `alive_ms`, and the stamp below which it has
+     * collected tombstones, for a driver with a data dir to keep and pass
+     * back as cfg.last_alive_ms and cfg.last_gc_floor in the next life. */
+    void (*alive)(void *ctx, uint64_t alive_ms, uint64_t gc_floor);
 } node_env;
 
 /* Counters shown by /metrics and INFO. */
@@ -128,6 +136,7 @@ typedef struct node_stats {
     uint64_t forwarded;
     uint64_t peer_msgs;
     uint64_t repushed;          /* records pushed by re-replication sweeps */
+    uint64_t outlived;          /* records dropped: the cluster outlived them (node.h) */
     uint64_t resent;            /* replica requests sent again (no answer in time) */
     uint64_t restamped;         /* writes stamped again (a replica held a newer stamp) */
     uint64_t lat_us[32];        /* coordinated latency, log2 buckets of us */
@@ -162,6 +171,16 @@ typedef struct node {
     int store_full;             /* store_full() as last logged */
     uint64_t refused_at;        /* store_refused() before the store became full */
     uint64_t room_since;        /* 0, or since when a full store has taken writes */
+    /* A store outlived by its cluster (node_floor_seen): records stamped up
+     * to stale_below, from before the last life's end, are held back (not
+     * read, not pushed) until a peer's tombstone floor says whether they
+     * may have outlived their tombstones (then they are dropped) or not
+     * (then they count again, stale_until after the first peer heard). */
+    uint64_t stale_below;       /* 0: nothing held back */
+    uint64_t last_life;         /* stamp of when the last life was last known alive */
+    uint64_t stale_until;       /* 0: no peer heard yet */
+    uint64_t gc_floor;          /* tombstones stamped below it may be collected here */
+    uint64_t alive_at;          /* next report to env.alive */
 } node;
 
 /* Creates a node serving at `self` on store st (not owned), from cfg (the
@@ -230,6 +249,21 @@ uint64_t node_stamp(node *n);
 
 /* Tells the clock of a stamp seen from elsewhere. */
 void node_stamp_seen(node *n, uint64_t stamp);
+
+/* Whether a record of this stamp is held back: it predates this node's
+ * restart after an absence, and the cluster may have collected the
+ * tombstones that would have beaten it (see node.stale_below). */
+static inline bool node_stale(const node *n, uint64_t stamp) {
+    return n->stale_below && stamp <= n->stale_below;
+}
+
+/* Tombstones stamped below floor have just been collected here (repl.c). */
+void node_gc_ran(node *n, uint64_t floor);
+
+/* A peer's gossip said it collects tombstones stamped below floor (0:
+ * none): if that is past this node's last life, the records of that life
+ * still held back may have lost their tombstones, and are dropped. */
+void node_floor_seen(node *n, uint64_t floor);
 
 /* 64 random bits from the environment. */
 uint64_t node_random(node *n);

@@ -232,12 +232,27 @@ static uint32_t apply(node *n, const uint8_t *key, size_t klen, const store_rec 
     return rec->tomb && !had ? WIRE_ENOKEY : WIRE_OK;
 }
 
+/* The record this node holds for key, as reads and pushes see it: one held
+ * back (node_stale) is not there. */
+static int get_held(node *n, const uint8_t *key, size_t klen, store_rec *rec) {
+    int rc = store_get(n->store, key, klen, rec);
+    return rc == 0 && node_stale(n, rec->stamp) ? STORE_ENOTFOUND : rc;
+}
+
 static void apply_record(node *n, const Record *rec) {
     if (!record_ok(rec) || !stamp_believable(n, rec->stamp)) return;
     store_rec s = {rec->value.data, (uint32_t)rec->value.len, rec->version,
                    rec->stamp, rec->tombstone};
     node_stamp_seen(n, rec->stamp);
     store_put(n->store, rec->key.data, rec->key.len, &s);
+}
+
+/* Whether a record is older than a tombstone's lifetime: a replica that
+ * holds nothing for its key may have collected the tombstone that ended
+ * it, so it is never pushed where it is missing. */
+static bool outlived(const node *n, uint64_t stamp) {
+    uint64_t wall = node_wall_ms(n);
+    return wall > n->cfg.tombstone_ms && stamp < (wall - n->cfg.tombstone_ms) << 16;
 }
 
 /* ---- hinted handoff ---------------------------------------------------- */
@@ -296,8 +311,11 @@ static void hint_add(node *n, const uint8_t *key, size_t klen, uint32_t ip, uint
 }
 
 /* Sends each hinted record to its replica once the replica is alive; a
- * hint goes when acknowledged, when its replica is declared dead (the
- * re-replication sweep covers the keys then) or after HINT_TRIES sends. */
+ * hint goes when acknowledged (or refused: the replica holds newer), when
+ * its replica is declared dead (the re-replication sweep covers the keys
+ * then), after HINT_TRIES sends, or once the record is older than a
+ * tombstone's lifetime: the replica may have collected the tombstone that
+ * ended it, and would take it as new. */
 static void handoff_round(node *n, uint64_t now) {
     repl *r = n->repl;
     for (size_t i = 0; i < r->hints_hwm; i++) {
@@ -306,7 +324,8 @@ static void handoff_round(node *n, uint64_t now) {
         long m = members_find(n->members, h->ip, h->port);
         store_rec cur;
         if (m <= 0 || members_at(n->members, (size_t)m)->state >= MEMBER_DEAD ||
-            h->tries >= HINT_TRIES || store_get(n->store, h->key, h->klen, &cur) != 0) {
+            h->tries >= HINT_TRIES || store_get(n->store, h->key, h->klen, &cur) != 0 ||
+            outlived(n, cur.stamp)) {
             hint_free(r, h);
             continue;
         }
@@ -323,7 +342,8 @@ static bool hint_acked(node *n, const uint8_t *id, size_t idlen, const Peer *p) 
     repl *r = n->repl;
     hint *h = hint_from_id(r, id, idlen);
     if (!h) return false;
-    if (p->type == PEER_WRITE_ACK && (p->err == WIRE_OK || p->err == WIRE_ENOKEY))
+    if (p->type == PEER_WRITE_ACK &&
+        (p->err == WIRE_OK || p->err == WIRE_ENOKEY || p->err == WIRE_ESTALE))
         hint_free(r, h);
     return true;
 }
@@ -607,7 +627,7 @@ static void on_reply(op *o, size_t i, uint32_t err, const store_rec *rec) {
 static void local_target(node *n, op *o, size_t i) {
     if (o->cmd == WIRE_GET) {
         store_rec cur;
-        on_reply(o, i, 0, store_get(n->store, o->key, o->klen, &cur) == 0 ? &cur : NULL);
+        on_reply(o, i, 0, get_held(n, o->key, o->klen, &cur) == 0 ? &cur : NULL);
     } else {
         store_rec s = {o->val, (uint32_t)o->vlen, o->version, o->stamp, o->tomb};
         uint64_t held = 0;
@@ -872,7 +892,7 @@ static void on_read(node *n, const uint8_t *id, size_t idlen, const Peer *p,
     Record *recs[1] = {&rec};
     Peer rep = PEER__INIT;
     rep.type = PEER_READ_REPLY;
-    if (store_get(n->store, p->key.data, p->key.len, &cur) == 0) {
+    if (get_held(n, p->key.data, p->key.len, &cur) == 0) {
         record_fill(&rec, p->key.data, p->key.len, &cur);
         rep.n_records = 1;
         rep.records = recs;
@@ -947,7 +967,7 @@ static void flush(node *n, size_t peer, batch *b) {
 
 static void batch_add(pusher *ps, size_t peer, const uint8_t *key, size_t klen,
                       const store_rec *s) {
-    if (peer >= ps->nb) return;
+    if (peer >= ps->nb || node_stale(ps->n, s->stamp)) return;
     batch *b = ps->b[peer];
     if (!b && !(b = ps->b[peer] = calloc(1, sizeof *b))) return;
     if (b->len == 0) {
@@ -1183,14 +1203,19 @@ static void clean_start(node *n) {
     r->nspare = 0;
 }
 
-/* Every replica answered the check of a spare copy. */
+/* Every replica answered the check of a spare copy. A replica that holds
+ * nothing for a key whose spare copy is older than a tombstone's lifetime
+ * may have collected the tombstone that ended it: such a copy is not
+ * pushed back (that would bring a deleted key back) but dropped. */
 static void clean_finish(node *n, op *o) {
     bool covered = true;
     store_rec cur;
     bool have = store_get(n->store, o->key, o->klen, &cur) == 0 && cur.stamp == o->clean_stamp;
+    bool old = outlived(n, o->clean_stamp);
     uint8_t id[WIRE_ID_LEN] = {0};
     for (size_t i = 0; i < o->nt; i++) {
         if (o->st[i] == T_OK && o->tstamp[i] >= o->clean_stamp) continue;
+        if (o->st[i] == T_OK && o->tstamp[i] == 0 && old) continue;
         covered = false;
         if (have) send_record(n, o->t[i], id, PEER_SYNC, o->key, o->klen, &cur, NO_HINT);
     }
@@ -1198,12 +1223,17 @@ static void clean_finish(node *n, op *o) {
 }
 
 /* Tombstones older than their lifetime go, but only while every member is
- * alive and membership has been still for a while (clean_due): a replica
+ * alive and membership has been still for a while (twice clean_due): a replica
  * that is down, or was until lately, may not hold a tombstone yet, and the
  * older copy of the key it holds would come back once no tombstone stands
  * against it. A member that stays dead keeps tombstones from going. */
 static bool gc_due(node *n) {
-    if (!clean_due(n)) return false;
+    /* twice the wait of spare copies' cleaning: a spare copy of an old value
+     * at a node that is no replica is checked and dropped first (pushed
+     * back after its tombstone went, it would bring the key back) */
+    if (!clean_due(n) ||
+        node_now(n) - n->repl->changed_ms < 2ull * CLEAN_QUIET_PERIODS * n->cfg.sync_ms)
+        return false;
     for (size_t i = 1; i < members_total(n->members); i++) {
         int state = members_at(n->members, i)->state;
         if (state != MEMBER_ALIVE && state != MEMBER_GONE) return false;
@@ -1214,8 +1244,11 @@ static bool gc_due(node *n) {
 static void sync_round(node *n) {
     repl *r = n->repl;
     uint64_t wall = node_wall_ms(n);
-    if (wall > n->cfg.tombstone_ms && gc_due(n))
-        store_gc(n->store, (wall - n->cfg.tombstone_ms) << 16);
+    if (wall > n->cfg.tombstone_ms && gc_due(n)) {
+        uint64_t floor = (wall - n->cfg.tombstone_ms) << 16;
+        store_gc(n->store, floor);
+        node_gc_ran(n, floor);
+    }
     size_t total = members_total(n->members);
     if (total < 2) return;
     r->nspare = 0;

@@ -110,10 +110,11 @@ static uint64_t read_incarnation(const char *dir) {
     return v;
 }
 
-static void env_incarnation(void *ctx, uint64_t inc) {
-    server *sv = ctx;
+/* Replaces DATA_DIR/name with text, through a file renamed over it (synced
+ * first, so a crash leaves the old text or the new); 0 or -1. */
+static int keep_file(const char *dir, const char *name, const char *text) {
     char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/incarnation", sv->data_dir);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     /* the owner's alone (also a file an earlier version left 0644) */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -122,13 +123,44 @@ static void env_incarnation(void *ctx, uint64_t inc) {
     if (fd >= 0 && !f) close(fd);
     bool ok = f != NULL;
     if (f) {
-        ok = fprintf(f, "%llu\n", (unsigned long long)inc) > 0 && fflush(f) == 0 &&
-             fsync(fileno(f)) == 0;
+        ok = fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
         ok = fclose(f) == 0 && ok;
     }
-    if (!ok || rename(tmp, path) != 0)
-        fprintf(stderr, "dht-server: cannot keep the incarnation in %s: %s\n", path,
-                strerror(errno));
+    if (!ok || rename(tmp, path) != 0) {
+        fprintf(stderr, "dht-server: cannot keep %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void env_incarnation(void *ctx, uint64_t inc) {
+    server *sv = ctx;
+    char text[32];
+    snprintf(text, sizeof text, "%llu\n", (unsigned long long)inc);
+    keep_file(sv->data_dir, "incarnation", text);
+}
+
+/* DATA_DIR/alive: "ALIVE_MS GC_FLOOR", when this node was last alive (wall
+ * ms) and the stamp below which it had collected tombstones (node.h). */
+static void read_alive(const char *dir, node_config *c) {
+    char path[4096];
+    unsigned long long alive = 0, floor = 0;
+    snprintf(path, sizeof path, "%s/alive", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    if (fscanf(f, "%llu %llu", &alive, &floor) == 2) {
+        c->last_alive_ms = alive;
+        c->last_gc_floor = floor;
+    }
+    fclose(f);
+}
+
+static void env_alive(void *ctx, uint64_t alive_ms, uint64_t gc_floor) {
+    server *sv = ctx;
+    char text[64];
+    snprintf(text, sizeof text, "%llu %llu\n", (unsigned long long)alive_ms,
+             (unsigned long long)gc_floor);
+    keep_file(sv->data_dir, "alive", text);
 }
 
 /* ---- libuv plumbing --------------------------------------------------- */
@@ -289,10 +321,14 @@ int server_run(const node_config *cfg) {
     }
     node_config c = *cfg;
     sv.data_dir = cfg->data_dir;
-    if (cfg->data_dir) c.last_incarnation = read_incarnation(cfg->data_dir);
+    if (cfg->data_dir) {
+        c.last_incarnation = read_incarnation(cfg->data_dir);
+        read_alive(cfg->data_dir, &c);
+    }
     node_env env = {.ctx = &sv, .now = env_now, .wall = env_wall, .send = env_send,
                     .random = env_random, .log = env_log, .stop = env_stop,
-                    .incarnation = cfg->data_dir ? env_incarnation : NULL};
+                    .incarnation = cfg->data_dir ? env_incarnation : NULL,
+                    .alive = cfg->data_dir ? env_alive : NULL};
     if (!(sv.n = node_new(&c, &env, &self, sv.store, (int32_t)getpid()))) {
         fprintf(stderr, "dht-server: out of memory\n");
         return -1;

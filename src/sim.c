@@ -85,6 +85,9 @@ typedef struct options {
     unsigned mtu;               /* datagram size limit */
     unsigned vnodes;
     unsigned tombstone_ms;      /* 0: the nodes' default */
+    unsigned forget_ms;         /* 0: the nodes' default */
+    unsigned sync_ms;           /* 0: the nodes' default */
+    unsigned crash_ms;          /* longest crash */
     unsigned replicas, wq, rq;
     unsigned fault_mask;        /* which kinds of fault (1 << F_*) */
     bool trace;                 /* print every trace line */
@@ -127,6 +130,7 @@ typedef struct simnode {
     uint64_t bytes_sent, msgs_sent;
     uint64_t restarts;
     uint64_t incarnation;       /* kept across crashes with --durable, as in a data dir */
+    uint64_t alive_ms, gc_floor;/* the same (env.alive) */
 } simnode;
 
 /* Per key (single writer): every write's value and outcome. */
@@ -385,6 +389,12 @@ static void node_down(sim *s, simnode *sn, const char *why);
 
 static void env_incarnation(void *ctx, uint64_t inc) { ((simnode *)ctx)->incarnation = inc; }
 
+static void env_alive(void *ctx, uint64_t alive_ms, uint64_t gc_floor) {
+    simnode *sn = ctx;
+    sn->alive_ms = alive_ms;
+    sn->gc_floor = gc_floor;
+}
+
 static void env_stop(void *ctx) {
     simnode *sn = ctx;
     trace(S, "n%u stop (SHUTDOWN)", sn->idx);
@@ -436,9 +446,14 @@ static void node_up(sim *s, simnode *sn) {
     if (!sn->st && store_open(&sn->st, NULL, 256u << 20) != 0) abort();
     node_env env = {.ctx = sn, .now = env_now, .wall = env_wall, .send = env_send,
                     .random = env_random, .log = env_log, .stop = env_stop,
-                    .member_state = env_member_state, .incarnation = env_incarnation};
+                    .member_state = env_member_state, .incarnation = env_incarnation,
+                    .alive = env_alive};
     node_config cfg = s->cfg;
-    if (s->o.durable) cfg.last_incarnation = sn->incarnation;
+    if (s->o.durable) {
+        cfg.last_incarnation = sn->incarnation;
+        cfg.last_alive_ms = sn->alive_ms;
+        cfg.last_gc_floor = sn->gc_floor;
+    }
     sn->n = node_new(&cfg, &env, &self, sn->st, (int32_t)(1000 + sn->idx));
     if (!sn->n) abort();
     ring_node *seeds = malloc(s->o.nodes * sizeof *seeds);
@@ -563,6 +578,17 @@ static bool faults_since(const sim *s, uint64_t from) {
 }
 
 /* Checks a read's answer against the key's history. */
+/* What every node's store holds for k, into the trace. */
+static void trace_holders(sim *s, const keyst *k) {
+    size_t kl = strlen(k->key);
+    for (uint32_t i = 0; i < s->o.nodes; i++) {
+        store_rec r;
+        if (s->nodes[i].st && store_get(s->nodes[i].st, (uint8_t *)k->key, kl, &r) == 0)
+            trace(s, "  n%u holds %s seq %" PRIu64 " stamp %016" PRIx64, i,
+                  r.tomb ? "tombstone" : "value", r.tomb ? 0 : seq_of(k, r.val, r.vlen), r.stamp);
+    }
+}
+
 static void check_read(sim *s, client *c, uint32_t err, const uint8_t *v, size_t vlen) {
     keyst *k = c->k;
     uint64_t seq = 0;
@@ -591,6 +617,7 @@ static void check_read(sim *s, client *c, uint32_t err, const uint8_t *v, size_t
     }
     if (!stale) return;
     if (c->final_read) {
+        trace_holders(s, k);
         fail(s, "lost write: %s last acknowledged seq %" PRIu64 " (%s), final read %s seq %" PRIu64,
              k->key, need, k->w[need].remove ? "remove" : "put",
              err == WIRE_OK ? "found" : "not found", seq);
@@ -616,12 +643,7 @@ static void check_copies(sim *s, client *c) {
         if (c->cmd == WIRE_REMOVE ? r.tomb : !r.tomb && seq_of(k, r.val, r.vlen) == c->seq) copies++;
     }
     if (copies < need) {
-        for (uint32_t i = 0; i < s->o.nodes; i++) {
-            store_rec r;
-            if (s->nodes[i].st && store_get(s->nodes[i].st, (uint8_t *)k->key, kl, &r) == 0)
-                trace(s, "  n%u holds %s seq %" PRIu64 " stamp %016" PRIx64, i,
-                      r.tomb ? "tombstone" : "value", r.tomb ? 0 : seq_of(k, r.val, r.vlen), r.stamp);
-        }
+        trace_holders(s, k);
         fail(s, "%s of %s seq %" PRIu64 " acknowledged with %u cop%s (W=%u)", wire_cmd_name(c->cmd),
              k->key, c->seq, copies, copies == 1 ? "y" : "ies", s->cfg.write_quorum);
     }
@@ -761,7 +783,7 @@ static void fault_fire(sim *s, uint32_t what) {
         fault_begin(s);
         sn->disturbed_until = UINT64_MAX;
         node_down(s, sn, "crash");
-        push(s, s->now + rng_range(r, 500, 8000) * 1000, EV_FAULT, F_RESTART, i, NULL);
+        push(s, s->now + rng_range(r, 500, s->o.crash_ms) * 1000, EV_FAULT, F_RESTART, i, NULL);
         break;
     }
     case F_PARTITION: {
@@ -1281,6 +1303,8 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
     s->cfg.quiet = !o->verbose;
     s->cfg.vnodes = o->vnodes;
     if (o->tombstone_ms) s->cfg.tombstone_ms = o->tombstone_ms;
+    if (o->forget_ms) s->cfg.forget_ms = o->forget_ms;
+    if (o->sync_ms) s->cfg.sync_ms = o->sync_ms;
     s->cfg.replicas = o->replicas;
     s->cfg.write_quorum = o->wq;
     s->cfg.read_quorum = o->rq;
@@ -1507,6 +1531,9 @@ static void usage(FILE *f) {
         "  --mtu BYTES       drop datagrams larger than this (65507)\n"
         "  --vnodes N        ring points per node (64)\n"
         "  --tombstone-ms MS tombstone lifetime (the nodes' default: an hour)\n"
+        "  --forget-ms MS    a member dead this long is forgotten (an hour)\n"
+        "  --sync-ms MS      anti-entropy period (2000)\n"
+        "  --crash-ms MS     a crash lasts 500 ms to this long (8000)\n"
         "  --replicas N, --write-quorum W, --read-quorum R   (3, 2, 2)\n"
         "  --attacker        an outsider without the key forges node-to-node messages\n"
         "                    (fake members, deaths, writes, forwards, debug) from\n"
@@ -1533,14 +1560,14 @@ static int parse_u(const char *s, unsigned long long max, unsigned long long *ou
 int main(int argc, char **argv) {
     options o = {.nodes = 10, .clients = 8, .keys_per_client = 4, .duration_s = 20,
                  .quiet_s = 60, .faults = true, .kill_at_s = 8, .mtu = WIRE_MAX_DATAGRAM,
-                 .vnodes = 64, .replicas = 3, .wq = 2, .rq = 2, .fault_mask = ~0u};
+                 .vnodes = 64, .crash_ms = 8000, .replicas = 3, .wq = 2, .rq = 2, .fault_mask = ~0u};
     unsigned long long a, b, nrandom = 0, v;
     uint64_t *seeds = NULL;
     size_t nseeds = 0, capseeds = 0;
     bool check_replay = false;
     enum { O_SEED = 256, O_SEEDS, O_RANDOM, O_NODES, O_CLIENTS, O_KEYS, O_DURATION, O_CONVERGE,
            O_NOFAULTS, O_DURABLE, O_MEMBERS, O_KILLAT, O_LOSS, O_STALLS, O_STALL1, O_DUP, O_MTU, O_VNODES, O_N, O_W,
-           O_R, O_REPLAY, O_TRACE, O_VERBOSE, O_FAULTS, O_TOMB, O_ATTACKER, O_NOKEY, O_AVAILABLE };
+           O_R, O_REPLAY, O_TRACE, O_VERBOSE, O_FAULTS, O_TOMB, O_ATTACKER, O_NOKEY, O_AVAILABLE, O_FORGET, O_SYNC, O_CRASHMS };
     static const struct option opts[] = {
         {"seed", 1, 0, O_SEED}, {"seeds", 1, 0, O_SEEDS}, {"random", 1, 0, O_RANDOM},
         {"nodes", 1, 0, O_NODES}, {"clients", 1, 0, O_CLIENTS}, {"keys", 1, 0, O_KEYS},
@@ -1553,7 +1580,8 @@ int main(int argc, char **argv) {
         {"check-replay", 0, 0, O_REPLAY}, {"faults", 1, 0, O_FAULTS},
         {"tombstone-ms", 1, 0, O_TOMB}, {"trace", 0, 0, O_TRACE}, {"verbose", 0, 0, O_VERBOSE},
         {"attacker", 0, 0, O_ATTACKER}, {"no-key", 0, 0, O_NOKEY},
-        {"available", 0, 0, O_AVAILABLE},
+        {"available", 0, 0, O_AVAILABLE}, {"forget-ms", 1, 0, O_FORGET}, {"sync-ms", 1, 0, O_SYNC},
+        {"crash-ms", 1, 0, O_CRASHMS},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -1612,6 +1640,9 @@ int main(int argc, char **argv) {
         case O_DUP: o.dup = strtod(optarg, &end); bad = *end || o.dup < 0 || o.dup > 1; break;
         case O_MTU: bad = parse_u(optarg, WIRE_MAX_DATAGRAM, &v) || v < 64; o.mtu = (unsigned)v; break;
         case O_TOMB: bad = parse_u(optarg, 86400000, &v) || v < 1; o.tombstone_ms = (unsigned)v; break;
+        case O_FORGET: bad = parse_u(optarg, 86400000, &v) || v < 1000; o.forget_ms = (unsigned)v; break;
+        case O_SYNC: bad = parse_u(optarg, 3600000, &v) || v < 10; o.sync_ms = (unsigned)v; break;
+        case O_CRASHMS: bad = parse_u(optarg, 3600000, &v) || v < 500; o.crash_ms = (unsigned)v; break;
         case O_VNODES: bad = parse_u(optarg, 4096, &v) || v < 1; o.vnodes = (unsigned)v; break;
         case O_N: bad = parse_u(optarg, REPL_MAX_N, &v) || v < 1; o.replicas = (unsigned)v; break;
         case O_W: bad = parse_u(optarg, REPL_MAX_N, &v) || v < 1; o.wq = (unsigned)v; break;

@@ -322,7 +322,8 @@ static int mem_wipe(store *s) {
     return 0;
 }
 
-static size_t mem_gc(store *s, uint64_t min_stamp) {
+/* Drops the tombstones stamped below min_stamp, or with all every record. */
+static size_t mem_gc(store *s, uint64_t min_stamp, bool all) {
     /* Start just after an empty slot: no cluster then wraps past the start,
      * and backward shifts only move records into the slot being looked at
      * (looked at again) or into slots not reached yet. */
@@ -333,8 +334,9 @@ static size_t mem_gc(store *s, uint64_t min_stamp) {
         size_t i = (start + k) & s->mask;
         for (;;) {
             mrec *r = s->slots[i].r;
-            if (!r || !r->tomb || r->stamp >= min_stamp) break;
-            s->bytes -= r->klen; /* tombstones have no value */
+            if (!r || (!r->tomb && !all) || r->stamp >= min_stamp) break;
+            if (!r->tomb) s->live--;
+            s->bytes -= (size_t)r->klen + r->vlen;
             s->records--;
             free(r);
             mdelete(s, i);
@@ -703,7 +705,7 @@ static int lmdb_wipe(store *s) {
 
 /* Drops old tombstones in one transaction; *dropped says how many. 0, or
  * an error (nothing dropped). */
-static int lmdb_gc(store *s, uint64_t min_stamp, size_t *dropped) {
+static int lmdb_gc(store *s, uint64_t min_stamp, bool all, size_t *dropped) {
     MDB_txn *txn;
     MDB_cursor *cur;
     *dropped = 0;
@@ -712,7 +714,7 @@ static int lmdb_gc(store *s, uint64_t min_stamp, size_t *dropped) {
         mdb_txn_abort(txn);
         return STORE_EIO;
     }
-    size_t n = 0, freed = 0;
+    size_t n = 0, freed = 0, live = 0;
     MDB_val k, d;
     MDB_cursor_op op = MDB_FIRST;
     int rc;
@@ -721,11 +723,12 @@ static int lmdb_gc(store *s, uint64_t min_stamp, size_t *dropped) {
     while ((rc = mdb_cursor_get(cur, &k, &d, op)) == 0) {
         op = MDB_NEXT;
         store_rec r;
-        if (dec(&k, &d, &r) != 0 || !r.tomb || r.stamp >= min_stamp) continue;
-        size_t ksz = k.mv_size;
+        if (dec(&k, &d, &r) != 0 || (!r.tomb && !all) || r.stamp >= min_stamp) continue;
+        size_t sz = k.mv_size + r.vlen;
         if ((rc = mdb_cursor_del(cur, 0)) != 0) break;
         n++;
-        freed += ksz;
+        live += !r.tomb;
+        freed += sz;
     }
     mdb_cursor_close(cur);
     if (rc != MDB_NOTFOUND) {
@@ -734,6 +737,7 @@ static int lmdb_gc(store *s, uint64_t min_stamp, size_t *dropped) {
     }
     if ((rc = mdb_txn_commit(txn)) != 0) return lerr(s, rc);
     s->records -= n;
+    s->live -= live;
     s->bytes -= freed;
     *dropped = n;
     return 0;
@@ -876,18 +880,22 @@ int store_wipe(store *s) {
     return rc;
 }
 
-size_t store_gc(store *s, uint64_t min_stamp) {
+static size_t gc(store *s, uint64_t min_stamp, bool all) {
     if (!s) return 0;
-    if (!s->lmdb) return mem_gc(s, min_stamp);
+    if (!s->lmdb) return mem_gc(s, min_stamp, all);
     size_t dropped = 0;
     int rc = lmdb_settled(s);
     while (rc == 0) {
-        rc = lmdb_gc(s, min_stamp, &dropped);
+        rc = lmdb_gc(s, min_stamp, all, &dropped);
         if (!lmdb_again(s, &rc, true)) break;
     }
     if (rc == 0 && dropped) s->freed = true;
     return rc == 0 ? dropped : 0;
 }
+
+size_t store_gc(store *s, uint64_t min_stamp) { return gc(s, min_stamp, false); }
+
+size_t store_drop_older(store *s, uint64_t min_stamp) { return gc(s, min_stamp, true); }
 
 int store_iter(store *s, store_visit_fn fn, void *ctx) {
     if (!s || !fn) return STORE_EINVAL;

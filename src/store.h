@@ -110,6 +110,10 @@ int store_wipe(store *s);
  * dropped). Returns how many; 0 if the engine failed (nothing dropped). */
 size_t store_gc(store *s, uint64_t min_stamp);
 
+/* Drops every record, values and tombstones, stamped below min_stamp (a
+ * store outlived by its cluster). Returns how many; 0 if the engine failed. */
+size_t store_drop_older(store *s, uint64_t min_stamp);
+
 /* Calls fn for every record (tombstones too), in no particular order. */
 int store_iter(store *s, store_visit_fn fn, void *ctx);
 

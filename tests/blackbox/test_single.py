@@ -578,7 +578,7 @@ def test_data_dir_files_are_the_owners_alone():
             modes["."] = stat.S_IMODE(os.stat(ddir).st_mode)
             print("    modes: " + ", ".join("%s %o" % kv for kv in sorted(modes.items())))
             assert modes == {".": 0o700, "data.mdb": 0o600, "lock.mdb": 0o600, "reserve": 0o600,
-                             "incarnation": 0o600}, modes
+                             "incarnation": 0o600, "alive": 0o600}, modes
             c.stop(0)
             for name in ("data.mdb", "lock.mdb", "incarnation"):
                 os.chmod(os.path.join(ddir, name), 0o644)

@@ -256,6 +256,25 @@ static void test_gc_drops_old_tombstones_only(void **state) {
     expect_val(s, "t5", "new", 1);
 }
 
+/* A store the cluster outlived (node.h): every record below the stamp goes,
+ * values and tombstones, and the counts follow. */
+static void test_drop_older_drops_values_and_tombstones(void **state) {
+    store *s = ((fx *)*state)->s;
+    assert_int_equal(put(s, "a", "va", 10), 0);
+    assert_int_equal(tomb(s, "t", 11), 0);
+    assert_int_equal(put(s, "b", "vbb", 12), 0);
+    assert_int_equal(put(s, "c", "vcccc", 20), 0);
+    expect_sizes(s, 3, 4, 3 + 1 + 4 + 6);
+    assert_int_equal(store_drop_older(s, 10), 0); /* strictly below */
+    assert_int_equal(store_drop_older(s, 13), 3);
+    expect_none(s, "a");
+    expect_none(s, "t");
+    expect_none(s, "b");
+    expect_val(s, "c", "vcccc", 20);
+    expect_sizes(s, 1, 1, 6);
+    assert_int_equal(store_drop_older(s, 13), 0);
+}
+
 static void test_drop_only_the_same_record(void **state) {
     store *s = ((fx *)*state)->s;
     assert_int_equal(put(s, "a", "va", 10), 0);
@@ -1032,6 +1051,7 @@ int main(void) {
         BOTH(test_gc_drops_old_tombstones_only),
         BOTH(test_gc_many_keeps_table_correct),
         BOTH(test_drop_only_the_same_record),
+        BOTH(test_drop_older_drops_values_and_tombstones),
         BOTH(test_cap_enospace_changes_nothing),
         BOTH(test_cap_zero_refuses_all),
         BOTH(test_wipe_removes_everything),
