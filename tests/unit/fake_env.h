@@ -27,6 +27,7 @@ static struct fake {
     uint64_t rnd;
     int stops;
     uint64_t incarnation;       /* the last one the node told of */
+    uint64_t alive_ms, gc_floor;/* what the node last told env.alive */
     size_t nsent;               /* datagrams sent in all */
     struct fake_sent {
         struct sockaddr_in to;
@@ -40,6 +41,11 @@ static uint64_t fake_wall(void *ctx) { (void)ctx; return fake.clock_ms + fake.wa
 static void fake_log(void *ctx, const char *line) { (void)ctx; (void)line; }
 static void fake_stop(void *ctx) { (void)ctx; fake.stops++; }
 static void fake_incarnation(void *ctx, uint64_t inc) { (void)ctx; fake.incarnation = inc; }
+static void fake_alive(void *ctx, uint64_t alive_ms, uint64_t gc_floor) {
+    (void)ctx;
+    fake.alive_ms = alive_ms;
+    fake.gc_floor = gc_floor;
+}
 
 static uint64_t fake_random(void *ctx) {
     (void)ctx;
@@ -70,12 +76,10 @@ static void fake_reset(uint64_t clock_ms, uint64_t wall_ms) {
     fake.rnd = 88172645463325252ull;
 }
 
-/* A node on 127.0.0.1:port in the fake world, on a new store in memory of
- * max_bytes. NULL when out of memory. cfg NULL: the defaults, quiet. Free
- * it (and its store) with fake_node_free. */
-static node *fake_node(const node_config *cfg, uint16_t port, size_t max_bytes) {
-    store *st;
-    if (store_open(&st, NULL, max_bytes) != 0) return NULL;
+/* A node on 127.0.0.1:port in the fake world, on store st (which it then
+ * owns). NULL when out of memory. cfg NULL: the defaults, quiet. Free it
+ * (and its store) with fake_node_free. */
+static node *fake_node_on(const node_config *cfg, uint16_t port, store *st) {
     node_config c;
     if (cfg) c = *cfg;
     else {
@@ -86,10 +90,18 @@ static node *fake_node(const node_config *cfg, uint16_t port, size_t max_bytes) 
     struct sockaddr_in self = {.sin_family = AF_INET, .sin_port = htons(port),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     node_env env = {.now = fake_now, .wall = fake_wall, .send = fake_send, .random = fake_random,
-                    .log = fake_log, .stop = fake_stop, .incarnation = fake_incarnation};
+                    .log = fake_log, .stop = fake_stop, .incarnation = fake_incarnation,
+                    .alive = fake_alive};
     node *n = node_new(&c, &env, &self, st, 1234);
     if (!n) store_close(st);
     return n;
+}
+
+/* The same on a new store in memory of max_bytes. */
+static node *fake_node(const node_config *cfg, uint16_t port, size_t max_bytes) {
+    store *st;
+    if (store_open(&st, NULL, max_bytes) != 0) return NULL;
+    return fake_node_on(cfg, port, st);
 }
 
 static void fake_node_free(node *n) {

@@ -124,6 +124,63 @@ static void test_incarnation_above_the_last_life(void **state) {
     fake_node_free(m);
 }
 
+/* A node on a store holding two records of a life that ended at
+ * last_alive (wall ms), with one peer known. */
+static node *back_on_old_store(uint64_t last_alive, uint16_t port) {
+    store *st;
+    assert_int_equal(store_open(&st, NULL, 1 << 20), 0);
+    store_rec v = {(const uint8_t *)"v", 1, 0, (last_alive - 5000) << 16, false};
+    store_rec t = {NULL, 0, 0, (last_alive - 4000) << 16, true};
+    assert_int_equal(store_put(st, (const uint8_t *)"old", 3, &v), 0);
+    assert_int_equal(store_put(st, (const uint8_t *)"gone", 4, &t), 0);
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    cfg.last_alive_ms = last_alive;
+    node *m = fake_node_on(&cfg, port, st);
+    assert_non_null(m);
+    ring_node peer = {.ip = htonl(0x7f000002), .port = 7000};
+    assert_int_equal(node_add_seeds(m, &peer, 1), 0);
+    return m;
+}
+
+/* A node back on a store whose last life ended two hours ago (its peers
+ * forgot it after one) holds that life's records back until it hears a
+ * peer's tombstone floor: past that life, they are dropped (a deleted key's
+ * value may have outlived its collected tombstone); not past it, they count
+ * again 20 gossip periods after the first floor heard. A life that ended
+ * lately is not held back. The node tells the driver when it is alive. */
+static void test_store_of_a_forgotten_life_is_held_back(void **state) {
+    (void)state;
+    uint64_t wall = fake_wall(NULL), ended = wall - 2 * 3600 * 1000;
+    node *m = back_on_old_store(ended, 7001);
+    assert_true(node_stale(m, (ended - 5000) << 16));
+    assert_false(node_stale(m, wall << 16)); /* what it takes now is not */
+    node_floor_seen(m, (ended - 1000) << 16); /* a peer that collected before the end */
+    fake.clock_ms += 1000;
+    node_tick(m);
+    assert_true(node_stale(m, (ended - 5000) << 16)); /* still listening */
+    fake.clock_ms += 20 * m->cfg.gossip_ms;
+    node_tick(m);
+    assert_false(node_stale(m, (ended - 5000) << 16));
+    assert_int_equal(store_records(m->store), 2);
+    assert_int_equal(fake.alive_ms, wall + 1000); /* told at the first tick */
+    fake_node_free(m);
+
+    m = back_on_old_store(ended, 7001);
+    node_floor_seen(m, (wall - 3600 * 1000) << 16); /* collected past the end */
+    assert_int_equal(store_records(m->store), 0);
+    assert_int_equal(m->stats.outlived, 2);
+    assert_false(node_stale(m, (ended - 5000) << 16));
+    fake_node_free(m);
+
+    m = back_on_old_store(wall - 10000, 7001); /* down 10 s: nothing to fear */
+    assert_false(node_stale(m, (wall - 15000) << 16));
+    node_floor_seen(m, (wall - 1000) << 16);
+    assert_int_equal(store_records(m->store), 2);
+    fake_node_free(m);
+}
+
 /* A node with one peer that is alive (gossip is too slow to suspect it in
  * these tests) but never answers: a busy replica. N=2, W=2. */
 static node *busy_pair(unsigned max_inflight) {
@@ -448,6 +505,7 @@ int main(void) {
         T(test_outbox_keeps_order_per_peer),
         T(test_single_node_put_get),
         T(test_incarnation_above_the_last_life),
+        T(test_store_of_a_forgotten_life_is_held_back),
         T(test_slow_replica_answers_overload_not_failure),
         T(test_admission_bounds_operations_in_flight),
         T(test_minority_refuses_writes),
