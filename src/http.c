@@ -301,6 +301,10 @@ static void page_metrics(const http_server *s, sbuf *b) {
     metric(b, "dht_repushed_records_total", "counter",
            "Records pushed to new replicas after membership changes (re-replication).");
     sb_printf(b, "dht_repushed_records_total %llu\n", (unsigned long long)st->repushed);
+    metric(b, "dht_outlived_records_total", "counter",
+           "Records of a past life dropped at restart: the cluster had collected tombstones "
+           "past that life.");
+    sb_printf(b, "dht_outlived_records_total %llu\n", (unsigned long long)st->outlived);
     metric(b, "dht_resends_total", "counter",
            "Replica requests sent again: no answer within the round-trip timeout.");
     sb_printf(b, "dht_resends_total %llu\n", (unsigned long long)st->resent);

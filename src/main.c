@@ -48,6 +48,9 @@ static void usage(FILE *f) {
         "                         partition): consistency over availability (0: off,\n"
         "                         both sides take writes; 60000 is a choice)\n"
         "  --sync-ms MS           anti-entropy period (2000)\n"
+        "  --tombstone-ms MS      a REMOVE's tombstone is kept at least this long\n"
+        "                         (3600000; then collected once every member is\n"
+        "                         alive or forgotten and membership is still)\n"
         "  --cache-ms MS          reply cache lifetime, at-most-once window (5000)\n"
         "  --resp-port PORT       also speak Redis RESP2 on this TCP port\n"
         "  --resp-bind IP         address of the Redis port (default: --bind's)\n"
@@ -129,7 +132,7 @@ enum {
 
 enum {
     OPT_BIND = 256, OPT_ADVERTISE, OPT_MAXMEM, OPT_DATADIR, OPT_REPLICAS, OPT_W, OPT_R, OPT_VNODES,
-    OPT_GOSSIP, OPT_FANOUT, OPT_SUSPICION, OPT_FORGET, OPT_SUSPECT, OPT_DEAD, OPT_TIMEOUT, OPT_SYNC, OPT_CACHE, OPT_RESP, OPT_HTTP, OPT_QUIET,
+    OPT_GOSSIP, OPT_FANOUT, OPT_SUSPICION, OPT_FORGET, OPT_SUSPECT, OPT_DEAD, OPT_TIMEOUT, OPT_SYNC, OPT_TOMB, OPT_CACHE, OPT_RESP, OPT_HTTP, OPT_QUIET,
     OPT_KEYFILE, OPT_ADMIN, OPT_INFLIGHT, OPT_LAG, OPT_MAJORITY
 };
 
@@ -155,6 +158,7 @@ int main(int argc, char **argv) {
         {"dead-ms", required_argument, 0, OPT_DEAD},
         {"request-timeout", required_argument, 0, OPT_TIMEOUT},
         {"sync-ms", required_argument, 0, OPT_SYNC},
+        {"tombstone-ms", required_argument, 0, OPT_TOMB},
         {"cache-ms", required_argument, 0, OPT_CACHE},
         {"resp-port", required_argument, 0, OPT_RESP},
         {"http-port", required_argument, 0, OPT_HTTP},
@@ -209,6 +213,7 @@ int main(int argc, char **argv) {
             break;
         UINT_OPT(OPT_TIMEOUT, "--request-timeout", request_timeout_ms, 8, 60000)
         UINT_OPT(OPT_SYNC, "--sync-ms", sync_ms, 10, 3600000)
+        UINT_OPT(OPT_TOMB, "--tombstone-ms", tombstone_ms, 1000, 30ul * 86400 * 1000)
         UINT_OPT(OPT_INFLIGHT, "--max-inflight", max_inflight, 1, 60000)
         UINT_OPT(OPT_LAG, "--max-lag-ms", max_lag_ms, 0, 600000)
         UINT_OPT(OPT_MAJORITY, "--majority-ms", majority_ms, 0, 86400000)
