@@ -33,6 +33,8 @@ typedef struct relay {
     uint64_t deadline;          /* NACK then */
 } relay;
 
+#define FLOOR_EVERY 8 /* gossip messages per one carrying the tombstone floor */
+
 struct members {
     node *n;
     member *v;
@@ -45,6 +47,7 @@ struct members {
     size_t known;
     uint64_t epoch;
     uint64_t digest;      /* sum of entry_digest over the known */
+    uint32_t floor_every; /* messages sent: one in FLOOR_EVERY carries gc_floor */
     members_changed_fn changed;   /* the live set changed, or a member restarted */
     void *changed_ctx;
 
@@ -496,7 +499,9 @@ static void send_msg(members *m, const struct sockaddr_in *to, const uint8_t *id
     p.digests = &digest;
     p.n_digests = 1;
     p.stamp = m->n->hlc;
-    p.gc_floor = m->n->gc_floor;
+    /* a tombstone floor for a node back from a long absence (node.h): one
+     * message in FLOOR_EVERY, and every whole list, is enough for it */
+    if (++m->floor_every % FLOOR_EVERY == 0) p.gc_floor = m->n->gc_floor;
     if (target) {
         p.client_ip = target->ip;
         p.client_port = target->port;
