@@ -544,14 +544,14 @@ fail:
 
 /* ---- queries ---- */
 
-size_t ring_lookup(const ring *r, uint64_t h, size_t want, uint32_t *out) {
-    if (want > r->n) want = r->n;
-    if (want == 0) return 0;
+/* Walks the ring from the first point at or after h, adding owners not in
+ * out[0..k) until want are there; returns how many. Every node has points,
+ * so one lap finds them all. */
+static size_t walk(const ring *r, uint64_t h, size_t want, uint32_t *out, size_t k) {
     cur p = lower(r, h);
     if (at_end(r, p)) p = (cur){0, 0};
-    size_t k = 0, c = p.c;
+    size_t c = p.c;
     uint32_t i = p.i;
-    /* Every node has points, so one lap finds them all. */
     for (size_t step = 0; step < r->npoints && k < want; step++) {
         const chunk *ck = r->ch[c];
         uint32_t o = ck->owner[i];
@@ -564,6 +564,12 @@ size_t ring_lookup(const ring *r, uint64_t h, size_t want, uint32_t *out) {
         }
     }
     return k;
+}
+
+size_t ring_lookup(const ring *r, uint64_t h, size_t want, uint32_t *out) {
+    if (want > r->n) want = r->n;
+    if (want == 0) return 0;
+    return walk(r, h, want, out, 0);
 }
 
 /* arcs is the exact total mod 2^64, so 0 means none or the whole circle.
@@ -613,24 +619,7 @@ size_t ring_slot_lookup(ring *r, unsigned slot, size_t want, uint32_t *out) {
     slot_table(r);
     slot &= RING_SLOTS - 1;
     out[0] = r->primary[slot];
-    size_t k = 1, c;
-    cur p = lower(r, ring_slot_point(slot));
-    if (at_end(r, p)) p = (cur){0, 0};
-    c = p.c;
-    uint32_t i = p.i;
-    /* as ring_lookup, the primary already in out[0] */
-    for (size_t step = 0; step < r->npoints && k < want; step++) {
-        const chunk *ck = r->ch[c];
-        uint32_t o = ck->owner[i];
-        size_t j = 0;
-        while (j < k && out[j] != o) j++;
-        if (j == k) out[k++] = o;
-        if (++i == ck->n) {
-            i = 0;
-            if (++c == r->nc) c = 0;
-        }
-    }
-    return k;
+    return walk(r, ring_slot_point(slot), want, out, 1); /* after the primary */
 }
 
 size_t ring_slot_count(ring *r, uint32_t id) {
