@@ -106,9 +106,10 @@ static int newest_visit(void *ctx, const uint8_t *key, size_t klen, const store_
     return 0;
 }
 
-/* Holds the store's records back if its last life ended so long ago that tombstones it never saw may have
- * been collected: at least half of the time a dead member is remembered, or
- * a tombstone kept (clocks may differ by less than that half). */
+/* Holds the store's records back if its last life ended so long ago that
+ * tombstones it never saw may have been collected: at least half of the
+ * time a dead member is remembered, or a tombstone kept (clocks may differ
+ * by less than that half). */
 static void hold_back_last_life(node *n, const node_config *cfg) {
     uint64_t wall = node_wall_ms(n);
     uint64_t keep = cfg->forget_ms < cfg->tombstone_ms ? cfg->forget_ms : cfg->tombstone_ms;
