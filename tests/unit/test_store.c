@@ -1008,7 +1008,7 @@ static void test_stress_random_ops_vs_model(void **state) {
         int want;
         size_t old_sz = model_bytes(e, klen);
         size_t new_sz = klen + vlen;
-        uint8_t mv[128];
+        uint8_t mv[256]; /* val_of writes up to 255 */
         if (e->present) val_of(e->seed, e->vlen, mv);
         store_rec held = {mv, e->vlen, e->version, e->stamp, e->tomb};
         if (e->present && store_rec_cmp(&r, &held) <= 0) want = STORE_ESTALE;
