@@ -164,6 +164,8 @@ typedef struct node {
     uint64_t cache_at;          /* next expiry of the reply cache */
     uint64_t last_tick;         /* monotonic ms of the last node_tick */
     uint64_t woke_at;           /* when node_tick found the node had stalled */
+    uint64_t now_cache, wall_cache; /* the clocks read once for one datagram, tick or flush
+                                     * (0: read them at each call) */
     uint64_t tick_due;          /* when the last node_tick asked to be called */
     uint32_t lag_ewma16;        /* how late ticks come, ms x 16 (smoothed) */
     uint64_t admin_logged;      /* monotonic ms of the last refusal logged */

@@ -39,7 +39,16 @@ struct ring {
     size_t nids;
     uint32_t *primary; /* [RING_SLOTS] each hash slot's primary, when !stale */
     bool stale;     /* the nodes changed since the slot table was computed */
+    /* ring_slot_lookup's answers, filled as slots are asked for and emptied
+     * with the slot table: the first PREF_CACHE nodes of slot s at
+     * pref[s * PREF_CACHE], pref_n[s] of them (0: not cached yet). A lookup
+     * of fewer is a prefix of one of more (the walk only appends). NULL
+     * until the first lookup. */
+    uint32_t *pref;
+    uint8_t *pref_n;
 };
+
+#define PREF_CACHE 4
 
 /* A point's place: chunk c, index i. i == ch[c]->n only at the end (one
  * past the last point, c the last chunk). */
@@ -70,6 +79,8 @@ void ring_free(ring *r) {
     free(r->first);
     free(r->ids);
     free(r->primary);
+    free(r->pref);
+    free(r->pref_n);
     free(r);
 }
 
@@ -592,6 +603,7 @@ double ring_share(const ring *r, uint32_t id) {
 static void slot_table(ring *r) {
     if (!r->stale) return;
     r->stale = false;
+    if (r->pref_n) memset(r->pref_n, 0, RING_SLOTS);
     for (size_t i = 0; i < r->nids; i++) r->ids[i].primaries = 0;
     if (r->n == 0) return;
     uint64_t n = r->n;
@@ -613,11 +625,35 @@ static void slot_table(ring *r) {
     }
 }
 
+static size_t slot_walk(ring *r, unsigned slot, size_t want, uint32_t *out);
+
 size_t ring_slot_lookup(ring *r, unsigned slot, size_t want, uint32_t *out) {
     if (want > r->n) want = r->n;
     if (want == 0) return 0;
     slot_table(r);
     slot &= RING_SLOTS - 1;
+    if (want > PREF_CACHE) return slot_walk(r, slot, want, out);
+    if (!r->pref_n) {
+        r->pref = malloc((size_t)RING_SLOTS * PREF_CACHE * sizeof *r->pref);
+        r->pref_n = calloc(RING_SLOTS, 1);
+        if (!r->pref || !r->pref_n) {
+            free(r->pref);
+            free(r->pref_n);
+            r->pref = NULL;
+            r->pref_n = NULL;
+            return slot_walk(r, slot, want, out);
+        }
+    }
+    uint32_t *c = r->pref + (size_t)slot * PREF_CACHE;
+    if (!r->pref_n[slot])
+        r->pref_n[slot] = (uint8_t)slot_walk(r, slot, r->n < PREF_CACHE ? r->n : PREF_CACHE, c);
+    size_t k = want < r->pref_n[slot] ? want : r->pref_n[slot];
+    memcpy(out, c, k * sizeof *out);
+    return k;
+}
+
+/* The first `want` distinct nodes of slot's walk, its primary first. */
+static size_t slot_walk(ring *r, unsigned slot, size_t want, uint32_t *out) {
     out[0] = r->primary[slot];
     return walk(r, ring_slot_point(slot), want, out, 1); /* after the primary */
 }

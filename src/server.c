@@ -22,11 +22,26 @@
 #include "resp.h"
 
 #define RECV_BATCH 16 /* datagrams per recvmmsg */
+#define RECV_ROUNDS 4 /* recvmmsg calls per readiness at most (level-triggered: it comes back) */
+#define SEND_BATCH 64 /* datagrams per sendmmsg */
+#define OUT_MAX 8192  /* datagrams queued at most */
+#define OUT_BYTES_MAX (64 << 20)
 #define SOCKET_BUFFER (16 << 20)
+
+typedef struct out_dgram {
+    struct sockaddr_in to;
+    size_t off, len; /* in outbuf */
+} out_dgram;
 
 typedef struct server {
     uv_loop_t *loop;
-    uv_udp_t udp;
+    int fd;                     /* the UDP socket */
+    uv_poll_t poll;             /* its readiness: readable always, writable while out waits */
+    int polling;                /* the events poll is started with */
+    out_dgram outq[OUT_MAX];    /* datagrams to send, in order */
+    size_t nout;
+    uint8_t *outbuf;            /* their bytes */
+    size_t outlen, outcap;
     uv_timer_t wake;            /* fires at the node's next deadline */
     uv_prepare_t before_poll;   /* runs node_tick, re-arms wake */
     uv_check_t after_poll;      /* flushes what I/O callbacks queued */
@@ -35,8 +50,10 @@ typedef struct server {
     store *store;
     const char *data_dir;       /* NULL: in memory */
     uint64_t rnd[4];            /* client_rng state for node_random */
-    uint8_t recv_buf[RECV_BATCH * 65536];
+    uint8_t recv_buf[RECV_BATCH][65536];
 } server;
+
+static void on_poll(uv_poll_t *h, int status, int events);
 
 /* ---- the node's environment ------------------------------------------- */
 
@@ -55,30 +72,75 @@ static uint64_t env_wall(void *ctx) {
     return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
 
-typedef struct send_req {
-    uv_udp_send_t req;
-    uint8_t data[];
-} send_req;
-
-static void on_sent(uv_udp_send_t *req, int status) {
-    (void)status;
-    free(req);
-}
+/* Datagrams wait in sv->out until the loop iteration ends (flush_out, from
+ * on_check and on_prepare), then leave in sendmmsg calls of up to
+ * SEND_BATCH: a node answering a burst of requests sends to a few peers
+ * and clients at once, and one system call carries them all. What the
+ * socket cannot take now (EAGAIN) stays queued, and the poll handle waits
+ * for the socket to be writable. */
+static void flush_out(server *sv);
 
 static int env_send(void *ctx, const struct sockaddr_in *to, const uint8_t *buf, size_t len) {
     server *sv = ctx;
-    uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
-    int rc = uv_udp_try_send(&sv->udp, &b, 1, (const struct sockaddr *)to);
-    if (rc >= 0) return 0;
-    if (rc != UV_EAGAIN && rc != UV_ENOBUFS) return rc;
-    /* The socket is full: queue a copy. */
-    send_req *s = malloc(sizeof *s + len);
-    if (!s) return UV_ENOMEM;
-    memcpy(s->data, buf, len);
-    b = uv_buf_init((char *)s->data, (unsigned)len);
-    rc = uv_udp_send(&s->req, &sv->udp, &b, 1, (const struct sockaddr *)to, on_sent);
-    if (rc) free(s);
-    return rc;
+    if (sv->nout == OUT_MAX || sv->outlen + len > sv->outcap) {
+        flush_out(sv);
+        if (sv->nout == OUT_MAX || sv->outlen + len > sv->outcap) {
+            size_t cap = sv->outcap * 2 > sv->outlen + len ? sv->outcap * 2 : sv->outlen + len;
+            out_dgram *d = sv->nout == OUT_MAX ? NULL : sv->outq;
+            uint8_t *b = cap <= OUT_BYTES_MAX ? realloc(sv->outbuf, cap) : NULL;
+            if (!b || !d) return UV_ENOBUFS; /* a backlog this deep: drop, as a full socket */
+            sv->outbuf = b;
+            sv->outcap = cap;
+        }
+    }
+    out_dgram *d = &sv->outq[sv->nout++];
+    d->to = *to;
+    d->off = sv->outlen;
+    d->len = len;
+    memcpy(sv->outbuf + sv->outlen, buf, len);
+    sv->outlen += len;
+    return 0;
+}
+
+static void poll_events(server *sv) {
+    int want = UV_READABLE | (sv->nout ? UV_WRITABLE : 0);
+    if (want != sv->polling) {
+        uv_poll_start(&sv->poll, want, on_poll);
+        sv->polling = want;
+    }
+}
+
+static void flush_out(server *sv) {
+    size_t done = 0;
+    while (done < sv->nout) {
+        struct mmsghdr m[SEND_BATCH];
+        struct iovec iov[SEND_BATCH];
+        size_t k = 0;
+        for (; k < SEND_BATCH && done + k < sv->nout; k++) {
+            out_dgram *d = &sv->outq[done + k];
+            iov[k] = (struct iovec){sv->outbuf + d->off, d->len};
+            m[k] = (struct mmsghdr){.msg_hdr = {.msg_name = &d->to, .msg_namelen = sizeof d->to,
+                                                .msg_iov = &iov[k], .msg_iovlen = 1}};
+        }
+        int r = sendmmsg(sv->fd, m, (unsigned)k, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && (errno == EAGAIN || errno == ENOBUFS)) break;
+        if (r <= 0) r = 1; /* this datagram cannot be sent (no route...): drop it */
+        done += (size_t)r;
+    }
+    if (done == sv->nout) {
+        sv->nout = sv->outlen = 0;
+    } else if (done > 0) {
+        size_t base = sv->outq[done].off;
+        memmove(sv->outbuf, sv->outbuf + base, sv->outlen - base);
+        for (size_t i = done; i < sv->nout; i++) {
+            sv->outq[i - done] = sv->outq[i];
+            sv->outq[i - done].off -= base;
+        }
+        sv->nout -= done;
+        sv->outlen -= base;
+    }
+    poll_events(sv);
 }
 
 static uint64_t env_random(void *ctx) { return client_rng_next(((server *)ctx)->rnd); }
@@ -165,19 +227,32 @@ static void env_alive(void *ctx, uint64_t alive_ms, uint64_t gc_floor) {
 
 /* ---- libuv plumbing --------------------------------------------------- */
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-    (void)suggested;
+/* Reads what the socket holds, RECV_BATCH datagrams a call, without the
+ * last call that would only say EAGAIN when a call returns fewer; sends
+ * what waits when the socket can take it again. */
+static void on_poll(uv_poll_t *h, int status, int events) {
     server *sv = h->data;
-    *buf = uv_buf_init((char *)sv->recv_buf, sizeof sv->recv_buf);
-}
-
-static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
-                    const struct sockaddr *addr, unsigned flags) {
-    (void)flags;
-    server *sv = h->data;
-    if (nread < 0 || !addr || addr->sa_family != AF_INET) return;
-    node_receive(sv->n, (const struct sockaddr_in *)addr, (const uint8_t *)buf->base,
-                 (size_t)nread);
+    if (status < 0) return;
+    if (events & UV_WRITABLE) flush_out(sv);
+    if (!(events & UV_READABLE)) return;
+    struct sockaddr_in from[RECV_BATCH];
+    struct iovec iov[RECV_BATCH];
+    struct mmsghdr m[RECV_BATCH];
+    for (int round = 0; round < RECV_ROUNDS; round++) {
+        for (int i = 0; i < RECV_BATCH; i++) {
+            iov[i] = (struct iovec){sv->recv_buf[i], sizeof sv->recv_buf[i]};
+            m[i] = (struct mmsghdr){.msg_hdr = {.msg_name = &from[i], .msg_namelen = sizeof from[i],
+                                                .msg_iov = &iov[i], .msg_iovlen = 1}};
+        }
+        int r = recvmmsg(sv->fd, m, RECV_BATCH, 0, NULL);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return;
+        for (int i = 0; i < r; i++)
+            if (m[i].msg_hdr.msg_namelen == sizeof from[i] && from[i].sin_family == AF_INET &&
+                !(m[i].msg_hdr.msg_flags & MSG_TRUNC))
+                node_receive(sv->n, &from[i], sv->recv_buf[i], m[i].msg_len);
+        if (r < RECV_BATCH) return;
+    }
 }
 
 /* The node's work runs in node_tick, once per loop iteration before the
@@ -188,9 +263,14 @@ static void on_prepare(uv_prepare_t *h) {
     server *sv = h->data;
     uint64_t next = node_tick(sv->n), now = env_now(sv);
     uv_timer_start(&sv->wake, on_wake, next > now ? next - now : 0, 0);
+    if (sv->nout) flush_out(sv);
 }
 
-static void on_check(uv_check_t *h) { node_flush(((server *)h->data)->n); }
+static void on_check(uv_check_t *h) {
+    server *sv = h->data;
+    node_flush(sv->n);
+    if (sv->nout) flush_out(sv);
+}
 
 static void on_signal(uv_signal_t *s, int signum) {
     server *sv = s->data;
@@ -198,9 +278,7 @@ static void on_signal(uv_signal_t *s, int signum) {
     uv_stop(sv->loop);
 }
 
-static void grow_buffers(uv_udp_t *udp) {
-    uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)udp, &fd) != 0) return;
+static void grow_buffers(int fd) {
     int size = SOCKET_BUFFER;
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
@@ -340,15 +418,21 @@ int server_run(const node_config *cfg) {
         fprintf(stderr, "dht-server: bad --bind address %s\n", cfg->bind_ip);
         return -1;
     }
-    if ((rc = uv_udp_init_ex(sv.loop, &sv.udp, AF_INET | UV_UDP_RECVMMSG)) != 0 ||
-        (rc = uv_udp_bind(&sv.udp, (const struct sockaddr *)&bind_addr, 0)) != 0) {
+    sv.fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (sv.fd < 0 || bind(sv.fd, (const struct sockaddr *)&bind_addr, sizeof bind_addr) != 0) {
         fprintf(stderr, "dht-server: cannot bind UDP %s:%u: %s\n", cfg->bind_ip, cfg->port,
-                uv_strerror(rc));
+                strerror(errno));
         return -1;
     }
-    sv.udp.data = &sv;
-    grow_buffers(&sv.udp);
-    if ((rc = uv_udp_recv_start(&sv.udp, on_alloc, on_recv)) != 0) goto fail;
+    grow_buffers(sv.fd);
+    sv.outcap = 1 << 20;
+    if (!(sv.outbuf = malloc(sv.outcap))) {
+        fprintf(stderr, "dht-server: out of memory\n");
+        return -1;
+    }
+    if ((rc = uv_poll_init(sv.loop, &sv.poll, sv.fd)) != 0) goto fail;
+    sv.poll.data = &sv;
+    poll_events(&sv);
 
     uv_timer_init(sv.loop, &sv.wake);
     uv_prepare_init(sv.loop, &sv.before_poll);

@@ -17,10 +17,12 @@
  *
  * A datagram whose checksum does not match is dropped by the caller.
  *
- * Decoded objects (and protobuf-c's copies of their bytes fields) live in a
- * wire_arena owned by the caller (each node has its own), and every pointer
- * returned by a wire_unpack_* call stays valid until the next wire_reset()
- * of that arena. A node resets its arena once per datagram. Encoding
+ * Decoded payloads (and protobuf-c's copies of their bytes fields) live in
+ * a wire_arena owned by the caller (each node has its own), and every
+ * pointer returned by wire_unpack_request/response/peer stays valid until
+ * the next wire_reset() of that arena; a Msg (the envelope) is decoded in
+ * place, its ID and payload pointing into the datagram (wire_frame). A
+ * node resets its arena once per datagram. Encoding
  * writes into a caller-supplied buffer and returns the length, or 0 when the
  * encoded datagram would not fit in cap.
  */
@@ -102,7 +104,8 @@ enum wire_peer_type {
 #define WIRE_EMALFORMED (-1)
 #define WIRE_ECHECKSUM (-2)
 
-/* A decoded Msg; id and payload are valid until wire_reset(). */
+/* A decoded Msg; id and payload point into the buffer it was decoded from
+ * (wire_unpack_msg copies nothing) and are valid as long as that is. */
 typedef struct wire_frame {
     const uint8_t *id;
     size_t idlen;
@@ -122,7 +125,8 @@ void wire_arena_free(wire_arena *a);
 /* Frees every object decoded into a since the last call. */
 void wire_reset(wire_arena *a);
 
-/* Decodes a Msg into a. Returns 0, WIRE_EMALFORMED or WIRE_ECHECKSUM. */
+/* Decodes a Msg from buf into *f (a is not used: the Msg is read in place).
+ * Returns 0, WIRE_EMALFORMED or WIRE_ECHECKSUM. */
 int wire_unpack_msg(wire_arena *a, const uint8_t *buf, size_t len, wire_frame *f);
 
 /* Decodes a payload into a; NULL when malformed. Valid until wire_reset(a). */

@@ -223,6 +223,42 @@ static void test_slot_lookup_matches_brute_force(void **state) {
     }
 }
 
+/* Slot lookups are cached per slot (ring.c): after ring_remove and ring_add
+ * the answers are those of a ring built afresh, not the cached ones. */
+static void test_slot_lookup_cache_follows_changes(void **state) {
+    (void)state;
+    ring_node v[8];
+    loopback_nodes(v, 8);
+    uint32_t ids[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    ring *r = ring_new(16), *fresh = ring_new(16);
+    assert_non_null(r);
+    assert_non_null(fresh);
+    assert_int_equal(ring_build(r, v, 6), 0);
+    for (int step = 0; step < 3; step++) {
+        uint32_t a[8], b[8], before[4];
+        for (unsigned s = 0; s < RING_SLOTS; s++) /* fill the cache, then read it */
+            assert_int_equal(ring_slot_lookup(r, s, 3, before), 3);
+        if (step == 0) assert_int_equal(ring_remove(r, 2), 0);
+        if (step == 1) assert_int_equal(ring_add(r, 6, &v[6]), 0);
+        if (step == 2) assert_int_equal(ring_add(r, 2, &v[2]), 0);
+        ring_node nv[8];
+        uint32_t nid[8];
+        size_t n = 0;
+        for (uint32_t i = 0; i < 7; i++)
+            if ((step == 0 && i != 2 && i < 6) || (step == 1 && i != 2) || step == 2)
+                nv[n] = v[i], nid[n++] = ids[i];
+        assert_int_equal(ring_build_ids(fresh, nv, nid, n), 0);
+        for (unsigned s = 0; s < RING_SLOTS; s++)
+            for (size_t want = 1; want <= n; want++) {
+                size_t k = ring_slot_lookup(r, s, want, a);
+                assert_int_equal(k, ring_slot_lookup(fresh, s, want, b));
+                assert_memory_equal(a, b, k * sizeof *a);
+            }
+    }
+    ring_free(r);
+    ring_free(fresh);
+}
+
 /* Primaries per node: max / mean, with the cap and without it (each slot
  * to the first node of its walk). */
 static double slot_balance(const ring_node *v, size_t n, const char *what) {
@@ -856,6 +892,7 @@ static void test_build_and_lookup_cost(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_slot_lookup_cache_follows_changes),
         cmocka_unit_test(test_balance_loopback_ports),
         cmocka_unit_test(test_balance_distinct_ips),
         cmocka_unit_test(test_point_layout_and_slot_points_pinned),

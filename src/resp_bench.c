@@ -1,0 +1,390 @@
+/*
+ * dht-resp-bench: closed-loop SET load over the Redis protocol, with or
+ * without a WAIT after each SET.
+ *
+ * redis-benchmark sends one command per request, so it cannot measure a
+ * Redis write that waits for a replica's copy (SET + WAIT), which is what a
+ * dht write with W=2 is. This tool sends, per operation, either
+ *
+ *   SET key value                      (one reply: +OK)
+ *   SET key value, WAIT numreplicas 0  (two replies: +OK, then :acks)
+ *
+ * the two commands of an operation written together. An operation is done
+ * when its last reply is read; with --wait it is ok when the SET answered
+ * +OK and WAIT answered an integer >= numreplicas ("short" otherwise). An
+ * error reply (-ERR ...) is counted, and the first few are printed.
+ *
+ * CONNS TCP connections, all to one HOST:PORT, each with up to DEPTH (-P)
+ * operations outstanding: whenever replies complete operations, the
+ * connection writes as many new ones as it is short of DEPTH, in one
+ * write. A Redis connection answers in order, so replies are matched to
+ * operations by position (a FIFO of send times per connection). Keys are
+ * "key:" + a number drawn uniformly from [0, KEYSPACE) by xoshiro256**
+ * seeded with --seed (printed, so that a run can be repeated), one stream
+ * per connection (seed + connection number); values are VALUE_SIZE bytes
+ * of 'x'.
+ *
+ * Latency is per operation, from the write that carried it to the read
+ * that completed it, in microseconds, kept in client.h's log-linear
+ * histogram (within 0.8%). Throughput is operations completed over the
+ * time from the first write to the last reply.
+ *
+ * One thread, one epoll set. Connection states:
+ *
+ *   CONNECTING  non-blocking connect under way (EPOLLOUT tells its end)
+ *   RUNNING     writing operations, reading replies
+ *   DEAD        refused, reset or closed by the server: its outstanding
+ *               operations count as lost; the run goes on with the others
+ *
+ * Exit status: 0 when every operation was answered without an error reply,
+ * 1 otherwise (or when no connection could be made), 64 on bad usage.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client.h"
+
+#define EX_USAGE_ 64
+#define MAX_DEPTH 1024
+#define MAX_VALUE 65536
+#define RBUF (256 << 10)
+#define OP_BYTES 160 /* an operation's bytes besides its value */
+#define STALL_S 10 /* no reply for this long: the run is given up */
+
+enum cstate { CONNECTING, RUNNING, DEAD };
+
+typedef struct conn {
+    int fd;
+    enum cstate state;
+    uint64_t rng[4];
+    uint64_t sent_us[MAX_DEPTH]; /* FIFO of outstanding operations' send times */
+    unsigned head, out;          /* first outstanding, how many */
+    unsigned replies;            /* replies read of the head operation */
+    bool head_bad;               /* the head operation met an error or a short WAIT */
+    char *wbuf;
+    size_t wlen, woff;           /* bytes in wbuf, bytes already written */
+    char rbuf[RBUF];
+    size_t rlen;
+} conn;
+
+typedef struct cfg {
+    struct sockaddr_in addr;
+    unsigned conns, depth, value_size, wait_replicas;
+    bool wait;
+    uint64_t requests, keyspace, seed;
+} cfg;
+
+static cfg C = {.conns = 50, .depth = 1, .value_size = 3, .wait_replicas = 1,
+                .requests = 100000, .keyspace = 100000, .seed = 1};
+static uint64_t issued, done, ok, errors, short_waits, lost;
+static unsigned errors_printed, failures; /* failures: connections lost */
+static client_hist hist;
+static char value[MAX_VALUE + 1];
+
+static uint64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: dht-resp-bench [-h HOST] [-p PORT] [-c CONNS] [-n OPS] [-P DEPTH]\n"
+            "                      [-d VALUE_SIZE] [-r KEYSPACE] [--seed S] [--wait N]\n"
+            "  -h HOST      server address (127.0.0.1)\n"
+            "  -p PORT      server RESP port (6379)\n"
+            "  -c CONNS     TCP connections (50)\n"
+            "  -n OPS       operations in all (100000)\n"
+            "  -P DEPTH     operations outstanding per connection (1; at most %d)\n"
+            "  -d SIZE      value size in bytes (3, as redis-benchmark)\n"
+            "  -r KEYSPACE  keys are key:0 .. key:KEYSPACE-1, drawn uniformly (100000)\n"
+            "  --seed S     seed of the key choice (1)\n"
+            "  --wait N     each SET followed by WAIT N 0, ok when WAIT answers >= N\n"
+            "Prints one line: ops/s, latency p50/p99/p99.9/max in ms, errors.\n",
+            MAX_DEPTH);
+}
+
+static void mark_dead(conn *c, const char *why) {
+    if (c->state == DEAD) return;
+    if (why && failures++ < 3) fprintf(stderr, "dht-resp-bench: connection %d: %s\n", c->fd, why);
+    lost += c->out;
+    done += c->out;
+    c->out = 0;
+    c->state = DEAD;
+    close(c->fd);
+}
+
+/* Appends up to DEPTH - out new operations (never past --requests) to the
+ * write buffer. */
+static void refill(conn *c) {
+    char key[32];
+    uint64_t t = now_us();
+    memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff); /* keep only what is unwritten */
+    c->wlen -= c->woff;
+    c->woff = 0;
+    while (c->out < C.depth && issued < C.requests) {
+        uint64_t k = client_rng_next(c->rng) % C.keyspace;
+        int klen = snprintf(key, sizeof key, "key:%llu", (unsigned long long)k);
+        char *p = c->wbuf + c->wlen; /* wbuf holds DEPTH operations (OP_BYTES) */
+        p += sprintf(p, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%u\r\n", klen, key, C.value_size);
+        memcpy(p, value, C.value_size);
+        p += C.value_size;
+        memcpy(p, "\r\n", 2);
+        p += 2;
+        if (C.wait)
+            p += sprintf(p, "*3\r\n$4\r\nWAIT\r\n$%u\r\n%u\r\n$1\r\n0\r\n",
+                         C.wait_replicas >= 10 ? 2u : 1u, C.wait_replicas);
+        c->wlen = (size_t)(p - c->wbuf);
+        c->sent_us[(c->head + c->out) % MAX_DEPTH] = t;
+        c->out++;
+        issued++;
+    }
+}
+
+static void flush_writes(conn *c, int ep) {
+    while (c->woff < c->wlen) {
+        ssize_t w = write(c->fd, c->wbuf + c->woff, c->wlen - c->woff);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && errno == EAGAIN) break;
+        if (w <= 0) {
+            mark_dead(c, strerror(errno));
+            return;
+        }
+        c->woff += (size_t)w;
+    }
+    if (c->woff == c->wlen) c->woff = c->wlen = 0;
+    struct epoll_event ev = {.events = EPOLLIN | (c->wlen ? EPOLLOUT : 0), .data.ptr = c};
+    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* One reply of the head operation has been read: kind is its first byte,
+ * line the rest of its first line. */
+static void on_reply(conn *c, char kind, const char *line, size_t len) {
+    if (c->out == 0) {
+        mark_dead(c, "a reply to no request");
+        return;
+    }
+    bool wait_reply = C.wait && c->replies == 1;
+    if (kind == '-') {
+        errors++;
+        c->head_bad = true;
+        if (errors_printed++ < 5)
+            fprintf(stderr, "dht-resp-bench: error reply: -%.*s\n", (int)(len > 200 ? 200 : len),
+                    line);
+    } else if (wait_reply && (kind != ':' || strtoull(line, NULL, 10) < C.wait_replicas)) {
+        short_waits++;
+        c->head_bad = true;
+    }
+    if (++c->replies < (C.wait ? 2u : 1u)) return;
+    uint64_t t = now_us(), sent = c->sent_us[c->head];
+    client_hist_record(&hist, t > sent ? t - sent : 0);
+    if (!c->head_bad) ok++;
+    done++;
+    c->head = (c->head + 1) % MAX_DEPTH;
+    c->out--;
+    c->replies = 0;
+    c->head_bad = false;
+}
+
+/* Parses the complete replies in rbuf. Only the kinds SET and WAIT answer
+ * (+, -, :) and bulk strings ($) are expected; an array is refused. */
+static void parse_replies(conn *c) {
+    size_t pos = 0;
+    while (c->state == RUNNING && pos < c->rlen) {
+        char *start = c->rbuf + pos, *nl = memchr(start, '\n', c->rlen - pos);
+        if (!nl) break;
+        size_t linelen = (size_t)(nl - start) + 1;
+        size_t body = linelen >= 2 ? linelen - 3 : 0; /* without kind and \r\n */
+        if (*start == '$') {
+            long n = strtol(start + 1, NULL, 10);
+            size_t total = linelen + (n >= 0 ? (size_t)n + 2 : 0);
+            if (c->rlen - pos < total) break;
+            on_reply(c, '$', start + 1, body);
+            pos += total;
+            continue;
+        }
+        if (*start != '+' && *start != '-' && *start != ':') {
+            mark_dead(c, "unexpected reply");
+            return;
+        }
+        on_reply(c, *start, start + 1, body);
+        pos += linelen;
+    }
+    memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+    c->rlen -= pos;
+    if (c->rlen == sizeof c->rbuf) mark_dead(c, "reply too long");
+}
+
+static void on_readable(conn *c, int ep) {
+    for (;;) {
+        ssize_t r = read(c->fd, c->rbuf + c->rlen, sizeof c->rbuf - c->rlen);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == EAGAIN) break;
+        if (r <= 0) {
+            mark_dead(c, r == 0 ? "closed by the server" : strerror(errno));
+            return;
+        }
+        c->rlen += (size_t)r;
+        parse_replies(c);
+        if (c->state != RUNNING) return;
+        if ((size_t)r < sizeof c->rbuf) break;
+    }
+    refill(c);
+    flush_writes(c, ep);
+}
+
+static int parse_args(int argc, char **argv) {
+    static const struct option opts[] = {{"seed", required_argument, 0, 'S'},
+                                         {"wait", required_argument, 0, 'W'},
+                                         {"help", no_argument, 0, 'H'},
+                                         {0, 0, 0, 0}};
+    const char *host = "127.0.0.1";
+    unsigned long port = 6379;
+    int o;
+    while ((o = getopt_long(argc, argv, "h:p:c:n:P:d:r:", opts, NULL)) != -1) {
+        char *end = NULL;
+        unsigned long long v = optarg ? strtoull(optarg, &end, 10) : 0;
+        bool num = optarg && *optarg && end && !*end;
+        switch (o) {
+        case 'h': host = optarg; continue;
+        case 'H': usage(stdout); exit(0);
+        case 'W':
+            C.wait = true;
+            if (!num || v == 0 || v > 99) goto bad;
+            C.wait_replicas = (unsigned)v;
+            continue;
+        case '?': return -1;
+        }
+        if (!num) goto bad;
+        switch (o) {
+        case 'p': port = v; break;
+        case 'c': C.conns = (unsigned)v; break;
+        case 'n': C.requests = v; break;
+        case 'P': C.depth = (unsigned)v; break;
+        case 'd': C.value_size = (unsigned)v; break;
+        case 'r': C.keyspace = v; break;
+        case 'S': C.seed = v; break;
+        }
+        continue;
+    bad:
+        fprintf(stderr, "dht-resp-bench: bad value for -%c: %s\n", o == 'W' ? 'W' : o == 'S' ? 'S' : o, optarg);
+        return -1;
+    }
+    if (optind != argc || port == 0 || port > 65535 || C.conns == 0 || C.conns > 10000 ||
+        C.depth == 0 || C.depth > MAX_DEPTH || C.value_size > MAX_VALUE || C.keyspace == 0 ||
+        C.requests == 0) {
+        fprintf(stderr, "dht-resp-bench: bad arguments (try --help)\n");
+        return -1;
+    }
+    char hp[300];
+    snprintf(hp, sizeof hp, "%s:%lu", host, port);
+    if (client_parse_addr(hp, &C.addr) != 0) {
+        fprintf(stderr, "dht-resp-bench: cannot resolve %s\n", host);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (parse_args(argc, argv) != 0) return EX_USAGE_;
+    memset(value, 'x', C.value_size);
+    client_hist_init(&hist);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    conn *conns = calloc(C.conns, sizeof *conns);
+    size_t op_bytes = OP_BYTES + C.value_size;
+    if (ep < 0 || !conns) {
+        perror("dht-resp-bench");
+        return 1;
+    }
+    unsigned live = 0;
+    for (unsigned i = 0; i < C.conns; i++) {
+        conn *c = &conns[i];
+        client_rng_seed(c->rng, C.seed + i);
+        c->wbuf = malloc(op_bytes * C.depth);
+        c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (!c->wbuf || c->fd < 0) {
+            perror("dht-resp-bench");
+            return 1;
+        }
+        int one = 1;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        c->state = CONNECTING;
+        if (connect(c->fd, (struct sockaddr *)&C.addr, sizeof C.addr) != 0 &&
+            errno != EINPROGRESS) {
+            mark_dead(c, strerror(errno));
+            continue;
+        }
+        struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
+        epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+        live++;
+    }
+    uint64_t start = 0, last = now_us(), end = 0;
+    struct epoll_event evs[256];
+    while (live > 0 && done < C.requests) {
+        int n = epoll_wait(ep, evs, 256, 1000);
+        if (n < 0 && errno != EINTR) break;
+        if (n <= 0) {
+            if (now_us() - last > STALL_S * 1000000ull) {
+                fprintf(stderr, "dht-resp-bench: no reply for %d s, giving up\n", STALL_S);
+                break;
+            }
+            continue;
+        }
+        for (int i = 0; i < n; i++) {
+            conn *c = evs[i].data.ptr;
+            if (c->state == CONNECTING) {
+                int err = 0;
+                socklen_t len = sizeof err;
+                getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+                if (err) {
+                    mark_dead(c, strerror(err));
+                    live--;
+                    continue;
+                }
+                c->state = RUNNING;
+                if (!start) start = now_us();
+                refill(c);
+                flush_writes(c, ep);
+            } else if (c->state == RUNNING) {
+                if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_readable(c, ep);
+                else if (evs[i].events & EPOLLOUT) flush_writes(c, ep);
+            }
+            if (c->state == DEAD) live--;
+        }
+        last = end = now_us();
+    }
+    for (unsigned i = 0; i < C.conns; i++) {
+        if (conns[i].state != DEAD) close(conns[i].fd);
+        free(conns[i].wbuf);
+    }
+    free(conns);
+    close(ep);
+    if (failures > 3) fprintf(stderr, "dht-resp-bench: %u connections lost in all\n", failures);
+    if (!start) {
+        fprintf(stderr, "dht-resp-bench: no connection to the server\n");
+        return 1;
+    }
+    double secs = (double)(end - start) / 1e6;
+    if (done < C.requests) lost += C.requests - done;
+    printf("%s -c %u -P %u -n %llu seed %llu: ops/s %.0f p50 %.3f p99 %.3f p99.9 %.3f "
+           "max %.3f ms ok %llu errors %llu short_waits %llu lost %llu\n",
+           C.wait ? "SET+WAIT" : "SET", C.conns, C.depth, (unsigned long long)C.requests,
+           (unsigned long long)C.seed, secs > 0 ? (double)hist.count / secs : 0,
+           client_hist_percentile(&hist, 50) / 1e3, client_hist_percentile(&hist, 99) / 1e3,
+           client_hist_percentile(&hist, 99.9) / 1e3, hist.max / 1e3, (unsigned long long)ok,
+           (unsigned long long)errors, (unsigned long long)short_waits,
+           (unsigned long long)lost);
+    return ok == C.requests ? 0 : 1;
+}
