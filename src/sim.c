@@ -637,9 +637,23 @@ static void check_copies(sim *s, client *c) {
     if (!s->o.durable && s->mem_crash_at >= k->w[c->seq].start) return; /* data lost on purpose */
     unsigned copies = 0, need = s->cfg.write_quorum < s->o.nodes ? s->cfg.write_quorum : s->o.nodes;
     size_t kl = strlen(k->key);
+    /* a REMOVE retried for longer than a tombstone lives (short --tombstone-ms,
+     * less the clocks' skew now) may find its tombstone collected: a live node
+     * holding nothing is a copy */
+    uint64_t life_us = (uint64_t)s->cfg.tombstone_ms * 1000, skew_us = 0;
+    for (uint32_t i = 0; i < s->o.nodes; i++) {
+        int64_t sk = s->nodes[i].skew_ms < 0 ? -s->nodes[i].skew_ms : s->nodes[i].skew_ms;
+        if ((uint64_t)sk * 1000 > skew_us) skew_us = (uint64_t)sk * 1000;
+    }
+    bool collected = c->cmd == WIRE_REMOVE &&
+                     s->now - k->w[c->seq].start + skew_us > life_us;
     for (uint32_t i = 0; i < s->o.nodes; i++) {
         store_rec r;
-        if (!s->nodes[i].st || store_get(s->nodes[i].st, (uint8_t *)k->key, kl, &r) != 0) continue;
+        if (!s->nodes[i].st) continue;
+        if (store_get(s->nodes[i].st, (uint8_t *)k->key, kl, &r) != 0) {
+            copies += collected && s->nodes[i].up;
+            continue;
+        }
         if (c->cmd == WIRE_REMOVE ? r.tomb : !r.tomb && seq_of(k, r.val, r.vlen) == c->seq) copies++;
     }
     if (copies < need) {
