@@ -287,6 +287,18 @@ static size_t relay(node *to, uint16_t port, uint16_t sender, size_t from) {
     return end;
 }
 
+/* Nodes m (7001) and p (7002) that know each other and 7003, which never
+ * answers. */
+static void two_and_a_silent_third(const node_config *cfg, node **m, node **p) {
+    *m = fake_node(cfg, 7001, 1 << 20);
+    *p = fake_node(cfg, 7002, 1 << 20);
+    assert_true(*m && *p);
+    ring_node peers[2] = {{htonl(INADDR_LOOPBACK), 7002}, {htonl(INADDR_LOOPBACK), 7003}};
+    ring_node back[2] = {{htonl(INADDR_LOOPBACK), 7001}, {htonl(INADDR_LOOPBACK), 7003}};
+    assert_int_equal(node_add_seeds(*m, peers, 2), 0);
+    assert_int_equal(node_add_seeds(*p, back, 2), 0);
+}
+
 /* Answered operations still waiting for a silent third replica (N=3,
  * W=2: this node and one that acks make the quorum) do not count against
  * max_inflight: clients are served, not told SYSTEM_OVERLOAD, however many
@@ -298,12 +310,8 @@ static void test_admission_counts_only_unanswered_operations(void **state) {
     cfg.quiet = true;
     cfg.gossip_ms = 60000;
     cfg.max_inflight = 2;
-    node *m = fake_node(&cfg, 7001, 1 << 20), *p = fake_node(&cfg, 7002, 1 << 20);
-    assert_true(m && p);
-    ring_node peers[2] = {{htonl(INADDR_LOOPBACK), 7002}, {htonl(INADDR_LOOPBACK), 7003}};
-    ring_node back[2] = {{htonl(INADDR_LOOPBACK), 7001}, {htonl(INADDR_LOOPBACK), 7003}};
-    assert_int_equal(node_add_seeds(m, peers, 2), 0); /* 7003 never answers */
-    assert_int_equal(node_add_seeds(p, back, 2), 0);
+    node *m, *p;
+    two_and_a_silent_third(&cfg, &m, &p);
     struct sockaddr_in client = {.sin_family = AF_INET, .sin_port = htons(5000),
                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     wire_arena *a = wire_arena_new();
@@ -364,12 +372,8 @@ static void test_reads_ask_r_replicas_first(void **state) {
     node_defaults(&cfg);
     cfg.quiet = true;
     cfg.gossip_ms = 60000;
-    node *m = fake_node(&cfg, 7001, 1 << 20), *p = fake_node(&cfg, 7002, 1 << 20);
-    assert_true(m && p);
-    ring_node peers[2] = {{htonl(INADDR_LOOPBACK), 7002}, {htonl(INADDR_LOOPBACK), 7003}};
-    ring_node back[2] = {{htonl(INADDR_LOOPBACK), 7001}, {htonl(INADDR_LOOPBACK), 7003}};
-    assert_int_equal(node_add_seeds(m, peers, 2), 0); /* 7003 never answers */
-    assert_int_equal(node_add_seeds(p, back, 2), 0);
+    node *m, *p;
+    two_and_a_silent_third(&cfg, &m, &p);
     struct sockaddr_in client = {.sin_family = AF_INET, .sin_port = htons(5000),
                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     wire_arena *a = wire_arena_new();
