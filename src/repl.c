@@ -74,6 +74,11 @@ typedef struct hint {
 
 struct repl {
     node *n;
+    /* resends of the current second, for a log line when they burst */
+    uint64_t burst_at;                /* when the second began */
+    uint32_t burst_n;
+    uint32_t burst_peer, burst_votes; /* the member most resent to (majority vote) */
+    uint64_t burst_wait_ms;           /* the longest wait before one of them */
     op *ops;
     uint32_t *free_ops;               /* stack of free indexes */
     size_t nfree;
@@ -389,9 +394,39 @@ static void send_read(node *n, op *o, size_t i) {
     node_send_peer(n, &m->addr, id, sizeof id, &p);
 }
 
+/* Counts a resend to member m after waiting waited ms. A second with many
+ * (a replica that stopped answering in time, or lost datagrams) is logged
+ * at the first resend after it, with the member resent to most. */
+#define BURST_LOG 100 /* resends in a second worth a line */
+static void count_resend(node *n, uint32_t m, uint64_t now, uint64_t waited) {
+    repl *r = n->repl;
+    if (now - r->burst_at >= 1000) {
+        if (r->burst_n >= BURST_LOG && r->burst_peer < members_total(n->members)) {
+            const member *pm = members_at(n->members, r->burst_peer);
+            char addr[24];
+            node_addr_str(pm->addr.sin_addr.s_addr, ntohs(pm->addr.sin_port), addr);
+            node_log(n, "%u replica requests resent in a second, most to %s (round trip %llu ms "
+                        "smoothed), after waits of up to %llu ms",
+                     r->burst_n, addr, (unsigned long long)repl_rtt_ms(r, r->burst_peer),
+                     (unsigned long long)r->burst_wait_ms);
+        }
+        r->burst_at = now;
+        r->burst_n = r->burst_votes = 0;
+        r->burst_wait_ms = 0;
+    }
+    r->burst_n++;
+    if (r->burst_votes == 0) r->burst_peer = m;
+    r->burst_votes += m == r->burst_peer ? 1 : (uint32_t)-1;
+    if (waited > r->burst_wait_ms) r->burst_wait_ms = waited;
+}
+
 static void send_to(node *n, op *o, size_t i) {
-    o->sent_at[i] = node_now(n);
-    n->stats.resent += o->sends[i] > 0;
+    uint64_t now = node_now(n);
+    if (o->sends[i] > 0) {
+        n->stats.resent++;
+        count_resend(n, o->t[i], now, now - o->sent_at[i]);
+    }
+    o->sent_at[i] = now;
     if (o->sends[i] < UINT8_MAX) o->sends[i]++;
     if (o->cmd == WIRE_GET) send_read(n, o, i);
     else send_write(n, o, i);
