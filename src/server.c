@@ -84,11 +84,12 @@ static int env_send(void *ctx, const struct sockaddr_in *to, const uint8_t *buf,
     server *sv = ctx;
     if (sv->nout == OUT_MAX || sv->outlen + len > sv->outcap) {
         flush_out(sv);
-        if (sv->nout == OUT_MAX || sv->outlen + len > sv->outcap) {
+        /* a backlog this deep: drop, as a full socket would */
+        if (sv->nout == OUT_MAX) return UV_ENOBUFS;
+        if (sv->outlen + len > sv->outcap) {
             size_t cap = sv->outcap * 2 > sv->outlen + len ? sv->outcap * 2 : sv->outlen + len;
-            out_dgram *d = sv->nout == OUT_MAX ? NULL : sv->outq;
             uint8_t *b = cap <= OUT_BYTES_MAX ? realloc(sv->outbuf, cap) : NULL;
-            if (!b || !d) return UV_ENOBUFS; /* a backlog this deep: drop, as a full socket */
+            if (!b) return UV_ENOBUFS;
             sv->outbuf = b;
             sv->outcap = cap;
         }
