@@ -160,17 +160,21 @@ static void env_stop(void *ctx) {
     _exit(0);
 }
 
-/* The node's incarnation is kept in DATA_DIR/incarnation (decimal), so that
- * its next life takes a greater one even if the clock has stepped back. */
-static uint64_t read_incarnation(const char *dir) {
+/* Reads n decimal numbers from DATA_DIR/name into v; whether all n were
+ * there (v is untouched otherwise). */
+static bool read_numbers(const char *dir, const char *name, uint64_t *v, size_t n) {
     char path[4096];
-    unsigned long long v = 0;
-    snprintf(path, sizeof path, "%s/incarnation", dir);
+    unsigned long long x[2];
+    if (n > 2) return false;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    if (fscanf(f, "%llu", &v) != 1) v = 0;
+    if (!f) return false;
+    size_t got = 0;
+    while (got < n && fscanf(f, "%llu", &x[got]) == 1) got++;
     fclose(f);
-    return v;
+    if (got < n) return false;
+    for (size_t k = 0; k < n; k++) v[k] = x[k];
+    return true;
 }
 
 /* Replaces DATA_DIR/name with text, through a file renamed over it (synced
@@ -196,6 +200,8 @@ static int keep_file(const char *dir, const char *name, const char *text) {
     return 0;
 }
 
+/* The node's incarnation is kept in DATA_DIR/incarnation (decimal), so that
+ * its next life takes a greater one even if the clock has stepped back. */
 static void env_incarnation(void *ctx, uint64_t inc) {
     server *sv = ctx;
     char text[32];
@@ -205,19 +211,6 @@ static void env_incarnation(void *ctx, uint64_t inc) {
 
 /* DATA_DIR/alive: "ALIVE_MS GC_FLOOR", when this node was last alive (wall
  * ms) and the stamp below which it had collected tombstones (node.h). */
-static void read_alive(const char *dir, node_config *c) {
-    char path[4096];
-    unsigned long long alive = 0, floor = 0;
-    snprintf(path, sizeof path, "%s/alive", dir);
-    FILE *f = fopen(path, "r");
-    if (!f) return;
-    if (fscanf(f, "%llu %llu", &alive, &floor) == 2) {
-        c->last_alive_ms = alive;
-        c->last_gc_floor = floor;
-    }
-    fclose(f);
-}
-
 static void env_alive(void *ctx, uint64_t alive_ms, uint64_t gc_floor) {
     server *sv = ctx;
     char text[64];
@@ -401,8 +394,9 @@ int server_run(const node_config *cfg) {
     node_config c = *cfg;
     sv.data_dir = cfg->data_dir;
     if (cfg->data_dir) {
-        c.last_incarnation = read_incarnation(cfg->data_dir);
-        read_alive(cfg->data_dir, &c);
+        uint64_t v[2];
+        if (read_numbers(cfg->data_dir, "incarnation", v, 1)) c.last_incarnation = v[0];
+        if (read_numbers(cfg->data_dir, "alive", v, 2)) c.last_alive_ms = v[0], c.last_gc_floor = v[1];
     }
     node_env env = {.ctx = &sv, .now = env_now, .wall = env_wall, .send = env_send,
                     .random = env_random, .log = env_log, .stop = env_stop,
