@@ -162,13 +162,8 @@ int wire_batch_next(const uint8_t **p, const uint8_t *end, const uint8_t **frame
                     size_t *len) {
     const uint8_t *q = *p;
     if (q >= end) return 0;
-    uint64_t v = 0;
-    for (unsigned shift = 0;; shift += 7) {
-        if (q >= end || shift >= 64) return -1;
-        uint8_t b = *q++;
-        v |= (uint64_t)(b & 0x7F) << shift;
-        if (!(b & 0x80)) break;
-    }
+    uint64_t v;
+    if (!get_varint(&q, end, &v)) return -1;
     if (v == 0 || v > (uint64_t)(end - q)) return -1;
     *frame = q;
     *len = (size_t)v;
