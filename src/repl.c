@@ -252,13 +252,16 @@ static void apply_record(node *n, const Record *rec) {
     store_put(n->store, rec->key.data, rec->key.len, &s);
 }
 
+/* The stamp below which tombstones have lived their lifetime (0: none). */
+static uint64_t tomb_floor(const node *n) {
+    uint64_t wall = node_wall_ms(n);
+    return wall > n->cfg.tombstone_ms ? (wall - n->cfg.tombstone_ms) << 16 : 0;
+}
+
 /* Whether a record is older than a tombstone's lifetime: a replica that
  * holds nothing for its key may have collected the tombstone that ended
  * it, so it is never pushed where it is missing. */
-static bool outlived(const node *n, uint64_t stamp) {
-    uint64_t wall = node_wall_ms(n);
-    return wall > n->cfg.tombstone_ms && stamp < (wall - n->cfg.tombstone_ms) << 16;
-}
+static bool outlived(const node *n, uint64_t stamp) { return stamp < tomb_floor(n); }
 
 /* ---- hinted handoff ---------------------------------------------------- */
 
@@ -416,7 +419,8 @@ static void count_resend(node *n, uint32_t m, uint64_t now, uint64_t waited) {
     }
     r->burst_n++;
     if (r->burst_votes == 0) r->burst_peer = m;
-    r->burst_votes += m == r->burst_peer ? 1 : (uint32_t)-1;
+    if (m == r->burst_peer) r->burst_votes++;
+    else r->burst_votes--;
     if (waited > r->burst_wait_ms) r->burst_wait_ms = waited;
 }
 
@@ -1221,11 +1225,13 @@ static void on_digest(node *n, const Peer *p, const struct sockaddr_in *from) {
  * up to CLEAN_BATCH of them and reads the key from its replicas; a copy goes
  * when every replica answered with it or something newer, and is sent to
  * those that lack it otherwise (read repair does the rest). */
-static bool clean_due(node *n) {
+static bool still_for(node *n, unsigned periods) {
     repl *r = n->repl;
     return r->nhints == 0 && !r->sweep_at &&
-           node_now(n) - r->changed_ms >= (uint64_t)CLEAN_QUIET_PERIODS * n->cfg.sync_ms;
+           node_now(n) - r->changed_ms >= (uint64_t)periods * n->cfg.sync_ms;
 }
+
+static bool clean_due(node *n) { return still_for(n, CLEAN_QUIET_PERIODS); }
 
 static void clean_start(node *n) {
     repl *r = n->repl;
@@ -1276,9 +1282,7 @@ static bool gc_due(node *n) {
     /* twice the wait of spare copies' cleaning: a spare copy of an old value
      * at a node that is no replica is checked and dropped first (pushed
      * back after its tombstone went, it would bring the key back) */
-    if (!clean_due(n) ||
-        node_now(n) - n->repl->changed_ms < 2ull * CLEAN_QUIET_PERIODS * n->cfg.sync_ms)
-        return false;
+    if (!still_for(n, 2 * CLEAN_QUIET_PERIODS)) return false;
     for (size_t i = 1; i < members_total(n->members); i++) {
         int state = members_at(n->members, i)->state;
         if (state != MEMBER_ALIVE && state != MEMBER_GONE) return false;
@@ -1288,9 +1292,8 @@ static bool gc_due(node *n) {
 
 static void sync_round(node *n) {
     repl *r = n->repl;
-    uint64_t wall = node_wall_ms(n);
-    if (wall > n->cfg.tombstone_ms && gc_due(n)) {
-        uint64_t floor = (wall - n->cfg.tombstone_ms) << 16;
+    uint64_t floor = tomb_floor(n);
+    if (floor && gc_due(n)) {
         store_gc(n->store, floor);
         node_gc_ran(n, floor);
     }
