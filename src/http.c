@@ -301,6 +301,9 @@ static void page_metrics(const http_server *s, sbuf *b) {
     metric(b, "dht_repushed_records_total", "counter",
            "Records pushed to new replicas after membership changes (re-replication).");
     sb_printf(b, "dht_repushed_records_total %llu\n", (unsigned long long)st->repushed);
+    metric(b, "dht_synced_records_total", "counter",
+           "Records pushed to a replica whose digests differed from this node's (anti-entropy).");
+    sb_printf(b, "dht_synced_records_total %llu\n", (unsigned long long)st->synced);
     metric(b, "dht_outlived_records_total", "counter",
            "Records of a past life dropped at restart: the cluster had collected tombstones "
            "past that life.");

@@ -3,8 +3,8 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 
+#include "digest.h"
 #include "members.h"
 #include "outbox.h"
 #include "ring.h"
@@ -15,6 +15,7 @@
 #define BUCKET_SLOTS (RING_SLOTS / BUCKETS)
 #define BATCH_BYTES 48000             /* records per SYNC datagram, encoded */
 #define SYNC_PEERS 3                  /* digest exchanges started per period */
+#define PUSH_BUDGET 4096              /* records (about) a digest exchange pushes */
 #define SWEEP_DELAY_MS 300            /* settle time after a membership change */
 #define MAX_HINTS 65536               /* hinted-handoff records kept */
 #define HANDOFF_MS 250                /* hint delivery round */
@@ -94,15 +95,13 @@ struct repl {
     uint32_t *srtt8, *rttvar4;
     size_t nrtt;
     uint32_t lat_ewma16;              /* client ops' latency, ms x 16 */
-    uint64_t *dig;                    /* digest table: [member][bucket] */
-    size_t dig_cap, dig_members;
-    uint64_t dig_epoch, dig_at;
+    digest *dg;                       /* settled records' digests by slot */
+    unsigned push_from;               /* slot the next digest exchange's push starts at */
     hint *hints;                      /* slots; hints_hwm bounds the used ones */
     size_t hints_cap, hints_hwm, nhints;
     uint32_t hint_seq;
     /* spare copies: records held here for keys this node is not a replica of */
     uint64_t changed_ms;              /* last change of the live set */
-    bool collect;                     /* this digest pass collects spare copies */
     size_t nspare;
     struct spare {
         uint8_t key[WIRE_MAX_KEY];
@@ -986,10 +985,7 @@ typedef struct pusher {
     size_t sent;       /* records pushed */
     /* filters */
     long only_peer;    /* -1: every replica; else just this member */
-    const uint64_t *theirs; /* with only_peer: push buckets differing from these */
-    const uint64_t *mine;
     bool new_only;     /* only to replicas that were not replicas at the last sweep */
-    uint64_t settled_ms; /* with only_peer: only records stamped before this wall time */
 } pusher;
 
 static void flush(node *n, size_t peer, batch *b) {
@@ -1025,13 +1021,6 @@ static void batch_add(pusher *ps, size_t peer, const uint8_t *key, size_t klen,
     if (b->len >= BATCH_BYTES) flush(ps->n, peer, b);
 }
 
-/* A record's contribution to its bucket: key, stamp and content, so that
- * two records with one stamp but different values also differ. */
-static uint64_t rec_digest(const uint8_t *key, size_t klen, const store_rec *s) {
-    return XXH3_64bits_withSeed(key, klen, s->stamp) +
-           XXH3_64bits_withSeed(s->val, s->tomb ? 0 : s->vlen, s->tomb);
-}
-
 /* Whether member m was a replica of slot at the last sweep, as the same process
  * (swept_inc 1: its incarnation was not known yet then, as for a seed not
  * heard from; the one learnt since is taken as the same process: a restart
@@ -1057,32 +1046,38 @@ static int push_visit(void *ctx, const uint8_t *key, size_t klen, const store_re
     for (size_t i = 0; i < k; i++) {
         if (self_index(pref[i])) continue;
         if (ps->new_only && was_replica(n, slot, pref[i])) continue;
-        if (ps->only_peer >= 0) {
-            unsigned bk = slot / BUCKET_SLOTS;
-            if (pref[i] != (uint32_t)ps->only_peer || ps->theirs[bk] == ps->mine[bk]) continue;
-            if ((s->stamp >> 16) >= ps->settled_ms) continue;
-        }
+        if (ps->only_peer >= 0 && (pref[i] != (uint32_t)ps->only_peer ||
+                                   !digest_settled(n->repl->dg, s->stamp)))
+            continue;
         batch_add(ps, pref[i], key, klen, s);
     }
     return 0;
 }
 
-/* Pushes records to their replicas (all, those new since the last sweep,
- * or one peer's differing buckets). A peer's differing buckets go without
- * the records written in the last two sync periods: under a steady stream
- * of writes every bucket differs by the writes in flight, and pushing
- * whole buckets then sent every record every period, a burst that held up
- * the writes' own messages past their resend time (dht-resp-bench, 100,000
- * keys, 3 nodes, -P 16: p99.9 of 200-400 ms, thousands of resends). A
- * recent write that did miss a replica goes with a later exchange. */
-static size_t push(node *n, long only_peer, const uint64_t *theirs, const uint64_t *mine,
-                   bool new_only) {
-    uint64_t wall = node_wall_ms(n), settle = 2 * (uint64_t)n->cfg.sync_ms;
-    pusher ps = {n, NULL, members_total(n->members), 0, only_peer, theirs, mine, new_only,
-                 wall > settle ? wall - settle : 0};
+/* Whether this node and member m are both replicas of slot. */
+static bool both_replicas(node *n, unsigned slot, uint32_t m) {
+    uint32_t pref[REPL_MAX_N];
+    size_t k = members_pref(n->members, slot, n->cfg.replicas, pref);
+    bool me = false, it = false;
+    for (size_t i = 0; i < k; i++) {
+        me |= self_index(pref[i]);
+        it |= pref[i] == m;
+    }
+    return me && it;
+}
+
+/* Pushes records to their replicas: all of them, or those new since the
+ * last sweep, or (slots set, only_peer a member) the settled records of
+ * those slots to that peer. Settled records only (digest.h): under a
+ * steady stream of writes the buckets differed by the writes in flight,
+ * and pushing whole buckets sent every record every period, a burst that
+ * held up the writes' own messages past their resend time. */
+static size_t push(node *n, long only_peer, const uint64_t *slots, bool new_only) {
+    pusher ps = {n, NULL, members_total(n->members), 0, only_peer, new_only};
     ps.b = calloc(ps.nb, sizeof *ps.b);
     if (!ps.b) return 0;
-    store_iter(n->store, push_visit, &ps);
+    if (slots) store_iter_slots(n->store, slots, push_visit, &ps);
+    else store_iter(n->store, push_visit, &ps);
     for (size_t i = 0; i < ps.nb; i++) {
         if (ps.b[i]) flush(n, i, ps.b[i]);
         free(ps.b[i]);
@@ -1127,7 +1122,7 @@ fail: /* the next sweep pushes everything */
  * its replicas that were not its replicas at the last sweep (or were, as a
  * process that has restarted since). The first sweep pushes everything. */
 static void sweep(node *n) {
-    size_t sent = push(n, -1, NULL, NULL, n->repl->swept != NULL);
+    size_t sent = push(n, -1, NULL, n->repl->swept != NULL);
     n->stats.repushed += sent;
     swept_save(n);
     if (!n->cfg.quiet && sent) node_log(n, "re-replication: pushed %zu records", sent);
@@ -1140,66 +1135,24 @@ void repl_membership_changed(node *n) {
     r->sweep_at = r->changed_ms + SWEEP_DELAY_MS;
 }
 
-/* The digest table: for every member p, 256 bucket hashes of the records
- * whose replicas include both this node and p. Computed in one pass over
- * the store per sync period (or when the live set changed since); a table
- * a little stale only makes a few buckets look different, which costs a
- * push of those buckets, never a wrong answer. */
-static int digest_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *s) {
-    node *n = ctx;
-    repl *r = n->repl;
-    unsigned slot = ring_key_slot(key, klen);
-    uint32_t pref[REPL_MAX_N];
-    size_t k = members_pref(n->members, slot, n->cfg.replicas, pref);
-    bool mine = false;
-    for (size_t i = 0; i < k; i++) mine |= self_index(pref[i]);
-    if (!mine) {
-        if (r->collect && r->nspare < CLEAN_BATCH) {
-            struct spare *sp = &r->spare[r->nspare++];
-            memcpy(sp->key, key, klen);
-            sp->klen = (uint8_t)klen;
-            sp->stamp = s->stamp;
-        }
-        return 0;
+/* Our bucket digests for peer: of each bucket, the XOR of the settled
+ * digests (digest.h) of its slots whose replicas include both this node
+ * and peer. A pass over the slots, not the records. */
+static void digests_for(node *n, uint32_t peer, uint64_t out[BUCKETS]) {
+    memset(out, 0, BUCKETS * sizeof *out);
+    for (unsigned slot = 0; slot < RING_SLOTS; slot++) {
+        uint64_t x = digest_slot(n->repl->dg, slot);
+        if (x && both_replicas(n, slot, peer)) out[slot / BUCKET_SLOTS] ^= x;
     }
-    uint64_t d = rec_digest(key, klen, s);
-    for (size_t i = 0; i < k; i++)
-        if (!self_index(pref[i]) && pref[i] < r->dig_members)
-            r->dig[(size_t)pref[i] * BUCKETS + slot / BUCKET_SLOTS] ^= d;
-    return 0;
 }
 
-static int digests_refresh(node *n) {
-    repl *r = n->repl;
-    size_t total = members_total(n->members);
-    if (total > r->dig_cap) {
-        uint64_t *d = realloc(r->dig, total * BUCKETS * sizeof *d);
-        if (!d) return -1;
-        r->dig = d;
-        r->dig_cap = total;
-    }
-    r->dig_members = total;
-    memset(r->dig, 0, total * BUCKETS * sizeof *r->dig);
-    store_iter(n->store, digest_visit, n);
-    r->dig_epoch = members_epoch(n->members);
-    r->dig_at = node_now(n);
-    return 0;
-}
-
-/* Our digests for peer, from a table at most one period old. */
-static const uint64_t *digests_for(node *n, uint32_t peer) {
-    repl *r = n->repl;
-    if (!r->dig || peer >= r->dig_members || r->dig_epoch != members_epoch(n->members) ||
-        node_now(n) - r->dig_at >= n->cfg.sync_ms)
-        if (digests_refresh(n) != 0) return NULL;
-    return peer < r->dig_members ? r->dig + (size_t)peer * BUCKETS : NULL;
-}
-
-static void send_digest(node *n, uint32_t peer, const uint64_t *d, uint32_t flags) {
+static void send_digest(node *n, uint32_t peer, const uint64_t *d, uint64_t horizon,
+                        uint32_t flags) {
     Peer p = PEER__INIT;
     p.type = PEER_DIGEST;
     p.n_digests = BUCKETS;
     p.digests = (uint64_t *)d;
+    p.stamp = horizon;
     p.flags = flags;
     uint8_t id[WIRE_ID_LEN] = {0};
     node_send_peer(n, &members_at(n->members, peer)->addr, id, sizeof id, &p);
@@ -1207,16 +1160,35 @@ static void send_digest(node *n, uint32_t peer, const uint64_t *d, uint32_t flag
 
 #define DIGEST_REPLY 1u /* this digest answers one of yours: push, don't answer */
 
+/* A peer's digests of the records we both replicate: those of buckets that
+ * differ from ours are pushed to it, slot by slot, and unless this answers
+ * our own digests, ours go back so that it pushes its side. Digests of
+ * another horizon (an epoch began between its pass and ours) wait for
+ * the next exchange. */
 static void on_digest(node *n, const Peer *p, const struct sockaddr_in *from) {
     if (p->n_digests != BUCKETS) return;
     long peer = members_find(n->members, from->sin_addr.s_addr, ntohs(from->sin_port));
     if (peer <= 0) return;
-    const uint64_t *mine = digests_for(n, (uint32_t)peer);
-    if (!mine || memcmp(mine, p->digests, BUCKETS * sizeof *mine) == 0) return;
-    uint64_t copy[BUCKETS]; /* push() may not refresh the table, but be safe */
-    memcpy(copy, mine, sizeof copy);
-    push(n, peer, p->digests, copy, false);
-    if (!(p->flags & DIGEST_REPLY)) send_digest(n, (uint32_t)peer, copy, DIGEST_REPLY);
+    uint64_t horizon = digest_advance(n->repl->dg, node_wall_ms(n));
+    if (p->stamp != horizon) return;
+    uint64_t mine[BUCKETS];
+    digests_for(n, (uint32_t)peer, mine);
+    if (memcmp(mine, p->digests, sizeof mine) == 0) return;
+    /* the differing buckets' slots, from where the last exchange stopped,
+     * up to PUSH_BUDGET records */
+    repl *r = n->repl;
+    uint64_t slots[RING_SLOTS / 64] = {0};
+    size_t records = 0;
+    for (unsigned k = 0; k < RING_SLOTS && records < PUSH_BUDGET; k++) {
+        unsigned slot = (r->push_from + k) % RING_SLOTS, bk = slot / BUCKET_SLOTS;
+        uint32_t count = digest_count(r->dg, slot);
+        if (mine[bk] == p->digests[bk] || !count || !both_replicas(n, slot, (uint32_t)peer)) continue;
+        slots[slot / 64] |= 1ull << (slot % 64);
+        records += count;
+        r->push_from = (slot + 1) % RING_SLOTS;
+    }
+    n->stats.synced += push(n, peer, slots, false);
+    if (!(p->flags & DIGEST_REPLY)) send_digest(n, (uint32_t)peer, mine, horizon, DIGEST_REPLY);
 }
 
 /* Spare copies: a node keeps records of keys it is no longer a replica of
@@ -1232,6 +1204,30 @@ static bool still_for(node *n, unsigned periods) {
 }
 
 static bool clean_due(node *n) { return still_for(n, CLEAN_QUIET_PERIODS); }
+
+static int spare_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *s) {
+    repl *r = ctx;
+    struct spare *sp = &r->spare[r->nspare++];
+    memcpy(sp->key, key, klen);
+    sp->klen = (uint8_t)klen;
+    sp->stamp = s->stamp;
+    return r->nspare == CLEAN_BATCH; /* full: stop */
+}
+
+/* Takes up to CLEAN_BATCH records of slots this node is no replica of. */
+static void collect_spares(node *n) {
+    uint64_t slots[RING_SLOTS / 64] = {0};
+    bool any = false;
+    for (unsigned slot = 0; slot < RING_SLOTS; slot++) {
+        if (!digest_count(n->repl->dg, slot)) continue;
+        uint32_t pref[REPL_MAX_N];
+        size_t k = members_pref(n->members, slot, n->cfg.replicas, pref);
+        bool mine = false;
+        for (size_t i = 0; i < k; i++) mine |= self_index(pref[i]);
+        if (!mine) slots[slot / 64] |= 1ull << (slot % 64), any = true;
+    }
+    if (any) store_iter_slots(n->store, slots, spare_visit, n->repl);
+}
 
 static void clean_start(node *n) {
     repl *r = n->repl;
@@ -1299,16 +1295,16 @@ static void sync_round(node *n) {
     }
     size_t total = members_total(n->members);
     if (total < 2) return;
+    uint64_t horizon = digest_advance(r->dg, node_wall_ms(n));
     r->nspare = 0;
-    r->collect = clean_due(n);
-    int rc = digests_refresh(n);
-    r->collect = false;
-    if (rc != 0) return;
+    if (clean_due(n)) collect_spares(n);
     clean_start(n);
     for (unsigned k = 0; k < SYNC_PEERS; k++) {
         uint32_t peer = 1 + (uint32_t)(node_random(n) % (total - 1));
         if (members_at(n->members, peer)->state >= MEMBER_DEAD) continue;
-        send_digest(n, peer, n->repl->dig + (size_t)peer * BUCKETS, 0);
+        uint64_t d[BUCKETS];
+        digests_for(n, peer, d);
+        send_digest(n, peer, d, horizon, 0);
     }
 }
 
@@ -1346,6 +1342,11 @@ repl *repl_new(node *n) {
     r->tick_at = now + tick_interval(n);
     r->handoff_at = now + HANDOFF_MS;
     r->sync_at = now + n->cfg.sync_ms;
+    r->dg = digest_new(n->store, n->cfg.sync_ms, node_wall_ms(n));
+    if (!r->dg) {
+        repl_free(r);
+        return NULL;
+    }
     return r;
 }
 
@@ -1355,7 +1356,7 @@ void repl_free(repl *r) {
         for (size_t i = 0; i < MAX_OPS; i++) free(r->ops[i].val);
     free(r->ops);
     free(r->free_ops);
-    free(r->dig);
+    digest_free(r->dg);
     free(r->hints);
     ring_free(r->swept);
     free(r->swept_map);

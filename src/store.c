@@ -105,6 +105,10 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "ring.h"
+
+_Static_assert(STORE_SLOTS == RING_SLOTS, "the store's slots are the ring's");
+
 #define LREC_HDR 13                          /* see the table above */
 #define MAP_MIN ((size_t)1 << 20)            /* a new map */
 #define GROW_MIN ((size_t)64 << 10)          /* map growth steps */
@@ -115,9 +119,11 @@
 #define MEM_MIN_SLOTS 64
 
 typedef struct mrec {
+    struct mrec *sprev, *snext; /* the other records of its hash slot */
     uint64_t stamp;
     int32_t version;
     uint32_t vlen;
+    uint16_t slot;  /* ring_key_slot of the key */
     uint8_t klen;
     uint8_t tomb;
     uint8_t data[]; /* key, then value */
@@ -138,6 +144,10 @@ struct store {
     /* memory engine */
     slot *slots;
     size_t mask; /* slot count - 1 (a power of two) */
+    mrec **shead; /* [STORE_SLOTS]: each hash slot's records, a list */
+
+    store_observer_fn obs; /* store_observe */
+    void *obs_ctx;
 
     /* room: see "Full" above */
     int why;         /* STORE_FULL_* of the last refusal */
@@ -176,7 +186,39 @@ static bool fits(store *s, size_t old_sz, size_t new_sz) {
     return false;
 }
 
+/* Tells the observer of a change (store_observe). */
+static void tell(store *s, const uint8_t *key, size_t klen, const store_rec *rec, int change) {
+    if (s->obs) s->obs(s->obs_ctx, key, klen, rec, change);
+}
+
 /* ---- memory engine ------------------------------------------------------ */
+
+static void tell_mrec(store *s, const mrec *r, int change) {
+    store_rec out = {r->tomb ? NULL : r->data + r->klen, r->vlen, r->version, r->stamp, r->tomb};
+    tell(s, r->data, r->klen, &out, change);
+}
+
+/* Takes r off its slot's list; with by, puts by in its place. */
+static void sunlink(store *s, mrec *r, mrec *by) {
+    mrec *prev = r->sprev, *next = r->snext;
+    if (by) {
+        by->sprev = prev;
+        by->snext = next;
+        if (next) next->sprev = by;
+    } else if (next) {
+        next->sprev = prev;
+    }
+    mrec *put = by ? by : next;
+    if (prev) prev->snext = put;
+    else s->shead[r->slot] = put;
+}
+
+static void slink(store *s, mrec *r) {
+    r->sprev = NULL;
+    r->snext = s->shead[r->slot];
+    if (r->snext) r->snext->sprev = r;
+    s->shead[r->slot] = r;
+}
 
 static uint64_t khash(const uint8_t *key, size_t klen) {
     return XXH3_64bits(key, klen);
@@ -273,6 +315,7 @@ static int mem_put(store *s, const uint8_t *key, size_t klen, const store_rec *r
     r->stamp = rec->stamp;
     r->version = rec->version;
     r->vlen = vlen;
+    r->slot = (uint16_t)ring_key_slot(key, klen);
     r->klen = (uint8_t)klen;
     r->tomb = rec->tomb ? 1 : 0;
     memcpy(r->data, key, klen);
@@ -280,10 +323,14 @@ static int mem_put(store *s, const uint8_t *key, size_t klen, const store_rec *r
 
     if (old) {
         if (!old->tomb) s->live--;
+        tell_mrec(s, old, STORE_REPLACED);
+        sunlink(s, old, r);
         free(old);
     } else {
         s->records++;
+        slink(s, r);
     }
+    tell_mrec(s, r, +1);
     if (!r->tomb) s->live++;
     s->bytes = s->bytes - old_sz + new_sz;
     s->slots[i].hash = h;
@@ -299,6 +346,8 @@ static int mem_drop(store *s, const uint8_t *key, size_t klen, uint64_t stamp) {
     if (!r->tomb) s->live--;
     s->records--;
     s->bytes -= (size_t)r->klen + r->vlen;
+    tell_mrec(s, r, -1);
+    sunlink(s, r, NULL);
     free(r);
     mdelete(s, i);
     return 0;
@@ -319,6 +368,8 @@ static int mem_wipe(store *s) {
         mem_free_all(s);
         memset(s->slots, 0, (s->mask + 1) * sizeof *s->slots);
     }
+    memset(s->shead, 0, STORE_SLOTS * sizeof *s->shead);
+    tell(s, NULL, 0, NULL, 0);
     return 0;
 }
 
@@ -338,6 +389,8 @@ static size_t mem_gc(store *s, uint64_t min_stamp, bool all) {
             if (!r->tomb) s->live--;
             s->bytes -= (size_t)r->klen + r->vlen;
             s->records--;
+            tell_mrec(s, r, -1);
+            sunlink(s, r, NULL);
             free(r);
             mdelete(s, i);
             dropped++;
@@ -355,6 +408,20 @@ static int mem_iter(store *s, store_visit_fn fn, void *ctx) {
         int rc = fn(ctx, r->data, r->klen, &out);
         if (rc) return rc;
     }
+    return 0;
+}
+
+static int mem_iter_slots(store *s, const uint64_t *slots, store_visit_fn fn, void *ctx) {
+    for (unsigned w = 0; w < STORE_SLOTS / 64; w++)
+        for (uint64_t bits = slots[w]; bits; bits &= bits - 1) {
+            unsigned sl = w * 64 + (unsigned)__builtin_ctzll(bits);
+            for (const mrec *r = s->shead[sl]; r; r = r->snext) {
+                store_rec out = {r->tomb ? NULL : r->data + r->klen, r->vlen, r->version,
+                                 r->stamp, r->tomb};
+                int rc = fn(ctx, r->data, r->klen, &out);
+                if (rc) return rc;
+            }
+        }
     return 0;
 }
 
@@ -647,6 +714,10 @@ static int lmdb_put(store *s, const uint8_t *key, size_t klen, const store_rec *
         rc = STORE_ENOSPACE;
         goto fail;
     }
+    if (had && old.vlen) { /* told of below: the put may overwrite it in place */
+        memcpy(s->buf, old.val, old.vlen);
+        old.val = s->buf;
+    }
     d.mv_size = LREC_HDR + vlen;
     d.mv_data = NULL;
     if ((rc = mdb_put(txn, s->dbi, &k, &d, MDB_RESERVE)) != 0) {
@@ -654,7 +725,12 @@ static int lmdb_put(store *s, const uint8_t *key, size_t klen, const store_rec *
         goto fail;
     }
     enc(d.mv_data, rec);
-    if ((rc = mdb_txn_commit(txn)) != 0) return lerr(s, rc);
+    if (had) tell(s, key, klen, &old, STORE_REPLACED);
+    tell(s, key, klen, rec, +1);
+    if ((rc = mdb_txn_commit(txn)) != 0) {
+        tell(s, NULL, 0, NULL, 0);
+        return lerr(s, rc);
+    }
     if (had) {
         if (!old.tomb) s->live--;
     } else {
@@ -678,9 +754,11 @@ static int lmdb_drop(store *s, const uint8_t *key, size_t klen, uint64_t stamp) 
         rc = rc == MDB_NOTFOUND ? STORE_ENOTFOUND : STORE_EIO;
     } else if (old.stamp != stamp) {
         rc = STORE_ESTALE;
-    } else if ((rc = mdb_del(txn, s->dbi, &k, NULL)) != 0) {
+    } else if (tell(s, key, klen, &old, -1), (rc = mdb_del(txn, s->dbi, &k, NULL)) != 0) {
+        tell(s, NULL, 0, NULL, 0);
         rc = lerr(s, rc);
     } else if ((rc = mdb_txn_commit(txn)) != 0) {
+        tell(s, NULL, 0, NULL, 0);
         return lerr(s, rc); /* a failed commit has freed the transaction */
     } else {
         if (!old.tomb) s->live--;
@@ -700,7 +778,9 @@ static int lmdb_wipe(store *s) {
         mdb_txn_abort(txn);
         return lerr(s, rc);
     }
-    return (rc = mdb_txn_commit(txn)) != 0 ? lerr(s, rc) : 0;
+    if ((rc = mdb_txn_commit(txn)) != 0) return lerr(s, rc);
+    tell(s, NULL, 0, NULL, 0);
+    return 0;
 }
 
 /* Drops old tombstones in one transaction; *dropped says how many. 0, or
@@ -725,6 +805,7 @@ static int lmdb_gc(store *s, uint64_t min_stamp, bool all, size_t *dropped) {
         store_rec r;
         if (dec(&k, &d, &r) != 0 || (!r.tomb && !all) || r.stamp >= min_stamp) continue;
         size_t sz = k.mv_size + r.vlen;
+        tell(s, k.mv_data, k.mv_size, &r, -1); /* (r points into the page: before the delete) */
         if ((rc = mdb_cursor_del(cur, 0)) != 0) break;
         n++;
         live += !r.tomb;
@@ -733,9 +814,13 @@ static int lmdb_gc(store *s, uint64_t min_stamp, bool all, size_t *dropped) {
     mdb_cursor_close(cur);
     if (rc != MDB_NOTFOUND) {
         mdb_txn_abort(txn);
+        if (n) tell(s, NULL, 0, NULL, 0);
         return lerr(s, rc);
     }
-    if ((rc = mdb_txn_commit(txn)) != 0) return lerr(s, rc);
+    if ((rc = mdb_txn_commit(txn)) != 0) {
+        if (n) tell(s, NULL, 0, NULL, 0);
+        return lerr(s, rc);
+    }
     s->records -= n;
     s->live -= live;
     s->bytes -= freed;
@@ -743,7 +828,9 @@ static int lmdb_gc(store *s, uint64_t min_stamp, bool all, size_t *dropped) {
     return 0;
 }
 
-static int lmdb_iter(store *s, store_visit_fn fn, void *ctx) {
+/* A walk of the whole store, passing on the records of the slots set in
+ * `slots` (NULL: every record). */
+static int lmdb_iter(store *s, const uint64_t *slots, store_visit_fn fn, void *ctx) {
     if (s->broken) return STORE_EIO;
     MDB_txn *txn;
     MDB_cursor *cur;
@@ -757,6 +844,10 @@ static int lmdb_iter(store *s, store_visit_fn fn, void *ctx) {
     for (; rc == 0; rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
         store_rec r;
         if (dec(&k, &d, &r) != 0) continue; /* not served; open checked them */
+        if (slots) {
+            unsigned sl = ring_key_slot(k.mv_data, k.mv_size);
+            if (!(slots[sl / 64] >> (sl % 64) & 1)) continue;
+        }
         if ((ret = fn(ctx, k.mv_data, k.mv_size, &r)) != 0) break;
     }
     if (ret == 0 && rc != MDB_NOTFOUND) ret = STORE_EIO;
@@ -785,7 +876,10 @@ int store_open(store **out, const char *dir, size_t max_bytes) {
         }
     } else {
         s->slots = calloc(MEM_MIN_SLOTS, sizeof *s->slots);
-        if (!s->slots) {
+        s->shead = calloc(STORE_SLOTS, sizeof *s->shead);
+        if (!s->slots || !s->shead) {
+            free(s->slots);
+            free(s->shead);
             free(s);
             return STORE_EIO;
         }
@@ -805,6 +899,7 @@ void store_close(store *s) {
     } else {
         mem_free_all(s);
         free(s->slots);
+        free(s->shead);
     }
     free(s);
 }
@@ -899,7 +994,18 @@ size_t store_drop_older(store *s, uint64_t min_stamp) { return gc(s, min_stamp, 
 
 int store_iter(store *s, store_visit_fn fn, void *ctx) {
     if (!s || !fn) return STORE_EINVAL;
-    return s->lmdb ? lmdb_iter(s, fn, ctx) : mem_iter(s, fn, ctx);
+    return s->lmdb ? lmdb_iter(s, NULL, fn, ctx) : mem_iter(s, fn, ctx);
+}
+
+int store_iter_slots(store *s, const uint64_t *slots, store_visit_fn fn, void *ctx) {
+    if (!s || !slots || !fn) return STORE_EINVAL;
+    return s->lmdb ? lmdb_iter(s, slots, fn, ctx) : mem_iter_slots(s, slots, fn, ctx);
+}
+
+void store_observe(store *s, store_observer_fn fn, void *ctx) {
+    if (!s) return;
+    s->obs = fn;
+    s->obs_ctx = ctx;
 }
 
 size_t store_count(const store *s) { return s ? s->live : 0; }

@@ -117,6 +117,31 @@ size_t store_drop_older(store *s, uint64_t min_stamp);
 /* Calls fn for every record (tombstones too), in no particular order. */
 int store_iter(store *s, store_visit_fn fn, void *ctx);
 
+/* Hash slots (ring_key_slot of the key, as Redis Cluster's). The memory
+ * engine keeps each slot's records on a list of their own, so that a walk
+ * of a few slots costs their records only; LMDB walks the whole store. */
+#define STORE_SLOTS 16384
+
+/* Calls fn for every record of the slots whose bit is set in
+ * slots[STORE_SLOTS / 64] (bit s % 64 of word s / 64), as store_iter. */
+int store_iter_slots(store *s, const uint64_t *slots, store_visit_fn fn, void *ctx);
+
+/* Told of every change to the records: change +1, a record added (new, or
+ * the new version of a replaced one); -1, a record gone (dropped or
+ * collected); STORE_REPLACED, the old version of a record that the next
+ * call (+1, same key) replaces; 0, key NULL:
+ * the store changed in a way not told record by record (wiped, or an LMDB
+ * transaction that failed after it told of drops): what was learnt of it
+ * is to be learnt again with store_iter. Called from inside the store call
+ * that makes the change: it must not call the store. The pointers are
+ * valid during the call only. */
+#define STORE_REPLACED (-2)
+typedef void (*store_observer_fn)(void *ctx, const uint8_t *key, size_t klen,
+                                  const store_rec *rec, int change);
+
+/* Sets the one observer (fn NULL: none). */
+void store_observe(store *s, store_observer_fn fn, void *ctx);
+
 size_t store_count(const store *s);      /* live keys (not tombstones) */
 size_t store_records(const store *s);    /* records, tombstones included */
 size_t store_bytes(const store *s);      /* key + value bytes */

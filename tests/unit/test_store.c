@@ -20,6 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "digest.h"
+#include "ring.h"
 #include "store.h"
 
 #define BIG_CAP ((size_t)1 << 30)
@@ -1037,6 +1039,171 @@ static void test_stress_random_ops_vs_model(void **state) {
     free(m);
 }
 
+
+/* What digest.c should hold, computed from a walk of the store, and the
+ * settled records replaced by recent ones, which stay until their
+ * replacement's epoch (`until`) settles, unless their slot is computed
+ * again (a wipe; records ahead in the slot when the horizon moved). */
+typedef struct expect {
+    const digest *d;
+    uint64_t settled[STORE_SLOTS];
+    uint32_t count[STORE_SLOTS];
+} expect;
+
+typedef struct kept {
+    unsigned slot;
+    uint64_t x, from, until; /* the old record's digest, its epoch, the new one's */
+} kept;
+
+static int expect_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *rec) {
+    expect *e = ctx;
+    unsigned slot = ring_key_slot(key, klen);
+    e->count[slot]++;
+    if (digest_settled(e->d, rec->stamp)) e->settled[slot] ^= digest_rec(key, klen, rec);
+    return 0;
+}
+
+static void check_digest(store *s, const digest *d, const kept *k, size_t nk) {
+    expect *e = calloc(1, sizeof *e);
+    assert_non_null(e);
+    e->d = d;
+    assert_int_equal(store_iter(s, expect_visit, e), 0);
+    uint64_t h = digest_horizon(d) / 1000;
+    for (size_t i = 0; i < nk; i++)
+        if (k[i].from < h && k[i].until >= h) e->settled[k[i].slot] ^= k[i].x;
+    for (unsigned slot = 0; slot < STORE_SLOTS; slot++) {
+        assert_int_equal(digest_count(d, slot), e->count[slot]);
+        assert_true(digest_slot(d, slot) == e->settled[slot]);
+    }
+    free(e);
+}
+
+typedef struct slot_walk {
+    const uint64_t *bits;
+    size_t seen, wrong;
+} slot_walk;
+
+static int slot_walk_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *rec) {
+    (void)rec;
+    slot_walk *w = ctx;
+    unsigned slot = ring_key_slot(key, klen);
+    w->seen++;
+    w->wrong += !(w->bits[slot / 64] >> (slot % 64) & 1);
+    return 0;
+}
+
+/* Slots with a record stamped at or past epoch `from` (ms epochs of 1 s). */
+typedef struct ahead_walk {
+    uint64_t from;
+    bool slot[STORE_SLOTS];
+} ahead_walk;
+
+static int ahead_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *rec) {
+    ahead_walk *a = ctx;
+    if ((rec->stamp >> 16) / 1000 >= a->from) a->slot[ring_key_slot(key, klen)] = true;
+    return 0;
+}
+
+static int count_in(void *ctx, const uint8_t *key, size_t klen, const store_rec *rec) {
+    (void)rec;
+    slot_walk *w = ctx;
+    unsigned slot = ring_key_slot(key, klen);
+    w->seen += w->bits[slot / 64] >> (slot % 64) & 1;
+    return 0;
+}
+
+/* The slot digests follow every kind of change (puts that replace, stale
+ * puts, drops, tombstone collection, drop_older, a wipe) and the horizon's
+ * moves, records stamped ahead of it included; store_iter_slots walks the
+ * records of the slots asked for, and only them. Fails if any change is
+ * not told to the observer, or told with the wrong record. */
+static void test_digest_follows_the_store(void **state) {
+    fx *f = *state;
+    store *s = f->s;
+    uint64_t wall = 100000; /* ms */
+    digest *d = digest_new(s, 1000, wall);
+    assert_non_null(d);
+    rng_state = 0x1234567ull;
+    char kb[16];
+    uint8_t v[64];
+    uint64_t *bits = calloc(STORE_SLOTS / 64, sizeof *bits);
+    kept *k = calloc(40 * 400, sizeof *k);
+    ahead_walk *aw = calloc(1, sizeof *aw);
+    assert_non_null(bits);
+    assert_non_null(k);
+    assert_non_null(aw);
+    size_t nk = 0, deferred = 0;
+    for (int round = 0; round < 40; round++) {
+        for (int op = 0; op < 400; op++) {
+            uint64_t x = rnd();
+            int klen = snprintf(kb, sizeof kb, "k%u", (unsigned)(x % 3000));
+            unsigned kind = (unsigned)(x >> 20) % 100;
+            /* stamps from 5 s behind to 9 s ahead of the wall clock */
+            uint64_t ms = wall - 5000 + (x >> 32) % 14000;
+            uint64_t stamp = ms << 16 | ((x >> 8) & 0xFF);
+            if (kind < 70) {
+                uint8_t vlen = (uint8_t)((x >> 40) % 40);
+                memset(v, (int)(x >> 48), vlen);
+                store_rec r = {v, vlen, 1, stamp, kind < 15}, old;
+                uint8_t ov[64];
+                bool had = store_get(s, (uint8_t *)kb, (size_t)klen, &old) == 0;
+                if (had && !old.tomb) memcpy(ov, old.val, old.vlen), old.val = ov;
+                uint64_t h = digest_horizon(d) / 1000, e_old = (old.stamp >> 16) / 1000,
+                         e_new = ms / 1000;
+                if (store_put(s, (uint8_t *)kb, (size_t)klen, &r) == 0 && had &&
+                    e_new >= h && e_new < h + DIGEST_RECENT) {
+                    k[nk++] = (kept){ring_key_slot(kb, (size_t)klen),
+                                     digest_rec((uint8_t *)kb, (size_t)klen, &old), e_old, e_new};
+                    deferred++;
+                }
+            } else if (kind < 90) {
+                store_rec cur;
+                if (store_get(s, (uint8_t *)kb, (size_t)klen, &cur) == 0)
+                    assert_int_equal(store_drop(s, (uint8_t *)kb, (size_t)klen, cur.stamp), 0);
+            } else if (kind < 99) {
+                store_gc(s, stamp);
+            } else {
+                store_drop_older(s, (wall - 4000) << 16);
+            }
+        }
+        if (round == 25) {
+            assert_int_equal(store_wipe(s), 0);
+            nk = 0;
+        }
+        wall += round % 3 == 0 ? 7000 : 600; /* now and then past every recent epoch */
+        uint64_t h = digest_horizon(d) / 1000;
+        if (wall / 1000 - 1 > h) { /* slots with records ahead are computed again */
+            memset(aw, 0, sizeof *aw);
+            aw->from = h + DIGEST_RECENT;
+            assert_int_equal(store_iter(s, ahead_visit, aw), 0);
+            size_t j = 0;
+            for (size_t i = 0; i < nk; i++)
+                if (!aw->slot[k[i].slot]) k[j++] = k[i];
+            nk = j;
+        }
+        digest_advance(d, wall);
+        check_digest(s, d, k, nk);
+        memset(bits, 0, STORE_SLOTS / 64 * sizeof *bits);
+        for (int j = 0; j < 2000; j++) {
+            unsigned slot = (unsigned)(rnd() % STORE_SLOTS);
+            bits[slot / 64] |= 1ull << (slot % 64);
+        }
+        slot_walk w = {bits, 0, 0}, all = {bits, 0, 0};
+        assert_int_equal(store_iter_slots(s, bits, slot_walk_visit, &w), 0);
+        assert_int_equal(store_iter(s, count_in, &all), 0);
+        assert_int_equal(w.wrong, 0);
+        assert_int_equal(w.seen, all.seen);
+    }
+    assert_true(store_records(s) > 0);
+    assert_true(deferred > 100);
+    digest_free(d);
+    free(k);
+    free(aw);
+    /* no observer now: changes go on without it */
+    assert_int_equal(put(s, "after", "x", (wall + 1) << 16), 0);
+    free(bits);
+}
+
 #define BOTH(fn)                                                            \
     cmocka_unit_test_setup_teardown(fn, setup_mem, teardown),              \
         cmocka_unit_test_setup_teardown(fn, setup_lmdb, teardown)
@@ -1069,6 +1236,7 @@ int main(void) {
                                         setup_lmdb, teardown),
         cmocka_unit_test(test_lmdb_full_disk_refuses_writes_without_sigbus),
         BOTH(test_stress_random_ops_vs_model),
+        BOTH(test_digest_follows_the_store),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

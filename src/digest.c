@@ -1,0 +1,149 @@
+/* digest: per-slot digests of settled records, following the store. */
+#include "digest.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "ring.h"
+
+#define RECENT DIGEST_RECENT
+
+typedef struct sdig {
+    uint64_t settled;         /* records of epochs before the horizon */
+    uint64_t recent[RECENT];  /* records of epoch e (horizon <= e < horizon + RECENT), at e % RECENT */
+    uint32_t count;           /* records */
+    uint32_t ahead;           /* records of epochs past those */
+} sdig;
+
+struct digest {
+    store *st;
+    uint64_t epoch_ms;
+    uint64_t h;               /* horizon, in epochs: those before it are settled */
+    bool rebuild;             /* the store changed untold: compute everything again */
+    bool replacing;           /* told of a record being replaced (STORE_REPLACED): */
+    uint64_t old_x, old_e;    /* its digest and epoch */
+    sdig *slot;               /* [STORE_SLOTS] */
+};
+
+uint64_t digest_rec(const uint8_t *key, size_t klen, const store_rec *rec) {
+    return XXH3_64bits_withSeed(key, klen, rec->stamp) +
+           XXH3_64bits_withSeed(rec->val, rec->tomb ? 0 : rec->vlen, rec->tomb);
+}
+
+static uint64_t epoch_of(const digest *d, uint64_t stamp) { return (stamp >> 16) / d->epoch_ms; }
+
+/* Adds (change +1) or takes out (-1) a record of digest x and epoch e. */
+static void account(digest *d, sdig *s, uint64_t x, uint64_t e, int change) {
+    s->count = (uint32_t)((int64_t)s->count + change);
+    if (e >= d->h + RECENT) s->ahead = (uint32_t)((int64_t)s->ahead + change);
+    else if (e < d->h) s->settled ^= x;
+    else s->recent[e % RECENT] ^= x;
+}
+
+/* A record replaced by a recent one counts as settled until the new one
+ * settles: the new one's epoch's digest takes the old out and the new in.
+ * So a slot's settled digest is of the newest version of each key stamped
+ * before the horizon, which is what a replica the write has not reached
+ * yet holds too: otherwise every write in flight over a settled record
+ * made its bucket differ (a million keys, a stream of writes: most
+ * buckets, every exchange). It does not depend on when the horizon moved
+ * here, so two nodes that moved theirs a second apart still agree. */
+static void observe(void *ctx, const uint8_t *key, size_t klen, const store_rec *rec, int change) {
+    digest *d = ctx;
+    if (change == 0) d->rebuild = true;
+    if (d->rebuild || change == 0) return;
+    uint64_t x = digest_rec(key, klen, rec), e = epoch_of(d, rec->stamp);
+    if (change == STORE_REPLACED) { /* the new version comes next */
+        d->replacing = true;
+        d->old_x = x;
+        d->old_e = e;
+        return;
+    }
+    sdig *s = &d->slot[ring_key_slot(key, klen)];
+    if (change > 0 && d->replacing) {
+        d->replacing = false;
+        if (e >= d->h && e < d->h + RECENT) { /* (the old one is not ahead: older) */
+            s->recent[e % RECENT] ^= d->old_x ^ x;
+            return;
+        }
+        account(d, s, d->old_x, d->old_e, -1);
+    }
+    account(d, s, x, e, change);
+}
+
+static int visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *rec) {
+    digest *d = ctx;
+    account(d, &d->slot[ring_key_slot(key, klen)], digest_rec(key, klen, rec),
+            epoch_of(d, rec->stamp), +1);
+    return 0;
+}
+
+static void rebuild(digest *d) {
+    memset(d->slot, 0, STORE_SLOTS * sizeof *d->slot);
+    d->rebuild = store_iter(d->st, visit, d) != 0; /* the engine failed: again later */
+}
+
+digest *digest_new(store *st, uint64_t epoch_ms, uint64_t wall_ms) {
+    digest *d = calloc(1, sizeof *d);
+    if (!d) return NULL;
+    d->slot = calloc(STORE_SLOTS, sizeof *d->slot);
+    if (!d->slot) {
+        free(d);
+        return NULL;
+    }
+    d->st = st;
+    d->epoch_ms = epoch_ms ? epoch_ms : 1;
+    uint64_t cur = wall_ms / d->epoch_ms;
+    d->h = cur ? cur - 1 : 0;
+    rebuild(d);
+    store_observe(st, observe, d);
+    return d;
+}
+
+void digest_free(digest *d) {
+    if (!d) return;
+    store_observe(d->st, NULL, NULL);
+    free(d->slot);
+    free(d);
+}
+
+uint64_t digest_advance(digest *d, uint64_t wall_ms) {
+    uint64_t cur = wall_ms / d->epoch_ms, h = cur ? cur - 1 : 0;
+    if (d->rebuild) {
+        if (h > d->h) d->h = h;
+        rebuild(d);
+        return d->h * d->epoch_ms;
+    }
+    if (h <= d->h) return d->h * d->epoch_ms;
+    uint64_t steps = h - d->h < RECENT ? h - d->h : RECENT;
+    uint64_t again[STORE_SLOTS / 64] = {0}; /* slots with records ahead */
+    bool any = false;
+    for (unsigned i = 0; i < STORE_SLOTS; i++) {
+        sdig *s = &d->slot[i];
+        for (uint64_t e = d->h; e < d->h + steps; e++) {
+            s->settled ^= s->recent[e % RECENT];
+            s->recent[e % RECENT] = 0;
+        }
+        if (s->ahead) {
+            again[i / 64] |= 1ull << (i % 64);
+            memset(s, 0, sizeof *s);
+            any = true;
+        }
+    }
+    d->h = h;
+    if (any && store_iter_slots(d->st, again, visit, d) != 0) d->rebuild = true;
+    return d->h * d->epoch_ms;
+}
+
+uint64_t digest_horizon(const digest *d) { return d->h * d->epoch_ms; }
+
+bool digest_settled(const digest *d, uint64_t stamp) { return epoch_of(d, stamp) < d->h; }
+
+uint64_t digest_slot(const digest *d, unsigned slot) {
+    return slot < STORE_SLOTS ? d->slot[slot].settled : 0;
+}
+
+uint32_t digest_count(const digest *d, unsigned slot) {
+    return slot < STORE_SLOTS ? d->slot[slot].count : 0;
+}
