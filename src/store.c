@@ -21,6 +21,12 @@
  *
  * A replaced record is allocated anew before the old one is freed, so a
  * failed allocation leaves the store as it was (reported as STORE_ENOSPACE).
+ * Each record is also on its hash slot's list (store_iter_slots walks a
+ * slot's records only), and every tombstone put goes on a min-heap by stamp
+ * (stamp, key hash), so store_gc takes what is old enough off its top
+ * rather than walk the table; entries of tombstones replaced or dropped
+ * since are skipped as they come up. Should the heap fail to grow, the next
+ * store_gc walks the table and makes the heap again.
  *
  * LMDB engine
  * -----------
@@ -134,6 +140,10 @@ typedef struct slot {
     mrec *r; /* NULL: empty */
 } slot;
 
+typedef struct tomb_ent { /* a tombstone put (heap by stamp) */
+    uint64_t stamp, hash;
+} tomb_ent;
+
 struct store {
     bool lmdb;
     size_t max_bytes;
@@ -145,6 +155,9 @@ struct store {
     slot *slots;
     size_t mask; /* slot count - 1 (a power of two) */
     mrec **shead; /* [STORE_SLOTS]: each hash slot's records, a list */
+    tomb_ent *th; /* min-heap by stamp of the tombstones put (some since replaced) */
+    size_t nth, cap_th;
+    bool th_lost; /* a tombstone could not be put on the heap: gc walks the table */
 
     store_observer_fn obs; /* store_observe */
     void *obs_ctx;
@@ -276,6 +289,44 @@ static void mdelete(store *s, size_t i) {
     s->slots[i].hash = 0;
 }
 
+/* The heap of tombstones: store_gc takes the ones old enough off its top
+ * instead of walking the table (a million records: tens of ms every sync
+ * period, while collection is due). An entry whose record has been
+ * replaced or dropped since is left there and skipped when it comes up. */
+static void th_push(store *s, uint64_t stamp, uint64_t hash) {
+    if (s->nth == s->cap_th) {
+        size_t cap = s->cap_th ? 2 * s->cap_th : 256;
+        tomb_ent *t = realloc(s->th, cap * sizeof *t);
+        if (!t) {
+            s->th_lost = true;
+            return;
+        }
+        s->th = t;
+        s->cap_th = cap;
+    }
+    size_t i = s->nth++;
+    while (i > 0 && s->th[(i - 1) / 2].stamp > stamp) {
+        s->th[i] = s->th[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    s->th[i] = (tomb_ent){stamp, hash};
+}
+
+static tomb_ent th_pop(store *s) {
+    tomb_ent top = s->th[0], last = s->th[--s->nth];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= s->nth) break;
+        if (c + 1 < s->nth && s->th[c + 1].stamp < s->th[c].stamp) c++;
+        if (s->th[c].stamp >= last.stamp) break;
+        s->th[i] = s->th[c];
+        i = c;
+    }
+    if (s->nth) s->th[i] = last;
+    return top;
+}
+
 static int mem_get(store *s, const uint8_t *key, size_t klen, store_rec *out) {
     const mrec *r = s->slots[mfind(s, khash(key, klen), key, klen)].r;
     if (!r) return STORE_ENOTFOUND;
@@ -335,6 +386,7 @@ static int mem_put(store *s, const uint8_t *key, size_t klen, const store_rec *r
     s->bytes = s->bytes - old_sz + new_sz;
     s->slots[i].hash = h;
     s->slots[i].r = r;
+    if (r->tomb) th_push(s, r->stamp, h);
     return 0;
 }
 
@@ -369,12 +421,47 @@ static int mem_wipe(store *s) {
         memset(s->slots, 0, (s->mask + 1) * sizeof *s->slots);
     }
     memset(s->shead, 0, STORE_SLOTS * sizeof *s->shead);
+    s->nth = 0;
+    s->th_lost = false;
     tell(s, NULL, 0, NULL, 0);
     return 0;
 }
 
+/* Drops record i of the table (its last step: mdelete). */
+static void mem_forget(store *s, size_t i) {
+    mrec *r = s->slots[i].r;
+    if (!r->tomb) s->live--;
+    s->bytes -= (size_t)r->klen + r->vlen;
+    s->records--;
+    tell_mrec(s, r, -1);
+    sunlink(s, r, NULL);
+    free(r);
+    mdelete(s, i);
+}
+
+/* Drops the tombstones stamped below min_stamp, from the heap's top. */
+static size_t mem_gc_heap(store *s, uint64_t min_stamp) {
+    size_t dropped = 0;
+    while (s->nth && s->th[0].stamp < min_stamp) {
+        tomb_ent t = th_pop(s);
+        /* the tombstone of that hash and stamp, if it is still there (a
+         * record of another key with that hash, a tombstone of that stamp,
+         * would be one to drop as well) */
+        for (size_t i = (size_t)t.hash & s->mask; s->slots[i].r; i = (i + 1) & s->mask) {
+            const mrec *r = s->slots[i].r;
+            if (s->slots[i].hash == t.hash && r->tomb && r->stamp == t.stamp) {
+                mem_forget(s, i);
+                dropped++;
+                break;
+            }
+        }
+    }
+    return dropped;
+}
+
 /* Drops the tombstones stamped below min_stamp, or with all every record. */
 static size_t mem_gc(store *s, uint64_t min_stamp, bool all) {
+    if (!all && !s->th_lost) return mem_gc_heap(s, min_stamp);
     /* Start just after an empty slot: no cluster then wraps past the start,
      * and backward shifts only move records into the slot being looked at
      * (looked at again) or into slots not reached yet. */
@@ -386,15 +473,15 @@ static size_t mem_gc(store *s, uint64_t min_stamp, bool all) {
         for (;;) {
             mrec *r = s->slots[i].r;
             if (!r || (!r->tomb && !all) || r->stamp >= min_stamp) break;
-            if (!r->tomb) s->live--;
-            s->bytes -= (size_t)r->klen + r->vlen;
-            s->records--;
-            tell_mrec(s, r, -1);
-            sunlink(s, r, NULL);
-            free(r);
-            mdelete(s, i);
+            mem_forget(s, i);
             dropped++;
         }
+    }
+    if (s->th_lost) { /* the heap again, of the tombstones left */
+        s->nth = 0;
+        s->th_lost = false;
+        for (size_t i = 0; i <= s->mask; i++)
+            if (s->slots[i].r && s->slots[i].r->tomb) th_push(s, s->slots[i].r->stamp, s->slots[i].hash);
     }
     return dropped;
 }
@@ -900,6 +987,7 @@ void store_close(store *s) {
         mem_free_all(s);
         free(s->slots);
         free(s->shead);
+        free(s->th);
     }
     free(s);
 }
@@ -976,7 +1064,7 @@ int store_wipe(store *s) {
 }
 
 static size_t gc(store *s, uint64_t min_stamp, bool all) {
-    if (!s) return 0;
+    if (!s || (!all && s->records == s->live)) return 0; /* no tombstone */
     if (!s->lmdb) return mem_gc(s, min_stamp, all);
     size_t dropped = 0;
     int rc = lmdb_settled(s);

@@ -260,6 +260,29 @@ static void test_gc_drops_old_tombstones_only(void **state) {
 
 /* A store the cluster outlived (node.h): every record below the stamp goes,
  * values and tombstones, and the counts follow. */
+/* Tombstones replaced, dropped or put again (store_gc's heap keeps stale
+ * entries of them) are collected once, by their current stamp. */
+static void test_gc_after_tombstones_replaced(void **state) {
+    store *s = ((fx *)*state)->s;
+    assert_int_equal(tomb(s, "a", 5), 0);
+    assert_int_equal(put(s, "a", "v", 6), 0);      /* no longer a tombstone */
+    assert_int_equal(tomb(s, "b", 5), 0);
+    assert_int_equal(tomb(s, "b", 9), 0);          /* a newer tombstone */
+    assert_int_equal(tomb(s, "c", 4), 0);
+    assert_int_equal(store_drop(s, K("c"), 1, 4), 0);
+    assert_int_equal(tomb(s, "c", 12), 0);         /* back, later */
+    assert_int_equal(store_gc(s, 9), 0);
+    assert_int_equal(store_records(s), 3);
+    assert_int_equal(store_gc(s, 10), 1);          /* b */
+    expect_none(s, "b");
+    assert_int_equal(tomb(s, "a", 11), 0);
+    assert_int_equal(store_gc(s, 12), 1);          /* a, not c */
+    assert_int_equal(store_records(s), 1);
+    assert_int_equal(store_gc(s, 100), 1);
+    assert_int_equal(store_records(s), 0);
+    assert_int_equal(store_gc(s, 100), 0);
+}
+
 static void test_drop_older_drops_values_and_tombstones(void **state) {
     store *s = ((fx *)*state)->s;
     assert_int_equal(put(s, "a", "va", 10), 0);
@@ -1218,6 +1241,7 @@ int main(void) {
         BOTH(test_gc_drops_old_tombstones_only),
         BOTH(test_gc_many_keeps_table_correct),
         BOTH(test_drop_only_the_same_record),
+        BOTH(test_gc_after_tombstones_replaced),
         BOTH(test_drop_older_drops_values_and_tombstones),
         BOTH(test_cap_enospace_changes_nothing),
         BOTH(test_cap_zero_refuses_all),
