@@ -154,6 +154,8 @@ struct store {
     /* memory engine */
     slot *slots;
     size_t mask; /* slot count - 1 (a power of two) */
+    slot *old;    /* while the table grows: the former one, moved step by step */
+    size_t old_mask, old_pos; /* its slots [0, old_pos) have been moved */
     mrec **shead; /* [STORE_SLOTS]: each hash slot's records, a list */
     tomb_ent *th; /* min-heap by stamp of the tombstones put (some since replaced) */
     size_t nth, cap_th;
@@ -249,23 +251,61 @@ static size_t mfind(const store *s, uint64_t h, const uint8_t *key, size_t klen)
     }
 }
 
+/* Growth. The table doubles when the load would pass 3/4, but its records
+ * move to the new table a few slots at a time (MOVE_STEP with each put),
+ * not all at once: at a million records a doubling held the node for
+ * 80 ms. Meanwhile the former table (s->old) is still looked in; a slot
+ * of it whose record has moved, or been replaced or dropped since, holds
+ * MOVED, which probes pass over (emptied, it would cut the probe sequences
+ * of the records after it). New records go to the new table only. The new
+ * table has twice the slots, so it holds what moves and what comes before
+ * the move is over (MOVE_STEP * put count > old slots long before it
+ * could fill); should it fill first, the move is finished at once. */
+#define MOVE_STEP 128
+static mrec moved_rec;
+#define MOVED (&moved_rec)
+
+/* Index of key's slot in the former table, or SIZE_MAX. */
+static size_t ofind(const store *s, uint64_t h, const uint8_t *key, size_t klen) {
+    for (size_t i = (size_t)h & s->old_mask;; i = (i + 1) & s->old_mask) {
+        const slot *sl = &s->old[i];
+        if (!sl->r) return SIZE_MAX;
+        if (sl->r != MOVED && sl->hash == h && sl->r->klen == klen &&
+            memcmp(sl->r->data, key, klen) == 0)
+            return i;
+    }
+}
+
+/* Moves up to `step` slots of the former table (SIZE_MAX: all). */
+static void move_some(store *s, size_t step) {
+    if (!s->old) return;
+    for (size_t k = 0; k < step && s->old_pos <= s->old_mask; k++, s->old_pos++) {
+        slot *sl = &s->old[s->old_pos];
+        if (!sl->r || sl->r == MOVED) continue;
+        size_t j = (size_t)sl->hash & s->mask;
+        while (s->slots[j].r) j = (j + 1) & s->mask;
+        s->slots[j] = *sl;
+        sl->r = MOVED;
+    }
+    if (s->old_pos > s->old_mask) {
+        free(s->old);
+        s->old = NULL;
+    }
+}
+
 static int mgrow(store *s) {
+    move_some(s, SIZE_MAX); /* (the last growth's move, if it is not over) */
     size_t n = (s->mask + 1) * 2;
     slot *ns = calloc(n, sizeof *ns);
     if (!ns) {
         s->why = STORE_FULL_MEMORY;
         return STORE_ENOSPACE;
     }
-    size_t mask = n - 1;
-    for (size_t i = 0; i <= s->mask; i++) {
-        if (!s->slots[i].r) continue;
-        size_t j = (size_t)s->slots[i].hash & mask;
-        while (ns[j].r) j = (j + 1) & mask;
-        ns[j] = s->slots[i];
-    }
-    free(s->slots);
+    s->old = s->slots;
+    s->old_mask = s->mask;
+    s->old_pos = 0;
     s->slots = ns;
-    s->mask = mask;
+    s->mask = n - 1;
     return 0;
 }
 
@@ -328,7 +368,10 @@ static tomb_ent th_pop(store *s) {
 }
 
 static int mem_get(store *s, const uint8_t *key, size_t klen, store_rec *out) {
-    const mrec *r = s->slots[mfind(s, khash(key, klen), key, klen)].r;
+    uint64_t h = khash(key, klen);
+    const mrec *r = s->slots[mfind(s, h, key, klen)].r;
+    size_t j;
+    if (!r && s->old && (j = ofind(s, h, key, klen)) != SIZE_MAX) r = s->old[j].r;
     if (!r) return STORE_ENOTFOUND;
     out->val = r->tomb ? NULL : r->data + r->klen;
     out->vlen = r->vlen;
@@ -340,8 +383,10 @@ static int mem_get(store *s, const uint8_t *key, size_t klen, store_rec *out) {
 
 static int mem_put(store *s, const uint8_t *key, size_t klen, const store_rec *rec) {
     uint64_t h = khash(key, klen);
-    size_t i = mfind(s, h, key, klen);
+    move_some(s, MOVE_STEP);
+    size_t i = mfind(s, h, key, klen), j = SIZE_MAX; /* j: in the former table */
     mrec *old = s->slots[i].r;
+    if (!old && s->old && (j = ofind(s, h, key, klen)) != SIZE_MAX) old = s->old[j].r;
     if (old) {
         store_rec cur = {old->data + old->klen, old->vlen, old->version, old->stamp, old->tomb};
         if (store_rec_cmp(rec, &cur) <= 0) return STORE_ESTALE;
@@ -377,6 +422,7 @@ static int mem_put(store *s, const uint8_t *key, size_t klen, const store_rec *r
         tell_mrec(s, old, STORE_REPLACED);
         sunlink(s, old, r);
         free(old);
+        if (j != SIZE_MAX) s->old[j].r = MOVED; /* the new one goes to the new table */
     } else {
         s->records++;
         slink(s, r);
@@ -390,23 +436,28 @@ static int mem_put(store *s, const uint8_t *key, size_t klen, const store_rec *r
     return 0;
 }
 
+static void mem_forget(store *s, size_t i);
+static void mem_forget_old(store *s, size_t j);
+
 static int mem_drop(store *s, const uint8_t *key, size_t klen, uint64_t stamp) {
-    size_t i = mfind(s, khash(key, klen), key, klen);
+    uint64_t h = khash(key, klen);
+    size_t i = mfind(s, h, key, klen), j = SIZE_MAX;
     mrec *r = s->slots[i].r;
+    if (!r && s->old && (j = ofind(s, h, key, klen)) != SIZE_MAX) r = s->old[j].r;
     if (!r) return STORE_ENOTFOUND;
     if (r->stamp != stamp) return STORE_ESTALE;
-    if (!r->tomb) s->live--;
-    s->records--;
-    s->bytes -= (size_t)r->klen + r->vlen;
-    tell_mrec(s, r, -1);
-    sunlink(s, r, NULL);
-    free(r);
-    mdelete(s, i);
+    if (j != SIZE_MAX) mem_forget_old(s, j);
+    else mem_forget(s, i);
     return 0;
 }
 
 static void mem_free_all(store *s) {
     for (size_t i = 0; i <= s->mask; i++) free(s->slots[i].r);
+    if (s->old)
+        for (size_t i = 0; i <= s->old_mask; i++)
+            if (s->old[i].r != MOVED) free(s->old[i].r);
+    free(s->old);
+    s->old = NULL;
 }
 
 static int mem_wipe(store *s) {
@@ -427,16 +478,25 @@ static int mem_wipe(store *s) {
     return 0;
 }
 
-/* Drops record i of the table (its last step: mdelete). */
-static void mem_forget(store *s, size_t i) {
-    mrec *r = s->slots[i].r;
+/* Forgets record r (the caller takes it out of its table). */
+static void mem_unaccount(store *s, mrec *r) {
     if (!r->tomb) s->live--;
     s->bytes -= (size_t)r->klen + r->vlen;
     s->records--;
     tell_mrec(s, r, -1);
     sunlink(s, r, NULL);
     free(r);
+}
+
+/* Drops record i of the table, or j of the former table. */
+static void mem_forget(store *s, size_t i) {
+    mem_unaccount(s, s->slots[i].r);
     mdelete(s, i);
+}
+
+static void mem_forget_old(store *s, size_t j) {
+    mem_unaccount(s, s->old[j].r);
+    s->old[j].r = MOVED;
 }
 
 /* Drops the tombstones stamped below min_stamp, from the heap's top. */
@@ -447,12 +507,23 @@ static size_t mem_gc_heap(store *s, uint64_t min_stamp) {
         /* the tombstone of that hash and stamp, if it is still there (a
          * record of another key with that hash, a tombstone of that stamp,
          * would be one to drop as well) */
+        bool found = false;
         for (size_t i = (size_t)t.hash & s->mask; s->slots[i].r; i = (i + 1) & s->mask) {
             const mrec *r = s->slots[i].r;
             if (s->slots[i].hash == t.hash && r->tomb && r->stamp == t.stamp) {
                 mem_forget(s, i);
                 dropped++;
+                found = true;
                 break;
+            }
+        }
+        for (size_t j = (size_t)t.hash & s->old_mask; !found && s->old && s->old[j].r;
+             j = (j + 1) & s->old_mask) {
+            const mrec *r = s->old[j].r;
+            if (r != MOVED && s->old[j].hash == t.hash && r->tomb && r->stamp == t.stamp) {
+                mem_forget_old(s, j);
+                dropped++;
+                found = true;
             }
         }
     }
@@ -462,6 +533,7 @@ static size_t mem_gc_heap(store *s, uint64_t min_stamp) {
 /* Drops the tombstones stamped below min_stamp, or with all every record. */
 static size_t mem_gc(store *s, uint64_t min_stamp, bool all) {
     if (!all && !s->th_lost) return mem_gc_heap(s, min_stamp);
+    move_some(s, SIZE_MAX); /* the walk below is of one table */
     /* Start just after an empty slot: no cluster then wraps past the start,
      * and backward shifts only move records into the slot being looked at
      * (looked at again) or into slots not reached yet. */
@@ -486,16 +558,21 @@ static size_t mem_gc(store *s, uint64_t min_stamp, bool all) {
     return dropped;
 }
 
-static int mem_iter(store *s, store_visit_fn fn, void *ctx) {
-    for (size_t i = 0; i <= s->mask; i++) {
-        const mrec *r = s->slots[i].r;
-        if (!r) continue;
+static int mem_iter_table(const slot *t, size_t mask, store_visit_fn fn, void *ctx) {
+    for (size_t i = 0; i <= mask; i++) {
+        const mrec *r = t[i].r;
+        if (!r || r == MOVED) continue;
         store_rec out = {r->tomb ? NULL : r->data + r->klen, r->vlen, r->version,
                          r->stamp, r->tomb};
         int rc = fn(ctx, r->data, r->klen, &out);
         if (rc) return rc;
     }
     return 0;
+}
+
+static int mem_iter(store *s, store_visit_fn fn, void *ctx) {
+    int rc = mem_iter_table(s->slots, s->mask, fn, ctx);
+    return rc || !s->old ? rc : mem_iter_table(s->old, s->old_mask, fn, ctx);
 }
 
 static int mem_iter_slots(store *s, const uint64_t *slots, store_visit_fn fn, void *ctx) {

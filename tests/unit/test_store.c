@@ -260,6 +260,47 @@ static void test_gc_drops_old_tombstones_only(void **state) {
 
 /* A store the cluster outlived (node.h): every record below the stamp goes,
  * values and tombstones, and the counts follow. */
+static int count_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *rec) {
+    (void)key, (void)klen, (void)rec;
+    ++*(size_t *)ctx;
+    return 0;
+}
+
+/* While the memory engine's table grows (its records move a few at a time)
+ * every record stays readable, replaceable, droppable and walked once. */
+static void test_growth_keeps_every_record(void **state) {
+    store *s = ((fx *)*state)->s;
+    char key[32], half[32];
+    const int n = 60000;
+    size_t dropped = 0;
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "g%d", i);
+        assert_int_equal(put(s, key, key, 10), 0);
+        snprintf(half, sizeof half, "g%d", i / 2);
+        if (i % 2 == 0 && i / 2 % 5 != 0) expect_val(s, half, half, 10);
+        if (i / 2 % 5 == 1 && i % 2 == 0) assert_int_equal(put(s, half, "new", 11), 0);
+        if (i % 10 == 0 && i > 0) { /* drop one put a while ago */
+            snprintf(half, sizeof half, "g%d", i / 2);
+            store_rec r;
+            assert_int_equal(store_get(s, K(half), strlen(half), &r), 0);
+            assert_int_equal(store_drop(s, K(half), strlen(half), r.stamp), 0);
+            dropped++;
+        }
+        if (i % 4099 == 0) {
+            size_t seen = 0;
+            assert_int_equal(store_iter(s, count_visit, &seen), 0);
+            assert_int_equal(seen, store_records(s));
+        }
+    }
+    assert_int_equal(store_records(s), n - dropped);
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "g%d", i);
+        if (i % 5 == 0 && i > 0 && i < n / 2) expect_none(s, key);
+        else if (i % 5 == 1 && i < n / 2) expect_val(s, key, "new", 11);
+        else expect_val(s, key, key, 10);
+    }
+}
+
 /* Tombstones replaced, dropped or put again (store_gc's heap keeps stale
  * entries of them) are collected once, by their current stamp. */
 static void test_gc_after_tombstones_replaced(void **state) {
@@ -1242,6 +1283,7 @@ int main(void) {
         BOTH(test_gc_many_keeps_table_correct),
         BOTH(test_drop_only_the_same_record),
         BOTH(test_gc_after_tombstones_replaced),
+        BOTH(test_growth_keeps_every_record),
         BOTH(test_drop_older_drops_values_and_tombstones),
         BOTH(test_cap_enospace_changes_nothing),
         BOTH(test_cap_zero_refuses_all),
