@@ -134,6 +134,10 @@ KVRequest *wire_unpack_request(wire_arena *a, const uint8_t *p, size_t len);
 KVResponse *wire_unpack_response(wire_arena *a, const uint8_t *p, size_t len);
 Peer *wire_unpack_peer(wire_arena *a, const uint8_t *p, size_t len);
 
+/* Encodes m's bytes (the payload of a Peer datagram) into out, as
+ * protobuf-c would; the length, or SIZE_MAX when cap is too small. */
+size_t wire_peer_pack_payload(const Peer *m, uint8_t *out, size_t cap);
+
 /* Encodes Msg{id, payload, crc, kind} into out. Returns length or 0. */
 size_t wire_pack_msg(uint8_t *out, size_t cap, const uint8_t *id, size_t idlen,
                      const uint8_t *payload, size_t plen, uint32_t kind);

@@ -577,6 +577,70 @@ static void test_batch_frames(void **state) {
     assert_int_equal(wire_batch_next(&p, huge + sizeof huge, &frame, &len), -1);
 }
 
+/* The hand coder of Peer (wire.c) writes protobuf-c's bytes, and what it
+ * decodes packs with protobuf-c to the bytes it came from: every field it
+ * takes, extreme values, a negative version (a 10-byte varint), several
+ * records; a Peer with a field it does not take goes to protobuf-c. */
+static void test_peer_hand_coder_matches_protobuf_c(void **state) {
+    (void)state;
+    static uint8_t a[WIRE_MAX_DATAGRAM], b[WIRE_MAX_DATAGRAM];
+    uint8_t key[32], val[300];
+    memset(key, 'k', sizeof key);
+    memset(val, 0xC3, sizeof val);
+    Record r1 = RECORD__INIT, r2 = RECORD__INIT, r3 = RECORD__INIT;
+    r1.key = (ProtobufCBinaryData){sizeof key, key};
+    r1.value = (ProtobufCBinaryData){sizeof val, val};
+    r1.version = -7;
+    r1.stamp = UINT64_MAX;
+    r2.key = (ProtobufCBinaryData){1, key};
+    r2.tombstone = 1;
+    r2.stamp = 1;
+    r2.version = INT32_MAX;
+    Record *recs[3] = {&r1, &r2, &r3}; /* r3: all defaults, an empty record */
+    Member from = MEMBER__INIT;
+    uint64_t digests[2] = {1, UINT64_MAX};
+    for (int k = 0; k < 6; k++) {
+        Peer p = PEER__INIT;
+        p.type = k == 0 ? PEER_WRITE : k == 1 ? PEER_WRITE_ACK : k == 2 ? PEER_READ_REPLY : 300;
+        p.n_records = k == 0 ? 1 : k == 2 ? 3 : 0;
+        p.records = recs;
+        if (k == 1) p.err = UINT32_MAX, p.stamp = 1ull << 63;
+        if (k == 3) p.key = (ProtobufCBinaryData){5, key}, p.hint_ip = 0x7F000001,
+                    p.hint_port = 65535, p.flags = 1, p.bucket = 255, p.gc_floor = 42;
+        if (k == 4) p.from = &from;                      /* protobuf-c's */
+        if (k == 5) p.n_digests = 2, p.digests = digests; /* protobuf-c's */
+        size_t n = protobuf_c_message_get_packed_size(&p.base);
+        protobuf_c_message_pack(&p.base, a);
+        assert_int_equal(wire_peer_pack_payload(&p, b, sizeof b), n);
+        assert_memory_equal(a, b, n);
+        assert_int_equal(wire_peer_pack_payload(&p, b, n ? n - 1 : 0), n ? SIZE_MAX : 0);
+        wire_reset(arena);
+        Peer *d = wire_unpack_peer(arena, a, n);
+        assert_non_null(d);
+        assert_int_equal(protobuf_c_message_get_packed_size(&d->base), n);
+        protobuf_c_message_pack(&d->base, b);
+        assert_memory_equal(a, b, n);
+        assert_int_equal(d->n_records, p.n_records);
+        if (k == 0) {
+            assert_int_equal(d->records[0]->version, -7);
+            assert_true(d->records[0]->stamp == UINT64_MAX);
+        }
+    }
+    /* one field twice: the last one wins, as in protobuf-c */
+    const uint8_t twice[] = {0x08, 0x01, 0x48, 0x05, 0x08, 0x02, 0x42, 0x01, 'a', 0x42, 0x01, 'b'};
+    wire_reset(arena);
+    Peer *d = wire_unpack_peer(arena, twice, sizeof twice);
+    assert_non_null(d);
+    assert_int_equal(d->type, 2);
+    assert_int_equal(d->err, 5);
+    assert_int_equal(d->key.len, 1);
+    assert_int_equal(d->key.data[0], 'b');
+    /* a known field of another wire type: refused, as by protobuf-c */
+    const uint8_t wrong[] = {0x0D, 1, 2, 3, 4};
+    assert_null(wire_unpack_peer(arena, wrong, sizeof wrong));
+    assert_null(peer__unpack(NULL, sizeof wrong, wrong));
+}
+
 static void test_names(void **state) {
     (void)state;
     assert_string_equal(wire_err_name(WIRE_OK), "ok");
@@ -623,6 +687,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_arena_worst_case, teardown),
         cmocka_unit_test_teardown(test_oversized_pack_returns_zero, teardown),
         cmocka_unit_test_teardown(test_batch_frames, teardown),
+        cmocka_unit_test_teardown(test_peer_hand_coder_matches_protobuf_c, teardown),
         cmocka_unit_test_teardown(test_names, teardown),
     };
     arena = wire_arena_new();
