@@ -271,6 +271,12 @@ void node_floor_seen(node *n, uint64_t floor);
 /* 64 random bits from the environment. */
 uint64_t node_random(node *n);
 
+/* Reads the clocks once for what follows (node_now and node_wall_ms answer
+ * that reading) until node_clock_end; a nested begin keeps the outer
+ * reading. Returns whether this call began it, for node_clock_end. */
+bool node_clock_begin(node *n);
+void node_clock_end(node *n, bool began);
+
 /* Sends one datagram to `to`. 0, or a negative error (the datagram is lost). */
 int node_send(node *n, const struct sockaddr_in *to, const uint8_t *buf, size_t len);
 

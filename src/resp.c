@@ -1290,9 +1290,17 @@ static void protocol_error(conn *c) {
  * their replies. True when no whole command is left in the input. Starts
  * the query clock when the input ends in part of a command, and stops it
  * when a command is whole. */
+#define CLOCK_COMMANDS 32 /* commands run on one reading of the clocks */
 static bool conn_parse(conn *c) {
     bool starved = false, ran = false;
+    node *n = c->srv->n;
+    bool clocked = node_clock_begin(n);
+    unsigned run_n = 0;
     while (c->state == CONN_READING || c->state == CONN_FINISHING) {
+        if (++run_n % CLOCK_COMMANDS == 0) { /* a long pipeline: read them again */
+            node_clock_end(n, clocked);
+            clocked = node_clock_begin(n);
+        }
         if (!has_room(c)) break;
         size_t used = 0;
         c->parser.noauth = c->srv->password && !c->authed;
@@ -1312,6 +1320,7 @@ static bool conn_parse(conn *c) {
         if (c->parser.argc) run_command(c, c->parser.argc, c->parser.argv);
         c->start += used;
     }
+    node_clock_end(n, clocked);
     if (c->state == CONN_CLOSED) return true;
     /* drop what ran; keep the command being received at the front */
     if (c->start) {
