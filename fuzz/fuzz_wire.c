@@ -153,8 +153,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t flen;
     while ((rc = wire_batch_next(&b, end, &frame, &flen)) == 1) {
         check(flen > 0 && frame >= f.payload && frame + flen <= end && b == frame + flen);
-        wire_frame g;
-        if (wire_unpack_msg(arena, frame, flen, &g) != WIRE_EMALFORMED)
+        wire_frame g, h;
+        int r1 = wire_unpack_msg(arena, frame, flen, &g);
+        int r2 = wire_unpack_batched(frame, flen, &h); /* the same, but for the sum */
+        check(r2 == (r1 == WIRE_ECHECKSUM ? 0 : r1));
+        if (r2 == 0)
+            check(same_bytes(g.id, g.idlen, h.id, h.idlen) &&
+                  same_bytes(g.payload, g.plen, h.payload, h.plen) && g.kind == h.kind);
+        if (r1 != WIRE_EMALFORMED)
             sink ^= walk_bytes((ProtobufCBinaryData){g.plen, (uint8_t *)g.payload});
     }
     check(rc == 0 || rc == -1);

@@ -500,7 +500,7 @@ static void on_batch(node *n, const uint8_t *p, size_t len, const struct sockadd
     int rc;
     while ((rc = wire_batch_next(&p, end, &frame, &flen)) == 1) {
         wire_frame f;
-        on_frame(n, wire_unpack_msg(n->arena, frame, flen, &f), &f, from, true);
+        on_frame(n, wire_unpack_batched(frame, flen, &f), &f, from, true);
     }
     if (rc < 0) n->stats.dropped_malformed++;
 }
