@@ -43,7 +43,9 @@
  *   13      vlen  value bytes (vlen = data size - 13; 0 for a tombstone)
  *
  * store_count / store_records / store_bytes are kept in the struct and
- * recomputed by a full scan at open; a record that does not decode (short
+ * recomputed by a full scan at open, which also puts the tombstones on the
+ * heap store_gc takes them from (as the memory engine's, below, but with
+ * their keys); a record that does not decode (short
  * data, bad key or value length, value on a tombstone) fails the open with
  * STORE_EIO rather than being served. A store opened above its cap keeps
  * its records; puts that would grow it fail until it shrinks.
@@ -141,7 +143,9 @@ typedef struct slot {
 } slot;
 
 typedef struct tomb_ent { /* a tombstone put (heap by stamp) */
-    uint64_t stamp, hash;
+    uint64_t stamp, hash;     /* hash: the memory engine's */
+    uint8_t klen;             /* the key: LMDB's */
+    uint8_t key[STORE_MAX_KEY];
 } tomb_ent;
 
 struct store {
@@ -159,7 +163,7 @@ struct store {
     mrec **shead; /* [STORE_SLOTS]: each hash slot's records, a list */
     tomb_ent *th; /* min-heap by stamp of the tombstones put (some since replaced) */
     size_t nth, cap_th;
-    bool th_lost; /* a tombstone could not be put on the heap: gc walks the table */
+    bool th_lost; /* a tombstone could not be put on the heap: gc walks the store */
 
     store_observer_fn obs; /* store_observe */
     void *obs_ctx;
@@ -333,7 +337,7 @@ static void mdelete(store *s, size_t i) {
  * instead of walking the table (a million records: tens of ms every sync
  * period, while collection is due). An entry whose record has been
  * replaced or dropped since is left there and skipped when it comes up. */
-static void th_push(store *s, uint64_t stamp, uint64_t hash) {
+static void th_push(store *s, uint64_t stamp, uint64_t hash, const uint8_t *key, size_t klen) {
     if (s->nth == s->cap_th) {
         size_t cap = s->cap_th ? 2 * s->cap_th : 256;
         tomb_ent *t = realloc(s->th, cap * sizeof *t);
@@ -349,7 +353,11 @@ static void th_push(store *s, uint64_t stamp, uint64_t hash) {
         s->th[i] = s->th[(i - 1) / 2];
         i = (i - 1) / 2;
     }
-    s->th[i] = (tomb_ent){stamp, hash};
+    s->th[i] = (tomb_ent){stamp, hash, 0, {0}};
+    if (s->lmdb) {
+        s->th[i].klen = (uint8_t)klen;
+        memcpy(s->th[i].key, key, klen);
+    }
 }
 
 static tomb_ent th_pop(store *s) {
@@ -432,7 +440,7 @@ static int mem_put(store *s, const uint8_t *key, size_t klen, const store_rec *r
     s->bytes = s->bytes - old_sz + new_sz;
     s->slots[i].hash = h;
     s->slots[i].r = r;
-    if (r->tomb) th_push(s, r->stamp, h);
+    if (r->tomb) th_push(s, r->stamp, h, NULL, 0);
     return 0;
 }
 
@@ -553,7 +561,8 @@ static size_t mem_gc(store *s, uint64_t min_stamp, bool all) {
         s->nth = 0;
         s->th_lost = false;
         for (size_t i = 0; i <= s->mask; i++)
-            if (s->slots[i].r && s->slots[i].r->tomb) th_push(s, s->slots[i].r->stamp, s->slots[i].hash);
+            if (s->slots[i].r && s->slots[i].r->tomb)
+                th_push(s, s->slots[i].r->stamp, s->slots[i].hash, NULL, 0);
     }
     return dropped;
 }
@@ -812,6 +821,7 @@ static int lmdb_open(store *s, const char *dir) {
         if (dec(&k, &d, &r) != 0) break;
         s->records++;
         if (!r.tomb) s->live++;
+        else th_push(s, r.stamp, 0, k.mv_data, k.mv_size);
         s->bytes += k.mv_size + r.vlen;
     }
     mdb_cursor_close(cur);
@@ -901,6 +911,7 @@ static int lmdb_put(store *s, const uint8_t *key, size_t klen, const store_rec *
         s->records++;
     }
     if (!rec->tomb) s->live++;
+    else th_push(s, rec->stamp, 0, key, klen);
     s->bytes = s->bytes - old_sz + new_sz;
     return 0;
 fail:
@@ -943,6 +954,8 @@ static int lmdb_wipe(store *s) {
         return lerr(s, rc);
     }
     if ((rc = mdb_txn_commit(txn)) != 0) return lerr(s, rc);
+    s->nth = 0;
+    s->th_lost = false;
     tell(s, NULL, 0, NULL, 0);
     return 0;
 }
@@ -962,12 +975,18 @@ static int lmdb_gc(store *s, uint64_t min_stamp, bool all, size_t *dropped) {
     MDB_val k, d;
     MDB_cursor_op op = MDB_FIRST;
     int rc;
+    bool again = s->th_lost; /* the heap is made again of the tombstones left */
+    if (again) s->nth = 0, s->th_lost = false;
     /* After mdb_cursor_del, MDB_NEXT yields the record that followed the
      * deleted one (LMDB's C_DEL flag), so the walk skips nothing. */
     while ((rc = mdb_cursor_get(cur, &k, &d, op)) == 0) {
         op = MDB_NEXT;
         store_rec r;
-        if (dec(&k, &d, &r) != 0 || (!r.tomb && !all) || r.stamp >= min_stamp) continue;
+        if (dec(&k, &d, &r) != 0) continue;
+        if ((!r.tomb && !all) || r.stamp >= min_stamp) {
+            if (again && r.tomb) th_push(s, r.stamp, 0, k.mv_data, k.mv_size);
+            continue;
+        }
         size_t sz = k.mv_size + r.vlen;
         tell(s, k.mv_data, k.mv_size, &r, -1); /* (r points into the page: before the delete) */
         if ((rc = mdb_cursor_del(cur, 0)) != 0) break;
@@ -987,6 +1006,54 @@ static int lmdb_gc(store *s, uint64_t min_stamp, bool all, size_t *dropped) {
     }
     s->records -= n;
     s->live -= live;
+    s->bytes -= freed;
+    *dropped = n;
+    return 0;
+}
+
+/* Drops the tombstones stamped below min_stamp, from the heap's top, in
+ * one transaction; entries taken off go back on when it fails. */
+static int lmdb_gc_heap(store *s, uint64_t min_stamp, size_t *dropped) {
+    *dropped = 0;
+    if (!s->nth || s->th[0].stamp >= min_stamp) return 0;
+    MDB_txn *txn;
+    if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0) return STORE_EIO;
+    tomb_ent *taken = NULL;
+    size_t ntaken = 0, cap = 0, n = 0, freed = 0;
+    int rc = 0;
+    while (s->nth && s->th[0].stamp < min_stamp) {
+        if (ntaken == cap) {
+            size_t c = cap ? 2 * cap : 64;
+            tomb_ent *t = realloc(taken, c * sizeof *t);
+            if (!t) break; /* the rest at the next collection */
+            taken = t;
+            cap = c;
+        }
+        tomb_ent t = taken[ntaken++] = th_pop(s);
+        MDB_val k = {t.klen, t.key}, d;
+        store_rec r;
+        if ((rc = mdb_get(txn, s->dbi, &k, &d)) == MDB_NOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        if (rc != 0) break;
+        if (dec(&k, &d, &r) != 0 || !r.tomb || r.stamp != t.stamp) continue;
+        tell(s, t.key, t.klen, &r, -1);
+        if ((rc = mdb_del(txn, s->dbi, &k, NULL)) != 0) break;
+        n++;
+        freed += t.klen;
+    }
+    if (rc != 0) mdb_txn_abort(txn);
+    else rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        if (n) tell(s, NULL, 0, NULL, 0);
+        for (size_t i = 0; i < ntaken; i++)
+            th_push(s, taken[i].stamp, 0, taken[i].key, taken[i].klen);
+        free(taken);
+        return lerr(s, rc);
+    }
+    free(taken);
+    s->records -= n;
     s->bytes -= freed;
     *dropped = n;
     return 0;
@@ -1064,8 +1131,8 @@ void store_close(store *s) {
         mem_free_all(s);
         free(s->slots);
         free(s->shead);
-        free(s->th);
     }
+    free(s->th);
     free(s);
 }
 
@@ -1146,7 +1213,8 @@ static size_t gc(store *s, uint64_t min_stamp, bool all) {
     size_t dropped = 0;
     int rc = lmdb_settled(s);
     while (rc == 0) {
-        rc = lmdb_gc(s, min_stamp, all, &dropped);
+        rc = all || s->th_lost ? lmdb_gc(s, min_stamp, all, &dropped)
+                               : lmdb_gc_heap(s, min_stamp, &dropped);
         if (!lmdb_again(s, &rc, true)) break;
     }
     if (rc == 0 && dropped) s->freed = true;

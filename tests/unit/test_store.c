@@ -324,6 +324,20 @@ static void test_gc_after_tombstones_replaced(void **state) {
     assert_int_equal(store_gc(s, 100), 0);
 }
 
+/* LMDB: the tombstones of the last life are collected after a reopen
+ * (the heap is made by the open's walk). */
+static void test_lmdb_gc_after_reopen(void **state) {
+    fx *f = *state;
+    assert_int_equal(tomb(f->s, "a", 5), 0);
+    assert_int_equal(tomb(f->s, "b", 7), 0);
+    assert_int_equal(put(f->s, "c", "v", 6), 0);
+    reopen(f, BIG_CAP);
+    assert_int_equal(store_gc(f->s, 6), 1);
+    assert_int_equal(store_gc(f->s, 100), 1);
+    assert_int_equal(store_records(f->s), 1);
+    expect_val(f->s, "c", "v", 6);
+}
+
 static void test_drop_older_drops_values_and_tombstones(void **state) {
     store *s = ((fx *)*state)->s;
     assert_int_equal(put(s, "a", "va", 10), 0);
@@ -1293,6 +1307,7 @@ int main(void) {
         cmocka_unit_test(test_open_bad_args),
         cmocka_unit_test_setup_teardown(test_lmdb_persists_across_reopen, setup_lmdb, teardown),
         cmocka_unit_test_setup_teardown(test_lmdb_creates_missing_dir, setup_lmdb, teardown),
+        cmocka_unit_test_setup_teardown(test_lmdb_gc_after_reopen, setup_lmdb, teardown),
         cmocka_unit_test_setup_teardown(test_lmdb_corrupt_record_fails_open, setup_lmdb,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_lmdb_full_map_refuses_then_takes_writes_again,
