@@ -200,6 +200,13 @@ KVResponse *wire_unpack_response(wire_arena *a, const uint8_t *p, size_t len) {
  * would refuse or keep as unknown) goes to protobuf-c, which then decides.
  * fuzz/fuzz_peer.c checks that both decode and encode alike. */
 
+/* A tag or a length prefix: protobuf-c reads at most 5 bytes of them (a
+ * longer one is malformed there), so the hand coder takes no more. */
+static int get_short(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+    const uint8_t *start = *p;
+    return get_varint(p, end, v) && *p - start <= 5;
+}
+
 static size_t varint_size(uint64_t v) {
     size_t n = 1;
     while (v >= 0x80) v >>= 7, n++;
@@ -242,12 +249,12 @@ static bool fast_record(wire_arena *a, const uint8_t *p, const uint8_t *end, Rec
     record__init(r);
     while (p < end) {
         uint64_t tag, v;
-        if (!get_varint(&p, end, &tag)) return false;
+        if (!get_short(&p, end, &tag)) return false;
         const uint8_t *start = p;
         switch (tag) {
         case 1 << 3 | 2:
         case 2 << 3 | 2:
-            if (!get_varint(&p, end, &v) || v > (uint64_t)(end - p)) return false;
+            if (!get_short(&p, end, &v) || v > (uint64_t)(end - p)) return false;
             if (!arena_bytes(a, tag >> 3 == 1 ? &r->key : &r->value, p, (size_t)v)) return false;
             p += v;
             break;
@@ -293,7 +300,7 @@ static Peer *fast_peer(wire_arena *a, const uint8_t *buf, size_t len) {
         const uint8_t *p = buf;
         while (p < end) {
             uint64_t tag, v;
-            if (!get_varint(&p, end, &tag)) return NULL;
+            if (!get_short(&p, end, &tag)) return NULL;
             switch (tag) {
             case 1 << 3 | 0: case 9 << 3 | 0: case 11 << 3 | 0: case 13 << 3 | 0: case 14 << 3 | 0:
                 if (!get_varint(&p, end, &v)) return NULL;
@@ -309,7 +316,7 @@ static Peer *fast_peer(wire_arena *a, const uint8_t *buf, size_t len) {
                 }
                 break;
             case 7 << 3 | 2: case 8 << 3 | 2:
-                if (!get_varint(&p, end, &v) || v > (uint64_t)(end - p)) return NULL;
+                if (!get_short(&p, end, &v) || v > (uint64_t)(end - p)) return NULL;
                 if (tag >> 3 == 7) {
                     Record check;
                     if (!m && !fast_record(NULL, p, p + v, &check)) return NULL;
