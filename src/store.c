@@ -23,7 +23,7 @@
  * failed allocation leaves the store as it was (reported as STORE_ENOSPACE).
  * Each record is also on its hash slot's list (store_iter_slots walks a
  * slot's records only), and every tombstone put goes on a min-heap by stamp
- * (stamp, key hash), so store_gc takes what is old enough off its top
+ * (stamp, key), so store_gc takes what is old enough off its top
  * rather than walk the table; entries of tombstones replaced or dropped
  * since are skipped as they come up. Should the heap fail to grow, the next
  * store_gc walks the table and makes the heap again.
@@ -44,8 +44,7 @@
  *
  * store_count / store_records / store_bytes are kept in the struct and
  * recomputed by a full scan at open, which also puts the tombstones on the
- * heap store_gc takes them from (as the memory engine's, below, but with
- * their keys); a record that does not decode (short
+ * heap store_gc takes them from (as the memory engine's, above); a record that does not decode (short
  * data, bad key or value length, value on a tombstone) fails the open with
  * STORE_EIO rather than being served. A store opened above its cap keeps
  * its records; puts that would grow it fail until it shrinks.
@@ -143,8 +142,8 @@ typedef struct slot {
 } slot;
 
 typedef struct tomb_ent { /* a tombstone put (heap by stamp) */
-    uint64_t stamp, hash;     /* hash: the memory engine's */
-    uint8_t klen;             /* the key: LMDB's */
+    uint64_t stamp;
+    uint8_t klen;
     uint8_t key[STORE_MAX_KEY];
 } tomb_ent;
 
@@ -212,8 +211,13 @@ static void tell(store *s, const uint8_t *key, size_t klen, const store_rec *rec
 
 /* ---- memory engine ------------------------------------------------------ */
 
+/* A record as the interface hands it out (pointing into r). */
+static store_rec mrec_rec(const mrec *r) {
+    return (store_rec){r->tomb ? NULL : r->data + r->klen, r->vlen, r->version, r->stamp, r->tomb};
+}
+
 static void tell_mrec(store *s, const mrec *r, int change) {
-    store_rec out = {r->tomb ? NULL : r->data + r->klen, r->vlen, r->version, r->stamp, r->tomb};
+    store_rec out = mrec_rec(r);
     tell(s, r->data, r->klen, &out, change);
 }
 
@@ -337,7 +341,7 @@ static void mdelete(store *s, size_t i) {
  * instead of walking the table (a million records: tens of ms every sync
  * period, while collection is due). An entry whose record has been
  * replaced or dropped since is left there and skipped when it comes up. */
-static void th_push(store *s, uint64_t stamp, uint64_t hash, const uint8_t *key, size_t klen) {
+static void th_push(store *s, uint64_t stamp, const uint8_t *key, size_t klen) {
     if (s->nth == s->cap_th) {
         size_t cap = s->cap_th ? 2 * s->cap_th : 256;
         tomb_ent *t = realloc(s->th, cap * sizeof *t);
@@ -353,11 +357,9 @@ static void th_push(store *s, uint64_t stamp, uint64_t hash, const uint8_t *key,
         s->th[i] = s->th[(i - 1) / 2];
         i = (i - 1) / 2;
     }
-    s->th[i] = (tomb_ent){stamp, hash, 0, {0}};
-    if (s->lmdb) {
-        s->th[i].klen = (uint8_t)klen;
-        memcpy(s->th[i].key, key, klen);
-    }
+    s->th[i].stamp = stamp;
+    s->th[i].klen = (uint8_t)klen;
+    memcpy(s->th[i].key, key, klen);
 }
 
 static tomb_ent th_pop(store *s) {
@@ -375,28 +377,33 @@ static tomb_ent th_pop(store *s) {
     return top;
 }
 
+/* key's record (NULL: none), in the table or, while it grows, the former
+ * one: *i is its slot in the table (or the empty slot where it would go),
+ * *j its slot in the former table (SIZE_MAX when it is not there). */
+static mrec *mlookup(const store *s, uint64_t h, const uint8_t *key, size_t klen, size_t *i,
+                     size_t *j) {
+    *i = mfind(s, h, key, klen);
+    *j = SIZE_MAX;
+    mrec *r = s->slots[*i].r;
+    if (!r && s->old && (*j = ofind(s, h, key, klen)) != SIZE_MAX) r = s->old[*j].r;
+    return r;
+}
+
 static int mem_get(store *s, const uint8_t *key, size_t klen, store_rec *out) {
-    uint64_t h = khash(key, klen);
-    const mrec *r = s->slots[mfind(s, h, key, klen)].r;
-    size_t j;
-    if (!r && s->old && (j = ofind(s, h, key, klen)) != SIZE_MAX) r = s->old[j].r;
+    size_t i, j;
+    const mrec *r = mlookup(s, khash(key, klen), key, klen, &i, &j);
     if (!r) return STORE_ENOTFOUND;
-    out->val = r->tomb ? NULL : r->data + r->klen;
-    out->vlen = r->vlen;
-    out->version = r->version;
-    out->stamp = r->stamp;
-    out->tomb = r->tomb;
+    *out = mrec_rec(r);
     return 0;
 }
 
 static int mem_put(store *s, const uint8_t *key, size_t klen, const store_rec *rec) {
     uint64_t h = khash(key, klen);
     move_some(s, MOVE_STEP);
-    size_t i = mfind(s, h, key, klen), j = SIZE_MAX; /* j: in the former table */
-    mrec *old = s->slots[i].r;
-    if (!old && s->old && (j = ofind(s, h, key, klen)) != SIZE_MAX) old = s->old[j].r;
+    size_t i, j;
+    mrec *old = mlookup(s, h, key, klen, &i, &j);
     if (old) {
-        store_rec cur = {old->data + old->klen, old->vlen, old->version, old->stamp, old->tomb};
+        store_rec cur = mrec_rec(old);
         if (store_rec_cmp(rec, &cur) <= 0) return STORE_ESTALE;
     }
     uint32_t vlen = rec->tomb ? 0 : rec->vlen;
@@ -440,22 +447,18 @@ static int mem_put(store *s, const uint8_t *key, size_t klen, const store_rec *r
     s->bytes = s->bytes - old_sz + new_sz;
     s->slots[i].hash = h;
     s->slots[i].r = r;
-    if (r->tomb) th_push(s, r->stamp, h, NULL, 0);
+    if (r->tomb) th_push(s, r->stamp, key, klen);
     return 0;
 }
 
-static void mem_forget(store *s, size_t i);
-static void mem_forget_old(store *s, size_t j);
+static void mem_forget(store *s, size_t i, size_t j);
 
 static int mem_drop(store *s, const uint8_t *key, size_t klen, uint64_t stamp) {
-    uint64_t h = khash(key, klen);
-    size_t i = mfind(s, h, key, klen), j = SIZE_MAX;
-    mrec *r = s->slots[i].r;
-    if (!r && s->old && (j = ofind(s, h, key, klen)) != SIZE_MAX) r = s->old[j].r;
+    size_t i, j;
+    const mrec *r = mlookup(s, khash(key, klen), key, klen, &i, &j);
     if (!r) return STORE_ENOTFOUND;
     if (r->stamp != stamp) return STORE_ESTALE;
-    if (j != SIZE_MAX) mem_forget_old(s, j);
-    else mem_forget(s, i);
+    mem_forget(s, i, j);
     return 0;
 }
 
@@ -486,25 +489,18 @@ static int mem_wipe(store *s) {
     return 0;
 }
 
-/* Forgets record r (the caller takes it out of its table). */
-static void mem_unaccount(store *s, mrec *r) {
+/* Drops record j of the former table, or (j SIZE_MAX) record i of the
+ * table, as mlookup found it. */
+static void mem_forget(store *s, size_t i, size_t j) {
+    mrec *r = j != SIZE_MAX ? s->old[j].r : s->slots[i].r;
     if (!r->tomb) s->live--;
     s->bytes -= (size_t)r->klen + r->vlen;
     s->records--;
     tell_mrec(s, r, -1);
     sunlink(s, r, NULL);
     free(r);
-}
-
-/* Drops record i of the table, or j of the former table. */
-static void mem_forget(store *s, size_t i) {
-    mem_unaccount(s, s->slots[i].r);
-    mdelete(s, i);
-}
-
-static void mem_forget_old(store *s, size_t j) {
-    mem_unaccount(s, s->old[j].r);
-    s->old[j].r = MOVED;
+    if (j != SIZE_MAX) s->old[j].r = MOVED;
+    else mdelete(s, i);
 }
 
 /* Drops the tombstones stamped below min_stamp, from the heap's top. */
@@ -512,27 +508,11 @@ static size_t mem_gc_heap(store *s, uint64_t min_stamp) {
     size_t dropped = 0;
     while (s->nth && s->th[0].stamp < min_stamp) {
         tomb_ent t = th_pop(s);
-        /* the tombstone of that hash and stamp, if it is still there (a
-         * record of another key with that hash, a tombstone of that stamp,
-         * would be one to drop as well) */
-        bool found = false;
-        for (size_t i = (size_t)t.hash & s->mask; s->slots[i].r; i = (i + 1) & s->mask) {
-            const mrec *r = s->slots[i].r;
-            if (s->slots[i].hash == t.hash && r->tomb && r->stamp == t.stamp) {
-                mem_forget(s, i);
-                dropped++;
-                found = true;
-                break;
-            }
-        }
-        for (size_t j = (size_t)t.hash & s->old_mask; !found && s->old && s->old[j].r;
-             j = (j + 1) & s->old_mask) {
-            const mrec *r = s->old[j].r;
-            if (r != MOVED && s->old[j].hash == t.hash && r->tomb && r->stamp == t.stamp) {
-                mem_forget_old(s, j);
-                dropped++;
-                found = true;
-            }
+        size_t i, j; /* the tombstone, if it is still there */
+        const mrec *r = mlookup(s, khash(t.key, t.klen), t.key, t.klen, &i, &j);
+        if (r && r->tomb && r->stamp == t.stamp) {
+            mem_forget(s, i, j);
+            dropped++;
         }
     }
     return dropped;
@@ -553,7 +533,7 @@ static size_t mem_gc(store *s, uint64_t min_stamp, bool all) {
         for (;;) {
             mrec *r = s->slots[i].r;
             if (!r || (!r->tomb && !all) || r->stamp >= min_stamp) break;
-            mem_forget(s, i);
+            mem_forget(s, i, SIZE_MAX);
             dropped++;
         }
     }
@@ -562,7 +542,7 @@ static size_t mem_gc(store *s, uint64_t min_stamp, bool all) {
         s->th_lost = false;
         for (size_t i = 0; i <= s->mask; i++)
             if (s->slots[i].r && s->slots[i].r->tomb)
-                th_push(s, s->slots[i].r->stamp, s->slots[i].hash, NULL, 0);
+                th_push(s, s->slots[i].r->stamp, s->slots[i].r->data, s->slots[i].r->klen);
     }
     return dropped;
 }
@@ -571,8 +551,7 @@ static int mem_iter_table(const slot *t, size_t mask, store_visit_fn fn, void *c
     for (size_t i = 0; i <= mask; i++) {
         const mrec *r = t[i].r;
         if (!r || r == MOVED) continue;
-        store_rec out = {r->tomb ? NULL : r->data + r->klen, r->vlen, r->version,
-                         r->stamp, r->tomb};
+        store_rec out = mrec_rec(r);
         int rc = fn(ctx, r->data, r->klen, &out);
         if (rc) return rc;
     }
@@ -589,8 +568,7 @@ static int mem_iter_slots(store *s, const uint64_t *slots, store_visit_fn fn, vo
         for (uint64_t bits = slots[w]; bits; bits &= bits - 1) {
             unsigned sl = w * 64 + (unsigned)__builtin_ctzll(bits);
             for (const mrec *r = s->shead[sl]; r; r = r->snext) {
-                store_rec out = {r->tomb ? NULL : r->data + r->klen, r->vlen, r->version,
-                                 r->stamp, r->tomb};
+                store_rec out = mrec_rec(r);
                 int rc = fn(ctx, r->data, r->klen, &out);
                 if (rc) return rc;
             }
@@ -821,7 +799,7 @@ static int lmdb_open(store *s, const char *dir) {
         if (dec(&k, &d, &r) != 0) break;
         s->records++;
         if (!r.tomb) s->live++;
-        else th_push(s, r.stamp, 0, k.mv_data, k.mv_size);
+        else th_push(s, r.stamp, k.mv_data, k.mv_size);
         s->bytes += k.mv_size + r.vlen;
     }
     mdb_cursor_close(cur);
@@ -911,7 +889,7 @@ static int lmdb_put(store *s, const uint8_t *key, size_t klen, const store_rec *
         s->records++;
     }
     if (!rec->tomb) s->live++;
-    else th_push(s, rec->stamp, 0, key, klen);
+    else th_push(s, rec->stamp, key, klen);
     s->bytes = s->bytes - old_sz + new_sz;
     return 0;
 fail:
@@ -984,7 +962,7 @@ static int lmdb_gc(store *s, uint64_t min_stamp, bool all, size_t *dropped) {
         store_rec r;
         if (dec(&k, &d, &r) != 0) continue;
         if ((!r.tomb && !all) || r.stamp >= min_stamp) {
-            if (again && r.tomb) th_push(s, r.stamp, 0, k.mv_data, k.mv_size);
+            if (again && r.tomb) th_push(s, r.stamp, k.mv_data, k.mv_size);
             continue;
         }
         size_t sz = k.mv_size + r.vlen;
@@ -1048,7 +1026,7 @@ static int lmdb_gc_heap(store *s, uint64_t min_stamp, size_t *dropped) {
     if (rc != 0) {
         if (n) tell(s, NULL, 0, NULL, 0);
         for (size_t i = 0; i < ntaken; i++)
-            th_push(s, taken[i].stamp, 0, taken[i].key, taken[i].klen);
+            th_push(s, taken[i].stamp, taken[i].key, taken[i].klen);
         free(taken);
         return lerr(s, rc);
     }
