@@ -52,7 +52,7 @@ static void account(digest *d, sdig *s, uint64_t x, uint64_t e, int change) {
 static void observe(void *ctx, const uint8_t *key, size_t klen, const store_rec *rec, int change) {
     digest *d = ctx;
     if (change == 0) d->rebuild = true;
-    if (d->rebuild || change == 0) return;
+    if (d->rebuild) return;
     uint64_t x = digest_rec(key, klen, rec), e = epoch_of(d, rec->stamp);
     if (change == STORE_REPLACED) { /* the new version comes next */
         d->replacing = true;

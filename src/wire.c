@@ -83,6 +83,18 @@ uint32_t wire_crc(const void *a, size_t alen, const void *b, size_t blen) {
     return c;
 }
 
+/* Little-endian integers of n bytes (fixed32, fixed64). */
+static uint64_t get_le(const uint8_t *p, int n) {
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+static uint8_t *put_le(uint8_t *p, uint64_t v, int n) {
+    for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+    return p + n;
+}
+
 /* Reads a varint at *p (at most 10 bytes, before end). 0 when truncated or
  * too long. */
 static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
@@ -136,10 +148,7 @@ static int unpack_msg(const uint8_t *buf, size_t len, wire_frame *f, bool check)
             break;
         case 1:
             if (end - p < 8) return WIRE_EMALFORMED;
-            if (field == 3) {
-                checksum = 0;
-                for (int i = 7; i >= 0; i--) checksum = checksum << 8 | p[i];
-            }
+            if (field == 3) checksum = get_le(p, 8);
             p += 8;
             break;
         case 2:
@@ -198,7 +207,7 @@ KVResponse *wire_unpack_response(wire_arena *a, const uint8_t *p, size_t len) {
  * 7-9 and 11-16 and Record's five, of the right wire types, no unknown
  * fields. Anything else (membership, forwards, digests, a field protobuf-c
  * would refuse or keep as unknown) goes to protobuf-c, which then decides.
- * fuzz/fuzz_peer.c checks that both decode and encode alike. */
+ * fuzz/fuzz_wire.c checks that both decode and encode alike. */
 
 /* A tag or a length prefix: protobuf-c reads at most 5 bytes of them (a
  * longer one is malformed there), so the hand coder takes no more. */
@@ -211,17 +220,6 @@ static size_t varint_size(uint64_t v) {
     size_t n = 1;
     while (v >= 0x80) v >>= 7, n++;
     return n;
-}
-
-static uint64_t get_le(const uint8_t *p, int n) {
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
-
-static uint8_t *put_le(uint8_t *p, uint64_t v, int n) {
-    for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
-    return p + n;
 }
 
 /* A varint's bytes say true, as protobuf-c reads a bool: any value bit set
@@ -317,11 +315,12 @@ static Peer *fast_peer(wire_arena *a, const uint8_t *buf, size_t len) {
                 break;
             case 7 << 3 | 2: case 8 << 3 | 2:
                 if (!get_short(&p, end, &v) || v > (uint64_t)(end - p)) return NULL;
-                if (tag >> 3 == 7) {
+                if (tag >> 3 == 7 && !m) { /* checked and counted */
                     Record check;
-                    if (!m && !fast_record(NULL, p, p + v, &check)) return NULL;
-                    if (!m) nrec++;
-                    else if (!fast_record(a, p, p + v, m->records[m->n_records++])) return NULL;
+                    if (!fast_record(NULL, p, p + v, &check)) return NULL;
+                    nrec++;
+                } else if (tag >> 3 == 7) {
+                    if (!fast_record(a, p, p + v, m->records[m->n_records++])) return NULL;
                 } else if (m && !arena_bytes(a, &m->key, p, (size_t)v)) {
                     return NULL;
                 }
@@ -471,7 +470,7 @@ static size_t msg_tail(uint8_t *t, uint32_t crc, uint32_t kind) {
     size_t n = 0;
     if (crc) {
         t[n++] = 0x19;
-        for (int i = 0; i < 8; i++) t[n++] = i < 4 ? (uint8_t)(crc >> (8 * i)) : 0;
+        n = (size_t)(put_le(t + n, crc, 8) - t);
     }
     if (kind) {
         t[n++] = 0x20;
