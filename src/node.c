@@ -194,15 +194,25 @@ int node_send_sealed(node *n, const struct sockaddr_in *to, const uint8_t *buf, 
     return len ? node_send(n, to, out, len) : -1;
 }
 
-int node_send_peer(node *n, const struct sockaddr_in *to, const uint8_t *id,
-                   size_t idlen, void *peer_msg) {
+static int send_peer(node *n, const struct sockaddr_in *to, const uint8_t *id, size_t idlen,
+                     void *peer_msg, uint64_t due) {
     uint8_t out[NODE_MAX_PEER_DATAGRAM];
     Peer *p = peer_msg;
     size_t len = wire_pack(out, sizeof out, id, idlen, &p->base, WIRE_KIND_PEER);
     if (!len) return -1;
     if (members_find(n->members, to->sin_addr.s_addr, ntohs(to->sin_port)) > 0)
-        return outbox_add(n->outbox, to, out, len);
+        return outbox_add(n->outbox, to, out, len, due);
     return node_send_sealed(n, to, out, len);
+}
+
+int node_send_peer(node *n, const struct sockaddr_in *to, const uint8_t *id,
+                   size_t idlen, void *peer_msg) {
+    return send_peer(n, to, id, idlen, peer_msg, 0);
+}
+
+int node_send_peer_lazy(node *n, const struct sockaddr_in *to, const uint8_t *id,
+                        size_t idlen, void *peer_msg) {
+    return send_peer(n, to, id, idlen, peer_msg, node_now(n) + NODE_LAZY_MS);
 }
 
 /* ---- admission -------------------------------------------------------- */
@@ -598,7 +608,7 @@ int node_add_seeds(node *n, const ring_node *seeds, size_t k) {
 
 void node_flush(node *n) {
     bool began = node_clock_begin(n);
-    outbox_flush(n->outbox);
+    outbox_flush(n->outbox, node_now(n));
     node_clock_end(n, began);
 }
 
@@ -643,7 +653,7 @@ uint64_t node_tick(node *n) {
     if ((t = members_tick(n->members, now)) < next) next = t;
     if ((t = repl_tick(n->repl, now)) < next) next = t;
     check_last_life(n, now, &next);
-    outbox_flush(n->outbox);
+    if ((t = outbox_flush(n->outbox, now)) < next) next = t;
     n->tick_due = next;
     node_clock_end(n, began);
     return next;

@@ -219,8 +219,9 @@ uint64_t node_tick(node *n);
 #define NODE_STALL_MS 1000
 #define NODE_WAKE_WINDOW_MS 5
 
-/* Sends the node-to-node messages queued since the last flush (outbox.h).
- * node_tick does it too; a driver calls it once it has handed over a batch
+/* Sends the node-to-node messages queued since the last flush (outbox.h),
+ * but those that may wait (node_send_peer_lazy) and are not due yet: the
+ * next node_tick asks to run when they are. node_tick flushes too; a driver calls it once it has handed over a batch
  * of datagrams or TCP requests. */
 void node_flush(node *n);
 
@@ -291,6 +292,12 @@ int node_send_sealed(node *n, const struct sockaddr_in *to, const uint8_t *buf, 
  * members are batched (outbox.h). 0, or a negative error. */
 int node_send_peer(node *n, const struct sockaddr_in *to, const uint8_t *id,
                    size_t idlen, void *peer_msg);
+
+/* As node_send_peer, for a message nobody waits for: it may stay in the
+ * outbox up to NODE_LAZY_MS, to leave with others to the same peer. */
+#define NODE_LAZY_MS 1
+int node_send_peer_lazy(node *n, const struct sockaddr_in *to, const uint8_t *id,
+                        size_t idlen, void *peer_msg);
 
 /* Formats ip:port into buf (at least 22 bytes); returns buf. */
 char *node_addr_str(uint32_t ip, uint16_t port, char *buf);

@@ -13,6 +13,8 @@ typedef struct slot {
     struct sockaddr_in to;
     size_t len;                  /* bytes of framed messages in buf */
     size_t count;
+    uint64_t due;                /* 0: an urgent message is queued; else when
+                                  * the oldest message that may wait must leave */
     uint8_t *buf;                /* BATCH_BYTES, allocated on first use */
 } slot;
 
@@ -39,9 +41,25 @@ static void send_slot(outbox *o, slot *s) {
     s->len = s->count = 0;
 }
 
-void outbox_flush(outbox *o) {
-    for (size_t i = 0; i < o->used; i++) send_slot(o, &o->slots[i]);
-    o->used = 0;
+uint64_t outbox_flush(outbox *o, uint64_t now) {
+    uint64_t next = UINT64_MAX;
+    size_t kept = 0;
+    for (size_t i = 0; i < o->used; i++) {
+        slot *s = &o->slots[i];
+        if (s->due > now) { /* only messages that may wait, and they may still */
+            if (s->due < next) next = s->due;
+            if (kept != i) { /* swap, so that the buffers stay owned by a slot */
+                slot t = o->slots[kept];
+                o->slots[kept] = *s;
+                *s = t;
+            }
+            kept++;
+        } else {
+            send_slot(o, s);
+        }
+    }
+    o->used = kept;
+    return next;
 }
 
 outbox *outbox_new(node *n) {
@@ -57,7 +75,8 @@ void outbox_free(outbox *o) {
     free(o);
 }
 
-int outbox_add(outbox *o, const struct sockaddr_in *to, const uint8_t *msg, size_t len) {
+int outbox_add(outbox *o, const struct sockaddr_in *to, const uint8_t *msg, size_t len,
+               uint64_t due) {
     uint8_t head[10];
     size_t hlen = wire_put_varint(head, len), need = hlen + len;
     slot *s = NULL;
@@ -78,6 +97,7 @@ int outbox_add(outbox *o, const struct sockaddr_in *to, const uint8_t *msg, size
         s->len = s->count = 0;
     }
     if (s->len + need > BATCH_BYTES) send_slot(o, s);
+    if (!s->count || due < s->due) s->due = due;
     memcpy(s->buf + s->len, head, hlen);
     s->len += hlen;
     memcpy(s->buf + s->len, msg, len);

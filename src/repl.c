@@ -47,6 +47,8 @@ typedef struct op {
     uint32_t hint[MAX_TARGETS];       /* stand-ins: the replica they stand in for */
     uint8_t st[MAX_TARGETS];
     uint16_t held;                    /* read: targets not asked yet (bit i: t[i]) */
+    uint16_t lazy;                    /* write: targets the quorum does not wait for,
+                                       * sent to lazily the first time (bit i: t[i]) */
     uint64_t tstamp[MAX_TARGETS];     /* read: stamp each one answered with */
     unsigned need, oks, replies, existed, fails, nospace;
     /* writes: the record sent; reads: the newest record seen */
@@ -184,7 +186,8 @@ static void record_fill(Record *rec, const uint8_t *key, size_t klen,
 /* Sends one record to member m in a Peer message of `type` (WRITE or
  * SYNC); a WRITE may name the replica its receiver stands in for. */
 static void send_record(node *n, uint32_t m, const uint8_t id[WIRE_ID_LEN], uint32_t type,
-                        const uint8_t *key, size_t klen, const store_rec *s, uint32_t hint_for) {
+                        const uint8_t *key, size_t klen, const store_rec *s, uint32_t hint_for,
+                        bool lazy) {
     Record rec;
     record_fill(&rec, key, klen, s);
     Record *recs[1] = {&rec};
@@ -192,13 +195,15 @@ static void send_record(node *n, uint32_t m, const uint8_t id[WIRE_ID_LEN], uint
     p.type = type;
     p.n_records = 1;
     p.records = recs;
-    p.flags = type == PEER_WRITE && s->tomb ? PEER_FLAG_REMOVE : 0;
+    p.flags = (type == PEER_WRITE && s->tomb ? PEER_FLAG_REMOVE : 0) | (lazy ? PEER_FLAG_LAZY : 0);
     if (hint_for != NO_HINT) {
         const member *h = members_at(n->members, hint_for);
         p.hint_ip = h->ip;
         p.hint_port = h->port;
     }
-    node_send_peer(n, &members_at(n->members, m)->addr, id, WIRE_ID_LEN, &p);
+    const struct sockaddr_in *to = &members_at(n->members, m)->addr;
+    if (lazy) node_send_peer_lazy(n, to, id, WIRE_ID_LEN, &p);
+    else node_send_peer(n, to, id, WIRE_ID_LEN, &p);
 }
 
 /* Validates a record received from a peer. */
@@ -339,7 +344,7 @@ static void handoff_round(node *n, uint64_t now) {
         if (members_at(n->members, (size_t)m)->state != MEMBER_ALIVE) continue;
         uint8_t id[WIRE_ID_LEN];
         hint_id(r, h, id);
-        send_record(n, (uint32_t)m, id, PEER_WRITE, h->key, h->klen, &cur, NO_HINT);
+        send_record(n, (uint32_t)m, id, PEER_WRITE, h->key, h->klen, &cur, NO_HINT, false);
         h->tries++;
         h->next_ms = now + HINT_RETRY_MS;
     }
@@ -382,7 +387,8 @@ static void send_write(node *n, op *o, size_t i) {
     uint8_t id[WIRE_ID_LEN];
     op_id(n->repl, o, id);
     store_rec s = {o->val, (uint32_t)o->vlen, o->version, o->stamp, o->tomb};
-    send_record(n, o->t[i], id, PEER_WRITE, o->key, o->klen, &s, o->hint[i]);
+    send_record(n, o->t[i], id, PEER_WRITE, o->key, o->klen, &s, o->hint[i],
+                o->sends[i] == 1 && (o->lazy >> i & 1));
 }
 
 static void send_read(node *n, op *o, size_t i) {
@@ -489,7 +495,7 @@ static void read_repair(node *n, op *o) {
     for (size_t i = 0; i < o->nt; i++) {
         if (o->st[i] == T_WAIT || o->st[i] == T_FAIL || o->tstamp[i] >= o->stamp) continue;
         if (self_index(o->t[i])) store_put(n->store, o->key, o->klen, &s);
-        else send_record(n, o->t[i], id, PEER_SYNC, o->key, o->klen, &s, NO_HINT);
+        else send_record(n, o->t[i], id, PEER_SYNC, o->key, o->klen, &s, NO_HINT, false);
     }
 }
 
@@ -512,21 +518,38 @@ static bool is_held(const op *o, size_t i) { return o->held >> i & 1; }
 /* Targets asked so far: all but the held reads. */
 static size_t asked(const op *o) { return o->nt - (size_t)__builtin_popcount(o->held); }
 
-/* A client read asks R replicas first, not all N: this node when it is one
- * (its store answers at once) and the first others alive, in preference
- * order; the rest are held back and asked only when those cannot settle
- * it: a value found by R replicas is the newest any write quorum left
- * (W + R > N), as when all N are asked and the first R answer. The held
- * ones are asked once every asked replica has answered and the read is
- * not settled ("not found" needs every replica), or once one of them is
- * late (its resend time). Half the messages of a read of N = 3, R = 2
- * (2 instead of 4 with the coordinator a replica, as a Redis Cluster
- * client makes it), and as many replicas woken. */
-static void hold_reads(node *n, op *o) {
+/* The replicas an operation does not wait for (bit i: t[i]): all but this
+ * node when it is one and the first others alive, in preference order,
+ * that its quorum needs beside it (then suspects, when too few are alive).
+ *
+ * A client read asks R replicas first, not all N; the rest are held back
+ * (o->held) and asked only when those cannot settle it: a value found by R
+ * replicas is the newest any write quorum left (W + R > N), as when all N
+ * are asked and the first R answer. The held ones are asked once every
+ * asked replica has answered and the read is not settled ("not found"
+ * needs every replica), or once one of them is late (its resend time).
+ * Half the messages of a read of N = 3, R = 2 (2 instead of 4 with the
+ * coordinator a replica, as a Redis Cluster client makes it), and as many
+ * replicas woken.
+ *
+ * A client write goes to every replica. When the client asked for no
+ * consistency (W + R <= N, as W = 1, R = 1: Redis Cluster's own terms, one
+ * copy acknowledged), the rest are sent to lazily (o->lazy;
+ * node_send_peer_lazy: up to NODE_LAZY_MS later, with the next messages to
+ * that peer) and ack lazily too (PEER_FLAG_LAZY): with W = 1 on a replica,
+ * as a Redis Cluster client makes it, no copy is waited for, and the other
+ * replicas are woken about once a millisecond instead of once per write.
+ * (Should this node's own copy fail, as when its store is full, the answer
+ * waits for a lazy ack.) With W + R > N every replica is sent to at once:
+ * a replica that holds a newer stamp (a coordinator's clock behind) must
+ * be heard before the quorum answers, so that the write is stamped again
+ * (restamp); heard late, as a lazy one is, the write would lose to an
+ * older one (simulator, --available, seed 66). */
+static uint16_t beyond_quorum(node *n, const op *o) {
     size_t want = o->need;
     for (size_t i = 0; i < o->nt; i++)
         if (self_index(o->t[i]) && want) want--;
-    uint16_t ask = 0;
+    uint16_t ask = 0, rest = 0;
     for (int pass = 0; pass < 2 && want; pass++) /* the alive first, then suspects */
         for (size_t i = 0; i < o->nt && want; i++) {
             if (self_index(o->t[i]) || (ask >> i & 1)) continue;
@@ -534,7 +557,8 @@ static void hold_reads(node *n, op *o) {
             if (pass == 0 ? st == MEMBER_ALIVE : true) ask |= (uint16_t)(1u << i), want--;
         }
     for (size_t i = 0; i < o->nt; i++)
-        if (!self_index(o->t[i]) && !(ask >> i & 1)) o->held |= (uint16_t)(1u << i);
+        if (!self_index(o->t[i]) && !(ask >> i & 1)) rest |= (uint16_t)(1u << i);
+    return rest;
 }
 
 /* Asks the held replicas of a read. */
@@ -744,7 +768,8 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
         o->tomb = cmd == WIRE_REMOVE;
         o->stamp = node_stamp(n);
     }
-    if (cmd == WIRE_GET) hold_reads(n, o);
+    if (cmd == WIRE_GET) o->held = beyond_quorum(n, o);
+    else if (n->cfg.write_quorum + n->cfg.read_quorum <= n->cfg.replicas) o->lazy = beyond_quorum(n, o);
     for (size_t i = 0; i < o->nt; i++)
         if (!self_index(o->t[i]) && !is_held(o, i)) send_to(n, o, i);
     for (size_t i = 0; i < o->nt && o->used; i++)
@@ -919,7 +944,8 @@ static void on_write(node *n, const uint8_t *id, size_t idlen, const Peer *p,
     if (p->hint_port && p->hint_port <= 65535 && p->hint_ip &&
         (ack.err == WIRE_OK || ack.err == WIRE_ENOKEY))
         hint_add(n, rec->key.data, rec->key.len, p->hint_ip, (uint16_t)p->hint_port);
-    node_send_peer(n, from, id, idlen, &ack);
+    if (p->flags & PEER_FLAG_LAZY) node_send_peer_lazy(n, from, id, idlen, &ack);
+    else node_send_peer(n, from, id, idlen, &ack);
 }
 
 static void on_read(node *n, const uint8_t *id, size_t idlen, const Peer *p,
@@ -947,7 +973,7 @@ static void on_ack(node *n, const uint8_t *id, size_t idlen, const Peer *p,
     if (!o) return; /* late: the op is over */
     long i = target_of(o, n, from);
     if (i < 0) return;
-    if (o->sends[i] == 1 && o->st[i] == T_WAIT)
+    if (o->sends[i] == 1 && o->st[i] == T_WAIT && !(o->lazy >> i & 1))
         rtt_sample(n->repl, o->t[i], node_now(n) - o->sent_at[i]);
     if (p->type == PEER_WRITE_ACK) {
         if (o->cmd == WIRE_GET) return;
@@ -997,7 +1023,7 @@ static void flush(node *n, size_t peer, batch *b) {
     /* through the outbox: behind the writes queued for the peer, which a
      * push of newer records must not overtake (the peer would refuse them
      * as stale, and their coordinators stamp them again) */
-    if (len) outbox_add(n->outbox, &members_at(n->members, peer)->addr, dgram, len);
+    if (len) outbox_add(n->outbox, &members_at(n->members, peer)->addr, dgram, len, 0);
     b->len = 0;
 }
 
@@ -1264,7 +1290,7 @@ static void clean_finish(node *n, op *o) {
         if (o->st[i] == T_OK && o->tstamp[i] >= o->clean_stamp) continue;
         if (o->st[i] == T_OK && o->tstamp[i] == 0 && old) continue;
         covered = false;
-        if (have) send_record(n, o->t[i], id, PEER_SYNC, o->key, o->klen, &cur, NO_HINT);
+        if (have) send_record(n, o->t[i], id, PEER_SYNC, o->key, o->klen, &cur, NO_HINT, false);
     }
     if (covered) store_drop(n->store, o->key, o->klen, o->clean_stamp);
 }

@@ -87,6 +87,8 @@ enum wire_peer_type {
 };
 
 #define PEER_FLAG_REMOVE 1u       /* WRITE of a tombstone: ack says if it existed */
+#define PEER_FLAG_LAZY 2u         /* WRITE the sender's quorum does not wait for:
+                                   * the ack may wait too (node_send_peer_lazy) */
 #define PEER_DEBUG_PAUSE_GOSSIP 1u /* bucket = ms to stay silent */
 /* GOSSIP flags. Every GOSSIP carries the sender's entry (from), up to
  * MEMBERS_PIGGYBACK entries of news (members) and, but for chunks of a full

@@ -287,6 +287,12 @@ static size_t relay(node *to, uint16_t port, uint16_t sender, size_t from) {
     return end;
 }
 
+/* Moves the clock past NODE_LAZY_MS and ticks x: what waited leaves. */
+static void after_lazy(node *x) {
+    fake.clock_ms += NODE_LAZY_MS;
+    node_tick(x);
+}
+
 /* Nodes m (7001) and p (7002) that know each other and 7003, which never
  * answers. */
 static void two_and_a_silent_third(const node_config *cfg, node **m, node **p) {
@@ -337,8 +343,10 @@ static void test_admission_counts_only_unanswered_operations(void **state) {
     fake_node_free(m);
 }
 
-/* READs sent so far to 127.0.0.1:port, from the from-th datagram on. */
-static size_t reads_to(wire_arena *a, uint16_t port, size_t from) {
+/* Peer messages of `type` sent so far to 127.0.0.1:port, from the from-th
+ * datagram on, that carry every bit of `flags`. */
+static size_t peer_msgs_to(wire_arena *a, uint16_t port, size_t from, uint32_t type,
+                           uint32_t flags) {
     size_t end = fake.nsent < FAKE_SENT_KEEP ? fake.nsent : FAKE_SENT_KEEP, k = 0;
     for (size_t i = from; i < end; i++) {
         if (ntohs(fake.sent[i].to.sin_port) != port) continue;
@@ -357,10 +365,90 @@ static size_t reads_to(wire_arena *a, uint16_t port, size_t from) {
             wire_frame g;
             if (wire_unpack_msg(a, frames[j], lens[j], &g) != 0 || g.kind != WIRE_KIND_PEER) continue;
             Peer *p = wire_unpack_peer(a, g.payload, g.plen);
-            k += p && p->type == PEER_READ;
+            k += p && p->type == type && (p->flags & flags) == flags;
         }
     }
     return k;
+}
+
+static size_t reads_to(wire_arena *a, uint16_t port, size_t from) {
+    return peer_msgs_to(a, port, from, PEER_READ, 0);
+}
+
+/* A key whose replicas are, in order, m, 7002 and 7003. */
+static void key_on_m_7002_7003(node *m, char key[8]) {
+    long i2 = members_find(m->members, htonl(INADDR_LOOPBACK), 7002);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, 8, "k%d", i);
+        uint32_t rep[REPL_MAX_N];
+        assert_int_equal(repl_slot_replicas(m, ring_key_slot(key, strlen(key)), rep), 3);
+        if (rep[0] == 0 && rep[1] == (uint32_t)i2) return;
+    }
+    fail_msg("no key on m, 7002, 7003");
+}
+
+/* With no consistency asked for (W + R <= N), a write goes at once to as
+ * many replicas as its quorum needs beside this node, in preference order,
+ * and to the others lazily (NODE_LAZY_MS later, flagged, so that their
+ * acks wait too): N=3, W=1 sends none at once, W=2 (R=1) one, and the
+ * client of W=1 is answered before any. With W + R > N all go at once. */
+static void test_writes_beyond_the_quorum_wait(void **state) {
+    (void)state;
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    cfg.gossip_ms = 60000;
+    node *m, *p;
+    two_and_a_silent_third(&cfg, &m, &p);
+    struct sockaddr_in client = {.sin_family = AF_INET, .sin_port = htons(5000),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    wire_arena *a = wire_arena_new();
+    uint8_t buf[256], id1[WIRE_ID_LEN] = {1}, id2[WIRE_ID_LEN] = {2}, id3[WIRE_ID_LEN] = {3};
+    char k[8];
+    key_on_m_7002_7003(m, k);
+    /* W=2, R=2: both at once */
+    fake.nsent = 0;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id1, WIRE_PUT, k, strlen(k), "v", 1, 0));
+    node_flush(m);
+    assert_int_equal(peer_msgs_to(a, 7002, 0, PEER_WRITE, 0), 1);
+    assert_int_equal(peer_msgs_to(a, 7003, 0, PEER_WRITE, 0), 1);
+    assert_int_equal(peer_msgs_to(a, 7002, 0, PEER_WRITE, PEER_FLAG_LAZY), 0);
+    assert_int_equal(peer_msgs_to(a, 7003, 0, PEER_WRITE, PEER_FLAG_LAZY), 0);
+    /* W=2, R=1: 7002 at once, 7003 lazily */
+    m->cfg.read_quorum = 1;
+    fake.nsent = 0;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id2, WIRE_PUT, k, strlen(k), "w", 1, 0));
+    node_flush(m);
+    assert_int_equal(peer_msgs_to(a, 7002, 0, PEER_WRITE, 0), 1);
+    assert_int_equal(peer_msgs_to(a, 7002, 0, PEER_WRITE, PEER_FLAG_LAZY), 0);
+    assert_int_equal(peer_msgs_to(a, 7003, 0, PEER_WRITE, 0), 0);
+    assert_true(node_tick(m) <= fake.clock_ms + NODE_LAZY_MS); /* it asks to be woken for it */
+    size_t at = fake.nsent;
+    after_lazy(m);
+    assert_int_equal(peer_msgs_to(a, 7003, at, PEER_WRITE, PEER_FLAG_LAZY), 1);
+    assert_int_equal(peer_msgs_to(a, 7002, at, PEER_WRITE, 0), 0);
+    /* W=1: the client is answered from this node's copy; both WRITEs wait */
+    m->cfg.write_quorum = 1;
+    fake.nsent = 0;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id3, WIRE_PUT, k, strlen(k), "x", 1, 0));
+    node_flush(m);
+    wire_reset(a);
+    KVResponse *r = client_reply(a, 0);
+    assert_non_null(r);
+    assert_int_equal(r->errcode, WIRE_OK);
+    assert_int_equal(peer_msgs_to(a, 7002, 0, PEER_WRITE, 0), 0);
+    assert_int_equal(peer_msgs_to(a, 7003, 0, PEER_WRITE, 0), 0);
+    after_lazy(m);
+    assert_int_equal(peer_msgs_to(a, 7002, 0, PEER_WRITE, PEER_FLAG_LAZY), 1);
+    assert_int_equal(peer_msgs_to(a, 7003, 0, PEER_WRITE, PEER_FLAG_LAZY), 1);
+    /* p's ack of a lazy WRITE waits as well */
+    at = relay(p, 7002, 7001, 0);
+    assert_int_equal(peer_msgs_to(a, 7001, at, PEER_WRITE_ACK, 0), 0);
+    after_lazy(p);
+    assert_int_equal(peer_msgs_to(a, 7001, at, PEER_WRITE_ACK, 0), 1);
+    wire_arena_free(a);
+    fake_node_free(p);
+    fake_node_free(m);
 }
 
 /* A read asks R replicas first (N=3, R=2: this node and one other), not
@@ -428,6 +516,54 @@ static void test_reads_ask_r_replicas_first(void **state) {
     fake_node_free(m);
 }
 
+/* A message that may wait (node_send_peer_lazy) stays queued until
+ * NODE_LAZY_MS have passed, and the node asks to be ticked then; a message
+ * for the same peer that may not wait takes it along, in order. */
+static void test_outbox_lazy_waits_until_due(void **state) {
+    (void)state;
+    ring_node peer = {htonl(INADDR_LOOPBACK), 7002};
+    assert_int_equal(node_add_seeds(n, &peer, 1), 0);
+    node_tick(n);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(7002),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    uint8_t id[WIRE_ID_LEN] = {9};
+    Peer p = PEER__INIT;
+    p.type = PEER_READ;
+    p.key.data = (uint8_t *)"a";
+    p.key.len = 1;
+    fake.nsent = 0;
+    assert_int_equal(node_send_peer_lazy(n, &to, id, sizeof id, &p), 0);
+    node_flush(n);
+    assert_int_equal(fake.nsent, 0);
+    assert_true(node_tick(n) <= fake.clock_ms + NODE_LAZY_MS);
+    assert_int_equal(fake.nsent, 0);
+    p.key.data = (uint8_t *)"b";
+    assert_int_equal(node_send_peer(n, &to, id, sizeof id, &p), 0);
+    node_flush(n);
+    assert_int_equal(fake.nsent, 1); /* one batch: a, then b */
+    wire_arena *a = wire_arena_new();
+    wire_frame f, g;
+    assert_int_equal(wire_unpack_msg(a, fake.sent[0].buf, fake.sent[0].len, &f), 0);
+    assert_int_equal(f.kind, WIRE_KIND_BATCH);
+    const uint8_t *q = f.payload, *end = f.payload + f.plen, *fr;
+    size_t len;
+    for (const char *want = "ab"; *want; want++) {
+        assert_int_equal(wire_batch_next(&q, end, &fr, &len), 1);
+        assert_int_equal(wire_unpack_msg(a, fr, len, &g), 0);
+        Peer *got = wire_unpack_peer(a, g.payload, g.plen);
+        assert_non_null(got);
+        assert_memory_equal(got->key.data, want, 1);
+    }
+    /* alone, it leaves at its time */
+    assert_int_equal(node_send_peer_lazy(n, &to, id, sizeof id, &p), 0);
+    node_tick(n);
+    assert_int_equal(fake.nsent, 1);
+    fake.clock_ms += NODE_LAZY_MS;
+    node_tick(n);
+    assert_int_equal(fake.nsent, 2);
+    wire_arena_free(a);
+}
+
 /* Messages to one peer leave in the order they were queued, even one too
  * big to be batched: it goes after what was queued before it (a push of
  * records overtaking writes made the replica refuse them as stale). */
@@ -451,7 +587,7 @@ static void test_outbox_keeps_order_per_peer(void **state) {
     size_t len = wire_pack_msg(big, sizeof big, id, sizeof id, payload, sizeof payload,
                                WIRE_KIND_PEER);
     assert_true(len > 16384);
-    assert_int_equal(outbox_add(n->outbox, &to, big, len), 0);
+    assert_int_equal(outbox_add(n->outbox, &to, big, len, 0), 0);
     assert_int_equal(fake.nsent, 2);
     assert_true(fake.sent[0].len > 0 && fake.sent[0].len < 1000); /* the small one first */
     assert_int_equal(fake.sent[1].len, 0); /* then the big one (too big for fake_env to keep) */
@@ -507,6 +643,8 @@ int main(void) {
         T(test_admission_counts_only_unanswered_operations),
         T(test_reads_ask_r_replicas_first),
         T(test_outbox_keeps_order_per_peer),
+        T(test_outbox_lazy_waits_until_due),
+        T(test_writes_beyond_the_quorum_wait),
         T(test_single_node_put_get),
         T(test_incarnation_above_the_last_life),
         T(test_store_of_a_forgotten_life_is_held_back),
