@@ -42,6 +42,18 @@
  *   12      1     flags: bit 0 = tombstone; other bits 0
  *   13      vlen  value bytes (vlen = data size - 13; 0 for a tombstone)
  *
+ * A named database, IDX_NAME, indexes the records by hash slot: a key of
+ * the slot (2 bytes, big endian) then the record's key, empty data; it is
+ * changed in the transaction that changes the record, so store_iter_slots
+ * reads the records of the slots it is asked for, not the whole store (as
+ * the memory engine's slot lists). Its name, longer than any key, is a
+ * record of the unnamed database that is no record of ours: the walks skip
+ * it. A store of an older version gets the index at its first open here
+ * (one walk); older versions refuse a store that has it (a record they
+ * cannot read fails their open). Should there be no room to make it, the
+ * store runs without, walking the whole store for store_iter_slots, and
+ * makes it at a later open.
+ *
  * store_count / store_records / store_bytes are kept in the struct and
  * recomputed by a full scan at open, which also puts the tombstones on the
  * heap store_gc takes them from (as the memory engine's, above); a record that does not decode (short
@@ -123,6 +135,9 @@ _Static_assert(STORE_SLOTS == RING_SLOTS, "the store's slots are the ring's");
 #define RESERVE_MIN ((size_t)256 << 10)      /* reserve for writes that free room */
 #define LMDB_EMAPFULL (-100)                 /* internal: MDB_MAP_FULL, grow and retry */
 #define LREC_TOMB 0x01
+#define IDX_NAME "dht index: hash slot (2 bytes, big endian), then key" /* > STORE_MAX_KEY */
+#define IDX_KEY_MAX (2 + STORE_MAX_KEY)
+_Static_assert(sizeof IDX_NAME - 1 > STORE_MAX_KEY, "the index's name is no key");
 #define MEM_MIN_SLOTS 64
 
 typedef struct mrec {
@@ -175,6 +190,9 @@ struct store {
     /* LMDB engine */
     MDB_env *env;
     MDB_dbi dbi;
+    MDB_dbi idx;     /* IDX_NAME, when has_idx */
+    bool has_idx;
+    size_t iter_read; /* records the last store_iter_slots read */
     MDB_txn *rtxn; /* read transaction kept reset between store_get calls */
     uint8_t *buf;  /* STORE_MAX_VALUE bytes: the value store_get returns */
     int fd;          /* data.mdb (LMDB's descriptor) */
@@ -564,11 +582,13 @@ static int mem_iter(store *s, store_visit_fn fn, void *ctx) {
 }
 
 static int mem_iter_slots(store *s, const uint64_t *slots, store_visit_fn fn, void *ctx) {
+    s->iter_read = 0;
     for (unsigned w = 0; w < STORE_SLOTS / 64; w++)
         for (uint64_t bits = slots[w]; bits; bits &= bits - 1) {
             unsigned sl = w * 64 + (unsigned)__builtin_ctzll(bits);
             for (const mrec *r = s->shead[sl]; r; r = r->snext) {
                 store_rec out = mrec_rec(r);
+                s->iter_read++;
                 int rc = fn(ctx, r->data, r->klen, &out);
                 if (rc) return rc;
             }
@@ -604,6 +624,20 @@ static int dec(const MDB_val *k, const MDB_val *d, store_rec *out) {
     out->val = out->tomb ? NULL : p + LREC_HDR;
     if (out->tomb && out->vlen) return STORE_EIO;
     return 0;
+}
+
+/* Whether k is the index's entry in the unnamed database (no record). */
+static bool is_idx_entry(const MDB_val *k) {
+    return k->mv_size == sizeof IDX_NAME - 1 && memcmp(k->mv_data, IDX_NAME, k->mv_size) == 0;
+}
+
+/* The index's key of a record's key into out (IDX_KEY_MAX bytes). */
+static MDB_val idx_key(uint8_t *out, const void *key, size_t klen) {
+    unsigned sl = ring_key_slot(key, klen);
+    out[0] = (uint8_t)(sl >> 8);
+    out[1] = (uint8_t)sl;
+    memcpy(out + 2, key, klen);
+    return (MDB_val){klen + 2, out};
 }
 
 /* An LMDB error as a store error. ENOSPC does not come from writes through
@@ -747,6 +781,56 @@ static void owner_only(const char *dir, const char *name) {
     if (stat(path, &st) == 0 && (st.st_mode & 077)) chmod(path, st.st_mode & 0700);
 }
 
+/* Makes the index of every record, in one transaction. 0 or an error
+ * (LMDB_EMAPFULL: see lmdb_again). */
+static int idx_build(store *s) {
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0) return STORE_EIO;
+    int rc = mdb_dbi_open(txn, IDX_NAME, MDB_CREATE, &s->idx);
+    if (rc != 0 || (rc = mdb_cursor_open(txn, s->dbi, &cur)) != 0) {
+        mdb_txn_abort(txn);
+        return lerr(s, rc);
+    }
+    MDB_val k, d, none = {0, NULL};
+    uint8_t ik[IDX_KEY_MAX];
+    for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+        if (is_idx_entry(&k)) continue;
+        MDB_val x = idx_key(ik, k.mv_data, k.mv_size);
+        if ((rc = mdb_put(txn, s->idx, &x, &none, 0)) != 0) break;
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return lerr(s, rc);
+    }
+    return (rc = mdb_txn_commit(txn)) != 0 ? lerr(s, rc) : 0;
+}
+
+/* Opens the index, or makes it (the first open of a store of an older
+ * version). 0 (without room to make it, the store runs without: has_idx
+ * false) or STORE_EIO. */
+static int idx_open(store *s) {
+    MDB_txn *txn;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0) return STORE_EIO;
+    int rc = mdb_dbi_open(txn, IDX_NAME, 0, &s->idx);
+    if (rc == 0) {
+        if (mdb_txn_commit(txn) != 0) return STORE_EIO; /* keeps the handle */
+        s->has_idx = true;
+        return 0;
+    }
+    mdb_txn_abort(txn);
+    if (rc != MDB_NOTFOUND) return STORE_EIO;
+    if (lmdb_settled(s) != 0) return 0;
+    for (;;) {
+        rc = idx_build(s);
+        if (!lmdb_again(s, &rc, false)) break;
+    }
+    s->has_idx = rc == 0;
+    return rc == 0 || rc == STORE_ENOSPACE ? 0 : rc;
+}
+
 static int lmdb_open(store *s, const char *dir) {
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) return STORE_EIO;
     int rc = lock_prepare(dir);
@@ -764,7 +848,8 @@ static int lmdb_open(store *s, const char *dir) {
     size_t map = MAP_MIN;
     snprintf(path, sizeof path, "%s/data.mdb", dir);
     if (stat(path, &st) == 0 && allocated_size(&st)) map = allocated_size(&st);
-    if (mdb_env_set_mapsize(s->env, map) != 0) return STORE_EIO;
+    if (mdb_env_set_mapsize(s->env, map) != 0 || mdb_env_set_maxdbs(s->env, 1) != 0)
+        return STORE_EIO;
     if ((rc = mdb_env_open(s->env, dir, MDB_NOSYNC | MDB_WRITEMAP | MDB_NOTLS, 0600)) != 0)
         return rc == MDB_MAP_FULL ? STORE_EIO : lerr(s, rc);
     owner_only(dir, "data.mdb");
@@ -796,6 +881,7 @@ static int lmdb_open(store *s, const char *dir) {
     rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST);
     for (; rc == 0; rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
         store_rec r;
+        if (is_idx_entry(&k)) continue;
         if (dec(&k, &d, &r) != 0) break;
         s->records++;
         if (!r.tomb) s->live++;
@@ -805,7 +891,7 @@ static int lmdb_open(store *s, const char *dir) {
     mdb_cursor_close(cur);
     if (rc != MDB_NOTFOUND) goto fail;
     if (mdb_txn_commit(txn) != 0) return STORE_EIO; /* keeps the dbi handle */
-    return 0;
+    return idx_open(s);
 fail:
     mdb_txn_abort(txn);
     return STORE_EIO;
@@ -877,6 +963,14 @@ static int lmdb_put(store *s, const uint8_t *key, size_t klen, const store_rec *
         goto fail;
     }
     enc(d.mv_data, rec);
+    if (!had && s->has_idx) {
+        uint8_t ik[IDX_KEY_MAX];
+        MDB_val x = idx_key(ik, key, klen), none = {0, NULL};
+        if ((rc = mdb_put(txn, s->idx, &x, &none, 0)) != 0) {
+            rc = lerr(s, rc);
+            goto fail;
+        }
+    }
     if (had) tell(s, key, klen, &old, STORE_REPLACED);
     tell(s, key, klen, rec, +1);
     if ((rc = mdb_txn_commit(txn)) != 0) {
@@ -897,6 +991,16 @@ fail:
     return rc;
 }
 
+/* Takes a record's key off the index (one it lacks is no error). 0 or
+ * LMDB's error. */
+static int idx_del(store *s, MDB_txn *txn, const void *key, size_t klen) {
+    if (!s->has_idx) return 0;
+    uint8_t ik[IDX_KEY_MAX];
+    MDB_val x = idx_key(ik, key, klen);
+    int rc = mdb_del(txn, s->idx, &x, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 static int lmdb_drop(store *s, const uint8_t *key, size_t klen, uint64_t stamp) {
     MDB_txn *txn;
     if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0) return STORE_EIO;
@@ -907,7 +1011,8 @@ static int lmdb_drop(store *s, const uint8_t *key, size_t klen, uint64_t stamp) 
         rc = rc == MDB_NOTFOUND ? STORE_ENOTFOUND : STORE_EIO;
     } else if (old.stamp != stamp) {
         rc = STORE_ESTALE;
-    } else if (tell(s, key, klen, &old, -1), (rc = mdb_del(txn, s->dbi, &k, NULL)) != 0) {
+    } else if (tell(s, key, klen, &old, -1), (rc = mdb_del(txn, s->dbi, &k, NULL)) != 0 ||
+               (rc = idx_del(s, txn, key, klen)) != 0) {
         tell(s, NULL, 0, NULL, 0);
         rc = lerr(s, rc);
     } else if ((rc = mdb_txn_commit(txn)) != 0) {
@@ -926,7 +1031,11 @@ static int lmdb_drop(store *s, const uint8_t *key, size_t klen, uint64_t stamp) 
 static int lmdb_wipe(store *s) {
     MDB_txn *txn;
     if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0) return STORE_EIO;
-    int rc = mdb_drop(txn, s->dbi, 0);
+    /* the index first, emptied (its pages freed, its handle kept): emptying
+     * the unnamed database takes the index's entry too, and the commit
+     * writes it back, for the empty index */
+    int rc = s->has_idx ? mdb_drop(txn, s->idx, 0) : 0;
+    if (rc == 0) rc = mdb_drop(txn, s->dbi, 0);
     if (rc != 0) {
         mdb_txn_abort(txn);
         return lerr(s, rc);
@@ -966,8 +1075,11 @@ static int lmdb_gc(store *s, uint64_t min_stamp, bool all, size_t *dropped) {
             continue;
         }
         size_t sz = k.mv_size + r.vlen;
+        uint8_t key[STORE_MAX_KEY];
+        size_t klen = k.mv_size;
+        memcpy(key, k.mv_data, klen);
         tell(s, k.mv_data, k.mv_size, &r, -1); /* (r points into the page: before the delete) */
-        if ((rc = mdb_cursor_del(cur, 0)) != 0) break;
+        if ((rc = mdb_cursor_del(cur, 0)) != 0 || (rc = idx_del(s, txn, key, klen)) != 0) break;
         n++;
         live += !r.tomb;
         freed += sz;
@@ -1017,7 +1129,8 @@ static int lmdb_gc_heap(store *s, uint64_t min_stamp, size_t *dropped) {
         if (rc != 0) break;
         if (dec(&k, &d, &r) != 0 || !r.tomb || r.stamp != t.stamp) continue;
         tell(s, t.key, t.klen, &r, -1);
-        if ((rc = mdb_del(txn, s->dbi, &k, NULL)) != 0) break;
+        if ((rc = mdb_del(txn, s->dbi, &k, NULL)) != 0 || (rc = idx_del(s, txn, t.key, t.klen)) != 0)
+            break;
         n++;
         freed += t.klen;
     }
@@ -1038,28 +1151,55 @@ static int lmdb_gc_heap(store *s, uint64_t min_stamp, size_t *dropped) {
 }
 
 /* A walk of the whole store, passing on the records of the slots set in
- * `slots` (NULL: every record). */
+ * `slots` (NULL: every record); with the index, the slots' records only. */
 static int lmdb_iter(store *s, const uint64_t *slots, store_visit_fn fn, void *ctx) {
     if (s->broken) return STORE_EIO;
     MDB_txn *txn;
     MDB_cursor *cur;
+    size_t read = 0;
     if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0) return STORE_EIO;
-    if (mdb_cursor_open(txn, s->dbi, &cur) != 0) {
+    bool by_idx = slots && s->has_idx;
+    if (mdb_cursor_open(txn, by_idx ? s->idx : s->dbi, &cur) != 0) {
         mdb_txn_abort(txn);
         return STORE_EIO;
     }
     MDB_val k, d;
-    int ret = 0, rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST);
-    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
-        store_rec r;
-        if (dec(&k, &d, &r) != 0) continue; /* not served; open checked them */
-        if (slots) {
-            unsigned sl = ring_key_slot(k.mv_data, k.mv_size);
-            if (!(slots[sl / 64] >> (sl % 64) & 1)) continue;
+    store_rec r;
+    int ret = 0, rc = MDB_NOTFOUND;
+    if (by_idx) {
+        for (unsigned w = 0; w < STORE_SLOTS / 64 && !ret; w++)
+            for (uint64_t bits = slots[w]; bits && !ret; bits &= bits - 1) {
+                unsigned sl = w * 64 + (unsigned)__builtin_ctzll(bits);
+                uint8_t at[2] = {(uint8_t)(sl >> 8), (uint8_t)sl};
+                k = (MDB_val){2, at};
+                for (rc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE); rc == 0;
+                     rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+                    const uint8_t *x = k.mv_data;
+                    if (k.mv_size < 3 || x[0] != at[0] || x[1] != at[1]) break;
+                    MDB_val key = {k.mv_size - 2, (void *)(x + 2)};
+                    read++;
+                    if ((rc = mdb_get(txn, s->dbi, &key, &d)) == MDB_NOTFOUND) continue;
+                    if (rc != 0) break;
+                    if (dec(&key, &d, &r) != 0) continue;
+                    if ((ret = fn(ctx, key.mv_data, key.mv_size, &r)) != 0) break;
+                }
+                if (ret == 0 && rc != 0 && rc != MDB_NOTFOUND) ret = STORE_EIO;
+            }
+        rc = MDB_NOTFOUND;
+    } else {
+        for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+            read++;
+            if (dec(&k, &d, &r) != 0) continue; /* the index's entry; open checked the rest */
+            if (slots) {
+                unsigned sl = ring_key_slot(k.mv_data, k.mv_size);
+                if (!(slots[sl / 64] >> (sl % 64) & 1)) continue;
+            }
+            if ((ret = fn(ctx, k.mv_data, k.mv_size, &r)) != 0) break;
         }
-        if ((ret = fn(ctx, k.mv_data, k.mv_size, &r)) != 0) break;
     }
     if (ret == 0 && rc != MDB_NOTFOUND) ret = STORE_EIO;
+    if (slots) s->iter_read = read;
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     return ret;
@@ -1220,6 +1360,7 @@ void store_observe(store *s, store_observer_fn fn, void *ctx) {
 }
 
 size_t store_count(const store *s) { return s ? s->live : 0; }
+size_t store_iter_read(const store *s) { return s ? s->iter_read : 0; }
 size_t store_records(const store *s) { return s ? s->records : 0; }
 size_t store_bytes(const store *s) { return s ? s->bytes : 0; }
 size_t store_max_bytes(const store *s) { return s ? s->max_bytes : 0; }

@@ -126,6 +126,11 @@ int store_iter(store *s, store_visit_fn fn, void *ctx);
  * slots[STORE_SLOTS / 64] (bit s % 64 of word s / 64), as store_iter. */
 int store_iter_slots(store *s, const uint64_t *slots, store_visit_fn fn, void *ctx);
 
+/* Records the last store_iter_slots read to find those of its slots: with
+ * the memory engine and with LMDB's index (store.c), the slots' own; LMDB
+ * without its index reads every record. */
+size_t store_iter_read(const store *s);
+
 /* Told of every change to the records: change +1, a record added (new, or
  * the new version of a replaced one); -1, a record gone (dropped or
  * collected); STORE_REPLACED, the old version of a record that the next

@@ -1271,6 +1271,8 @@ static void test_digest_follows_the_store(void **state) {
         assert_int_equal(store_iter(s, count_in, &all), 0);
         assert_int_equal(w.wrong, 0);
         assert_int_equal(w.seen, all.seen);
+        /* it read those records only (LMDB: its index holds no more) */
+        assert_int_equal(store_iter_read(s), w.seen);
     }
     assert_true(store_records(s) > 0);
     assert_true(deferred > 100);
@@ -1280,6 +1282,142 @@ static void test_digest_follows_the_store(void **state) {
     /* no observer now: changes go on without it */
     assert_int_equal(put(s, "after", "x", (wall + 1) << 16), 0);
     free(bits);
+}
+
+/* The records of slots `bits` a walk of s by slot finds, each once, and
+ * no more read; how many. */
+static size_t walk_slots(store *s, const uint64_t *bits) {
+    slot_walk w = {bits, 0, 0}, all = {bits, 0, 0};
+    assert_int_equal(store_iter_slots(s, bits, slot_walk_visit, &w), 0);
+    assert_int_equal(store_iter(s, count_in, &all), 0);
+    assert_int_equal(w.wrong, 0);
+    assert_int_equal(w.seen, all.seen);
+    assert_int_equal(store_iter_read(s), w.seen);
+    return w.seen;
+}
+
+/* A store of an older version (records in the unnamed database, no slot
+ * index) gets its index at open: a walk by slot reads those slots' records
+ * only, after that open and the next; changes since keep it whole. */
+static void test_lmdb_index_made_for_an_older_store(void **state) {
+    fx *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_mapsize(env, (size_t)64 << 20), 0);
+    assert_int_equal(mkdir(f->dir, 0700), 0);
+    assert_int_equal(mdb_env_open(env, f->dir, MDB_WRITEMAP | MDB_NOTLS, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
+    char kb[16];
+    for (unsigned i = 0; i < 3000; i++) { /* as store.c writes them: stamp, version, flags, value */
+        uint8_t rec[13 + 2] = {(uint8_t)(i + 1), (uint8_t)((i + 1) >> 8), 0, 0, 0, 0, 0, 0,
+                               1, 0, 0, 0, 0, 'v', 'w'};
+        MDB_val k = {(size_t)snprintf(kb, sizeof kb, "old%u", i), kb}, d = {sizeof rec, rec};
+        assert_int_equal(mdb_put(txn, dbi, &k, &d, 0), 0);
+    }
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    assert_int_equal(store_open(&f->s, f->dir, BIG_CAP), 0);
+    expect_sizes(f->s, 3000, 3000, 3000 * 2 + 10 * 4 + 90 * 5 + 900 * 6 + 2000 * 7);
+    uint64_t bits[STORE_SLOTS / 64] = {0};
+    for (unsigned i = 0; i < 3000; i += 37) {
+        unsigned sl = ring_key_slot(kb, (size_t)snprintf(kb, sizeof kb, "old%u", i));
+        bits[sl / 64] |= 1ull << (sl % 64);
+    }
+    size_t n = walk_slots(f->s, bits);
+    assert_true(n >= 3000 / 37);
+    reopen(f, BIG_CAP);
+    assert_int_equal(walk_slots(f->s, bits), n);
+    /* removes and collection take records off the index, puts add them */
+    store_rec cur;
+    for (unsigned i = 0; i < 3000; i += 3) {
+        int klen = snprintf(kb, sizeof kb, "old%u", i);
+        assert_int_equal(store_get(f->s, (uint8_t *)kb, (size_t)klen, &cur), 0);
+        assert_int_equal(store_drop(f->s, (uint8_t *)kb, (size_t)klen, cur.stamp), 0);
+        assert_int_equal(tomb(f->s, kb, 5000), 0);
+    }
+    assert_int_equal(store_gc(f->s, 6000), 1000);
+    assert_int_equal(put(f->s, "new", "x", 7000), 0);
+    unsigned sl = ring_key_slot("new", 3);
+    bits[sl / 64] |= 1ull << (sl % 64);
+    reopen(f, BIG_CAP);
+    n = walk_slots(f->s, bits);
+    assert_int_equal(store_drop_older(f->s, 3001), 2000);
+    assert_true(walk_slots(f->s, bits) == 1 && n > 1);
+}
+
+/* A store of an older version (no slot index) on a full disk: it opens
+ * without the index, walks the whole store for a walk by slot, and gets
+ * the index at the first open with room. */
+static int older_store_on_a_full_disk(const char *dir) {
+    char data[128], filler[128], kb[16];
+    snprintf(data, sizeof data, "%s/data", dir);
+    snprintf(filler, sizeof filler, "%s/filler", dir);
+    CHILD_CHECK(mkdir(data, 0700) == 0);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    CHILD_CHECK(mdb_env_create(&env) == 0 && mdb_env_set_mapsize(env, (size_t)2 << 20) == 0);
+    CHILD_CHECK(mdb_env_open(env, data, MDB_WRITEMAP | MDB_NOTLS, 0600) == 0);
+    CHILD_CHECK(mdb_txn_begin(env, NULL, 0, &txn) == 0 && mdb_dbi_open(txn, NULL, 0, &dbi) == 0);
+    for (unsigned i = 0; i < 10000; i++) {
+        uint8_t rec[13] = {(uint8_t)(i + 1), (uint8_t)((i + 1) >> 8), 0};
+        MDB_val k = {(size_t)snprintf(kb, sizeof kb, "k%u", i), kb}, d = {sizeof rec, rec};
+        CHILD_CHECK(mdb_put(txn, dbi, &k, &d, 0) == 0);
+    }
+    CHILD_CHECK(mdb_txn_commit(txn) == 0);
+    mdb_env_close(env);
+    int fd = open(filler, O_WRONLY | O_CREAT, 0644);
+    CHILD_CHECK(fd >= 0);
+    for (off_t at = 0; posix_fallocate(fd, at, 4096) == 0; at += 4096) {
+    }
+    CHILD_CHECK(close(fd) == 0);
+
+    uint64_t bits[STORE_SLOTS / 64] = {0};
+    unsigned sl = ring_key_slot("k7", 2);
+    bits[sl / 64] |= 1ull << (sl % 64);
+    slot_walk w = {bits, 0, 0};
+    store *s;
+    CHILD_CHECK(store_open(&s, data, BIG_CAP) == 0);
+    CHILD_CHECK(store_records(s) == 10000);
+    CHILD_CHECK(store_iter_slots(s, bits, slot_walk_visit, &w) == 0 && w.seen >= 1 && !w.wrong);
+    CHILD_CHECK(store_iter_read(s) == 10000); /* no index: the whole store */
+    store_close(s);
+    CHILD_CHECK(unlink(filler) == 0);
+    CHILD_CHECK(store_open(&s, data, BIG_CAP) == 0);
+    slot_walk w2 = {bits, 0, 0};
+    CHILD_CHECK(store_iter_slots(s, bits, slot_walk_visit, &w2) == 0 && w2.seen == w.seen);
+    CHILD_CHECK(store_iter_read(s) == w.seen); /* the index, made at this open */
+    store_close(s);
+    fprintf(stderr, "    10,000 records of an older store: index made once the disk had room\n");
+    return 0;
+}
+
+static void test_lmdb_index_waits_for_room(void **state) {
+    (void)state;
+    char dir[] = "/tmp/test_store_tmpfs.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) _exit(private_tmpfs(dir, "4m") != 0 ? 77 : older_store_on_a_full_disk(dir));
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    rmdir(dir);
+    if (WIFSIGNALED(st))
+        fail_msg("the store died of signal %d (%s) on a full disk", WTERMSIG(st),
+                 strsignal(WTERMSIG(st)));
+    if (WEXITSTATUS(st) == 77) {
+        print_message("no mount namespace for a tmpfs here: skipped\n");
+        skip();
+    }
+    assert_int_equal(WEXITSTATUS(st), 0);
 }
 
 #define BOTH(fn)                                                            \
@@ -1307,6 +1445,8 @@ int main(void) {
         cmocka_unit_test(test_open_bad_args),
         cmocka_unit_test_setup_teardown(test_lmdb_persists_across_reopen, setup_lmdb, teardown),
         cmocka_unit_test_setup_teardown(test_lmdb_creates_missing_dir, setup_lmdb, teardown),
+        cmocka_unit_test_setup_teardown(test_lmdb_index_made_for_an_older_store, setup_lmdb,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_lmdb_gc_after_reopen, setup_lmdb, teardown),
         cmocka_unit_test_setup_teardown(test_lmdb_corrupt_record_fails_open, setup_lmdb,
                                         teardown),
@@ -1316,6 +1456,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_lmdb_sparse_map_file_of_an_older_version,
                                         setup_lmdb, teardown),
         cmocka_unit_test(test_lmdb_full_disk_refuses_writes_without_sigbus),
+        cmocka_unit_test(test_lmdb_index_waits_for_room),
         BOTH(test_stress_random_ops_vs_model),
         BOTH(test_digest_follows_the_store),
     };
