@@ -67,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (len) {
             node_receive(n, &member, msg, len);
             node_receive(n, &client, msg, len);
-            len = auth_seal(&key, msg, len, sizeof msg, fake_wall(NULL));
+            len = auth_seal(&key, msg, len, sizeof msg, fake_wall(NULL), data[0] & 4);
             if (len) node_receive(keyed, &member, msg, len);
         }
     }

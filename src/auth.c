@@ -9,7 +9,8 @@
 #include <string.h>
 
 #define TAG_SENT 0x31 /* field 6, fixed64 */
-#define TAG_MAC 0x2a  /* field 5, length-delimited */
+#define TAG_MAC 0x2a  /* field 5, length-delimited: BLAKE2b */
+#define TAG_SIP 0x3a  /* field 7, length-delimited: SipHash */
 
 static int hexval(char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -65,6 +66,7 @@ int auth_load(const char *path, auth_keys *k, char *err, size_t errlen) {
         rc = -1;
     }
     if (rc != 0) sodium_memzero(k, sizeof *k);
+    else auth_keys_ready(k);
     return rc;
 }
 
@@ -87,14 +89,38 @@ static void mac(const uint8_t key[AUTH_KEY_LEN], const uint8_t *buf, size_t len,
     crypto_generichash_final(&st, tag, AUTH_TAG_LEN);
 }
 
-size_t auth_seal(const auth_keys *k, uint8_t *buf, size_t len, size_t cap, uint64_t sent_ms) {
+static void sip_key(const uint8_t key[AUTH_KEY_LEN], uint8_t out[AUTH_SIP_KEY_LEN]) {
+    _Static_assert(AUTH_SIP_KEY_LEN == crypto_shorthash_siphashx24_KEYBYTES, "SipHash key");
+    crypto_generichash(out, AUTH_SIP_KEY_LEN, (const uint8_t *)AUTH_SIP_LABEL,
+                       sizeof AUTH_SIP_LABEL - 1, key, AUTH_KEY_LEN);
+}
+
+void auth_keys_ready(auth_keys *k) {
+    for (unsigned i = 0; i < k->n && i < AUTH_MAX_KEYS; i++) sip_key(k->key[i], k->sip[i]);
+    k->ready = true;
+}
+
+/* SipHash of the n bytes at buf (the Msg and field 6) under key i of k. */
+static void sip_mac(const auth_keys *k, unsigned i, const uint8_t *buf, size_t n,
+                    uint8_t tag[AUTH_TAG_LEN]) {
+    _Static_assert(AUTH_TAG_LEN == crypto_shorthash_siphashx24_BYTES, "SipHash output");
+    uint8_t derived[AUTH_SIP_KEY_LEN];
+    const uint8_t *key = k->sip[i];
+    if (!k->ready) sip_key(k->key[i], derived), key = derived;
+    crypto_shorthash_siphashx24(tag, buf, n, key);
+    if (key == derived) sodium_memzero(derived, sizeof derived);
+}
+
+size_t auth_seal(const auth_keys *k, uint8_t *buf, size_t len, size_t cap, uint64_t sent_ms,
+                 bool siphash) {
     if (cap < len || cap - len < AUTH_SEAL_LEN) return 0;
     uint8_t *p = buf + len;
     *p++ = TAG_SENT;
     for (int i = 0; i < 8; i++) *p++ = (uint8_t)(sent_ms >> (8 * i));
-    *p++ = TAG_MAC;
+    *p++ = siphash ? TAG_SIP : TAG_MAC;
     *p++ = AUTH_TAG_LEN;
-    mac(k->key[0], buf, len, buf + len + 1, p);
+    if (siphash) sip_mac(k, 0, buf, len + 9, p);
+    else mac(k->key[0], buf, len, buf + len + 1, p);
     return len + AUTH_SEAL_LEN;
 }
 
@@ -102,10 +128,12 @@ int auth_open(const auth_keys *k, const uint8_t *buf, size_t len, uint64_t *sent
     if (len < AUTH_SEAL_LEN) return 0;
     size_t body = len - AUTH_SEAL_LEN;
     const uint8_t *s = buf + body;
-    if (s[0] != TAG_SENT || s[9] != TAG_MAC || s[10] != AUTH_TAG_LEN) return 0;
+    if (s[0] != TAG_SENT || (s[9] != TAG_MAC && s[9] != TAG_SIP) || s[10] != AUTH_TAG_LEN)
+        return 0;
     uint8_t tag[AUTH_TAG_LEN];
     for (unsigned i = 0; i < k->n; i++) {
-        mac(k->key[i], buf, body, s + 1, tag);
+        if (s[9] == TAG_SIP) sip_mac(k, i, buf, body + 9, tag);
+        else mac(k->key[i], buf, body, s + 1, tag);
         if (sodium_memcmp(tag, s + 11, AUTH_TAG_LEN) == 0) {
             uint64_t t = 0;
             for (int j = 7; j >= 0; j--) t = t << 8 | s[1 + j];

@@ -701,7 +701,8 @@ static int cmd_pause_gossip(cli *c) {
         }
         clock_gettime(CLOCK_REALTIME, &ts);
         len = auth_seal(&k, d, len, sizeof d,
-                        (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+                        (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000,
+                        false); /* (the seal every version opens) */
     }
     if (!len || send_dgram(c, d, len) < 0) return os_error("sendto");
     printf("%s: gossip paused for %lu ms\n", c->server_str, ms);

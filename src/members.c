@@ -495,7 +495,7 @@ static void send_msg(members *m, const struct sockaddr_in *to, const uint8_t *id
     p.from = &self;
     p.members = ptrs;
     p.n_members = k;
-    p.flags = flags | (m->lists[L_NEWS].n ? PEER_GOSSIP_BUSY : 0);
+    p.flags = flags | PEER_GOSSIP_SIPHASH | (m->lists[L_NEWS].n ? PEER_GOSSIP_BUSY : 0);
     p.digests = &digest;
     p.n_digests = 1;
     p.stamp = m->n->hlc;
@@ -530,7 +530,8 @@ static void send_full(members *m, const struct sockaddr_in *to, uint32_t flags) 
         p.from = &self;
         p.members = ptrs;
         p.n_members = k;
-        p.flags = flags | PEER_GOSSIP_SYNC | (i >= m->len ? PEER_GOSSIP_SYNC_END : 0);
+        p.flags = flags | PEER_GOSSIP_SYNC | PEER_GOSSIP_SIPHASH |
+                  (i >= m->len ? PEER_GOSSIP_SYNC_END : 0);
         p.stamp = m->n->hlc;
         p.gc_floor = m->n->gc_floor;
         node_send_peer(m->n, to, id, sizeof id, &p);
@@ -755,6 +756,7 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
     for (size_t i = 0; i < p->n_members; i++) merge_one(m, p->members[i]);
     uint64_t seq = id_seq(id, idlen);
     long sender = members_find(m, from->sin_addr.s_addr, ntohs(from->sin_port));
+    if (sender > 0) m->v[sender].siphash = (p->flags & PEER_GOSSIP_SIPHASH) != 0;
     const member *about = sender > 0 ? &m->v[sender] : NULL;
     /* A member that holds us suspect or dead, even at a pair we have left
      * behind (one that never learnt our incarnation), hears our entry from us

@@ -77,6 +77,7 @@ typedef struct member {
     uint64_t heartbeat;
     uint64_t deadline;    /* SUSPECT: dead then; DEAD: gone then; GONE: slot free then */
     uint16_t resp_port;   /* its Redis port as gossiped (0: none or not heard yet) */
+    bool siphash;         /* its last GOSSIP said it opens SipHash seals (auth.h) */
     uint32_t pos[3];      /* place in the news, suspect and dead lists (internal) */
 } member;
 

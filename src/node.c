@@ -190,7 +190,11 @@ int node_send_sealed(node *n, const struct sockaddr_in *to, const uint8_t *buf, 
     uint8_t out[WIRE_MAX_DATAGRAM];
     if (len > NODE_MAX_PEER_DATAGRAM) return -1;
     memcpy(out, buf, len);
-    len = auth_seal(n->cfg.keys, out, len, sizeof out, node_wall_ms(n));
+    /* SipHash to the members that said they open it, else the seal of
+     * earlier versions (auth.h) */
+    long m = members_find(n->members, to->sin_addr.s_addr, ntohs(to->sin_port));
+    bool sip = m > 0 && members_at(n->members, (size_t)m)->siphash;
+    len = auth_seal(n->cfg.keys, out, len, sizeof out, node_wall_ms(n), sip);
     return len ? node_send(n, to, out, len) : -1;
 }
 

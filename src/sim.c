@@ -960,7 +960,7 @@ static void attack(sim *s) {
     if (how == 1) { /* sealed, with a key of its own */
         auth_keys k = {.n = 1};
         for (size_t i = 0; i < AUTH_KEY_LEN; i++) k.key[0][i] = (uint8_t)rng_next(r);
-        len = auth_seal(&k, buf, len, sizeof buf, wall);
+        len = auth_seal(&k, buf, len, sizeof buf, wall, false);
     } else if (how == 2) { /* in a batch */
         size_t h = wire_put_varint(out, len);
         memcpy(out + h, buf, len);
@@ -1334,6 +1334,7 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
             uint64_t v = splitmix(&x);
             memcpy(s->cluster_key.key[0] + i, &v, 8);
         }
+        auth_keys_ready(&s->cluster_key);
         s->cfg.keys = &s->cluster_key;
     }
     s->loss = o->loss;

@@ -101,6 +101,7 @@ enum wire_peer_type {
 #define PEER_GOSSIP_SYNC_END 32u   /* its last chunk: answer with ours */
 #define PEER_GOSSIP_SYNC_REPLY 64u /* that answer: not to be answered */
 #define PEER_GOSSIP_BUSY 128u      /* the sender has news in flight */
+#define PEER_GOSSIP_SIPHASH 256u   /* the sender opens SipHash seals (auth.h) */
 
 /* Return codes of wire_unpack_msg. */
 #define WIRE_EMALFORMED (-1)

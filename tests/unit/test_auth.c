@@ -35,37 +35,52 @@ static struct sockaddr_in addr(const char *ip, uint16_t port) {
 
 /* ---- auth --------------------------------------------------------------- */
 
+/* Both seals: each opens under its key only, the SipHash keys derived at
+ * use or beforehand (auth_keys_ready) alike; the two differ. */
 static void test_seal_opens_only_under_its_key(void **state) {
     (void)state;
-    fill_key(&key_a, 1);
-    fill_key(&key_b, 2);
-    uint8_t buf[128] = "some encoded Msg";
-    size_t len = strlen((char *)buf);
-    size_t sealed = auth_seal(&key_a, buf, len, sizeof buf, WALL0 + 5);
-    assert_int_equal(sealed, len + AUTH_SEAL_LEN);
-    uint64_t sent = 0;
-    assert_int_equal(auth_open(&key_a, buf, sealed, &sent), 1);
-    assert_true(sent == WALL0 + 5);
-    assert_int_equal(auth_open(&key_b, buf, sealed, &sent), 0);
-    /* a changed byte anywhere (body, time, tag) breaks it */
-    for (size_t i = 0; i < sealed; i++) {
-        buf[i] ^= 0x40;
-        assert_int_equal(auth_open(&key_a, buf, sealed, &sent), 0);
-        buf[i] ^= 0x40;
-    }
-    /* too short, or nothing sealed */
-    assert_int_equal(auth_open(&key_a, buf, AUTH_SEAL_LEN - 1, &sent), 0);
-    assert_int_equal(auth_open(&key_a, buf, len, &sent), 0);
-    /* no room */
-    assert_int_equal(auth_seal(&key_a, buf, len, len + AUTH_SEAL_LEN - 1, 1), 0);
-    /* two keys (a rotation): either opens, the first seals */
-    auth_keys both = key_b;
-    memcpy(both.key[1], key_a.key[0], AUTH_KEY_LEN);
-    both.n = 2;
-    assert_int_equal(auth_open(&both, buf, sealed, &sent), 1);
-    size_t again = auth_seal(&both, buf, len, sizeof buf, WALL0);
-    assert_int_equal(auth_open(&key_b, buf, again, &sent), 1);
-    assert_int_equal(auth_open(&key_a, buf, again, &sent), 0);
+    uint8_t first[2][128];
+    for (int sip = 0; sip < 2; sip++)
+        for (int ready = 0; ready < 2; ready++) {
+            fill_key(&key_a, 1);
+            fill_key(&key_b, 2);
+            if (ready) auth_keys_ready(&key_a), auth_keys_ready(&key_b);
+            uint8_t buf[128] = "some encoded Msg";
+            size_t len = strlen((char *)buf);
+            size_t sealed = auth_seal(&key_a, buf, len, sizeof buf, WALL0 + 5, sip);
+            assert_int_equal(sealed, len + AUTH_SEAL_LEN);
+            if (!ready) memcpy(first[sip], buf, sizeof buf);
+            else assert_memory_equal(first[sip], buf, sealed); /* derived = ready */
+            uint64_t sent = 0;
+            assert_int_equal(auth_open(&key_a, buf, sealed, &sent), 1);
+            assert_true(sent == WALL0 + 5);
+            assert_int_equal(auth_open(&key_b, buf, sealed, &sent), 0);
+            /* a changed byte anywhere (body, time, tag) breaks it */
+            for (size_t i = 0; i < sealed; i++) {
+                buf[i] ^= 0x40;
+                assert_int_equal(auth_open(&key_a, buf, sealed, &sent), 0);
+                buf[i] ^= 0x40;
+            }
+            /* too short, or nothing sealed */
+            assert_int_equal(auth_open(&key_a, buf, AUTH_SEAL_LEN - 1, &sent), 0);
+            assert_int_equal(auth_open(&key_a, buf, len, &sent), 0);
+            /* no room */
+            assert_int_equal(auth_seal(&key_a, buf, len, len + AUTH_SEAL_LEN - 1, 1, sip), 0);
+            /* two keys (a rotation): either opens, the first seals */
+            auth_keys both = key_b;
+            memcpy(both.key[1], key_a.key[0], AUTH_KEY_LEN);
+            both.n = 2;
+            if (ready) auth_keys_ready(&both);
+            assert_int_equal(auth_open(&both, buf, sealed, &sent), 1);
+            size_t again = auth_seal(&both, buf, len, sizeof buf, WALL0, sip);
+            assert_int_equal(auth_open(&key_b, buf, again, &sent), 1);
+            assert_int_equal(auth_open(&key_a, buf, again, &sent), 0);
+        }
+    /* the two kinds: another field, another MAC */
+    assert_int_not_equal(first[0][strlen("some encoded Msg") + 9],
+                         first[1][strlen("some encoded Msg") + 9]);
+    assert_memory_not_equal(first[0] + strlen("some encoded Msg") + 11,
+                            first[1] + strlen("some encoded Msg") + 11, AUTH_TAG_LEN);
 }
 
 static void test_key_files(void **state) {
@@ -159,8 +174,8 @@ static int teardown(void **state) {
 
 /* A ping from `who` (its own entry), sealed with k unless k is NULL, sent
  * at wall-clock ms `sent`. Returns the datagram's length. */
-static size_t ping(uint8_t *buf, size_t cap, const struct sockaddr_in *who, const auth_keys *k,
-                   uint64_t sent) {
+static size_t ping_as(uint8_t *buf, size_t cap, const struct sockaddr_in *who,
+                      const auth_keys *k, uint64_t sent, uint32_t flags, bool sip) {
     Peer p = PEER__INIT;
     Member me = MEMBER__INIT;
     me.ip = who->sin_addr.s_addr;
@@ -168,16 +183,64 @@ static size_t ping(uint8_t *buf, size_t cap, const struct sockaddr_in *who, cons
     me.incarnation = WALL0 - 5000;
     me.heartbeat = 1;
     p.type = PEER_GOSSIP;
-    p.flags = PEER_GOSSIP_PROBE;
+    p.flags = PEER_GOSSIP_PROBE | flags;
     p.from = &me;
     uint8_t id[WIRE_ID_LEN] = {7};
     size_t len = wire_pack(buf, cap - AUTH_SEAL_LEN, id, sizeof id, &p.base, WIRE_KIND_PEER);
     assert_true(len > 0);
-    return k ? auth_seal(k, buf, len, cap, sent) : len;
+    return k ? auth_seal(k, buf, len, cap, sent, sip) : len;
+}
+
+static size_t ping(uint8_t *buf, size_t cap, const struct sockaddr_in *who, const auth_keys *k,
+                   uint64_t sent) {
+    return ping_as(buf, cap, who, k, sent, 0, false);
 }
 
 static bool knows(const struct sockaddr_in *who) {
     return members_find(n->members, who->sin_addr.s_addr, ntohs(who->sin_port)) > 0;
+}
+
+/* The kind of seal at the end of a sealed datagram: the mac's tag byte. */
+static uint8_t seal_kind(const struct fake_sent *d) { return d->buf[d->len - AUTH_SEAL_LEN + 9]; }
+
+/* A node opens both seals, and seals with SipHash (field 7) to a member
+ * whose last GOSSIP said it opens it, with BLAKE2b (field 5, what earlier
+ * versions open) to the others: a member that comes back as an earlier
+ * version (its GOSSIP without the flag) gets BLAKE2b again at once. Its
+ * own GOSSIP says it opens SipHash. */
+static void test_seal_follows_what_the_member_said(void **state) {
+    (void)state;
+    fake_reset(1000, WALL0);
+    fill_key(&key_a, 1);
+    auth_keys_ready(&key_a);
+    assert_non_null(n = keyed_node(&key_a));
+    uint8_t buf[1024];
+    struct sockaddr_in m1 = addr("10.0.0.2", 7000);
+    wire_arena *a = wire_arena_new();
+    const struct { uint32_t flags; bool sip; uint8_t want; } steps[] = {
+        {0, false, 0x2a},                    /* an earlier version */
+        {PEER_GOSSIP_SIPHASH, false, 0x3a},  /* this one, sealing as earlier */
+        {PEER_GOSSIP_SIPHASH, true, 0x3a},
+        {0, false, 0x2a},                    /* back as an earlier version */
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        fake.nsent = 0;
+        node_receive(n, &m1, buf, ping_as(buf, sizeof buf, &m1, &key_a, WALL0, steps[i].flags,
+                                          steps[i].sip));
+        assert_true(knows(&m1));
+        node_flush(n);
+        assert_int_equal(fake.nsent, 1); /* the ack */
+        assert_int_equal(seal_kind(&fake.sent[0]), steps[i].want);
+        uint64_t sent;
+        assert_int_equal(auth_open(&key_a, fake.sent[0].buf, fake.sent[0].len, &sent), 1);
+        wire_frame f;
+        assert_int_equal(wire_unpack_msg(a, fake.sent[0].buf, fake.sent[0].len - AUTH_SEAL_LEN, &f), 0);
+        Peer *p = wire_unpack_peer(a, f.payload, f.plen);
+        assert_non_null(p);
+        assert_true(p->flags & PEER_GOSSIP_SIPHASH);
+        wire_reset(a);
+    }
+    wire_arena_free(a);
 }
 
 /* With a key, a node takes node-to-node messages sealed with it (and sent
@@ -268,7 +331,7 @@ static void test_debug_needs_the_key(void **state) {
         assert_non_null(n = keyed_node(keyed ? &key_a : NULL));
         size_t len = wire_pack(buf, sizeof buf - AUTH_SEAL_LEN, id, sizeof id, &p.base,
                                WIRE_KIND_PEER);
-        if (keyed) len = auth_seal(&key_a, buf, len, sizeof buf, WALL0);
+        if (keyed) len = auth_seal(&key_a, buf, len, sizeof buf, WALL0, false);
         node_tick(n);
         node_receive(n, &from, buf, len);
         /* a paused node sends no probe for a while: count what it sends to a seed */
@@ -357,7 +420,7 @@ static void test_forged_forward_reflects_nothing(void **state) {
     node_receive(n, &from, buf, len);
     node_flush(n);
     assert_int_equal(fake.nsent, 0);
-    len = auth_seal(&key_a, buf, len, sizeof buf, WALL0);
+    len = auth_seal(&key_a, buf, len, sizeof buf, WALL0, true);
     node_receive(n, &from, buf, len);
     node_flush(n);
     assert_int_equal(fake.nsent, 1); /* a member's forward is served */
@@ -370,6 +433,7 @@ static void test_forged_forward_reflects_nothing(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seal_opens_only_under_its_key),
+        T(test_seal_follows_what_the_member_said),
         cmocka_unit_test(test_key_files),
         cmocka_unit_test(test_addresses),
         T(test_keyed_node_takes_only_sealed_messages),
