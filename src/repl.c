@@ -26,6 +26,8 @@
 #define CLEAN_QUIET_PERIODS 15        /* sync periods without membership change first */
 #define MAX_RESTAMPS 4                /* times a write may be stamped again */
 #define OP_MAX_WAITS 5                /* request timeouts a client op may wait for live replicas */
+#define ACK_PEERS 16                  /* coordinators acked together at once (PEER_WRITE_ACKS) */
+#define ACKS_MAX 1024                 /* IDs in one PEER_WRITE_ACKS */
 
 enum { T_WAIT = 0, T_OK, T_NOKEY, T_FAIL, T_STALE };
 
@@ -110,6 +112,13 @@ struct repl {
         uint8_t klen;
         uint64_t stamp;
     } spare[CLEAN_BATCH];
+    /* acks of lazy writes stored here, by coordinator, leaving together */
+    struct ackq {
+        struct sockaddr_in to;
+        size_t n;                     /* 0: the queue is free */
+        uint64_t due;                 /* when they leave (the first + NODE_LAZY_MS) */
+        uint64_t ids[ACKS_MAX];
+    } acks[ACK_PEERS];
     /* the live set of the last sweep: who was a replica of what then */
     ring *swept;                      /* its ring; NULL before the first sweep */
     uint32_t *swept_map;              /* swept ring index -> member index */
@@ -932,6 +941,75 @@ static long target_of(op *o, node *n, const struct sockaddr_in *from) {
     return -1;
 }
 
+static uint64_t le64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+/* Sends the acks queued for one coordinator. */
+static void send_acks(node *n, struct ackq *q) {
+    Peer p = PEER__INIT;
+    p.type = PEER_WRITE_ACKS;
+    p.digests = q->ids;
+    p.n_digests = q->n;
+    uint8_t zero[WIRE_ID_LEN] = {0};
+    node_send_peer(n, &q->to, zero, sizeof zero, &p);
+    q->n = 0;
+}
+
+/* Queues the ack (err OK) of a lazy WRITE for its coordinator: the acks of
+ * NODE_LAZY_MS leave as one PEER_WRITE_ACKS (repl_tick), not a message
+ * each. False when no queue is free: it goes alone. */
+static bool queue_ack(node *n, const struct sockaddr_in *to, const uint8_t id[WIRE_ID_LEN]) {
+    struct ackq *q = NULL, *free_q = NULL;
+    for (size_t i = 0; i < ACK_PEERS && !q; i++) {
+        struct ackq *c = &n->repl->acks[i];
+        if (!c->n) {
+            if (!free_q) free_q = c;
+        } else if (c->to.sin_addr.s_addr == to->sin_addr.s_addr && c->to.sin_port == to->sin_port) {
+            q = c;
+        }
+    }
+    if (!q && !(q = free_q)) return false;
+    if (!q->n) {
+        q->to = *to;
+        q->due = node_now(n) + NODE_LAZY_MS;
+    }
+    q->ids[q->n++] = le64(id);
+    if (q->n == ACKS_MAX) send_acks(n, q);
+    return true;
+}
+
+/* Sends the queued acks that are due; returns when the next are. */
+static uint64_t acks_round(node *n, uint64_t now) {
+    uint64_t next = UINT64_MAX;
+    for (size_t i = 0; i < ACK_PEERS; i++) {
+        struct ackq *q = &n->repl->acks[i];
+        if (!q->n) continue;
+        if (now >= q->due) send_acks(n, q);
+        else if (q->due < next) next = q->due;
+    }
+    return next;
+}
+
+/* PEER_WRITE_ACKS: acks of err OK for the lazy writes whose IDs (first
+ * halves; the second is our salt) it lists. */
+static void on_acks(node *n, const Peer *p, const struct sockaddr_in *from) {
+    uint8_t id[WIRE_ID_LEN];
+    memcpy(id + 8, &n->repl->salt, 8);
+    for (size_t k = 0; k < p->n_digests; k++) {
+        uint64_t v = p->digests[k];
+        for (int b = 0; b < 8; b++) id[b] = (uint8_t)(v >> (8 * b));
+        op *o = op_from_id(n->repl, id, sizeof id);
+        if (!o || o->cmd == WIRE_GET) continue; /* late: the op is over */
+        long i = target_of(o, n, from);
+        if (i < 0) continue;
+        write_reply(n, o, (size_t)i, WIRE_OK, 0);
+        progress(n, o);
+    }
+}
+
 static void on_write(node *n, const uint8_t *id, size_t idlen, const Peer *p,
                      const struct sockaddr_in *from) {
     if (p->n_records != 1 || !record_ok(p->records[0])) return;
@@ -944,8 +1022,9 @@ static void on_write(node *n, const uint8_t *id, size_t idlen, const Peer *p,
     if (p->hint_port && p->hint_port <= 65535 && p->hint_ip &&
         (ack.err == WIRE_OK || ack.err == WIRE_ENOKEY))
         hint_add(n, rec->key.data, rec->key.len, p->hint_ip, (uint16_t)p->hint_port);
-    if (p->flags & PEER_FLAG_LAZY) node_send_peer_lazy(n, from, id, idlen, &ack);
-    else node_send_peer(n, from, id, idlen, &ack);
+    if (!(p->flags & PEER_FLAG_LAZY)) node_send_peer(n, from, id, idlen, &ack);
+    else if (ack.err != WIRE_OK || ack.stamp || idlen != WIRE_ID_LEN || !queue_ack(n, from, id))
+        node_send_peer_lazy(n, from, id, idlen, &ack);
 }
 
 static void on_read(node *n, const uint8_t *id, size_t idlen, const Peer *p,
@@ -1345,6 +1424,7 @@ void repl_on_peer(node *n, const uint8_t *id, size_t idlen, const Peer *p,
         for (size_t i = 0; i < p->n_records; i++) apply_record(n, p->records[i]);
         break;
     case PEER_DIGEST: on_digest(n, p, from); break;
+    case PEER_WRITE_ACKS: on_acks(n, p, from); break;
     default: break;
     }
 }
@@ -1403,5 +1483,6 @@ uint64_t repl_tick(repl *r, uint64_t now) {
     if (node_due(&r->handoff_at, now, HANDOFF_MS, &next)) handoff_round(n, now);
     if (node_due(&r->sync_at, now, n->cfg.sync_ms, &next)) sync_round(n);
     if (r->sweep_at && r->sweep_at < next) next = r->sweep_at;
-    return next;
+    uint64_t t = acks_round(n, now);
+    return t < next ? t : next;
 }

@@ -84,6 +84,9 @@ enum wire_peer_type {
     PEER_SYNC = 7,        /* records: store those newer than ours, no answer */
     PEER_DIGEST = 8,      /* digests: per-bucket hashes of the records we share */
     PEER_DEBUG = 9,       /* flags: debug hooks (PEER_DEBUG_*) */
+    PEER_WRITE_ACKS = 10, /* digests: the first 8 bytes (little endian) of the IDs of
+                           * lazy WRITEs (PEER_FLAG_LAZY) stored: WRITE_ACKs of
+                           * err OK for them all, in one message */
 };
 
 #define PEER_FLAG_REMOVE 1u       /* WRITE of a tombstone: ack says if it existed */

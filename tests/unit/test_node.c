@@ -344,9 +344,10 @@ static void test_admission_counts_only_unanswered_operations(void **state) {
 }
 
 /* Peer messages of `type` sent so far to 127.0.0.1:port, from the from-th
- * datagram on, that carry every bit of `flags`. */
-static size_t peer_msgs_to(wire_arena *a, uint16_t port, size_t from, uint32_t type,
-                           uint32_t flags) {
+ * datagram on, that carry every bit of `flags` (and a record of value val,
+ * unless NULL). */
+static size_t peer_msgs_to_v(wire_arena *a, uint16_t port, size_t from, uint32_t type,
+                             uint32_t flags, const char *val) {
     size_t end = fake.nsent < FAKE_SENT_KEEP ? fake.nsent : FAKE_SENT_KEEP, k = 0;
     for (size_t i = from; i < end; i++) {
         if (ntohs(fake.sent[i].to.sin_port) != port) continue;
@@ -365,10 +366,17 @@ static size_t peer_msgs_to(wire_arena *a, uint16_t port, size_t from, uint32_t t
             wire_frame g;
             if (wire_unpack_msg(a, frames[j], lens[j], &g) != 0 || g.kind != WIRE_KIND_PEER) continue;
             Peer *p = wire_unpack_peer(a, g.payload, g.plen);
-            k += p && p->type == type && (p->flags & flags) == flags;
+            k += p && p->type == type && (p->flags & flags) == flags &&
+                 (!val || (p->n_records == 1 && p->records[0]->value.len == strlen(val) &&
+                           memcmp(p->records[0]->value.data, val, strlen(val)) == 0));
         }
     }
     return k;
+}
+
+static size_t peer_msgs_to(wire_arena *a, uint16_t port, size_t from, uint32_t type,
+                           uint32_t flags) {
+    return peer_msgs_to_v(a, port, from, type, flags, NULL);
 }
 
 static size_t reads_to(wire_arena *a, uint16_t port, size_t from) {
@@ -441,11 +449,42 @@ static void test_writes_beyond_the_quorum_wait(void **state) {
     after_lazy(m);
     assert_int_equal(peer_msgs_to(a, 7002, 0, PEER_WRITE, PEER_FLAG_LAZY), 1);
     assert_int_equal(peer_msgs_to(a, 7003, 0, PEER_WRITE, PEER_FLAG_LAZY), 1);
-    /* p's ack of a lazy WRITE waits as well */
+    /* p's ack of a lazy WRITE waits as well, and leaves with the others of
+     * that time in one PEER_WRITE_ACKS, which m takes for each of them */
+    char k2[8];
+    snprintf(k2, sizeof k2, "%s", k);
+    uint8_t id4[WIRE_ID_LEN] = {4};
+    for (int i = 0; i < 1000; i++) { /* another key of m, 7002, 7003 */
+        snprintf(k2, sizeof k2, "j%d", i);
+        uint32_t rep[REPL_MAX_N];
+        repl_slot_replicas(m, ring_key_slot(k2, strlen(k2)), rep);
+        if (rep[0] == 0 && rep[1] == (uint32_t)members_find(m->members, htonl(INADDR_LOOPBACK), 7002))
+            break;
+    }
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id4, WIRE_PUT, k2, strlen(k2), "y", 1, 0));
+    after_lazy(m);
+    size_t waiting = repl_inflight(m->repl);
+    assert_int_equal(m->stats.resent, 0);
     at = relay(p, 7002, 7001, 0);
-    assert_int_equal(peer_msgs_to(a, 7001, at, PEER_WRITE_ACK, 0), 0);
+    assert_int_equal(peer_msgs_to(a, 7001, at, PEER_WRITE_ACKS, 0), 0);
     after_lazy(p);
-    assert_int_equal(peer_msgs_to(a, 7001, at, PEER_WRITE_ACK, 0), 1);
+    assert_int_equal(peer_msgs_to(a, 7001, at, PEER_WRITE_ACK, 0), 0);
+    assert_int_equal(peer_msgs_to(a, 7001, at, PEER_WRITE_ACKS, 0), 1);
+    relay(m, 7001, 7002, at);
+    assert_int_equal(repl_inflight(m->repl), waiting); /* 7003 never answers: they stay */
+    /* at the resend time, the writes p acked are sent again to 7003 only:
+     * m took p's acks (those of W=2 above, which p never got, go again) */
+    at = fake.nsent;
+    for (int t = 0; t < 10 && m->stats.resent == 0; t++) {
+        fake.clock_ms += cfg.request_timeout_ms / 4;
+        node_tick(m);
+    }
+    assert_true(m->stats.resent > 0);
+    for (const char *v = "xy"; *v; v++) {
+        char val[2] = {*v, 0};
+        assert_int_equal(peer_msgs_to_v(a, 7002, at, PEER_WRITE, 0, val), 0);
+        assert_int_equal(peer_msgs_to_v(a, 7003, at, PEER_WRITE, 0, val), 1);
+    }
     wire_arena_free(a);
     fake_node_free(p);
     fake_node_free(m);
