@@ -31,7 +31,11 @@
 #include "store.h"
 
 /* Epochs from the horizon on kept apart (a record stamped past them is
- * "ahead": counted only, its slot computed again when the horizon moves). */
+ * "ahead": counted only, its slot computed again when the horizon moves).
+ * They also let a node compare digests at a peer's horizon up to that many
+ * epochs ahead of its own (digest_slots_at): an epoch begun between the
+ * two nodes' passes, or a peer whose clock is ahead (8 s at the default
+ * 2-s epochs). */
 #define DIGEST_RECENT 4
 
 typedef struct digest digest;
@@ -52,8 +56,20 @@ uint64_t digest_horizon(const digest *d);
 /* Whether a record of this stamp is settled (counted in the slot digests). */
 bool digest_settled(const digest *d, uint64_t stamp);
 
+/* Whether digest_slots_at can tell digests at horizon h_ms: an epoch start,
+ * at or after this digest's horizon and at most DIGEST_RECENT epochs on. */
+bool digest_reaches(const digest *d, uint64_t h_ms);
+
+/* Every slot's digest of the records settled at horizon h_ms
+ * (digest_reaches), into out: those of the epochs between the horizons
+ * count too. */
+void digest_slots_at(const digest *d, uint64_t h_ms, uint64_t out[STORE_SLOTS]);
+
 /* The settled digest of a slot, and how many records (settled or not) it has. */
 uint64_t digest_slot(const digest *d, unsigned slot);
+
+/* Every slot's settled digest ([STORE_SLOTS], valid until the next change). */
+const uint64_t *digest_slots(const digest *d);
 uint32_t digest_count(const digest *d, unsigned slot);
 
 /* A record's digest: key, stamp and content, so that two records with one

@@ -100,6 +100,7 @@ struct repl {
     size_t nrtt;
     uint32_t lat_ewma16;              /* client ops' latency, ms x 16 */
     digest *dg;                       /* settled records' digests by slot */
+    uint64_t slot_digests[RING_SLOTS];/* digests_for's, at the horizon compared */
     unsigned push_from;               /* slot the next digest exchange's push starts at */
     hint *hints;                      /* slots; hints_hwm bounds the used ones */
     size_t hints_cap, hints_hwm, nhints;
@@ -1089,7 +1090,8 @@ typedef struct pusher {
     size_t nb;
     size_t sent;       /* records pushed */
     /* filters */
-    long only_peer;    /* -1: every replica; else just this member */
+    long only_peer;    /* -1: every replica; else just this member, */
+    uint64_t below_ms; /* ... the records stamped before this (settled at that horizon) */
     bool new_only;     /* only to replicas that were not replicas at the last sweep */
 } pusher;
 
@@ -1151,8 +1153,8 @@ static int push_visit(void *ctx, const uint8_t *key, size_t klen, const store_re
     for (size_t i = 0; i < k; i++) {
         if (self_index(pref[i])) continue;
         if (ps->new_only && was_replica(n, slot, pref[i])) continue;
-        if (ps->only_peer >= 0 && (pref[i] != (uint32_t)ps->only_peer ||
-                                   !digest_settled(n->repl->dg, s->stamp)))
+        if (ps->only_peer >= 0 &&
+            (pref[i] != (uint32_t)ps->only_peer || (s->stamp >> 16) >= ps->below_ms))
             continue;
         batch_add(ps, pref[i], key, klen, s);
     }
@@ -1172,13 +1174,15 @@ static bool both_replicas(node *n, unsigned slot, uint32_t m) {
 }
 
 /* Pushes records to their replicas: all of them, or those new since the
- * last sweep, or (slots set, only_peer a member) the settled records of
- * those slots to that peer. Settled records only (digest.h): under a
+ * last sweep, or (slots set, only_peer a member) the records of those
+ * slots settled at the horizon compared (stamped before below_ms) to that
+ * peer. Settled records only (digest.h): under a
  * steady stream of writes the buckets differed by the writes in flight,
  * and pushing whole buckets sent every record every period, a burst that
  * held up the writes' own messages past their resend time. */
-static size_t push(node *n, long only_peer, const uint64_t *slots, bool new_only) {
-    pusher ps = {n, NULL, members_total(n->members), 0, only_peer, new_only};
+static size_t push(node *n, long only_peer, const uint64_t *slots, bool new_only,
+                   uint64_t below_ms) {
+    pusher ps = {n, NULL, members_total(n->members), 0, only_peer, below_ms, new_only};
     ps.b = calloc(ps.nb, sizeof *ps.b);
     if (!ps.b) return 0;
     if (slots) store_iter_slots(n->store, slots, push_visit, &ps);
@@ -1227,7 +1231,7 @@ fail: /* the next sweep pushes everything */
  * its replicas that were not its replicas at the last sweep (or were, as a
  * process that has restarted since). The first sweep pushes everything. */
 static void sweep(node *n) {
-    size_t sent = push(n, -1, NULL, n->repl->swept != NULL);
+    size_t sent = push(n, -1, NULL, n->repl->swept != NULL, 0);
     n->stats.repushed += sent;
     swept_save(n);
     if (!n->cfg.quiet && sent) node_log(n, "re-replication: pushed %zu records", sent);
@@ -1243,12 +1247,16 @@ void repl_membership_changed(node *n) {
 /* Our bucket digests for peer: of each bucket, the XOR of the settled
  * digests (digest.h) of its slots whose replicas include both this node
  * and peer. A pass over the slots, not the records. */
-static void digests_for(node *n, uint32_t peer, uint64_t out[BUCKETS]) {
+static void digests_for(node *n, uint32_t peer, uint64_t horizon, uint64_t out[BUCKETS]) {
+    const digest *dg = n->repl->dg;
+    const uint64_t *x = digest_slots(dg);
     memset(out, 0, BUCKETS * sizeof *out);
-    for (unsigned slot = 0; slot < RING_SLOTS; slot++) {
-        uint64_t x = digest_slot(n->repl->dg, slot);
-        if (x && both_replicas(n, slot, peer)) out[slot / BUCKET_SLOTS] ^= x;
+    if (horizon != digest_horizon(dg)) {
+        digest_slots_at(dg, horizon, n->repl->slot_digests);
+        x = n->repl->slot_digests;
     }
+    for (unsigned slot = 0; slot < RING_SLOTS; slot++)
+        if (x[slot] && both_replicas(n, slot, peer)) out[slot / BUCKET_SLOTS] ^= x[slot];
 }
 
 static void send_digest(node *n, uint32_t peer, const uint64_t *d, uint64_t horizon,
@@ -1267,21 +1275,33 @@ static void send_digest(node *n, uint32_t peer, const uint64_t *d, uint64_t hori
 
 /* A peer's digests of the records we both replicate: those of buckets that
  * differ from ours are pushed to it, slot by slot, and unless this answers
- * our own digests, ours go back so that it pushes its side. Digests of
- * another horizon (an epoch began between its pass and ours) wait for
- * the next exchange. */
+ * our own digests, ours go back so that it pushes its side. Both sides
+ * compare at the later of the two horizons: a node whose horizon is behind
+ * (its clock, or an epoch began between the two passes) computes its
+ * digests at the other's (digest_slots_at), and one that gets digests of an
+ * earlier horizon sends its own to be compared there. (Digests of equal
+ * horizons only, before: a member whose clock was two seconds or more off
+ * was never compared with any, and a copy it lacked stayed lacking:
+ * simulator, W=1 R=1, seed 34.) */
 static void on_digest(node *n, const Peer *p, const struct sockaddr_in *from) {
     if (p->n_digests != BUCKETS) return;
     long peer = members_find(n->members, from->sin_addr.s_addr, ntohs(from->sin_port));
     if (peer <= 0) return;
-    uint64_t horizon = digest_advance(n->repl->dg, node_wall_ms(n));
-    if (p->stamp != horizon) return;
+    repl *r = n->repl;
+    uint64_t mine_h = digest_advance(r->dg, node_wall_ms(n)), horizon = p->stamp;
     uint64_t mine[BUCKETS];
-    digests_for(n, (uint32_t)peer, mine);
+    if (horizon < mine_h) { /* it is behind: it compares at ours */
+        if (!(p->flags & DIGEST_REPLY)) {
+            digests_for(n, (uint32_t)peer, mine_h, mine);
+            send_digest(n, (uint32_t)peer, mine, mine_h, 0);
+        }
+        return;
+    }
+    if (!digest_reaches(r->dg, horizon)) return; /* too far ahead to tell */
+    digests_for(n, (uint32_t)peer, horizon, mine);
     if (memcmp(mine, p->digests, sizeof mine) == 0) return;
     /* the differing buckets' slots, from where the last exchange stopped,
      * up to PUSH_BUDGET records */
-    repl *r = n->repl;
     uint64_t slots[RING_SLOTS / 64] = {0};
     size_t records = 0;
     for (unsigned k = 0; k < RING_SLOTS && records < PUSH_BUDGET; k++) {
@@ -1292,7 +1312,7 @@ static void on_digest(node *n, const Peer *p, const struct sockaddr_in *from) {
         records += count;
         r->push_from = (slot + 1) % RING_SLOTS;
     }
-    n->stats.synced += push(n, peer, slots, false);
+    n->stats.synced += push(n, peer, slots, false, horizon);
     if (!(p->flags & DIGEST_REPLY)) send_digest(n, (uint32_t)peer, mine, horizon, DIGEST_REPLY);
 }
 
@@ -1408,7 +1428,7 @@ static void sync_round(node *n) {
         uint32_t peer = 1 + (uint32_t)(node_random(n) % (total - 1));
         if (members_at(n->members, peer)->state >= MEMBER_DEAD) continue;
         uint64_t d[BUCKETS];
-        digests_for(n, peer, d);
+        digests_for(n, peer, horizon, d);
         send_digest(n, peer, d, horizon, 0);
     }
 }

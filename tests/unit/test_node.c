@@ -490,6 +490,58 @@ static void test_writes_beyond_the_quorum_wait(void **state) {
     fake_node_free(m);
 }
 
+/* Anti-entropy between two replicas whose clocks are 5 s apart (two and a
+ * half epochs at the default 2-s sync period): the one behind compares at
+ * the other's horizon, so a record only one of them holds reaches the
+ * other. Digests were compared at equal horizons only: a member whose
+ * clock was two seconds or more off never compared with anyone. */
+static void test_anti_entropy_across_skewed_clocks(void **state) {
+    (void)state;
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    node *m, *p;
+    two_and_a_silent_third(&cfg, &m, &p);
+    uint64_t base = fake.wall_offset_ms, ahead = base + 5000;
+    /* membership settles first (7003 is found dead), and with it the
+     * re-replication sweeps that follow a change */
+    for (int t = 0; t < 60; t++) {
+        fake.clock_ms += 250;
+        fake.nsent = 0;
+        fake.wall_offset_ms = ahead;
+        node_tick(m);
+        fake.wall_offset_ms = base;
+        node_tick(p);
+        size_t at = relay(p, 7002, 7001, 0);
+        fake.wall_offset_ms = ahead;
+        relay(m, 7001, 7002, at);
+    }
+    fake.wall_offset_ms = base;
+    assert_int_equal(members_live(m->members), 2);
+    store_rec r = {(const uint8_t *)"old", 3, 1, (fake_wall(NULL) - 60000) << 16, false}, got;
+    assert_int_equal(store_put(m->store, (const uint8_t *)"lonely", 6, &r), 0);
+    bool there = false;
+    for (int round = 0; round < 30 && !there; round++) {
+        fake.clock_ms += cfg.sync_ms;
+        fake.nsent = 0;
+        fake.wall_offset_ms = ahead; /* m's clock */
+        node_tick(m);
+        fake.wall_offset_ms = base;  /* p's */
+        node_tick(p);
+        size_t at = relay(p, 7002, 7001, 0);     /* m's digests reach p, p's go out */
+        fake.wall_offset_ms = ahead;
+        size_t at2 = relay(m, 7001, 7002, at);   /* p's reach m */
+        fake.wall_offset_ms = base;
+        relay(p, 7002, 7001, at2);               /* m's pushes reach p */
+        there = store_get(p->store, (const uint8_t *)"lonely", 6, &got) == 0;
+    }
+    fake.wall_offset_ms = base;
+    assert_true(there);
+    assert_memory_equal(got.val, "old", 3);
+    fake_node_free(p);
+    fake_node_free(m);
+}
+
 /* A read asks R replicas first (N=3, R=2: this node and one other), not
  * all three; the third is asked only when the two cannot settle it: here
  * a key neither has ("not found" needs every replica). */
@@ -684,6 +736,7 @@ int main(void) {
         T(test_outbox_keeps_order_per_peer),
         T(test_outbox_lazy_waits_until_due),
         T(test_writes_beyond_the_quorum_wait),
+        T(test_anti_entropy_across_skewed_clocks),
         T(test_single_node_put_get),
         T(test_incarnation_above_the_last_life),
         T(test_store_of_a_forgotten_life_is_held_back),
