@@ -498,7 +498,7 @@ static void send_msg(members *m, const struct sockaddr_in *to, const uint8_t *id
     p.flags = flags | PEER_GOSSIP_SIPHASH | (m->lists[L_NEWS].n ? PEER_GOSSIP_BUSY : 0);
     p.digests = &digest;
     p.n_digests = 1;
-    p.stamp = m->n->hlc;
+    p.stamp = node_clock(m->n);
     /* a tombstone floor for a node back from a long absence (node.h): one
      * message in FLOOR_EVERY, and every whole list, is enough for it */
     if (++m->floor_every % FLOOR_EVERY == 0) p.gc_floor = m->n->gc_floor;
@@ -532,7 +532,7 @@ static void send_full(members *m, const struct sockaddr_in *to, uint32_t flags) 
         p.n_members = k;
         p.flags = flags | PEER_GOSSIP_SYNC | PEER_GOSSIP_SIPHASH |
                   (i >= m->len ? PEER_GOSSIP_SYNC_END : 0);
-        p.stamp = m->n->hlc;
+        p.stamp = node_clock(m->n);
         p.gc_floor = m->n->gc_floor;
         node_send_peer(m->n, to, id, sizeof id, &p);
     } while (i < m->len);

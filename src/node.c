@@ -77,6 +77,11 @@ uint64_t node_stamp(node *n) {
     return n->hlc;
 }
 
+uint64_t node_clock(const node *n) {
+    uint64_t wall = node_wall_ms(n) << 16;
+    return n->hlc > wall ? n->hlc : wall;
+}
+
 void node_stamp_seen(node *n, uint64_t stamp) {
     /* ignore stamps from a clock far in the future (over a minute) */
     if (stamp > n->hlc && (stamp >> 16) <= node_wall_ms(n) + WIRE_MAX_AHEAD_MS) n->hlc = stamp;

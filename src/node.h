@@ -254,6 +254,16 @@ uint64_t node_stamp(node *n);
 /* Tells the clock of a stamp seen from elsewhere. */
 void node_stamp_seen(node *n, uint64_t stamp);
 
+/* The clock as this node's stamps read it now, without issuing one: its
+ * wall clock, or the latest stamp it issued or saw when that is ahead.
+ * Gossip carries it, so every member's follows the fastest clock in the
+ * cluster (within the clock bound), as a hybrid logical clock does. */
+uint64_t node_clock(const node *n);
+
+/* node_clock in ms: anti-entropy reads its horizons off it, so that
+ * members whose wall clocks are seconds apart still compare one epoch. */
+static inline uint64_t node_cluster_ms(const node *n) { return node_clock(n) >> 16; }
+
 /* Whether a record of this stamp is held back: it predates this node's
  * restart after an absence, and the cluster may have collected the
  * tombstones that would have beaten it (see node.stale_below). */

@@ -1288,7 +1288,7 @@ static void on_digest(node *n, const Peer *p, const struct sockaddr_in *from) {
     long peer = members_find(n->members, from->sin_addr.s_addr, ntohs(from->sin_port));
     if (peer <= 0) return;
     repl *r = n->repl;
-    uint64_t mine_h = digest_advance(r->dg, node_wall_ms(n)), horizon = p->stamp;
+    uint64_t mine_h = digest_advance(r->dg, node_cluster_ms(n)), horizon = p->stamp;
     uint64_t mine[BUCKETS];
     if (horizon < mine_h) { /* it is behind: it compares at ours */
         if (!(p->flags & DIGEST_REPLY)) {
@@ -1420,7 +1420,7 @@ static void sync_round(node *n) {
     }
     size_t total = members_total(n->members);
     if (total < 2) return;
-    uint64_t horizon = digest_advance(r->dg, node_wall_ms(n));
+    uint64_t horizon = digest_advance(r->dg, node_cluster_ms(n));
     r->nspare = 0;
     if (clean_due(n)) collect_spares(n);
     clean_start(n);
@@ -1468,7 +1468,7 @@ repl *repl_new(node *n) {
     r->tick_at = now + tick_interval(n);
     r->handoff_at = now + HANDOFF_MS;
     r->sync_at = now + n->cfg.sync_ms;
-    r->dg = digest_new(n->store, n->cfg.sync_ms, node_wall_ms(n));
+    r->dg = digest_new(n->store, n->cfg.sync_ms, node_cluster_ms(n));
     if (!r->dg) {
         repl_free(r);
         return NULL;
