@@ -164,14 +164,7 @@ void digest_slots_at(const digest *d, uint64_t h_ms, uint64_t out[STORE_SLOTS]) 
     }
 }
 
-bool digest_settled(const digest *d, uint64_t stamp) { return epoch_of(d, stamp) < d->h; }
-
-uint64_t digest_slot(const digest *d, unsigned slot) {
-    return slot < STORE_SLOTS ? d->settled[slot] : 0;
-}
-
-const uint64_t *digest_slots(const digest *d) { return d->settled;
-}
+const uint64_t *digest_slots(const digest *d) { return d->settled; }
 
 uint32_t digest_count(const digest *d, unsigned slot) {
     return slot < STORE_SLOTS ? d->slot[slot].count : 0;

@@ -53,9 +53,6 @@ uint64_t digest_advance(digest *d, uint64_t wall_ms);
 /* The horizon: records stamped before it (in wall ms) are settled. */
 uint64_t digest_horizon(const digest *d);
 
-/* Whether a record of this stamp is settled (counted in the slot digests). */
-bool digest_settled(const digest *d, uint64_t stamp);
-
 /* Whether digest_slots_at can tell digests at horizon h_ms: an epoch start,
  * at or after this digest's horizon and at most DIGEST_RECENT epochs on. */
 bool digest_reaches(const digest *d, uint64_t h_ms);
@@ -65,10 +62,8 @@ bool digest_reaches(const digest *d, uint64_t h_ms);
  * count too. */
 void digest_slots_at(const digest *d, uint64_t h_ms, uint64_t out[STORE_SLOTS]);
 
-/* The settled digest of a slot, and how many records (settled or not) it has. */
-uint64_t digest_slot(const digest *d, unsigned slot);
-
-/* Every slot's settled digest ([STORE_SLOTS], valid until the next change). */
+/* Every slot's settled digest ([STORE_SLOTS], valid until the next
+ * change), and how many records (settled or not) a slot has. */
 const uint64_t *digest_slots(const digest *d);
 uint32_t digest_count(const digest *d, unsigned slot);
 

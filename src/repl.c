@@ -942,12 +942,6 @@ static long target_of(op *o, node *n, const struct sockaddr_in *from) {
     return -1;
 }
 
-static uint64_t le64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
-
 /* Sends the acks queued for one coordinator. */
 static void send_acks(node *n, struct ackq *q) {
     Peer p = PEER__INIT;
@@ -977,7 +971,7 @@ static bool queue_ack(node *n, const struct sockaddr_in *to, const uint8_t id[WI
         q->to = *to;
         q->due = node_now(n) + NODE_LAZY_MS;
     }
-    q->ids[q->n++] = le64(id);
+    q->ids[q->n++] = wire_get_le(id, 8);
     if (q->n == ACKS_MAX) send_acks(n, q);
     return true;
 }
@@ -1000,8 +994,7 @@ static void on_acks(node *n, const Peer *p, const struct sockaddr_in *from) {
     uint8_t id[WIRE_ID_LEN];
     memcpy(id + 8, &n->repl->salt, 8);
     for (size_t k = 0; k < p->n_digests; k++) {
-        uint64_t v = p->digests[k];
-        for (int b = 0; b < 8; b++) id[b] = (uint8_t)(v >> (8 * b));
+        wire_put_le(id, p->digests[k], 8);
         op *o = op_from_id(n->repl, id, sizeof id);
         if (!o || o->cmd == WIRE_GET) continue; /* late: the op is over */
         long i = target_of(o, n, from);

@@ -96,18 +96,6 @@ uint32_t wire_crc(const void *a, size_t alen, const void *b, size_t blen) {
     return c;
 }
 
-/* Little-endian integers of n bytes (fixed32, fixed64). */
-static uint64_t get_le(const uint8_t *p, int n) {
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
-
-static uint8_t *put_le(uint8_t *p, uint64_t v, int n) {
-    for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
-    return p + n;
-}
-
 /* Reads a varint at *p (at most 10 bytes, before end). 0 when truncated or
  * too long. */
 static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
@@ -161,7 +149,7 @@ static int unpack_msg(const uint8_t *buf, size_t len, wire_frame *f, bool check)
             break;
         case 1:
             if (end - p < 8) return WIRE_EMALFORMED;
-            if (field == 3) checksum = get_le(p, 8);
+            if (field == 3) checksum = wire_get_le(p, 8);
             p += 8;
             break;
         case 2:
@@ -275,7 +263,7 @@ static bool fast_record(wire_arena *a, const uint8_t *p, const uint8_t *end, Rec
             break;
         case 4 << 3 | 1:
             if (end - p < 8) return false;
-            r->stamp = get_le(p, 8);
+            r->stamp = wire_get_le(p, 8);
             p += 8;
             break;
         case 5 << 3 | 0:
@@ -341,12 +329,12 @@ static Peer *fast_peer(wire_arena *a, const uint8_t *buf, size_t len) {
                 break;
             case 12 << 3 | 5:
                 if (end - p < 4) return NULL;
-                if (m) m->hint_ip = (uint32_t)get_le(p, 4);
+                if (m) m->hint_ip = (uint32_t)wire_get_le(p, 4);
                 p += 4;
                 break;
             case 15 << 3 | 1: case 16 << 3 | 1:
                 if (end - p < 8) return NULL;
-                if (m) *(tag >> 3 == 15 ? &m->stamp : &m->gc_floor) = get_le(p, 8);
+                if (m) *(tag >> 3 == 15 ? &m->stamp : &m->gc_floor) = wire_get_le(p, 8);
                 p += 8;
                 break;
             default: return NULL;
@@ -420,17 +408,17 @@ static void fast_peer_pack(const Peer *m, uint8_t *p) {
             *p++ = 3 << 3 | 0;
             p += wire_put_varint(p, (uint64_t)(int64_t)r->version);
         }
-        if (r->stamp) *p++ = 4 << 3 | 1, p = put_le(p, r->stamp, 8);
+        if (r->stamp) *p++ = 4 << 3 | 1, p = wire_put_le(p, r->stamp, 8);
         if (r->tombstone) *p++ = 5 << 3 | 0, *p++ = 1;
     }
     if (m->key.len) p = put_bytes(p, 8 << 3 | 2, &m->key);
     if (m->err) p = put_u32(p, 9 << 3 | 0, m->err);
     if (m->bucket) p = put_u32(p, 11 << 3 | 0, m->bucket);
-    if (m->hint_ip) *p++ = 12 << 3 | 5, p = put_le(p, m->hint_ip, 4);
+    if (m->hint_ip) *p++ = 12 << 3 | 5, p = wire_put_le(p, m->hint_ip, 4);
     if (m->hint_port) p = put_u32(p, 13 << 3 | 0, m->hint_port);
     if (m->flags) p = put_u32(p, 14 << 3 | 0, m->flags);
-    if (m->stamp) *p++ = 15 << 3 | 1, p = put_le(p, m->stamp, 8);
-    if (m->gc_floor) *p++ = (uint8_t)(16 << 3 | 1 | 0x80), *p++ = 1, p = put_le(p, m->gc_floor, 8);
+    if (m->stamp) *p++ = 15 << 3 | 1, p = wire_put_le(p, m->stamp, 8);
+    if (m->gc_floor) *p++ = (uint8_t)(16 << 3 | 1 | 0x80), *p++ = 1, p = wire_put_le(p, m->gc_floor, 8);
 }
 
 /* m's size and coder: by hand for the Peers that can be, else protobuf-c. */
@@ -483,7 +471,7 @@ static size_t msg_tail(uint8_t *t, uint32_t crc, uint32_t kind) {
     size_t n = 0;
     if (crc) {
         t[n++] = 0x19;
-        n = (size_t)(put_le(t + n, crc, 8) - t);
+        n = (size_t)(wire_put_le(t + n, crc, 8) - t);
     }
     if (kind) {
         t[n++] = 0x20;

@@ -156,6 +156,18 @@ size_t wire_pack_msg(uint8_t *out, size_t cap, const uint8_t *id, size_t idlen,
 /* Writes v as a protobuf varint at p (room for 10 bytes); returns its length. */
 size_t wire_put_varint(uint8_t *p, uint64_t v);
 
+/* Little-endian integers of n bytes (fixed32, fixed64; message IDs). */
+static inline uint64_t wire_get_le(const uint8_t *p, int n) {
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+static inline uint8_t *wire_put_le(uint8_t *p, uint64_t v, int n) {
+    for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+    return p + n;
+}
+
 /* Reads the frame at *p in a batch payload ending at end: 1 with *frame and
  * *len set and *p moved past it, 0 at the end, -1 when malformed (a bad
  * varint, an empty frame, or one running past end). */
