@@ -293,6 +293,21 @@ static void after_lazy(node *x) {
     node_tick(x);
 }
 
+/* The tests' config: the defaults, quiet, gossip slow enough not to run. */
+static node_config quiet_config(void) {
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    cfg.gossip_ms = 60000;
+    return cfg;
+}
+
+/* A client's address, 127.0.0.1:5000. */
+static struct sockaddr_in client_addr(void) {
+    return (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(5000),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+}
+
 /* Nodes m (7001) and p (7002) that know each other and 7003, which never
  * answers. */
 static void two_and_a_silent_third(const node_config *cfg, node **m, node **p) {
@@ -311,15 +326,11 @@ static void two_and_a_silent_third(const node_config *cfg, node **m, node **p) {
  * answered ones wait. */
 static void test_admission_counts_only_unanswered_operations(void **state) {
     (void)state;
-    node_config cfg;
-    node_defaults(&cfg);
-    cfg.quiet = true;
-    cfg.gossip_ms = 60000;
+    node_config cfg = quiet_config();
     cfg.max_inflight = 2;
     node *m, *p;
     two_and_a_silent_third(&cfg, &m, &p);
-    struct sockaddr_in client = {.sin_family = AF_INET, .sin_port = htons(5000),
-                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in client = client_addr();
     wire_arena *a = wire_arena_new();
     for (uint8_t i = 0; i < 10; i++) {
         fake.nsent = 0;
@@ -343,6 +354,28 @@ static void test_admission_counts_only_unanswered_operations(void **state) {
     fake_node_free(m);
 }
 
+/* The Peer messages a datagram sent carries, in order (a batch's, or its
+ * own), at most max of them; how many. */
+static size_t peers_in(wire_arena *a, const struct fake_sent *d, Peer **out, size_t max) {
+    wire_frame f, g;
+    if (wire_unpack_msg(a, d->buf, d->len, &f) != 0) return 0;
+    const uint8_t *frames[64];
+    size_t lens[64], nf = 0, np = 0;
+    if (f.kind == WIRE_KIND_BATCH) {
+        const uint8_t *q = f.payload, *end = f.payload + f.plen, *fr;
+        size_t len;
+        while (nf < 64 && wire_batch_next(&q, end, &fr, &len) == 1) frames[nf] = fr, lens[nf++] = len;
+    } else {
+        frames[0] = d->buf, lens[0] = d->len, nf = 1;
+    }
+    for (size_t j = 0; j < nf && np < max; j++) {
+        if (wire_unpack_msg(a, frames[j], lens[j], &g) != 0 || g.kind != WIRE_KIND_PEER) continue;
+        Peer *p = wire_unpack_peer(a, g.payload, g.plen);
+        if (p) out[np++] = p;
+    }
+    return np;
+}
+
 /* Peer messages of `type` sent so far to 127.0.0.1:port, from the from-th
  * datagram on, that carry every bit of `flags` (and a record of value val,
  * unless NULL). */
@@ -351,22 +384,11 @@ static size_t peer_msgs_to_v(wire_arena *a, uint16_t port, size_t from, uint32_t
     size_t end = fake.nsent < FAKE_SENT_KEEP ? fake.nsent : FAKE_SENT_KEEP, k = 0;
     for (size_t i = from; i < end; i++) {
         if (ntohs(fake.sent[i].to.sin_port) != port) continue;
-        wire_frame f;
-        if (wire_unpack_msg(a, fake.sent[i].buf, fake.sent[i].len, &f) != 0) continue;
-        const uint8_t *frames[64];
-        size_t lens[64], nf = 0;
-        if (f.kind == WIRE_KIND_BATCH) {
-            const uint8_t *q = f.payload, *end2 = f.payload + f.plen, *fr;
-            size_t len;
-            while (nf < 64 && wire_batch_next(&q, end2, &fr, &len) == 1) frames[nf] = fr, lens[nf++] = len;
-        } else {
-            frames[0] = fake.sent[i].buf, lens[0] = fake.sent[i].len, nf = 1;
-        }
-        for (size_t j = 0; j < nf; j++) {
-            wire_frame g;
-            if (wire_unpack_msg(a, frames[j], lens[j], &g) != 0 || g.kind != WIRE_KIND_PEER) continue;
-            Peer *p = wire_unpack_peer(a, g.payload, g.plen);
-            k += p && p->type == type && (p->flags & flags) == flags &&
+        Peer *ps[64];
+        size_t np = peers_in(a, &fake.sent[i], ps, 64);
+        for (size_t j = 0; j < np; j++) {
+            const Peer *p = ps[j];
+            k += p->type == type && (p->flags & flags) == flags &&
                  (!val || (p->n_records == 1 && p->records[0]->value.len == strlen(val) &&
                            memcmp(p->records[0]->value.data, val, strlen(val)) == 0));
         }
@@ -383,16 +405,18 @@ static size_t reads_to(wire_arena *a, uint16_t port, size_t from) {
     return peer_msgs_to(a, port, from, PEER_READ, 0);
 }
 
-/* A key whose replicas are, in order, m, 7002 and 7003. */
-static void key_on_m_7002_7003(node *m, char key[8]) {
+/* The first key prefix + i, i >= from, whose replicas are, in order, m,
+ * 7002 and 7003, into key; returns i. */
+static int key_on_m_7002_7003(node *m, const char *prefix, int from, char key[16]) {
     long i2 = members_find(m->members, htonl(INADDR_LOOPBACK), 7002);
-    for (int i = 0; i < 1000; i++) {
-        snprintf(key, 8, "k%d", i);
+    for (int i = from; i < 1000; i++) {
+        snprintf(key, 16, "%s%d", prefix, i);
         uint32_t rep[REPL_MAX_N];
         assert_int_equal(repl_slot_replicas(m, ring_key_slot(key, strlen(key)), rep), 3);
-        if (rep[0] == 0 && rep[1] == (uint32_t)i2) return;
+        if (rep[0] == 0 && rep[1] == (uint32_t)i2) return i;
     }
     fail_msg("no key on m, 7002, 7003");
+    return -1;
 }
 
 /* With no consistency asked for (W + R <= N), a write goes at once to as
@@ -402,18 +426,14 @@ static void key_on_m_7002_7003(node *m, char key[8]) {
  * client of W=1 is answered before any. With W + R > N all go at once. */
 static void test_writes_beyond_the_quorum_wait(void **state) {
     (void)state;
-    node_config cfg;
-    node_defaults(&cfg);
-    cfg.quiet = true;
-    cfg.gossip_ms = 60000;
+    node_config cfg = quiet_config();
     node *m, *p;
     two_and_a_silent_third(&cfg, &m, &p);
-    struct sockaddr_in client = {.sin_family = AF_INET, .sin_port = htons(5000),
-                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in client = client_addr();
     wire_arena *a = wire_arena_new();
     uint8_t buf[256], id1[WIRE_ID_LEN] = {1}, id2[WIRE_ID_LEN] = {2}, id3[WIRE_ID_LEN] = {3};
-    char k[8];
-    key_on_m_7002_7003(m, k);
+    char k[16];
+    key_on_m_7002_7003(m, "k", 0, k);
     /* W=2, R=2: both at once */
     fake.nsent = 0;
     node_receive(m, &client, buf, wire_request(buf, sizeof buf, id1, WIRE_PUT, k, strlen(k), "v", 1, 0));
@@ -451,16 +471,9 @@ static void test_writes_beyond_the_quorum_wait(void **state) {
     assert_int_equal(peer_msgs_to(a, 7003, 0, PEER_WRITE, PEER_FLAG_LAZY), 1);
     /* p's ack of a lazy WRITE waits as well, and leaves with the others of
      * that time in one PEER_WRITE_ACKS, which m takes for each of them */
-    char k2[8];
-    snprintf(k2, sizeof k2, "%s", k);
+    char k2[16];
     uint8_t id4[WIRE_ID_LEN] = {4};
-    for (int i = 0; i < 1000; i++) { /* another key of m, 7002, 7003 */
-        snprintf(k2, sizeof k2, "j%d", i);
-        uint32_t rep[REPL_MAX_N];
-        repl_slot_replicas(m, ring_key_slot(k2, strlen(k2)), rep);
-        if (rep[0] == 0 && rep[1] == (uint32_t)members_find(m->members, htonl(INADDR_LOOPBACK), 7002))
-            break;
-    }
+    key_on_m_7002_7003(m, "j", 0, k2); /* another key */
     node_receive(m, &client, buf, wire_request(buf, sizeof buf, id4, WIRE_PUT, k2, strlen(k2), "y", 1, 0));
     after_lazy(m);
     size_t waiting = repl_inflight(m->repl);
@@ -559,31 +572,15 @@ static void test_anti_entropy_across_skewed_clocks(void **state) {
  * a key neither has ("not found" needs every replica). */
 static void test_reads_ask_r_replicas_first(void **state) {
     (void)state;
-    node_config cfg;
-    node_defaults(&cfg);
-    cfg.quiet = true;
-    cfg.gossip_ms = 60000;
+    node_config cfg = quiet_config();
     node *m, *p;
     two_and_a_silent_third(&cfg, &m, &p);
-    struct sockaddr_in client = {.sin_family = AF_INET, .sin_port = htons(5000),
-                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in client = client_addr();
     wire_arena *a = wire_arena_new();
     uint8_t buf[256], id1[WIRE_ID_LEN] = {1}, id2[WIRE_ID_LEN] = {2}, id3[WIRE_ID_LEN] = {3};
     /* two keys whose replicas are, in order, m, 7002, 7003 */
-    char k[8] = "", x[8] = "";
-    long i2 = members_find(m->members, htonl(INADDR_LOOPBACK), 7002);
-    for (int i = 0; i < 1000 && (!*k || !*x); i++) {
-        char key[8];
-        snprintf(key, sizeof key, "k%d", i);
-        uint32_t rep[REPL_MAX_N];
-        size_t nr = repl_slot_replicas(m, ring_key_slot(key, strlen(key)), rep);
-        assert_int_equal(nr, 3);
-        size_t at2 = 0;
-        while (rep[at2] != (uint32_t)i2) at2++;
-        if (rep[0] != 0 || at2 != 1) continue;
-        memcpy(*k ? x : k, key, sizeof key);
-    }
-    assert_true(*k && *x);
+    char k[16], x[16];
+    key_on_m_7002_7003(m, "k", key_on_m_7002_7003(m, "k", 0, k) + 1, x);
     /* k: read by m and 7002, which settle it; 7003 is not asked */
     fake.nsent = 0;
     node_receive(m, &client, buf, wire_request(buf, sizeof buf, id1, WIRE_PUT, k, strlen(k), "v", 1, 0));
@@ -619,21 +616,32 @@ static void test_reads_ask_r_replicas_first(void **state) {
     fake_node_free(m);
 }
 
+/* Makes 127.0.0.1:7002 a member of x (a seed); its address. */
+static struct sockaddr_in member_7002(node *x) {
+    ring_node peer = {htonl(INADDR_LOOPBACK), 7002};
+    assert_int_equal(node_add_seeds(x, &peer, 1), 0);
+    return (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(7002),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+}
+
+/* A READ of a one-byte key. */
+static Peer read_of(const char *key) {
+    Peer p = PEER__INIT;
+    p.type = PEER_READ;
+    p.key.data = (uint8_t *)key;
+    p.key.len = 1;
+    return p;
+}
+
 /* A message that may wait (node_send_peer_lazy) stays queued until
  * NODE_LAZY_MS have passed, and the node asks to be ticked then; a message
  * for the same peer that may not wait takes it along, in order. */
 static void test_outbox_lazy_waits_until_due(void **state) {
     (void)state;
-    ring_node peer = {htonl(INADDR_LOOPBACK), 7002};
-    assert_int_equal(node_add_seeds(n, &peer, 1), 0);
+    struct sockaddr_in to = member_7002(n);
     node_tick(n);
-    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(7002),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     uint8_t id[WIRE_ID_LEN] = {9};
-    Peer p = PEER__INIT;
-    p.type = PEER_READ;
-    p.key.data = (uint8_t *)"a";
-    p.key.len = 1;
+    Peer p = read_of("a");
     fake.nsent = 0;
     assert_int_equal(node_send_peer_lazy(n, &to, id, sizeof id, &p), 0);
     node_flush(n);
@@ -645,18 +653,10 @@ static void test_outbox_lazy_waits_until_due(void **state) {
     node_flush(n);
     assert_int_equal(fake.nsent, 1); /* one batch: a, then b */
     wire_arena *a = wire_arena_new();
-    wire_frame f, g;
-    assert_int_equal(wire_unpack_msg(a, fake.sent[0].buf, fake.sent[0].len, &f), 0);
-    assert_int_equal(f.kind, WIRE_KIND_BATCH);
-    const uint8_t *q = f.payload, *end = f.payload + f.plen, *fr;
-    size_t len;
-    for (const char *want = "ab"; *want; want++) {
-        assert_int_equal(wire_batch_next(&q, end, &fr, &len), 1);
-        assert_int_equal(wire_unpack_msg(a, fr, len, &g), 0);
-        Peer *got = wire_unpack_peer(a, g.payload, g.plen);
-        assert_non_null(got);
-        assert_memory_equal(got->key.data, want, 1);
-    }
+    Peer *got[2];
+    assert_int_equal(peers_in(a, &fake.sent[0], got, 2), 2);
+    assert_memory_equal(got[0]->key.data, "a", 1);
+    assert_memory_equal(got[1]->key.data, "b", 1);
     /* alone, it leaves at its time */
     assert_int_equal(node_send_peer_lazy(n, &to, id, sizeof id, &p), 0);
     node_tick(n);
@@ -672,16 +672,10 @@ static void test_outbox_lazy_waits_until_due(void **state) {
  * records overtaking writes made the replica refuse them as stale). */
 static void test_outbox_keeps_order_per_peer(void **state) {
     (void)state;
-    ring_node peer = {htonl(INADDR_LOOPBACK), 7002};
-    assert_int_equal(node_add_seeds(n, &peer, 1), 0);
+    struct sockaddr_in to = member_7002(n);
     node_flush(n);
-    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(7002),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     uint8_t id[WIRE_ID_LEN] = {9};
-    Peer p = PEER__INIT;
-    p.type = PEER_READ;
-    p.key.data = (uint8_t *)"k";
-    p.key.len = 1;
+    Peer p = read_of("k");
     fake.nsent = 0;
     assert_int_equal(node_send_peer(n, &to, id, sizeof id, &p), 0);
     assert_int_equal(fake.nsent, 0); /* queued */

@@ -908,14 +908,16 @@ static int full_disk(const char *dir) {
     return 0;
 }
 
-static void test_lmdb_full_disk_refuses_writes_without_sigbus(void **state) {
-    (void)state;
+/* Runs child(dir) in a child process on a private 4 MiB tmpfs at dir:
+ * passes when it exits 0, fails when it dies of a signal or exits else,
+ * skipped where no mount namespace can be had. */
+static void on_small_tmpfs(int (*child)(const char *dir)) {
     char dir[] = "/tmp/test_store_tmpfs.XXXXXX";
     assert_non_null(mkdtemp(dir));
     fflush(NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
-    if (pid == 0) _exit(private_tmpfs(dir, "4m") != 0 ? 77 : full_disk(dir));
+    if (pid == 0) _exit(private_tmpfs(dir, "4m") != 0 ? 77 : child(dir));
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
     rmdir(dir);
@@ -927,6 +929,11 @@ static void test_lmdb_full_disk_refuses_writes_without_sigbus(void **state) {
         skip();
     }
     assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static void test_lmdb_full_disk_refuses_writes_without_sigbus(void **state) {
+    (void)state;
+    on_small_tmpfs(full_disk);
 }
 
 /* ---- stress against a reference model (both engines) -------------------- */
@@ -1190,6 +1197,18 @@ static int count_in(void *ctx, const uint8_t *key, size_t klen, const store_rec 
     return 0;
 }
 
+/* The records of slots `bits` a walk of s by slot finds, each once, and
+ * no more read; how many. */
+static size_t walk_slots(store *s, const uint64_t *bits) {
+    slot_walk w = {bits, 0, 0}, all = {bits, 0, 0};
+    assert_int_equal(store_iter_slots(s, bits, slot_walk_visit, &w), 0);
+    assert_int_equal(store_iter(s, count_in, &all), 0);
+    assert_int_equal(w.wrong, 0);
+    assert_int_equal(w.seen, all.seen);
+    assert_int_equal(store_iter_read(s), w.seen);
+    return w.seen;
+}
+
 /* The slot digests follow every kind of change (puts that replace, stale
  * puts, drops, tombstone collection, drop_older, a wipe) and the horizon's
  * moves, records stamped ahead of it included; store_iter_slots walks the
@@ -1266,13 +1285,7 @@ static void test_digest_follows_the_store(void **state) {
             unsigned slot = (unsigned)(rnd() % STORE_SLOTS);
             bits[slot / 64] |= 1ull << (slot % 64);
         }
-        slot_walk w = {bits, 0, 0}, all = {bits, 0, 0};
-        assert_int_equal(store_iter_slots(s, bits, slot_walk_visit, &w), 0);
-        assert_int_equal(store_iter(s, count_in, &all), 0);
-        assert_int_equal(w.wrong, 0);
-        assert_int_equal(w.seen, all.seen);
-        /* it read those records only (LMDB: its index holds no more) */
-        assert_int_equal(store_iter_read(s), w.seen);
+        walk_slots(s, bits); /* (LMDB: its index holds no more than the records) */
     }
     assert_true(store_records(s) > 0);
     assert_true(deferred > 100);
@@ -1282,18 +1295,6 @@ static void test_digest_follows_the_store(void **state) {
     /* no observer now: changes go on without it */
     assert_int_equal(put(s, "after", "x", (wall + 1) << 16), 0);
     free(bits);
-}
-
-/* The records of slots `bits` a walk of s by slot finds, each once, and
- * no more read; how many. */
-static size_t walk_slots(store *s, const uint64_t *bits) {
-    slot_walk w = {bits, 0, 0}, all = {bits, 0, 0};
-    assert_int_equal(store_iter_slots(s, bits, slot_walk_visit, &w), 0);
-    assert_int_equal(store_iter(s, count_in, &all), 0);
-    assert_int_equal(w.wrong, 0);
-    assert_int_equal(w.seen, all.seen);
-    assert_int_equal(store_iter_read(s), w.seen);
-    return w.seen;
 }
 
 /* A store of an older version (records in the unnamed database, no slot
@@ -1401,23 +1402,7 @@ static int older_store_on_a_full_disk(const char *dir) {
 
 static void test_lmdb_index_waits_for_room(void **state) {
     (void)state;
-    char dir[] = "/tmp/test_store_tmpfs.XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) _exit(private_tmpfs(dir, "4m") != 0 ? 77 : older_store_on_a_full_disk(dir));
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    rmdir(dir);
-    if (WIFSIGNALED(st))
-        fail_msg("the store died of signal %d (%s) on a full disk", WTERMSIG(st),
-                 strsignal(WTERMSIG(st)));
-    if (WEXITSTATUS(st) == 77) {
-        print_message("no mount namespace for a tmpfs here: skipped\n");
-        skip();
-    }
-    assert_int_equal(WEXITSTATUS(st), 0);
+    on_small_tmpfs(older_store_on_a_full_disk);
 }
 
 #define BOTH(fn)                                                            \
