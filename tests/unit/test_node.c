@@ -653,6 +653,9 @@ static void test_outbox_lazy_waits_until_due(void **state) {
     node_flush(n);
     assert_int_equal(fake.nsent, 1); /* one batch: a, then b */
     wire_arena *a = wire_arena_new();
+    wire_frame f;
+    assert_int_equal(wire_unpack_msg(a, fake.sent[0].buf, fake.sent[0].len, &f), 0);
+    assert_int_equal(f.kind, WIRE_KIND_BATCH);
     Peer *got[2];
     assert_int_equal(peers_in(a, &fake.sent[0], got, 2), 2);
     assert_memory_equal(got[0]->key.data, "a", 1);
