@@ -22,6 +22,7 @@
 #define HINT_RETRY_MS 1000            /* resend an unacknowledged hint */
 #define HINT_TRIES 30                 /* then anti-entropy is left to do it */
 #define NO_HINT UINT32_MAX
+#define NO_FIRST UINT8_MAX
 #define CLEAN_BATCH 256               /* spare copies checked per sync period */
 #define CLEAN_QUIET_PERIODS 15        /* sync periods without membership change first */
 #define MAX_RESTAMPS 4                /* times a write may be stamped again */
@@ -51,6 +52,9 @@ typedef struct op {
     uint16_t held;                    /* read: targets not asked yet (bit i: t[i]) */
     uint16_t lazy;                    /* write: targets the quorum does not wait for,
                                        * sent to lazily the first time (bit i: t[i]) */
+    uint8_t first;                    /* write, W + R <= N: the slot's first live replica
+                                       * (index in t) when not this node, whose answer
+                                       * the acknowledgement waits for; else NO_FIRST */
     uint64_t tstamp[MAX_TARGETS];     /* read: stamp each one answered with */
     unsigned need, oks, replies, existed, fails, nospace;
     /* writes: the record sent; reads: the newest record seen */
@@ -580,6 +584,29 @@ static void release_held(node *n, op *o) {
         }
 }
 
+/* With W + R <= N a write is acknowledged once the slot's first live
+ * replica (the node a Redis Cluster client sends the slot's keys to) has
+ * it, as Redis Cluster acknowledges a write once the slot's master has it:
+ * every write of a key is then applied first at one node, whose store
+ * holds the newest of them, and a write stamped below that (its coordinator's
+ * clock behind the one that stamped the last) is refused there and stamped
+ * again (restamp). Without it, a write through another replica was
+ * acknowledged by that replica alone, and a client's later write of the key
+ * through a node whose clock was behind lost to its earlier one (simulator,
+ * W=1 R=1, seed 23). The index in o->t of that replica when it is not this
+ * node, else NO_FIRST. */
+static uint8_t first_remote(node *n, const op *o) {
+    for (size_t i = 0; i < o->nt; i++)
+        if (members_at(n->members, o->t[i])->state == MEMBER_ALIVE)
+            return self_index(o->t[i]) ? NO_FIRST : (uint8_t)i;
+    return NO_FIRST;
+}
+
+/* Whether a write may be acknowledged as far as first_remote goes. */
+static bool first_heard(const op *o) {
+    return o->first == NO_FIRST || o->st[o->first] != T_WAIT;
+}
+
 /* Decides what can be decided after a reply; frees the op when done. */
 static void progress(node *n, op *o) {
     if (o->stale && !o->answered && o->cmd != WIRE_GET) {
@@ -596,9 +623,9 @@ static void progress(node *n, op *o) {
             else if (o->held && o->replies == asked(o))
                 release_held(n, o); /* the asked ones could not settle it */
         } else if (o->cmd == WIRE_REMOVE) {
-            if (o->oks >= o->need && (o->existed || o->replies == o->nt))
+            if (o->oks >= o->need && (o->existed || o->replies == o->nt) && first_heard(o))
                 answer(n, o, o->existed ? WIRE_OK : WIRE_ENOKEY);
-        } else if (o->oks >= o->need) {
+        } else if (o->oks >= o->need && first_heard(o)) {
             answer(n, o, WIRE_OK);
         } else if (o->fails && home_targets(o) - o->fails < o->need) {
             answer(n, o, o->nospace ? WIRE_ENOSPACE : WIRE_EINTERNAL);
@@ -724,6 +751,7 @@ static op *op_start(node *n, uint32_t cmd, const uint8_t *key, size_t klen) {
     o->slot = ring_key_slot(key, klen);
     o->nt = members_pref(n->members, o->slot, n->cfg.replicas, o->t);
     for (size_t i = 0; i < o->nt; i++) o->hint[i] = NO_HINT;
+    o->first = NO_FIRST;
     o->deadline = node_now(n) + n->cfg.request_timeout_ms;
     return o;
 }
@@ -778,8 +806,13 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
         o->tomb = cmd == WIRE_REMOVE;
         o->stamp = node_stamp(n);
     }
-    if (cmd == WIRE_GET) o->held = beyond_quorum(n, o);
-    else if (n->cfg.write_quorum + n->cfg.read_quorum <= n->cfg.replicas) o->lazy = beyond_quorum(n, o);
+    if (cmd == WIRE_GET) {
+        o->held = beyond_quorum(n, o);
+    } else if (n->cfg.write_quorum + n->cfg.read_quorum <= n->cfg.replicas) {
+        o->first = first_remote(n, o);
+        o->lazy = beyond_quorum(n, o);
+        if (o->first != NO_FIRST) o->lazy &= (uint16_t)~(1u << o->first);
+    }
     for (size_t i = 0; i < o->nt; i++)
         if (!self_index(o->t[i]) && !is_held(o, i)) send_to(n, o, i);
     for (size_t i = 0; i < o->nt && o->used; i++)
@@ -855,6 +888,18 @@ static void ops_round(node *n, uint64_t now) {
     for (op *o = r->head, *nx; o; o = nx) {
         nx = o->next;
         if (now >= o->deadline && o->held) release_held(n, o); /* (asked at the first resend) */
+        if (now >= o->deadline && !o->answered && !first_heard(o) &&
+            members_at(n->members, o->t[o->first])->state != MEMBER_ALIVE) {
+            /* the slot's first replica is silent and no longer believed
+             * alive: the others will do. (Silent and alive, as behind a lossy
+             * link, it may hold a newer stamp the write must be stamped above:
+             * the write waits, as one of W + R > N does; waiving it then
+             * acknowledged a write whose copy a newer one had replaced:
+             * seed 85 of W=1 R=1.) */
+            o->first = NO_FIRST;
+            progress(n, o);
+            if (!o->used || o->answered) continue;
+        }
         if (now >= o->deadline && !o->answered && may_wait(n, o, now)) {
             o->deadline = now + n->cfg.request_timeout_ms;
         } else if (now >= o->deadline) {
