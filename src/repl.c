@@ -550,8 +550,9 @@ static size_t asked(const op *o) { return o->nt - (size_t)__builtin_popcount(o->
  * consistency (W + R <= N, as W = 1, R = 1: Redis Cluster's own terms, one
  * copy acknowledged), the rest are sent to lazily (o->lazy;
  * node_send_peer_lazy: up to NODE_LAZY_MS later, with the next messages to
- * that peer) and ack lazily too (PEER_FLAG_LAZY): with W = 1 on a replica,
- * as a Redis Cluster client makes it, no copy is waited for, and the other
+ * that peer) and ack lazily too (PEER_FLAG_LAZY): with W = 1 on the slot's
+ * first live replica, as a Redis Cluster client makes it, no copy is waited
+ * for (elsewhere that replica's: first_remote), and the other
  * replicas are woken about once a millisecond instead of once per write.
  * (Should this node's own copy fail, as when its store is full, the answer
  * waits for a lazy ack.) With W + R > N every replica is sent to at once:
