@@ -503,6 +503,64 @@ static void test_writes_beyond_the_quorum_wait(void **state) {
     fake_node_free(m);
 }
 
+/* With W + R <= N a write is acknowledged once the slot's first live
+ * replica holds it, wherever it was sent: on m, a replica but not the
+ * first (7002 is), a W=1 PUT is not answered from m's copy alone. 7002
+ * holds a newer stamp (a write made through it while m's clock is behind):
+ * it refuses, m stamps the write again above it, and answers once 7002 has
+ * taken that. (Answered from m's copy, the write lost to the older one:
+ * simulator, W=1 R=1, seed 23.) */
+static void test_weak_write_waits_for_the_first_replica(void **state) {
+    (void)state;
+    node_config cfg = quiet_config();
+    cfg.write_quorum = 1;
+    cfg.read_quorum = 1;
+    node *m, *p;
+    two_and_a_silent_third(&cfg, &m, &p);
+    struct sockaddr_in client = client_addr();
+    wire_arena *a = wire_arena_new();
+    long i2 = members_find(m->members, htonl(INADDR_LOOPBACK), 7002);
+    char k[16];
+    uint32_t rep[REPL_MAX_N];
+    int i = 0;
+    for (; i < 1000; i++) { /* a key whose replicas are, in order, 7002, m, 7003 */
+        snprintf(k, sizeof k, "f%d", i);
+        assert_int_equal(repl_slot_replicas(m, ring_key_slot(k, strlen(k)), rep), 3);
+        if (rep[0] == (uint32_t)i2 && rep[1] == 0) break;
+    }
+    assert_true(i < 1000);
+    uint64_t ahead = (fake_wall(NULL) + 5000) << 16;
+    store_rec old = {(const uint8_t *)"old", 3, 0, ahead, false};
+    assert_int_equal(store_put(p->store, (const uint8_t *)k, strlen(k), &old), 0);
+    uint8_t buf[256], id[WIRE_ID_LEN] = {9};
+    fake.nsent = 0;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_PUT, k, strlen(k), "new", 3, 0));
+    node_flush(m);
+    wire_reset(a);
+    assert_null(client_reply(a, 0));                                 /* m's copy is not enough */
+    assert_int_equal(peer_msgs_to(a, 7002, 0, PEER_WRITE, 0), 1);     /* 7002 is asked at once */
+    size_t at = relay(p, 7002, 7001, 0);                              /* it refuses: newer there */
+    relay(m, 7001, 7002, at);
+    assert_int_equal(m->stats.restamped, 1);
+    wire_reset(a);
+    assert_null(client_reply(a, 0));
+    at = relay(p, 7002, 7001, at);                                    /* the write stamped again */
+    relay(m, 7001, 7002, at);
+    wire_reset(a);
+    KVResponse *r = client_reply(a, 0);
+    assert_non_null(r);
+    assert_int_equal(r->errcode, WIRE_OK);
+    store_rec got;
+    assert_int_equal(store_get(p->store, (const uint8_t *)k, strlen(k), &got), 0);
+    assert_true(got.stamp > ahead);
+    assert_memory_equal(got.val, "new", 3);
+    assert_int_equal(store_get(m->store, (const uint8_t *)k, strlen(k), &got), 0);
+    assert_memory_equal(got.val, "new", 3);
+    wire_arena_free(a);
+    fake_node_free(p);
+    fake_node_free(m);
+}
+
 /* Whether a record only m holds reaches p by anti-entropy within 30 sync
  * periods, m's clock skew_ms ahead of p's; with gossip false, the members
  * do not gossip (nor learn each other's clocks). */
@@ -745,6 +803,7 @@ int main(void) {
         T(test_outbox_keeps_order_per_peer),
         T(test_outbox_lazy_waits_until_due),
         T(test_writes_beyond_the_quorum_wait),
+        T(test_weak_write_waits_for_the_first_replica),
         T(test_anti_entropy_across_skewed_clocks),
         T(test_single_node_put_get),
         T(test_incarnation_above_the_last_life),
