@@ -43,7 +43,7 @@ static void usage(FILE *f) {
         "                         answered; past it clients get SYSTEM_OVERLOAD (2048)\n"
         "  --max-lag-ms MS        loop lag past which new client operations get\n"
         "                         SYSTEM_OVERLOAD (250; 0: never)\n"
-        "  --majority-ms MS       with W + R > N, refuse writes while fewer members\n"
+        "  --majority-ms MS       refuse writes while fewer members\n"
         "                         are alive than died within MS (a minority side of a\n"
         "                         partition): consistency over availability (0: off,\n"
         "                         both sides take writes; 60000 is a choice)\n"

@@ -62,6 +62,8 @@ typedef struct repl_origin {
     size_t idlen;
     struct sockaddr_in addr;
     uint64_t start_ms;
+    bool any_replica;   /* a read any replica may answer (READONLY); else, with
+                         * W + R <= N, the slot's first live replica answers it */
 } repl_origin;
 
 /* Creates n's replication state. NULL when out of memory. */

@@ -375,6 +375,7 @@ static void slot_op(conn *c, uint64_t seq, uint32_t cmd, const arg *key, const a
     memcpy(o.id, &seq, sizeof seq);     /* the slot rides in the message ID */
     o.idlen = sizeof seq;
     o.start_ms = node_now(n);
+    o.any_replica = c->readonly;
     n->stats.requests[cmd]++;
     if (node_lagging(n)) { /* the loop runs late: no new work (node.h) */
         slot_result(c, seq, WIRE_EOVERLOAD, NULL, 0);
