@@ -406,17 +406,31 @@ static size_t reads_to(wire_arena *a, uint16_t port, size_t from) {
 }
 
 /* The first key prefix + i, i >= from, whose replicas are, in order, m,
- * 7002 and 7003, into key; returns i. */
-static int key_on_m_7002_7003(node *m, const char *prefix, int from, char key[16]) {
-    long i2 = members_find(m->members, htonl(INADDR_LOOPBACK), 7002);
+ * 7002 and 7003 (with m_first false: 7002, m, 7003), into key; returns i. */
+static int key_placed(node *m, bool m_first, const char *prefix, int from, char key[16]) {
+    uint32_t i2 = (uint32_t)members_find(m->members, htonl(INADDR_LOOPBACK), 7002);
     for (int i = from; i < 1000; i++) {
         snprintf(key, 16, "%s%d", prefix, i);
         uint32_t rep[REPL_MAX_N];
         assert_int_equal(repl_slot_replicas(m, ring_key_slot(key, strlen(key)), rep), 3);
-        if (rep[0] == 0 && rep[1] == (uint32_t)i2) return i;
+        if (rep[0] == (m_first ? 0 : i2) && rep[1] == (m_first ? i2 : 0)) return i;
     }
-    fail_msg("no key on m, 7002, 7003");
+    fail_msg("no key so placed");
     return -1;
+}
+
+static int key_on_m_7002_7003(node *m, const char *prefix, int from, char key[16]) {
+    return key_placed(m, true, prefix, from, key);
+}
+
+/* m (7001) and p (7002) of two_and_a_silent_third with W=1 R=1, and a key
+ * whose replicas are, in order, 7002, m, 7003. */
+static void weak_pair(node **m, node **p, const char *prefix, char key[16]) {
+    node_config cfg = quiet_config();
+    cfg.write_quorum = 1;
+    cfg.read_quorum = 1;
+    two_and_a_silent_third(&cfg, m, p);
+    key_placed(*m, false, prefix, 0, key);
 }
 
 /* With no consistency asked for (W + R <= N), a write goes at once to as
@@ -512,23 +526,11 @@ static void test_writes_beyond_the_quorum_wait(void **state) {
  * simulator, W=1 R=1, seed 23.) */
 static void test_weak_write_waits_for_the_first_replica(void **state) {
     (void)state;
-    node_config cfg = quiet_config();
-    cfg.write_quorum = 1;
-    cfg.read_quorum = 1;
     node *m, *p;
-    two_and_a_silent_third(&cfg, &m, &p);
+    char k[16];
+    weak_pair(&m, &p, "f", k);
     struct sockaddr_in client = client_addr();
     wire_arena *a = wire_arena_new();
-    long i2 = members_find(m->members, htonl(INADDR_LOOPBACK), 7002);
-    char k[16];
-    uint32_t rep[REPL_MAX_N];
-    int i = 0;
-    for (; i < 1000; i++) { /* a key whose replicas are, in order, 7002, m, 7003 */
-        snprintf(k, sizeof k, "f%d", i);
-        assert_int_equal(repl_slot_replicas(m, ring_key_slot(k, strlen(k)), rep), 3);
-        if (rep[0] == (uint32_t)i2 && rep[1] == 0) break;
-    }
-    assert_true(i < 1000);
     uint64_t ahead = (fake_wall(NULL) + 5000) << 16;
     store_rec old = {(const uint8_t *)"old", 3, 0, ahead, false};
     assert_int_equal(store_put(p->store, (const uint8_t *)k, strlen(k), &old), 0);
@@ -580,23 +582,11 @@ static void weak_read_done(node *x, const repl_origin *o, const repl_result *res
 
 static void test_weak_read_asks_the_first_replica(void **state) {
     (void)state;
-    node_config cfg = quiet_config();
-    cfg.write_quorum = 1;
-    cfg.read_quorum = 1;
     node *m, *p;
-    two_and_a_silent_third(&cfg, &m, &p);
+    char k[16];
+    weak_pair(&m, &p, "r", k);
     struct sockaddr_in client = client_addr();
     wire_arena *a = wire_arena_new();
-    long i2 = members_find(m->members, htonl(INADDR_LOOPBACK), 7002);
-    char k[16];
-    uint32_t rep[REPL_MAX_N];
-    int i = 0;
-    for (; i < 1000; i++) { /* a key whose replicas are, in order, 7002, m, 7003 */
-        snprintf(k, sizeof k, "r%d", i);
-        assert_int_equal(repl_slot_replicas(m, ring_key_slot(k, strlen(k)), rep), 3);
-        if (rep[0] == (uint32_t)i2 && rep[1] == 0) break;
-    }
-    assert_true(i < 1000);
     uint64_t now = fake_wall(NULL) << 16;
     store_rec older = {(const uint8_t *)"old", 3, 0, now, false};
     store_rec newer = {(const uint8_t *)"new", 3, 0, now + 1, false};
