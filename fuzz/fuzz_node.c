@@ -10,8 +10,9 @@
  * trip the sanitizers. State (store, members, operations) carries over from
  * input to input, as on a real node. A second node holds a cluster key: it
  * gets the input as it is (its seal parser must hold) and the wrapped Msg
- * sealed with its key (so what a member may send is fuzzed past the seal).
- * See fuzz/README.md.
+ * sealed with its key (so what a member may send is fuzzed past the seal);
+ * it runs W=1 R=1 (W + R <= N: lazy copies, batched acks, the slot's first
+ * replica waited for), the first node the defaults. See fuzz/README.md.
  */
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -47,6 +48,8 @@ static void setup(void) {
     node_tick(n);
     for (size_t i = 0; i < AUTH_KEY_LEN; i++) key.key[0][i] = (uint8_t)(i * 37 + 1);
     cfg.keys = &key;
+    cfg.write_quorum = 1;
+    cfg.read_quorum = 1;
     if (!(keyed = fake_node(&cfg, 7010, 4 << 20))) abort();
     if (node_add_seeds(keyed, seeds, 3) != 0) abort();
     node_tick(keyed);
