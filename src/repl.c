@@ -914,7 +914,7 @@ static void ops_round(node *n, uint64_t now) {
                  * degraded read while replicas are down): it was written. */
                 if (o->cmd == WIRE_GET && (o->replies >= o->need || (o->found && !o->tomb)))
                     answer(n, o, o->found && !o->tomb ? WIRE_OK : WIRE_ENOKEY);
-                else if (o->cmd == WIRE_REMOVE && o->oks >= o->need)
+                else if (o->cmd == WIRE_REMOVE && o->oks >= o->need && first_heard(o))
                     answer(n, o, o->existed ? WIRE_OK : WIRE_ENOKEY);
                 else if (!o->clean_stamp && quorum_possible(n, o, true)) {
                     /* live replicas too slow to answer: the cluster is busy,

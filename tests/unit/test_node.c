@@ -570,6 +570,38 @@ static void test_weak_write_waits_for_the_first_replica(void **state) {
  * (any_replica) m's copy answers. (Answered from m's copy, a read missed a
  * write acknowledged before it, with no fault: simulator, W=1 R=1, seeds 8
  * and 20 once writes waited for the first replica.) */
+/* A W=1 REMOVE through m waits for the slot's first replica (7002) as a
+ * PUT does, to the end: 7002 silent but alive, the client is told to come
+ * back later (SYSTEM_OVERLOAD), not answered from m's tombstone (7002 may
+ * hold a newer write, which the REMOVE would then not have removed). */
+static void test_weak_remove_waits_for_the_first_replica(void **state) {
+    (void)state;
+    node *m, *p;
+    char k[16];
+    weak_pair(&m, &p, "d", k);
+    struct sockaddr_in client = client_addr();
+    wire_arena *a = wire_arena_new();
+    store_rec there = {(const uint8_t *)"v", 1, 0, fake_wall(NULL) << 16, false};
+    assert_int_equal(store_put(m->store, (const uint8_t *)k, strlen(k), &there), 0);
+    uint8_t buf[256], id[WIRE_ID_LEN] = {11};
+    fake.nsent = 0;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_REMOVE, k, strlen(k), NULL, 0, 0));
+    node_flush(m);
+    KVResponse *r = NULL;
+    for (int t = 0; t < 400 && !r; t++) { /* 7002 never answers */
+        fake.clock_ms += m->cfg.request_timeout_ms / 8;
+        node_tick(m);
+        node_flush(m);
+        wire_reset(a);
+        r = client_reply(a, 0);
+    }
+    assert_non_null(r);
+    assert_int_equal(r->errcode, WIRE_EOVERLOAD);
+    wire_arena_free(a);
+    fake_node_free(p);
+    fake_node_free(m);
+}
+
 struct weak_read { bool done; uint32_t err; char val[8]; };
 
 static void weak_read_done(node *x, const repl_origin *o, const repl_result *res) {
@@ -882,6 +914,7 @@ int main(void) {
         T(test_writes_beyond_the_quorum_wait),
         T(test_weak_write_waits_for_the_first_replica),
         T(test_weak_read_asks_the_first_replica),
+        T(test_weak_remove_waits_for_the_first_replica),
         T(test_anti_entropy_across_skewed_clocks),
         T(test_single_node_put_get),
         T(test_incarnation_above_the_last_life),
