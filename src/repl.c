@@ -52,9 +52,9 @@ typedef struct op {
     uint16_t held;                    /* read: targets not asked yet (bit i: t[i]) */
     uint16_t lazy;                    /* write: targets the quorum does not wait for,
                                        * sent to lazily the first time (bit i: t[i]) */
-    uint8_t first;                    /* write, W + R <= N: the slot's first live replica
-                                       * (index in t) when not this node, whose answer
-                                       * the acknowledgement waits for; else NO_FIRST */
+    uint8_t first;                    /* W + R <= N (not a READONLY read): the slot's first
+                                       * live replica (index in t) when not this node,
+                                       * whose answer the answer waits for; else NO_FIRST */
     uint64_t tstamp[MAX_TARGETS];     /* read: stamp each one answered with */
     unsigned need, oks, replies, existed, fails, nospace;
     /* writes: the record sent; reads: the newest record seen */
@@ -571,6 +571,7 @@ static uint16_t beyond_quorum(node *n, const op *o) {
             int st = members_at(n->members, o->t[i])->state;
             if (pass == 0 ? st == MEMBER_ALIVE : true) ask |= (uint16_t)(1u << i), want--;
         }
+    if (o->first != NO_FIRST) ask |= (uint16_t)(1u << o->first); /* always asked: first_remote */
     for (size_t i = 0; i < o->nt; i++)
         if (!self_index(o->t[i]) && !(ask >> i & 1)) rest |= (uint16_t)(1u << i);
     return rest;
@@ -585,6 +586,14 @@ static void release_held(node *n, op *o) {
         }
 }
 
+/* The index in t[0..k) of the first member alive, or k: the slot's node
+ * (CLUSTER SLOTS, MOVED: repl_slot_replicas) and first_remote's. */
+static size_t first_alive(node *n, const uint32_t *t, size_t k) {
+    size_t i = 0;
+    while (i < k && members_at(n->members, t[i])->state != MEMBER_ALIVE) i++;
+    return i;
+}
+
 /* With W + R <= N a write is acknowledged once the slot's first live
  * replica (the node a Redis Cluster client sends the slot's keys to) has
  * it, as Redis Cluster acknowledges a write once the slot's master has it:
@@ -594,16 +603,16 @@ static void release_held(node *n, op *o) {
  * again (restamp). Without it, a write through another replica was
  * acknowledged by that replica alone, and a client's later write of the key
  * through a node whose clock was behind lost to its earlier one (simulator,
- * W=1 R=1, seed 23). The index in o->t of that replica when it is not this
- * node, else NO_FIRST. */
+ * W=1 R=1, seed 23). Reads, but for a READONLY connection's, are answered
+ * with that replica's copy too, as a Redis Cluster client reads from the
+ * master (seeds 8, 20 read stale values without). The index in o->t of
+ * that replica when it is not this node, else NO_FIRST. */
 static uint8_t first_remote(node *n, const op *o) {
-    for (size_t i = 0; i < o->nt; i++)
-        if (members_at(n->members, o->t[i])->state == MEMBER_ALIVE)
-            return self_index(o->t[i]) ? NO_FIRST : (uint8_t)i;
-    return NO_FIRST;
+    size_t i = first_alive(n, o->t, o->nt);
+    return i == o->nt || self_index(o->t[i]) ? NO_FIRST : (uint8_t)i;
 }
 
-/* Whether a write may be acknowledged as far as first_remote goes. */
+/* Whether an operation may be answered as far as first_remote goes. */
 static bool first_heard(const op *o) {
     return o->first == NO_FIRST || o->st[o->first] != T_WAIT;
 }
@@ -811,13 +820,8 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
     }
     bool weak = n->cfg.write_quorum + n->cfg.read_quorum <= n->cfg.replicas;
     if (weak && (cmd != WIRE_GET || !origin->any_replica)) o->first = first_remote(n, o);
-    if (cmd == WIRE_GET) {
-        o->held = beyond_quorum(n, o);
-        if (o->first != NO_FIRST) o->held &= (uint16_t)~(1u << o->first);
-    } else if (weak) {
-        o->lazy = beyond_quorum(n, o);
-        if (o->first != NO_FIRST) o->lazy &= (uint16_t)~(1u << o->first);
-    }
+    if (cmd == WIRE_GET) o->held = beyond_quorum(n, o);
+    else if (weak) o->lazy = beyond_quorum(n, o);
     for (size_t i = 0; i < o->nt; i++)
         if (!self_index(o->t[i]) && !is_held(o, i)) send_to(n, o, i);
     for (size_t i = 0; i < o->nt && o->used; i++)
@@ -948,14 +952,12 @@ static void ops_round(node *n, uint64_t now) {
 }
 
 size_t repl_slot_replicas(node *n, unsigned slot, uint32_t *out) {
-    size_t k = members_pref(n->members, slot, n->cfg.replicas, out);
-    for (size_t i = 0; i < k; i++)
-        if (members_at(n->members, out[i])->state == MEMBER_ALIVE) {
-            uint32_t first = out[i]; /* to the front, the others in order */
-            memmove(&out[1], &out[0], i * sizeof *out);
-            out[0] = first;
-            break;
-        }
+    size_t k = members_pref(n->members, slot, n->cfg.replicas, out), i = first_alive(n, out, k);
+    if (i < k) { /* to the front, the others in order */
+        uint32_t first = out[i];
+        memmove(&out[1], &out[0], i * sizeof *out);
+        out[0] = first;
+    }
     return k;
 }
 
