@@ -92,6 +92,11 @@ enum wire_peer_type {
 #define PEER_FLAG_REMOVE 1u       /* WRITE of a tombstone: ack says if it existed */
 #define PEER_FLAG_LAZY 2u         /* WRITE the sender's quorum does not wait for:
                                    * the ack may wait too (node_send_peer_lazy) */
+#define PEER_FLAG_UNSETTLED 4u    /* READ_REPLY without a record from a node whose
+                                   * "not found" is not to be believed alone: its
+                                   * live set changed lately (the key may not have
+                                   * been pushed to it yet), it holds records back,
+                                   * or its store failed */
 #define PEER_DEBUG_PAUSE_GOSSIP 1u /* bucket = ms to stay silent */
 /* GOSSIP flags. Every GOSSIP carries the sender's entry (from), up to
  * MEMBERS_PIGGYBACK entries of news (members) and, but for chunks of a full

@@ -774,6 +774,94 @@ static void test_reads_ask_r_replicas_first(void **state) {
     fake_node_free(m);
 }
 
+/* Runs nodes x[0..nx) on ports 7001.. for `rounds` ticks of step_ms,
+ * every datagram sent among them delivered (those to other ports dropped). */
+static void run_together(node **x, size_t nx, int rounds, uint64_t step_ms) {
+    static uint16_t by[FAKE_SENT_KEEP];
+    for (int r = 0; r < rounds; r++) {
+        fake.clock_ms += step_ms;
+        fake.nsent = 0;
+        for (size_t i = 0; i < nx; i++) {
+            size_t before = fake.nsent;
+            node_tick(x[i]);
+            node_flush(x[i]);
+            for (size_t k = before; k < fake.nsent && k < FAKE_SENT_KEEP; k++)
+                by[k] = (uint16_t)(7001 + i);
+        }
+        for (size_t j = 0; j < fake.nsent && j < FAKE_SENT_KEEP; j++) {
+            size_t i = ntohs(fake.sent[j].to.sin_port) - 7001u;
+            if (i >= nx) continue;
+            struct sockaddr_in src = {.sin_family = AF_INET, .sin_port = htons(by[j]),
+                                      .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+            size_t before = fake.nsent;
+            node_receive(x[i], &src, fake.sent[j].buf, fake.sent[j].len);
+            node_flush(x[i]);
+            for (size_t k = before; k < fake.nsent && k < FAKE_SENT_KEEP; k++)
+                by[k] = (uint16_t)(7001 + i);
+        }
+    }
+}
+
+/* Once membership has been still for a while (15 sync periods: records
+ * pushed to new replicas, anti-entropy run since), "not found" from the R
+ * replicas asked is believed and the third is not asked (a read of a
+ * missing key cost 2.6 times a found one's CPU). A replica whose live set
+ * changed lately says so in its answer (PEER_FLAG_UNSETTLED), and then the
+ * third is asked, as every replica is while the coordinator itself is not
+ * settled (test_reads_ask_r_replicas_first). */
+static void test_settled_not_found_needs_r_replicas(void **state) {
+    (void)state;
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    cfg.sync_ms = 200;
+    node *x[3];
+    for (uint16_t i = 0; i < 3; i++) {
+        x[i] = fake_node(&cfg, (uint16_t)(7001 + i), 1 << 20);
+        assert_non_null(x[i]);
+        ring_node peers[2];
+        for (uint16_t j = 0, k = 0; j < 3; j++)
+            if (j != i) peers[k++] = (ring_node){htonl(INADDR_LOOPBACK), (uint16_t)(7001 + j)};
+        assert_int_equal(node_add_seeds(x[i], peers, 2), 0);
+    }
+    run_together(x, 3, 60, 100); /* 6 s; settled after 3 s still at sync_ms 200 */
+    node *m = x[0], *p = x[1];
+    assert_int_equal(members_live(m->members), 3);
+    char k[16];
+    key_on_m_7002_7003(m, "k", 0, k);
+    struct sockaddr_in client = client_addr();
+    wire_arena *a = wire_arena_new();
+    uint8_t buf[256], id1[WIRE_ID_LEN] = {1}, id2[WIRE_ID_LEN] = {2};
+    fake.nsent = 0;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id1, WIRE_GET, k, strlen(k), NULL, 0, 0));
+    node_flush(m);
+    size_t at = relay(p, 7002, 7001, 0);
+    relay(m, 7001, 7002, at);
+    wire_reset(a);
+    assert_int_equal(reads_to(a, 7003, 0), 0);
+    KVResponse *r = client_reply(a, at);
+    assert_non_null(r);
+    assert_int_equal(r->errcode, WIRE_ENOKEY);
+    /* p's live set changes: its "not found" is not enough */
+    repl_membership_changed(p);
+    fake.nsent = 0;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id2, WIRE_GET, k, strlen(k), NULL, 0, 0));
+    node_flush(m);
+    at = relay(p, 7002, 7001, 0);
+    relay(m, 7001, 7002, at);
+    wire_reset(a);
+    assert_int_equal(reads_to(a, 7003, at), 1);
+    assert_null(client_reply(a, 0)); /* waits for 7003 */
+    at = relay(x[2], 7003, 7001, at);
+    relay(m, 7001, 7003, at);
+    wire_reset(a);
+    r = client_reply(a, at);
+    assert_non_null(r);
+    assert_int_equal(r->errcode, WIRE_ENOKEY);
+    wire_arena_free(a);
+    for (size_t i = 0; i < 3; i++) fake_node_free(x[i]);
+}
+
 /* Makes 127.0.0.1:7002 a member of x (a seed); its address. */
 static struct sockaddr_in member_7002(node *x) {
     ring_node peer = {htonl(INADDR_LOOPBACK), 7002};
@@ -909,6 +997,7 @@ int main(void) {
         T(test_shutdown_asks_the_environment),
         T(test_admission_counts_only_unanswered_operations),
         T(test_reads_ask_r_replicas_first),
+        T(test_settled_not_found_needs_r_replicas),
         T(test_outbox_keeps_order_per_peer),
         T(test_outbox_lazy_waits_until_due),
         T(test_writes_beyond_the_quorum_wait),
