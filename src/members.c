@@ -34,6 +34,7 @@ typedef struct relay {
 } relay;
 
 #define FLOOR_EVERY 8 /* gossip messages per one carrying the tombstone floor */
+#define SEED_PING_PERIODS 10 /* a seed we do not hold live is pinged this often */
 
 struct members {
     node *n;
@@ -73,6 +74,9 @@ struct members {
     uint64_t last_tick, last_sync, last_sync_reply;
     uint64_t paused_until;
     uint64_t rnd;         /* xorshift state for picking members */
+    ring_node *seeds;     /* the peers file's members, kept for good (lost_seed) */
+    size_t nseeds, seed_next;
+    uint64_t next_seed_ping;
 };
 
 static uint64_t rnd_next(members *m) {
@@ -367,13 +371,27 @@ void members_free(members *m) {
     free(m->order);
     free(m->free_slots.v);
     for (int l = 0; l < 3; l++) free(m->lists[l].v);
+    free(m->seeds);
     free(m);
+}
+
+/* Keeps seed for good (lost_seed), once. */
+static int keep_seed(members *m, ring_node seed) {
+    if (seed.ip == m->v[0].ip && seed.port == m->v[0].port) return 0;
+    for (size_t j = 0; j < m->nseeds; j++)
+        if (m->seeds[j].ip == seed.ip && m->seeds[j].port == seed.port) return 0;
+    ring_node *v = realloc(m->seeds, (m->nseeds + 1) * sizeof *v);
+    if (!v) return -1;
+    m->seeds = v;
+    m->seeds[m->nseeds++] = seed;
+    return 0;
 }
 
 int members_add_seeds(members *m, const ring_node *seeds, size_t k) {
     int rc = 0;
     for (size_t i = 0; i < k && rc == 0; i++)
-        if (find_any(m, seeds[i].ip, seeds[i].port) < 0 && add(m, seeds[i].ip, seeds[i].port) < 0)
+        if (keep_seed(m, seeds[i]) != 0 ||
+            (find_any(m, seeds[i].ip, seeds[i].port) < 0 && add(m, seeds[i].ip, seeds[i].port) < 0))
             rc = -1;
     rebuild(m);
     m->changed(m->changed_ctx);
@@ -758,6 +776,18 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
     long sender = members_find(m, from->sin_addr.s_addr, ntohs(from->sin_port));
     if (sender > 0) m->v[sender].siphash = (p->flags & PEER_GOSSIP_SIPHASH) != 0;
     const member *about = sender > 0 ? &m->v[sender] : NULL;
+    /* A member we forgot (GONE: dead for forget_ms, as the far side of a
+     * long partition is) is alive after all. Its entry ranks below ours at
+     * the pair we kept, so it is told it is dead (a ping's ack carries it,
+     * otherwise a message of its own) and refutes above it. */
+    member dead;
+    long g = sender < 0 ? find_any(m, from->sin_addr.s_addr, ntohs(from->sin_port)) : -1;
+    if (g > 0 && m->v[g].state == MEMBER_GONE) {
+        dead = m->v[g];
+        dead.state = MEMBER_DEAD;
+        about = &dead;
+        if (!(p->flags & PEER_GOSSIP_PROBE)) send_msg(m, from, NULL, 0, about, NULL);
+    }
     /* A member that holds us suspect or dead, even at a pair we have left
      * behind (one that never learnt our incarnation), hears our entry from us
      * at once: a ping's ack carries it; otherwise a message of its own. */
@@ -858,6 +888,33 @@ static void ping_dead(members *m) {
     }
 }
 
+/* A seed (the peers file) that we do not hold live (forgotten, or never
+ * heard of) is pinged every SEED_PING_PERIODS periods, one at a time, as a
+ * dead member is (its entry, as dead, in the ping, so that it refutes).
+ * Without it the two sides of a partition that outlasted forget_ms had
+ * forgotten each other and stayed apart for good after it healed: the dead
+ * are pinged, the forgotten not. */
+static void ping_lost_seed(members *m, uint64_t now) {
+    if (!m->nseeds || now < m->next_seed_ping) return;
+    m->next_seed_ping = now + SEED_PING_PERIODS * period(m);
+    for (size_t tries = 0; tries < m->nseeds; tries++) {
+        ring_node s = m->seeds[m->seed_next++ % m->nseeds];
+        long i = find_any(m, s.ip, s.port);
+        if (i >= 0 && m->v[i].state != MEMBER_GONE) continue;
+        member dead;
+        if (i > 0) {
+            dead = m->v[i];
+            dead.state = MEMBER_DEAD;
+        }
+        struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(s.port),
+                                 .sin_addr.s_addr = s.ip};
+        uint8_t id[WIRE_ID_LEN];
+        seq_id(++m->seq, id);
+        send_msg(m, &to, id, PEER_GOSSIP_PROBE, i > 0 ? &dead : NULL, NULL);
+        return;
+    }
+}
+
 bool members_majority(members *m) {
     uint64_t now = node_now(m->n), window = m->n->cfg.majority_ms;
     if (!window) return true;
@@ -920,6 +977,7 @@ uint64_t members_tick(members *m, uint64_t now) {
         gossip_round(m, now);
         ping_suspects(m);
         ping_dead(m);
+        ping_lost_seed(m, now);
     }
     return next;
 }

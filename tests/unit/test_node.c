@@ -775,8 +775,9 @@ static void test_reads_ask_r_replicas_first(void **state) {
 }
 
 /* Runs nodes x[0..nx) on ports 7001.. for `rounds` ticks of step_ms,
- * every datagram sent among them delivered (those to other ports dropped). */
-static void run_together(node **x, size_t nx, int rounds, uint64_t step_ms) {
+ * every datagram sent among them delivered (those to other ports dropped),
+ * but, with `side`, those between nodes of different sides (a partition). */
+static void run_apart(node **x, size_t nx, int rounds, uint64_t step_ms, const int *side) {
     static uint16_t by[FAKE_SENT_KEEP];
     for (int r = 0; r < rounds; r++) {
         fake.clock_ms += step_ms;
@@ -790,7 +791,7 @@ static void run_together(node **x, size_t nx, int rounds, uint64_t step_ms) {
         }
         for (size_t j = 0; j < fake.nsent && j < FAKE_SENT_KEEP; j++) {
             size_t i = ntohs(fake.sent[j].to.sin_port) - 7001u;
-            if (i >= nx) continue;
+            if (i >= nx || (side && side[i] != side[by[j] - 7001u])) continue;
             struct sockaddr_in src = {.sin_family = AF_INET, .sin_port = htons(by[j]),
                                       .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
             size_t before = fake.nsent;
@@ -800,6 +801,10 @@ static void run_together(node **x, size_t nx, int rounds, uint64_t step_ms) {
                 by[k] = (uint16_t)(7001 + i);
         }
     }
+}
+
+static void run_together(node **x, size_t nx, int rounds, uint64_t step_ms) {
+    run_apart(x, nx, rounds, step_ms, NULL);
 }
 
 /* Once membership has been still for a while (15 sync periods: records
@@ -859,6 +864,57 @@ static void test_settled_not_found_needs_r_replicas(void **state) {
     assert_non_null(r);
     assert_int_equal(r->errcode, WIRE_ENOKEY);
     wire_arena_free(a);
+    for (size_t i = 0; i < 3; i++) fake_node_free(x[i]);
+}
+
+/* Two sides apart for longer than forget_ms forget each other (GONE), and
+ * for as long again their slots are freed. Neither pinged the other after:
+ * a partition that outlasted forget_ms (an hour by default) left two
+ * clusters for good once it healed. A seed not held live is pinged (here
+ * 7001 is 7003's seed, 7003 none of the others'), and a forgotten member
+ * heard from is told it is dead, so that it refutes above the pair kept of
+ * it (7001 holds 7003 forgotten: without, 7003 was not taken back before
+ * its slot was freed). */
+static void test_forgotten_seeds_rejoin_after_a_heal(void **state) {
+    (void)state;
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    cfg.forget_ms = 10000;
+    node *x[3];
+    for (uint16_t i = 0; i < 3; i++) {
+        x[i] = fake_node(&cfg, (uint16_t)(7001 + i), 1 << 20);
+        assert_non_null(x[i]);
+    }
+    ring_node seed = {htonl(INADDR_LOOPBACK), 7001};
+    assert_int_equal(node_add_seeds(x[2], &seed, 1), 0);
+    assert_int_equal(node_add_seeds(x[1], &seed, 1), 0);
+    assert_int_equal(node_add_seeds(x[0], NULL, 0), 0);
+    run_together(x, 3, 40, 100);
+    for (int i = 0; i < 3; i++) assert_int_equal(members_live(x[i]->members), 3);
+    const int side[3] = {0, 0, 1};
+    /* 15 s apart: dead after about 2 s, forgotten 10 s later; then 25 s
+     * apart: the forgotten one's slot is freed as well */
+    int apart[2] = {150, 250};
+    for (int round = 0; round < 2; round++) {
+        run_apart(x, 3, apart[round], 100, side);
+        assert_int_equal(members_live(x[0]->members), 2);
+        assert_int_equal(members_live(x[2]->members), 1);
+        bool gone = false; /* 7003 at 7001: its pair kept, or its slot freed */
+        for (size_t j = 1; j < members_total(x[0]->members); j++)
+            gone |= members_at(x[0]->members, j)->port == 7003 &&
+                    members_at(x[0]->members, j)->state == MEMBER_GONE;
+        assert_int_equal(gone, round == 0);
+        run_together(x, 3, 50, 100); /* healed: 5 s */
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(members_live(x[i]->members), 3);
+            for (uint16_t port = 7001; port <= 7003; port++) {
+                long j = members_find(x[i]->members, htonl(INADDR_LOOPBACK), port);
+                assert_true(j >= 0);
+                assert_int_equal(members_at(x[i]->members, (size_t)j)->state, MEMBER_ALIVE);
+            }
+        }
+    }
     for (size_t i = 0; i < 3; i++) fake_node_free(x[i]);
 }
 
@@ -998,6 +1054,7 @@ int main(void) {
         T(test_admission_counts_only_unanswered_operations),
         T(test_reads_ask_r_replicas_first),
         T(test_settled_not_found_needs_r_replicas),
+        T(test_forgotten_seeds_rejoin_after_a_heal),
         T(test_outbox_keeps_order_per_peer),
         T(test_outbox_lazy_waits_until_due),
         T(test_writes_beyond_the_quorum_wait),
