@@ -383,7 +383,7 @@ static void client_request(node *n, const uint8_t *id, size_t idlen,
             reply_err(n, id, idlen, client, WIRE_EUNKNOWN, true);
             return;
         }
-        r.errcode = store_wipe(n->store) == 0 ? WIRE_OK : WIRE_EINTERNAL;
+        r.errcode = node_wipe(n) == 0 ? WIRE_OK : WIRE_EINTERNAL;
         reply(n, id, idlen, client, &r, true);
         return;
     case WIRE_IS_ALIVE:
@@ -613,6 +613,12 @@ void node_free(node *n) {
 
 int node_add_seeds(node *n, const ring_node *seeds, size_t k) {
     return members_add_seeds(n->members, seeds, k); /* it skips ourselves */
+}
+
+int node_wipe(node *n) {
+    int rc = store_wipe(n->store);
+    repl_store_wiped(n);
+    return rc;
 }
 
 void node_flush(node *n) {

@@ -202,6 +202,10 @@ void node_free(node *n);
  * 0, or -1 when out of memory. */
 int node_add_seeds(node *n, const ring_node *seeds, size_t k);
 
+/* Wipes this node's store (WIPEOUT, FLUSHALL). Its "not found" is then not
+ * believed alone for a while (repl_store_wiped). 0, or the store's error. */
+int node_wipe(node *n);
+
 /* Handles one datagram from `from`. */
 void node_receive(node *n, const struct sockaddr_in *from, const uint8_t *buf, size_t len);
 

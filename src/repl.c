@@ -113,6 +113,7 @@ struct repl {
     uint32_t hint_seq;
     /* spare copies: records held here for keys this node is not a replica of */
     uint64_t changed_ms;              /* last change of the live set */
+    uint64_t wiped_ms;                /* last wipe of the store (0: none) */
     size_t nspare;
     struct spare {
         uint8_t key[WIRE_MAX_KEY];
@@ -1293,6 +1294,10 @@ static void sweep(node *n) {
     if (!n->cfg.quiet && sent) node_log(n, "re-replication: pushed %zu records", sent);
 }
 
+void repl_store_wiped(node *n) {
+    if (n->repl) n->repl->wiped_ms = node_now(n) ? node_now(n) : 1;
+}
+
 void repl_membership_changed(node *n) {
     repl *r = n->repl;
     if (!r) return; /* members is being set up */
@@ -1389,10 +1394,14 @@ static bool clean_due(node *n) { return still_for(n, CLEAN_QUIET_PERIODS); }
 /* Whether this node's "not found" is believed without every replica's: its
  * live set has been still for CLEAN_QUIET_PERIODS sync periods (the records
  * of the last change pushed to their new replicas, anti-entropy run since,
- * no hint waiting here) and it holds no records back (node.stale_below).
+ * no hint waiting here), it holds no records back (node.stale_below) and
+ * its store was not wiped within as long (repl_store_wiped).
  * Before, a read of a key nobody holds asked all N replicas however long
  * membership had been still: 2.6 times a found key's CPU (README). */
-static bool settled(node *n) { return clean_due(n) && !n->stale_below; }
+static bool settled(node *n) {
+    uint64_t quiet = (uint64_t)CLEAN_QUIET_PERIODS * n->cfg.sync_ms, wiped = n->repl->wiped_ms;
+    return clean_due(n) && !n->stale_below && (!wiped || node_now(n) - wiped >= quiet);
+}
 
 static int spare_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *s) {
     repl *r = ctx;

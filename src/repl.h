@@ -103,6 +103,11 @@ void repl_on_peer(node *n, const uint8_t *id, size_t idlen, const Peer *p,
 /* Called by members when the live set changed. */
 void repl_membership_changed(node *n);
 
+/* Called when the store was wiped (node_wipe): the other replicas still
+ * hold what it held, so for the time membership takes to settle this
+ * node's "not found" is not believed alone (PEER_FLAG_UNSETTLED). */
+void repl_store_wiped(node *n);
+
 /* In-flight operation count (metrics). */
 size_t repl_inflight(const repl *r);
 

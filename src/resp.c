@@ -509,7 +509,7 @@ static void cmd_dbsize(conn *c, uint64_t seq, size_t argc, const arg *argv) {
 static void cmd_flushall(conn *c, uint64_t seq, size_t argc, const arg *argv) {
     if (argc > 2 || (argc == 2 && !arg_is(&argv[1], "async") && !arg_is(&argv[1], "sync")))
         reply_error(c, seq, "ERR syntax error");
-    else if (store_wipe(c->srv->n->store) != 0)
+    else if (node_wipe(c->srv->n) != 0)
         reply_error(c, seq, "ERR the store failed to wipe");
     else
         reply_status(c, seq, "OK");
