@@ -35,6 +35,7 @@ typedef struct relay {
 
 #define FLOOR_EVERY 8 /* gossip messages per one carrying the tombstone floor */
 #define SEED_PING_PERIODS 10 /* a seed we do not hold live is pinged this often */
+#define MAJORITY_GRACE_PERIODS 5 /* writes wait this long after a minority ends */
 
 struct members {
     node *n;
@@ -69,6 +70,7 @@ struct members {
     bool full_logged;     /* MEMBERS_MAX reached, said once */
     bool majority;        /* members_majority's last answer, */
     uint64_t majority_at; /* ... and when it was found */
+    uint64_t minority_at; /* when this node last saw itself in a minority */
 
     uint64_t next_probe, next_gossip;
     uint64_t last_tick, last_sync, last_sync_reply;
@@ -915,19 +917,34 @@ static void ping_lost_seed(members *m, uint64_t now) {
     }
 }
 
-bool members_majority(members *m) {
-    uint64_t now = node_now(m->n), window = m->n->cfg.majority_ms;
-    if (!window) return true;
-    if (m->majority_at && now - m->majority_at < 50) return m->majority;
-    m->majority_at = now ? now : 1;
+/* Whether more members are live than died within majority_ms; notes when
+ * not (minority_at). */
+static bool majority_now(members *m, uint64_t now) {
     size_t live = ring_size(m->ring), recent = 0;
     idxlist *D = &m->lists[L_DEAD];
     for (size_t k = 0; k < D->n; k++) {
         const member *e = &m->v[D->v[k]];
         uint64_t died = e->deadline - m->n->cfg.forget_ms; /* deadline: gone then */
-        recent += e->state == MEMBER_DEAD && died + window > now;
+        recent += e->state == MEMBER_DEAD && died + m->n->cfg.majority_ms > now;
     }
-    return m->majority = 2 * live > live + recent;
+    bool majority = 2 * live > live + recent;
+    if (!majority) m->minority_at = now ? now : 1;
+    return majority;
+}
+
+/* A minority ends as the members on the far side come back one by one,
+ * before this node's ring is the others' again: for MAJORITY_GRACE_PERIODS
+ * after, writes are still refused (a write taken 100 ms after a heal, on
+ * replicas another node's ring did not use, lost to an earlier one:
+ * dht-sim seeds 1212, 1831). The gossip rounds note a minority (members_tick)
+ * when no write asks. */
+bool members_majority(members *m) {
+    uint64_t now = node_now(m->n), grace = MAJORITY_GRACE_PERIODS * period(m);
+    if (!m->n->cfg.majority_ms) return true;
+    if (m->majority_at && now - m->majority_at < 50) return m->majority;
+    m->majority_at = now ? now : 1;
+    bool majority = majority_now(m, now);
+    return m->majority = majority && (!m->minority_at || now - m->minority_at >= grace);
 }
 
 uint64_t members_tick(members *m, uint64_t now) {
@@ -978,6 +995,7 @@ uint64_t members_tick(members *m, uint64_t now) {
         ping_suspects(m);
         ping_dead(m);
         ping_lost_seed(m, now);
+        if (m->n->cfg.majority_ms) majority_now(m, now);
     }
     return next;
 }

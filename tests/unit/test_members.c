@@ -237,6 +237,23 @@ static void test_dead_never_resurrected_by_stale_news(void **state) {
     assert_int_equal(state_of(7001), MEMBER_ALIVE);
 }
 
+/* With --majority-ms, a node that saw most of the cluster die refuses
+ * writes; once the members are back it goes on refusing for 5 gossip
+ * periods, while its ring becomes the others' again. */
+static void test_majority_comes_back_after_a_grace(void **state) {
+    (void)state;
+    n->cfg.majority_ms = 60000;
+    for (uint16_t p = 7001; p <= 7003; p++) make_dead(p, 5, 10);
+    assert_false(members_majority(n->members));
+    n->cfg.suspicion_ms = 60000; /* they answer no probe here: suspected, not dead again */
+    for (uint16_t p = 7001; p <= 7003; p++) gossip(p, 5, 11, MEMBER_ALIVE); /* refuted */
+    run_for(100);
+    assert_int_equal(members_live(n->members), 4);
+    assert_false(members_majority(n->members));
+    run_for(5 * n->cfg.gossip_ms);
+    assert_true(members_majority(n->members));
+}
+
 static void test_restart_outranks_previous_life(void **state) {
     (void)state;
     make_dead(7001, 5, 1000);
@@ -593,6 +610,7 @@ int main(void) {
         T(test_resp_ports_are_gossiped),
         T(test_verdicts_at_equal_pair),
         T(test_dead_never_resurrected_by_stale_news),
+        T(test_majority_comes_back_after_a_grace),
         T(test_restart_outranks_previous_life),
         T(test_unknown_member_learned_from_gossip),
         T(test_bad_entries_ignored),
