@@ -917,17 +917,22 @@ static void ping_lost_seed(members *m, uint64_t now) {
     }
 }
 
-/* Whether more members are live than died within majority_ms; notes when
- * not (minority_at). */
+/* Whether more members are live, and heard from, than died within
+ * majority_ms or are seeds never heard from; notes when not (minority_at).
+ * A new process holds its seeds alive until its probes say otherwise: one
+ * restarted on the minority side of a partition counted itself in a
+ * majority and took a write that lost to an earlier one (dht-sim 1212). */
 static bool majority_now(members *m, uint64_t now) {
-    size_t live = ring_size(m->ring), recent = 0;
+    size_t live = ring_size(m->ring), recent = 0, unheard = 0;
     idxlist *D = &m->lists[L_DEAD];
     for (size_t k = 0; k < D->n; k++) {
         const member *e = &m->v[D->v[k]];
         uint64_t died = e->deadline - m->n->cfg.forget_ms; /* deadline: gone then */
         recent += e->state == MEMBER_DEAD && died + m->n->cfg.majority_ms > now;
     }
-    bool majority = 2 * live > live + recent;
+    for (size_t i = 1; i < m->len; i++)
+        unheard += is_live(m->v[i].state) && m->v[i].incarnation == 0 && m->v[i].port;
+    bool majority = live - unheard > recent + unheard;
     if (!majority) m->minority_at = now ? now : 1;
     return majority;
 }

@@ -254,6 +254,25 @@ static void test_majority_comes_back_after_a_grace(void **state) {
     assert_true(members_majority(n->members));
 }
 
+/* A new process holds its seeds alive until probed: those it has not heard
+ * from do not make a majority (one restarted on the minority side of a
+ * partition took writes that lost). */
+static void test_unheard_seeds_make_no_majority(void **state) {
+    (void)state;
+    n->cfg.majority_ms = 60000;
+    n->cfg.suspicion_ms = 60000;
+    ring_node seeds[3] = {{lo(), 7001}, {lo(), 7002}, {lo(), 7003}};
+    assert_int_equal(members_add_seeds(n->members, seeds, 3), 0);
+    assert_int_equal(members_live(n->members), 4);
+    assert_false(members_majority(n->members));
+    gossip(7001, 5, 0, MEMBER_ALIVE);
+    run_for(100);
+    assert_false(members_majority(n->members)); /* 2 heard of, 2 not */
+    gossip(7002, 5, 0, MEMBER_ALIVE);
+    run_for(100 + 5 * n->cfg.gossip_ms);
+    assert_true(members_majority(n->members)); /* 3 against 1, and the grace past */
+}
+
 static void test_restart_outranks_previous_life(void **state) {
     (void)state;
     make_dead(7001, 5, 1000);
@@ -611,6 +630,7 @@ int main(void) {
         T(test_verdicts_at_equal_pair),
         T(test_dead_never_resurrected_by_stale_news),
         T(test_majority_comes_back_after_a_grace),
+        T(test_unheard_seeds_make_no_majority),
         T(test_restart_outranks_previous_life),
         T(test_unknown_member_learned_from_gossip),
         T(test_bad_entries_ignored),
