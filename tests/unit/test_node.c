@@ -807,6 +807,22 @@ static void run_together(node **x, size_t nx, int rounds, uint64_t step_ms) {
     run_apart(x, nx, rounds, step_ms, NULL);
 }
 
+/* The defaults, quiet; gossip runs (unlike quiet_config's). */
+static node_config live_config(void) {
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    return cfg;
+}
+
+/* Three nodes of config cfg on 7001-7003, knowing no seeds yet. */
+static void three_nodes(const node_config *cfg, node *x[3]) {
+    for (uint16_t i = 0; i < 3; i++) {
+        x[i] = fake_node(cfg, (uint16_t)(7001 + i), 1 << 20);
+        assert_non_null(x[i]);
+    }
+}
+
 /* A GET from a client at x[0] of key, which x[0], x[1] and x[2] (7001-3)
  * do not hold; whether 7003 was asked before the answer (not found). */
 static bool missing_key_asks_the_third(node **x, const char *key, uint8_t idbyte) {
@@ -843,14 +859,11 @@ static bool missing_key_asks_the_third(node **x, const char *key, uint8_t idbyte
  * (test_reads_ask_r_replicas_first). */
 static void test_settled_not_found_needs_r_replicas(void **state) {
     (void)state;
-    node_config cfg;
-    node_defaults(&cfg);
-    cfg.quiet = true;
+    node_config cfg = live_config();
     cfg.sync_ms = 200;
     node *x[3];
+    three_nodes(&cfg, x);
     for (uint16_t i = 0; i < 3; i++) {
-        x[i] = fake_node(&cfg, (uint16_t)(7001 + i), 1 << 20);
-        assert_non_null(x[i]);
         ring_node peers[2];
         for (uint16_t j = 0, k = 0; j < 3; j++)
             if (j != i) peers[k++] = (ring_node){htonl(INADDR_LOOPBACK), (uint16_t)(7001 + j)};
@@ -880,15 +893,10 @@ static void test_settled_not_found_needs_r_replicas(void **state) {
  * its slot was freed). */
 static void test_forgotten_seeds_rejoin_after_a_heal(void **state) {
     (void)state;
-    node_config cfg;
-    node_defaults(&cfg);
-    cfg.quiet = true;
+    node_config cfg = live_config();
     cfg.forget_ms = 10000;
     node *x[3];
-    for (uint16_t i = 0; i < 3; i++) {
-        x[i] = fake_node(&cfg, (uint16_t)(7001 + i), 1 << 20);
-        assert_non_null(x[i]);
-    }
+    three_nodes(&cfg, x);
     ring_node seed = {htonl(INADDR_LOOPBACK), 7001};
     assert_int_equal(node_add_seeds(x[2], &seed, 1), 0);
     assert_int_equal(node_add_seeds(x[1], &seed, 1), 0);
