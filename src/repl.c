@@ -616,9 +616,21 @@ static uint8_t first_remote(node *n, const op *o) {
     return i == o->nt || self_index(o->t[i]) ? NO_FIRST : (uint8_t)i;
 }
 
-/* Whether an operation may be answered as far as first_remote goes. */
+/* Whether an operation may be answered as far as first_remote goes: a read
+ * once the slot's first replica answered, a write once it holds the write
+ * (heard is not enough: a first replica that refused it, late, holds a
+ * newer write the acknowledged one would lose to: dht-sim W=1 R=1 --nodes 5
+ * --clients 16, seed 10). */
 static bool first_heard(const op *o) {
     return o->first == NO_FIRST || o->st[o->first] != T_WAIT;
+}
+
+static bool first_holds(const op *o) {
+    return o->first == NO_FIRST || o->st[o->first] == T_OK || o->st[o->first] == T_NOKEY;
+}
+
+static bool first_failed(const op *o) {
+    return o->first != NO_FIRST && o->st[o->first] == T_FAIL;
 }
 
 /* Decides what can be decided after a reply; frees the op when done. */
@@ -639,11 +651,13 @@ static void progress(node *n, op *o) {
             else if (o->held && o->replies == asked(o))
                 release_held(n, o); /* the asked ones could not settle it */
         } else if (o->cmd == WIRE_REMOVE) {
-            if (o->oks >= o->need && (o->existed || o->replies == o->nt) && first_heard(o))
+            if (o->oks >= o->need && (o->existed || o->replies == o->nt) && first_holds(o))
                 answer(n, o, o->existed ? WIRE_OK : WIRE_ENOKEY);
-        } else if (o->oks >= o->need && first_heard(o)) {
+            else if (first_failed(o))
+                answer(n, o, o->nospace ? WIRE_ENOSPACE : WIRE_EINTERNAL);
+        } else if (o->oks >= o->need && first_holds(o)) {
             answer(n, o, WIRE_OK);
-        } else if (o->fails && home_targets(o) - o->fails < o->need) {
+        } else if ((o->fails && home_targets(o) - o->fails < o->need) || first_failed(o)) {
             answer(n, o, o->nospace ? WIRE_ENOSPACE : WIRE_EINTERNAL);
         }
     }
@@ -926,7 +940,7 @@ static void ops_round(node *n, uint64_t now) {
                  * degraded read while replicas are down): it was written. */
                 if (o->cmd == WIRE_GET && (o->replies >= o->need || (o->found && !o->tomb)))
                     answer(n, o, o->found && !o->tomb ? WIRE_OK : WIRE_ENOKEY);
-                else if (o->cmd == WIRE_REMOVE && o->oks >= o->need && first_heard(o))
+                else if (o->cmd == WIRE_REMOVE && o->oks >= o->need && first_holds(o))
                     answer(n, o, o->existed ? WIRE_OK : WIRE_ENOKEY);
                 else if (!o->clean_stamp && quorum_possible(n, o, true)) {
                     /* live replicas too slow to answer: the cluster is busy,

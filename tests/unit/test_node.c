@@ -563,6 +563,39 @@ static void test_weak_write_waits_for_the_first_replica(void **state) {
     fake_node_free(m);
 }
 
+/* The first replica's refusal comes after the request timeout (m was held
+ * up): the write may be a late one, overtaken by the newer write 7002
+ * holds, so it is not stamped again and fails. m's own copy is no
+ * acknowledgement: heard from, the first replica does not hold the write
+ * (answered OK, the write lost to the older one: dht-sim --nodes 5
+ * --clients 16 --write-quorum 1 --read-quorum 1, seed 10). */
+static void test_weak_write_refused_late_by_the_first_fails(void **state) {
+    (void)state;
+    node *m, *p;
+    char k[16];
+    weak_pair(&m, &p, "g", k);
+    struct sockaddr_in client = client_addr();
+    wire_arena *a = wire_arena_new();
+    store_rec newer = {(const uint8_t *)"newer", 5, 0, (fake_wall(NULL) + 5000) << 16, false};
+    assert_int_equal(store_put(p->store, (const uint8_t *)k, strlen(k), &newer), 0);
+    uint8_t buf[256], id[WIRE_ID_LEN] = {10};
+    fake.nsent = 0;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_PUT, k, strlen(k), "late", 4, 0));
+    node_flush(m);
+    size_t at = relay(p, 7002, 7001, 0); /* 7002 refuses: newer there */
+    fake.clock_ms += m->cfg.request_timeout_ms + 50;
+    node_tick(m);
+    relay(m, 7001, 7002, at);            /* ... and m reads it late */
+    assert_int_equal(m->stats.restamped, 0);
+    wire_reset(a);
+    KVResponse *r = client_reply(a, 0);
+    assert_non_null(r);
+    assert_int_equal(r->errcode, WIRE_EINTERNAL);
+    wire_arena_free(a);
+    fake_node_free(p);
+    fake_node_free(m);
+}
+
 /* With W + R <= N a read is answered by the slot's first live replica too
  * (as a Redis Cluster client's read goes to the slot's master): on m, a
  * replica but not the first, a GET of R=1 is not answered from m's copy
@@ -1070,6 +1103,7 @@ int main(void) {
         T(test_outbox_lazy_waits_until_due),
         T(test_writes_beyond_the_quorum_wait),
         T(test_weak_write_waits_for_the_first_replica),
+        T(test_weak_write_refused_late_by_the_first_fails),
         T(test_weak_read_asks_the_first_replica),
         T(test_weak_remove_waits_for_the_first_replica),
         T(test_anti_entropy_across_skewed_clocks),
