@@ -560,6 +560,14 @@ static void send_full(members *m, const struct sockaddr_in *to, uint32_t flags) 
 
 /* ---- merging what others say ---------------------------------------------- */
 
+/* A forgotten member's entry (its pair kept) as a death verdict, which it
+ * refutes when told: GONE entries are not sent (merge_one ignores them). */
+static member as_dead(const member *e) {
+    member d = *e;
+    d.state = MEMBER_DEAD;
+    return d;
+}
+
 static int rank_cmp(uint64_t ia, uint64_t ha, int sa, uint64_t ib, uint64_t hb, int sb) {
     if (ia != ib) return ia < ib ? -1 : 1;
     if (ha != hb) return ha < hb ? -1 : 1;
@@ -785,8 +793,7 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
     member dead;
     long g = sender < 0 ? find_any(m, from->sin_addr.s_addr, ntohs(from->sin_port)) : -1;
     if (g > 0 && m->v[g].state == MEMBER_GONE) {
-        dead = m->v[g];
-        dead.state = MEMBER_DEAD;
+        dead = as_dead(&m->v[g]);
         about = &dead;
         if (!(p->flags & PEER_GOSSIP_PROBE)) send_msg(m, from, NULL, 0, about, NULL);
     }
@@ -903,11 +910,7 @@ static void ping_lost_seed(members *m, uint64_t now) {
         ring_node s = m->seeds[m->seed_next++ % m->nseeds];
         long i = find_any(m, s.ip, s.port);
         if (i >= 0 && m->v[i].state != MEMBER_GONE) continue;
-        member dead;
-        if (i > 0) {
-            dead = m->v[i];
-            dead.state = MEMBER_DEAD;
-        }
+        member dead = i > 0 ? as_dead(&m->v[i]) : (member){0};
         struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(s.port),
                                  .sin_addr.s_addr = s.ip};
         uint8_t id[WIRE_ID_LEN];
