@@ -76,7 +76,7 @@ struct members {
     uint64_t last_tick, last_sync, last_sync_reply;
     uint64_t paused_until;
     uint64_t rnd;         /* xorshift state for picking members */
-    ring_node *seeds;     /* the peers file's members, kept for good (lost_seed) */
+    ring_node *seeds;     /* the peers file's members, kept for good (ping_lost_seed) */
     size_t nseeds, seed_next;
     uint64_t next_seed_ping;
 };
@@ -377,7 +377,7 @@ void members_free(members *m) {
     free(m);
 }
 
-/* Keeps seed for good (lost_seed), once. */
+/* Keeps seed for good (ping_lost_seed), once. */
 static int keep_seed(members *m, ring_node seed) {
     if (seed.ip == m->v[0].ip && seed.port == m->v[0].port) return 0;
     for (size_t j = 0; j < m->nseeds; j++)

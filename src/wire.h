@@ -96,7 +96,7 @@ enum wire_peer_type {
                                    * "not found" is not to be believed alone: its
                                    * live set changed lately (the key may not have
                                    * been pushed to it yet), it holds records back,
-                                   * or its store failed */
+                                   * its store was wiped lately, or it failed */
 #define PEER_DEBUG_PAUSE_GOSSIP 1u /* bucket = ms to stay silent */
 /* GOSSIP flags. Every GOSSIP carries the sender's entry (from), up to
  * MEMBERS_PIGGYBACK entries of news (members) and, but for chunks of a full
