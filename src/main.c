@@ -30,7 +30,7 @@ static void usage(FILE *f) {
         "  --replicas N           copies of each key (3, at most %d)\n"
         "  --write-quorum W       acks a write waits for (2)\n"
         "  --read-quorum R        replies a read waits for (2)\n"
-        "  --vnodes N             ring points per node (1024)\n"
+        "  --vnodes N             ring points per node (64)\n"
         "  --gossip-ms MS         probe and gossip period (200)\n"
         "  --fanout K             probe helpers, and peers gossiped to (3)\n"
         "  --suspicion-ms MS      an unrefuted suspicion is a death after this\n"

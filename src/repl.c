@@ -1274,7 +1274,7 @@ static void swept_save(node *n) {
     uint32_t *map = malloc(total * sizeof *map);
     uint64_t *inc = calloc(total, sizeof *inc);
     ring *g = r->swept ? r->swept : ring_new(n->cfg.vnodes);
-    if (!nodes || !map || !inc || !g) goto fail;
+    if (!nodes || !map || !inc || !g || ring_set_replicas(g, n->cfg.replicas) != 0) goto fail;
     size_t k = members_live_set(n->members, nodes, map);
     for (size_t j = 0; j < k; j++) {
         uint64_t c = members_at(n->members, map[j])->incarnation;

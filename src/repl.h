@@ -35,9 +35,11 @@
 #include <stdint.h>
 
 #include "node.h"
+#include "ring.h"
 #include "wire.h"
 
 #define REPL_MAX_N 7
+_Static_assert(REPL_MAX_N <= RING_MAX_REPLICAS, "the ring places up to N replicas");
 
 /* The outcome of a client operation, handed to its completion. val is
  * valid only during the call. */

@@ -26,6 +26,7 @@ typedef struct entry {
     bool present;
     uint64_t arcs;      /* total of its arcs mod 2^64 (see ring_share) */
     uint32_t primaries; /* hash slots it is the primary of (valid with the slot table) */
+    uint32_t places;    /* hash slots it is one of the replicas of (likewise) */
 } entry;
 
 struct ring {
@@ -37,18 +38,12 @@ struct ring {
     size_t nc, ccap;
     entry *ids;     /* [nids] by id */
     size_t nids;
-    uint32_t *primary; /* [RING_SLOTS] each hash slot's primary, when !stale */
-    bool stale;     /* the nodes changed since the slot table was computed */
-    /* ring_slot_lookup's answers, filled as slots are asked for and emptied
-     * with the slot table: the first PREF_CACHE nodes of slot s at
-     * pref[s * PREF_CACHE], pref_n[s] of them (0: not cached yet). A lookup
-     * of fewer is a prefix of one of more (the walk only appends). NULL
-     * until the first lookup. */
-    uint32_t *pref;
-    uint8_t *pref_n;
+    unsigned replicas; /* N, the replicas a slot's table row holds */
+    size_t width;      /* min(replicas, n): the nodes each row holds, when !stale */
+    uint32_t *table;   /* [RING_SLOTS * replicas]: slot s's replicas at
+                        * table[s * replicas], its primary first, when !stale */
+    bool stale;        /* the nodes changed since the slot table was computed */
 };
-
-#define PREF_CACHE 4
 
 /* A point's place: chunk c, index i. i == ch[c]->n only at the end (one
  * past the last point, c the last chunk). */
@@ -59,13 +54,25 @@ typedef struct cur {
 
 ring *ring_new(unsigned vnodes) {
     ring *r = calloc(1, sizeof *r);
-    if (!r || !(r->primary = malloc(RING_SLOTS * sizeof *r->primary))) {
+    if (!r) return NULL;
+    r->vnodes = vnodes ? vnodes : RING_DEFAULT_VNODES;
+    if (ring_set_replicas(r, RING_DEFAULT_REPLICAS) != 0) {
         free(r);
         return NULL;
     }
-    r->vnodes = vnodes ? vnodes : RING_DEFAULT_VNODES;
-    r->stale = true;
     return r;
+}
+
+int ring_set_replicas(ring *r, unsigned replicas) {
+    if (replicas < 1 || replicas > RING_MAX_REPLICAS) return -1;
+    if (replicas == r->replicas) return 0;
+    uint32_t *t = malloc((size_t)RING_SLOTS * replicas * sizeof *t);
+    if (!t) return -1;
+    free(r->table);
+    r->table = t;
+    r->replicas = replicas;
+    r->stale = true;
+    return 0;
 }
 
 static void free_chunks(chunk **ch, size_t nc) {
@@ -78,9 +85,7 @@ void ring_free(ring *r) {
     free(r->ch);
     free(r->first);
     free(r->ids);
-    free(r->primary);
-    free(r->pref);
-    free(r->pref_n);
+    free(r->table);
     free(r);
 }
 
@@ -414,7 +419,7 @@ int ring_add(ring *r, uint32_t id, const ring_node *nd) {
     if (has_id(r, id) || r->npoints > UINT32_MAX - v || reserve_ids(r, id) != 0 ||
         has_addr(r, nd))
         return -1;
-    r->ids[id] = (entry){*nd, true, 0, 0};
+    r->ids[id] = (entry){*nd, true, 0, 0, 0};
     for (uint32_t j = 0; j < v; j++) {
         if (insert_point(r, ring_point(nd, j), id) == 0) continue;
         while (j-- > 0) delete_point(r, ring_point(nd, j), id); /* back as it was */
@@ -507,7 +512,7 @@ int ring_build_ids(ring *r, const ring_node *nodes, const uint32_t *id, size_t n
     for (size_t i = 0; i < n; i++) {
         uint32_t k = id ? id[i] : (uint32_t)i;
         if (ids[k].present) goto fail; /* an id twice */
-        ids[k] = (entry){nodes[i], true, 0, 0};
+        ids[k] = (entry){nodes[i], true, 0, 0, 0};
         for (size_t j = 0; j < v; j++)
             pts[i * v + j] = (point){ring_point(&nodes[i], (uint32_t)j), k};
     }
@@ -596,18 +601,50 @@ double ring_share(const ring *r, uint32_t id) {
 
 /* ---- hash slots: the slot table ---- */
 
-/* Each slot's primary (ring.h): slots in order, each to the first node its
- * walk meets that holds fewer than cap primaries so far. The total room,
- * cap * n, is at least RING_SLOTS * 1.05, so the walks stay short: a node
- * is full only near the end and for a few of its arcs. */
+/* Fills row t (k nodes) of the slot whose walk starts at point p: its
+ * primary, the first node met with fewer than cap primaries and fewer than
+ * room places so far, then the next k - 1 distinct nodes met with fewer
+ * than room places, in walk order (those met before the primary included).
+ * The rooms add up to 5% more than there are places, so one lap finds them
+ * all, save for the last slots in a freak ring: there a second lap takes
+ * the first nodes met, whatever their counts, so every row is full. */
+static void place_slot(ring *r, cur p, uint32_t cap, uint32_t room, uint32_t *t, size_t k) {
+    size_t got = 0;      /* others, in t[1..got] */
+    bool primary = false;
+    for (int lap = 0; lap < 2 && (!primary || got < k - 1); lap++) {
+        cur q = p;
+        for (size_t step = 0; step < r->npoints && (!primary || got < k - 1); step++) {
+            uint32_t o = owner_at(r, q);
+            q = next(r, q);
+            const entry *e = &r->ids[o];
+            bool seen = primary && t[0] == o;
+            for (size_t j = 1; j <= got && !seen; j++) seen = t[j] == o;
+            if (seen || (lap == 0 && e->places >= room)) continue;
+            if (!primary && (lap == 1 || e->primaries < cap)) {
+                t[0] = o;
+                primary = true;
+            } else if (got < k - 1) {
+                t[++got] = o;
+            }
+        }
+    }
+    r->ids[t[0]].primaries++;
+    for (size_t j = 0; j < k; j++) r->ids[t[j]].places++;
+}
+
+/* Each slot's replicas (ring.h): slots in order, each placed by place_slot
+ * under caps of 1.05 times the mean, rounded up, on primaries and on
+ * places. A slot's walk mostly takes the first nodes it meets: a node is
+ * full only near the end of the pass and for a few of its arcs. */
 static void slot_table(ring *r) {
     if (!r->stale) return;
     r->stale = false;
-    if (r->pref_n) memset(r->pref_n, 0, RING_SLOTS);
-    for (size_t i = 0; i < r->nids; i++) r->ids[i].primaries = 0;
+    for (size_t i = 0; i < r->nids; i++) r->ids[i].primaries = r->ids[i].places = 0;
+    r->width = r->n < r->replicas ? r->n : r->replicas;
     if (r->n == 0) return;
-    uint64_t n = r->n;
+    uint64_t n = r->n, k = r->width;
     uint32_t cap = (uint32_t)(((uint64_t)RING_SLOTS * 105 + 100 * n - 1) / (100 * n));
+    uint32_t room = (uint32_t)(((uint64_t)RING_SLOTS * k * 105 + 100 * n - 1) / (100 * n));
     /* slot points ascend: one cursor moves along the points, unless there
      * are so many points that a search per slot costs less */
     bool search = r->npoints > 8 * (size_t)RING_SLOTS;
@@ -617,49 +654,30 @@ static void slot_table(ring *r) {
         if (search) p = lower(r, h);
         else
             while (!at_end(r, p) && pos_at(r, p) < h) p = forward(r, p);
-        cur q = at_end(r, p) ? (cur){0, 0} : p;
-        while (r->ids[owner_at(r, q)].primaries >= cap) q = next(r, q);
-        uint32_t id = owner_at(r, q);
-        r->primary[s] = id;
-        r->ids[id].primaries++;
+        place_slot(r, at_end(r, p) ? (cur){0, 0} : p, cap, room,
+                   r->table + (size_t)s * r->replicas, k);
     }
 }
-
-static size_t slot_walk(ring *r, unsigned slot, size_t want, uint32_t *out);
 
 size_t ring_slot_lookup(ring *r, unsigned slot, size_t want, uint32_t *out) {
     if (want > r->n) want = r->n;
     if (want == 0) return 0;
     slot_table(r);
     slot &= RING_SLOTS - 1;
-    if (want > PREF_CACHE) return slot_walk(r, slot, want, out);
-    if (!r->pref_n) {
-        r->pref = malloc((size_t)RING_SLOTS * PREF_CACHE * sizeof *r->pref);
-        r->pref_n = calloc(RING_SLOTS, 1);
-        if (!r->pref || !r->pref_n) {
-            free(r->pref);
-            free(r->pref_n);
-            r->pref = NULL;
-            r->pref_n = NULL;
-            return slot_walk(r, slot, want, out);
-        }
-    }
-    uint32_t *c = r->pref + (size_t)slot * PREF_CACHE;
-    if (!r->pref_n[slot])
-        r->pref_n[slot] = (uint8_t)slot_walk(r, slot, r->n < PREF_CACHE ? r->n : PREF_CACHE, c);
-    size_t k = want < r->pref_n[slot] ? want : r->pref_n[slot];
-    memcpy(out, c, k * sizeof *out);
-    return k;
-}
-
-/* The first `want` distinct nodes of slot's walk, its primary first. */
-static size_t slot_walk(ring *r, unsigned slot, size_t want, uint32_t *out) {
-    out[0] = r->primary[slot];
-    return walk(r, ring_slot_point(slot), want, out, 1); /* after the primary */
+    size_t k = want < r->width ? want : r->width;
+    memcpy(out, r->table + (size_t)slot * r->replicas, k * sizeof *out);
+    if (want == k) return k;
+    return walk(r, ring_slot_point(slot), want, out, k); /* beyond the replicas */
 }
 
 size_t ring_slot_count(ring *r, uint32_t id) {
     if (!has_id(r, id)) return 0;
     slot_table(r);
     return r->ids[id].primaries;
+}
+
+size_t ring_slot_places(ring *r, uint32_t id) {
+    if (!has_id(r, id)) return 0;
+    slot_table(r);
+    return r->ids[id].places;
 }

@@ -25,30 +25,41 @@
  * bytes between the first '{' and the next '}', when there are some), mod
  * RING_SLOTS = 16384, so "{user1}.a" and "{user1}.b" share a slot. Slot s
  * sits on the circle at the middle of its 1/16384 of it (ring_slot_point:
- * s << 50 | 1 << 49), and its preference list (ring_slot_lookup) is:
+ * s << 50 | 1 << 49). Its N replicas (ring_set_replicas; N = 3 unless set)
+ * are chosen by consistent hashing with bounded loads (Mirrokni et al.
+ * 2018), slots taken in order 0..16383, walking clockwise from the slot's
+ * point:
  *
- *   1. its primary: walking clockwise from the slot's point, the first node
- *      that owns fewer than `cap` primaries of the slots before it, where
- *      cap = ceil(1.05 * RING_SLOTS / nodes) (consistent hashing with
- *      bounded loads, Mirrokni et al. 2018, slots taken in order 0..16383);
- *   2. then the other nodes in the order the walk meets them.
+ *   1. its primary: the first node met that is primary of fewer than
+ *      cap = ceil(1.05 * RING_SLOTS / nodes) slots before it, and one of
+ *      the replicas of fewer than room = ceil(1.05 * N * RING_SLOTS /
+ *      nodes);
+ *   2. its other N - 1 replicas: the next nodes met, in walk order (those
+ *      met before the primary first), that are replicas of fewer than room.
  *
- * The primary is the node the slot's walk meets first unless that node is
- * full, so it is among the first few the walk meets and the slot's set of
- * N replicas is nearly always the walk's first N: the cap moves primaries
- * around inside replica sets, not data between nodes. What the cap buys:
- * with points at random, a node's count of primaries varies with its share
- * of the circle (1/sqrt(vnodes)) and with where the slots fall in its arcs;
- * at 40 nodes x 1024 points the most loaded node had 1.07x to 1.14x the
- * mean (over 1.10 for half the address sets tried), and with the cap has at
- * most 1.05x (+ 1 slot). A node joining or leaving moves about what it owns:
- * at 40 nodes 2.6-2.7% of the primaries and 2.5-2.6% of the replica places
- * for a 2.6% share of the circle (tests/unit/test_ring.c, README).
+ * A lookup of more than N nodes (stand-ins for replicas that do not answer)
+ * goes on with the nodes the walk meets after, in order, whatever their
+ * counts.
  *
- * The slot table (each slot's primary) is computed at the first slot
- * lookup after a change, in O(points + slots) (O(slots log points) past 8
- * points a slot), about 0.1 ms at 40 x 1024 points; adds and removes only
- * mark it stale. So ring_slot_lookup and ring_slot_count write to the ring
+ * So a slot's replicas are the first N nodes its walk meets unless one of
+ * them is full, and no node holds more than 1.05x the mean of primaries or
+ * of replica places (+ 1 slot). Without caps, a node's load follows its
+ * share of the circle (about 1/sqrt(vnodes) around the mean) and where
+ * the slots fall in its arcs (a node's places are a sample of 3 x 16,384 /
+ * nodes walks: 49 at 1,000 nodes): the most loaded held, in places, 1.03x
+ * the mean at 40 nodes x 1024 points, 1.17x at 200 and 1.49x at 1,000,
+ * and with 64 points 1.12x at 40. With the caps and 64 points a node
+ * holds at most 1.05x at 6 to 1,000 nodes, and a node joining or leaving
+ * moves about its share: at 40 nodes 2.4-3.0% of the replica places
+ * (1/41 = 2.44%) and 3.7-4.1% of the primaries (tests/unit/test_ring.c,
+ * README). Few points make few runs of slots with the same replicas,
+ * which is what CLUSTER SLOTS lists: about 320 at 6 nodes x 64 points and
+ * 2,300 at 40 (4,300 and 14,900 with 1024 points).
+ *
+ * The slot table (each slot's N replicas, 4 N bytes a slot) is computed at
+ * the first slot lookup after a change, in O(points + slots x walk), about
+ * 0.3 ms at 40 x 64 points; adds and removes only mark it stale. So
+ * ring_slot_lookup, ring_slot_count and ring_slot_places write to the ring
  * and are not safe alongside other calls on the same ring.
  *
  * Node ids: the caller names each node by a small integer id of its choice
@@ -84,13 +95,14 @@
  *    1000 x 1024      1 M      80 ms     330 us      330 us     9.5 M/s
  *   10000 x 1024     10 M     1.3 s      0.7 ms      0.8 ms     3.6 M/s
  *
- * Balance: a node's share varies by about 1/sqrt(vnodes) around the mean.
- * With the default 1024 points, 40 nodes (127.0.0.1:7000..7039, or
- * 10.0.0.1..40:7000) see the most loaded node at 1.09x and 1.08x the mean
- * share (256 points: 1.13x and 1.14x, and over 1.15x for about a third of
- * random 40-address sets). Memory is about 16 bytes a point (12 in a
- * chunk, chunks three quarters full after a build): 40 nodes x 1024 points
- * is about 640 KiB.
+ * Balance of the circle (ring_share, ring_lookup): a node's share varies
+ * by about 1/sqrt(vnodes) around the mean. With 1024 points, 40 nodes
+ * (127.0.0.1:7000..7039, or 10.0.0.1..40:7000) see the most loaded node at
+ * 1.09x and 1.08x the mean share; with the default 64, the first node of
+ * the slots' walks would be primary of 1.25x and 1.19x the mean slots
+ * (hence the caps, above). Memory is about 16 bytes a point (12 in a
+ * chunk, chunks three quarters full after a build): 40 nodes x 64 points
+ * is about 40 KiB, and the slot table 4 N bytes a slot (192 KiB for N = 3).
  *
  * The ring copies what it needs from the nodes it is given. A ring is not
  * thread-safe for concurrent changes; concurrent ring_lookup and ring_share
@@ -102,7 +114,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RING_DEFAULT_VNODES 1024
+#define RING_DEFAULT_VNODES 64
+#define RING_DEFAULT_REPLICAS 3    /* N, unless ring_set_replicas says */
+#define RING_MAX_REPLICAS 7
 #define RING_SLOTS 16384           /* hash slots, as Redis Cluster's */
 
 typedef struct ring_node {
@@ -112,9 +126,14 @@ typedef struct ring_node {
 
 typedef struct ring ring;
 
-/* Returns an empty ring with `vnodes` points per node (0: the default), or
- * NULL when out of memory. */
+/* Returns an empty ring with `vnodes` points per node (0: the default) and
+ * RING_DEFAULT_REPLICAS replicas a slot, or NULL when out of memory. */
 ring *ring_new(unsigned vnodes);
+
+/* Sets N, the replicas each slot gets (1 .. RING_MAX_REPLICAS): the nodes
+ * of the same ring place slots alike only with the same N. 0, or -1 (the
+ * ring unchanged) when out of range or out of memory. */
+int ring_set_replicas(ring *r, unsigned replicas);
 void ring_free(ring *r);
 
 /* Replaces the ring's nodes with nodes[0..n) (n may be 0), node i getting
@@ -152,16 +171,20 @@ unsigned ring_key_slot(const void *key, size_t klen);
 uint64_t ring_slot_point(unsigned slot);
 
 /* Writes up to `want` distinct node ids for hash slot `slot` (below
- * RING_SLOTS), in preference order (the slot's primary first, see above),
- * into out; returns how many (min(want, ring_size)). Computes the slot
- * table first if the ring changed since (O(points + slots)); otherwise
- * O(log points + steps * want), as ring_lookup. */
+ * RING_SLOTS), in preference order (the slot's primary, its other
+ * replicas, then the nodes its walk meets after: see above), into out;
+ * returns how many (min(want, ring_size)). Computes the slot table first if
+ * the ring changed since; then O(want) up to N, and a walk beyond. */
 size_t ring_slot_lookup(ring *r, unsigned slot, size_t want, uint32_t *out);
 
 /* How many hash slots node id is the primary of (0 when id is not on the
  * ring); they sum to RING_SLOTS over the nodes of a non-empty ring.
  * Computes the slot table first if the ring changed since, then O(1). */
 size_t ring_slot_count(ring *r, uint32_t id);
+
+/* How many hash slots node id is one of the N replicas of (0 when id is
+ * not on the ring); they sum to min(N, ring_size) x RING_SLOTS. */
+size_t ring_slot_places(ring *r, uint32_t id);
 
 /* Position of point `index` of node nd (the layout above). */
 uint64_t ring_point(const ring_node *nd, uint32_t index);

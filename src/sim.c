@@ -1184,7 +1184,7 @@ static size_t divergent_keys(sim *s, bool report) {
             rn[k] = (ring_node){a.sin_addr.s_addr, NODE_PORT};
             map[k++] = i;
         }
-    if (!g || ring_build(g, rn, k) != 0) abort();
+    if (!g || ring_set_replicas(g, s->cfg.replicas) != 0 || ring_build(g, rn, k) != 0) abort();
     for (size_t j = 0; j < s->nkeys; j++) {
         keyst *ks = &s->keys[j];
         size_t kl = strlen(ks->key);

@@ -98,9 +98,9 @@ def test_members_and_ring_match_the_node():
         rows, rest = table(cli(c, "ring"), ["ADDRESS", "STATE", "VNODES", "SHARE"])
         assert [r[0] for r in rows] == addrs, rows
         for addr, state, vnodes, share in rows:
-            assert vnodes == "1024", rows
+            assert vnodes == "64", rows
             assert abs(percent(share) - want[addr][1]) < 0.006, (addr, share, want[addr])
-        assert len(rest) == 1 and rest[0].startswith("3 nodes on the ring, 1024 vnodes each"), rest
+        assert len(rest) == 1 and rest[0].startswith("3 nodes on the ring, 64 vnodes each"), rest
         m = re.search(r"share of the 16384 slots min ([\d.]+)%, max ([\d.]+)%", rest[0])
         shares = [share for _, share in want.values()]
         assert m and abs(float(m.group(1)) - min(shares)) < 0.006 and \
@@ -133,7 +133,7 @@ def test_dead_members_are_off_the_ring():
             else:
                 assert (state, share) == ("dead", "-"), rows
         rows, rest = table(cli(c, "ring"), ["ADDRESS", "STATE", "VNODES", "SHARE"])
-        assert rows == [[me, "alive", "1024", "100.00%"]], rows
+        assert rows == [[me, "alive", "64", "100.00%"]], rows
         assert rest[0].startswith("1 node on the ring"), rest
 
 
