@@ -341,6 +341,9 @@ static void page_metrics(const http_server *s, sbuf *b) {
     metric(b, "dht_members", "gauge", "Members known to this node (itself included), by state.");
     for (int state = MEMBER_ALIVE; state <= MEMBER_DEAD; state++)
         sb_printf(b, "dht_members{state=\"%s\"} %zu\n", members_state_name(state), count[state]);
+    metric(b, "dht_members_misplaced", "gauge",
+           "Live members that place hash slots otherwise (another version, --replicas or --vnodes).");
+    sb_printf(b, "dht_members_misplaced %zu\n", members_misplaced(n->members));
 
     metric(b, "dht_keys", "gauge", "Live keys in this node's store.");
     sb_printf(b, "dht_keys %zu\n", store_count(n->store));

@@ -358,6 +358,9 @@ members *members_new(node *n, members_changed_fn changed, void *ctx) {
     }
     set_pair(m, 0, n->incarnation, 0);
     m->v[0].resp_port = n->cfg.resp_port;
+    m->v[0].placement =
+        members_placement(n->cfg.replicas, n->cfg.vnodes ? n->cfg.vnodes : RING_DEFAULT_VNODES);
+    m->v[0].placed = true;
     m->rnd = node_random(n) | 1;
     uint64_t now = node_now(n);
     m->next_probe = m->next_gossip = now;
@@ -516,6 +519,7 @@ static void send_msg(members *m, const struct sockaddr_in *to, const uint8_t *id
     p.members = ptrs;
     p.n_members = k;
     p.flags = flags | PEER_GOSSIP_SIPHASH | (m->lists[L_NEWS].n ? PEER_GOSSIP_BUSY : 0);
+    p.placement = m->v[0].placement;
     p.digests = &digest;
     p.n_digests = 1;
     p.stamp = node_clock(m->n);
@@ -552,6 +556,7 @@ static void send_full(members *m, const struct sockaddr_in *to, uint32_t flags) 
         p.n_members = k;
         p.flags = flags | PEER_GOSSIP_SYNC | PEER_GOSSIP_SIPHASH |
                   (i >= m->len ? PEER_GOSSIP_SYNC_END : 0);
+        p.placement = m->v[0].placement;
         p.stamp = node_clock(m->n);
         p.gc_floor = m->n->gc_floor;
         node_send_peer(m->n, to, id, sizeof id, &p);
@@ -754,6 +759,31 @@ static void run_relay(members *m, const uint8_t *id, size_t idlen, const Peer *p
 
 /* ---- receiving ------------------------------------------------------------- */
 
+uint32_t members_placement(unsigned replicas, unsigned vnodes) {
+    return MEMBERS_PLACEMENT_SCHEME << 24 | (replicas & 0xff) << 16 | (vnodes & 0xffff);
+}
+
+/* A member's GOSSIP said how it places slots: a change to one other than
+ * ours is logged (whatever --quiet says: keys go astray). */
+static void heard_placement(members *m, uint32_t i, uint32_t placement) {
+    member *e = &m->v[i];
+    bool news = !e->placed || e->placement != placement;
+    e->placed = true;
+    e->placement = placement;
+    if (!news || placement == m->v[0].placement) return;
+    char a[32], how[64];
+    if (!placement)
+        snprintf(how, sizeof how, "an earlier version");
+    else if (placement >> 24 != MEMBERS_PLACEMENT_SCHEME)
+        snprintf(how, sizeof how, "placement scheme %u", placement >> 24);
+    else
+        snprintf(how, sizeof how, "--replicas %u --vnodes %u", placement >> 16 & 0xff,
+                 placement & 0xffff);
+    node_log(m->n, "member %s places hash slots otherwise (%s): it and this node disagree on "
+             "where keys live; run one version, --replicas and --vnodes on every node",
+             node_addr_str(e->ip, e->port, a), how);
+}
+
 /* A probe's ack carries the peer's digest: twice in a row different from
  * ours while neither of us has news in flight, we exchange whole lists. */
 static void compare_digests(members *m, const Peer *p, const struct sockaddr_in *from) {
@@ -784,7 +814,10 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
     for (size_t i = 0; i < p->n_members; i++) merge_one(m, p->members[i]);
     uint64_t seq = id_seq(id, idlen);
     long sender = members_find(m, from->sin_addr.s_addr, ntohs(from->sin_port));
-    if (sender > 0) m->v[sender].siphash = (p->flags & PEER_GOSSIP_SIPHASH) != 0;
+    if (sender > 0) {
+        m->v[sender].siphash = (p->flags & PEER_GOSSIP_SIPHASH) != 0;
+        heard_placement(m, (uint32_t)sender, p->placement);
+    }
     const member *about = sender > 0 ? &m->v[sender] : NULL;
     /* A member we forgot (GONE: dead for forget_ms, as the far side of a
      * long partition is) is alive after all. Its entry ranks below ours at
@@ -1032,6 +1065,14 @@ uint16_t members_resp_port(const members *m, size_t i) {
 }
 
 size_t members_slots(const members *m, size_t i) { return ring_slot_count(m->ring, (uint32_t)i); }
+
+size_t members_misplaced(const members *m) {
+    size_t k = 0;
+    for (size_t i = 1; i < m->len; i++)
+        k += m->v[i].port && is_live(m->v[i].state) && m->v[i].placed &&
+             m->v[i].placement != m->v[0].placement;
+    return k;
+}
 
 const char *members_state_name(int state) {
     switch (state) {

@@ -78,8 +78,25 @@ typedef struct member {
     uint64_t deadline;    /* SUSPECT: dead then; DEAD: gone then; GONE: slot free then */
     uint16_t resp_port;   /* its Redis port as gossiped (0: none or not heard yet) */
     bool siphash;         /* its last GOSSIP said it opens SipHash seals (auth.h) */
+    bool placed;          /* a GOSSIP of its own was heard: placement is its */
+    uint32_t placement;   /* how it places hash slots (members_placement; 0: an
+                           * earlier version that does not say) */
     uint32_t pos[3];      /* place in the news, suspect and dead lists (internal) */
 } member;
+
+/* How a node places hash slots, as every GOSSIP it sends says: the scheme
+ * (MEMBERS_PLACEMENT_SCHEME: ring.h's, slots capped on primaries and on
+ * replica places), N and its ring points (--replicas, --vnodes). Nodes
+ * whose placements differ do not agree on any slot's replicas, so a
+ * member heard to place slots otherwise is logged and counted (INFO,
+ * CLUSTER INFO, /metrics: dht_members_misplaced). Earlier versions, which
+ * placed slots without caps on replica places, say nothing (0). */
+#define MEMBERS_PLACEMENT_SCHEME 1u
+uint32_t members_placement(unsigned replicas, unsigned vnodes);
+
+/* Live members whose last GOSSIP said they place hash slots otherwise than
+ * this node (an earlier version included). */
+size_t members_misplaced(const members *m);
 
 typedef void (*members_changed_fn)(void *ctx);
 

@@ -551,6 +551,7 @@ static void cmd_info(conn *c, uint64_t seq, size_t argc, const arg *argv) {
         "dht_udp_port:%u\r\n"
         "dht_members_live:%zu\r\n"
         "dht_members_known:%zu\r\n"
+        "dht_members_misplaced:%zu\r\n"
         "dht_keys:%zu\r\n"
         "dht_store_engine:%s\r\n"
         "dht_store_bytes:%zu\r\n"
@@ -568,7 +569,8 @@ static void cmd_info(conn *c, uint64_t seq, size_t argc, const arg *argv) {
         n->cfg.resp_cluster ? "cluster" : "standalone", (int)n->pid, n->cfg.resp_port, up, up / 86400, c->srv->clients, c->srv->maxclients,
         c->srv->held, c->srv->max_held, st->accepted, st->rejected, st->denied, st->timed_out,
         st->evicted, st->auth_failed, n->cfg.resp_cluster ? 1 : 0, keys,
-        n->cfg.port, members_live(n->members), members_total(n->members), keys,
+        n->cfg.port, members_live(n->members), members_total(n->members),
+        members_misplaced(n->members), keys,
         store_engine(n->store), store_bytes(n->store), store_max_bytes(n->store),
         store_full(n->store) ? store_full_name(store_full(n->store)) : "no",
         (unsigned long long)store_refused(n->store), n->cfg.replicas, n->cfg.read_quorum,
@@ -904,9 +906,10 @@ static void cluster_info(conn *c, uint64_t seq) {
         "total_cluster_links_buffer_limit_exceeded:0\r\n"
         "dht_resp_cluster:%d\r\n"
         "dht_members_live:%zu\r\n"
+        "dht_members_misplaced:%zu\r\n"
         "dht_replicas:%u\r\n",
         RING_SLOTS, ok, pfail, members_known(n->members), size, n->cfg.resp_cluster ? 1 : 0,
-        members_live(n->members), n->cfg.replicas);
+        members_live(n->members), members_misplaced(n->members), n->cfg.replicas);
     reply_bulk(c, seq, text, len > 0 && (size_t)len < sizeof text ? (size_t)len : 0);
 }
 
