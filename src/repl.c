@@ -124,7 +124,7 @@ struct repl {
     struct ackq {
         struct sockaddr_in to;
         size_t n;                     /* 0: the queue is free */
-        uint64_t due;                 /* when they leave (the first + NODE_LAZY_MS) */
+        uint64_t due;                 /* when they leave (the first + lazy_ack_ms) */
         uint64_t ids[ACKS_MAX];
     } acks[ACK_PEERS];
     /* the live set of the last sweep: who was a replica of what then */
@@ -554,12 +554,14 @@ static size_t asked(const op *o) { return o->nt - (size_t)__builtin_popcount(o->
  * consistency (W + R <= N, as W = 1, R = 1: Redis Cluster's own terms, one
  * copy acknowledged), the rest are sent to lazily (o->lazy;
  * node_send_peer_lazy: up to NODE_LAZY_MS later, with the next messages to
- * that peer) and ack lazily too (PEER_FLAG_LAZY): with W = 1 on the slot's
+ * that peer) and ack lazily too (PEER_FLAG_LAZY: together, up to
+ * NODE_LAZY_ACK_MS later): with W = 1 on the slot's
  * first live replica, as a Redis Cluster client makes it, no copy is waited
  * for (elsewhere that replica's: first_remote), and the other
  * replicas are woken about once a millisecond instead of once per write.
  * (Should this node's own copy fail, as when its store is full, the answer
- * waits for a lazy ack.) With W + R > N every replica is sent to at once:
+ * waits for a lazy ack, up to NODE_LAZY_ACK_MS.) With W + R > N every
+ * replica is sent to at once:
  * a replica that holds a newer stamp (a coordinator's clock behind) must
  * be heard before the quorum answers, so that the write is stamped again
  * (restamp); heard late, as a lazy one is, the write would lose to an
@@ -1027,9 +1029,15 @@ static void send_acks(node *n, struct ackq *q) {
     q->n = 0;
 }
 
+/* How long the acks of lazy WRITEs wait to leave together (node.h). */
+static uint64_t lazy_ack_ms(const node *n) {
+    uint64_t most = n->cfg.request_timeout_ms / 8;
+    return most < 1 ? 1 : most < NODE_LAZY_ACK_MS ? most : NODE_LAZY_ACK_MS;
+}
+
 /* Queues the ack (err OK) of a lazy WRITE for its coordinator: the acks of
- * NODE_LAZY_MS leave as one PEER_WRITE_ACKS (repl_tick), not a message
- * each. False when no queue is free: it goes alone. */
+ * lazy_ack_ms leave as one PEER_WRITE_ACKS (repl_tick), not a message each.
+ * False when no queue is free: it goes alone. */
 static bool queue_ack(node *n, const struct sockaddr_in *to, const uint8_t id[WIRE_ID_LEN]) {
     struct ackq *q = NULL, *free_q = NULL;
     for (size_t i = 0; i < ACK_PEERS && !q; i++) {
@@ -1043,7 +1051,7 @@ static bool queue_ack(node *n, const struct sockaddr_in *to, const uint8_t id[WI
     if (!q && !(q = free_q)) return false;
     if (!q->n) {
         q->to = *to;
-        q->due = node_now(n) + NODE_LAZY_MS;
+        q->due = node_now(n) + lazy_ack_ms(n);
     }
     q->ids[q->n++] = wire_get_le(id, 8);
     if (q->n == ACKS_MAX) send_acks(n, q);

@@ -483,8 +483,9 @@ static void test_writes_beyond_the_quorum_wait(void **state) {
     after_lazy(m);
     assert_int_equal(peer_msgs_to(a, 7002, 0, PEER_WRITE, PEER_FLAG_LAZY), 1);
     assert_int_equal(peer_msgs_to(a, 7003, 0, PEER_WRITE, PEER_FLAG_LAZY), 1);
-    /* p's ack of a lazy WRITE waits as well, and leaves with the others of
-     * that time in one PEER_WRITE_ACKS, which m takes for each of them */
+    /* p's ack of a lazy WRITE waits as well, longer than the copies
+     * (NODE_LAZY_ACK_MS), and leaves with the others of that time in one
+     * PEER_WRITE_ACKS, which m takes for each of them */
     char k2[16];
     uint8_t id4[WIRE_ID_LEN] = {4};
     key_on_m_7002_7003(m, "j", 0, k2); /* another key */
@@ -495,6 +496,11 @@ static void test_writes_beyond_the_quorum_wait(void **state) {
     at = relay(p, 7002, 7001, 0);
     assert_int_equal(peer_msgs_to(a, 7001, at, PEER_WRITE_ACKS, 0), 0);
     after_lazy(p);
+    assert_int_equal(peer_msgs_to(a, 7001, at, PEER_WRITE_ACKS, 0), 0); /* not with the copies */
+    uint64_t wake = node_tick(p);
+    assert_true(wake > fake.clock_ms && wake <= fake.clock_ms + NODE_LAZY_ACK_MS);
+    fake.clock_ms = wake;
+    node_tick(p);
     assert_int_equal(peer_msgs_to(a, 7001, at, PEER_WRITE_ACK, 0), 0);
     assert_int_equal(peer_msgs_to(a, 7001, at, PEER_WRITE_ACKS, 0), 1);
     relay(m, 7001, 7002, at);
