@@ -43,7 +43,7 @@ static uint32_t walk_member(const Member *m) {
 
 static uint32_t walk_peer(const Peer *p) {
     uint32_t h = p->type ^ walk_member(p->from) ^ p->client_ip ^ p->client_port ^ p->err ^
-                 p->bucket ^ p->hint_ip ^ p->hint_port ^ p->flags;
+                 p->bucket ^ p->hint_ip ^ p->hint_port ^ p->flags ^ p->placement;
     h ^= walk_bytes(p->request) ^ walk_bytes(p->key);
     for (size_t i = 0; i < p->n_members; i++) h ^= walk_member(p->members[i]);
     for (size_t i = 0; i < p->n_records; i++) {

@@ -600,7 +600,7 @@ static void test_peer_hand_coder_matches_protobuf_c(void **state) {
     Record *recs[3] = {&r1, &r2, &r3}; /* r3: all defaults, an empty record */
     Member from = MEMBER__INIT;
     uint64_t digests[2] = {1, UINT64_MAX};
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < 7; k++) {
         Peer p = PEER__INIT;
         p.type = k == 0 ? PEER_WRITE : k == 1 ? PEER_WRITE_ACK : k == 2 ? PEER_READ_REPLY : 300;
         p.n_records = k == 0 ? 1 : k == 2 ? 3 : 0;
@@ -610,6 +610,7 @@ static void test_peer_hand_coder_matches_protobuf_c(void **state) {
                     p.hint_port = 65535, p.flags = 1, p.bucket = 255, p.gc_floor = 42;
         if (k == 4) p.from = &from;                      /* protobuf-c's */
         if (k == 5) p.n_digests = 2, p.digests = digests; /* protobuf-c's */
+        if (k == 6) p.placement = 1u << 24 | 3u << 16 | 64; /* protobuf-c's (fuzz_wire found it dropped) */
         size_t n = protobuf_c_message_get_packed_size(&p.base);
         protobuf_c_message_pack(&p.base, a);
         assert_int_equal(wire_peer_pack_payload(&p, b, sizeof b), n);
