@@ -53,6 +53,7 @@ typedef struct cli {
     bool has_version;
     int32_t version;
     unsigned vnodes;     /* ring points per node, as the servers' --vnodes */
+    unsigned replicas;   /* N, as the servers' --replicas (slots are placed for it) */
     const char *key_file; /* --key-file: seals pause-gossip */
     int argc; /* the command's arguments, command name excluded */
     char **argv;
@@ -98,13 +99,14 @@ static void usage(FILE *f) {
         "  -V, --version N         version field of the request (put, raw)\n"
         "      --vnodes N          ring points per node, as the servers' --vnodes (%d);\n"
         "                          shares are computed here from the member list\n"
+        "      --replicas N        replicas a slot, as the servers' --replicas (%d)\n"
         "  -v, --verbose           say which node answered, after how long\n"
         "  -k, --key-file FILE     the cluster key, for pause-gossip\n"
         "  -h, --help              this help\n"
         "\n"
         "Keys and values are taken as bytes; put '--' before one that starts with '-'.\n"
         "Exit status: 0 ok, 1 the node answered an error, 2 no reply, 64 usage error,\n"
-        "68 unknown host, 71 system error.\n", RING_DEFAULT_VNODES);
+        "68 unknown host, 71 system error.\n", RING_DEFAULT_VNODES, RING_DEFAULT_REPLICAS);
 }
 
 static int usage_error(const char *fmt, const char *what) {
@@ -435,8 +437,10 @@ static bool parse_member_addr(const char *s, ring_node *out) {
 
 /* Parses the member list text (a first line starting with '#' names the
  * columns) into l and computes each member's share of the hash slots (those
- * it is the primary of) with `vnodes` points a node, as the servers do. Returns 0, or an exit status. */
-static int load_member_list(const uint8_t *text, size_t len, unsigned vnodes, member_list *l) {
+ * it is the primary of) with `vnodes` points a node and `replicas` a slot, as
+ * the servers do. Returns 0, or an exit status. */
+static int load_member_list(const uint8_t *text, size_t len, unsigned vnodes, unsigned replicas,
+                            member_list *l) {
     static char extra[MEMBER_COLS][32];
     memset(l, 0, sizeof *l);
     l->hdr[0] = "ADDRESS";
@@ -449,7 +453,7 @@ static int load_member_list(const uint8_t *text, size_t len, unsigned vnodes, me
     ring_node *nodes = malloc(nlines * sizeof *nodes);
     ring *r = ring_new(vnodes);
     int rc = EX_OK_;
-    if (!l->text || !l->rows || !nodes || !r) {
+    if (!l->text || !l->rows || !nodes || !r || ring_set_replicas(r, replicas) != 0) {
         rc = os_error("malloc");
         goto out;
     }
@@ -531,7 +535,7 @@ static int cmd_members(cli *c) {
     member_list l;
     int rc;
     if ((rc = call(c, WIRE_GET_MEMBERSHIP_LIST, NULL, NULL, &r)) || (rc = check(r))) return rc;
-    if ((rc = load_member_list(r->value.data, r->value.len, c->vnodes, &l))) return rc;
+    if ((rc = load_member_list(r->value.data, r->value.len, c->vnodes, c->replicas, &l))) return rc;
     size_t ncols = l.ncols + 1;
     const char **cells = calloc((l.nrows + 1) * ncols, sizeof *cells);
     cell *shares = calloc(l.nrows + 1, sizeof *shares);
@@ -564,7 +568,7 @@ static int cmd_ring(cli *c) {
     member_list l;
     int rc;
     if ((rc = call(c, WIRE_GET_MEMBERSHIP_LIST, NULL, NULL, &r)) || (rc = check(r))) return rc;
-    if ((rc = load_member_list(r->value.data, r->value.len, c->vnodes, &l))) return rc;
+    if ((rc = load_member_list(r->value.data, r->value.len, c->vnodes, c->replicas, &l))) return rc;
     enum { NCOLS = 4 };
     const char **cells = calloc((l.nring + 1) * NCOLS, sizeof *cells);
     cell *text = calloc(2 * (l.nring + 1), sizeof *text);
@@ -591,9 +595,10 @@ static int cmd_ring(cli *c) {
     }
     print_table(cells, l.nring + 1, NCOLS);
     if (l.nring)
-        printf("%zu node%s on the ring, %u vnodes each; share of the %d slots min %.2f%%, "
-               "max %.2f%% (%.2fx the mean)\n", l.nring, l.nring == 1 ? "" : "s", c->vnodes, RING_SLOTS, 100 * lo,
-               100 * hi, hi * (double)l.nring);
+        printf("%zu node%s on the ring, %u vnodes each, %u replica%s a slot; share of the %d "
+               "slots min %.2f%%, max %.2f%% (%.2fx the mean)\n", l.nring, l.nring == 1 ? "" : "s",
+               c->vnodes, c->replicas, c->replicas == 1 ? "" : "s", RING_SLOTS, 100 * lo, 100 * hi,
+               hi * (double)l.nring);
     else
         printf("the ring is empty\n");
 out:
@@ -746,7 +751,7 @@ static const command commands[] = {
     {"keygen", 0, 1, cmd_keygen},
 };
 
-enum { OPT_VNODES = 256 };
+enum { OPT_VNODES = 256, OPT_REPLICAS };
 
 /* Parses the options into c; returns 0, -1 after --help, or an exit status. */
 static int parse_options(cli *c, int argc, char **argv) {
@@ -755,6 +760,7 @@ static int parse_options(cli *c, int argc, char **argv) {
         {"retries", required_argument, NULL, 'r'}, {"hex", no_argument, NULL, 'x'},
         {"version", required_argument, NULL, 'V'}, {"verbose", no_argument, NULL, 'v'},
         {"vnodes", required_argument, NULL, OPT_VNODES},
+        {"replicas", required_argument, NULL, OPT_REPLICAS},
         {"key-file", required_argument, NULL, 'k'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
@@ -791,6 +797,11 @@ static int parse_options(cli *c, int argc, char **argv) {
                 return usage_error("--vnodes: expected 1..4096, got '%s'", optarg);
             c->vnodes = (unsigned)v;
             break;
+        case OPT_REPLICAS:
+            if (!parse_ulong(optarg, 1, RING_MAX_REPLICAS, &v))
+                return usage_error("--replicas: expected 1..7, got '%s'", optarg);
+            c->replicas = (unsigned)v;
+            break;
         case 'h': usage(stdout); return -1;
         default: fprintf(stderr, "Try 'dht-cli --help'.\n"); return EX_USAGE_;
         }
@@ -800,7 +811,8 @@ static int parse_options(cli *c, int argc, char **argv) {
 
 int main(int argc, char **argv) {
     cli c = {.server_str = getenv("DHT_SERVER"), .fd = -1, .timeout_ms = 100, .retries = 4,
-             .vnodes = RING_DEFAULT_VNODES};
+             .vnodes = RING_DEFAULT_VNODES,
+             .replicas = RING_DEFAULT_REPLICAS};
     if (!c.server_str || !*c.server_str) c.server_str = DEFAULT_SERVER;
     int rc = parse_options(&c, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
