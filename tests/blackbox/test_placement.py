@@ -85,13 +85,5 @@ def test_an_earlier_version_is_logged():
     assert want in log_of(c, 1), "node 1's log does not say: %s" % want
 
 
-def teardown():
-    if "c" in S:
-        S.pop("c").cleanup()
-
-
 if __name__ == "__main__":
-    try:
-        sys.exit(dht.run_tests(globals(), cleanup_each=False))
-    finally:
-        teardown()
+    sys.exit(dht.run_tests(globals(), cleanup_each=False))  # one cluster for both, stopped at the end
