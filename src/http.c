@@ -342,7 +342,8 @@ static void page_metrics(const http_server *s, sbuf *b) {
     for (int state = MEMBER_ALIVE; state <= MEMBER_DEAD; state++)
         sb_printf(b, "dht_members{state=\"%s\"} %zu\n", members_state_name(state), count[state]);
     metric(b, "dht_members_misplaced", "gauge",
-           "Live members that place hash slots otherwise (another version, --replicas or --vnodes).");
+           "Live members that place hash slots otherwise (another version, --replicas or "
+           "--vnodes).");
     sb_printf(b, "dht_members_misplaced %zu\n", members_misplaced(n->members));
 
     metric(b, "dht_keys", "gauge", "Live keys in this node's store.");

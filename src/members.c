@@ -352,7 +352,8 @@ members *members_new(node *n, members_changed_fn changed, void *ctx) {
     m->changed = changed;
     m->changed_ctx = ctx;
     m->ring = ring_new(n->cfg.vnodes);
-    if (!m->ring || ring_set_replicas(m->ring, n->cfg.replicas) != 0 || add(m, n->self.sin_addr.s_addr, ntohs(n->self.sin_port)) < 0) {
+    if (!m->ring || ring_set_replicas(m->ring, n->cfg.replicas) != 0 ||
+        add(m, n->self.sin_addr.s_addr, ntohs(n->self.sin_port)) < 0) {
         members_free(m);
         return NULL;
     }
