@@ -632,6 +632,11 @@ static void place_slot(ring *r, cur p, uint32_t cap, uint32_t room, uint32_t *t,
     for (size_t j = 0; j < k; j++) r->ids[t[j]].places++;
 }
 
+/* What one of n nodes may hold of `total`: 1.05 times its share, rounded up. */
+static uint32_t bound(uint64_t total, uint64_t n) {
+    return (uint32_t)((total * 105 + 100 * n - 1) / (100 * n));
+}
+
 /* Each slot's replicas (ring.h): slots in order, each placed by place_slot
  * under caps of 1.05 times the mean, rounded up, on primaries and on
  * places. A slot's walk mostly takes the first nodes it meets: a node is
@@ -643,8 +648,7 @@ static void slot_table(ring *r) {
     r->width = r->n < r->replicas ? r->n : r->replicas;
     if (r->n == 0) return;
     uint64_t n = r->n, k = r->width;
-    uint32_t cap = (uint32_t)(((uint64_t)RING_SLOTS * 105 + 100 * n - 1) / (100 * n));
-    uint32_t room = (uint32_t)(((uint64_t)RING_SLOTS * k * 105 + 100 * n - 1) / (100 * n));
+    uint32_t cap = bound(RING_SLOTS, n), room = bound(RING_SLOTS * k, n);
     /* slot points ascend: one cursor moves along the points, unless there
      * are so many points that a search per slot costs less */
     bool search = r->npoints > 8 * (size_t)RING_SLOTS;
