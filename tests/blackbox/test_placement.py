@@ -13,12 +13,10 @@ and this node disagree on every slot's replicas.
 Run: DHT_BIN=build PYTHONPATH=tests/lib python3 tests/blackbox/test_placement.py
 """
 import os
-import re
 import socket
 import struct
 import sys
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import dht  # noqa: E402
@@ -41,10 +39,9 @@ def cluster():
 
 
 def misplaced(i):
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % S["http"][i], timeout=5) as r:
-        m = re.search(r"^dht_members_misplaced (\d+)$", r.read().decode(), re.M)
-    assert m, "no dht_members_misplaced in node %d's /metrics" % i
-    return int(m.group(1))
+    m = dht.metrics(S["http"][i])
+    assert "dht_members_misplaced" in m, "no dht_members_misplaced in node %d's /metrics" % i
+    return int(m["dht_members_misplaced"])
 
 
 def log_of(c, i):

@@ -20,7 +20,6 @@ Prints PASS/FAIL per test and a last line 'N passed, N failed'; exits 1 on failu
 """
 import contextlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -30,9 +29,8 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import dht  # noqa: E402
 import test_single  # noqa: E402
-from dht import OK, ENOKEY, ENOSPACE  # noqa: E402
+from dht import OK, ENOKEY, ENOSPACE, metrics  # noqa: E402
 from test_single import expect  # noqa: E402
-from test_single_http import get as http_get  # noqa: E402
 from test_single_resp import Resp, Err  # noqa: E402
 
 NS_ENV = "DHT_TEST_MOUNT_NS"   # set once the script runs in its own mount namespace
@@ -140,17 +138,6 @@ def check_all(cl, stored, what):
     for k, v in stored.items():
         r = expect(cl.get(k), OK, "GET %r %s" % (k, what))
         assert r.value == v, "GET %r %s: another value" % (k, what)
-
-
-def metrics(port):
-    """{name: value} of the node's unlabelled /metrics samples."""
-    _, body = http_get(port, "/metrics")
-    out = {}
-    for line in body.decode().splitlines():
-        m = re.match(r"^([a-z_]+) (\S+)$", line)
-        if m:
-            out[m.group(1)] = float(m.group(2))
-    return out
 
 
 def log_count(c, text):

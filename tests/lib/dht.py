@@ -505,6 +505,20 @@ def local_ip():
     return None
 
 
+def metrics(http_port, host="127.0.0.1"):
+    """{name: value} of a node's unlabelled /metrics samples (--http-port)."""
+    import re
+    import urllib.request
+    with urllib.request.urlopen("http://%s:%d/metrics" % (host, http_port), timeout=10) as r:
+        body = r.read().decode()
+    out = {}
+    for line in body.splitlines():
+        m = re.match(r"^([a-z_]+) (\S+)$", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
 def wait_until(pred, timeout, interval=0.05, what=None):
     """Calls pred() until it returns a true value; returns the seconds it took.
     Raises TimeoutError (with what, or the last value) after timeout seconds."""
