@@ -132,10 +132,21 @@ typedef struct write_req {
 
 typedef void (*command_fn)(conn *c, uint64_t seq, size_t argc, const arg *argv);
 
+/* A command, and what COMMAND says of it, as Redis 7 does: cluster
+ * clients (redis-py's RedisCluster) find a command's keys there, to send it
+ * to the node of their slot. Lists are space-separated words. */
 typedef struct command {
     const char *name;
     int arity;                  /* argc with the name; negative: at least -arity */
-    command_fn fn;
+    command_fn fn;              /* NULL for a subcommand (its command runs it) */
+    const char *flags;          /* "readonly fast", ... */
+    const char *acl;            /* ACL categories: "@read @string @fast" */
+    const char *tips;           /* "request_policy:multi_shard", ... */
+    int first, last, step;      /* keys: argv[first], then every step-th up to last
+                                 * (negative: from the end); 0 0 0: none */
+    const char *key_flags;      /* the keys' flags ("RO access"), when there are keys */
+    const struct command *subs; /* subcommands ("cluster|slots"), nsubs of them */
+    size_t nsubs;
 } command;
 
 static void conn_close(conn *c);
@@ -615,14 +626,7 @@ static void cmd_auth(conn *c, uint64_t seq, size_t argc, const arg *argv) {
     }
 }
 
-static size_t command_count(void);
-
-/* COMMAND COUNT answers the count; COMMAND, COMMAND DOCS and the rest an
- * empty array: enough for redis-cli, which asks on start. */
-static void cmd_command(conn *c, uint64_t seq, size_t argc, const arg *argv) {
-    if (argc == 2 && arg_is(&argv[1], "count")) reply_int(c, seq, (long long)command_count());
-    else reply_raw(c, seq, "*0\r\n");
-}
+static void cmd_command(conn *c, uint64_t seq, size_t argc, const arg *argv);
 
 static void cmd_select(conn *c, uint64_t seq, size_t argc, const arg *argv) {
     (void)argc;
@@ -979,17 +983,257 @@ static void cmd_asking(conn *c, uint64_t seq, size_t argc, const arg *argv) {
     reply_status(c, seq, "OK");
 }
 
-static const command commands[] = {
-    {"get", 2, cmd_get},         {"set", -3, cmd_set},       {"del", -2, cmd_del},
-    {"exists", -2, cmd_exists},  {"mget", -2, cmd_mget},     {"mset", -3, cmd_mset},
-    {"ping", -1, cmd_ping},      {"echo", 2, cmd_echo},      {"dbsize", 1, cmd_dbsize},
-    {"flushall", -1, cmd_flushall}, {"info", -1, cmd_info},  {"quit", -1, cmd_quit},
-    {"command", -1, cmd_command}, {"select", 2, cmd_select}, {"client", -2, cmd_client},
-    {"config", -2, cmd_config},  {"auth", -2, cmd_auth},     {"cluster", -2, cmd_cluster},
-    {"readonly", 1, cmd_readonly}, {"readwrite", 1, cmd_readwrite}, {"asking", 1, cmd_asking},
+#define INFO(f, a, t) .flags = f, .acl = a, .tips = t
+#define KEYS(f, l, s, kf) .first = f, .last = l, .step = s, .key_flags = kf
+#define SUBS(a) .subs = a, .nsubs = sizeof a / sizeof a[0]
+
+/* The subcommands each answers as Redis does (CLIENT answers OK to the
+ * others, CONFIG GET one parameter at a time). */
+static const command cluster_subs[] = {
+    {"cluster|slots", 2, NULL, INFO("stale", "@slow", "nondeterministic_output")},
+    {"cluster|shards", 2, NULL, INFO("stale", "@slow", "nondeterministic_output")},
+    {"cluster|nodes", 2, NULL, INFO("stale", "@slow", "nondeterministic_output")},
+    {"cluster|info", 2, NULL, INFO("stale", "@slow", "nondeterministic_output")},
+    {"cluster|keyslot", 3, NULL, INFO("stale", "@slow", "")},
+    {"cluster|myid", 2, NULL, INFO("stale", "@slow", "")},
+    {"cluster|help", 2, NULL, INFO("loading stale", "@slow", "")},
+};
+static const command command_subs[] = {
+    {"command|count", 2, NULL, INFO("loading stale", "@slow @connection", "")},
+    {"command|list", -2, NULL, INFO("loading stale", "@slow @connection", "nondeterministic_output_order")},
+    {"command|info", -2, NULL, INFO("loading stale", "@slow @connection", "nondeterministic_output_order")},
+    {"command|docs", -2, NULL, INFO("loading stale", "@slow @connection", "nondeterministic_output_order")},
+    {"command|getkeys", -4, NULL, INFO("loading stale", "@slow @connection", "")},
+    {"command|getkeysandflags", -4, NULL, INFO("loading stale", "@slow @connection", "")},
+    {"command|help", 2, NULL, INFO("loading stale", "@slow @connection", "")},
+};
+static const command client_subs[] = {
+    {"client|getname", 2, NULL, INFO("noscript loading stale", "@slow @connection", "")},
+    {"client|setname", 3, NULL, INFO("noscript loading stale", "@slow @connection", "")},
+};
+static const command config_subs[] = {
+    {"config|get", 3, NULL, INFO("admin noscript loading stale", "@admin @slow @dangerous", "")},
 };
 
-static size_t command_count(void) { return sizeof commands / sizeof commands[0]; }
+/* Flags, categories, tips and keys as Redis 7.0 lists them, but SET's keys
+ * and DBSIZE's tips: Redis's SET reads too (its GET option), this one only
+ * writes; Redis's DBSIZE is summed over the shards, this one counts the
+ * replicas a node holds (a sum would count each key N times). */
+static const command commands[] = {
+    {"get", 2, cmd_get, INFO("readonly fast", "@read @string @fast", ""), KEYS(1, 1, 1, "RO access")},
+    {"set", -3, cmd_set, INFO("write denyoom", "@write @string @slow", ""), KEYS(1, 1, 1, "OW update")},
+    {"del", -2, cmd_del, INFO("write", "@keyspace @write @slow",
+     "request_policy:multi_shard response_policy:agg_sum"), KEYS(1, -1, 1, "RM delete")},
+    {"exists", -2, cmd_exists, INFO("readonly fast", "@keyspace @read @fast",
+     "request_policy:multi_shard response_policy:agg_sum"), KEYS(1, -1, 1, "RO")},
+    {"mget", -2, cmd_mget, INFO("readonly fast", "@read @string @fast", "request_policy:multi_shard"),
+     KEYS(1, -1, 1, "RO access")},
+    {"mset", -3, cmd_mset, INFO("write denyoom", "@write @string @slow",
+     "request_policy:multi_shard response_policy:all_succeeded"), KEYS(1, -1, 2, "OW update")},
+    {"ping", -1, cmd_ping, INFO("fast", "@fast @connection",
+     "request_policy:all_shards response_policy:all_succeeded")},
+    {"echo", 2, cmd_echo, INFO("loading stale fast", "@fast @connection", "")},
+    {"dbsize", 1, cmd_dbsize, INFO("readonly fast", "@keyspace @read @fast", "")},
+    {"flushall", -1, cmd_flushall, INFO("write", "@keyspace @write @slow @dangerous",
+     "request_policy:all_shards response_policy:all_succeeded")},
+    {"info", -1, cmd_info, INFO("loading stale", "@slow @dangerous",
+     "nondeterministic_output request_policy:all_shards response_policy:special")},
+    {"quit", -1, cmd_quit, INFO("noscript loading stale fast no_auth allow_busy", "@fast @connection", "")},
+    {"command", -1, cmd_command, INFO("loading stale", "@slow @connection", "nondeterministic_output_order"),
+     SUBS(command_subs)},
+    {"select", 2, cmd_select, INFO("loading stale fast", "@fast @connection", "")},
+    {"client", -2, cmd_client, INFO("", "@slow", ""), SUBS(client_subs)},
+    {"config", -2, cmd_config, INFO("", "@slow", ""), SUBS(config_subs)},
+    {"auth", -2, cmd_auth, INFO("noscript loading stale fast no_auth allow_busy", "@fast @connection", "")},
+    {"cluster", -2, cmd_cluster, INFO("", "@slow", ""), SUBS(cluster_subs)},
+    {"readonly", 1, cmd_readonly, INFO("loading stale fast", "@fast @connection", "")},
+    {"readwrite", 1, cmd_readwrite, INFO("loading stale fast", "@fast @connection", "")},
+    {"asking", 1, cmd_asking, INFO("fast", "@fast @connection", "")},
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+/* ---- COMMAND ------------------------------------------------------------ */
+
+/* The words of list (space-separated) as an array of statuses, or of bulk
+ * strings. */
+static void put_words(buf *b, const char *list, bool status) {
+    size_t n = 0;
+    for (const char *p = list; *p; p++)
+        if (*p != ' ' && (p == list || p[-1] == ' ')) n++;
+    put_num(b, '*', (long long)n);
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, " ");
+        if (len && status) buf_put(b, "+", 1), buf_put(b, p, len), buf_put(b, "\r\n", 2);
+        else if (len) put_bulk(b, p, len);
+        p += len;
+        p += *p == ' ';
+    }
+}
+
+static void put_cstr(buf *b, const char *s) { put_bulk(b, s, strlen(s)); }
+
+/* A command's key specification (Redis 7), from its key positions: the
+ * keys begin at index first and run to lastkey (relative to it; negative:
+ * from the end) every keystep. */
+static void put_key_specs(buf *b, const command *cmd) {
+    if (!cmd->step) {
+        put_num(b, '*', 0);
+        return;
+    }
+    put_num(b, '*', 1);
+    put_num(b, '*', 6);
+    put_cstr(b, "flags");
+    put_words(b, cmd->key_flags, true);
+    put_cstr(b, "begin_search");
+    put_num(b, '*', 4);
+    put_cstr(b, "type"), put_cstr(b, "index");
+    put_cstr(b, "spec");
+    put_num(b, '*', 2);
+    put_cstr(b, "index"), put_num(b, ':', cmd->first);
+    put_cstr(b, "find_keys");
+    put_num(b, '*', 4);
+    put_cstr(b, "type"), put_cstr(b, "range");
+    put_cstr(b, "spec");
+    put_num(b, '*', 6);
+    put_cstr(b, "lastkey"), put_num(b, ':', cmd->last < 0 ? cmd->last : cmd->last - cmd->first);
+    put_cstr(b, "keystep"), put_num(b, ':', cmd->step);
+    put_cstr(b, "limit"), put_num(b, ':', 0);
+}
+
+/* One command as COMMAND INFO gives it: name, arity, flags, first key,
+ * last key, step, ACL categories, tips, key specifications, subcommands. */
+static void put_command_info(buf *b, const command *cmd) {
+    put_num(b, '*', 10);
+    put_cstr(b, cmd->name);
+    put_num(b, ':', cmd->arity);
+    put_words(b, cmd->flags, true);
+    put_num(b, ':', cmd->first);
+    put_num(b, ':', cmd->last);
+    put_num(b, ':', cmd->step);
+    put_words(b, cmd->acl, true);
+    put_words(b, cmd->tips, false);
+    put_key_specs(b, cmd);
+    put_num(b, '*', (long long)cmd->nsubs);
+    for (size_t i = 0; i < cmd->nsubs; i++) put_command_info(b, &cmd->subs[i]);
+}
+
+/* The command named a ("get", any case), or a subcommand ("cluster|slots");
+ * NULL for none. */
+static const command *command_named(const arg *a) {
+    const char *bar = memchr(a->p, '|', a->len);
+    size_t len = bar ? (size_t)(bar - a->p) : a->len;
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        const command *cmd = &commands[i];
+        if (strlen(cmd->name) != len || strncasecmp(cmd->name, a->p, len) != 0) continue;
+        if (!bar) return cmd;
+        for (size_t j = 0; j < cmd->nsubs; j++)
+            if (arg_is(a, cmd->subs[j].name)) return &cmd->subs[j];
+        return NULL;
+    }
+    return NULL;
+}
+
+static bool arity_ok(const command *cmd, size_t argc) {
+    return cmd->arity > 0 ? argc == (size_t)cmd->arity : argc >= (size_t)-cmd->arity;
+}
+
+/* COMMAND GETKEYS | GETKEYSANDFLAGS <command> <arg>...: the keys of the
+ * command argv[0..argc), each with its key flags when flags. */
+static void command_getkeys(conn *c, uint64_t seq, size_t argc, const arg *argv, bool flags) {
+    const command *cmd = command_named(&argv[0]);
+    if (!cmd || !cmd->fn) {
+        reply_error(c, seq, "ERR Invalid command specified");
+        return;
+    }
+    if (!arity_ok(cmd, argc)) {
+        reply_error(c, seq, "ERR Invalid number of arguments specified for command");
+        return;
+    }
+    if (!cmd->step) {
+        reply_error(c, seq, "ERR The command has no key arguments");
+        return;
+    }
+    size_t last = cmd->last < 0 ? argc - (size_t)-cmd->last : (size_t)cmd->last, n = 0;
+    for (size_t i = (size_t)cmd->first; i <= last && i < argc; i += (size_t)cmd->step) n++;
+    buf *b = reply_begin(c, seq);
+    put_num(b, '*', (long long)n);
+    for (size_t i = (size_t)cmd->first; i <= last && i < argc; i += (size_t)cmd->step) {
+        if (flags) put_num(b, '*', 2);
+        put_bulk(b, argv[i].p, argv[i].len);
+        if (flags) put_words(b, cmd->key_flags, true);
+    }
+    reply_end(c, seq);
+}
+
+/* COMMAND [COUNT | LIST | INFO [name...] | DOCS | GETKEYS | GETKEYSANDFLAGS
+ * | HELP]. DOCS answers an empty array: redis-cli asks for it on start and
+ * does without. */
+static void cmd_command(conn *c, uint64_t seq, size_t argc, const arg *argv) {
+    const arg *sub = argc > 1 ? &argv[1] : NULL;
+    const command *subcmd = NULL;
+    char full[32];
+    if (sub && sub->len < sizeof full - 8) {
+        snprintf(full, sizeof full, "command|%.*s", (int)sub->len, sub->p);
+        arg a = {full, strlen(full)};
+        subcmd = command_named(&a);
+    }
+    if (sub && !subcmd) {
+        reply_error(c, seq, "ERR unknown subcommand '%.*s'. Try COMMAND HELP.",
+                    (int)(sub->len < 64 ? sub->len : 64), sub->p);
+        return;
+    }
+    if (subcmd && !arity_ok(subcmd, argc)) {
+        reply_arity(c, seq, subcmd->name);
+        return;
+    }
+    buf *b;
+    if (!sub || (arg_is(sub, "info") && argc == 2)) {
+        b = reply_begin(c, seq);
+        put_num(b, '*', (long long)NCOMMANDS);
+        for (size_t i = 0; i < NCOMMANDS; i++) put_command_info(b, &commands[i]);
+        reply_end(c, seq);
+    } else if (arg_is(sub, "info")) {
+        b = reply_begin(c, seq);
+        put_num(b, '*', (long long)(argc - 2));
+        for (size_t i = 2; i < argc; i++) {
+            const command *cmd = command_named(&argv[i]);
+            if (cmd) put_command_info(b, cmd);
+            else put_num(b, '*', -1);
+        }
+        reply_end(c, seq);
+    } else if (arg_is(sub, "count")) {
+        reply_int(c, seq, (long long)NCOMMANDS);
+    } else if (arg_is(sub, "list")) {
+        if (argc > 2) {
+            reply_error(c, seq, "ERR syntax error: COMMAND LIST takes no filter here");
+            return;
+        }
+        b = reply_begin(c, seq);
+        put_num(b, '*', (long long)NCOMMANDS);
+        for (size_t i = 0; i < NCOMMANDS; i++) put_cstr(b, commands[i].name);
+        reply_end(c, seq);
+    } else if (arg_is(sub, "docs")) {
+        reply_raw(c, seq, "*0\r\n");
+    } else if (arg_is(sub, "getkeys") || arg_is(sub, "getkeysandflags")) {
+        command_getkeys(c, seq, argc - 2, argv + 2, arg_is(sub, "getkeysandflags"));
+    } else {
+        static const char *help[] = {
+            "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "(no subcommand)", "    Return details about all commands.",
+            "COUNT", "    Return the total number of commands.",
+            "LIST", "    Return a list of all commands.",
+            "INFO [<command-name> ...]", "    Return details about the named commands (all of them without a name).",
+            "DOCS [<command-name> ...]", "    An empty array: no documentation here.",
+            "GETKEYS <full-command>", "    Return the keys from a full command.",
+            "GETKEYSANDFLAGS <full-command>", "    Return the keys and their flags from a full command.",
+        };
+        b = reply_begin(c, seq);
+        put_num(b, '*', (long long)(sizeof help / sizeof help[0]));
+        for (size_t i = 0; i < sizeof help / sizeof help[0]; i++) put_status(b, help[i]);
+        reply_end(c, seq);
+    }
+}
 
 /* Answers one command (argv[0] its name) in a new slot. */
 static void run_command(conn *c, size_t argc, const arg *argv) {
@@ -999,7 +1243,7 @@ static void run_command(conn *c, size_t argc, const arg *argv) {
         return;
     }
     const command *cmd = NULL;
-    for (size_t i = 0; i < command_count() && !cmd; i++)
+    for (size_t i = 0; i < NCOMMANDS && !cmd; i++)
         if (arg_is(&argv[0], commands[i].name)) cmd = &commands[i];
     if (!cmd) {
         char args[160];
@@ -1012,7 +1256,7 @@ static void run_command(conn *c, size_t argc, const arg *argv) {
         }
         reply_error(c, seq, "ERR unknown command '%.*s', with args beginning with: %s",
                     (int)(argv[0].len < 128 ? argv[0].len : 128), argv[0].p, args);
-    } else if (cmd->arity > 0 ? argc != (size_t)cmd->arity : argc < (size_t)-cmd->arity) {
+    } else if (!arity_ok(cmd, argc)) {
         reply_arity(c, seq, cmd->name);
     } else if (c->srv->password && !c->authed && cmd->fn != cmd_auth && cmd->fn != cmd_quit) {
         reply_raw(c, seq, err_noauth);   /* after the name and arity checks, as Redis */

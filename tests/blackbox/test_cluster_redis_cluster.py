@@ -11,10 +11,12 @@ One scenario in steps (each step needs the ones before it):
   its slot first gets -MOVED slot ip:port naming the node CLUSTER SLOTS
   names -> redis-cli -c follows MOVED across nodes (SET, GET, MSET/MGET
   with hash tags, CROSSSLOT without) -> redis-benchmark --cluster
-  completes against the 6 nodes -> a Node.js cluster client (node-redis's
-  createCluster, Debian's node-redis, tests/node) does SET/GET/MGET with
-  hash tags while a node is SIGKILLed: nothing lost, nothing wrong (skipped
-  when node or node-redis is missing: scripts/deps installs them); meanwhile the killed node leaves
+  completes against the 6 nodes -> two cluster clients, in Node.js
+  (node-redis's createCluster, Debian's node-redis, tests/node) and in
+  Python (redis-py's RedisCluster, Debian's python3-redis, tests/python, which
+  finds commands' keys with COMMAND), do SET/GET/MGET with hash tags while a
+  node is SIGKILLed: nothing lost, nothing wrong (each skipped when missing:
+  scripts/deps installs them); meanwhile the killed node leaves
   CLUSTER SLOTS at every survivor, first as the node served first (once
   suspected), then as a replica (once dead) -> CLUSTER NODES says it
   failed, and redis-cli -c still reads every key.
@@ -40,6 +42,8 @@ SLOTS = 16384
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_DIR = os.path.join(HERE, "..", "node")
 NODE_PATH = "/usr/share/nodejs"   # where Debian installs node packages
+PY_DIR = os.path.join(HERE, "..", "python")
+DEBIAN_PYTHON = "/usr/bin/python3"   # the interpreter Debian's python3-redis is for
 S = {}   # state shared by the steps
 
 
@@ -203,21 +207,43 @@ def test_redis_benchmark_cluster_completes():
     assert "Cluster has %d master nodes" % N in out, out[:500]
 
 
-def test_nodejs_cluster_client_with_a_node_killed():
+def start_client(argv, env=None):
+    """A cluster client script, once it says READY (it has written and read
+    its keys and goes on until a line on its stdin)."""
+    p = subprocess.Popen(argv + [",".join(str(x) for x in S["ports"])], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    ready = p.stdout.readline()
+    if ready.strip() != b"READY":
+        p.stdin.close()
+        out, err = p.communicate(timeout=120)
+        raise AssertionError((argv[-1], ready + out, err[-2000:]))
+    return p
+
+
+def stop_client(p, what):
+    out, err = p.communicate(b"stop\n", timeout=120)
+    summary = (out.decode().strip().splitlines() or ["(nothing)"])[-1]
+    print("    %s, node %d killed 0 s into 6 s of SET/GET/MGET: %s" % (what, KILL, summary))
+    assert p.returncode == 0, (summary, err.decode()[-2000:])
+
+
+def test_cluster_clients_with_a_node_killed():
     dht.need(S, "written")
     c = S["cluster"]
+    clients = []
     node = shutil.which("node")
-    have = node and os.path.isdir(os.path.join(NODE_PATH, "redis"))
-    if not have:
+    if not node or not os.path.isdir(os.path.join(NODE_PATH, "redis")):
         print("SKIP the Node.js client: %s (scripts/deps installs it)"
               % ("node is not installed" if not node else "Debian's node-redis is not installed"))
     else:
-        p = subprocess.Popen([node, os.path.join(NODE_DIR, "redis_cluster_client.js"),
-                              ",".join(str(x) for x in S["ports"])], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             env=dict(os.environ, NODE_PATH=NODE_PATH))
-        ready = p.stdout.readline()
-        assert ready.strip() == b"READY", (ready, p.stderr.read()[-2000:] if p.poll() is not None else "")
+        clients.append(("node-redis cluster", start_client(
+            [node, os.path.join(NODE_DIR, "redis_cluster_client.js")],
+            env=dict(os.environ, NODE_PATH=NODE_PATH))))
+    if subprocess.run([DEBIAN_PYTHON, "-c", "import redis.cluster"], capture_output=True).returncode:
+        print("SKIP the Python client: Debian's python3-redis is not installed (scripts/deps installs it)")
+    else:
+        clients.append(("redis-py RedisCluster", start_client(
+            [DEBIAN_PYTHON, os.path.join(PY_DIR, "redis_py_cluster_client.py")])))
     t_kill = time.monotonic()
     c.kill(KILL)
     gone = S["ports"][KILL]
@@ -235,12 +261,10 @@ def test_nodejs_cluster_client_with_a_node_killed():
                    for i in live())
     dht.wait_until(listed_nowhere, timeout=10, what="the killed node is in no replica list anywhere")
     print("    ... and in no replica list %.2f s after it (dead to all)" % (time.monotonic() - t_kill))
-    if have:
+    if clients:
         time.sleep(max(0.0, 6 - (time.monotonic() - t_kill)))
-        out, err = p.communicate(b"stop\n", timeout=120)
-        summary = out.decode().strip().splitlines()[-1]
-        print("    node-redis cluster, node %d killed 0 s into 6 s of SET/GET/MGET: %s" % (KILL, summary))
-        assert p.returncode == 0, (summary, err.decode()[-2000:])
+        for what, p in clients:
+            stop_client(p, what)
     S["killed"] = True
 
 

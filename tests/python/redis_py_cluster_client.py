@@ -1,0 +1,144 @@
+#!/usr/bin/python3
+"""A Redis Cluster client (redis-py's RedisCluster, Debian's python3-redis)
+against dht nodes run with --resp-cluster: SET, GET, MSET and MGET with hash
+tags across the nodes, going on while the test kills a node. Driven by
+tests/blackbox/test_cluster_redis_cluster.py, beside the Node.js client
+(tests/node/redis_cluster_client.js), and run by Debian's interpreter
+(/usr/bin/python3), the one python3-redis is installed for.
+
+    /usr/bin/python3 redis_py_cluster_client.py PORT[,PORT...]
+
+redis-py learns where each command's keys are from COMMAND (it refuses a
+command COMMAND does not describe), and the slots from CLUSTER SLOTS.
+Writes 300 keys in 30 hash-tag groups ("{p7}:3") with MSET and reads them
+back with MGET, checks SET/GET/EXISTS/DEL of keys across slots, then prints
+"READY" and goes on rewriting and reading the keys until a line arrives on
+stdin (the test kills a node meanwhile). An operation that fails is tried
+again (100 ms apart, 50 times at most); redis-py asks for the slots again
+itself after a connection error. Then every key is read back: its value
+must be the last one acknowledged, or one written after it whose
+acknowledgement was lost. Prints one JSON line: {ops, retried, gave_up,
+wrong, final_bad, nodes_seen} and exits 0 if gave_up, wrong and final_bad
+are all 0.
+"""
+import json
+import select
+import sys
+import time
+
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
+
+GROUPS, PER_GROUP = 30, 10
+stats = {"ops": 0, "retried": 0, "gave_up": 0, "wrong": 0, "final_bad": 0, "nodes_seen": 0}
+acked = {}     # key -> last value acknowledged
+pending = {}   # key -> values written since, not acknowledged
+
+
+def key(g, i):
+    return "{p%d}:%d" % (g, i)
+
+
+def attempt(what, fn):
+    for _ in range(50):
+        try:
+            r = fn()
+            stats["ops"] += 1
+            return r
+        except (RedisError, RedisClusterException, OSError) as e:
+            stats["retried"] += 1
+            if stats["retried"] <= 3:
+                print("%s: %s" % (what, e), file=sys.stderr)
+            time.sleep(0.1)
+    stats["gave_up"] += 1
+    print("%s: gave up after 50 tries" % what, file=sys.stderr)
+    return None
+
+
+def fine(k, v):
+    v = v.decode() if isinstance(v, bytes) else v
+    return v == acked.get(k) or v in pending.get(k, [])
+
+
+def write_group(rc, g, rnd):
+    pairs = {key(g, i): "r%d-%s" % (rnd, key(g, i)) for i in range(PER_GROUP)}
+    for k, v in pairs.items():
+        pending.setdefault(k, []).append(v)
+    # one slot (the hash tag): MSET goes to one node as it is
+    if attempt("MSET group %d" % g, lambda: rc.mset(pairs)) is True:
+        for k, v in pairs.items():
+            acked[k] = v
+            pending[k] = []
+
+
+def read_group(rc, g):
+    keys = [key(g, i) for i in range(PER_GROUP)]
+    vals = attempt("MGET group %d" % g, lambda: rc.mget(keys))
+    if vals is None:
+        return
+    for k, v in zip(keys, vals):
+        if not fine(k, v):
+            stats["wrong"] += 1
+            print("MGET %s: %r, expected %r" % (k, v, acked.get(k)), file=sys.stderr)
+
+
+def stopped():
+    return bool(select.select([sys.stdin], [], [], 0)[0])
+
+
+def main():
+    ports = [int(p) for p in sys.argv[1].split(",") if p] if len(sys.argv) > 1 else []
+    if not ports:
+        print("usage: redis_py_cluster_client.py PORT[,PORT...]", file=sys.stderr)
+        return 64
+    rc = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in ports],
+                      socket_timeout=1, socket_connect_timeout=1,
+                      cluster_error_retry_attempts=3)
+    stats["nodes_seen"] = len(rc.get_primaries())
+    for g in range(GROUPS):
+        write_group(rc, g, 0)
+        if stats["gave_up"]:   # not even the start: say so rather than go on
+            print(json.dumps(stats), flush=True)
+            return 1
+    for g in range(GROUPS):
+        read_group(rc, g)
+    for i in range(100):   # keys without tags, across slots
+        k = "pyplain:%d" % i
+        attempt("SET " + k, lambda: rc.set(k, "v%d" % i))
+        v = attempt("GET " + k, lambda: rc.get(k))
+        if v != b"v%d" % i:
+            stats["wrong"] += 1
+            print("GET %s: %r" % (k, v), file=sys.stderr)
+    # multi-key commands across slots: redis-py splits them by slot
+    many = ["pyplain:%d" % i for i in range(20)]
+    if attempt("EXISTS across slots", lambda: rc.exists(*many)) != 20:
+        stats["wrong"] += 1
+    if attempt("DEL across slots", lambda: rc.delete(*many[:10])) != 10:
+        stats["wrong"] += 1
+    if attempt("EXISTS after DEL", lambda: rc.exists(*many)) != 10:
+        stats["wrong"] += 1
+    print("READY", flush=True)
+
+    rnd = 1
+    while not stopped():
+        for g in range(GROUPS):
+            if stopped():
+                break
+            write_group(rc, g, rnd)
+            read_group(rc, g)
+        rnd += 1
+
+    for g in range(GROUPS):
+        for i in range(PER_GROUP):
+            k = key(g, i)
+            v = attempt("GET " + k, lambda: rc.get(k))
+            if not fine(k, v):
+                stats["final_bad"] += 1
+                print("final GET %s: %r, expected %r" % (k, v, acked.get(k)), file=sys.stderr)
+    print(json.dumps(stats), flush=True)
+    rc.close()
+    return 1 if stats["gave_up"] or stats["wrong"] or stats["final_bad"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
