@@ -1139,19 +1139,28 @@ static bool arity_ok(const command *cmd, size_t argc) {
 }
 
 /* COMMAND GETKEYS | GETKEYSANDFLAGS <command> <arg>...: the keys of the
- * command argv[0..argc), each with its key flags when flags. */
+ * command argv[0..argc) (a container's by its subcommand, argv[1]), each
+ * with its key flags when flags; errors as Redis's, in its order. */
 static void command_getkeys(conn *c, uint64_t seq, size_t argc, const arg *argv, bool flags) {
-    const command *cmd = command_named(&argv[0]);
-    if (!cmd || !cmd->fn) {
-        reply_error(c, seq, "ERR Invalid command specified");
-        return;
+    const command *cmd = NULL;
+    for (size_t i = 0; i < NCOMMANDS && !cmd; i++)
+        if (arg_is(&argv[0], commands[i].name)) cmd = &commands[i];
+    if (cmd && cmd->nsubs) {
+        const command *top = cmd;
+        cmd = NULL;
+        for (size_t i = 0; i < top->nsubs && !cmd; i++)
+            if (arg_is(&argv[1], top->subs[i].name + strlen(top->name) + 1)) cmd = &top->subs[i];
     }
-    if (!arity_ok(cmd, argc)) {
-        reply_error(c, seq, "ERR Invalid number of arguments specified for command");
+    if (!cmd) {
+        reply_error(c, seq, "ERR Invalid command specified");
         return;
     }
     if (!cmd->step) {
         reply_error(c, seq, "ERR The command has no key arguments");
+        return;
+    }
+    if (!arity_ok(cmd, argc)) {
+        reply_error(c, seq, "ERR Invalid number of arguments specified for command");
         return;
     }
     size_t last = cmd->last < 0 ? argc - (size_t)-cmd->last : (size_t)cmd->last, n = 0;
