@@ -219,13 +219,24 @@ static void put_verror(buf *b, const char *fmt, va_list ap) {
     buf_put(b, "\r\n", 2);
 }
 
-static void put_wire_error(buf *b, uint32_t err) {
+/* A failed operation's error. An overload (a node over its --max-inflight,
+ * or live replicas too slow) is the UDP protocol's OVERLOAD, which tells
+ * the client to come back after a wait; in cluster mode it is answered
+ * -TRYAGAIN, which Redis Cluster clients (redis-py, ioredis) retry by
+ * themselves after a pause, as during a slot's migration in Redis Cluster:
+ * every command here may be sent again (a write turned away at admission
+ * was not started; one whose replicas were too slow may be partly applied,
+ * and SET, MSET and DEL sent again write the same). Elsewhere an ERR. */
+static void put_wire_error(buf *b, uint32_t err, bool cluster) {
     const char *msg;
     switch (err) {
     case WIRE_ENOSPACE:
         msg = "-OOM command not allowed: out of space (--max-memory or disk full)\r\n";
         break;
-    case WIRE_EOVERLOAD: msg = "-ERR busy: too many operations in flight, try again\r\n"; break;
+    case WIRE_EOVERLOAD:
+        msg = cluster ? "-TRYAGAIN busy: too many operations in flight\r\n"
+                      : "-ERR busy: too many operations in flight, try again\r\n";
+        break;
     case WIRE_EINTERNAL: msg = "-ERR quorum not reached: replicas failed or did not answer in time\r\n"; break;
     default: msg = "-ERR internal error\r\n"; break;
     }
@@ -344,7 +355,7 @@ static void slot_settle(conn *c, uint64_t seq) {
     slot *s = slot_at(c, seq);
     if (--s->pending) return;
     buf *b = reply_begin(c, seq);
-    if (s->err) put_wire_error(b, s->err);
+    if (s->err) put_wire_error(b, s->err, c->srv->n->cfg.resp_cluster);
     else if (s->kind == SLOT_COUNT) put_num(b, ':', s->count);
     else put_status(b, "OK");
     reply_end(c, seq);
@@ -357,7 +368,7 @@ static void slot_result(conn *c, uint64_t seq, uint32_t err, const uint8_t *val,
         buf *b = reply_begin(c, seq);
         if (err == WIRE_OK) put_bulk(b, val, vlen);
         else if (err == WIRE_ENOKEY) buf_put(b, "$-1\r\n", 5);
-        else put_wire_error(b, err);
+        else put_wire_error(b, err, c->srv->n->cfg.resp_cluster);
         reply_end(c, seq);
         return;
     }

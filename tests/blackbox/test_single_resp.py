@@ -758,6 +758,26 @@ def test_resp_cluster_mode_crossslot():
         assert r.call("DEL", "{u}a", "{u}b") == 2
 
 
+def test_resp_cluster_mode_says_tryagain():
+    """In cluster mode an overload is -TRYAGAIN, which Redis Cluster clients
+    retry by themselves: operations past --max-inflight (an MGET of 200 keys
+    of one slot, each waiting for a phantom replica, --max-inflight 10), and
+    a write whose live replicas did not answer in time (W=2, the phantom
+    silent but not dead)."""
+    with node("--resp-cluster", "--write-quorum", "2", "--read-quorum", "1", "--request-timeout", "500",
+              "--max-inflight", "10", phantom=True) as (c, cl, port), Resp(port, timeout=30) as r:
+        mine = set()
+        for run in r.call("CLUSTER", "SLOTS"):
+            if run[2][1] == port:
+                mine.update(range(run[0], run[1] + 1))
+        tag = next("{t%d}" % i for i in range(10000) if r.call("CLUSTER", "KEYSLOT", "{t%d}" % i) in mine)
+        got = r.call("MGET", *["%sk%d" % (tag, i) for i in range(200)])
+        busy = [g for g in got if g is not None]
+        assert len(busy) == 190 and all(is_err(g, "TRYAGAIN busy") for g in busy), busy[:3]
+        expect_err(r.call("SET", tag + "w", "1"), "TRYAGAIN busy", "SET, W=2, phantom")
+        assert r.call("PING") == "PONG"
+
+
 def test_resp_cluster_needs_resp_port():
     p = subprocess.run([dht.server_binary(), "7000", "/dev/null", "--resp-cluster"],
                        capture_output=True, timeout=10)
