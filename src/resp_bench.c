@@ -14,6 +14,13 @@
  * +OK and WAIT answered an integer >= numreplicas ("short" otherwise). An
  * error reply (-ERR ...) is counted, and the first few are printed.
  *
+ * --cluster: the server is a Redis Cluster (or dht nodes with --resp-cluster),
+ * and each connection goes to a master, as redis-benchmark --cluster's
+ * clients do: the slots' masters come from CLUSTER SLOTS asked of HOST:PORT,
+ * connection i goes to master i mod M, and its keys carry a hash tag of its
+ * own ("key:{t37}:123") that puts them in a slot of that master, so that no
+ * key is MOVED. Otherwise:
+ *
  * CONNS TCP connections, all to one HOST:PORT, each with up to DEPTH (-P)
  * operations outstanding: whenever replies complete operations, the
  * connection writes as many new ones as it is short of DEPTH, in one
@@ -55,6 +62,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "ring.h"
 
 #define EX_USAGE_ 64
 #define MAX_DEPTH 1024
@@ -62,6 +70,8 @@
 #define RBUF (256 << 10)
 #define OP_BYTES 160 /* an operation's bytes besides its value */
 #define STALL_S 10 /* no reply for this long: the run is given up */
+#define MAX_MASTERS 1024
+#define SLOTS_REPLY_MAX (64 << 20) /* CLUSTER SLOTS of thousands of ranges */
 
 enum cstate { CONNECTING, RUNNING, DEAD };
 
@@ -75,6 +85,7 @@ typedef struct conn {
     bool head_bad;               /* the head operation met an error or a short WAIT */
     char *wbuf;
     size_t wlen, woff;           /* bytes in wbuf, bytes already written */
+    char tag[16];                /* --cluster: "{t37}", in keys; else "" */
     char rbuf[RBUF];
     size_t rlen;
 } conn;
@@ -82,12 +93,17 @@ typedef struct conn {
 typedef struct cfg {
     struct sockaddr_in addr;
     unsigned conns, depth, value_size, wait_replicas;
-    bool wait;
+    bool wait, cluster;
     uint64_t requests, keyspace, seed;
 } cfg;
 
 static cfg C = {.conns = 50, .depth = 1, .value_size = 3, .wait_replicas = 1,
                 .requests = 100000, .keyspace = 100000, .seed = 1};
+
+/* --cluster: the masters, and which serves each slot (-1: none) */
+static struct sockaddr_in masters[MAX_MASTERS];
+static unsigned nmasters;
+static int slot_master[RING_SLOTS];
 static uint64_t issued, done, ok, errors, short_waits, lost;
 static unsigned errors_printed, failures; /* failures: connections lost */
 static client_hist hist;
@@ -102,7 +118,7 @@ static uint64_t now_us(void) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: dht-resp-bench [-h HOST] [-p PORT] [-c CONNS] [-n OPS] [-P DEPTH]\n"
-            "                      [-d VALUE_SIZE] [-r KEYSPACE] [--seed S] [--wait N]\n"
+            "                      [-d VALUE_SIZE] [-r KEYSPACE] [--seed S] [--wait N] [--cluster]\n"
             "  -h HOST      server address (127.0.0.1)\n"
             "  -p PORT      server RESP port (6379)\n"
             "  -c CONNS     TCP connections (50)\n"
@@ -112,6 +128,8 @@ static void usage(FILE *f) {
             "  -r KEYSPACE  keys are key:0 .. key:KEYSPACE-1, drawn uniformly (100000)\n"
             "  --seed S     seed of the key choice (1)\n"
             "  --wait N     each SET followed by WAIT N 0, ok when WAIT answers >= N\n"
+            "  --cluster    a Redis Cluster: each connection to a slot's master, its keys\n"
+            "               hash-tagged into that master's slots (CLUSTER SLOTS)\n"
             "Prints one line: ops/s, latency p50/p99/p99.9/max in ms, errors.\n",
             MAX_DEPTH);
 }
@@ -129,14 +147,15 @@ static void mark_dead(conn *c, const char *why) {
 /* Appends up to DEPTH - out new operations (never past --requests) to the
  * write buffer. */
 static void refill(conn *c) {
-    char key[32];
+    char key[64];
     uint64_t t = now_us();
     memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff); /* keep only what is unwritten */
     c->wlen -= c->woff;
     c->woff = 0;
     while (c->out < C.depth && issued < C.requests) {
         uint64_t k = client_rng_next(c->rng) % C.keyspace;
-        int klen = snprintf(key, sizeof key, "key:%llu", (unsigned long long)k);
+        int klen = c->tag[0] ? snprintf(key, sizeof key, "key:%s:%llu", c->tag, (unsigned long long)k)
+                             : snprintf(key, sizeof key, "key:%llu", (unsigned long long)k);
         char *p = c->wbuf + c->wlen; /* wbuf holds DEPTH operations (OP_BYTES) */
         p += sprintf(p, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%u\r\n", klen, key, C.value_size);
         memcpy(p, value, C.value_size);
@@ -248,6 +267,7 @@ static void on_readable(conn *c, int ep) {
 static int parse_args(int argc, char **argv) {
     static const struct option opts[] = {{"seed", required_argument, 0, 'S'},
                                          {"wait", required_argument, 0, 'W'},
+                                         {"cluster", no_argument, 0, 'K'},
                                          {"help", no_argument, 0, 'H'},
                                          {0, 0, 0, 0}};
     const char *host = "127.0.0.1";
@@ -260,6 +280,7 @@ static int parse_args(int argc, char **argv) {
         switch (o) {
         case 'h': host = optarg; continue;
         case 'H': usage(stdout); exit(0);
+        case 'K': C.cluster = true; continue;
         case 'W':
             C.wait = true;
             if (!num || v == 0 || v > 99) goto bad;
@@ -297,8 +318,120 @@ static int parse_args(int argc, char **argv) {
     return 0;
 }
 
+/* ---- --cluster: CLUSTER SLOTS ----------------------------------------- */
+
+/* A RESP value at p (before end): each reader returns the byte after it,
+ * or NULL when it is not all there or not of the kind asked for. */
+static const char *rv_line(const char *p, const char *end, char kind, long long *v) {
+    const char *nl = p < end ? memchr(p, '\n', (size_t)(end - p)) : NULL;
+    if (!nl || *p != kind) return NULL;
+    *v = strtoll(p + 1, NULL, 10);
+    return nl + 1;
+}
+
+static const char *rv_skip(const char *p, const char *end, int depth) {
+    long long n;
+    if (p >= end || depth > 8) return NULL;
+    switch (*p) {
+    case '+': case '-': case ':': return rv_line(p, end, *p, &n);
+    case '$':
+        if (!(p = rv_line(p, end, '$', &n))) return NULL;
+        return n < 0 ? p : end - p >= n + 2 ? p + n + 2 : NULL;
+    case '*':
+        if (!(p = rv_line(p, end, '*', &n))) return NULL;
+        for (long long i = 0; i < n && p; i++) p = rv_skip(p, end, depth + 1);
+        return p;
+    default: return NULL;
+    }
+}
+
+/* Reads the whole reply to CLUSTER SLOTS from HOST:PORT into *buf. */
+static ssize_t fetch_slots(char **buf) {
+    static const char cmd[] = "*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n";
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    size_t len = 0, cap = 1 << 16;
+    *buf = malloc(cap);
+    if (fd < 0 || !*buf || connect(fd, (struct sockaddr *)&C.addr, sizeof C.addr) != 0 ||
+        write(fd, cmd, sizeof cmd - 1) != (ssize_t)(sizeof cmd - 1)) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    while (!rv_skip(*buf, *buf + len, 0)) {
+        if (len == cap) {
+            char *b = cap < SLOTS_REPLY_MAX ? realloc(*buf, cap * 2) : NULL;
+            if (!b) break;
+            *buf = b;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, *buf + len, cap - len);
+        if (r <= 0) break;
+        len += (size_t)r;
+    }
+    close(fd);
+    return rv_skip(*buf, *buf + len, 0) ? (ssize_t)len : -1;
+}
+
+/* The masters of the slots, from CLUSTER SLOTS: an array of [start, end,
+ * [ip, port, id, ...] (the master), replicas...]. 0, or -1 with a message. */
+static int load_slots(void) {
+    char *buf;
+    ssize_t len = fetch_slots(&buf);
+    const char *p = buf, *end = buf + (len > 0 ? len : 0);
+    long long n, m, k, a, b, port;
+    for (unsigned s = 0; s < RING_SLOTS; s++) slot_master[s] = -1;
+    if (len < 0 || !(p = rv_line(p, end, '*', &n))) goto bad;
+    for (long long i = 0; i < n; i++) {
+        const char *ip;
+        long long iplen;
+        if (!(p = rv_line(p, end, '*', &m)) || m < 3 || !(p = rv_line(p, end, ':', &a)) ||
+            !(p = rv_line(p, end, ':', &b)) || !(p = rv_line(p, end, '*', &k)) || k < 2 ||
+            !(ip = rv_line(p, end, '$', &iplen)) || iplen < 0 || iplen > 45)
+            goto bad;
+        char host[64];
+        snprintf(host, sizeof host, "%.*s", (int)iplen, ip);
+        if (!(p = rv_skip(p, end, 0)) || !(p = rv_line(p, end, ':', &port))) goto bad;
+        for (long long j = 2; j < k && p; j++) p = rv_skip(p, end, 0);      /* id, ... */
+        for (long long j = 3; j < m && p; j++) p = rv_skip(p, end, 0);      /* replicas */
+        struct sockaddr_in addr;
+        char hp[80];
+        snprintf(hp, sizeof hp, "%s:%lld", host[0] ? host : "127.0.0.1", port);
+        if (!p || a < 0 || b < a || b >= RING_SLOTS || client_parse_addr(hp, &addr) != 0) goto bad;
+        unsigned mi = 0;
+        while (mi < nmasters && (masters[mi].sin_addr.s_addr != addr.sin_addr.s_addr ||
+                                 masters[mi].sin_port != addr.sin_port))
+            mi++;
+        if (mi == nmasters) {
+            if (nmasters == MAX_MASTERS) goto bad;
+            masters[nmasters++] = addr;
+        }
+        for (long long s = a; s <= b; s++) slot_master[s] = (int)mi;
+    }
+    free(buf);
+    for (unsigned s = 0; s < RING_SLOTS; s++)
+        if (slot_master[s] < 0) {
+            fprintf(stderr, "dht-resp-bench: --cluster: slot %u has no master\n", s);
+            return -1;
+        }
+    return 0;
+bad:
+    free(buf);
+    fprintf(stderr, "dht-resp-bench: --cluster: no CLUSTER SLOTS reply of the expected form\n");
+    return -1;
+}
+
+/* Connection i's master, and a hash tag of its own in that master's slots. */
+static void cluster_place(conn *c, unsigned i, struct sockaddr_in *to) {
+    unsigned mi = i % nmasters;
+    *to = masters[mi];
+    for (unsigned t = i * 1000;; t++) {
+        int len = snprintf(c->tag, sizeof c->tag, "{t%u}", t);
+        if ((unsigned)slot_master[ring_key_slot(c->tag, (size_t)len)] == mi) return;
+    }
+}
+
 int main(int argc, char **argv) {
     if (parse_args(argc, argv) != 0) return EX_USAGE_;
+    if (C.cluster && load_slots() != 0) return 1;
     memset(value, 'x', C.value_size);
     client_hist_init(&hist);
     int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -321,7 +454,9 @@ int main(int argc, char **argv) {
         int one = 1;
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         c->state = CONNECTING;
-        if (connect(c->fd, (struct sockaddr *)&C.addr, sizeof C.addr) != 0 &&
+        struct sockaddr_in to = C.addr;
+        if (C.cluster) cluster_place(c, i, &to);
+        if (connect(c->fd, (struct sockaddr *)&to, sizeof to) != 0 &&
             errno != EINPROGRESS) {
             mark_dead(c, strerror(errno));
             continue;
@@ -378,6 +513,7 @@ int main(int argc, char **argv) {
     }
     double secs = (double)(end - start) / 1e6;
     if (done < C.requests) lost += C.requests - done;
+    if (C.cluster) printf("cluster of %u masters: ", nmasters);
     printf("%s -c %u -P %u -n %llu seed %llu: ops/s %.0f p50 %.3f p99 %.3f p99.9 %.3f "
            "max %.3f ms ok %llu errors %llu short_waits %llu lost %llu\n",
            C.wait ? "SET+WAIT" : "SET", C.conns, C.depth, (unsigned long long)C.requests,

@@ -11,7 +11,8 @@ One scenario in steps (each step needs the ones before it):
   its slot first gets -MOVED slot ip:port naming the node CLUSTER SLOTS
   names -> redis-cli -c follows MOVED across nodes (SET, GET, MSET/MGET
   with hash tags, CROSSSLOT without) -> redis-benchmark --cluster
-  completes against the 6 nodes -> two cluster clients, in Node.js
+  completes against the 6 nodes -> dht-resp-bench --cluster sends every
+  key to its master (no MOVED) -> two cluster clients, in Node.js
   (node-redis's createCluster, Debian's node-redis, tests/node) and in
   Python (redis-py's RedisCluster, Debian's python3-redis, tests/python, which
   finds commands' keys with COMMAND), do SET/GET/MGET with hash tags while a
@@ -205,6 +206,21 @@ def test_redis_benchmark_cluster_completes():
     assert any(l.strip().startswith("SET:") for l in rates), out[-1000:]
     assert any(l.strip().startswith("GET:") for l in rates), out[-1000:]
     assert "Cluster has %d master nodes" % N in out, out[:500]
+
+
+def test_resp_bench_cluster_sends_each_key_to_its_master():
+    """dht-resp-bench --cluster (bench/redis-compare's SET + WAIT against
+    Redis Cluster) spreads its connections over the masters CLUSTER SLOTS
+    names and tags each connection's keys into its master's slots: in
+    cluster mode a key sent elsewhere would be answered -MOVED, an error."""
+    dht.need(S, "written")
+    bench = os.path.join(os.path.dirname(dht.server_binary()), "dht-resp-bench")
+    p = subprocess.run([bench, "--cluster", "-p", str(S["ports"][3]), "-c", "12", "-P", "4",
+                        "-n", "3000"], capture_output=True, timeout=120)
+    out = p.stdout.decode().strip()
+    print("    " + out)
+    assert p.returncode == 0 and "ok 3000 errors 0" in out, (out, p.stderr.decode()[-1000:])
+    assert out.startswith("cluster of %d masters:" % N), out
 
 
 def start_client(argv, env=None):
