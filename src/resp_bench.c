@@ -17,9 +17,10 @@
  * --cluster: the server is a Redis Cluster (or dht nodes with --resp-cluster),
  * and each connection goes to a master, as redis-benchmark --cluster's
  * clients do: the slots' masters come from CLUSTER SLOTS asked of HOST:PORT,
- * connection i goes to master i mod M, and its keys carry a hash tag of its
- * own ("key:{t37}:123") that puts them in a slot of that master, so that no
- * key is MOVED. Otherwise:
+ * connection i goes to master i mod M and draws its keys uniformly from
+ * those of the keyspace whose slot that master serves (listed at start),
+ * so that no key is MOVED and the keys are the same as without --cluster.
+ * Otherwise:
  *
  * CONNS TCP connections, all to one HOST:PORT, each with up to DEPTH (-P)
  * operations outstanding: whenever replies complete operations, the
@@ -85,7 +86,7 @@ typedef struct conn {
     bool head_bad;               /* the head operation met an error or a short WAIT */
     char *wbuf;
     size_t wlen, woff;           /* bytes in wbuf, bytes already written */
-    char tag[16];                /* --cluster: "{t37}", in keys; else "" */
+    int master;                  /* --cluster: the master's index; else -1 */
     char rbuf[RBUF];
     size_t rlen;
 } conn;
@@ -104,6 +105,7 @@ static cfg C = {.conns = 50, .depth = 1, .value_size = 3, .wait_replicas = 1,
 static struct sockaddr_in masters[MAX_MASTERS];
 static unsigned nmasters;
 static int slot_master[RING_SLOTS];
+static struct { uint32_t *k; size_t n; } master_keys[MAX_MASTERS]; /* the keyspace's keys of each */
 static uint64_t issued, done, ok, errors, short_waits, lost;
 static unsigned errors_printed, failures; /* failures: connections lost */
 static client_hist hist;
@@ -128,8 +130,8 @@ static void usage(FILE *f) {
             "  -r KEYSPACE  keys are key:0 .. key:KEYSPACE-1, drawn uniformly (100000)\n"
             "  --seed S     seed of the key choice (1)\n"
             "  --wait N     each SET followed by WAIT N 0, ok when WAIT answers >= N\n"
-            "  --cluster    a Redis Cluster: each connection to a slot's master, its keys\n"
-            "               hash-tagged into that master's slots (CLUSTER SLOTS)\n"
+            "  --cluster    a Redis Cluster: each connection to a master (CLUSTER SLOTS),\n"
+            "               with the keys of the keyspace in that master's slots\n"
             "Prints one line: ops/s, latency p50/p99/p99.9/max in ms, errors.\n",
             MAX_DEPTH);
 }
@@ -153,9 +155,10 @@ static void refill(conn *c) {
     c->wlen -= c->woff;
     c->woff = 0;
     while (c->out < C.depth && issued < C.requests) {
-        uint64_t k = client_rng_next(c->rng) % C.keyspace;
-        int klen = c->tag[0] ? snprintf(key, sizeof key, "key:%s:%llu", c->tag, (unsigned long long)k)
-                             : snprintf(key, sizeof key, "key:%llu", (unsigned long long)k);
+        uint64_t k = client_rng_next(c->rng);
+        if (c->master >= 0) k = master_keys[c->master].k[k % master_keys[c->master].n];
+        else k %= C.keyspace;
+        int klen = snprintf(key, sizeof key, "key:%llu", (unsigned long long)k);
         char *p = c->wbuf + c->wlen; /* wbuf holds DEPTH operations (OP_BYTES) */
         p += sprintf(p, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%u\r\n", klen, key, C.value_size);
         memcpy(p, value, C.value_size);
@@ -419,19 +422,43 @@ bad:
     return -1;
 }
 
-/* Connection i's master, and a hash tag of its own in that master's slots. */
+/* Lists the keyspace's keys by master. */
+static int list_keys(void) {
+    char key[32];
+    for (unsigned m = 0; m < nmasters; m++)
+        if (!(master_keys[m].k = malloc(C.keyspace * sizeof *master_keys[m].k))) return -1;
+    for (uint64_t k = 0; k < C.keyspace; k++) {
+        int len = snprintf(key, sizeof key, "key:%llu", (unsigned long long)k);
+        int m = slot_master[ring_key_slot(key, (size_t)len)];
+        master_keys[m].k[master_keys[m].n++] = (uint32_t)k;
+    }
+    return 0;
+}
+
+/* Connection i's master: the i-th mod M, or the next one that serves keys
+ * of the keyspace (a keyspace of a few keys may leave a master none). */
 static void cluster_place(conn *c, unsigned i, struct sockaddr_in *to) {
-    unsigned mi = i % nmasters;
-    *to = masters[mi];
-    for (unsigned t = i * 1000;; t++) {
-        int len = snprintf(c->tag, sizeof c->tag, "{t%u}", t);
-        if ((unsigned)slot_master[ring_key_slot(c->tag, (size_t)len)] == mi) return;
+    for (unsigned j = 0; j < nmasters; j++) {
+        unsigned mi = (i + j) % nmasters;
+        if (master_keys[mi].n) {
+            c->master = (int)mi;
+            *to = masters[mi];
+            return;
+        }
     }
 }
 
 int main(int argc, char **argv) {
     if (parse_args(argc, argv) != 0) return EX_USAGE_;
+    if (C.cluster && C.keyspace > UINT32_MAX) {
+        fprintf(stderr, "dht-resp-bench: --cluster: a keyspace of at most %u keys\n", UINT32_MAX);
+        return EX_USAGE_;
+    }
     if (C.cluster && load_slots() != 0) return 1;
+    if (C.cluster && list_keys() != 0) {
+        perror("dht-resp-bench");
+        return 1;
+    }
     memset(value, 'x', C.value_size);
     client_hist_init(&hist);
     int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -455,6 +482,7 @@ int main(int argc, char **argv) {
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         c->state = CONNECTING;
         struct sockaddr_in to = C.addr;
+        c->master = -1;
         if (C.cluster) cluster_place(c, i, &to);
         if (connect(c->fd, (struct sockaddr *)&to, sizeof to) != 0 &&
             errno != EINPROGRESS) {
