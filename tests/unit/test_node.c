@@ -523,6 +523,82 @@ static void test_writes_beyond_the_quorum_wait(void **state) {
     fake_node_free(m);
 }
 
+/* Relays to node `to` the datagrams sent to port since index from, up to
+ * end (not after). */
+static void relay_until(node *to, uint16_t port, uint16_t sender, size_t from, size_t end) {
+    struct sockaddr_in src = {.sin_family = AF_INET, .sin_port = htons(sender),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    for (size_t i = from; i < end && i < FAKE_SENT_KEEP; i++)
+        if (ntohs(fake.sent[i].to.sin_port) == port)
+            node_receive(to, &src, fake.sent[i].buf, fake.sent[i].len);
+    node_flush(to);
+}
+
+/* A replica that answers, in order, requests sent before a silent one is
+ * behind, not deaf: past its resend time the silent request is not sent
+ * again while the replica keeps answering older ones (it is in the
+ * replica's queue; a resend would only lengthen it), and is once the
+ * replica answers a request sent after it (it was lost) or answers nothing
+ * for a resend time. W=2 R=2: m (7001) writes to p (7002) and 7003 (never
+ * answers). */
+static void test_a_replica_behind_is_not_resent_to(void **state) {
+    (void)state;
+    node_config cfg = quiet_config();
+    node *m, *p;
+    two_and_a_silent_third(&cfg, &m, &p);
+    struct sockaddr_in client = client_addr();
+    wire_arena *a = wire_arena_new();
+    uint8_t buf[256], id[WIRE_ID_LEN] = {1};
+    char k[16];
+    key_on_m_7002_7003(m, "b", 0, k);
+    uint64_t lo = cfg.request_timeout_ms / 4; /* the least resend time */
+    /* a round trip of 0 ms: m's resend time to p is its least */
+    size_t at = fake.nsent;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_PUT, k, strlen(k), "z", 1, 0));
+    node_flush(m);
+    size_t acks = relay(p, 7002, 7001, at);
+    relay(m, 7001, 7002, acks);
+    /* e, then o a millisecond later; p answers e late, at lo - 1 */
+    uint64_t t = fake.clock_ms;
+    id[0] = 2;
+    size_t at_e = fake.nsent;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_PUT, k, strlen(k), "e", 1, 0));
+    node_flush(m);
+    size_t at_o = fake.nsent;
+    fake.clock_ms = t + 1;
+    id[0] = 3;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_PUT, k, strlen(k), "o", 1, 0));
+    node_flush(m);
+    fake.clock_ms = t + lo - 1;
+    acks = fake.nsent;
+    relay_until(p, 7002, 7001, at_e, at_o);
+    relay(m, 7001, 7002, acks);
+    /* o's resend time passes (lo and the late sample's deviation), p heard
+     * from since: o is not sent again to p (7003, silent, is resent to) */
+    size_t from = fake.nsent;
+    for (uint64_t now = t + lo; now < t + 2 * lo; now += lo / 8) {
+        fake.clock_ms = now;
+        node_tick(m);
+    }
+    assert_int_equal(peer_msgs_to_v(a, 7003, from, PEER_WRITE, 0, "o"), 1);
+    assert_int_equal(peer_msgs_to_v(a, 7002, from, PEER_WRITE, 0, "o"), 0);
+    /* p answers a request sent after o: o was lost on the way, it goes again */
+    id[0] = 4;
+    size_t at_n = fake.nsent;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_PUT, k, strlen(k), "n", 1, 0));
+    node_flush(m);
+    acks = fake.nsent;
+    relay_until(p, 7002, 7001, at_n, acks);
+    relay(m, 7001, 7002, acks);
+    from = fake.nsent;
+    fake.clock_ms += lo / 2; /* the operations' round (a request timeout / 8) */
+    node_tick(m);
+    assert_int_equal(peer_msgs_to_v(a, 7002, from, PEER_WRITE, 0, "o"), 1);
+    wire_arena_free(a);
+    fake_node_free(p);
+    fake_node_free(m);
+}
+
 /* With W + R <= N a write is acknowledged once the slot's first live
  * replica holds it, wherever it was sent: on m, a replica but not the
  * first (7002 is), a W=1 PUT is not answered from m's copy alone. 7002
@@ -1099,6 +1175,7 @@ int main(void) {
         T(test_outbox_keeps_order_per_peer),
         T(test_outbox_lazy_waits_until_due),
         T(test_writes_beyond_the_quorum_wait),
+        T(test_a_replica_behind_is_not_resent_to),
         T(test_weak_write_waits_for_the_first_replica),
         T(test_weak_write_refused_late_by_the_first_fails),
         T(test_weak_read_asks_the_first_replica),
