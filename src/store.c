@@ -286,8 +286,15 @@ static size_t mfind(const store *s, uint64_t h, const uint8_t *key, size_t klen)
  * of the records after it). New records go to the new table only. The new
  * table has twice the slots, so it holds what moves and what comes before
  * the move is over (MOVE_STEP * put count > old slots long before it
- * could fill); should it fill first, the move is finished at once. */
-#define MOVE_STEP 128
+ * could fill); should it fill first, the move is finished at once. Each
+ * slot moved lands at a random place of the new table (a cache miss, and
+ * at first a page fault), so a put that moves 128 costs some 13 us: at
+ * 1.5 million records, under 60,000 puts a second, the nodes of a cluster
+ * ran 100-113 ms between ticks for the third of a second the move took,
+ * their peers' answers unread, and resent to all of them (bench: 6 nodes,
+ * dht-resp-bench -P 16, README "Big stores"). 16 a put spreads the move
+ * over 8 times as many puts at a put's own cost. */
+#define MOVE_STEP 16
 static mrec moved_rec;
 #define MOVED (&moved_rec)
 
