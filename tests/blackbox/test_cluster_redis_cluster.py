@@ -263,10 +263,10 @@ def test_cluster_clients_with_a_node_killed():
     if subprocess.run([DEBIAN_PYTHON, "-c", "import redis.cluster"], capture_output=True).returncode:
         print("SKIP the Python client: Debian's python3-redis is not installed (scripts/deps installs it)")
     else:
-        # before the kill only: in one CI run of three its retries, after the
-        # kill, outlasted the 120 s the test waits (redis-py retries a
-        # -TRYAGAIN 16 times inside each of the client's 50 tries), which is
-        # to look into; node-redis's client covers the kill
+        # before the kill only: in one CI run of three it had not ended 120 s
+        # after the kill (perhaps redis-py retrying a -TRYAGAIN 16 times
+        # inside each of the client's 50 tries: not looked into yet);
+        # node-redis's client covers the kill
         stop_client(start_client([DEBIAN_PYTHON, os.path.join(PY_DIR, "redis_py_cluster_client.py")]),
                     "redis-py RedisCluster", "before the kill")
     t_kill = time.monotonic()
