@@ -1129,20 +1129,31 @@ static void put_command_info(buf *b, const command *cmd) {
     for (size_t i = 0; i < cmd->nsubs; i++) put_command_info(b, &cmd->subs[i]);
 }
 
-/* The command named a ("get", any case), or a subcommand ("cluster|slots");
- * NULL for none. */
+/* The command named p[0..len) (any case), or NULL. */
+static const command *command_find(const char *p, size_t len) {
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strlen(commands[i].name) == len && strncasecmp(commands[i].name, p, len) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+/* top's subcommand named p[0..len) ("slots" of "cluster|slots"), or NULL. */
+static const command *subcommand_find(const command *top, const char *p, size_t len) {
+    size_t skip = strlen(top->name) + 1;
+    for (size_t j = 0; j < top->nsubs; j++)
+        if (strlen(top->subs[j].name + skip) == len &&
+            strncasecmp(top->subs[j].name + skip, p, len) == 0)
+            return &top->subs[j];
+    return NULL;
+}
+
+/* The command named a ("get"), or a subcommand ("cluster|slots"); NULL for
+ * none. */
 static const command *command_named(const arg *a) {
     const char *bar = memchr(a->p, '|', a->len);
-    size_t len = bar ? (size_t)(bar - a->p) : a->len;
-    for (size_t i = 0; i < NCOMMANDS; i++) {
-        const command *cmd = &commands[i];
-        if (strlen(cmd->name) != len || strncasecmp(cmd->name, a->p, len) != 0) continue;
-        if (!bar) return cmd;
-        for (size_t j = 0; j < cmd->nsubs; j++)
-            if (arg_is(a, cmd->subs[j].name)) return &cmd->subs[j];
-        return NULL;
-    }
-    return NULL;
+    if (!bar) return command_find(a->p, a->len);
+    const command *top = command_find(a->p, (size_t)(bar - a->p));
+    return top ? subcommand_find(top, bar + 1, a->len - (size_t)(bar + 1 - a->p)) : NULL;
 }
 
 static bool arity_ok(const command *cmd, size_t argc) {
@@ -1153,15 +1164,8 @@ static bool arity_ok(const command *cmd, size_t argc) {
  * command argv[0..argc) (a container's by its subcommand, argv[1]), each
  * with its key flags when flags; errors as Redis's, in its order. */
 static void command_getkeys(conn *c, uint64_t seq, size_t argc, const arg *argv, bool flags) {
-    const command *cmd = NULL;
-    for (size_t i = 0; i < NCOMMANDS && !cmd; i++)
-        if (arg_is(&argv[0], commands[i].name)) cmd = &commands[i];
-    if (cmd && cmd->nsubs) {
-        const command *top = cmd;
-        cmd = NULL;
-        for (size_t i = 0; i < top->nsubs && !cmd; i++)
-            if (arg_is(&argv[1], top->subs[i].name + strlen(top->name) + 1)) cmd = &top->subs[i];
-    }
+    const command *cmd = command_find(argv[0].p, argv[0].len);
+    if (cmd && cmd->nsubs) cmd = subcommand_find(cmd, argv[1].p, argv[1].len);
     if (!cmd) {
         reply_error(c, seq, "ERR Invalid command specified");
         return;
@@ -1191,13 +1195,8 @@ static void command_getkeys(conn *c, uint64_t seq, size_t argc, const arg *argv,
  * does without. */
 static void cmd_command(conn *c, uint64_t seq, size_t argc, const arg *argv) {
     const arg *sub = argc > 1 ? &argv[1] : NULL;
-    const command *subcmd = NULL;
-    char full[32];
-    if (sub && sub->len < sizeof full - 8) {
-        snprintf(full, sizeof full, "command|%.*s", (int)sub->len, sub->p);
-        arg a = {full, strlen(full)};
-        subcmd = command_named(&a);
-    }
+    const command *subcmd = sub ? subcommand_find(command_find(argv[0].p, argv[0].len), sub->p, sub->len)
+                                : NULL;
     if (sub && !subcmd) {
         reply_error(c, seq, "ERR unknown subcommand '%.*s'. Try COMMAND HELP.",
                     (int)(sub->len < 64 ? sub->len : 64), sub->p);
@@ -1262,9 +1261,7 @@ static void run_command(conn *c, size_t argc, const arg *argv) {
         conn_close(c);
         return;
     }
-    const command *cmd = NULL;
-    for (size_t i = 0; i < NCOMMANDS && !cmd; i++)
-        if (arg_is(&argv[0], commands[i].name)) cmd = &commands[i];
+    const command *cmd = command_find(argv[0].p, argv[0].len);
     if (!cmd) {
         char args[160];
         size_t len = 0;
