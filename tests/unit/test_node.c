@@ -274,16 +274,21 @@ static void test_admission_bounds_operations_in_flight(void **state) {
 }
 
 /* Hands node `to` (at 127.0.0.1:port) the datagrams sent to that port from
- * the from-th on, as coming from 127.0.0.1:sender; returns the count sent
- * by then, where the next call takes over. */
-static size_t relay(node *to, uint16_t port, uint16_t sender, size_t from) {
-    size_t end = fake.nsent < FAKE_SENT_KEEP ? fake.nsent : FAKE_SENT_KEEP;
+ * the from-th up to the end-th (not it), as coming from 127.0.0.1:sender. */
+static void relay_until(node *to, uint16_t port, uint16_t sender, size_t from, size_t end) {
     struct sockaddr_in src = {.sin_family = AF_INET, .sin_port = htons(sender),
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    for (size_t i = from; i < end; i++)
+    for (size_t i = from; i < end && i < FAKE_SENT_KEEP; i++)
         if (ntohs(fake.sent[i].to.sin_port) == port)
             node_receive(to, &src, fake.sent[i].buf, fake.sent[i].len);
     node_flush(to);
+}
+
+/* relay_until up to what has been sent; returns the count sent by then,
+ * where the next call takes over. */
+static size_t relay(node *to, uint16_t port, uint16_t sender, size_t from) {
+    size_t end = fake.nsent < FAKE_SENT_KEEP ? fake.nsent : FAKE_SENT_KEEP;
+    relay_until(to, port, sender, from, end);
     return end;
 }
 
@@ -523,15 +528,16 @@ static void test_writes_beyond_the_quorum_wait(void **state) {
     fake_node_free(m);
 }
 
-/* Relays to node `to` the datagrams sent to port since index from, up to
- * end (not after). */
-static void relay_until(node *to, uint16_t port, uint16_t sender, size_t from, size_t end) {
-    struct sockaddr_in src = {.sin_family = AF_INET, .sin_port = htons(sender),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    for (size_t i = from; i < end && i < FAKE_SENT_KEEP; i++)
-        if (ntohs(fake.sent[i].to.sin_port) == port)
-            node_receive(to, &src, fake.sent[i].buf, fake.sent[i].len);
-    node_flush(to);
+
+/* A client's PUT of k = v through m (message ID idbyte), flushed: returns
+ * the count sent before it, from where its messages are. */
+static size_t client_put(node *m, uint8_t idbyte, const char *k, const char *v) {
+    struct sockaddr_in client = client_addr();
+    uint8_t buf[256], id[WIRE_ID_LEN] = {idbyte};
+    size_t at = fake.nsent;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_PUT, k, strlen(k), v, strlen(v), 0));
+    node_flush(m);
+    return at;
 }
 
 /* A replica that answers, in order, requests sent before a silent one is
@@ -546,29 +552,18 @@ static void test_a_replica_behind_is_not_resent_to(void **state) {
     node_config cfg = quiet_config();
     node *m, *p;
     two_and_a_silent_third(&cfg, &m, &p);
-    struct sockaddr_in client = client_addr();
     wire_arena *a = wire_arena_new();
-    uint8_t buf[256], id[WIRE_ID_LEN] = {1};
     char k[16];
     key_on_m_7002_7003(m, "b", 0, k);
     uint64_t lo = cfg.request_timeout_ms / 4; /* the least resend time */
     /* a round trip of 0 ms: m's resend time to p is its least */
-    size_t at = fake.nsent;
-    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_PUT, k, strlen(k), "z", 1, 0));
-    node_flush(m);
-    size_t acks = relay(p, 7002, 7001, at);
+    size_t acks = relay(p, 7002, 7001, client_put(m, 1, k, "z"));
     relay(m, 7001, 7002, acks);
     /* e, then o a millisecond later; p answers e late, at lo - 1 */
     uint64_t t = fake.clock_ms;
-    id[0] = 2;
-    size_t at_e = fake.nsent;
-    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_PUT, k, strlen(k), "e", 1, 0));
-    node_flush(m);
-    size_t at_o = fake.nsent;
+    size_t at_e = client_put(m, 2, k, "e");
     fake.clock_ms = t + 1;
-    id[0] = 3;
-    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_PUT, k, strlen(k), "o", 1, 0));
-    node_flush(m);
+    size_t at_o = client_put(m, 3, k, "o");
     fake.clock_ms = t + lo - 1;
     acks = fake.nsent;
     relay_until(p, 7002, 7001, at_e, at_o);
@@ -583,10 +578,7 @@ static void test_a_replica_behind_is_not_resent_to(void **state) {
     assert_int_equal(peer_msgs_to_v(a, 7003, from, PEER_WRITE, 0, "o"), 1);
     assert_int_equal(peer_msgs_to_v(a, 7002, from, PEER_WRITE, 0, "o"), 0);
     /* p answers a request sent after o: o was lost on the way, it goes again */
-    id[0] = 4;
-    size_t at_n = fake.nsent;
-    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_PUT, k, strlen(k), "n", 1, 0));
-    node_flush(m);
+    size_t at_n = client_put(m, 4, k, "n");
     acks = fake.nsent;
     relay_until(p, 7002, 7001, at_n, acks);
     relay(m, 7001, 7002, acks);
