@@ -146,10 +146,16 @@ static void mark_dead(conn *c, const char *why) {
     close(c->fd);
 }
 
+/* Key number k's name, "key:<k>", in out (KEY_NAME_MAX bytes); its length. */
+#define KEY_NAME_MAX 32
+static int key_name(char *out, uint64_t k) {
+    return snprintf(out, KEY_NAME_MAX, "key:%llu", (unsigned long long)k);
+}
+
 /* Appends up to DEPTH - out new operations (never past --requests) to the
  * write buffer. */
 static void refill(conn *c) {
-    char key[64];
+    char key[KEY_NAME_MAX];
     uint64_t t = now_us();
     memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff); /* keep only what is unwritten */
     c->wlen -= c->woff;
@@ -158,7 +164,7 @@ static void refill(conn *c) {
         uint64_t k = client_rng_next(c->rng);
         if (c->master >= 0) k = master_keys[c->master].k[k % master_keys[c->master].n];
         else k %= C.keyspace;
-        int klen = snprintf(key, sizeof key, "key:%llu", (unsigned long long)k);
+        int klen = key_name(key, k);
         char *p = c->wbuf + c->wlen; /* wbuf holds DEPTH operations (OP_BYTES) */
         p += sprintf(p, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%u\r\n", klen, key, C.value_size);
         memcpy(p, value, C.value_size);
@@ -424,11 +430,11 @@ bad:
 
 /* Lists the keyspace's keys by master. */
 static int list_keys(void) {
-    char key[32];
+    char key[KEY_NAME_MAX];
     for (unsigned m = 0; m < nmasters; m++)
         if (!(master_keys[m].k = malloc(C.keyspace * sizeof *master_keys[m].k))) return -1;
     for (uint64_t k = 0; k < C.keyspace; k++) {
-        int len = snprintf(key, sizeof key, "key:%llu", (unsigned long long)k);
+        int len = key_name(key, k);
         int m = slot_master[ring_key_slot(key, (size_t)len)];
         master_keys[m].k[master_keys[m].n++] = (uint32_t)k;
     }
