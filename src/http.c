@@ -314,6 +314,12 @@ static void page_metrics(const http_server *s, sbuf *b) {
     metric(b, "dht_restamps_total", "counter",
            "Writes stamped again because a replica held a newer stamp.");
     sb_printf(b, "dht_restamps_total %llu\n", (unsigned long long)st->restamped);
+    metric(b, "dht_hints", "gauge",
+           "Writes held for replicas that missed them (hinted handoff), not yet delivered.");
+    sb_printf(b, "dht_hints %zu\n", repl_hints(n->repl));
+    metric(b, "dht_handoff_sends_total", "counter",
+           "Hinted writes sent to the replicas they were held for (again after a second).");
+    sb_printf(b, "dht_handoff_sends_total %llu\n", (unsigned long long)st->handed_off);
 
     /* lat_us[i] counts latencies of 2^i .. 2^(i+1)-1 us (i = 0: 0 and 1 us;
      * the last bucket: everything above). */

@@ -140,6 +140,7 @@ typedef struct node_stats {
     uint64_t outlived;          /* records dropped: the cluster outlived them (node.h) */
     uint64_t resent;            /* replica requests sent again (no answer in time) */
     uint64_t restamped;         /* writes stamped again (a replica held a newer stamp) */
+    uint64_t handed_off;        /* hinted records sent to their replicas (sends, not records) */
     uint64_t lat_us[32];        /* coordinated latency, log2 buckets of us */
     uint64_t lat_sum_us;        /* total of the latencies counted in lat_us */
 } node_stats;

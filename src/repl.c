@@ -18,7 +18,6 @@
 #define PUSH_BUDGET 4096              /* records (about) a digest exchange pushes */
 #define SWEEP_DELAY_MS 300            /* settle time after a membership change */
 #define MAX_HINTS 65536               /* hinted-handoff records kept */
-#define HANDOFF_MS 250                /* hint delivery round */
 #define HINT_RETRY_MS 1000            /* resend an unacknowledged hint */
 #define HINT_TRIES 30                 /* then anti-entropy is left to do it */
 #define NO_HINT UINT32_MAX
@@ -354,9 +353,21 @@ static void hint_add(node *n, const uint8_t *key, size_t klen, uint32_t ip, uint
  * its replica is declared dead (the re-replication sweep covers the keys
  * then), after HINT_TRIES sends, or once the record is older than a
  * tombstone's lifetime: the replica may have collected the tombstone that
- * ended it, and would take it as new. */
+ * ended it, and would take it as new.
+ *
+ * A round sends a member REPL_HANDOFF_BYTES of keys and values at most (one
+ * record, whatever its size, at least); the rest wait for the next rounds.
+ * Up to MAX_HINTS records of up to WIRE_MAX_VALUE bytes may be waiting for
+ * a replica that comes back (640 MB), or for one that was only slow: sent
+ * at once, they would overflow its socket buffer, be lost and go again,
+ * and crowd out the copies of live writes; this way they reach it at 1 MiB
+ * a second from each node holding some, as Cassandra throttles its hinted
+ * handoff (1 MiB/s by default). */
 static void handoff_round(node *n, uint64_t now) {
     repl *r = n->repl;
+    if (!r->nhints) return;
+    size_t *sent = calloc(members_total(n->members), sizeof *sent); /* bytes this round */
+    if (!sent) return;
     for (size_t i = 0; i < r->hints_hwm; i++) {
         hint *h = &r->hints[i];
         if (!h->used || h->next_ms > now) continue;
@@ -369,12 +380,17 @@ static void handoff_round(node *n, uint64_t now) {
             continue;
         }
         if (members_at(n->members, (size_t)m)->state != MEMBER_ALIVE) continue;
+        size_t bytes = h->klen + (size_t)cur.vlen;
+        if (sent[m] && sent[m] + bytes > REPL_HANDOFF_BYTES) continue; /* the next round's */
+        sent[m] += bytes;
         uint8_t id[WIRE_ID_LEN];
         hint_id(r, h, id);
         send_record(n, (uint32_t)m, id, PEER_WRITE, h->key, h->klen, &cur, NO_HINT, false);
+        n->stats.handed_off++;
         h->tries++;
         h->next_ms = now + HINT_RETRY_MS;
     }
+    free(sent);
 }
 
 static bool hint_acked(node *n, const uint8_t *id, size_t idlen, const Peer *p) {
@@ -1039,6 +1055,8 @@ int repl_is_replica(node *n, const uint8_t *key, size_t klen, uint32_t *owner) {
     return 1;
 }
 
+size_t repl_hints(const repl *r) { return r->nhints; }
+
 size_t repl_inflight(const repl *r) { return r->inflight; }
 
 uint32_t repl_overload_wait_ms(const repl *r, const node *n) {
@@ -1603,7 +1621,7 @@ repl *repl_new(node *n) {
     r->salt = node_random(n);
     uint64_t now = node_now(n);
     r->tick_at = now + tick_interval(n);
-    r->handoff_at = now + HANDOFF_MS;
+    r->handoff_at = now + REPL_HANDOFF_MS;
     r->sync_at = now + n->cfg.sync_ms;
     r->dg = digest_new(n->store, n->cfg.sync_ms, node_cluster_ms(n));
     if (!r->dg) {
@@ -1636,7 +1654,7 @@ uint64_t repl_tick(repl *r, uint64_t now) {
         r->sweep_at = 0;
         sweep(n);
     }
-    if (node_due(&r->handoff_at, now, HANDOFF_MS, &next)) handoff_round(n, now);
+    if (node_due(&r->handoff_at, now, REPL_HANDOFF_MS, &next)) handoff_round(n, now);
     if (node_due(&r->sync_at, now, n->cfg.sync_ms, &next)) sync_round(n);
     if (r->sweep_at && r->sweep_at < next) next = r->sweep_at;
     uint64_t t = acks_round(n, now);

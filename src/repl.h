@@ -110,6 +110,14 @@ void repl_membership_changed(node *n);
  * node's "not found" is not believed alone (PEER_FLAG_UNSETTLED). */
 void repl_store_wiped(node *n);
 
+/* Hinted handoff: a round every REPL_HANDOFF_MS sends each member
+ * REPL_HANDOFF_BYTES of the keys and values held for it, at most. */
+#define REPL_HANDOFF_MS 250
+#define REPL_HANDOFF_BYTES (256 << 10)
+
+/* Hinted-handoff records waiting for their replicas (metrics). */
+size_t repl_hints(const repl *r);
+
 /* In-flight operation count (metrics). */
 size_t repl_inflight(const repl *r);
 

@@ -591,6 +591,57 @@ static void test_a_replica_behind_is_not_resent_to(void **state) {
     fake_node_free(m);
 }
 
+/* Hinted writes waiting for a replica go to it REPL_HANDOFF_BYTES (keys
+ * and values) a round at most, not all in the first round: m holds 600
+ * writes of 1,000 bytes for 7003 (stand-in for it: p sent them with a
+ * hint), and 7003 is alive. Each round sends at most the bound, each hint
+ * once before its resend time, and all of them within three rounds. */
+static void test_handoff_rounds_are_bounded(void **state) {
+    (void)state;
+    node_config cfg = quiet_config();
+    node *m, *p;
+    two_and_a_silent_third(&cfg, &m, &p);
+    struct sockaddr_in from_p = {.sin_family = AF_INET, .sin_port = htons(7002),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    enum { HINTS = 600, VLEN = 1000 };
+    static uint8_t val[VLEN];
+    memset(val, 'v', sizeof val);
+    for (int i = 0; i < HINTS; i++) {
+        char key[16];
+        int klen = snprintf(key, sizeof key, "h%d", i);
+        Record rec = RECORD__INIT, *recs[1] = {&rec};
+        rec.key = (ProtobufCBinaryData){(size_t)klen, (uint8_t *)key};
+        rec.value = (ProtobufCBinaryData){VLEN, val};
+        rec.stamp = fake_wall(NULL) << 16 | 1;
+        Peer w = PEER__INIT;
+        w.type = PEER_WRITE;
+        w.n_records = 1;
+        w.records = recs;
+        w.hint_ip = htonl(INADDR_LOOPBACK);
+        w.hint_port = 7003;
+        uint8_t id[WIRE_ID_LEN] = {7, (uint8_t)i, (uint8_t)(i >> 8)}, dgram[2048];
+        size_t len = wire_pack(dgram, sizeof dgram, id, sizeof id, &w.base, WIRE_KIND_PEER);
+        assert_true(len > 0);
+        node_receive(m, &from_p, dgram, len);
+    }
+    node_flush(m);
+    assert_int_equal(repl_hints(m->repl), HINTS);
+    const uint64_t most = REPL_HANDOFF_BYTES / (3 + VLEN) + 1; /* keys of 2 to 4 bytes */
+    uint64_t sent = 0;
+    for (int round = 0; round < 3; round++) {
+        fake.clock_ms += REPL_HANDOFF_MS;
+        node_tick(m);
+        uint64_t now = m->stats.handed_off - sent;
+        sent = m->stats.handed_off;
+        print_message("round %d: %llu hinted writes sent\n", round, (unsigned long long)now);
+        assert_true(now > 0 && now <= most);
+    }
+    assert_int_equal(sent, HINTS);                  /* each once: its resend is 1 s away */
+    assert_int_equal(repl_hints(m->repl), HINTS);   /* 7003 acknowledges none */
+    fake_node_free(p);
+    fake_node_free(m);
+}
+
 /* With W + R <= N a write is acknowledged once the slot's first live
  * replica holds it, wherever it was sent: on m, a replica but not the
  * first (7002 is), a W=1 PUT is not answered from m's copy alone. 7002
@@ -1168,6 +1219,7 @@ int main(void) {
         T(test_outbox_lazy_waits_until_due),
         T(test_writes_beyond_the_quorum_wait),
         T(test_a_replica_behind_is_not_resent_to),
+        T(test_handoff_rounds_are_bounded),
         T(test_weak_write_waits_for_the_first_replica),
         T(test_weak_write_refused_late_by_the_first_fails),
         T(test_weak_read_asks_the_first_replica),
