@@ -12,12 +12,12 @@ One scenario in steps (each step needs the ones before it):
   names -> redis-cli -c follows MOVED across nodes (SET, GET, MSET/MGET
   with hash tags, CROSSSLOT without) -> redis-benchmark --cluster
   completes against the 6 nodes -> dht-resp-bench --cluster sends every
-  key to its master (no MOVED) -> a Python cluster client (redis-py's
-  RedisCluster, Debian's python3-redis, tests/python, which finds commands'
-  keys with COMMAND) does SET/GET/MGET/MSET with hash tags, EXISTS/DEL across
-  slots, then a Node.js one (node-redis's createCluster, Debian's node-redis,
-  tests/node) goes on while a node is SIGKILLed: nothing lost, nothing wrong
-  (each skipped when missing: scripts/deps installs them); meanwhile the killed node leaves
+  key to its master (no MOVED) -> two cluster clients, in Node.js
+  (node-redis's createCluster, Debian's node-redis, tests/node) and in
+  Python (redis-py's RedisCluster, Debian's python3-redis, tests/python, which
+  finds commands' keys with COMMAND), do SET/GET/MGET/MSET with hash tags while
+  the node served first for slot 0 is SIGKILLed: nothing lost, nothing wrong (each skipped when missing:
+  scripts/deps installs them); meanwhile the killed node leaves
   CLUSTER SLOTS at every survivor, first as the node served first (once
   suspected), then as a replica (once dead) -> CLUSTER NODES says it
   failed, and redis-cli -c still reads every key.
@@ -38,7 +38,7 @@ import dht  # noqa: E402
 from test_single_resp import Err, Resp  # noqa: E402
 
 N = 6
-KILL = 2
+KILL = None   # set to the node served first for slot 0 (the first CLUSTER SLOTS names)
 SLOTS = 16384
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_DIR = os.path.join(HERE, "..", "node")
@@ -263,12 +263,17 @@ def test_cluster_clients_with_a_node_killed():
     if subprocess.run([DEBIAN_PYTHON, "-c", "import redis.cluster"], capture_output=True).returncode:
         print("SKIP the Python client: Debian's python3-redis is not installed (scripts/deps installs it)")
     else:
-        # before the kill only: in one CI run of three it had not ended 120 s
-        # after the kill (perhaps redis-py retrying a -TRYAGAIN 16 times
-        # inside each of the client's 50 tries: not looked into yet);
-        # node-redis's client covers the kill
-        stop_client(start_client([DEBIAN_PYTHON, os.path.join(PY_DIR, "redis_py_cluster_client.py")]),
-                    "redis-py RedisCluster", "before the kill")
+        # through the kill too: it once did not end when the killed node was
+        # the master of slot 0 (python3-redis 4.3 bugs, worked around in the
+        # client: see dynamic_startup_nodes there)
+        clients.append(("redis-py RedisCluster", start_client(
+            [DEBIAN_PYTHON, os.path.join(PY_DIR, "redis_py_cluster_client.py")])))
+    # the node CLUSTER SLOTS names first: redis-py's RedisCluster (python3-redis
+    # 4.3) knows it alone as a primary, and once lost its refreshes of the slots
+    # failed for good, so that its client did not end (see
+    # tests/python/redis_py_cluster_client.py)
+    global KILL
+    KILL = S["ports"].index(S["owner"][0])
     t_kill = time.monotonic()
     c.kill(KILL)
     gone = S["ports"][KILL]

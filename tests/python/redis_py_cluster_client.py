@@ -45,7 +45,13 @@ def attempt(what, fn):
             r = fn()
             stats["ops"] += 1
             return r
-        except (RedisError, RedisClusterException, OSError) as e:
+        # IndexError: python3-redis 4.3 keeps the role (primary or replica) a
+        # node had when CLUSTER SLOTS first named it, and a node here is the
+        # first of some slots and a replica of others, so it may know one
+        # primary only; once that node is killed, the refresh that learns the
+        # new slots (it keeps them) fails choosing a default primary, with an
+        # IndexError. The next try goes where the new slots say.
+        except (RedisError, RedisClusterException, OSError, IndexError) as e:
             stats["retried"] += 1
             if stats["retried"] <= 3:
                 print("%s: %s" % (what, e), file=sys.stderr)
@@ -91,9 +97,20 @@ def main():
     if not ports:
         print("usage: redis_py_cluster_client.py PORT[,PORT...]", file=sys.stderr)
         return 64
+    # dynamic_startup_nodes=False: python3-redis 4.3's RedisCluster otherwise
+    # replaces its startup nodes with the nodes CLUSTER SLOTS names, drops the
+    # connection of a node that refuses it, and when it asks for the slots
+    # again builds that node a new connection from a deep copy of its
+    # settings, which holds the client's lock: "cannot pickle
+    # '_thread.lock' object", raised as a RedisClusterException that ends the
+    # refresh before any other node is asked. When the killed node is the
+    # first CLUSTER SLOTS names (the master of slot 0) every refresh fails so,
+    # every command to one of its slots fails after 1 s, for good, and this
+    # client never ends. Kept to the ports given, the startup nodes keep the
+    # connections made at the start, and a refresh skips a dead one.
     rc = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in ports],
                       socket_timeout=1, socket_connect_timeout=1,
-                      cluster_error_retry_attempts=3)
+                      cluster_error_retry_attempts=3, dynamic_startup_nodes=False)
     stats["nodes_seen"] = len(rc.get_primaries())
     for g in range(GROUPS):
         write_group(rc, g, 0)
