@@ -762,24 +762,73 @@ static void put_slots_node(buf *b, node *n, uint32_t i) {
     put_bulk(b, id, RESP_NODE_ID_LEN);
 }
 
+/* runs in the order CLUSTER SLOTS lists them: an array the caller frees,
+ * of count runs, or NULL on no memory.
+ *
+ * A node here is the first of some slots and a replica of others, while a
+ * Redis Cluster node is one or the other, and redis-py's RedisCluster
+ * takes a node for what the reply first lists it as (the others only read
+ * a slot's replicas from its run): in slot order, most nodes first show as
+ * replicas, so it knew one primary of six, sent FLUSHALL, DBSIZE and KEYS
+ * to that one alone and failed choosing a default primary once it died
+ * (IndexError). So the reply starts with a run of each node that is first
+ * of one, whose replicas were listed before it; where no run is such (the
+ * first one or two), one of the node's runs lists its replicas listed
+ * before and not the others (clients then read those slots' other copies
+ * nowhere but through the node first, which serves any read); then every
+ * other run, in slot order. CLUSTER NODES already calls every node a
+ * master. */
+static slot_run *slots_listed(node *n, const slot_run *runs, size_t count) {
+    size_t nm = members_total(n->members), out = 0;
+    slot_run *v = malloc((count ? count : 1) * sizeof *v);
+    bool *listed = calloc(nm ? nm : 1, sizeof *listed), *done = calloc(count ? count : 1, 1);
+    if (!v || !listed || !done) {
+        free(v), free(listed), free(done);
+        return NULL;
+    }
+    for (;;) { /* a run of a node not listed yet: the one missing fewest replicas */
+        size_t best = count, missing = REPL_MAX_N;
+        for (size_t r = 0; r < count && missing; r++) {
+            if (runs[r].k == 0 || listed[runs[r].rep[0]]) continue;
+            size_t miss = 0;
+            for (size_t i = 1; i < runs[r].k; i++) miss += !listed[runs[r].rep[i]];
+            if (miss < missing) best = r, missing = miss;
+        }
+        if (best == count) break;
+        slot_run *w = &v[out++];
+        *w = runs[best];
+        w->k = 0;
+        for (size_t i = 0; i < runs[best].k; i++)
+            if (i == 0 || listed[runs[best].rep[i]]) w->rep[w->k++] = runs[best].rep[i];
+        listed[runs[best].rep[0]] = true;
+        done[best] = true;
+    }
+    for (size_t r = 0; r < count; r++)
+        if (!done[r]) v[out++] = runs[r];
+    free(listed);
+    free(done);
+    return v;
+}
+
 static void cluster_slots(conn *c, uint64_t seq) {
     node *n = c->srv->n;
     size_t count;
-    slot_run *runs = slot_runs(n, &count);
-    if (!runs) {
+    slot_run *runs = slot_runs(n, &count), *listed = runs ? slots_listed(n, runs, count) : NULL;
+    free(runs);
+    if (!listed) {
         reply_error(c, seq, "ERR out of memory");
         return;
     }
     buf *b = reply_begin(c, seq);
     put_num(b, '*', (long long)count);
     for (size_t r = 0; r < count; r++) {
-        put_num(b, '*', 2 + (long long)runs[r].k);
-        put_num(b, ':', runs[r].start);
-        put_num(b, ':', runs[r].end);
-        for (size_t i = 0; i < runs[r].k; i++) put_slots_node(b, n, runs[r].rep[i]);
+        put_num(b, '*', 2 + (long long)listed[r].k);
+        put_num(b, ':', listed[r].start);
+        put_num(b, ':', listed[r].end);
+        for (size_t i = 0; i < listed[r].k; i++) put_slots_node(b, n, listed[r].rep[i]);
     }
     reply_end(c, seq);
-    free(runs);
+    free(listed);
 }
 
 static bool same_replicas(const slot_run *x, const slot_run *y) {

@@ -34,9 +34,24 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const key = (g, i) => `{g${g}}:${i}`;
 let cluster = null;
 
+// node-redis 4's connect() gives up when its first root node refuses the
+// connection (the next ones are tried only when the first answers CLUSTER
+// NODES with an error), so each port is tried first in turn.
 async function connect() {
+  let last;
+  for (let first = 0; first < ports.length; first++) {
+    try {
+      return await connectFrom(ports.slice(first).concat(ports.slice(0, first)));
+    } catch (e) {
+      last = e;
+    }
+  }
+  throw last;
+}
+
+async function connectFrom(order) {
   const c = createCluster({
-    rootNodes: ports.map((port) => ({ socket: { host: '127.0.0.1', port } })),
+    rootNodes: order.map((port) => ({ socket: { host: '127.0.0.1', port } })),
     defaults: {
       disableOfflineQueue: true, // a command to a node that is down fails now
       socket: {
@@ -47,7 +62,12 @@ async function connect() {
     maxCommandRedirections: 16,
   });
   c.on('error', () => {}); // connection errors while a node is down: retried below
-  await c.connect();
+  try {
+    await c.connect();
+  } catch (e) {
+    await c.disconnect().catch(() => {});
+    throw e;
+  }
   return c;
 }
 

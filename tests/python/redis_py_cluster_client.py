@@ -15,11 +15,12 @@ back with MGET, checks SET/GET/EXISTS/DEL of keys across slots, then prints
 "READY" and goes on rewriting and reading the keys until a line arrives on
 stdin (the test kills a node meanwhile). An operation that fails is tried
 again (100 ms apart, 50 times at most); redis-py asks for the slots again
-itself after a connection error. Then every key is read back: its value
+itself after a connection error, and after 3 failures in a row the client
+is made again (see connect). Then every key is read back: its value
 must be the last one acknowledged, or one written after it whose
-acknowledgement was lost. Prints one JSON line: {ops, retried, gave_up,
-wrong, final_bad, nodes_seen} and exits 0 if gave_up, wrong and final_bad
-are all 0.
+acknowledgement was lost. Prints one JSON line: {ops, retried, reconnects,
+gave_up, wrong, final_bad, nodes_seen} and exits 0 if gave_up, wrong and final_bad
+are all 0; exits 1 at once unless redis-py takes every node for a primary.
 """
 import json
 import select
@@ -30,9 +31,52 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
 GROUPS, PER_GROUP = 30, 10
-stats = {"ops": 0, "retried": 0, "gave_up": 0, "wrong": 0, "final_bad": 0, "nodes_seen": 0}
+stats = {"ops": 0, "retried": 0, "reconnects": 0, "gave_up": 0, "wrong": 0, "final_bad": 0,
+         "nodes_seen": 0}
 acked = {}     # key -> last value acknowledged
 pending = {}   # key -> values written since, not acknowledged
+ports = []     # the nodes' ports, as given
+rc = None      # the client
+first = 0      # the client's first startup node: ports[first]
+
+
+def connect():
+    """A client whose startup nodes are the ports given, from ports[first].
+
+    dynamic_startup_nodes=False: python3-redis 4.3's RedisCluster otherwise
+    replaces its startup nodes with the nodes CLUSTER SLOTS names. Either
+    way, when it asks for the slots again (after a connection error) it asks
+    its startup nodes in order, and one whose connection it dropped (the
+    node refused it) gets a new one from a deep copy of its settings, which
+    hold the client's lock: "cannot pickle '_thread.lock' object", raised as
+    a RedisClusterException that ends the refresh before any other node is
+    asked. So while its first startup node is down, every refresh fails, and
+    every command to that node's slots fails after 1 s, for good: this
+    client once never ended. Kept to the ports given, the startup nodes keep
+    the connections made at the start, and a refresh skips a dead one but
+    the first; after 3 failures in a row (attempt) the client is made again
+    from the next port (what an application using it has to do)."""
+    order = ports[first:] + ports[:first]
+    return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in order],
+                        socket_timeout=1, socket_connect_timeout=1,
+                        cluster_error_retry_attempts=3, dynamic_startup_nodes=False)
+
+
+def reconnect():
+    global rc, first
+    stats["reconnects"] += 1
+    for _ in range(len(ports)):
+        first = (first + 1) % len(ports)
+        try:
+            new = connect()
+        except (RedisError, RedisClusterException, OSError):
+            continue
+        old, rc = rc, new
+        try:
+            old.close()
+        except (RedisError, OSError):
+            pass
+        return
 
 
 def key(g, i):
@@ -40,22 +84,18 @@ def key(g, i):
 
 
 def attempt(what, fn):
-    for _ in range(50):
+    for t in range(50):
         try:
             r = fn()
             stats["ops"] += 1
             return r
-        # IndexError: python3-redis 4.3 keeps the role (primary or replica) a
-        # node had when CLUSTER SLOTS first named it, and a node here is the
-        # first of some slots and a replica of others, so it may know one
-        # primary only; once that node is killed, the refresh that learns the
-        # new slots (it keeps them) fails choosing a default primary, with an
-        # IndexError. The next try goes where the new slots say.
-        except (RedisError, RedisClusterException, OSError, IndexError) as e:
+        except (RedisError, RedisClusterException, OSError) as e:
             stats["retried"] += 1
             if stats["retried"] <= 3:
                 print("%s: %s" % (what, e), file=sys.stderr)
             time.sleep(0.1)
+            if t % 3 == 2:
+                reconnect()
     stats["gave_up"] += 1
     print("%s: gave up after 50 tries" % what, file=sys.stderr)
     return None
@@ -66,7 +106,7 @@ def fine(k, v):
     return v == acked.get(k) or v in pending.get(k, [])
 
 
-def write_group(rc, g, rnd):
+def write_group(g, rnd):
     pairs = {key(g, i): "r%d-%s" % (rnd, key(g, i)) for i in range(PER_GROUP)}
     for k, v in pairs.items():
         pending.setdefault(k, []).append(v)
@@ -77,7 +117,7 @@ def write_group(rc, g, rnd):
             pending[k] = []
 
 
-def read_group(rc, g):
+def read_group(g):
     keys = [key(g, i) for i in range(PER_GROUP)]
     vals = attempt("MGET group %d" % g, lambda: rc.mget(keys))
     if vals is None:
@@ -93,32 +133,29 @@ def stopped():
 
 
 def main():
-    ports = [int(p) for p in sys.argv[1].split(",") if p] if len(sys.argv) > 1 else []
+    global rc
+    ports.extend(int(p) for p in (sys.argv[1] if len(sys.argv) > 1 else "").split(",") if p)
     if not ports:
         print("usage: redis_py_cluster_client.py PORT[,PORT...]", file=sys.stderr)
         return 64
-    # dynamic_startup_nodes=False: python3-redis 4.3's RedisCluster otherwise
-    # replaces its startup nodes with the nodes CLUSTER SLOTS names, drops the
-    # connection of a node that refuses it, and when it asks for the slots
-    # again builds that node a new connection from a deep copy of its
-    # settings, which holds the client's lock: "cannot pickle
-    # '_thread.lock' object", raised as a RedisClusterException that ends the
-    # refresh before any other node is asked. When the killed node is the
-    # first CLUSTER SLOTS names (the master of slot 0) every refresh fails so,
-    # every command to one of its slots fails after 1 s, for good, and this
-    # client never ends. Kept to the ports given, the startup nodes keep the
-    # connections made at the start, and a refresh skips a dead one.
-    rc = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in ports],
-                      socket_timeout=1, socket_connect_timeout=1,
-                      cluster_error_retry_attempts=3, dynamic_startup_nodes=False)
+    rc = connect()
+    # redis-py takes a node for what CLUSTER SLOTS first lists it as, primary
+    # or replica: every node must be a primary, as CLUSTER NODES says (with
+    # one primary known, FLUSHALL reached that node alone, and once it was
+    # killed the next refresh of the slots failed with an IndexError)
     stats["nodes_seen"] = len(rc.get_primaries())
+    if stats["nodes_seen"] != len(ports) or rc.get_replicas():
+        print("redis-py knows %d primaries and %d replicas of %d nodes"
+              % (stats["nodes_seen"], len(rc.get_replicas()), len(ports)), file=sys.stderr)
+        print(json.dumps(stats), flush=True)
+        return 1
     for g in range(GROUPS):
-        write_group(rc, g, 0)
+        write_group(g, 0)
         if stats["gave_up"]:   # not even the start: say so rather than go on
             print(json.dumps(stats), flush=True)
             return 1
     for g in range(GROUPS):
-        read_group(rc, g)
+        read_group(g)
     for i in range(100):   # keys without tags, across slots
         k = "pyplain:%d" % i
         attempt("SET " + k, lambda: rc.set(k, "v%d" % i))
@@ -141,8 +178,8 @@ def main():
         for g in range(GROUPS):
             if stopped():
                 break
-            write_group(rc, g, rnd)
-            read_group(rc, g)
+            write_group(g, rnd)
+            read_group(g)
         rnd += 1
 
     for g in range(GROUPS):
