@@ -779,35 +779,52 @@ static void put_slots_node(buf *b, node *n, uint32_t i) {
  * other run, in slot order. CLUSTER NODES already calls every node a
  * master. */
 static slot_run *slots_listed(node *n, const slot_run *runs, size_t count) {
-    size_t nm = members_total(n->members), out = 0;
-    slot_run *v = malloc((count ? count : 1) * sizeof *v);
-    bool *listed = calloc(nm ? nm : 1, sizeof *listed), *done = calloc(count ? count : 1, 1);
-    if (!v || !listed || !done) {
-        free(v), free(listed), free(done);
-        return NULL;
+    size_t nm = members_total(n->members), nref = 0, out = 0, nready = 0;
+    for (size_t r = 0; r < count; r++) nref += runs[r].k ? runs[r].k - 1 : 0;
+    slot_run *v = malloc((count + 1) * sizeof *v);
+    bool *listed = calloc(nm + 1, sizeof *listed), *done = calloc(count + 1, sizeof *done);
+    uint8_t *miss = malloc(count + 1);          /* run r's replicas not listed yet */
+    size_t *at = calloc(nm + 2, sizeof *at);    /* the runs member m is a replica of: */
+    uint32_t *ref = malloc((nref + 1) * sizeof *ref), /* ref[at[m] .. at[m + 1]) */
+        *ready = malloc((count + 1) * sizeof *ready); /* runs whose replicas are all listed */
+    slot_run *ok = NULL;
+    if (!v || !listed || !done || !miss || !at || !ref || !ready) goto end;
+    for (size_t r = 0; r < count; r++)
+        for (size_t i = 1; i < runs[r].k; i++) at[runs[r].rep[i] + 2]++;
+    for (size_t m = 0; m < nm; m++) at[m + 2] += at[m + 1];
+    for (size_t r = 0; r < count; r++) {
+        miss[r] = (uint8_t)(runs[r].k ? runs[r].k - 1 : 0);
+        for (size_t i = 1; i < runs[r].k; i++) ref[at[runs[r].rep[i] + 1]++] = (uint32_t)r;
+        if (runs[r].k && !miss[r]) ready[nready++] = (uint32_t)r;
     }
-    for (;;) { /* a run of a node not listed yet: the one missing fewest replicas */
-        size_t best = count, missing = REPL_MAX_N;
-        for (size_t r = 0; r < count && missing; r++) {
-            if (runs[r].k == 0 || listed[runs[r].rep[0]]) continue;
-            size_t miss = 0;
-            for (size_t i = 1; i < runs[r].k; i++) miss += !listed[runs[r].rep[i]];
-            if (miss < missing) best = r, missing = miss;
+    for (;;) { /* a run of a node not listed yet whose replicas all are */
+        size_t best = count;
+        while (nready && best == count) {
+            size_t r = ready[--nready];
+            if (!listed[runs[r].rep[0]]) best = r;
         }
+        if (best == count) /* none ready: one missing the fewest (at first) */
+            for (size_t r = 0, fewest = REPL_MAX_N; r < count; r++)
+                if (runs[r].k && !listed[runs[r].rep[0]] && miss[r] < fewest)
+                    best = r, fewest = miss[r];
         if (best == count) break;
         slot_run *w = &v[out++];
         *w = runs[best];
         w->k = 0;
         for (size_t i = 0; i < runs[best].k; i++)
             if (i == 0 || listed[runs[best].rep[i]]) w->rep[w->k++] = runs[best].rep[i];
-        listed[runs[best].rep[0]] = true;
         done[best] = true;
+        uint32_t m = runs[best].rep[0];
+        listed[m] = true;
+        for (size_t j = at[m]; j < at[m + 1]; j++)
+            if (--miss[ref[j]] == 0) ready[nready++] = ref[j];
     }
     for (size_t r = 0; r < count; r++)
         if (!done[r]) v[out++] = runs[r];
-    free(listed);
-    free(done);
-    return v;
+    ok = v, v = NULL;
+end:
+    free(v), free(listed), free(done), free(miss), free(at), free(ref), free(ready);
+    return ok;
 }
 
 static void cluster_slots(conn *c, uint64_t seq) {
