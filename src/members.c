@@ -208,6 +208,7 @@ static void rebuild(members *m) {
     uint32_t *ids = malloc(cap * sizeof *ids);
     if (nodes && ids) {
         size_t k = members_live_set(m, nodes, ids);
+        ring_set_mark(m->ring, node_now(m->n));
         if (ring_build_ids(m->ring, nodes, ids, k) == 0) m->epoch++;
     } /* else the old ring stays: stale, never wrong in shape */
     free(nodes);
@@ -218,6 +219,7 @@ static void rebuild(members *m) {
  * (a full rebuild only if memory ran short). */
 static void ring_update(members *m, uint32_t i) {
     const member *e = &m->v[i];
+    ring_set_mark(m->ring, node_now(m->n));
     int rc = is_live(e->state) ? ring_add(m->ring, i, &(ring_node){e->ip, e->port})
                                : ring_remove(m->ring, i);
     if (rc == 0) m->epoch++;
@@ -262,6 +264,7 @@ static long add(members *m, uint32_t ip, uint16_t port) {
     e->addr.sin_addr.s_addr = ip;
     e->addr.sin_port = htons(port);
     e->state = MEMBER_ALIVE;
+    e->since = node_now(m->n);
     e->pos[0] = e->pos[1] = e->pos[2] = NONE;
     size_t j = addr_slot(m, ip, port);
     while (m->index[j]) j = (j + 1) & m->index_mask;
@@ -298,6 +301,7 @@ static void set_state(members *m, uint32_t i, int state) {
     if (e->state != MEMBER_GONE) m->digest -= entry_digest(e);
     else m->known++;
     e->state = (uint8_t)state;
+    e->since = now;
     if (state != MEMBER_GONE) m->digest += entry_digest(e);
     else m->known--;
 
@@ -1063,6 +1067,26 @@ uint16_t members_resp_port(const members *m, size_t i) {
     /* not heard yet: the offset of our own */
     long p = (long)m->v[i].port + (long)m->v[0].resp_port - (long)m->v[0].port;
     return m->v[0].resp_port && p > 0 && p <= 65535 ? (uint16_t)p : 0;
+}
+
+uint64_t members_settle_ms(const members *m) {
+    return 2 * (uint64_t)news_budget(m) * period(m) + 1000;
+}
+
+bool members_slot_settled(members *m, unsigned slot) {
+    uint64_t now = node_now(m->n), wait = members_settle_ms(m);
+    if (ring_slot_mark(m->ring, slot) + wait > now) return false;
+    uint32_t rep[RING_MAX_REPLICAS];
+    size_t k = members_pref(m, slot, m->n->cfg.replicas, rep);
+    for (size_t i = 0; i < k; i++)
+        if (m->v[rep[i]].since + wait > now) return false;
+    return true;
+}
+
+size_t members_slots_settling(members *m) {
+    size_t k = 0;
+    for (unsigned s = 0; s < RING_SLOTS; s++) k += !members_slot_settled(m, s);
+    return k;
 }
 
 size_t members_slots(const members *m, size_t i) { return ring_slot_count(m->ring, (uint32_t)i); }

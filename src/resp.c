@@ -688,9 +688,11 @@ static void member_ip(const node *n, uint32_t i, char ip[INET_ADDRSTRLEN]) {
 /* In cluster mode, a command on keys argv[1], argv[1 + step], ... runs here
  * only when they share a hash slot and this node is the first of the
  * slot's replicas (repl_slot_replicas), or any of them for a read on a
- * READONLY connection. Otherwise answers slot seq with -CROSSSLOT or
- * -MOVED slot ip:port (Redis's texts) and returns false. Out of cluster
- * mode: true. */
+ * READONLY connection, or the slot is not settled here (members.h:
+ * members_slot_settled: the members may not agree yet on where it is
+ * served, and redirecting could send a client round in circles).
+ * Otherwise answers slot seq with -CROSSSLOT or -MOVED slot ip:port
+ * (Redis's texts) and returns false. Out of cluster mode: true. */
 static bool keys_here(conn *c, uint64_t seq, size_t argc, const arg *argv, size_t step, bool read) {
     node *n = c->srv->n;
     if (!cluster_mode(c) || argc < 2) return true;
@@ -704,7 +706,7 @@ static bool keys_here(conn *c, uint64_t seq, size_t argc, const arg *argv, size_
     size_t k = repl_slot_replicas(n, hs, rep);
     for (size_t i = 0; i < k && (i == 0 || (read && c->readonly)); i++)
         if (rep[i] == 0) return true;   /* member 0: this node */
-    if (k == 0) return true;
+    if (k == 0 || !members_slot_settled(n->members, hs)) return true;
     char ip[INET_ADDRSTRLEN];
     member_ip(n, rep[0], ip);
     reply_error(c, seq, "MOVED %u %s:%u", hs, ip, members_resp_port(n->members, rep[0]));
@@ -988,9 +990,11 @@ static void cluster_info(conn *c, uint64_t seq) {
         "dht_resp_cluster:%d\r\n"
         "dht_members_live:%zu\r\n"
         "dht_members_misplaced:%zu\r\n"
-        "dht_replicas:%u\r\n",
+        "dht_replicas:%u\r\n"
+        "dht_slots_settling:%zu\r\n",
         RING_SLOTS, ok, pfail, members_known(n->members), size, n->cfg.resp_cluster ? 1 : 0,
-        members_live(n->members), members_misplaced(n->members), n->cfg.replicas);
+        members_live(n->members), members_misplaced(n->members), n->cfg.replicas,
+        members_slots_settling(n->members));
     reply_bulk(c, seq, text, len > 0 && (size_t)len < sizeof text ? (size_t)len : 0);
 }
 

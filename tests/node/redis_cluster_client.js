@@ -27,7 +27,9 @@ if (!ports.length) {
 }
 
 const GROUPS = 30, PER_GROUP = 10;
-const stats = { ops: 0, retried: 0, reconnects: 0, gave_up: 0, wrong: 0, final_bad: 0, nodes_seen: 0 };
+const stats = {
+  ops: 0, retried: 0, reconnects: 0, gave_up: 0, wrong: 0, final_bad: 0, nodes_seen: 0, redirect_loops: 0,
+};
 const acked = new Map();   // key -> last value acknowledged
 const pending = new Map(); // key -> values written since, not acknowledged
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -92,6 +94,8 @@ async function attempt(what, fn) {
       return r;
     } catch (e) {
       stats.retried++;
+      // past maxCommandRedirections, node-redis throws the last -MOVED
+      if (e.message && e.message.startsWith('MOVED')) stats.redirect_loops++;
       if (t === 0 && process.env.VERBOSE) console.error(`${what}: ${e.message}`);
       await sleep(100);
       if (t % 3 === 2) await reconnect();

@@ -32,7 +32,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 GROUPS, PER_GROUP = 30, 10
 stats = {"ops": 0, "retried": 0, "reconnects": 0, "gave_up": 0, "wrong": 0, "final_bad": 0,
-         "nodes_seen": 0}
+         "nodes_seen": 0, "redirect_loops": 0}
 acked = {}     # key -> last value acknowledged
 pending = {}   # key -> values written since, not acknowledged
 ports = []     # the nodes' ports, as given
@@ -91,6 +91,8 @@ def attempt(what, fn):
             return r
         except (RedisError, RedisClusterException, OSError) as e:
             stats["retried"] += 1
+            if "TTL exhausted" in str(e):   # 16 redirections (-MOVED) in a row
+                stats["redirect_loops"] += 1
             if stats["retried"] <= 3:
                 print("%s: %s" % (what, e), file=sys.stderr)
             time.sleep(0.1)

@@ -603,6 +603,53 @@ static void test_pref_lists_skip_dead(void **state) {
     assert_int_equal(members_slots(n->members, (size_t)dead), 0);
 }
 
+/* Slots where member x is one of the 3 replicas here. */
+static size_t slots_held_by(long x) {
+    size_t k = 0;
+    for (unsigned s = 0; s < RING_SLOTS; s++) {
+        uint32_t rep[3];
+        size_t got = members_pref(n->members, s, 3, rep);
+        for (size_t i = 0; i < got; i++) k += rep[i] == (uint32_t)x;
+    }
+    return k;
+}
+
+/* A slot is settled once neither its replicas nor their states changed
+ * for members_settle_ms: a suspicion unsettles the suspect's slots, a
+ * death the slots whose replicas it changed, each for that long. */
+static void test_slots_settle_after_changes(void **state) {
+    (void)state;
+    for (uint16_t p = 7001; p <= 7005; p++) gossip(p, 1, 1, MEMBER_ALIVE);
+    uint64_t wait = members_settle_ms(n->members);
+    assert_int_equal(wait, 2 * 3 * 200 + 1000); /* 6 known: news goes out 3 times */
+    assert_int_equal(members_slots_settling(n->members), RING_SLOTS); /* all just placed */
+    fake.clock_ms += wait;
+    assert_int_equal(members_slots_settling(n->members), 0);
+
+    long x = members_find(n->members, lo(), 7003);
+    size_t held = slots_held_by(x);
+    gossip(7003, 1, 1, MEMBER_SUSPECT); /* on the ring still: its slots served elsewhere */
+    assert_int_equal(state_of(7003), MEMBER_SUSPECT);
+    assert_int_equal(members_slots_settling(n->members), held);
+    for (unsigned s = 0; s < RING_SLOTS; s++) {
+        uint32_t rep[3];
+        members_pref(n->members, s, 3, rep);
+        bool has = rep[0] == (uint32_t)x || rep[1] == (uint32_t)x || rep[2] == (uint32_t)x;
+        assert_int_equal(members_slot_settled(n->members, s), !has);
+    }
+    fake.clock_ms += wait - 1;
+    assert_int_equal(members_slots_settling(n->members), held);
+    fake.clock_ms += 1;
+    assert_int_equal(members_slots_settling(n->members), 0);
+
+    make_dead(7003, 1, 1); /* off the ring: every slot it held changes replicas */
+    size_t settling = members_slots_settling(n->members);
+    assert_true(settling >= held && settling < RING_SLOTS);
+    assert_int_equal(slots_held_by(x), 0);
+    fake.clock_ms += wait;
+    assert_int_equal(members_slots_settling(n->members), 0);
+}
+
 static void test_format_lists_everyone(void **state) {
     (void)state;
     gossip(7001, 1, 1, MEMBER_ALIVE);
@@ -644,6 +691,7 @@ int main(void) {
         T(test_dead_forgotten_rejoin_accepted),
         T(test_digest_mismatch_exchanges_lists),
         T(test_pref_lists_skip_dead),
+        T(test_slots_settle_after_changes),
         T(test_format_lists_everyone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
