@@ -639,8 +639,11 @@ static void merge_one(members *m, const Member *in) {
     /* the Redis port is the process's: a later incarnation's replaces what
      * we knew (even with none), the same one's fills it in */
     if (in->resp_port <= 65535 && (in->incarnation > e->incarnation ||
-                                   (in->incarnation == e->incarnation && in->resp_port)))
+                                   (in->incarnation == e->incarnation && in->resp_port)) &&
+        e->resp_port != in->resp_port) {
         e->resp_port = (uint16_t)in->resp_port;
+        e->since = node_now(m->n); /* where -MOVED sends its slots' clients changed */
+    }
     if (rank_cmp(in->incarnation, in->heartbeat, (int)in->state, e->incarnation, e->heartbeat,
                  e->state) <= 0)
         return;
@@ -1073,8 +1076,8 @@ uint64_t members_settle_ms(const members *m) {
     return 2 * (uint64_t)news_budget(m) * period(m) + 1000;
 }
 
-bool members_slot_settled(members *m, unsigned slot) {
-    uint64_t now = node_now(m->n), wait = members_settle_ms(m);
+/* Whether slot's row and its members' states are older than now - wait. */
+static bool settled(members *m, unsigned slot, uint64_t now, uint64_t wait) {
     if (ring_slot_mark(m->ring, slot) + wait > now) return false;
     uint32_t rep[RING_MAX_REPLICAS];
     size_t k = members_pref(m, slot, m->n->cfg.replicas, rep);
@@ -1083,9 +1086,14 @@ bool members_slot_settled(members *m, unsigned slot) {
     return true;
 }
 
+bool members_slot_settled(members *m, unsigned slot) {
+    return settled(m, slot, node_now(m->n), members_settle_ms(m));
+}
+
 size_t members_slots_settling(members *m) {
+    uint64_t now = node_now(m->n), wait = members_settle_ms(m);
     size_t k = 0;
-    for (unsigned s = 0; s < RING_SLOTS; s++) k += !members_slot_settled(m, s);
+    for (unsigned s = 0; s < RING_SLOTS; s++) k += !settled(m, s, now, wait);
     return k;
 }
 

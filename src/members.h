@@ -76,7 +76,8 @@ typedef struct member {
     uint64_t incarnation;
     uint64_t heartbeat;
     uint64_t deadline;    /* SUSPECT: dead then; DEAD: gone then; GONE: slot free then */
-    uint64_t since;       /* node_now when it was added or its state last changed */
+    uint64_t since;       /* node_now when it was added or its state or Redis
+                           * port last changed (members_slot_settled) */
     uint16_t resp_port;   /* its Redis port as gossiped (0: none or not heard yet) */
     bool siphash;         /* its last GOSSIP said it opens SipHash seals (auth.h) */
     bool placed;          /* a GOSSIP of its own was heard: placement is its */
@@ -160,8 +161,8 @@ size_t members_live_set(const members *m, ring_node *nodes, uint32_t *map);
 size_t members_pref(const members *m, unsigned slot, size_t want, uint32_t *out);
 
 /* Whether hash slot `slot` is settled here: neither its replicas (the
- * ring's row for it) nor the state of one of them (alive, suspect) changed
- * within members_settle_ms. A change reaches the members one after
+ * ring's row for it) nor the state (alive, suspect) or Redis port of one
+ * of them changed within members_settle_ms. A change reaches the members one after
  * another as news spreads, so for a while they place a slot differently:
  * those that see a member suspect serve its slots at the next replica
  * alive, those that see it dead at the first of the ring without it
@@ -174,9 +175,12 @@ size_t members_pref(const members *m, unsigned slot, size_t want, uint32_t *out)
  * keys_here), as any node may coordinate any key. */
 bool members_slot_settled(members *m, unsigned slot);
 
-/* How long news takes to reach every member, with a margin: each item
- * goes out news_budget times, about a period apart, so twice that many
- * gossip periods and a second: 2.2 s at 6 members, 3.4 s at 40. */
+/* A generous bound on how long news takes to reach every member: twice
+ * news_budget gossip periods and a second (2.2 s at 6 members, 3.4 s at 10
+ * to 100 known). An item goes out news_budget times, fanout messages a
+ * round, so it spreads in fewer periods: this is a margin, not a bound
+ * proved; members that disagree for longer (a member's state flapping, a
+ * node stalled) may still redirect a client back and forth. */
 uint64_t members_settle_ms(const members *m);
 
 /* Hash slots not settled here (CLUSTER INFO dht_slots_settling). O(slots). */

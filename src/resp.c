@@ -690,7 +690,10 @@ static void member_ip(const node *n, uint32_t i, char ip[INET_ADDRSTRLEN]) {
  * slot's replicas (repl_slot_replicas), or any of them for a read on a
  * READONLY connection, or the slot is not settled here (members.h:
  * members_slot_settled: the members may not agree yet on where it is
- * served, and redirecting could send a client round in circles).
+ * served, and redirecting could send a client round in circles), or a
+ * live member places slots otherwise (members_misplaced: a rolling upgrade
+ * across placement schemes; the two never agree), or the slot's node has
+ * no Redis port known.
  * Otherwise answers slot seq with -CROSSSLOT or -MOVED slot ip:port
  * (Redis's texts) and returns false. Out of cluster mode: true. */
 static bool keys_here(conn *c, uint64_t seq, size_t argc, const arg *argv, size_t step, bool read) {
@@ -706,10 +709,12 @@ static bool keys_here(conn *c, uint64_t seq, size_t argc, const arg *argv, size_
     size_t k = repl_slot_replicas(n, hs, rep);
     for (size_t i = 0; i < k && (i == 0 || (read && c->readonly)); i++)
         if (rep[i] == 0) return true;   /* member 0: this node */
-    if (k == 0 || !members_slot_settled(n->members, hs)) return true;
+    uint16_t port = k ? members_resp_port(n->members, rep[0]) : 0;
+    if (!port || !members_slot_settled(n->members, hs) || members_misplaced(n->members))
+        return true;
     char ip[INET_ADDRSTRLEN];
     member_ip(n, rep[0], ip);
-    reply_error(c, seq, "MOVED %u %s:%u", hs, ip, members_resp_port(n->members, rep[0]));
+    reply_error(c, seq, "MOVED %u %s:%u", hs, ip, port);
     return false;
 }
 
@@ -991,10 +996,11 @@ static void cluster_info(conn *c, uint64_t seq) {
         "dht_members_live:%zu\r\n"
         "dht_members_misplaced:%zu\r\n"
         "dht_replicas:%u\r\n"
-        "dht_slots_settling:%zu\r\n",
+        "dht_slots_settling:%zu\r\n"
+        "dht_settle_ms:%llu\r\n",
         RING_SLOTS, ok, pfail, members_known(n->members), size, n->cfg.resp_cluster ? 1 : 0,
         members_live(n->members), members_misplaced(n->members), n->cfg.replicas,
-        members_slots_settling(n->members));
+        members_slots_settling(n->members), (unsigned long long)members_settle_ms(n->members));
     reply_bulk(c, seq, text, len > 0 && (size_t)len < sizeof text ? (size_t)len : 0);
 }
 

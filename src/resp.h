@@ -207,7 +207,10 @@ char *resp_password_from_file(const char *path);
  * "-CROSSSLOT Keys in request don't hash to the same slot", and one on a
  * slot whose first replica is another node "-MOVED slot ip:port" (that
  * node's Redis port), unless it is a read (GET, MGET, EXISTS) on a
- * READONLY connection and this node is one of the slot's replicas. A
+ * READONLY connection and this node is one of the slot's replicas, or the
+ * slot is not settled here (a membership change touched it within
+ * members_settle_ms, or a member places slots otherwise: resp.c,
+ * keys_here), when it serves the key itself. A
  * cluster client then sends every key to a node that holds it, saving a
  * hop; commands without keys run anywhere. Without --resp-cluster (the
  * default) any node serves any key, as ever: plain clients need no

@@ -39,15 +39,14 @@
  *
  * The last slots of a freak ring (about 3% of rings of 6 nodes on random
  * ports) find no node with both to spare on one lap: a second lap takes
- * the first nodes met whatever their places, the primary still one under
- * cap (the caps add up to more than the slots; a third lap, whatever the
- * counts, is never needed for it). A lookup of more than N nodes
+ * the first nodes met whatever their places, the primary a node still
+ * under its cap (the caps add up to more than the slots). A lookup of more than N nodes
  * (stand-ins for replicas that do not answer) goes on with the nodes the
  * walk meets after, in order, whatever their counts.
  *
  * So a slot's replicas are the first N nodes its walk meets unless one of
  * them is full, and no node holds more than 1.05x the mean of primaries
- * (+ 1 slot), nor of replica places but in freak rings (up to 1.10x: 9 of
+ * (+ 1 slot), nor of replica places but in freak rings (up to 1.10x: 10 of
  * 300 rings of 6 in tests/unit/test_ring.c). Without caps, a node's load follows its
  * share of the circle (about 1/sqrt(vnodes) around the mean) and where
  * the slots fall in its arcs (a node's places are a sample of 3 x 16,384 /
@@ -186,8 +185,11 @@ size_t ring_slot_lookup(ring *r, unsigned slot, size_t want, uint32_t *out);
  * A table computation that finds slot s's replicas (its row, in order)
  * not what they were records the mark set last as the slot's;
  * ring_slot_mark returns it (computing the table first if the ring changed
- * since). A row is new, so marked, at the first computation, after
- * ring_set_replicas, and when the ring empties. Marks start at 0. */
+ * since). Set the mark before every change of the nodes or of N (the
+ * computation is lazy: a change left without one would give its rows an
+ * older mark). Every row changes at the first computation on a non-empty
+ * ring, after ring_set_replicas, and when the ring empties. Marks start
+ * at 0. */
 void ring_set_mark(ring *r, uint64_t mark);
 uint64_t ring_slot_mark(ring *r, unsigned slot);
 

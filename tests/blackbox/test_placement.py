@@ -7,6 +7,9 @@ and this node disagree on every slot's replicas.
 
 - 3 nodes, one with --vnodes 16: each of the two others counts 1 and logs it,
   it counts 2;
+- in Redis Cluster mode (--resp-cluster) no node answers -MOVED while a member
+  places slots otherwise: the two would name different nodes for good, and
+  send a client back and forth;
 - a member of an earlier version (a sealed GOSSIP without the field, from a
   socket of this test) is logged as such.
 
@@ -21,6 +24,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import dht  # noqa: E402
 from dht import f_bytes, f_fixed32, f_varint  # noqa: E402
+from test_single_resp import Err, Resp  # noqa: E402
 
 PEER_GOSSIP = 1
 S = {}
@@ -28,8 +32,9 @@ S = {}
 
 def cluster():
     if "c" not in S:
-        S["http"] = dht.free_tcp_ports(3)
-        c = dht.Cluster(3, extra_args=lambda i: ["--http-port", S["http"][i]]
+        S["http"], S["resp"] = dht.free_tcp_ports(3), dht.free_tcp_ports(3)
+        c = dht.Cluster(3, extra_args=lambda i: ["--http-port", S["http"][i],
+                                                 "--resp-port", S["resp"][i], "--resp-cluster"]
                         + (["--vnodes", "16"] if i == 2 else []))
         c.start()
         c.wait_ready(timeout=15)
@@ -60,6 +65,26 @@ def test_other_vnodes_are_counted_and_logged():
     for i in (0, 1):
         want = "member %s:%d places hash slots otherwise (--replicas 3 --vnodes 64)" % c.addr(i)
         assert want in log_of(c, 2), "node 2's log does not say: %s" % want
+
+
+def test_misplaced_members_redirect_no_one():
+    cluster()
+
+    def call(i, *args):
+        with Resp(S["resp"][i]) as r:
+            return r.call(*args)
+
+    def settled():
+        return all("dht_slots_settling:0\r\n" in call(i, "CLUSTER", "INFO").decode() for i in range(3))
+    dht.wait_until(settled, 15, what="every slot settled at the 3 nodes")
+    assert [misplaced(i) for i in range(3)] == [1, 1, 2]
+    moved = 0
+    for i in range(3):
+        for k in range(60):
+            got = call(i, "SET", "misplaced:%d" % k, "v")
+            moved += isinstance(got, Err)
+            assert got == "OK", (i, k, got)
+    print("    180 keys through 3 nodes that disagree on placement: all served, %d MOVED" % moved)
 
 
 def test_an_earlier_version_is_logged():

@@ -16,7 +16,7 @@
 // it has to do). Then every key is read back: its value must be the last one
 // acknowledged, or one written after it whose acknowledgement was lost.
 // Prints one JSON line: {ops, retried, reconnects, gave_up, wrong, final_bad,
-// nodes_seen} and exits 0 if gave_up, wrong and final_bad are all 0.
+// nodes_seen, redirect_loops (commands given up after 16 -MOVED)} and exits 0 if gave_up, wrong and final_bad are all 0.
 'use strict';
 const { createCluster } = require('redis');
 

@@ -19,7 +19,8 @@ itself after a connection error, and after 3 failures in a row the client
 is made again (see connect). Then every key is read back: its value
 must be the last one acknowledged, or one written after it whose
 acknowledgement was lost. Prints one JSON line: {ops, retried, reconnects,
-gave_up, wrong, final_bad, nodes_seen} and exits 0 if gave_up, wrong and final_bad
+gave_up, wrong, final_bad, nodes_seen, redirect_loops (commands given up
+after 16 -MOVED: "TTL exhausted")} and exits 0 if gave_up, wrong and final_bad
 are all 0; exits 1 at once unless redis-py takes every node for a primary.
 """
 import json

@@ -648,6 +648,26 @@ static void test_slots_settle_after_changes(void **state) {
     assert_int_equal(slots_held_by(x), 0);
     fake.clock_ms += wait;
     assert_int_equal(members_slots_settling(n->members), 0);
+
+    /* a member's Redis port heard anew: -MOVED would name another port */
+    long y = members_find(n->members, lo(), 7002);
+    held = slots_held_by(y);
+    Member e = MEMBER__INIT;
+    e.ip = lo();
+    e.port = 7002;
+    e.incarnation = 1;
+    e.heartbeat = 1;
+    e.resp_port = 6380;
+    Member *es[1] = {&e};
+    Peer p = PEER__INIT;
+    p.n_members = 1;
+    p.members = es;
+    deliver(7999, NULL, &p);
+    assert_int_equal(members_resp_port(n->members, (size_t)y), 6380);
+    assert_int_equal(members_slots_settling(n->members), held);
+    fake.clock_ms += wait;
+    deliver(7999, NULL, &p); /* the same again: nothing changed */
+    assert_int_equal(members_slots_settling(n->members), 0);
 }
 
 static void test_format_lists_everyone(void **state) {

@@ -351,7 +351,8 @@ static void test_slot_balance(void **state) {
  * with room left are too few to make rows of 3 distinct nodes). */
 static void test_freak_rings_keep_primaries_capped(void **state) {
     (void)state;
-    const uint32_t cap = (RING_SLOTS * 105 + 100 * 6 - 1) / (100 * 6); /* 2868 */
+    const uint32_t cap = (RING_SLOTS * 105 + 100 * 6 - 1) / (100 * 6),      /* 2868 */
+                   room = (3 * RING_SLOTS * 105 + 100 * 6 - 1) / (100 * 6); /* 8602 */
     /* a node was primary of 2,971 slots here (1.088 x the mean) */
     static const uint16_t freak[6] = {53485, 45948, 32305, 10030, 24029, 29559};
     uint64_t seed = 7;
@@ -364,16 +365,13 @@ static void test_freak_rings_keep_primaries_capped(void **state) {
                                t == 0 ? freak[i] : (uint16_t)(10000 + xorshift(&seed) % 50000)};
         ring *r = ring_new(0);
         assert_non_null(r);
-        if (ring_build(r, v, 6) != 0) { /* two equal ports */
-            ring_free(r);
-            continue;
-        }
+        assert_int_equal(ring_build(r, v, 6), 0);
         size_t most = 0;
         for (uint32_t i = 0; i < 6; i++) {
             assert_true(ring_slot_count(r, i) <= cap);
             if (ring_slot_places(r, i) > most) most = ring_slot_places(r, i);
         }
-        over_room += most > 3 * cap;
+        over_room += most > room;
         if (most / (3.0 * RING_SLOTS / 6) > worst) worst = most / (3.0 * RING_SLOTS / 6);
         for (unsigned s = 0; s < RING_SLOTS; s += 11) {
             uint32_t row[3];
@@ -383,7 +381,8 @@ static void test_freak_rings_keep_primaries_capped(void **state) {
         ring_free(r);
     }
     printf("ring: 300 rings of 6 on random ports: primaries under the cap (%u) in all; replica "
-           "places over 1.05 x the mean in %zu, at most %.4f x\n", cap, over_room, worst);
+           "places over the room (%u) in %zu, at most %.4f x the mean\n", cap, room, over_room, worst);
+    assert_true(worst <= 1.10); /* as ring.h says */
 }
 
 /* Of RING_SLOTS x want places, how many hold a node (by address index)
@@ -480,6 +479,26 @@ static void test_slot_marks_follow_row_changes(void **state) {
         bool differ = memcmp(before[s], after[s], sizeof before[s]) != 0;
         assert_int_equal(ring_slot_mark(r, s), differ ? 12 : 5);
     }
+    ring_set_mark(r, 14); /* out and back before a lookup: no row changed */
+    assert_int_equal(ring_remove(r, GONE), 0);
+    ring_set_mark(r, 15);
+    assert_int_equal(ring_add(r, GONE, &v[GONE]), 0);
+    for (unsigned s = 0; s < RING_SLOTS; s++) {
+        bool differ = memcmp(before[s], after[s], sizeof before[s]) != 0;
+        assert_int_equal(ring_slot_mark(r, s), differ ? 12 : 5);
+    }
+    ring_node other = {htonl(0x7F000001u), 9999}; /* one out, another in: the later mark */
+    ring_set_mark(r, 16);
+    assert_int_equal(ring_remove(r, GONE), 0);
+    ring_set_mark(r, 17);
+    assert_int_equal(ring_add(r, GONE, &other), 0);
+    size_t marked = 0;
+    for (unsigned s = 0; s < RING_SLOTS; s++) {
+        uint64_t mk = ring_slot_mark(r, s);
+        assert_true(mk == 17 || mk == 12 || mk == 5);
+        marked += mk == 17;
+    }
+    assert_true(marked > 0);
     ring_set_mark(r, 20); /* a new N: every row new */
     assert_int_equal(ring_set_replicas(r, 2), 0);
     for (unsigned s = 0; s < RING_SLOTS; s += 97) assert_int_equal(ring_slot_mark(r, s), 20);
