@@ -1041,6 +1041,16 @@ size_t repl_slot_replicas(node *n, unsigned slot, uint32_t *out) {
     return k;
 }
 
+long repl_slot_redirect(node *n, unsigned slot, bool any_replica) {
+    uint32_t rep[REPL_MAX_N];
+    size_t k = repl_slot_replicas(n, slot, rep);
+    for (size_t i = 0; i < k && (i == 0 || any_replica); i++)
+        if (self_index(rep[i])) return -1;
+    if (k == 0 || !members_slot_settled(n->members, slot) || members_misplaced(n->members))
+        return -1;
+    return rep[0];
+}
+
 int repl_is_replica(node *n, const uint8_t *key, size_t klen, uint32_t *owner) {
     uint32_t rep[REPL_MAX_N];
     size_t k = repl_slot_replicas(n, ring_key_slot(key, klen), rep);

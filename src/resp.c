@@ -686,16 +686,11 @@ static void member_ip(const node *n, uint32_t i, char ip[INET_ADDRSTRLEN]) {
 }
 
 /* In cluster mode, a command on keys argv[1], argv[1 + step], ... runs here
- * only when they share a hash slot and this node is the first of the
- * slot's replicas (repl_slot_replicas), or any of them for a read on a
- * READONLY connection, or the slot is not settled here (members.h:
- * members_slot_settled: the members may not agree yet on where it is
- * served, and redirecting could send a client round in circles), or a
- * live member places slots otherwise (members_misplaced: a rolling upgrade
- * across placement schemes; the two never agree), or the slot's node has
- * no Redis port known.
- * Otherwise answers slot seq with -CROSSSLOT or -MOVED slot ip:port
- * (Redis's texts) and returns false. Out of cluster mode: true. */
+ * only when they share a hash slot and repl_slot_redirect says this node
+ * serves it (a read on a READONLY connection: at any replica), or the node
+ * it names has no Redis port known. Otherwise
+ * answers slot seq with -CROSSSLOT or -MOVED slot ip:port (Redis's texts)
+ * and returns false. Out of cluster mode: true. */
 static bool keys_here(conn *c, uint64_t seq, size_t argc, const arg *argv, size_t step, bool read) {
     node *n = c->srv->n;
     if (!cluster_mode(c) || argc < 2) return true;
@@ -705,15 +700,11 @@ static bool keys_here(conn *c, uint64_t seq, size_t argc, const arg *argv, size_
             reply_raw(c, seq, "-CROSSSLOT Keys in request don't hash to the same slot\r\n");
             return false;
         }
-    uint32_t rep[REPL_MAX_N];
-    size_t k = repl_slot_replicas(n, hs, rep);
-    for (size_t i = 0; i < k && (i == 0 || (read && c->readonly)); i++)
-        if (rep[i] == 0) return true;   /* member 0: this node */
-    uint16_t port = k ? members_resp_port(n->members, rep[0]) : 0;
-    if (!port || !members_slot_settled(n->members, hs) || members_misplaced(n->members))
-        return true;
+    long to = repl_slot_redirect(n, hs, read && c->readonly);
+    uint16_t port = to < 0 ? 0 : members_resp_port(n->members, (size_t)to);
+    if (!port) return true;
     char ip[INET_ADDRSTRLEN];
-    member_ip(n, rep[0], ip);
+    member_ip(n, (uint32_t)to, ip);
     reply_error(c, seq, "MOVED %u %s:%u", hs, ip, port);
     return false;
 }

@@ -21,7 +21,12 @@
  *     after the write was acknowledged misses it (W + R > N);
  *   - replicas have not converged a bounded time after the last fault healed;
  *   - a node declares a live node dead while neither of them was touched by
- *     a fault for longer than the detection time.
+ *     a fault for longer than the detection time;
+ *   - a Redis Cluster client following -MOVED from node to node
+ *     (repl_slot_redirect, checked every 100 ms for 32 slots from every node)
+ *     goes round in a circle once the nodes have agreed on the membership
+ *     for 2 x members_settle_ms. Circles while they do not agree are
+ *     counted ("redirect loops" in the seed's line), not failed.
  * The same seed replays the same run: every event goes into a trace whose
  * digest is printed (and the trace itself with --trace).
  */
@@ -214,6 +219,11 @@ typedef struct sim {
     auth_keys cluster_key;      /* drawn from the seed */
     rng atk;                    /* --attacker's choices */
     uint64_t forged;            /* datagrams it sent */
+    /* Redis Cluster routing (route_check) */
+    uint64_t next_route;        /* µs: next check */
+    uint64_t route_checks;
+    uint64_t agreed_since;      /* µs: membership agreed since (0: it does not) */
+    uint64_t route_loops;       /* circles of -MOVED found */
 } sim;
 
 static sim *S; /* for the node environment callbacks' log lines only */
@@ -1153,12 +1163,68 @@ static void run_event(sim *s, event *e) {
     }
 }
 
+static size_t membership_disagreements(sim *s, bool report);
+
+/* Follows -MOVED (repl_slot_redirect, as resp.c answers a Redis Cluster
+ * client) for hash slot `slot` from node i: the nodes visited until one
+ * serves it or names a node that is down (the client would fail to connect
+ * and ask for the slots again); -1 when the redirections go round in a
+ * circle (more hops than nodes). */
+static int redirect_hops(sim *s, unsigned slot, uint32_t i) {
+    for (int hops = 0; hops <= (int)s->o.nodes; hops++) {
+        simnode *sn = &s->nodes[i];
+        if (!sn->up || !sn->n) return hops;
+        long to = repl_slot_redirect(sn->n, slot, false);
+        if (to < 0) return hops;
+        long j = node_at(s, &members_at(sn->n->members, (size_t)to)->addr);
+        if (j < 0) return hops;
+        i = (uint32_t)j;
+    }
+    return -1;
+}
+
+/* Every 100 ms: 32 slots (all of them every 51 s), from every node up. A
+ * circle once the membership has been agreed for twice the nodes' settle
+ * time fails the run; before that it is counted. Reads the nodes' state
+ * only: no event, no random number, so a seed's run is the same with or
+ * without it. */
+static void route_check(sim *s) {
+    s->next_route = s->now + 100000;
+    if (!s->o.nodes || !s->nodes[0].n) return;
+    bool agreed = membership_disagreements(s, false) == 0;
+    if (!agreed) s->agreed_since = 0;
+    else if (!s->agreed_since) s->agreed_since = s->now;
+    uint64_t settle_us = 0;
+    for (uint32_t i = 0; i < s->o.nodes; i++)
+        if (s->nodes[i].up && s->nodes[i].n) {
+            uint64_t w = members_settle_ms(s->nodes[i].n->members) * 1000;
+            if (w > settle_us) settle_us = w;
+        }
+    bool calm = s->agreed_since && s->now >= s->agreed_since + 2 * settle_us;
+    for (unsigned j = 0; j < 32; j++) {
+        unsigned slot = (unsigned)((s->route_checks * 32 + j) * 509 % RING_SLOTS);
+        for (uint32_t i = 0; i < s->o.nodes; i++) {
+            if (!s->nodes[i].up || redirect_hops(s, slot, i) >= 0) continue;
+            s->route_loops++;
+            if (calm)
+                fail(s, "a Redis Cluster client sent round in a circle by -MOVED for slot %u from "
+                     "n%u, the membership agreed for %.1f s", slot, i,
+                     (double)(s->now - s->agreed_since) / 1e6);
+            else
+                trace(s, "-MOVED for slot %u goes round in a circle from n%u (views differ)", slot, i);
+            break; /* one a slot */
+        }
+    }
+    s->route_checks++;
+}
+
 /* Runs the next event if one is due by `until`; false when none is. */
 static bool step(sim *s, uint64_t until) {
     if (!s->nheap || s->heap[0].t > until) return false;
     event e = pop(s);
     s->now = e.t;
     run_event(s, &e);
+    if (s->now >= s->next_route && !s->o.members_only) route_check(s);
     return true;
 }
 
@@ -1488,10 +1554,11 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
         char d1[96], d2[96];
         printf("seed %" PRIu64 ": %s, %.1f s simulated, %" PRIu64 " events, trace %016" PRIx64
                ", ops ok %" PRIu64 " err %" PRIu64 " timeout %" PRIu64 ", reads checked %" PRIu64
-               ", node bytes/s %.0f per node (%.1f msgs/s), records re-pushed %" PRIu64 "\n",
+               ", node bytes/s %.0f per node (%.1f msgs/s), records re-pushed %" PRIu64
+               ", redirect loops %" PRIu64 "\n",
                seed, rc ? "FAILED" : "ok", secs, s->events, d, s->ops_ok, s->ops_err,
                s->ops_timeout, s->reads_checked, (double)bytes / secs / o->nodes,
-               (double)msgs / secs / o->nodes, repushed);
+               (double)msgs / secs / o->nodes, repushed, s->route_loops);
         if (o->stall_one_ms && s->kill_at)
             printf("stall: n%" PRIu64 " stalled %u ms at %u s; seen dead by %u others; back alive "
                    "at the others after %s of its waking; records re-pushed since the stall %" PRIu64
