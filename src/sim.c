@@ -23,7 +23,7 @@
  *   - a node declares a live node dead while neither of them was touched by
  *     a fault for longer than the detection time;
  *   - a Redis Cluster client following -MOVED from node to node
- *     (repl_slot_redirect, checked every 100 ms for 32 slots from every node)
+ *     (repl_slot_redirect, checked every 200 ms for 16 slots from every node)
  *     goes round in a circle once the nodes have agreed on the membership
  *     for 2 x members_settle_ms. Circles while they do not agree are
  *     counted ("redirect loops" in the seed's line), not failed.
@@ -1183,13 +1183,13 @@ static int redirect_hops(sim *s, unsigned slot, uint32_t i) {
     return -1;
 }
 
-/* Every 100 ms: 32 slots (all of them every 51 s), from every node up. A
+/* Every 200 ms: 16 slots (all of them every 205 s), from every node up. A
  * circle once the membership has been agreed for twice the nodes' settle
  * time fails the run; before that it is counted. Reads the nodes' state
  * only: no event, no random number, so a seed's run is the same with or
  * without it. */
 static void route_check(sim *s) {
-    s->next_route = s->now + 100000;
+    s->next_route = s->now + 200000;
     if (!s->o.nodes || !s->nodes[0].n) return;
     bool agreed = membership_disagreements(s, false) == 0;
     if (!agreed) s->agreed_since = 0;
@@ -1201,8 +1201,8 @@ static void route_check(sim *s) {
             if (w > settle_us) settle_us = w;
         }
     bool calm = s->agreed_since && s->now >= s->agreed_since + 2 * settle_us;
-    for (unsigned j = 0; j < 32; j++) {
-        unsigned slot = (unsigned)((s->route_checks * 32 + j) * 509 % RING_SLOTS);
+    for (unsigned j = 0; j < 16; j++) {
+        unsigned slot = (unsigned)((s->route_checks * 16 + j) * 509 % RING_SLOTS);
         for (uint32_t i = 0; i < s->o.nodes; i++) {
             if (!s->nodes[i].up || redirect_hops(s, slot, i) >= 0) continue;
             s->route_loops++;
