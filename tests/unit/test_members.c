@@ -54,19 +54,27 @@ static void deliver(uint16_t sender, const uint8_t *id, Peer *p) {
     members_receive(n->members, id ? id : zero, WIRE_ID_LEN, p, &from);
 }
 
-/* Merges one gossiped entry for 127.0.0.1:port (news from a stranger). */
-static void gossip(uint16_t port, uint64_t inc, uint64_t hb, int state) {
+/* Merges one gossiped entry for 127.0.0.1:port, with Redis port resp_port
+ * (0: none), sent by 127.0.0.1:sender. */
+static void gossip_from(uint16_t sender, uint16_t port, uint64_t inc, uint64_t hb, int state,
+                        uint16_t resp_port) {
     Member m = MEMBER__INIT;
     m.ip = lo();
     m.port = port;
     m.incarnation = inc;
     m.heartbeat = hb;
     m.state = (uint32_t)state;
+    m.resp_port = resp_port;
     Member *ms[1] = {&m};
     Peer p = PEER__INIT;
     p.n_members = 1;
     p.members = ms;
-    deliver(7999, NULL, &p);
+    deliver(sender, NULL, &p);
+}
+
+/* The same, news from a stranger without a Redis port. */
+static void gossip(uint16_t port, uint64_t inc, uint64_t hb, int state) {
+    gossip_from(7999, port, inc, hb, state, 0);
 }
 
 static int state_of(uint16_t port) {
@@ -142,16 +150,7 @@ static void test_resp_ports_are_gossiped(void **state) {
     assert_int_equal(members_at(n->members, (size_t)i)->resp_port, 0);
     assert_int_equal(members_resp_port(n->members, (size_t)i), 6001);
     /* news of a stranger carries it, and our entries pass it on */
-    Member s = MEMBER__INIT;
-    s.ip = lo();
-    s.port = 7002;
-    s.incarnation = 3;
-    s.resp_port = 7777;
-    Member *ms[1] = {&s};
-    Peer q = PEER__INIT;
-    q.n_members = 1;
-    q.members = ms;
-    deliver(7001, NULL, &q);
+    gossip_from(7001, 7002, 3, 0, MEMBER_ALIVE, 7777);
     i = members_find(n->members, lo(), 7002);
     assert_true(i > 0);
     assert_int_equal(members_resp_port(n->members, (size_t)i), 7777);
@@ -652,21 +651,11 @@ static void test_slots_settle_after_changes(void **state) {
     /* a member's Redis port heard anew: -MOVED would name another port */
     long y = members_find(n->members, lo(), 7002);
     held = slots_held_by(y);
-    Member e = MEMBER__INIT;
-    e.ip = lo();
-    e.port = 7002;
-    e.incarnation = 1;
-    e.heartbeat = 1;
-    e.resp_port = 6380;
-    Member *es[1] = {&e};
-    Peer p = PEER__INIT;
-    p.n_members = 1;
-    p.members = es;
-    deliver(7999, NULL, &p);
+    gossip_from(7999, 7002, 1, 1, MEMBER_ALIVE, 6380);
     assert_int_equal(members_resp_port(n->members, (size_t)y), 6380);
     assert_int_equal(members_slots_settling(n->members), held);
     fake.clock_ms += wait;
-    deliver(7999, NULL, &p); /* the same again: nothing changed */
+    gossip_from(7999, 7002, 1, 1, MEMBER_ALIVE, 6380); /* the same again: nothing changed */
     assert_int_equal(members_slots_settling(n->members), 0);
 }
 
