@@ -48,6 +48,10 @@ struct members {
     ring *ring;
     size_t known;
     uint64_t epoch;
+    uint64_t placements;  /* grows when a member is heard to place slots anew
+                           * or joins or leaves the live set */
+    uint64_t misplaced_at; /* placements when misplaced was counted, plus 1 */
+    size_t misplaced;     /* members_misplaced's count then */
     uint64_t digest;      /* sum of entry_digest over the known */
     uint32_t floor_every; /* messages sent: one in FLOOR_EVERY carries gc_floor */
     members_changed_fn changed;   /* the live set changed, or a member restarted */
@@ -265,6 +269,7 @@ static long add(members *m, uint32_t ip, uint16_t port) {
     e->addr.sin_port = htons(port);
     e->state = MEMBER_ALIVE;
     e->since = node_now(m->n);
+    m->placements++;
     e->pos[0] = e->pos[1] = e->pos[2] = NONE;
     size_t j = addr_slot(m, ip, port);
     while (m->index[j]) j = (j + 1) & m->index_mask;
@@ -326,6 +331,7 @@ static void set_state(members *m, uint32_t i, int state) {
                  (unsigned long long)e->heartbeat);
     }
     if (was_live != is_live(state)) {
+        m->placements++;
         ring_update(m, i);
         m->changed(m->changed_ctx);
     }
@@ -778,6 +784,7 @@ static void heard_placement(members *m, uint32_t i, uint32_t placement) {
     bool news = !e->placed || e->placement != placement;
     e->placed = true;
     e->placement = placement;
+    m->placements += news;
     if (!news || placement == m->v[0].placement) return;
     char a[32], how[64];
     if (!placement)
@@ -1099,11 +1106,16 @@ size_t members_slots_settling(members *m) {
 
 size_t members_slots(const members *m, size_t i) { return ring_slot_count(m->ring, (uint32_t)i); }
 
-size_t members_misplaced(const members *m) {
+size_t members_misplaced(members *m) {
+    /* counted again only when the live set or a placement heard changed:
+     * every -MOVED asks (repl_slot_redirect) */
+    if (m->misplaced_at == m->placements + 1) return m->misplaced;
     size_t k = 0;
     for (size_t i = 1; i < m->len; i++)
         k += m->v[i].port && is_live(m->v[i].state) && m->v[i].placed &&
              m->v[i].placement != m->v[0].placement;
+    m->misplaced_at = m->placements + 1;
+    m->misplaced = k;
     return k;
 }
 

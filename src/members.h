@@ -98,7 +98,7 @@ uint32_t members_placement(unsigned replicas, unsigned vnodes);
 
 /* Live members whose last GOSSIP said they place hash slots otherwise than
  * this node (an earlier version included). */
-size_t members_misplaced(const members *m);
+size_t members_misplaced(members *m);
 
 typedef void (*members_changed_fn)(void *ctx);
 

@@ -659,6 +659,33 @@ static void test_slots_settle_after_changes(void **state) {
     assert_int_equal(members_slots_settling(n->members), 0);
 }
 
+/* A GOSSIP from 127.0.0.1:sender saying how it places slots. */
+static void placement_from(uint16_t sender, uint32_t placement) {
+    Peer p = PEER__INIT;
+    p.placement = placement;
+    deliver(sender, NULL, &p);
+}
+
+/* Members that place slots otherwise are counted (and the count, kept
+ * between calls, follows every change: placements heard, deaths, returns). */
+static void test_misplaced_members_counted(void **state) {
+    (void)state;
+    uint32_t ours = members_placement(3, RING_DEFAULT_VNODES), other = members_placement(3, 16);
+    gossip(7001, 1, 1, MEMBER_ALIVE);
+    gossip(7002, 1, 1, MEMBER_ALIVE);
+    assert_int_equal(members_misplaced(n->members), 0); /* not heard yet */
+    placement_from(7001, other);
+    assert_int_equal(members_misplaced(n->members), 1);
+    placement_from(7002, other);
+    assert_int_equal(members_misplaced(n->members), 2);
+    placement_from(7001, ours);
+    assert_int_equal(members_misplaced(n->members), 1);
+    make_dead(7002, 1, 1); /* the dead do not count */
+    assert_int_equal(members_misplaced(n->members), 0);
+    gossip(7002, 2, 1, MEMBER_ALIVE); /* back (a new life): as last heard */
+    assert_int_equal(members_misplaced(n->members), 1);
+}
+
 static void test_format_lists_everyone(void **state) {
     (void)state;
     gossip(7001, 1, 1, MEMBER_ALIVE);
@@ -701,6 +728,7 @@ int main(void) {
         T(test_digest_mismatch_exchanges_lists),
         T(test_pref_lists_skip_dead),
         T(test_slots_settle_after_changes),
+        T(test_misplaced_members_counted),
         T(test_format_lists_everyone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
