@@ -100,8 +100,9 @@ size_t repl_slot_replicas(node *n, unsigned slot, uint32_t *out);
  * members_slot_settled: the members may not agree yet on where it is
  * served, and redirecting could send a client round in circles), or a
  * live member places slots otherwise (members_misplaced: a rolling upgrade
- * across placement schemes; the two never agree). dht-sim checks that following it from any node
- * never goes round in a circle once faults have healed. */
+ * across placement schemes; the two never agree). dht-sim checks that
+ * following it from any node never goes round in a circle once the
+ * membership has been agreed for a while. */
 long repl_slot_redirect(node *n, unsigned slot, bool any_replica);
 
 /* 1 when this node should coordinate an operation on key: it is one of the

@@ -688,9 +688,9 @@ static void member_ip(const node *n, uint32_t i, char ip[INET_ADDRSTRLEN]) {
 /* In cluster mode, a command on keys argv[1], argv[1 + step], ... runs here
  * only when they share a hash slot and repl_slot_redirect says this node
  * serves it (a read on a READONLY connection: at any replica), or the node
- * it names has no Redis port known. Otherwise
- * answers slot seq with -CROSSSLOT or -MOVED slot ip:port (Redis's texts)
- * and returns false. Out of cluster mode: true. */
+ * it names has no Redis port known. Otherwise answers slot seq with
+ * -CROSSSLOT or -MOVED slot ip:port (Redis's texts) and returns false.
+ * Out of cluster mode: true. */
 static bool keys_here(conn *c, uint64_t seq, size_t argc, const arg *argv, size_t step, bool read) {
     node *n = c->srv->n;
     if (!cluster_mode(c) || argc < 2) return true;

@@ -40,15 +40,15 @@
  * The last slots of a freak ring (about 3% of rings of 6 nodes on random
  * ports) find no node with both to spare on one lap: a second lap takes
  * the first nodes met whatever their places, the primary a node still
- * under its cap (the caps add up to more than the slots). A lookup of more than N nodes
- * (stand-ins for replicas that do not answer) goes on with the nodes the
- * walk meets after, in order, whatever their counts.
+ * under its cap (the caps add up to more than the slots). A lookup of
+ * more than N nodes (stand-ins for replicas that do not answer) goes on
+ * with the nodes the walk meets after, in order, whatever their counts.
  *
  * So a slot's replicas are the first N nodes its walk meets unless one of
  * them is full, and no node holds more than 1.05x the mean of primaries
- * (+ 1 slot), nor of replica places but in freak rings (up to 1.10x: 10 of
- * 300 rings of 6 in tests/unit/test_ring.c). Without caps, a node's load follows its
- * share of the circle (about 1/sqrt(vnodes) around the mean) and where
+ * (+ 1 slot), nor of replica places but in freak rings (up to 1.10x: 10
+ * of 300 rings of 6 in tests/unit/test_ring.c). Without caps, a node's
+ * load follows its share of the circle (about 1/sqrt(vnodes) around the mean) and where
  * the slots fall in its arcs (a node's places are a sample of 3 x 16,384 /
  * nodes walks: 49 at 1,000 nodes): the most loaded held, in places, 1.03x
  * the mean at 40 nodes x 1024 points (1.04x at 10.0.0.1..40), 1.14x at 200 and 1.49x at 1,000,
