@@ -369,6 +369,7 @@ members *members_new(node *n, members_changed_fn changed, void *ctx) {
     }
     set_pair(m, 0, n->incarnation, 0);
     m->v[0].resp_port = n->cfg.resp_port;
+    m->v[0].no_resp = !n->cfg.resp_port;
     m->v[0].placement =
         members_placement(n->cfg.replicas, n->cfg.vnodes ? n->cfg.vnodes : RING_DEFAULT_VNODES);
     m->v[0].placed = true;
@@ -470,6 +471,7 @@ static void fill(const member *e, Member *out) {
     out->heartbeat = e->heartbeat;
     out->state = e->state == MEMBER_GONE ? MEMBER_DEAD : e->state;
     out->resp_port = e->resp_port;
+    out->no_resp = e->no_resp;
 }
 
 static void seq_id(uint64_t seq, uint8_t id[WIRE_ID_LEN]) {
@@ -635,7 +637,10 @@ static void merge_one(members *m, const Member *in) {
         /* verdicts on members we do not know are not ours to keep */
         if (in->state != MEMBER_ALIVE || (i = add(m, in->ip, (uint16_t)in->port)) < 0) return;
         set_pair(m, (uint32_t)i, in->incarnation, in->heartbeat);
-        if (in->resp_port <= 65535) m->v[i].resp_port = (uint16_t)in->resp_port;
+        if (in->resp_port <= 65535) {
+            m->v[i].resp_port = (uint16_t)in->resp_port;
+            m->v[i].no_resp = !in->resp_port && in->no_resp;
+        }
         announce(m, (uint32_t)i);
         ring_update(m, (uint32_t)i);
         m->changed(m->changed_ctx);
@@ -643,11 +648,15 @@ static void merge_one(members *m, const Member *in) {
     }
     member *e = &m->v[i];
     /* the Redis port is the process's: a later incarnation's replaces what
-     * we knew (even with none), the same one's fills it in */
-    if (in->resp_port <= 65535 && (in->incarnation > e->incarnation ||
-                                   (in->incarnation == e->incarnation && in->resp_port)) &&
-        e->resp_port != in->resp_port) {
+     * we knew (even with nothing known), the same one's fills it in (a port,
+     * or none: no_resp) */
+    bool none = !in->resp_port && in->no_resp;
+    if (in->resp_port <= 65535 &&
+        (in->incarnation > e->incarnation ||
+         (in->incarnation == e->incarnation && (in->resp_port || none))) &&
+        (e->resp_port != in->resp_port || e->no_resp != none)) {
         e->resp_port = (uint16_t)in->resp_port;
+        e->no_resp = none;
         e->since = node_now(m->n); /* where -MOVED sends its slots' clients changed */
     }
     if (rank_cmp(in->incarnation, in->heartbeat, (int)in->state, e->incarnation, e->heartbeat,
@@ -1073,7 +1082,7 @@ size_t members_pref(const members *m, unsigned slot, size_t want, uint32_t *out)
 
 uint16_t members_resp_port(const members *m, size_t i) {
     if (i >= m->len) return 0;
-    if (m->v[i].resp_port) return m->v[i].resp_port;
+    if (m->v[i].resp_port || m->v[i].no_resp) return m->v[i].resp_port;
     /* not heard yet: the offset of our own */
     long p = (long)m->v[i].port + (long)m->v[0].resp_port - (long)m->v[0].port;
     return m->v[0].resp_port && p > 0 && p <= 65535 ? (uint16_t)p : 0;

@@ -79,6 +79,7 @@ typedef struct member {
     uint64_t since;       /* node_now when it was added or its state or Redis
                            * port last changed (members_slot_settled) */
     uint16_t resp_port;   /* its Redis port as gossiped (0: none or not heard yet) */
+    bool no_resp;         /* it said it runs no Redis port (resp_port 0: none) */
     bool siphash;         /* its last GOSSIP said it opens SipHash seals (auth.h) */
     bool placed;          /* a GOSSIP of its own was heard: placement is its */
     uint32_t placement;   /* how it places hash slots (members_placement; 0: an
@@ -133,8 +134,9 @@ unsigned members_health(const members *m); /* local health multiplier, 0 best */
  * (its pings and acks) or from others' gossip. Until this node has heard
  * it, the port at the same offset from the member's UDP port as this
  * node's Redis port is from its own (clusters started with one rule for
- * all, as scripts/cluster's {port}, are right from the start); 0 when this
- * node has no Redis port and has heard of none. */
+ * all, as scripts/cluster's {port}, are right from the start); 0 when the
+ * member said it runs none (no_resp), or this node has no Redis port and
+ * has heard of none. */
 uint16_t members_resp_port(const members *m, size_t i);
 
 /* Index of the known (not gone) member at ip:port, or -1. Constant time. */

@@ -1044,11 +1044,17 @@ size_t repl_slot_replicas(node *n, unsigned slot, uint32_t *out) {
 long repl_slot_redirect(node *n, unsigned slot, bool any_replica) {
     uint32_t rep[REPL_MAX_N];
     size_t k = repl_slot_replicas(n, slot, rep);
-    for (size_t i = 0; i < k && (i == 0 || any_replica); i++)
-        if (self_index(rep[i])) return -1;
-    if (k == 0 || !members_slot_settled(n->members, slot) || members_misplaced(n->members))
+    long to = -1;
+    for (size_t i = 0; i < k; i++) {
+        if (self_index(rep[i])) {
+            if (to < 0 || any_replica) return -1;
+        } else if (to < 0 && members_resp_port(n->members, rep[i])) {
+            to = rep[i];
+        }
+    }
+    if (to < 0 || !members_slot_settled(n->members, slot) || members_misplaced(n->members))
         return -1;
-    return rep[0];
+    return to;
 }
 
 int repl_is_replica(node *n, const uint8_t *key, size_t klen, uint32_t *owner) {

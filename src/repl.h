@@ -94,13 +94,14 @@ size_t repl_slot_replicas(node *n, unsigned slot, uint32_t *out);
 
 /* Where a Redis Cluster client that sent a command on hash slot `slot`
  * here is sent (cluster mode, resp.c's -MOVED): the member index of the
- * slot's first replica (repl_slot_replicas), or -1 when this node serves
- * it: it is that replica, or any of them when any_replica (a read on a
- * READONLY connection), or the slot is not settled here (members.h:
- * members_slot_settled: the members may not agree yet on where it is
- * served, and redirecting could send a client round in circles), or a
- * live member places slots otherwise (members_misplaced: a rolling upgrade
- * across placement schemes; the two never agree). dht-sim checks that
+ * slot's first replica (repl_slot_replicas) that has a Redis port
+ * (members_resp_port; a member may run without one), or -1 when this node
+ * serves it: it is that replica, or any of them when any_replica (a read
+ * on a READONLY connection), or none has a Redis port, or the slot is not
+ * settled here (members.h: members_slot_settled: the members may not agree
+ * yet on where it is served, and redirecting could send a client round in
+ * circles), or a live member places slots otherwise (members_misplaced: a
+ * rolling upgrade across placement schemes; the two never agree). dht-sim checks that
  * following it from any node never goes round in a circle once the
  * membership has been agreed for a while. */
 long repl_slot_redirect(node *n, unsigned slot, bool any_replica);

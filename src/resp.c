@@ -687,10 +687,9 @@ static void member_ip(const node *n, uint32_t i, char ip[INET_ADDRSTRLEN]) {
 
 /* In cluster mode, a command on keys argv[1], argv[1 + step], ... runs here
  * only when they share a hash slot and repl_slot_redirect says this node
- * serves it (a read on a READONLY connection: at any replica), or the node
- * it names has no Redis port known. Otherwise answers slot seq with
- * -CROSSSLOT or -MOVED slot ip:port (Redis's texts) and returns false.
- * Out of cluster mode: true. */
+ * serves it (a read on a READONLY connection: at any replica). Otherwise
+ * answers slot seq with -CROSSSLOT or -MOVED slot ip:port (Redis's texts)
+ * and returns false. Out of cluster mode: true. */
 static bool keys_here(conn *c, uint64_t seq, size_t argc, const arg *argv, size_t step, bool read) {
     node *n = c->srv->n;
     if (!cluster_mode(c) || argc < 2) return true;
@@ -701,8 +700,8 @@ static bool keys_here(conn *c, uint64_t seq, size_t argc, const arg *argv, size_
             return false;
         }
     long to = repl_slot_redirect(n, hs, read && c->readonly);
-    uint16_t port = to < 0 ? 0 : members_resp_port(n->members, (size_t)to);
-    if (!port) return true;
+    if (to < 0) return true;
+    uint16_t port = members_resp_port(n->members, (size_t)to); /* not 0: repl_slot_redirect */
     char ip[INET_ADDRSTRLEN];
     member_ip(n, (uint32_t)to, ip);
     reply_error(c, seq, "MOVED %u %s:%u", hs, ip, port);
@@ -716,16 +715,31 @@ typedef struct slot_run {
     uint32_t rep[REPL_MAX_N];
 } slot_run;
 
-/* Every slot, in runs of the same replicas, in slot order: an array the
- * caller frees, *count long (at least 1 slot a run; with 64 points a node
- * about 300 runs at 6 nodes, 2,300 at 40). NULL on no memory. */
+/* The replicas of slot s as Redis clients are told of them: those with a
+ * Redis port (members_resp_port), in repl_slot_replicas's order, so that
+ * the first is where -MOVED sends the slot's clients (repl_slot_redirect);
+ * when none has one, this node alone, which then serves the slot's keys
+ * itself. Returns how many (at least 1). */
+static size_t redis_replicas(node *n, unsigned s, uint32_t out[REPL_MAX_N]) {
+    uint32_t rep[REPL_MAX_N];
+    size_t k = repl_slot_replicas(n, s, rep), j = 0;
+    for (size_t i = 0; i < k; i++)
+        if (members_resp_port(n->members, rep[i])) out[j++] = rep[i];
+    if (!j) out[j++] = 0;
+    return j;
+}
+
+/* Every slot, in runs of the same replicas (redis_replicas), in slot
+ * order: an array the caller frees, *count long (at least 1 slot a run;
+ * with 64 points a node about 300 runs at 6 nodes, 2,300 at 40). NULL on
+ * no memory. */
 static slot_run *slot_runs(node *n, size_t *count) {
     size_t len = 0, cap = 1024;
     slot_run *v = malloc(cap * sizeof *v);
     if (!v) return NULL;
     for (unsigned s = 0; s < RING_SLOTS; s++) {
         uint32_t rep[REPL_MAX_N];
-        size_t k = repl_slot_replicas(n, s, rep);
+        size_t k = redis_replicas(n, s, rep);
         slot_run *last = len ? &v[len - 1] : NULL;
         if (last && last->k == k && memcmp(last->rep, rep, k * sizeof *rep) == 0) {
             last->end = s;
@@ -915,7 +929,8 @@ static void cluster_shards(conn *c, uint64_t seq) {
     free(runs);
 }
 
-/* One line a known member: ID, ip:redis-port@udp-port, flags, no master
+/* One line a known member: ID, ip:redis-port@udp-port, flags (noaddr, as
+ * Redis says it, for a member without a Redis port: port 0), no master
  * (every node serves slots first), times and epochs 0, link state, and
  * the slots it is served first for, as ranges. */
 static void cluster_nodes(conn *c, uint64_t seq) {
@@ -934,9 +949,10 @@ static void cluster_nodes(conn *c, uint64_t seq) {
         member_ip(n, (uint32_t)i, ip);
         resp_node_id(m->ip, m->port, id);
         const char *state = m->state == MEMBER_ALIVE ? "" : m->state == MEMBER_SUSPECT ? ",fail?" : ",fail";
-        int len = snprintf(line, sizeof line, "%s %s:%u@%u %smaster%s - 0 0 0 %s", id, ip,
-                           members_resp_port(n->members, i), m->port, i == 0 ? "myself," : "",
-                           state, m->state == MEMBER_DEAD ? "disconnected" : "connected");
+        uint16_t port = members_resp_port(n->members, i);
+        int len = snprintf(line, sizeof line, "%s %s:%u@%u %smaster%s%s - 0 0 0 %s", id, ip,
+                           port, m->port, i == 0 ? "myself," : "", state, port ? "" : ",noaddr",
+                           m->state == MEMBER_DEAD ? "disconnected" : "connected");
         buf_put(&text, line, (size_t)len);
         for (size_t r = 0; r < count;) {
             if (runs[r].k == 0 || runs[r].rep[0] != i) {

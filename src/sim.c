@@ -1406,6 +1406,7 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
     rng_seed(&s->fault, rng_next(&master));
     node_defaults(&s->cfg);
     s->cfg.port = NODE_PORT;
+    s->cfg.resp_port = 6379; /* gossiped: route_check's -MOVED go to nodes with one */
     s->cfg.quiet = !o->verbose;
     s->cfg.vnodes = o->vnodes;
     if (o->tombstone_ms) s->cfg.tombstone_ms = o->tombstone_ms;

@@ -164,6 +164,80 @@ static void test_resp_ports_are_gossiped(void **state) {
     wire_arena_free(a);
 }
 
+/* A member without a Redis port says so (no_resp), and is then told apart
+ * from one whose port is not heard yet: 0, not the offset of our own, so
+ * that no Redis client is sent to it (repl_slot_redirect). A relay that
+ * knows nothing of it leaves that as it is; a new life with a port clears
+ * it; a port given with the flag wins over it. */
+static void test_no_redis_port_is_gossiped(void **state) {
+    (void)state;
+    fake_node_free(n);
+    node_config c;
+    node_defaults(&c);
+    c.quiet = true;
+    c.resp_port = 6000;
+    n = fake_node(&c, 7000, 1 << 20);
+    assert_non_null(n);
+    assert_false(members_at(n->members, 0)->no_resp);
+    Member m = MEMBER__INIT;
+    m.ip = lo();
+    m.port = 7001;
+    m.incarnation = 5;
+    m.heartbeat = 1;
+    m.no_resp = true;
+    Member *ms[1] = {&m};
+    Peer p = PEER__INIT;
+    p.n_members = 1;
+    p.members = ms;
+    deliver(7001, NULL, &p);
+    long i = members_find(n->members, lo(), 7001);
+    assert_true(i > 0);
+    assert_int_equal(members_resp_port(n->members, (size_t)i), 0); /* not 6001 */
+    gossip_from(7002, 7001, 5, 2, MEMBER_ALIVE, 0); /* a relay knowing nothing: kept */
+    assert_int_equal(members_resp_port(n->members, (size_t)i), 0);
+    assert_true(members_at(n->members, (size_t)i)->no_resp);
+    /* our entries pass it on */
+    fake.nsent = 0;
+    run_for(2000);
+    wire_arena *a = wire_arena_new();
+    bool passed = false;
+    for (uint16_t to = 7001; to <= 7002 && !passed; to++) {
+        Peer *out = sent_gossip(a, to, 0, NULL);
+        for (size_t k = 0; out && k < out->n_members; k++)
+            if (out->members[k]->port == 7001) passed = out->members[k]->no_resp;
+    }
+    assert_true(passed);
+    wire_arena_free(a);
+    /* a new life with a Redis port */
+    gossip_from(7001, 7001, 6, 0, MEMBER_ALIVE, 6390);
+    assert_int_equal(members_resp_port(n->members, (size_t)i), 6390);
+    assert_false(members_at(n->members, (size_t)i)->no_resp);
+    /* a port and the flag: the port */
+    m.port = 7003;
+    m.resp_port = 6391;
+    deliver(7003, NULL, &p);
+    i = members_find(n->members, lo(), 7003);
+    assert_true(i > 0);
+    assert_int_equal(members_resp_port(n->members, (size_t)i), 6391);
+    assert_false(members_at(n->members, (size_t)i)->no_resp);
+    /* and a node without one says so of itself */
+    fake_node_free(n);
+    c.resp_port = 0;
+    n = fake_node(&c, 7000, 1 << 20);
+    assert_non_null(n);
+    assert_true(members_at(n->members, 0)->no_resp);
+    assert_int_equal(members_add_seed(n->members, lo(), 7001), 0);
+    fake.nsent = 0;
+    run_for(2000);
+    a = wire_arena_new();
+    Peer *out = sent_gossip(a, 0, 0, NULL);
+    assert_non_null(out);
+    assert_non_null(out->from);
+    assert_true(out->from->no_resp);
+    assert_int_equal(out->from->resp_port, 0);
+    wire_arena_free(a);
+}
+
 static void test_self_is_member_zero(void **state) {
     (void)state;
     assert_int_equal(members_total(n->members), 1);
@@ -710,6 +784,7 @@ int main(void) {
         T(test_seeds_count_as_live),
         T(test_newer_pair_wins_older_ignored),
         T(test_resp_ports_are_gossiped),
+        T(test_no_redis_port_is_gossiped),
         T(test_verdicts_at_equal_pair),
         T(test_dead_never_resurrected_by_stale_news),
         T(test_majority_comes_back_after_a_grace),
