@@ -712,6 +712,75 @@ static void test_weak_write_refused_late_by_the_first_fails(void **state) {
     weak_write_refused_by_the_first(true);
 }
 
+/* With W + R <= N a suspected first replica is still the first: while m
+ * alone suspects 7002 (the slot's first), a W=1 PUT through m (a replica,
+ * not the first) waits for 7002's answer, not m's copy alone. Skipped at
+ * once, m was a second first for the slot, and its writes, stamped by its
+ * clock, lost to those 7002 took (simulator, W=1 R=1, seed 2000: a node
+ * suspected another alone after a partition healed). Silent at the
+ * deadline and still suspected, 7002 is waived: the write is answered. */
+static void test_weak_write_waits_for_a_suspected_first(void **state) {
+    (void)state;
+    node *m, *p;
+    char k[16];
+    weak_pair(&m, &p, "s", k);
+    Member e = MEMBER__INIT; /* 7003's news: 7002 is suspected */
+    e.ip = htonl(INADDR_LOOPBACK);
+    e.port = 7002;
+    e.incarnation = 1;
+    e.heartbeat = 1;
+    e.state = MEMBER_SUSPECT;
+    Member *es[1] = {&e};
+    Peer g = PEER__INIT;
+    g.type = PEER_GOSSIP;
+    g.n_members = 1;
+    g.members = es;
+    uint8_t gid[WIRE_ID_LEN] = {0};
+    struct sockaddr_in from = {.sin_family = AF_INET, .sin_port = htons(7003),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    members_receive(m->members, gid, sizeof gid, &g, &from);
+    long i2 = members_find(m->members, htonl(INADDR_LOOPBACK), 7002);
+    assert_true(i2 > 0);
+    assert_int_equal(members_at(m->members, (size_t)i2)->state, MEMBER_SUSPECT);
+    struct sockaddr_in client = client_addr();
+    wire_arena *a = wire_arena_new();
+    uint8_t buf[256], id[WIRE_ID_LEN] = {21}, id2[WIRE_ID_LEN] = {22};
+    fake.nsent = 0;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_PUT, k, strlen(k), "v", 1, 0));
+    node_flush(m);
+    wire_reset(a);
+    assert_null(client_reply(a, 0));                              /* m's copy is not enough */
+    assert_int_equal(peer_msgs_to(a, 7002, 0, PEER_WRITE, 0), 1); /* 7002 is asked at once */
+    size_t at = relay(p, 7002, 7001, 0);                          /* it takes the write */
+    relay(m, 7001, 7002, at);
+    wire_reset(a);
+    KVResponse *r = client_reply(a, 0);
+    assert_non_null(r);
+    assert_int_equal(r->errcode, WIRE_OK);
+    store_rec got;
+    assert_int_equal(store_get(p->store, (const uint8_t *)k, strlen(k), &got), 0);
+    assert_memory_equal(got.val, "v", 1);
+    /* 7002 silent now: waived at the deadline */
+    fake.nsent = 0;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id2, WIRE_PUT, k, strlen(k), "w", 1, 0));
+    node_flush(m);
+    wire_reset(a);
+    assert_null(client_reply(a, 0));
+    r = NULL;
+    for (int t = 0; t < 40 && !r; t++) {
+        fake.clock_ms += m->cfg.request_timeout_ms / 8;
+        node_tick(m);
+        node_flush(m);
+        wire_reset(a);
+        r = client_reply(a, 0);
+    }
+    assert_non_null(r);
+    assert_int_equal(r->errcode, WIRE_OK);
+    wire_arena_free(a);
+    fake_node_free(p);
+    fake_node_free(m);
+}
+
 /* With W + R <= N a read is answered by the slot's first live replica too
  * (as a Redis Cluster client's read goes to the slot's master): on m, a
  * replica but not the first, a GET of R=1 is not answered from m's copy
@@ -1221,6 +1290,7 @@ int main(void) {
         T(test_a_replica_behind_is_not_resent_to),
         T(test_handoff_rounds_are_bounded),
         T(test_weak_write_waits_for_the_first_replica),
+        T(test_weak_write_waits_for_a_suspected_first),
         T(test_weak_write_refused_late_by_the_first_fails),
         T(test_weak_read_asks_the_first_replica),
         T(test_weak_remove_waits_for_the_first_replica),
