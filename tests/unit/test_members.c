@@ -54,10 +54,9 @@ static void deliver(uint16_t sender, const uint8_t *id, Peer *p) {
     members_receive(n->members, id ? id : zero, WIRE_ID_LEN, p, &from);
 }
 
-/* Merges one gossiped entry for 127.0.0.1:port, with Redis port resp_port
- * (0: none), sent by 127.0.0.1:sender. */
-static void gossip_from(uint16_t sender, uint16_t port, uint64_t inc, uint64_t hb, int state,
-                        uint16_t resp_port) {
+/* A gossip entry for 127.0.0.1:port, with Redis port resp_port (0: none
+ * or not known). */
+static Member entry(uint16_t port, uint64_t inc, uint64_t hb, int state, uint16_t resp_port) {
     Member m = MEMBER__INIT;
     m.ip = lo();
     m.port = port;
@@ -65,11 +64,35 @@ static void gossip_from(uint16_t sender, uint16_t port, uint64_t inc, uint64_t h
     m.heartbeat = hb;
     m.state = (uint32_t)state;
     m.resp_port = resp_port;
-    Member *ms[1] = {&m};
+    return m;
+}
+
+/* Merges one gossiped entry, sent by 127.0.0.1:sender. */
+static void gossip_entry(uint16_t sender, Member *m) {
+    Member *ms[1] = {m};
     Peer p = PEER__INIT;
     p.n_members = 1;
     p.members = ms;
     deliver(sender, NULL, &p);
+}
+
+/* Merges one gossiped entry for 127.0.0.1:port, with Redis port resp_port
+ * (0: none), sent by 127.0.0.1:sender. */
+static void gossip_from(uint16_t sender, uint16_t port, uint64_t inc, uint64_t hb, int state,
+                        uint16_t resp_port) {
+    Member m = entry(port, inc, hb, state, resp_port);
+    gossip_entry(sender, &m);
+}
+
+/* n becomes a new node at 7000 whose Redis port is resp_port (0: none). */
+static void renew_with_resp_port(uint16_t resp_port) {
+    fake_node_free(n);
+    node_config c;
+    node_defaults(&c);
+    c.quiet = true;
+    c.resp_port = resp_port;
+    n = fake_node(&c, 7000, 1 << 20);
+    assert_non_null(n);
 }
 
 /* The same, news from a stranger without a Redis port. */
@@ -123,13 +146,7 @@ static Peer *sent_gossip(wire_arena *a, uint16_t port, uint32_t flags, uint8_t *
  * before any, the offset of our own; a restart with none clears it. */
 static void test_resp_ports_are_gossiped(void **state) {
     (void)state;
-    fake_node_free(n);
-    node_config c;
-    node_defaults(&c);
-    c.quiet = true;
-    c.resp_port = 6000;
-    n = fake_node(&c, 7000, 1 << 20);
-    assert_non_null(n);
+    renew_with_resp_port(6000);
     assert_int_equal(members_resp_port(n->members, 0), 6000);
     assert_int_equal(members_add_seed(n->members, lo(), 7001), 0);
     long i = members_find(n->members, lo(), 7001);
@@ -171,25 +188,11 @@ static void test_resp_ports_are_gossiped(void **state) {
  * it; a port given with the flag wins over it. */
 static void test_no_redis_port_is_gossiped(void **state) {
     (void)state;
-    fake_node_free(n);
-    node_config c;
-    node_defaults(&c);
-    c.quiet = true;
-    c.resp_port = 6000;
-    n = fake_node(&c, 7000, 1 << 20);
-    assert_non_null(n);
+    renew_with_resp_port(6000);
     assert_false(members_at(n->members, 0)->no_resp);
-    Member m = MEMBER__INIT;
-    m.ip = lo();
-    m.port = 7001;
-    m.incarnation = 5;
-    m.heartbeat = 1;
+    Member m = entry(7001, 5, 1, MEMBER_ALIVE, 0);
     m.no_resp = true;
-    Member *ms[1] = {&m};
-    Peer p = PEER__INIT;
-    p.n_members = 1;
-    p.members = ms;
-    deliver(7001, NULL, &p);
+    gossip_entry(7001, &m);
     long i = members_find(n->members, lo(), 7001);
     assert_true(i > 0);
     assert_int_equal(members_resp_port(n->members, (size_t)i), 0); /* not 6001 */
@@ -215,16 +218,13 @@ static void test_no_redis_port_is_gossiped(void **state) {
     /* a port and the flag: the port */
     m.port = 7003;
     m.resp_port = 6391;
-    deliver(7003, NULL, &p);
+    gossip_entry(7003, &m);
     i = members_find(n->members, lo(), 7003);
     assert_true(i > 0);
     assert_int_equal(members_resp_port(n->members, (size_t)i), 6391);
     assert_false(members_at(n->members, (size_t)i)->no_resp);
     /* and a node without one says so of itself */
-    fake_node_free(n);
-    c.resp_port = 0;
-    n = fake_node(&c, 7000, 1 << 20);
-    assert_non_null(n);
+    renew_with_resp_port(0);
     assert_true(members_at(n->members, 0)->no_resp);
     assert_int_equal(members_add_seed(n->members, lo(), 7001), 0);
     fake.nsent = 0;

@@ -428,6 +428,44 @@ static int key_on_m_7002_7003(node *m, const char *prefix, int from, char key[16
     return key_placed(m, true, prefix, from, key);
 }
 
+/* A client's PUT of key k = v through m, with what m sends counted from
+ * zero: m does not answer it at once. */
+static void put_not_answered_yet(node *m, wire_arena *a, uint8_t idb, const char *k, const char *v) {
+    struct sockaddr_in client = client_addr();
+    uint8_t buf[256], id[WIRE_ID_LEN] = {idb};
+    fake.nsent = 0;
+    node_receive(m, &client, buf,
+                 wire_request(buf, sizeof buf, id, WIRE_PUT, k, strlen(k), v, strlen(v), 0));
+    node_flush(m);
+    wire_reset(a);
+    assert_null(client_reply(a, 0));
+}
+
+/* p (7002) takes what m (7001) sent it from sent[from] on, m takes p's
+ * answers, and then the client has its answer from m: OK. */
+static void relayed_then_ok(node *m, node *p, wire_arena *a, size_t from) {
+    size_t at = relay(p, 7002, 7001, from);
+    relay(m, 7001, 7002, at);
+    wire_reset(a);
+    KVResponse *r = client_reply(a, 0);
+    assert_non_null(r);
+    assert_int_equal(r->errcode, WIRE_OK);
+}
+
+/* Ticks m an eighth of a request timeout at a time, `rounds` times at most,
+ * until the client has an answer; returns it (NULL: none). */
+static KVResponse *tick_until_answered(node *m, wire_arena *a, int rounds) {
+    KVResponse *r = NULL;
+    for (int t = 0; t < rounds && !r; t++) {
+        fake.clock_ms += m->cfg.request_timeout_ms / 8;
+        node_tick(m);
+        node_flush(m);
+        wire_reset(a);
+        r = client_reply(a, 0);
+    }
+    return r;
+}
+
 /* m (7001) and p (7002) of two_and_a_silent_third with W=1 R=1, and a key
  * whose replicas are, in order, 7002, m, 7003. */
 static void weak_pair(node **m, node **p, const char *prefix, char key[16]) {
@@ -658,17 +696,11 @@ static void weak_write_refused_by_the_first(bool late) {
     node *m, *p;
     char k[16];
     weak_pair(&m, &p, late ? "g" : "f", k);
-    struct sockaddr_in client = client_addr();
     wire_arena *a = wire_arena_new();
     uint64_t ahead = (fake_wall(NULL) + 5000) << 16;
     store_rec old = {(const uint8_t *)"old", 3, 0, ahead, false};
     assert_int_equal(store_put(p->store, (const uint8_t *)k, strlen(k), &old), 0);
-    uint8_t buf[256], id[WIRE_ID_LEN] = {9};
-    fake.nsent = 0;
-    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_PUT, k, strlen(k), "new", 3, 0));
-    node_flush(m);
-    wire_reset(a);
-    assert_null(client_reply(a, 0));                                 /* m's copy is not enough */
+    put_not_answered_yet(m, a, 9, k, "new");                         /* m's copy is not enough */
     assert_int_equal(peer_msgs_to(a, 7002, 0, PEER_WRITE, 0), 1);     /* 7002 is asked at once */
     size_t at = relay(p, 7002, 7001, 0);                              /* it refuses: newer there */
     if (late) {
@@ -684,12 +716,7 @@ static void weak_write_refused_by_the_first(bool late) {
         assert_int_equal(r->errcode, WIRE_EINTERNAL);
     } else {
         assert_null(client_reply(a, 0));
-        at = relay(p, 7002, 7001, at);                                /* the write stamped again */
-        relay(m, 7001, 7002, at);
-        wire_reset(a);
-        KVResponse *r = client_reply(a, 0);
-        assert_non_null(r);
-        assert_int_equal(r->errcode, WIRE_OK);
+        relayed_then_ok(m, p, a, at);                                 /* the write stamped again */
         store_rec got;
         assert_int_equal(store_get(p->store, (const uint8_t *)k, strlen(k), &got), 0);
         assert_true(got.stamp > ahead);
@@ -742,38 +769,16 @@ static void test_weak_write_waits_for_a_suspected_first(void **state) {
     long i2 = members_find(m->members, htonl(INADDR_LOOPBACK), 7002);
     assert_true(i2 > 0);
     assert_int_equal(members_at(m->members, (size_t)i2)->state, MEMBER_SUSPECT);
-    struct sockaddr_in client = client_addr();
     wire_arena *a = wire_arena_new();
-    uint8_t buf[256], id[WIRE_ID_LEN] = {21}, id2[WIRE_ID_LEN] = {22};
-    fake.nsent = 0;
-    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_PUT, k, strlen(k), "v", 1, 0));
-    node_flush(m);
-    wire_reset(a);
-    assert_null(client_reply(a, 0));                              /* m's copy is not enough */
+    put_not_answered_yet(m, a, 21, k, "v");                       /* m's copy is not enough */
     assert_int_equal(peer_msgs_to(a, 7002, 0, PEER_WRITE, 0), 1); /* 7002 is asked at once */
-    size_t at = relay(p, 7002, 7001, 0);                          /* it takes the write */
-    relay(m, 7001, 7002, at);
-    wire_reset(a);
-    KVResponse *r = client_reply(a, 0);
-    assert_non_null(r);
-    assert_int_equal(r->errcode, WIRE_OK);
+    relayed_then_ok(m, p, a, 0);                                  /* it takes the write */
     store_rec got;
     assert_int_equal(store_get(p->store, (const uint8_t *)k, strlen(k), &got), 0);
     assert_memory_equal(got.val, "v", 1);
     /* 7002 silent now: waived at the deadline */
-    fake.nsent = 0;
-    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id2, WIRE_PUT, k, strlen(k), "w", 1, 0));
-    node_flush(m);
-    wire_reset(a);
-    assert_null(client_reply(a, 0));
-    r = NULL;
-    for (int t = 0; t < 40 && !r; t++) {
-        fake.clock_ms += m->cfg.request_timeout_ms / 8;
-        node_tick(m);
-        node_flush(m);
-        wire_reset(a);
-        r = client_reply(a, 0);
-    }
+    put_not_answered_yet(m, a, 22, k, "w");
+    KVResponse *r = tick_until_answered(m, a, 40);
     assert_non_null(r);
     assert_int_equal(r->errcode, WIRE_OK);
     wire_arena_free(a);
@@ -805,14 +810,7 @@ static void test_weak_remove_waits_for_the_first_replica(void **state) {
     fake.nsent = 0;
     node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_REMOVE, k, strlen(k), NULL, 0, 0));
     node_flush(m);
-    KVResponse *r = NULL;
-    for (int t = 0; t < 400 && !r; t++) { /* 7002 never answers */
-        fake.clock_ms += m->cfg.request_timeout_ms / 8;
-        node_tick(m);
-        node_flush(m);
-        wire_reset(a);
-        r = client_reply(a, 0);
-    }
+    KVResponse *r = tick_until_answered(m, a, 400); /* 7002 never answers */
     assert_non_null(r);
     assert_int_equal(r->errcode, WIRE_EOVERLOAD);
     wire_arena_free(a);
