@@ -648,14 +648,14 @@ static void merge_one(members *m, const Member *in) {
     }
     member *e = &m->v[i];
     /* the Redis port is the process's: a later incarnation's replaces what
-     * we knew (even with nothing known), the same one's fills it in (a port,
-     * or none: no_resp) */
+     * we knew (even with nothing known, or a port out of range), the same
+     * one's fills it in: a port, or none (no_resp) while no port is known */
+    uint16_t port = in->resp_port <= 65535 ? (uint16_t)in->resp_port : 0;
     bool none = !in->resp_port && in->no_resp;
-    if (in->resp_port <= 65535 &&
-        (in->incarnation > e->incarnation ||
-         (in->incarnation == e->incarnation && (in->resp_port || none))) &&
-        (e->resp_port != in->resp_port || e->no_resp != none)) {
-        e->resp_port = (uint16_t)in->resp_port;
+    if ((in->incarnation > e->incarnation ||
+         (in->incarnation == e->incarnation && (port || (none && !e->resp_port)))) &&
+        (e->resp_port != port || e->no_resp != none)) {
+        e->resp_port = port;
         e->no_resp = none;
         e->since = node_now(m->n); /* where -MOVED sends its slots' clients changed */
     }

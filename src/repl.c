@@ -52,8 +52,9 @@ typedef struct op {
     uint16_t lazy;                    /* write: targets the quorum does not wait for,
                                        * sent to lazily the first time (bit i: t[i]) */
     uint8_t first;                    /* W + R <= N (not a READONLY read): the slot's first
-                                       * live replica (index in t) when not this node,
+                                       * replica not dead (index in t) when not this node,
                                        * whose answer the answer waits for; else NO_FIRST */
+    bool first_suspected;             /* ... and it was suspected when the op began */
     uint64_t tstamp[MAX_TARGETS];     /* read: stamp each one answered with */
     unsigned need, oks, replies, existed, fails, nospace;
     /* writes: the record sent; reads: the newest record seen */
@@ -906,7 +907,11 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
         o->stamp = node_stamp(n);
     }
     bool weak = n->cfg.write_quorum + n->cfg.read_quorum <= n->cfg.replicas;
-    if (weak && (cmd != WIRE_GET || !origin->any_replica)) o->first = first_remote(o);
+    if (weak && (cmd != WIRE_GET || !origin->any_replica)) {
+        o->first = first_remote(o);
+        o->first_suspected = o->first != NO_FIRST &&
+                             members_at(n->members, o->t[o->first])->state == MEMBER_SUSPECT;
+    }
     if (cmd == WIRE_GET) o->held = beyond_quorum(n, o);
     else if (weak) o->lazy = beyond_quorum(n, o);
     for (size_t i = 0; i < o->nt; i++)
@@ -984,14 +989,20 @@ static void ops_round(node *n, uint64_t now) {
     for (op *o = r->head, *nx; o; o = nx) {
         nx = o->next;
         if (now >= o->deadline && o->held) release_held(n, o); /* (asked at the first resend) */
-        if (now >= o->deadline && !o->answered && !first_heard(o) &&
-            members_at(n->members, o->t[o->first])->state != MEMBER_ALIVE) {
+        if (!o->answered && !first_heard(o) &&
+            members_at(n->members, o->t[o->first])->state != MEMBER_ALIVE &&
+            (now >= o->deadline ||
+             (o->first_suspected &&
+              now >= o->sent_at[o->first] + rto_ms(n, o->t[o->first], o->sends[o->first])))) {
             /* the slot's first replica is silent and no longer believed
-             * alive: the others will do. (Silent and alive, as behind a lossy
-             * link, it may hold a newer stamp the write must be stamped above:
-             * the write waits, as one of W + R > N does; waiving it then
-             * acknowledged a write whose copy a newer one had replaced:
-             * seed 85 of W=1 R=1.) */
+             * alive: the others will do; at the deadline, or at its resend
+             * time when it was suspected already as the op began (alive, it
+             * answers within that; a dead one held up every op of its slots
+             * for a request timeout, against --max-inflight under load).
+             * (Silent and alive, as behind a lossy link, it may hold a newer
+             * stamp the write must be stamped above: the write waits, as one
+             * of W + R > N does; waiving it then acknowledged a write whose
+             * copy a newer one had replaced: seed 85 of W=1 R=1.) */
             o->first = NO_FIRST;
             progress(n, o);
             if (!o->used || o->answered) continue;
@@ -1047,20 +1058,27 @@ size_t repl_slot_replicas(node *n, unsigned slot, uint32_t *out) {
     return k;
 }
 
+size_t repl_slot_redis_replicas(node *n, unsigned slot, uint32_t *out) {
+    uint32_t rep[REPL_MAX_N];
+    size_t k = members_pref(n->members, slot, n->cfg.replicas, rep), j = 0;
+    for (int pass = 0; pass < 2 && !j; pass++) /* the alive first, then suspects */
+        for (size_t i = 0; i < k && !j; i++)
+            if (members_resp_port(n->members, rep[i]) &&
+                (pass || members_at(n->members, rep[i])->state == MEMBER_ALIVE))
+                out[j++] = rep[i];
+    for (size_t i = 0; i < k && j; i++)
+        if (rep[i] != out[0] && members_resp_port(n->members, rep[i])) out[j++] = rep[i];
+    return j;
+}
+
 long repl_slot_redirect(node *n, unsigned slot, bool any_replica) {
     uint32_t rep[REPL_MAX_N];
-    size_t k = repl_slot_replicas(n, slot, rep);
-    long to = -1;
-    for (size_t i = 0; i < k; i++) {
-        if (self_index(rep[i])) {
-            if (to < 0 || any_replica) return -1;
-        } else if (to < 0 && members_resp_port(n->members, rep[i])) {
-            to = rep[i];
-        }
-    }
-    if (to < 0 || !members_slot_settled(n->members, slot) || members_misplaced(n->members))
+    size_t k = repl_slot_redis_replicas(n, slot, rep);
+    for (size_t i = 0; i < k && (i == 0 || any_replica); i++)
+        if (self_index(rep[i])) return -1;
+    if (k == 0 || !members_slot_settled(n->members, slot) || members_misplaced(n->members))
         return -1;
-    return to;
+    return rep[0];
 }
 
 int repl_is_replica(node *n, const uint8_t *key, size_t klen, uint32_t *owner) {

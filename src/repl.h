@@ -92,12 +92,20 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
  * Writes up to REPL_MAX_N member indexes; returns how many. */
 size_t repl_slot_replicas(node *n, unsigned slot, uint32_t *out);
 
+/* The replicas of hash slot `slot` that Redis clients may be sent to: those
+ * with a Redis port (members_resp_port; a member may run without one), the
+ * first alive one (else the first suspected) first, the others in
+ * preference order. What CLUSTER SLOTS and SHARDS list, -MOVED names the
+ * first. Writes up to REPL_MAX_N member indexes; returns how many (0: none
+ * has a Redis port). */
+size_t repl_slot_redis_replicas(node *n, unsigned slot, uint32_t *out);
+
 /* Where a Redis Cluster client that sent a command on hash slot `slot`
  * here is sent (cluster mode, resp.c's -MOVED): the member index of the
- * slot's first replica (repl_slot_replicas) that has a Redis port
- * (members_resp_port; a member may run without one), or -1 when this node
- * serves it: it is that replica, or any of them when any_replica (a read
- * on a READONLY connection), or none has a Redis port, or the slot is not
+ * slot's first replica for Redis clients (repl_slot_redis_replicas), or -1
+ * when this node serves it: it is that replica, or any of them when
+ * any_replica (a read on a READONLY connection), or none has a Redis
+ * port, or the slot is not
  * settled here (members.h: members_slot_settled: the members may not agree
  * yet on where it is served, and redirecting could send a client round in
  * circles), or a live member places slots otherwise (members_misplaced: a

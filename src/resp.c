@@ -715,18 +715,14 @@ typedef struct slot_run {
     uint32_t rep[REPL_MAX_N];
 } slot_run;
 
-/* The replicas of slot s as Redis clients are told of them: those with a
- * Redis port (members_resp_port), in repl_slot_replicas's order, so that
- * the first is where -MOVED sends the slot's clients (repl_slot_redirect);
- * when none has one, this node alone, which then serves the slot's keys
- * itself. Returns how many (at least 1). */
+/* The replicas of slot s as Redis clients are told of them
+ * (repl_slot_redis_replicas: the first is where -MOVED sends the slot's
+ * clients); when none has a Redis port, this node alone, which then serves
+ * the slot's keys itself. Returns how many (at least 1). */
 static size_t redis_replicas(node *n, unsigned s, uint32_t out[REPL_MAX_N]) {
-    uint32_t rep[REPL_MAX_N];
-    size_t k = repl_slot_replicas(n, s, rep), j = 0;
-    for (size_t i = 0; i < k; i++)
-        if (members_resp_port(n->members, rep[i])) out[j++] = rep[i];
-    if (!j) out[j++] = 0;
-    return j;
+    size_t k = repl_slot_redis_replicas(n, s, out);
+    if (!k) out[k++] = 0;
+    return k;
 }
 
 /* Every slot, in runs of the same replicas (redis_replicas), in slot

@@ -11,6 +11,7 @@
 
 #include "fake_env.h"
 #include "members.h"
+#include "repl.h"
 #include "wire.h"
 
 /* A node in a fake world (fake_env.h): a clock the test moves, datagrams kept. */
@@ -215,6 +216,16 @@ static void test_no_redis_port_is_gossiped(void **state) {
     gossip_from(7001, 7001, 6, 0, MEMBER_ALIVE, 6390);
     assert_int_equal(members_resp_port(n->members, (size_t)i), 6390);
     assert_false(members_at(n->members, (size_t)i)->no_resp);
+    /* the same life saying none: a port known stays (it is the process's) */
+    Member none = entry(7001, 6, 1, MEMBER_ALIVE, 0);
+    none.no_resp = true;
+    gossip_entry(7002, &none);
+    assert_int_equal(members_resp_port(n->members, (size_t)i), 6390);
+    /* a new life with a port out of range: nothing known, the offset again */
+    Member bad = entry(7001, 8, 0, MEMBER_ALIVE, 0);
+    bad.resp_port = 70000;
+    gossip_entry(7001, &bad);
+    assert_int_equal(members_resp_port(n->members, (size_t)i), 6001);
     /* a port and the flag: the port */
     m.port = 7003;
     m.resp_port = 6391;
@@ -236,6 +247,39 @@ static void test_no_redis_port_is_gossiped(void **state) {
     assert_true(out->from->no_resp);
     assert_int_equal(out->from->resp_port, 0);
     wire_arena_free(a);
+}
+
+/* A slot's replicas for Redis clients (repl_slot_redis_replicas, what
+ * CLUSTER SLOTS lists and -MOVED names first) are those with a Redis port,
+ * the first alive one first: with a slot's replicas 7001 (suspected),
+ * 7002 (no Redis port) and 7003 in that order, 7003 then 7001. (Ordered by
+ * the first alive replica, 7002, and then its Redis port skipped, the
+ * suspected 7001 came first.) */
+static void test_redis_replicas_put_the_alive_first(void **state) {
+    (void)state;
+    renew_with_resp_port(6000);
+    gossip_from(7001, 7001, 1, 1, MEMBER_ALIVE, 6001);
+    Member m = entry(7002, 1, 1, MEMBER_ALIVE, 0);
+    m.no_resp = true;
+    gossip_entry(7002, &m);
+    gossip_from(7003, 7003, 1, 1, MEMBER_ALIVE, 6003);
+    gossip(7001, 1, 2, MEMBER_SUSPECT);
+    assert_int_equal(state_of(7001), MEMBER_SUSPECT);
+    uint32_t i1 = (uint32_t)members_find(n->members, lo(), 7001),
+             i2 = (uint32_t)members_find(n->members, lo(), 7002),
+             i3 = (uint32_t)members_find(n->members, lo(), 7003);
+    unsigned found = 0;
+    for (unsigned slot = 0; slot < RING_SLOTS; slot++) {
+        uint32_t pref[REPL_MAX_N], rep[REPL_MAX_N];
+        if (members_pref(n->members, slot, 3, pref) != 3 || pref[0] != i1 || pref[1] != i2 ||
+            pref[2] != i3)
+            continue;
+        assert_int_equal(repl_slot_redis_replicas(n, slot, rep), 2);
+        assert_int_equal(rep[0], i3);
+        assert_int_equal(rep[1], i1);
+        found++;
+    }
+    assert_true(found > 0);
 }
 
 static void test_self_is_member_zero(void **state) {
@@ -785,6 +829,7 @@ int main(void) {
         T(test_newer_pair_wins_older_ignored),
         T(test_resp_ports_are_gossiped),
         T(test_no_redis_port_is_gossiped),
+        T(test_redis_replicas_put_the_alive_first),
         T(test_verdicts_at_equal_pair),
         T(test_dead_never_resurrected_by_stale_news),
         T(test_majority_comes_back_after_a_grace),
