@@ -280,6 +280,23 @@ static void test_redis_replicas_put_the_alive_first(void **state) {
         found++;
     }
     assert_true(found > 0);
+    /* none of them with a Redis port (new lives without): none, and then
+     * this node serves the slot's keys itself (repl_slot_redirect: -1) */
+    for (uint16_t port = 7001; port <= 7003; port += 2) {
+        Member e = entry(port, 2, 1, MEMBER_ALIVE, 0);
+        e.no_resp = true;
+        gossip_entry(port, &e);
+    }
+    for (unsigned slot = 0; slot < RING_SLOTS; slot++) {
+        uint32_t pref[REPL_MAX_N], rep[REPL_MAX_N];
+        if (members_pref(n->members, slot, 3, pref) != 3 || pref[0] != i1 || pref[1] != i2 ||
+            pref[2] != i3)
+            continue;
+        assert_int_equal(repl_slot_redis_replicas(n, slot, rep), 0);
+        assert_int_equal(repl_slot_redirect(n, slot, false), -1);
+        found--;
+    }
+    assert_int_equal(found, 0); /* the same slots */
 }
 
 static void test_self_is_member_zero(void **state) {
