@@ -249,6 +249,19 @@ static void test_no_redis_port_is_gossiped(void **state) {
     wire_arena_free(a);
 }
 
+/* The slots whose replicas are members a, b and c in that order, into out
+ * (RING_SLOTS long); returns how many. */
+static size_t slots_placed(uint32_t a, uint32_t b, uint32_t c, unsigned *out) {
+    size_t k = 0;
+    for (unsigned slot = 0; slot < RING_SLOTS; slot++) {
+        uint32_t pref[REPL_MAX_N];
+        if (members_pref(n->members, slot, 3, pref) == 3 && pref[0] == a && pref[1] == b &&
+            pref[2] == c)
+            out[k++] = slot;
+    }
+    return k;
+}
+
 /* A slot's replicas for Redis clients (repl_slot_redis_replicas, what
  * CLUSTER SLOTS lists and -MOVED names first) are those with a Redis port,
  * the first alive one first: with a slot's replicas 7001 (suspected),
@@ -268,18 +281,15 @@ static void test_redis_replicas_put_the_alive_first(void **state) {
     uint32_t i1 = (uint32_t)members_find(n->members, lo(), 7001),
              i2 = (uint32_t)members_find(n->members, lo(), 7002),
              i3 = (uint32_t)members_find(n->members, lo(), 7003);
-    unsigned found = 0;
-    for (unsigned slot = 0; slot < RING_SLOTS; slot++) {
-        uint32_t pref[REPL_MAX_N], rep[REPL_MAX_N];
-        if (members_pref(n->members, slot, 3, pref) != 3 || pref[0] != i1 || pref[1] != i2 ||
-            pref[2] != i3)
-            continue;
-        assert_int_equal(repl_slot_redis_replicas(n, slot, rep), 2);
+    static unsigned slots[RING_SLOTS];
+    size_t found = slots_placed(i1, i2, i3, slots);
+    assert_true(found > 0);
+    for (size_t j = 0; j < found; j++) {
+        uint32_t rep[REPL_MAX_N];
+        assert_int_equal(repl_slot_redis_replicas(n, slots[j], rep), 2);
         assert_int_equal(rep[0], i3);
         assert_int_equal(rep[1], i1);
-        found++;
     }
-    assert_true(found > 0);
     /* none of them with a Redis port (new lives without): none, and then
      * this node serves the slot's keys itself (repl_slot_redirect: -1) */
     for (uint16_t port = 7001; port <= 7003; port += 2) {
@@ -287,16 +297,12 @@ static void test_redis_replicas_put_the_alive_first(void **state) {
         e.no_resp = true;
         gossip_entry(port, &e);
     }
-    for (unsigned slot = 0; slot < RING_SLOTS; slot++) {
-        uint32_t pref[REPL_MAX_N], rep[REPL_MAX_N];
-        if (members_pref(n->members, slot, 3, pref) != 3 || pref[0] != i1 || pref[1] != i2 ||
-            pref[2] != i3)
-            continue;
-        assert_int_equal(repl_slot_redis_replicas(n, slot, rep), 0);
-        assert_int_equal(repl_slot_redirect(n, slot, false), -1);
-        found--;
+    assert_int_equal(slots_placed(i1, i2, i3, slots), found); /* the same slots */
+    for (size_t j = 0; j < found; j++) {
+        uint32_t rep[REPL_MAX_N];
+        assert_int_equal(repl_slot_redis_replicas(n, slots[j], rep), 0);
+        assert_int_equal(repl_slot_redirect(n, slots[j], false), -1);
     }
-    assert_int_equal(found, 0); /* the same slots */
 }
 
 static void test_self_is_member_zero(void **state) {
