@@ -650,14 +650,6 @@ static void release_held(node *n, op *o) {
         }
 }
 
-/* The index in t[0..k) of the first member alive, or k: the slot's node
- * (CLUSTER SLOTS, MOVED: repl_slot_replicas). */
-static size_t first_alive(node *n, const uint32_t *t, size_t k) {
-    size_t i = 0;
-    while (i < k && members_at(n->members, t[i])->state != MEMBER_ALIVE) i++;
-    return i;
-}
-
 /* With W + R <= N a write is acknowledged once the slot's first replica
  * not dead (o->t[0]; the node a Redis Cluster client sends the slot's keys
  * to, but while it is suspected) has it, as Redis Cluster acknowledges a
@@ -671,8 +663,8 @@ static size_t first_alive(node *n, const uint32_t *t, size_t k) {
  * W=1 R=1, seed 23). Reads, but for a READONLY connection's, are answered
  * with that replica's copy too, as a Redis Cluster client reads from the
  * master (seeds 8, 20 read stale values without). A suspected first replica
- * is asked all the same, and waived only once it is still silent at the
- * deadline (ops_round): a suspicion is a view of one node, and skipping it
+ * is asked all the same, and waived only once it is still silent past its
+ * resend time (ops_round): a suspicion is a view of one node, and skipping it
  * at once made two nodes first for one slot, each taking the slot's writes,
  * when one was suspected by the other alone (after a partition healed: W=1
  * R=1 seed 2000, a client's write through the first lost to its previous
@@ -1048,26 +1040,30 @@ static void ops_round(node *n, uint64_t now) {
     }
 }
 
-size_t repl_slot_replicas(node *n, unsigned slot, uint32_t *out) {
-    size_t k = members_pref(n->members, slot, n->cfg.replicas, out), i = first_alive(n, out, k);
-    if (i < k) { /* to the front, the others in order */
-        uint32_t first = out[i];
-        memmove(&out[1], &out[0], i * sizeof *out);
-        out[0] = first;
+/* Moves the first member of t[0..k) that is alive (not suspect) to the
+ * front, the others in order; all suspect: t stays as it is. */
+static void alive_to_front(node *n, uint32_t *t, size_t k) {
+    size_t i = 0;
+    while (i < k && members_at(n->members, t[i])->state != MEMBER_ALIVE) i++;
+    if (i < k) {
+        uint32_t first = t[i];
+        memmove(&t[1], &t[0], i * sizeof *t);
+        t[0] = first;
     }
+}
+
+size_t repl_slot_replicas(node *n, unsigned slot, uint32_t *out) {
+    size_t k = members_pref(n->members, slot, n->cfg.replicas, out);
+    alive_to_front(n, out, k);
     return k;
 }
 
 size_t repl_slot_redis_replicas(node *n, unsigned slot, uint32_t *out) {
     uint32_t rep[REPL_MAX_N];
     size_t k = members_pref(n->members, slot, n->cfg.replicas, rep), j = 0;
-    for (int pass = 0; pass < 2 && !j; pass++) /* the alive first, then suspects */
-        for (size_t i = 0; i < k && !j; i++)
-            if (members_resp_port(n->members, rep[i]) &&
-                (pass || members_at(n->members, rep[i])->state == MEMBER_ALIVE))
-                out[j++] = rep[i];
-    for (size_t i = 0; i < k && j; i++)
-        if (rep[i] != out[0] && members_resp_port(n->members, rep[i])) out[j++] = rep[i];
+    for (size_t i = 0; i < k; i++)
+        if (members_resp_port(n->members, rep[i])) out[j++] = rep[i];
+    alive_to_front(n, out, j);
     return j;
 }
 

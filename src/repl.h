@@ -86,9 +86,9 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
 
 /* The replicas of hash slot `slot` (the first N live members of its
  * preference list), the first alive one (not suspect) moved to the front:
- * out[0] is the node the slot's requests go to first (UDP requests are
- * forwarded to it, Redis Cluster clients are told of it), the slot's
+ * out[0] is the node the slot's UDP requests are forwarded to, the slot's
  * primary unless that one is suspected. All suspect: the list as it is.
+ * (Redis Cluster clients are told of repl_slot_redis_replicas'.)
  * Writes up to REPL_MAX_N member indexes; returns how many. */
 size_t repl_slot_replicas(node *n, unsigned slot, uint32_t *out);
 
@@ -105,13 +105,13 @@ size_t repl_slot_redis_replicas(node *n, unsigned slot, uint32_t *out);
  * slot's first replica for Redis clients (repl_slot_redis_replicas), or -1
  * when this node serves it: it is that replica, or any of them when
  * any_replica (a read on a READONLY connection), or none has a Redis
- * port, or the slot is not
- * settled here (members.h: members_slot_settled: the members may not agree
- * yet on where it is served, and redirecting could send a client round in
- * circles), or a live member places slots otherwise (members_misplaced: a
- * rolling upgrade across placement schemes; the two never agree). dht-sim checks that
- * following it from any node never goes round in a circle once the
- * membership has been agreed for a while. */
+ * port, or the slot is not settled here (members.h: members_slot_settled:
+ * the members may not agree yet on where it is served, and redirecting
+ * could send a client round in circles), or a live member places slots
+ * otherwise (members_misplaced: a rolling upgrade across placement
+ * schemes; the two never agree). dht-sim checks that following it from
+ * any node never goes round in a circle once the membership has been
+ * agreed for a while. */
 long repl_slot_redirect(node *n, unsigned slot, bool any_replica);
 
 /* 1 when this node should coordinate an operation on key: it is one of the

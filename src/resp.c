@@ -711,7 +711,7 @@ static bool keys_here(conn *c, uint64_t seq, size_t argc, const arg *argv, size_
 /* A run of slots with the same replicas, first the one served first. */
 typedef struct slot_run {
     unsigned start, end;
-    size_t k;
+    size_t k;                   /* at least 1 (redis_replicas) */
     uint32_t rep[REPL_MAX_N];
 } slot_run;
 
@@ -788,7 +788,7 @@ static void put_slots_node(buf *b, node *n, uint32_t i) {
  * master. */
 static slot_run *slots_listed(node *n, const slot_run *runs, size_t count) {
     size_t nm = members_total(n->members), nref = 0, out = 0, nready = 0;
-    for (size_t r = 0; r < count; r++) nref += runs[r].k ? runs[r].k - 1 : 0;
+    for (size_t r = 0; r < count; r++) nref += runs[r].k - 1;
     slot_run *v = malloc((count + 1) * sizeof *v);
     bool *listed = calloc(nm + 1, sizeof *listed), *done = calloc(count + 1, sizeof *done);
     uint8_t *miss = malloc(count + 1);          /* run r's replicas not listed yet */
@@ -801,9 +801,9 @@ static slot_run *slots_listed(node *n, const slot_run *runs, size_t count) {
         for (size_t i = 1; i < runs[r].k; i++) at[runs[r].rep[i] + 2]++;
     for (size_t m = 0; m < nm; m++) at[m + 2] += at[m + 1];
     for (size_t r = 0; r < count; r++) {
-        miss[r] = (uint8_t)(runs[r].k ? runs[r].k - 1 : 0);
+        miss[r] = (uint8_t)(runs[r].k - 1);
         for (size_t i = 1; i < runs[r].k; i++) ref[at[runs[r].rep[i] + 1]++] = (uint32_t)r;
-        if (runs[r].k && !miss[r]) ready[nready++] = (uint32_t)r;
+        if (!miss[r]) ready[nready++] = (uint32_t)r;
     }
     for (;;) { /* a run of a node not listed yet whose replicas all are */
         size_t best = count;
@@ -813,7 +813,7 @@ static slot_run *slots_listed(node *n, const slot_run *runs, size_t count) {
         }
         if (best == count) /* none ready: one missing the fewest (at first) */
             for (size_t r = 0, fewest = REPL_MAX_N; r < count; r++)
-                if (runs[r].k && !listed[runs[r].rep[0]] && miss[r] < fewest)
+                if (!listed[runs[r].rep[0]] && miss[r] < fewest)
                     best = r, fewest = miss[r];
         if (best == count) break;
         slot_run *w = &v[out++];
@@ -951,12 +951,12 @@ static void cluster_nodes(conn *c, uint64_t seq) {
                            m->state == MEMBER_DEAD ? "disconnected" : "connected");
         buf_put(&text, line, (size_t)len);
         for (size_t r = 0; r < count;) {
-            if (runs[r].k == 0 || runs[r].rep[0] != i) {
+            if (runs[r].rep[0] != i) {
                 r++;
                 continue;
             }
             size_t e = r;   /* runs of this node's, back to back */
-            while (e + 1 < count && runs[e + 1].k && runs[e + 1].rep[0] == i) e++;
+            while (e + 1 < count && runs[e + 1].rep[0] == i) e++;
             len = runs[r].start == runs[e].end
                       ? snprintf(line, sizeof line, " %u", runs[r].start)
                       : snprintf(line, sizeof line, " %u-%u", runs[r].start, runs[e].end);
