@@ -971,7 +971,16 @@ static bool quorum_possible(node *n, const op *o, bool suspects) {
 static bool may_wait(node *n, const op *o, uint64_t now) {
     if (o->clean_stamp || now - o->origin.start_ms >= OP_MAX_WAITS * n->cfg.request_timeout_ms)
         return false;
-    return quorum_possible(n, o, false);
+    if ((o->cmd == WIRE_GET ? o->replies : o->oks) < o->need) return quorum_possible(n, o, false);
+    /* the quorum is made and the op waits for every replica (a "not found"
+     * or a REMOVE of a key none held): only while those it waits for are
+     * alive, else it is answered with what it has (it waited OP_MAX_WAITS
+     * deadlines on a suspected one) */
+    for (size_t i = 0; i < o->nt; i++)
+        if (o->st[i] == T_WAIT && o->hint[i] == NO_HINT &&
+            members_at(n->members, o->t[i])->state != MEMBER_ALIVE)
+            return false;
+    return true;
 }
 
 /* Answers or ends operations past their deadline; resends to silent
@@ -1303,6 +1312,15 @@ static void batch_add(pusher *ps, size_t peer, const uint8_t *key, size_t klen,
     if (b->len >= BATCH_BYTES) flush(ps->n, peer, b);
 }
 
+/* Whether member m was among slot's replicas at the last sweep. */
+static bool in_swept(const repl *r, unsigned slot, uint32_t m) {
+    uint32_t old[REPL_MAX_N];
+    size_t k = ring_slot_lookup(r->swept, slot, r->n->cfg.replicas, old);
+    for (size_t i = 0; i < k; i++)
+        if (r->swept_map[old[i]] == m) return true;
+    return false;
+}
+
 /* Whether member m was a replica of slot at the last sweep, as the same process
  * (swept_inc 1: its incarnation was not known yet then, as for a seed not
  * heard from; the one learnt since is taken as the same process: a restart
@@ -1312,11 +1330,22 @@ static bool was_replica(node *n, unsigned slot, uint32_t m) {
     if (m >= r->swept_len || !r->swept_inc[m] ||
         (r->swept_inc[m] != 1 && r->swept_inc[m] != members_at(n->members, m)->incarnation))
         return false;
-    uint32_t old[REPL_MAX_N];
-    size_t k = ring_slot_lookup(r->swept, slot, n->cfg.replicas, old);
+    return in_swept(r, slot, m);
+}
+
+/* Whether a sweep may push this node's record of slot (replicas pref[0..k))
+ * however old: this node is one of the slot's replicas, or was at the last
+ * sweep (its copy may be the only one, when joiners took every replica
+ * place). Any other copy is a spare one, which sweeps pushed to new replicas
+ * until 2026-12-07: older than a tombstone's lifetime, its key may have been
+ * removed since and the tombstone collected at every replica while the copy
+ * waited to be checked (CLEAN_BATCH a sync period), and pushed, the key came
+ * back. Such a copy is dropped instead, as hints and spare checks drop it
+ * (clean_finish). */
+static bool may_push_outlived(node *n, unsigned slot, const uint32_t *pref, size_t k) {
     for (size_t i = 0; i < k; i++)
-        if (r->swept_map[old[i]] == m) return true;
-    return false;
+        if (self_index(pref[i])) return true;
+    return n->repl->swept && in_swept(n->repl, slot, 0);
 }
 
 static int push_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *s) {
@@ -1325,6 +1354,8 @@ static int push_visit(void *ctx, const uint8_t *key, size_t klen, const store_re
     unsigned slot = ring_key_slot(key, klen);
     uint32_t pref[REPL_MAX_N];
     size_t k = members_pref(n->members, slot, n->cfg.replicas, pref);
+    if (ps->only_peer < 0 && outlived(n, s->stamp) && !may_push_outlived(n, slot, pref, k))
+        return 0;
     for (size_t i = 0; i < k; i++) {
         if (self_index(pref[i])) continue;
         if (ps->new_only && was_replica(n, slot, pref[i])) continue;
@@ -1561,7 +1592,7 @@ static void clean_start(node *n) {
             op_free(r, o);
             continue;
         }
-        for (size_t i = 0; i < o->nt; i++) send_read(n, o, i);
+        for (size_t i = 0; i < o->nt; i++) send_to(n, o, i);
     }
     r->nspare = 0;
 }

@@ -1276,6 +1276,173 @@ static void test_minority_refuses_writes(void **state) {
     minority_refuses_writes(1, 1);
 }
 
+/* ---- spare copies and sweeps ------------------------------------------- */
+
+#define LO htonl(INADDR_LOOPBACK)
+
+/* Bit s of out: x is a replica of slot s. */
+static void slots_of_self(node *x, uint64_t out[RING_SLOTS / 64]) {
+    memset(out, 0, RING_SLOTS / 8);
+    for (unsigned slot = 0; slot < RING_SLOTS; slot++) {
+        uint32_t rep[REPL_MAX_N];
+        size_t k = members_pref(x->members, slot, x->cfg.replicas, rep);
+        for (size_t j = 0; j < k; j++)
+            if (rep[j] == 0) out[slot / 64] |= 1ull << (slot % 64);
+    }
+}
+
+/* The first key prefix + i whose replicas include member `with` and not x,
+ * and whose slot x was a replica of by `before` (was) or not (!was). */
+static void key_left_to(node *x, uint16_t with, const uint64_t *before, bool was,
+                        const char *prefix, char key[16]) {
+    uint32_t w = (uint32_t)members_find(x->members, LO, with);
+    for (int i = 0; i < 100000; i++) {
+        snprintf(key, 16, "%s%d", prefix, i);
+        unsigned slot = ring_key_slot(key, strlen(key));
+        if ((bool)(before[slot / 64] >> (slot % 64) & 1) != was) continue;
+        uint32_t rep[REPL_MAX_N];
+        size_t k = members_pref(x->members, slot, x->cfg.replicas, rep);
+        bool self = false, has = false;
+        for (size_t j = 0; j < k; j++) self |= rep[j] == 0, has |= rep[j] == w;
+        if (!self && has) return;
+    }
+    fail_msg("no such key");
+}
+
+/* The sweep after a membership change pushes records to their new
+ * replicas, but not a spare copy (of a slot this node was no replica of at
+ * the last sweep either) older than a tombstone's lifetime: its key may have
+ * been removed since and the tombstone collected, and the copy would bring it
+ * back (as hints and spare checks, which drop such copies). A copy this node
+ * held as a replica until the change is pushed however old: it may be the
+ * only one (every replica place of its slot taken by joiners). */
+static void test_sweep_keeps_outlived_spare_copies_back(void **state) {
+    (void)state;
+    node_config cfg = quiet_config();
+    node *s = fake_node(&cfg, 7001, 1 << 20), *a = fake_node(&cfg, 7002, 1 << 20);
+    assert_true(s && a);
+    ring_node three[3] = {{LO, 7003}, {LO, 7004}, {LO, 7005}};
+    assert_int_equal(node_add_seeds(s, three, 3), 0);
+    fake.clock_ms += 400;
+    node_tick(s), node_flush(s); /* the first sweep: s and the three */
+    uint64_t before[RING_SLOTS / 64];
+    slots_of_self(s, before);
+    ring_node back[4] = {{LO, 7001}, {LO, 7003}, {LO, 7004}, {LO, 7005}};
+    assert_int_equal(node_add_seeds(a, back, 4), 0);
+    ring_node join = {LO, 7002};
+    assert_int_equal(node_add_seeds(s, &join, 1), 0); /* a joins */
+    char spare_old[16], spare_young[16], moved_old[16];
+    key_left_to(s, 7002, before, false, "o", spare_old);
+    key_left_to(s, 7002, before, false, "y", spare_young);
+    key_left_to(s, 7002, before, true, "m", moved_old);
+    uint64_t wall = fake_wall(NULL), hours2 = (wall - 2 * 3600 * 1000ull) << 16;
+    store_rec old = {(const uint8_t *)"v", 1, 0, hours2, false};
+    store_rec young = {(const uint8_t *)"v", 1, 0, (wall - 1000) << 16, false};
+    assert_int_equal(store_put(s->store, (const uint8_t *)spare_old, strlen(spare_old), &old), 0);
+    assert_int_equal(store_put(s->store, (const uint8_t *)spare_young, strlen(spare_young), &young), 0);
+    assert_int_equal(store_put(s->store, (const uint8_t *)moved_old, strlen(moved_old), &old), 0);
+    fake.nsent = 0;
+    fake.clock_ms += 400;
+    node_tick(s), node_flush(s); /* the sweep after the join */
+    relay(a, 7002, 7001, 0);
+    store_rec got;
+    assert_int_equal(store_get(a->store, (const uint8_t *)spare_old, strlen(spare_old), &got),
+                     STORE_ENOTFOUND);
+    assert_int_equal(store_get(a->store, (const uint8_t *)spare_young, strlen(spare_young), &got), 0);
+    assert_int_equal(store_get(a->store, (const uint8_t *)moved_old, strlen(moved_old), &got), 0);
+    fake_node_free(a);
+    fake_node_free(s);
+}
+
+/* A spare copy's check reads each replica once, as a client read does
+ * (send_to): it was sent outside that bookkeeping, and resent at the next
+ * round as if silent past its resend time (and the answer timed against
+ * the resend, a round trip too short). */
+static void test_spare_check_reads_once(void **state) {
+    (void)state;
+    node_config cfg = quiet_config();
+    cfg.sync_ms = 200;
+    node *s = fake_node(&cfg, 7001, 1 << 20);
+    ring_node four[4] = {{LO, 7002}, {LO, 7003}, {LO, 7004}, {LO, 7005}};
+    assert_int_equal(node_add_seeds(s, four, 4), 0);
+    uint64_t none[RING_SLOTS / 64] = {0};
+    char k[16];
+    key_left_to(s, 7002, none, false, "s", k);
+    store_rec spare = {(const uint8_t *)"v", 1, 0, fake_wall(NULL) << 16, false};
+    assert_int_equal(store_put(s->store, (const uint8_t *)k, strlen(k), &spare), 0);
+    wire_arena *a = wire_arena_new();
+    size_t first = 0;
+    for (int t = 0; t < 400 && !first; t++) { /* until the check begins */
+        fake.nsent = 0;
+        fake.clock_ms += 10;
+        node_tick(s), node_flush(s);
+        wire_reset(a);
+        first = reads_to(a, 7002, 0);
+    }
+    assert_int_equal(first, 1);
+    fake.nsent = 0;
+    for (int i = 0; i < 6; i++) { /* within a quarter request timeout: no resend due */
+        fake.clock_ms += 10;
+        node_tick(s), node_flush(s);
+    }
+    wire_reset(a);
+    assert_int_equal(reads_to(a, 7002, 0), 0);
+    assert_int_equal(s->stats.resent, 0);
+    wire_arena_free(a);
+    fake_node_free(s);
+}
+
+/* An operation whose quorum is made but that waits for every replica (a
+ * REMOVE of a key none of those heard held) does not wait deadline after
+ * deadline on one that is not alive: it waited OP_MAX_WAITS request
+ * timeouts (2 s) for a suspected replica. */
+static void test_no_wait_on_a_suspect_once_the_quorum_is_made(void **state) {
+    (void)state;
+    node_config cfg = quiet_config(); /* N=3 W=2 R=2 */
+    node *m, *p;
+    two_and_a_silent_third(&cfg, &m, &p);
+    char k[16];
+    key_on_m_7002_7003(m, "x", 0, k);
+    /* p tells m that 7003 is dead: m suspects it */
+    Member dead = MEMBER__INIT, *mm[1] = {&dead};
+    dead.ip = LO;
+    dead.port = 7003;
+    dead.incarnation = fake_wall(NULL) - 1000;
+    dead.state = MEMBER_DEAD;
+    Peer g = PEER__INIT;
+    g.type = PEER_GOSSIP;
+    g.n_members = 1;
+    g.members = mm;
+    uint8_t gid[WIRE_ID_LEN] = {9}, dg[512];
+    size_t glen = wire_pack(dg, sizeof dg, gid, sizeof gid, &g.base, WIRE_KIND_PEER);
+    struct sockaddr_in from_p = {.sin_family = AF_INET, .sin_port = htons(7002), .sin_addr.s_addr = LO};
+    node_receive(m, &from_p, dg, glen);
+    long i3 = members_find(m->members, LO, 7003);
+    assert_int_equal(members_at(m->members, (size_t)i3)->state, MEMBER_SUSPECT);
+    struct sockaddr_in client = client_addr();
+    wire_arena *a = wire_arena_new();
+    uint8_t buf[256], id[WIRE_ID_LEN] = {42};
+    fake.nsent = 0;
+    uint64_t t0 = fake.clock_ms;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_REMOVE, k, strlen(k), NULL, 0, 0));
+    node_flush(m);
+    size_t at = relay(p, 7002, 7001, 0);
+    relay(m, 7001, 7002, at);
+    KVResponse *r = NULL;
+    for (int i = 0; i < 300 && !r; i++) {
+        fake.clock_ms += 10;
+        node_tick(m), node_flush(m);
+        wire_reset(a);
+        r = client_reply(a, 0);
+    }
+    assert_non_null(r);
+    assert_int_equal(r->errcode, WIRE_ENOKEY);
+    assert_true(fake.clock_ms - t0 <= 2 * m->cfg.request_timeout_ms);
+    wire_arena_free(a);
+    fake_node_free(p);
+    fake_node_free(m);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -1303,6 +1470,9 @@ int main(void) {
         T(test_slow_replica_answers_overload_not_failure),
         T(test_admission_bounds_operations_in_flight),
         T(test_minority_refuses_writes),
+        T(test_sweep_keeps_outlived_spare_copies_back),
+        T(test_spare_check_reads_once),
+        T(test_no_wait_on_a_suspect_once_the_quorum_is_made),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
