@@ -2,6 +2,7 @@
 #include "resp.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -92,6 +93,7 @@ struct resp_server {
     size_t password_len;
     bool protected_mode;
     resp_stats stats;
+    uint64_t last_id;           /* the last CLIENT ID given */
     uint64_t noted[5];          /* when each kind of refusal was last logged */
     char rbuf[READ_CHUNK];      /* what a connection holding no input reads into */
 };
@@ -104,6 +106,11 @@ struct conn {
     bool dirty;
     bool authed;                /* AUTH succeeded */
     bool readonly;              /* READONLY: reads served by any replica (cluster mode) */
+    uint64_t id;                /* CLIENT ID: 1, 2, ... in the order accepted */
+    uint64_t born;              /* loop ms it was accepted */
+    char *name;                 /* CLIENT SETNAME's (NULL: none), name_len bytes */
+    size_t name_len;
+    const char *last_cmd;       /* the name of the last command run ("client|info") */
     conn *dirty_prev, *dirty_next;
     conn *all_prev, *all_next;  /* srv->all, until closed */
     unsigned refs;              /* the handle until closed, + operations in flight */
@@ -151,6 +158,7 @@ typedef struct command {
 
 static void conn_close(conn *c);
 static void conn_account(conn *c);
+static size_t conn_bytes(const conn *c);
 
 /* ---- buffers and reply encoding ---------------------------------------- */
 
@@ -347,6 +355,7 @@ static void conn_unref(conn *c) {
     buf_free(&c->in);
     buf_free(&c->out);
     resp_parser_free(&c->parser);
+    free(c->name);
     free(c);
 }
 
@@ -457,6 +466,19 @@ static bool arg_is(const arg *a, const char *s) {
 
 static void reply_arity(conn *c, uint64_t seq, const char *name) {
     reply_error(c, seq, "ERR wrong number of arguments for '%s' command", name);
+}
+
+/* The arity error of subcommand sub of command top ("cluster|slots"), in
+ * lower case as Redis names it. */
+static void reply_sub_arity(conn *c, uint64_t seq, const char *top, const arg *sub) {
+    char name[40];
+    size_t len = strlen(top), i = 0;
+    memcpy(name, top, len);
+    name[len++] = '|';
+    for (; i < sub->len && len < sizeof name - 1; i++)
+        name[len++] = (char)tolower((unsigned char)sub->p[i]);
+    name[len] = 0;
+    reply_arity(c, seq, name);
 }
 
 static bool keys_here(conn *c, uint64_t seq, size_t argc, const arg *argv, size_t step, bool read);
@@ -645,12 +667,130 @@ static void cmd_select(conn *c, uint64_t seq, size_t argc, const arg *argv) {
     else reply_error(c, seq, "ERR DB index is out of range");
 }
 
-/* CLIENT GETNAME answers nil, every other subcommand (SETNAME, SETINFO,
- * ...) OK. */
+/* "ip:port" of a TCP handle's peer or own end into out ("?" unknown). */
+static void tcp_addr(const uv_tcp_t *t, bool own, char *out, size_t len) {
+    struct sockaddr_storage a;
+    int alen = sizeof a;
+    char ip[INET6_ADDRSTRLEN];
+    int rc = own ? uv_tcp_getsockname(t, (struct sockaddr *)&a, &alen)
+                 : uv_tcp_getpeername(t, (struct sockaddr *)&a, &alen);
+    if (rc != 0) {
+        snprintf(out, len, "?");
+        return;
+    }
+    if (a.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&a;
+        uv_ip6_name(a6, ip, sizeof ip);
+        snprintf(out, len, "[%s]:%u", ip, ntohs(a6->sin6_port));
+    } else {
+        const struct sockaddr_in *a4 = (const struct sockaddr_in *)&a;
+        uv_ip4_name(a4, ip, sizeof ip);
+        snprintf(out, len, "%s:%u", ip, ntohs(a4->sin_port));
+    }
+}
+
+/* A connection's line of CLIENT LIST and CLIENT INFO: the fields of
+ * Redis 7.0's that mean something here, in its order and format. */
+static void put_client_line(buf *b, const conn *c, uint64_t now) {
+    char peer[64], own[64], head[256];
+    uv_os_fd_t fd = -1;
+    uv_fileno((const uv_handle_t *)&c->tcp, &fd);
+    tcp_addr(&c->tcp, false, peer, sizeof peer);
+    tcp_addr(&c->tcp, true, own, sizeof own);
+    int len = snprintf(head, sizeof head, "id=%llu addr=%s laddr=%s fd=%d name=",
+                       (unsigned long long)c->id, peer, own, (int)fd);
+    buf_put(b, head, len > 0 ? (size_t)len : 0);
+    buf_put(b, c->name, c->name_len);
+    bool own_in = c->in.p != c->srv->rbuf;
+    size_t qbuf = own_in ? c->in.len : 0, qcap = own_in ? c->in.cap : 0;
+    len = snprintf(head, sizeof head,
+                   " age=%llu idle=%llu flags=%s db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=%zu "
+                   "qbuf-free=%zu argv-mem=0 multi-mem=0 rbs=%zu rbp=%zu obl=0 oll=0 omem=%zu "
+                   "tot-mem=%zu events=r%s cmd=%s user=default redir=-1 resp=2\n",
+                   (unsigned long long)((now - c->born) / 1000),
+                   (unsigned long long)((now - c->last_io) / 1000), c->readonly ? "r" : "N", qbuf,
+                   qcap - qbuf, qcap, qbuf, c->out.len + c->writing, sizeof *c + conn_bytes(c),
+                   c->writing ? "w" : "", c->last_cmd ? c->last_cmd : "NULL");
+    buf_put(b, head, len > 0 ? (size_t)len : 0);
+}
+
+/* CLIENT ID | GETNAME | SETNAME name | SETINFO attr value | INFO | LIST |
+ * NO-EVICT on|off | NO-TOUCH on|off | REPLY ON | HELP, as Redis 7 answers
+ * them. The rest (REPLY OFF and SKIP, KILL, PAUSE, TRACKING, ...) is refused:
+ * every subcommand was once answered OK, and a client that had turned its
+ * replies off took the next one for its next command's. */
 static void cmd_client(conn *c, uint64_t seq, size_t argc, const arg *argv) {
-    (void)argc;
-    if (arg_is(&argv[1], "getname")) reply_raw(c, seq, "$-1\r\n");
-    else reply_status(c, seq, "OK");
+    const arg *sub = &argv[1];
+    bool onoff = argc == 3 && (arg_is(&argv[2], "on") || arg_is(&argv[2], "off"));
+    if (arg_is(sub, "id") && argc == 2) {
+        reply_int(c, seq, (long long)c->id);
+    } else if (arg_is(sub, "getname") && argc == 2) {
+        if (c->name) reply_bulk(c, seq, c->name, c->name_len);
+        else reply_raw(c, seq, "$-1\r\n");
+    } else if (arg_is(sub, "setname") && argc == 3) {
+        for (size_t i = 0; i < argv[2].len; i++)
+            if (argv[2].p[i] < '!' || argv[2].p[i] > '~') {
+                reply_error(c, seq, "ERR Client names cannot contain spaces, newlines or special "
+                                    "characters.");
+                return;
+            }
+        char *name = argv[2].len ? malloc(argv[2].len) : NULL;
+        if (argv[2].len && !name) {
+            reply_error(c, seq, "ERR out of memory");
+            return;
+        }
+        if (name) memcpy(name, argv[2].p, argv[2].len);
+        free(c->name);
+        c->name = name;
+        c->name_len = argv[2].len;
+        reply_status(c, seq, "OK");
+    } else if (arg_is(sub, "setinfo") && argc == 4) {
+        if (arg_is(&argv[2], "lib-name") || arg_is(&argv[2], "lib-ver"))
+            reply_status(c, seq, "OK");
+        else
+            reply_error(c, seq, "ERR Unrecognized option '%.*s'",
+                        (int)(argv[2].len < 64 ? argv[2].len : 64), argv[2].p);
+    } else if (arg_is(sub, "list") && argc > 2) {
+        reply_error(c, seq, "ERR syntax error"); /* no TYPE or ID filters here */
+    } else if ((arg_is(sub, "info") && argc == 2) || arg_is(sub, "list")) {
+        uint64_t now = uv_now(c->tcp.loop);
+        buf line = {0};
+        if (arg_is(sub, "info")) put_client_line(&line, c, now);
+        else
+            for (const conn *o = c->srv->all; o; o = o->all_next) put_client_line(&line, o, now);
+        if (line.oom) reply_error(c, seq, "ERR out of memory");
+        else reply_bulk(c, seq, line.p, line.len);
+        buf_free(&line);
+    } else if ((arg_is(sub, "no-evict") || arg_is(sub, "no-touch")) && argc == 3) {
+        if (onoff) reply_status(c, seq, "OK");
+        else reply_error(c, seq, "ERR syntax error");
+    } else if (arg_is(sub, "reply") && argc == 3) {
+        if (arg_is(&argv[2], "on")) reply_status(c, seq, "OK");
+        else reply_error(c, seq, "ERR CLIENT REPLY OFF and SKIP are not supported here");
+    } else if (arg_is(sub, "help") && argc == 2) {
+        static const char *help[] = {
+            "CLIENT <subcommand> [<arg> ...]. Subcommands are:",
+            "ID", "    Return the ID of the current connection.",
+            "GETNAME", "    Return the name of the current connection.",
+            "SETNAME <name>", "    Assign the name <name> to the current connection.",
+            "SETINFO <LIB-NAME|LIB-VER> <value>", "    Accepted and not kept.",
+            "INFO", "    Return information about the current client connection.",
+            "LIST", "    Return information about client connections.",
+            "NO-EVICT|NO-TOUCH (ON|OFF)", "    Accepted; meaningless here.",
+            "REPLY ON", "    Replies are always on (OFF and SKIP are not supported).",
+        };
+        buf *b = reply_begin(c, seq);
+        put_num(b, '*', (long long)(sizeof help / sizeof help[0]));
+        for (size_t i = 0; i < sizeof help / sizeof help[0]; i++) put_status(b, help[i]);
+        reply_end(c, seq);
+    } else if (arg_is(sub, "id") || arg_is(sub, "getname") || arg_is(sub, "setname") ||
+               arg_is(sub, "setinfo") || arg_is(sub, "info") || arg_is(sub, "no-evict") ||
+               arg_is(sub, "no-touch") || arg_is(sub, "reply") || arg_is(sub, "help")) {
+        reply_sub_arity(c, seq, "client", sub);
+    } else {
+        reply_error(c, seq, "ERR unknown subcommand '%.*s'. Try CLIENT HELP.",
+                    (int)(sub->len < 64 ? sub->len : 64), sub->p);
+    }
 }
 
 /* CONFIG GET: redis-benchmark asks for save and appendonly (no
@@ -1045,8 +1185,7 @@ static void cmd_cluster(conn *c, uint64_t seq, size_t argc, const arg *argv) {
     } else if (arg_is(sub, "slots") || arg_is(sub, "shards") || arg_is(sub, "nodes") ||
                arg_is(sub, "info") || arg_is(sub, "keyslot") || arg_is(sub, "myid") ||
                arg_is(sub, "help")) {
-        reply_error(c, seq, "ERR wrong number of arguments for 'cluster|%.*s' command",
-                    (int)(sub->len < 16 ? sub->len : 16), sub->p);
+        reply_sub_arity(c, seq, "cluster", sub);
     } else {
         reply_error(c, seq, "ERR unknown subcommand '%.*s'. Try CLUSTER HELP.",
                     (int)(sub->len < 64 ? sub->len : 64), sub->p);
@@ -1099,6 +1238,13 @@ static const command command_subs[] = {
 };
 static const command client_subs[] = {
     {"client|getname", 2, NULL, INFO("noscript loading stale", "@slow @connection", "")},
+    {"client|help", 2, NULL, INFO("loading stale", "@slow @connection", "")},
+    {"client|id", 2, NULL, INFO("noscript loading stale", "@slow @connection", "")},
+    {"client|info", 2, NULL, INFO("noscript loading stale", "@slow @connection", "nondeterministic_output")},
+    {"client|list", -2, NULL, INFO("admin noscript loading stale", "@admin @slow @dangerous @connection",
+     "nondeterministic_output")},
+    {"client|no-evict", 3, NULL, INFO("admin noscript loading stale", "@admin @slow @dangerous @connection", "")},
+    {"client|reply", 3, NULL, INFO("noscript loading stale", "@slow @connection", "")},
     {"client|setname", 3, NULL, INFO("noscript loading stale", "@slow @connection", "")},
 };
 static const command config_subs[] = {
@@ -1357,6 +1503,8 @@ static void run_command(conn *c, size_t argc, const arg *argv) {
     } else if (c->srv->password && !c->authed && cmd->fn != cmd_auth && cmd->fn != cmd_quit) {
         reply_raw(c, seq, err_noauth);   /* after the name and arity checks, as Redis */
     } else {
+        const command *sub = cmd->nsubs ? subcommand_find(cmd, argv[1].p, argv[1].len) : NULL;
+        c->last_cmd = sub ? sub->name : cmd->name;
         cmd->fn(c, seq, argc, argv);
     }
 }
@@ -1588,7 +1736,7 @@ static bool has_room(const conn *c) {
 static size_t conn_bytes(const conn *c) {
     size_t in = c->in.p == c->srv->rbuf ? 0 : c->in.len;
     return in + c->parser.cap * (sizeof *c->parser.spans + sizeof *c->parser.argv) +
-           c->slots_cap * sizeof(slot) + c->slot_bytes + c->out.len + c->writing;
+           c->slots_cap * sizeof(slot) + c->slot_bytes + c->out.len + c->writing + c->name_len;
 }
 
 /* Closes the clients holding the most until all of them hold no more than
@@ -1888,7 +2036,8 @@ static void on_connection(uv_stream_t *l, int status) {
     c->srv = s;
     c->refs = 1;
     c->state = CONN_READING;
-    c->last_io = uv_now(l->loop);
+    c->last_io = c->born = uv_now(l->loop);
+    c->id = ++s->last_id;
     resp_parser_init(&c->parser);
     c->all_next = s->all;
     if (s->all) s->all->all_prev = c;

@@ -301,14 +301,62 @@ def test_resp_client_handshake_commands():
         assert isinstance(n, int) and n >= 16 and len(r.call("COMMAND")) == n, n
         assert r.call("SELECT", "0") == "OK"
         expect_err(r.call("SELECT", "1"), "ERR DB index is out of range", "SELECT 1")
+        assert r.call("CLIENT", "GETNAME") is None
         assert r.call("CLIENT", "SETNAME", "tester") == "OK"
         assert r.call("CLIENT", "SETINFO", "lib-name", "test") == "OK"
-        assert r.call("CLIENT", "GETNAME") is None
+        assert r.call("CLIENT", "GETNAME") == b"tester"
         assert r.call("CONFIG", "GET", "save") == [b"save", b""]
         assert r.call("CONFIG", "GET", "appendonly") == [b"appendonly", b"no"]
         assert r.call("CONFIG", "GET", "maxmemory-policy") == []
         expect_err(r.call("CONFIG", "SET", "save", ""), "ERR unknown subcommand", "CONFIG SET")
         expect_err(r.call("CONFIG", "GET"), "ERR wrong number of arguments", "CONFIG GET")
+
+
+def client_fields(line):
+    return dict(f.split("=", 1) for f in line.decode().split())
+
+
+def test_resp_client_subcommands_like_redis():
+    """CLIENT ID, INFO and LIST answer what Redis answers (redis-py parses
+    their fields: every subcommand but GETNAME was once answered +OK, which
+    it could not parse), SETNAME names the connection, and what is not
+    supported is refused: a client that turned replies off (REPLY OFF) and
+    was told OK took the next reply for the wrong command."""
+    with node() as (c, cl, port), Resp(port) as r, Resp(port) as other:
+        a, b = r.call("CLIENT", "ID"), other.call("CLIENT", "ID")
+        assert isinstance(a, int) and isinstance(b, int) and a != b, (a, b)
+        assert r.call("CLIENT", "SETNAME", "first") == "OK"
+        expect_err(r.call("CLIENT", "SETNAME", "two words"), "ERR Client names cannot contain",
+                   "SETNAME with a space")
+        expect_err(r.call("CLIENT", "SETNAME", "a", "b"), "ERR wrong number of arguments",
+                   "SETNAME a b")
+        assert r.call("CLIENT", "GETNAME") == b"first"
+        info = client_fields(r.call("CLIENT", "INFO"))
+        assert info["id"] == str(a) and info["name"] == "first" and info["cmd"] == "client|info", info
+        for k in ("id", "age", "idle", "db", "sub", "psub", "multi", "qbuf", "qbuf-free", "obl",
+                  "argv-mem", "oll", "omem", "tot-mem"):   # redis-py's int() of each
+            int(info[k])
+        listed = [client_fields(l) for l in r.call("CLIENT", "LIST").splitlines()]
+        assert sorted(int(f["id"]) for f in listed) == sorted([a, b]), listed
+        assert [f["name"] for f in listed if f["id"] == str(a)] == ["first"]
+        assert r.call("CLIENT", "NO-EVICT", "on") == "OK"
+        for args, err in ((("REPLY", "OFF"), "ERR CLIENT REPLY OFF"),
+                          (("REPLY", "SKIP"), "ERR CLIENT REPLY OFF"),
+                          (("KILL", "127.0.0.1:1"), "ERR unknown subcommand 'KILL'"),
+                          (("NOSUCH",), "ERR unknown subcommand 'NOSUCH'"),
+                          (("ID", "x"), "ERR wrong number of arguments"),
+                          (("NO-EVICT", "maybe"), "ERR syntax error")):
+            expect_err(r.call("CLIENT", *args), err, "CLIENT " + " ".join(args))
+        assert r.call("SET", "k", "v") == "OK" and r.call("GET", "k") == b"v"
+        with redis_server() as redis_port:
+            if redis_port is None:
+                return
+            with Resp(redis_port) as redis:
+                for args in (("NOSUCH",), ("ID", "x"), ("NO-EVICT", "maybe"),
+                             ("SETNAME", "two words"), ("INFO", "x")):
+                    assert repr(r.call("CLIENT", *args)) == repr(redis.call("CLIENT", *args)), args
+                theirs = client_fields(redis.call("CLIENT", "INFO"))
+                assert list(info) == list(theirs), (list(info), list(theirs))
 
 
 @contextlib.contextmanager
