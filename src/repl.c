@@ -846,6 +846,12 @@ static op *op_start(node *n, uint32_t cmd, const uint8_t *key, size_t klen) {
     return o;
 }
 
+bool repl_admits(node *n, size_t ops) {
+    if (n->repl->unanswered + ops <= n->cfg.max_inflight) return true;
+    n->stats.overload[NODE_OVERLOAD_INFLIGHT]++;
+    return false;
+}
+
 int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
                    const uint8_t *key, size_t klen, const uint8_t *val,
                    size_t vlen, int32_t version) {
@@ -856,10 +862,7 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
      * under a pipelined load they pile up behind a replica that is a few
      * tens of ms late, and turned clients away while every client had its
      * answer (MAX_OPS bounds them). */
-    if (n->repl->unanswered >= n->cfg.max_inflight) {
-        n->stats.overload[NODE_OVERLOAD_INFLIGHT]++;
-        return -1;
-    }
+    if (!origin->admitted && !repl_admits(n, 1)) return -1;
     op *o = op_start(n, cmd, key, klen);
     if (!o) {
         n->stats.overload[NODE_OVERLOAD_INFLIGHT]++;

@@ -66,6 +66,8 @@ typedef struct repl_origin {
     uint64_t start_ms;
     bool any_replica;   /* a read any replica may answer (READONLY); else, with
                          * W + R <= N, the slot's first live replica answers it */
+    bool admitted;      /* one of a multi-key command's operations, admitted with
+                         * it (repl_admits): not refused for max_inflight */
 } repl_origin;
 
 /* Creates n's replication state. NULL when out of memory. */
@@ -76,6 +78,11 @@ void repl_free(repl *r);
  * after a membership change, hinted handoff, anti-entropy. Returns when it
  * is next due. */
 uint64_t repl_tick(repl *r, uint64_t now);
+
+/* Whether ops more client operations may start now (the operations not
+ * answered yet stay within max_inflight); counts a refusal. A command of
+ * several keys is admitted, or refused, whole. */
+bool repl_admits(node *n, size_t ops);
 
 /* Runs PUT, GET or REMOVE for key as coordinator. origin->done is called
  * exactly once, possibly before this returns. Returns 0, or -1 when too many

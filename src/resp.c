@@ -27,6 +27,7 @@
 #define READ_CHUNK (64u << 10)
 #define BACKLOG 511
 #define NOTE_EVERY_MS 10000       /* a log line of each kind of refusal, at most */
+#define KEYS_WINDOW 256           /* a multi-key command's operations in flight at once */
 
 static const char err_maxclients[] = "-ERR max number of clients reached\r\n";
 static const char err_noauth[] = "-NOAUTH Authentication required.\r\n";
@@ -52,17 +53,36 @@ enum conn_state { CONN_READING, CONN_FINISHING, CONN_QUITTING, CONN_CLOSED };
 
 /* How a slot answers once its operations completed: LOCAL slots are
  * answered at once; VALUE (GET, one MGET key) with the value or nil; COUNT
- * (DEL, EXISTS) with how many keys were found; OK (SET, MSET) with +OK. */
-enum slot_kind { SLOT_LOCAL, SLOT_VALUE, SLOT_COUNT, SLOT_OK };
+ * (DEL, EXISTS) with how many keys were found; OK (SET, MSET) with +OK;
+ * ARRAY (MGET) with the array header of the VALUE slots after it, once
+ * they are all answered, or with the first failure among them alone. */
+enum slot_kind { SLOT_LOCAL, SLOT_VALUE, SLOT_COUNT, SLOT_OK, SLOT_ARRAY };
 
 typedef struct slot {
     buf reply;          /* filled while slots ahead are not: waits here */
-    uint32_t pending;   /* COUNT, OK: operations in flight, +1 while starting them */
+    uint32_t pending;   /* COUNT, OK, ARRAY: operations in flight, +1 while starting them */
     uint32_t err;       /* first failure among them (wire_err) */
-    long long count;    /* operations that found their key */
+    uint32_t up;        /* a VALUE slot of an ARRAY: how many slots back it is; else 0 */
+    long long count;    /* COUNT: operations that found their key; ARRAY: its values */
     uint8_t kind;
     bool ready;
 } slot;
+
+/* A multi-key command's keys not started yet. At most KEYS_WINDOW of its
+ * operations run at once (a command of 3,000 keys started them all at once,
+ * and those past --max-inflight were refused whatever the load); the others
+ * wait here, copied out of the input, and the connection runs nothing after
+ * the command until all its keys have started, so that a later write of one
+ * of them is stamped after it. */
+typedef struct key_queue {
+    uint64_t seq;       /* the command's slot (MGET: its ARRAY slot) */
+    uint32_t cmd;       /* WIRE_PUT, WIRE_GET, WIRE_REMOVE */
+    size_t step;        /* 2: each key is followed by its value */
+    size_t from;        /* the first key queued */
+    size_t next, n;     /* the next of the command's n keys to start */
+    arg *argv;          /* the arguments of keys next..n-1, pointing into data */
+    char data[];
+} key_queue;
 
 typedef struct conn conn;
 
@@ -111,6 +131,7 @@ struct conn {
     char *name;                 /* CLIENT SETNAME's (NULL: none), name_len bytes */
     size_t name_len;
     const char *last_cmd;       /* the name of the last command run ("client|info") */
+    key_queue *keys;            /* a command's keys not started yet (NULL: none) */
     conn *dirty_prev, *dirty_next;
     conn *all_prev, *all_next;  /* srv->all, until closed */
     unsigned refs;              /* the handle until closed, + operations in flight */
@@ -356,6 +377,7 @@ static void conn_unref(conn *c) {
     buf_free(&c->out);
     resp_parser_free(&c->parser);
     free(c->name);
+    free(c->keys);
     free(c);
 }
 
@@ -363,9 +385,16 @@ static void conn_unref(conn *c) {
 static void slot_settle(conn *c, uint64_t seq) {
     slot *s = slot_at(c, seq);
     if (--s->pending) return;
+    if (s->kind == SLOT_ARRAY && s->err) { /* the values answered go */
+        for (uint64_t q = seq + 1; q <= seq + (uint64_t)s->count; q++) {
+            slot *v = slot_at(c, q);
+            c->slot_bytes -= v->reply.len;
+            buf_free(&v->reply);
+        }
+    }
     buf *b = reply_begin(c, seq);
     if (s->err) put_wire_error(b, s->err, c->srv->n->cfg.resp_cluster);
-    else if (s->kind == SLOT_COUNT) put_num(b, ':', s->count);
+    else if (s->kind == SLOT_COUNT || s->kind == SLOT_ARRAY) put_num(b, s->kind == SLOT_COUNT ? ':' : '*', s->count);
     else put_status(b, "OK");
     reply_end(c, seq);
 }
@@ -374,11 +403,19 @@ static void slot_settle(conn *c, uint64_t seq) {
 static void slot_result(conn *c, uint64_t seq, uint32_t err, const uint8_t *val, size_t vlen) {
     slot *s = slot_at(c, seq);
     if (s->kind == SLOT_VALUE) {
-        buf *b = reply_begin(c, seq);
-        if (err == WIRE_OK) put_bulk(b, val, vlen);
-        else if (err == WIRE_ENOKEY) buf_put(b, "$-1\r\n", 5);
-        else put_wire_error(b, err, c->srv->n->cfg.resp_cluster);
+        uint64_t array = seq - s->up;
+        bool failed = err != WIRE_OK && err != WIRE_ENOKEY;
+        if (!(s->up && failed)) { /* a failure in an array is the array's answer */
+            buf *b = reply_begin(c, seq);
+            if (err == WIRE_OK) put_bulk(b, val, vlen);
+            else if (err == WIRE_ENOKEY) buf_put(b, "$-1\r\n", 5);
+            else put_wire_error(b, err, c->srv->n->cfg.resp_cluster);
+        }
         reply_end(c, seq);
+        if (!s->up) return;
+        slot *a = slot_at(c, array);
+        if (failed && !a->err) a->err = err;
+        slot_settle(c, array);
         return;
     }
     if (err == WIRE_OK) s->count++;
@@ -392,12 +429,15 @@ static void op_done(node *n, const repl_origin *o, const repl_result *res) {
     uint64_t seq;
     memcpy(&seq, o->id, sizeof seq);
     if (c->state != CONN_CLOSED) slot_result(c, seq, res->err, res->val, res->vlen);
+    if (c->keys) conn_dirty(c); /* room for more of its keys (keys_resume) */
     conn_unref(c);
 }
 
 /* Starts one operation of slot seq; one refused for overload counts as
- * failed with WIRE_EOVERLOAD. */
-static void slot_op(conn *c, uint64_t seq, uint32_t cmd, const arg *key, const arg *val) {
+ * failed with WIRE_EOVERLOAD. admitted: one of a multi-key command's, which
+ * was admitted whole (keys_start). */
+static void slot_op(conn *c, uint64_t seq, uint32_t cmd, const arg *key, const arg *val,
+                    bool admitted) {
     node *n = c->srv->n;
     repl_origin o;
     memset(&o, 0, sizeof o);
@@ -407,8 +447,9 @@ static void slot_op(conn *c, uint64_t seq, uint32_t cmd, const arg *key, const a
     o.idlen = sizeof seq;
     o.start_ms = node_now(n);
     o.any_replica = c->readonly;
+    o.admitted = admitted;
     n->stats.requests[cmd]++;
-    if (node_lagging(n)) { /* the loop runs late: no new work (node.h) */
+    if (!admitted && node_lagging(n)) { /* the loop runs late: no new work (node.h) */
         slot_result(c, seq, WIRE_EOVERLOAD, NULL, 0);
         return;
     }
@@ -420,19 +461,106 @@ static void slot_op(conn *c, uint64_t seq, uint32_t cmd, const arg *key, const a
     slot_result(c, seq, WIRE_EOVERLOAD, NULL, 0);
 }
 
-/* Runs cmd on every key of argv[1..] (each followed by its value when step
- * is 2) and answers slot seq, as kind, once all are done. */
+static size_t keys_window(const conn *c) {
+    unsigned most = c->srv->n->cfg.max_inflight;
+    return most < KEYS_WINDOW ? most : KEYS_WINDOW;
+}
+
+/* Starts the next keys of the command of slot seq, key i at argv[(i -
+ * from) * step] (followed by its value when step is 2), *next the first not
+ * started of n, while the connection has fewer than keys_window operations
+ * in flight. */
+static void keys_start(conn *c, uint64_t seq, uint32_t cmd, const arg *argv, size_t from,
+                       size_t step, size_t *next, size_t n) {
+    while (*next < n && c->refs - 1 < keys_window(c) && c->state != CONN_CLOSED) {
+        size_t i = (*next)++;
+        const arg *a = &argv[(i - from) * step];
+        slot *s = slot_at(c, seq);
+        uint64_t at = seq;
+        s->pending++;
+        if (s->kind == SLOT_ARRAY) { /* a VALUE slot of its own */
+            at = seq + 1 + i;
+            slot_at(c, at)->kind = SLOT_VALUE;
+            slot_at(c, at)->up = (uint32_t)(1 + i);
+        }
+        slot_op(c, at, cmd, a, step == 2 ? a + 1 : NULL, true);
+    }
+}
+
+/* Goes on with the keys queued (c->keys), and ends the queue once all
+ * started: the connection then runs its next commands. */
+static void keys_resume(conn *c) {
+    key_queue *q = c->keys;
+    if (!q || c->state == CONN_CLOSED) return;
+    keys_start(c, q->seq, q->cmd, q->argv, q->from, q->step, &q->next, q->n);
+    if (q->next < q->n || c->state == CONN_CLOSED) return;
+    c->keys = NULL;
+    slot_settle(c, q->seq); /* its +1 while starting */
+    free(q);
+}
+
+/* Runs cmd on every key of argv[1..argc) (each followed by its value when
+ * step is 2) and answers slot seq, as kind, once all are done: MGET (ARRAY)
+ * with the values of the slots after seq, which it adds. The command is
+ * admitted whole or refused whole (overload): refused key by key, part of
+ * it was done and the client told it failed. */
 static void slot_ops(conn *c, uint64_t seq, enum slot_kind kind, uint32_t cmd, size_t argc,
                      const arg *argv, size_t step) {
+    size_t n = (argc - 1) / step, window = keys_window(c);
+    node *nd = c->srv->n;
+    if (node_lagging(nd) || !repl_admits(nd, n < window ? n : window)) {
+        nd->stats.requests[cmd] += n;
+        slot_at(c, seq)->kind = kind;
+        buf *b = reply_begin(c, seq);
+        put_wire_error(b, WIRE_EOVERLOAD, nd->cfg.resp_cluster);
+        reply_end(c, seq);
+        return;
+    }
+    if (kind == SLOT_ARRAY) {
+        uint64_t first;
+        if (slots_add(c, n, &first) != 0) {
+            reply_error(c, seq, "ERR out of memory");
+            return;
+        }
+    }
     slot *s = slot_at(c, seq);
     s->kind = kind;
     s->pending = 1;
-    for (size_t i = 1; i < argc; i += step) {
-        slot_at(c, seq)->pending++;
-        slot_op(c, seq, cmd, &argv[i], step == 2 ? &argv[i + 1] : NULL);
-        if (c->state == CONN_CLOSED) return;    /* over the buffer bound */
+    if (kind == SLOT_ARRAY) s->count = (long long)n;
+    size_t next = 0;
+    keys_start(c, seq, cmd, argv + 1, 0, step, &next, n);
+    if (c->state == CONN_CLOSED) return;    /* over the buffer bound */
+    if (next == n) {
+        slot_settle(c, seq);
+        return;
     }
-    slot_settle(c, seq);
+    /* the rest waits, copied: the input moves on */
+    size_t bytes = 0, nargs = (n - next) * step;
+    for (size_t i = 0; i < nargs; i++) bytes += argv[1 + next * step + i].len;
+    key_queue *q = malloc(sizeof *q + nargs * sizeof(arg) + bytes);
+    if (!q) { /* what started answers; the rest fails */
+        slot *sl = slot_at(c, seq);
+        if (!sl->err) sl->err = WIRE_EOVERLOAD;
+        for (; next < n; next++) {
+            if (kind != SLOT_ARRAY) continue;
+            slot *v = slot_at(c, seq + 1 + next);
+            v->kind = SLOT_VALUE, v->up = (uint32_t)(1 + next);
+            sl->pending++;
+            slot_result(c, seq + 1 + next, WIRE_EOVERLOAD, NULL, 0);
+        }
+        slot_settle(c, seq);
+        return;
+    }
+    *q = (key_queue){.seq = seq, .cmd = cmd, .step = step, .from = next, .next = next, .n = n};
+    q->argv = (arg *)q->data;
+    char *d = q->data + nargs * sizeof(arg);
+    for (size_t i = 0; i < nargs; i++) {
+        const arg *a = &argv[1 + next * step + i];
+        memcpy(d, a->p, a->len);
+        q->argv[i] = (arg){.p = d, .len = a->len};
+        d += a->len;
+    }
+    c->keys = q;
 }
 
 /* ---- commands ----------------------------------------------------------- */
@@ -486,7 +614,7 @@ static bool keys_here(conn *c, uint64_t seq, size_t argc, const arg *argv, size_
 static void cmd_get(conn *c, uint64_t seq, size_t argc, const arg *argv) {
     if (!keys_ok(c, seq, argc, argv, 1) || !keys_here(c, seq, argc, argv, 1, true)) return;
     slot_at(c, seq)->kind = SLOT_VALUE;
-    slot_op(c, seq, WIRE_GET, &argv[1], NULL);
+    slot_op(c, seq, WIRE_GET, &argv[1], NULL, false);
 }
 
 static void cmd_mset(conn *c, uint64_t seq, size_t argc, const arg *argv) {
@@ -517,18 +645,8 @@ static void cmd_exists(conn *c, uint64_t seq, size_t argc, const arg *argv) {
 
 /* The array header in slot seq, then one GET slot per key. */
 static void cmd_mget(conn *c, uint64_t seq, size_t argc, const arg *argv) {
-    uint64_t first;
-    if (!keys_ok(c, seq, argc, argv, 1) || !keys_here(c, seq, argc, argv, 1, true)) return;
-    if (slots_add(c, argc - 1, &first) != 0) {
-        reply_error(c, seq, "ERR out of memory");
-        return;
-    }
-    put_num(reply_begin(c, seq), '*', (long long)(argc - 1));
-    reply_end(c, seq);
-    for (size_t i = 1; i < argc && c->state != CONN_CLOSED; i++) {
-        slot_at(c, first + i - 1)->kind = SLOT_VALUE;
-        slot_op(c, first + i - 1, WIRE_GET, &argv[i], NULL);
-    }
+    if (keys_ok(c, seq, argc, argv, 1) && keys_here(c, seq, argc, argv, 1, true))
+        slot_ops(c, seq, SLOT_ARRAY, WIRE_GET, argc, argv, 1);
 }
 
 static void cmd_ping(conn *c, uint64_t seq, size_t argc, const arg *argv) {
@@ -1727,7 +1845,7 @@ static void srv_note(resp_server *s, int kind, const char *fmt, ...) {
 enum { NOTE_ACCEPT, NOTE_MAXCLIENTS, NOTE_DENIED, NOTE_TIMEOUT, NOTE_EVICT };
 
 static bool has_room(const conn *c) {
-    return c->tail - c->head < MAX_PENDING && c->out.len + c->writing < MAX_OUTPUT;
+    return c->tail - c->head < MAX_PENDING && c->out.len + c->writing < MAX_OUTPUT && !c->keys;
 }
 
 /* Bytes held for c: its input (not what sits in srv->rbuf while being
@@ -1944,6 +2062,8 @@ static void conn_write(conn *c) {
  * closes it when it has nothing more to do. */
 static void conn_service(conn *c) {
     bool starved;
+    keys_resume(c);
+    if (c->state == CONN_CLOSED) return;
     do {
         starved = conn_parse(c);
         if (c->state == CONN_CLOSED) return;

@@ -4,7 +4,8 @@ node with --resp-port: any node serves any key with the cluster's N/R/W.
 
 One scenario in steps (each step needs the ones before it):
   membership converges to 3 -> SET through node A, GET through B and C ->
-  MSET/MGET/DEL/EXISTS through different nodes -> pipelined commands through
+  MSET/MGET/DEL/EXISTS through different nodes -> the same with more keys than
+  --max-inflight, in order with what follows them -> pipelined commands through
   one node answered in order while the replicas answer over the network ->
   RESP and UDP see the same data -> connections closed with operations in
   flight leave the nodes serving -> with one node killed, the two others
@@ -66,6 +67,25 @@ def test_multi_key_commands_across_nodes():
     assert resp(2).call("DEL", *keys[:10], "nope") == 10
     assert resp(0).call("EXISTS", *keys[:10]) == 0
     assert resp(1).call("MGET", keys[0], keys[10]) == [None, b"mv10"]
+
+
+def test_commands_of_more_keys_than_max_inflight():
+    """MSET, MGET, EXISTS and DEL of 5,000 keys (past --max-inflight, 2,048):
+    they ran all their keys at once and those past the bound were refused,
+    so such a command failed however idle the nodes. Now 256 run at a time,
+    and nothing after the command starts before all its keys have: the SET
+    pipelined behind the MSET wins over it."""
+    dht.need(S, "written")
+    keys = ["bk%d" % i for i in range(5000)]
+    assert resp(0).call("MSET", *[x for k in keys for x in (k, "a" + k)]) == "OK"
+    got = resp(0).pipeline([["MSET"] + [x for k in keys for x in (k, "b" + k)],
+                            ("SET", keys[-1], "after"), ("MGET",) + tuple(keys)])
+    assert got[:2] == ["OK", "OK"], got[:2]
+    want = [b"b" + k.encode() for k in keys[:-1]] + [b"after"]
+    assert got[2] == want, [(k, g) for k, g, w in zip(keys, got[2], want) if g != w][:3]
+    assert resp(1).call("EXISTS", *keys) == len(keys)
+    assert resp(2).call("DEL", *keys) == len(keys)
+    assert resp(0).call("MGET", *keys) == [None] * len(keys)
 
 
 def test_pipeline_through_one_node_replies_in_order():
