@@ -796,10 +796,15 @@ static void touch_all(sim *s, uint64_t until) {
         if (s->nodes[i].disturbed_until < until) s->nodes[i].disturbed_until = until;
 }
 
+/* A fault on every node (partition, loss, dup, jitter) is in force. */
+static bool global_fault(const sim *s) {
+    return s->partitioned || s->loss > s->o.loss || s->dup > s->o.dup || s->jitter_us;
+}
+
 /* A fault on every node has healed: the nodes that no other fault holds
  * are undisturbed from now on. */
 static void settle_all(sim *s) {
-    if (s->partitioned || s->loss > s->o.loss || s->dup > s->o.dup || s->jitter_us) return;
+    if (global_fault(s)) return;
     for (uint32_t i = 0; i < s->o.nodes; i++) {
         simnode *sn = &s->nodes[i];
         if (sn->disturbed_until == UINT64_MAX && sn->up && sn->stalled_until <= s->now)
@@ -1017,7 +1022,9 @@ static void fault_event(sim *s, uint32_t what, uint64_t arg) {
             trace(s, "fault: n%u wakes", sn->idx);
             schedule_tick(s, sn, s->now / 1000);
         }
-        sn->disturbed_until = s->now;
+        /* a partition (or loss, dup, jitter) still in force still touches
+         * it: settle_all marks it undisturbed when that heals */
+        sn->disturbed_until = global_fault(s) ? UINT64_MAX : s->now;
         fault_end(s);
         return;
     }
