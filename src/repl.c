@@ -146,8 +146,12 @@ struct repl {
 
 /* ---- helpers ---------------------------------------------------------- */
 
+/* An op's ID: its slot and generation, masked by this life's salt, then the
+ * salt. The mask matters to batched acks (on_acks), which carry the first
+ * half only: unmasked, a batch meant for a past life named ops of this one
+ * by the same slot and generation, and counted as their acks. */
 static void op_id(const repl *r, const op *o, uint8_t id[WIRE_ID_LEN]) {
-    uint64_t v = ((uint64_t)o->gen << 32) | (uint64_t)(o - r->ops);
+    uint64_t v = (((uint64_t)o->gen << 32) | (uint64_t)(o - r->ops)) ^ r->salt;
     memcpy(id, &v, 8);
     memcpy(id + 8, &r->salt, 8);
 }
@@ -156,6 +160,7 @@ static op *op_from_id(repl *r, const uint8_t *id, size_t idlen) {
     if (idlen != WIRE_ID_LEN || memcmp(id + 8, &r->salt, 8) != 0) return NULL;
     uint64_t v;
     memcpy(&v, id, 8);
+    v ^= r->salt;
     uint32_t idx = (uint32_t)v, gen = (uint32_t)(v >> 32);
     if (idx >= MAX_OPS) return NULL;
     op *o = &r->ops[idx];

@@ -1443,6 +1443,49 @@ static void test_no_wait_on_a_suspect_once_the_quorum_is_made(void **state) {
     fake_node_free(m);
 }
 
+/* Batched acks of lazy writes (PEER_WRITE_ACKS) carry the first half of
+ * each op ID only, the coordinator adding its own salt: a batch meant for
+ * the coordinator's previous life (a replica that stalled holding it across
+ * a restart) named ops of the new life by the same slot and generation, and
+ * counted as acks of writes the replica never had. */
+static void test_lazy_acks_of_a_past_life_are_not_counted(void **state) {
+    (void)state;
+    node_config cfg = quiet_config();
+    cfg.write_quorum = 1;
+    cfg.read_quorum = 1;
+    node *m, *p;
+    two_and_a_silent_third(&cfg, &m, &p);
+    char k[16];
+    key_on_m_7002_7003(m, "l", 0, k);
+    wire_arena *a = wire_arena_new();
+    fake.nsent = 0;
+    client_put(m, 1, k, "v1");
+    after_lazy(m), node_flush(m);
+    size_t at = relay(p, 7002, 7001, 0); /* the lazy write: p queues its ack */
+    fake.clock_ms += NODE_LAZY_ACK_MS + 1;
+    node_tick(p), node_flush(p);
+    size_t end = fake.nsent;
+    assert_int_equal(peer_msgs_to(a, 7001, at, PEER_WRITE_ACKS, 0), 1);
+    /* m restarts on its address; the first write of its new life */
+    fake_node_free(m);
+    m = fake_node(&cfg, 7001, 1 << 20);
+    ring_node peers[2] = {{LO, 7002}, {LO, 7003}};
+    assert_int_equal(node_add_seeds(m, peers, 2), 0);
+    client_put(m, 2, k, "v2");
+    after_lazy(m), node_flush(m);
+    relay_until(m, 7001, 7002, at, end); /* the old life's acks, late */
+    size_t from = fake.nsent;
+    for (int i = 0; i < 30; i++) { /* past the resend time */
+        fake.clock_ms += 10;
+        node_tick(m), node_flush(m);
+    }
+    wire_reset(a);
+    assert_true(peer_msgs_to(a, 7002, from, PEER_WRITE, 0) >= 1); /* not taken as acked */
+    wire_arena_free(a);
+    fake_node_free(p);
+    fake_node_free(m);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -1473,6 +1516,7 @@ int main(void) {
         T(test_sweep_keeps_outlived_spare_copies_back),
         T(test_spare_check_reads_once),
         T(test_no_wait_on_a_suspect_once_the_quorum_is_made),
+        T(test_lazy_acks_of_a_past_life_are_not_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
