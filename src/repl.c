@@ -980,15 +980,18 @@ static bool may_wait(node *n, const op *o, uint64_t now) {
     if (o->clean_stamp || now - o->origin.start_ms >= OP_MAX_WAITS * n->cfg.request_timeout_ms)
         return false;
     if ((o->cmd == WIRE_GET ? o->replies : o->oks) < o->need) return quorum_possible(n, o, false);
-    /* the quorum is made and the op waits for every replica (a "not found"
-     * or a REMOVE of a key none held): only while those it waits for are
-     * alive, else it is answered with what it has (it waited OP_MAX_WAITS
-     * deadlines on a suspected one) */
-    for (size_t i = 0; i < o->nt; i++)
-        if (o->st[i] == T_WAIT && o->hint[i] == NO_HINT &&
-            members_at(n->members, o->t[i])->state != MEMBER_ALIVE)
-            return false;
-    return true;
+    /* The quorum is made and the op waits for every replica: a REMOVE of a
+     * key none of those heard held (to answer OK or NOT_FOUND), or a "not
+     * found" not believed yet (progress). It waits for a replica alive, and
+     * a read for a suspected one too (it may hold the value: answered
+     * without it, the read may miss a write), not for one held dead: a
+     * REMOVE waited OP_MAX_WAITS deadlines on a suspect for its answer code. */
+    for (size_t i = 0; i < o->nt; i++) {
+        if (o->st[i] != T_WAIT || o->hint[i] != NO_HINT) continue;
+        int st = members_at(n->members, o->t[i])->state;
+        if (st == MEMBER_ALIVE || (o->cmd == WIRE_GET && st == MEMBER_SUSPECT)) return true;
+    }
+    return false;
 }
 
 /* Answers or ends operations past their deadline; resends to silent
