@@ -64,6 +64,7 @@ enum member_state { MEMBER_ALIVE = 0, MEMBER_SUSPECT = 1, MEMBER_DEAD = 2, MEMBE
 #define MEMBERS_SYNC_CHUNK 48    /* entries a datagram of a full exchange carries */
 #define MEMBERS_SYNC_MS 5000     /* least time between two full exchanges */
 #define MEMBERS_MAX_HEALTH 8     /* local health multiplier bound */
+#define MEMBERS_MAX_HEARTBEAT (1ull << 48) /* heartbeats past it are no member's */
 #define MEMBERS_MAX 65536        /* members a node holds at most (dead and gone
                                     included): news of more is ignored */
 
@@ -141,6 +142,10 @@ uint16_t members_resp_port(const members *m, size_t i);
 
 /* Index of the known (not gone) member at ip:port, or -1. Constant time. */
 long members_find(const members *m, uint32_t ip, uint16_t port);
+
+/* Whether ip:port is a node's address this node knows of: itself, a member,
+ * or one forgotten whose slot is not reused yet. Constant time. */
+bool members_is_node(const members *m, uint32_t ip, uint16_t port);
 
 /* True when this node sees most of the cluster alive: more live members
  * (itself included) than members that died within cfg.majority_ms. A node

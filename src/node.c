@@ -501,13 +501,26 @@ static void on_frame(node *n, int rc, const wire_frame *f, const struct sockaddr
         n->stats.dropped_malformed++;
         return;
     }
-    if (f->kind == WIRE_KIND_PEER) peer_message(n, f->id, f->idlen, f->payload, f->plen, from);
-    else if (f->kind == WIRE_KIND_CLIENT && !batched)
+    if (f->kind == WIRE_KIND_PEER) {
+        peer_message(n, f->id, f->idlen, f->payload, f->plen, from);
+    } else if (f->kind == WIRE_KIND_CLIENT && !batched) {
+        /* Nodes send no client requests from their node port, but their
+         * replies to clients look like requests (kind 0; reply codes are
+         * command numbers: UNKNOWN_COMMAND reads as WIPEOUT). A request
+         * spoofed from node B's address made node A answer B, which served
+         * the answer as a request (a WIPEOUT from a member's host) and
+         * answered A, and so on: one datagram from an outsider wiped a node
+         * and set two echoing for good. */
+        if (members_is_node(n->members, from->sin_addr.s_addr, ntohs(from->sin_port))) {
+            n->stats.dropped_from_node++;
+            return;
+        }
         client_request(n, f->id, f->idlen, from, f->payload, f->plen, false);
-    else if (f->kind == WIRE_KIND_BATCH && !batched)
+    } else if (f->kind == WIRE_KIND_BATCH && !batched) {
         on_batch(n, f->payload, f->plen, from);
-    else
+    } else {
         n->stats.dropped_malformed++;
+    }
 }
 
 /* Node-to-node messages batched into one datagram (outbox.h). The arena

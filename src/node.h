@@ -129,6 +129,7 @@ typedef struct node_stats {
     uint64_t dropped_unsealed;  /* node-to-node datagrams without a valid seal */
     uint64_t dropped_clock;     /* sealed, but sent too far from our clock */
     uint64_t dropped_outsider;  /* no key: node-to-node from a public address */
+    uint64_t dropped_from_node; /* a client request from a node's address */
     uint64_t refused_admin;     /* SHUTDOWN/WIPEOUT from outside --admin-from */
     uint64_t refused_minority;  /* writes refused: no majority in sight */
     uint64_t overload[3];       /* SYSTEM_OVERLOAD answers, by NODE_OVERLOAD_* */

@@ -428,6 +428,67 @@ static void test_forged_forward_reflects_nothing(void **state) {
     wire_arena_free(a);
 }
 
+
+/* A node at ip:port in the fake world, with a cluster key. */
+static node *keyed_node_at(const char *ip, const auth_keys *k, store *st) {
+    node_config c;
+    node_defaults(&c);
+    c.quiet = true;
+    c.keys = k;
+    c.port = 7000;
+    struct sockaddr_in self = addr(ip, 7000);
+    node_env env = {.now = fake_now, .wall = fake_wall, .send = fake_send, .random = fake_random,
+                    .log = fake_log, .stop = fake_stop, .incarnation = fake_incarnation,
+                    .alive = fake_alive};
+    return node_new(&c, &env, &self, st, 1);
+}
+
+/* Replies and requests are both kind 0, and every kind-0 datagram was
+ * served as a request; now none from a node's address is. One datagram from an outsider without the key,
+ * its source spoofed as member B's node port, sent to member A: A answers
+ * B (UNKNOWN_COMMAND, 0x05), B reads that reply as a request, command 0x05
+ * = WIPEOUT, from a member's host: served, B's store is wiped; B's answer
+ * goes to A, A serves it (its cached answer) back to B, and so on for
+ * ever: the two nodes echo each other until one stops. (INTERNAL_FAILURE,
+ * 0x04, reads as SHUTDOWN the same way.) */
+static void test_replies_of_nodes_are_not_requests(void **state) {
+    (void)state;
+    fake_reset(1000, WALL0);
+    fill_key(&key_a, 1);
+    store *sa, *sb;
+    assert_int_equal(store_open(&sa, NULL, 1 << 20), 0);
+    assert_int_equal(store_open(&sb, NULL, 1 << 20), 0);
+    node *a = keyed_node_at("192.168.7.1", &key_a, sa);
+    node *b = keyed_node_at("192.168.7.2", &key_a, sb);
+    assert_non_null(a);
+    assert_non_null(b);
+    struct sockaddr_in aa = addr("192.168.7.1", 7000), ba = addr("192.168.7.2", 7000);
+    assert_int_equal(members_add_seed(a->members, ba.sin_addr.s_addr, 7000), 0);
+    assert_int_equal(members_add_seed(b->members, aa.sin_addr.s_addr, 7000), 0);
+    store_rec v = {(const uint8_t *)"v", 1, 0, WALL0 << 16, false};
+    assert_int_equal(store_put(sb, (const uint8_t *)"k", 1, &v), 0);
+
+    /* the outsider's one datagram: an unknown command, "from" B */
+    uint8_t buf[256], id[WIRE_ID_LEN] = {0x77};
+    size_t len = wire_request(buf, sizeof buf, id, 0x99, NULL, 0, NULL, 0, 0);
+    fake.nsent = 0;
+    node_receive(a, &ba, buf, len);
+    /* pass on whatever the nodes send each other */
+    size_t k = 0, echoes = 0;
+    for (; k < fake.nsent && k < FAKE_SENT_KEEP; k++) {
+        struct fake_sent *d = &fake.sent[k];
+        bool to_b = d->to.sin_addr.s_addr == ba.sin_addr.s_addr;
+        bool to_a = d->to.sin_addr.s_addr == aa.sin_addr.s_addr;
+        if (!to_a && !to_b) continue;
+        echoes++;
+        node_receive(to_b ? b : a, to_b ? &aa : &ba, d->buf, d->len);
+    }
+    assert_int_equal(store_records(sb), 1); /* B's record is still there */
+    assert_true(echoes < 4);                /* and the exchange dies out */
+    node_free(a), store_close(sa);
+    node_free(b), store_close(sb);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, teardown)
 
 int main(void) {
@@ -441,6 +502,7 @@ int main(void) {
         T(test_debug_needs_the_key),
         T(test_admin_commands_from_admin_addresses_only),
         T(test_forged_forward_reflects_nothing),
+        T(test_replies_of_nodes_are_not_requests),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -843,6 +843,119 @@ static void test_format_lists_everyone(void **state) {
     assert_int_equal(len, strlen(small));
 }
 
+
+/* A node that holds every other member dead still pings them: it pinged
+ * none (ping_dead returned when alone, the lost-seed ping skips the dead),
+ * and a 2-node cluster, or one whose every node was cut off alone a few
+ * seconds (a switch rebooting), stayed apart after the network was back,
+ * until forget_ms (an hour). With one more live member it did. */
+static void test_alone_still_pings_the_dead(void **state) {
+    (void)state;
+    make_dead(7001, 5, 10);
+    assert_int_equal(members_live(n->members), 1);
+    fake.nsent = 0;
+    run_for(10000); /* 50 periods */
+    wire_arena *a = wire_arena_new();
+    assert_non_null(sent_gossip(a, 7001, PEER_GOSSIP_PROBE, NULL));
+    wire_arena_free(a);
+}
+
+static void test_two_live_ping_the_dead(void **state) {
+    (void)state;
+    n->cfg.suspicion_ms = 60000;
+    gossip(7002, 5, 0, MEMBER_ALIVE);
+    make_dead(7001, 5, 10);
+    n->cfg.suspicion_ms = 60000;
+    fake.nsent = 0;
+    run_for(2000);
+    wire_arena *a = wire_arena_new();
+    assert_non_null(sent_gossip(a, 7001, PEER_GOSSIP_PROBE, NULL));
+    wire_arena_free(a);
+}
+
+/* A death verdict at heartbeat hb on member x (7001), heard by n from 7002
+ * and by x, which refutes it: n holds x alive after a short suspicion. */
+static void verdict_at_heartbeat(uint64_t hb) {
+    node *x = fake_node(NULL, 7001, 1 << 20);
+    assert_non_null(x);
+    uint64_t inc = members_at(x->members, 0)->incarnation;
+    n->cfg.suspicion_ms = 100;
+    gossip(7001, inc, 0, MEMBER_ALIVE);
+    Member v = entry(7001, inc, hb, MEMBER_DEAD, 0);
+    gossip_entry(7002, &v);
+    Member *vs[1] = {&v};
+    Peer p = PEER__INIT;
+    p.type = PEER_GOSSIP;
+    p.n_members = 1;
+    p.members = vs;
+    uint8_t zero[WIRE_ID_LEN] = {0};
+    struct sockaddr_in from = addr(7002);
+    members_receive(x->members, zero, WIRE_ID_LEN, &p, &from);
+    const member *me = members_at(x->members, 0);
+    Member r = entry(7001, me->incarnation, me->heartbeat, MEMBER_ALIVE, 0);
+    Peer q = PEER__INIT;
+    q.from = &r;
+    deliver(7001, NULL, &q); /* x's refutation as it sends it, to n */
+    run_for(60);             /* past the short suspicion, before a probe of ours fails */
+    assert_int_equal(state_of(7001), MEMBER_ALIVE);
+    fake_node_free(x);
+}
+
+/* A verdict at the last heartbeat is refuted: at UINT64_MAX (one entry from
+ * a member, or a corrupt one) the accused answered UINT64_MAX + 1 = 0, which
+ * ranks below it, and every node that heard it held the member dead until
+ * it restarted. Heartbeats past MEMBERS_MAX_HEARTBEAT are refused; at it,
+ * the accused takes a new incarnation. */
+static void test_verdict_at_the_last_heartbeat_is_refuted(void **state) {
+    (void)state;
+    verdict_at_heartbeat(UINT64_MAX);
+}
+
+static void test_verdict_at_the_heartbeat_bound_is_refuted(void **state) {
+    (void)state;
+    verdict_at_heartbeat(MEMBERS_MAX_HEARTBEAT);
+}
+
+/* Forgetting many members at once frees their slots in one round (the
+ * address index was rebuilt once a slot freed: quadratic, 594 ms for 20,000
+ * in one tick), and the members left are still found. */
+static void test_many_forgotten_at_once(void **state) {
+    (void)state;
+    const unsigned K = 20000;
+    n->cfg.forget_ms = 1000;
+    n->cfg.suspicion_ms = 100;
+    n->cfg.gossip_ms = 1000000; /* no probing: the forgetting alone */
+    for (unsigned k = 0; k < K; k++) {
+        Member m = MEMBER__INIT;
+        m.ip = htonl(0x0a000000u + k + 1);
+        m.port = 7000;
+        m.incarnation = 5;
+        gossip_entry(7999, &m);
+        m.state = MEMBER_DEAD;
+        gossip_entry(7999, &m);
+    }
+    n->cfg.gossip_ms = 200;
+    for (int t = 0; t < 100 && members_known(n->members) > 1; t++) {
+        fake.clock_ms += 100;
+        node_tick(n); /* dead, then gone */
+    }
+    assert_int_equal(members_known(n->members), 1);
+    assert_true(members_is_node(n->members, htonl(0x0a000001u), 7000)); /* gone, not freed */
+    fake.clock_ms += 1200;
+    node_tick(n); /* the slots freed */
+    for (unsigned k = 0; k < K; k += 997)
+        assert_false(members_is_node(n->members, htonl(0x0a000000u + k + 1), 7000));
+    gossip(7003, 5, 0, MEMBER_ALIVE); /* freed slots are reused, and found */
+    Member again = MEMBER__INIT;
+    again.ip = htonl(0x0a000005u);
+    again.port = 7000;
+    again.incarnation = 9;
+    gossip_entry(7003, &again);
+    assert_true(members_find(n->members, htonl(INADDR_LOOPBACK), 7003) > 0);
+    assert_true(members_find(n->members, htonl(0x0a000005u), 7000) > 0);
+    assert_int_equal(members_known(n->members), 3);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -873,6 +986,11 @@ int main(void) {
         T(test_slots_settle_after_changes),
         T(test_misplaced_members_counted),
         T(test_format_lists_everyone),
+        T(test_alone_still_pings_the_dead),
+        T(test_two_live_ping_the_dead),
+        T(test_verdict_at_the_last_heartbeat_is_refuted),
+        T(test_verdict_at_the_heartbeat_bound_is_refuted),
+        T(test_many_forgotten_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
