@@ -114,6 +114,9 @@ size_t store_gc(store *s, uint64_t min_stamp);
  * store outlived by its cluster). Returns how many; 0 if the engine failed. */
 size_t store_drop_older(store *s, uint64_t min_stamp);
 
+/* Entries on the tombstone heap (tests). */
+size_t store_heap_entries(const store *s);
+
 /* Calls fn for every record (tombstones too), in no particular order. */
 int store_iter(store *s, store_visit_fn fn, void *ctx);
 
