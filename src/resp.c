@@ -609,6 +609,35 @@ static void reply_sub_arity(conn *c, uint64_t seq, const char *top, const arg *s
     reply_arity(c, seq, name);
 }
 
+/* Subcommand sub of command top, not run: the arity error of one of known
+ * (space-separated), else Redis's unknown subcommand error. */
+static void reply_bad_sub(conn *c, uint64_t seq, const char *top, const char *known,
+                          const arg *sub) {
+    for (const char *w = known; *w;) {
+        size_t len = strcspn(w, " ");
+        if (len == sub->len && strncasecmp(w, sub->p, len) == 0) {
+            reply_sub_arity(c, seq, top, sub);
+            return;
+        }
+        w += len;
+        w += *w == ' ';
+    }
+    char upper[16];
+    size_t i = 0;
+    for (; top[i] && i < sizeof upper - 1; i++) upper[i] = (char)toupper((unsigned char)top[i]);
+    upper[i] = 0;
+    reply_error(c, seq, "ERR unknown subcommand '%.*s'. Try %s HELP.",
+                (int)(sub->len < 64 ? sub->len : 64), sub->p, upper);
+}
+
+/* A HELP subcommand's answer: its lines as statuses. */
+static void reply_help(conn *c, uint64_t seq, const char *const *lines, size_t n) {
+    buf *b = reply_begin(c, seq);
+    put_num(b, '*', (long long)n);
+    for (size_t i = 0; i < n; i++) put_status(b, lines[i]);
+    reply_end(c, seq);
+}
+
 static bool keys_here(conn *c, uint64_t seq, size_t argc, const arg *argv, size_t step, bool read);
 
 static void cmd_get(conn *c, uint64_t seq, size_t argc, const arg *argv) {
@@ -897,17 +926,10 @@ static void cmd_client(conn *c, uint64_t seq, size_t argc, const arg *argv) {
             "NO-EVICT|NO-TOUCH (ON|OFF)", "    Accepted; meaningless here.",
             "REPLY ON", "    Replies are always on (OFF and SKIP are not supported).",
         };
-        buf *b = reply_begin(c, seq);
-        put_num(b, '*', (long long)(sizeof help / sizeof help[0]));
-        for (size_t i = 0; i < sizeof help / sizeof help[0]; i++) put_status(b, help[i]);
-        reply_end(c, seq);
-    } else if (arg_is(sub, "id") || arg_is(sub, "getname") || arg_is(sub, "setname") ||
-               arg_is(sub, "setinfo") || arg_is(sub, "info") || arg_is(sub, "no-evict") ||
-               arg_is(sub, "no-touch") || arg_is(sub, "reply") || arg_is(sub, "help")) {
-        reply_sub_arity(c, seq, "client", sub);
+        reply_help(c, seq, help, sizeof help / sizeof help[0]);
     } else {
-        reply_error(c, seq, "ERR unknown subcommand '%.*s'. Try CLIENT HELP.",
-                    (int)(sub->len < 64 ? sub->len : 64), sub->p);
+        reply_bad_sub(c, seq, "client",
+                      "id getname setname setinfo info no-evict no-touch reply help", sub);
     }
 }
 
@@ -1296,17 +1318,9 @@ static void cmd_cluster(conn *c, uint64_t seq, size_t argc, const arg *argv) {
             "KEYSLOT <key>", "    The hash slot of <key>.",
             "MYID", "    This node's ID.",
         };
-        buf *b = reply_begin(c, seq);
-        put_num(b, '*', (long long)(sizeof help / sizeof help[0]));
-        for (size_t i = 0; i < sizeof help / sizeof help[0]; i++) put_status(b, help[i]);
-        reply_end(c, seq);
-    } else if (arg_is(sub, "slots") || arg_is(sub, "shards") || arg_is(sub, "nodes") ||
-               arg_is(sub, "info") || arg_is(sub, "keyslot") || arg_is(sub, "myid") ||
-               arg_is(sub, "help")) {
-        reply_sub_arity(c, seq, "cluster", sub);
+        reply_help(c, seq, help, sizeof help / sizeof help[0]);
     } else {
-        reply_error(c, seq, "ERR unknown subcommand '%.*s'. Try CLUSTER HELP.",
-                    (int)(sub->len < 64 ? sub->len : 64), sub->p);
+        reply_bad_sub(c, seq, "cluster", "slots shards nodes info keyslot myid help", sub);
     }
 }
 
