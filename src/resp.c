@@ -1604,10 +1604,7 @@ static void cmd_command(conn *c, uint64_t seq, size_t argc, const arg *argv) {
             "GETKEYS <full-command>", "    Return the keys from a full command.",
             "GETKEYSANDFLAGS <full-command>", "    Return the keys and their flags from a full command.",
         };
-        b = reply_begin(c, seq);
-        put_num(b, '*', (long long)(sizeof help / sizeof help[0]));
-        for (size_t i = 0; i < sizeof help / sizeof help[0]; i++) put_status(b, help[i]);
-        reply_end(c, seq);
+        reply_help(c, seq, help, sizeof help / sizeof help[0]);
     }
 }
 
