@@ -323,6 +323,15 @@ static bool admin_allowed(node *n, const struct sockaddr_in *client, bool forwar
     return false;
 }
 
+/* Whether a request from client must not be forwarded to member owner: the
+ * client is on this host's loopback and the owner on another host, where the
+ * owner's answer to 127.0.0.1 would reach its own host, never the client.
+ * Such a request is coordinated here, as any node may. */
+static bool loopback_elsewhere(node *n, const struct sockaddr_in *client, uint32_t owner) {
+    uint32_t owner_ip = ntohl(members_at(n->members, owner)->addr.sin_addr.s_addr);
+    return ntohl(client->sin_addr.s_addr) >> 24 == 127 && owner_ip >> 24 != 127;
+}
+
 /* Serves a client request (payload = KVRequest bytes) from `client`; a
  * forwarded request is served here whatever this node thinks of the key. */
 static void client_request(node *n, const uint8_t *id, size_t idlen,
@@ -345,6 +354,11 @@ static void client_request(node *n, const uint8_t *id, size_t idlen,
     case CACHE_FORWARDED: { /* to the node that has it, whatever the ring says now, */
         struct sockaddr_in to;
         if (clen != sizeof to) return;
+        /* but not when it came forwarded from a node: that one has no entry,
+         * so it never ran it (its forward was lost, or dropped as stale), and
+         * sent on it came back, the two nodes passing it to and fro until an
+         * entry expired (5 s, unanswered, both cores busy) */
+        if (forwarded) break;
         memcpy(&to, cached, sizeof to);
         long m = members_find(n->members, to.sin_addr.s_addr, ntohs(to.sin_port));
         if (m > 0 && members_at(n->members, (size_t)m)->state != MEMBER_DEAD) {
@@ -416,8 +430,12 @@ static void client_request(node *n, const uint8_t *id, size_t idlen,
         reply_err(n, id, idlen, client, WIRE_EBADVALUE, true);
         return;
     }
+    /* only a PUT carries a value (a REMOVE's went into its tombstone, which
+     * the replicas refused as malformed: never acknowledged) */
+    if (req->command != WIRE_PUT) req->value.len = 0;
     uint32_t owner;
-    if (!forwarded && !repl_is_replica(n, req->key.data, req->key.len, &owner)) {
+    if (!forwarded && !repl_is_replica(n, req->key.data, req->key.len, &owner) &&
+        !loopback_elsewhere(n, client, owner)) {
         const struct sockaddr_in *to = &members_at(n->members, owner)->addr;
         /* A write is remembered with where it went, so that its retries go
          * there too and it runs at one coordinator (at most once); a read
@@ -598,7 +616,10 @@ node *node_new(const node_config *cfg, const node_env *env, const struct sockadd
         uint64_t cap = n->incarnation + WIRE_MAX_AHEAD_MS / 2;
         n->incarnation = cfg->last_incarnation < cap ? cfg->last_incarnation + 1 : cap;
     }
-    n->cache = cache_new(cfg->cache_ms, cfg->cache_bytes);
+    /* a pending entry outlives its operation (OP_MAX_WAITS request timeouts,
+     * repl.c): expired before it, a retry ran the operation again */
+    uint64_t op_ms = (uint64_t)REPL_MAX_WAITS * cfg->request_timeout_ms + 1000;
+    n->cache = cache_new(cfg->cache_ms > op_ms ? cfg->cache_ms : op_ms, cfg->cache_bytes);
     n->arena = wire_arena_new();
     n->members = members_new(n, membership_changed, n);
     n->repl = repl_new(n);

@@ -25,7 +25,7 @@
 #define CLEAN_BATCH 256               /* spare copies checked per sync period */
 #define CLEAN_QUIET_PERIODS 15        /* sync periods without membership change first */
 #define MAX_RESTAMPS 4                /* times a write may be stamped again */
-#define OP_MAX_WAITS 5                /* request timeouts a client op may wait for live replicas */
+#define OP_MAX_WAITS REPL_MAX_WAITS
 #define ACK_PEERS 16                  /* coordinators acked together at once (PEER_WRITE_ACKS) */
 #define ACKS_MAX 1024                 /* IDs in one PEER_WRITE_ACKS */
 

@@ -39,6 +39,7 @@
 #include "wire.h"
 
 #define REPL_MAX_N 7
+#define REPL_MAX_WAITS 5 /* request timeouts a client op may wait for live replicas */
 _Static_assert(REPL_MAX_N <= RING_MAX_REPLICAS, "the ring places up to N replicas");
 
 /* The outcome of a client operation, handed to its completion. val is
