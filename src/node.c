@@ -99,25 +99,50 @@ void node_stamp_seen(node *n, uint64_t stamp) {
  * the end of that life, the records may have outlived their tombstones and
  * are dropped (their replicas hold what is current, and anti-entropy brings
  * it back); otherwise they count again a little after the first floor heard
- * (a few gossip periods, time to hear more). */
+ * (a few gossip periods, time to hear more). Records a floor condemned
+ * never count again: held back until the drop succeeds (a full disk may
+ * refuse it, and some of them with it), tried again every STALE_RETRY_MS. */
 
 #define ALIVE_PERIOD_MS 10000  /* how often env.alive is told, at most */
 #define STALE_HEAR_PERIODS 20  /* gossip periods of floors heard before trusting */
+#define STALE_RETRY_MS 5000    /* a drop refused (full disk) is tried again: each walks the store */
 
 void node_gc_ran(node *n, uint64_t floor) {
     if (floor > n->gc_floor) n->gc_floor = floor;
 }
 
+/* Drops the condemned records of the last life; they stop being held back
+ * only once all are gone. */
+static void drop_last_life(node *n) {
+    size_t dropped = 0;
+    int rc = store_drop_older(n->store, n->stale_below + 1, &dropped);
+    n->stats.outlived += dropped;
+    n->stale_dropped += dropped;
+    if (rc != 0) {
+        if (!n->stale_drop_failed)
+            node_log(n, "back after the cluster collected tombstones past this store's last "
+                        "life: dropping its records from then failed (%s; %llu dropped): the "
+                        "rest stay held back, tried again every %d s",
+                     rc == STORE_ENOSPACE ? "no room on disk" : "store error",
+                     (unsigned long long)n->stale_dropped, STALE_RETRY_MS / 1000);
+        n->stale_drop_failed = true;
+        return;
+    }
+    node_log(n, "back after the cluster collected tombstones past this store's last life: "
+                "dropped its %llu records from then (their replicas hold what is current)%s",
+             (unsigned long long)n->stale_dropped,
+             n->stale_drop_failed ? ", after tries that failed" : "");
+    n->stale_below = 0;
+    n->stale_doomed = n->stale_drop_failed = false;
+}
+
 void node_floor_seen(node *n, uint64_t floor) {
-    if (!n->stale_below) return;
+    if (!n->stale_below || n->stale_doomed) return; /* condemned: check_last_life retries */
     if (!n->stale_until) n->stale_until = node_now(n) + STALE_HEAR_PERIODS * n->cfg.gossip_ms;
     if (floor <= n->last_life || (floor >> 16) > node_wall_ms(n) + WIRE_MAX_AHEAD_MS) return;
-    size_t dropped = store_drop_older(n->store, n->stale_below + 1);
-    n->stats.outlived += dropped;
-    node_log(n, "back after the cluster collected tombstones past this store's last life: "
-                "dropped its %zu records from then (their replicas hold what is current)",
-             dropped);
-    n->stale_below = 0;
+    n->stale_doomed = true;
+    n->stale_retry_at = node_now(n) + STALE_RETRY_MS;
+    drop_last_life(n);
 }
 
 static uint64_t alive_period(const node_config *cfg) {
@@ -152,7 +177,9 @@ static void hold_back_last_life(node *n, const node_config *cfg) {
 }
 
 static void check_last_life(node *n, uint64_t now, uint64_t *next) {
-    if (n->stale_below && !n->stale_until && members_total(n->members) < 2) {
+    if (n->stale_doomed) { /* a drop refused: never released, dropped again */
+        if (node_due(&n->stale_retry_at, now, STALE_RETRY_MS, next)) drop_last_life(n);
+    } else if (n->stale_below && !n->stale_until && members_total(n->members) < 2) {
         n->stale_below = 0; /* alone: nobody else collected anything */
     } else if (n->stale_below && n->stale_until) {
         if (now >= n->stale_until) {

@@ -180,10 +180,16 @@ typedef struct node {
      * to stale_below, from before the last life's end, are held back (not
      * read, not pushed) until a peer's tombstone floor says whether they
      * may have outlived their tombstones (then they are dropped) or not
-     * (then they count again, stale_until after the first peer heard). */
+     * (then they count again, stale_until after the first peer heard).
+     * Condemned, they stay held back until a drop of them all succeeds (a
+     * full disk may refuse it: tried again every STALE_RETRY_MS). */
     uint64_t stale_below;       /* 0: nothing held back */
     uint64_t last_life;         /* stamp of when the last life was last known alive */
     uint64_t stale_until;       /* 0: no peer heard yet */
+    bool stale_doomed;          /* a floor condemned them: they go, never count again */
+    bool stale_drop_failed;     /* a drop of them failed (logged once) */
+    uint64_t stale_retry_at;    /* when the drop is tried again */
+    uint64_t stale_dropped;     /* of them dropped so far (also by drops that failed) */
     uint64_t gc_floor;          /* tombstones stamped below it may be collected here */
     uint64_t alive_at;          /* next report to env.alive */
 } node;

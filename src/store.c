@@ -134,6 +134,7 @@ _Static_assert(STORE_SLOTS == RING_SLOTS, "the store's slots are the ring's");
 #define GROW_MAX ((size_t)256 << 20)
 #define RESERVE_MIN ((size_t)256 << 10)      /* reserve for writes that free room */
 #define LMDB_EMAPFULL (-100)                 /* internal: MDB_MAP_FULL, grow and retry */
+#define GC_BATCH 4096                        /* records lmdb_gc drops a transaction, at most */
 #define LREC_TOMB 0x01
 #define IDX_NAME "dht index: hash slot (2 bytes, big endian), then key" /* > STORE_MAX_KEY */
 #define IDX_KEY_MAX (2 + STORE_MAX_KEY)
@@ -1054,12 +1055,24 @@ static int lmdb_wipe(store *s) {
     return 0;
 }
 
-/* Drops old tombstones in one transaction; *dropped says how many. 0, or
- * an error (nothing dropped). */
-static int lmdb_gc(store *s, uint64_t min_stamp, bool all, size_t *dropped) {
+/* Where a walk of lmdb_gc stands between its transactions. */
+typedef struct gc_walk {
+    uint64_t min_stamp;
+    bool all;                    /* values too (store_drop_older), not only tombstones */
+    bool again;                  /* the heap is made again of the tombstones kept */
+    size_t batch;                /* records the next transaction drops, at most */
+    uint8_t from[STORE_MAX_KEY]; /* the next transaction starts at this key */
+    size_t flen;                 /* 0: at the first */
+    bool done;                   /* the walk has reached the end */
+    size_t dropped;              /* by the transactions committed */
+} gc_walk;
+
+/* One transaction of a walk: drops up to w->batch old records from w->from
+ * on, and stops at the next one to drop (the next transaction's from) or
+ * at the end (w->done). 0, or an error (nothing of this transaction done). */
+static int lmdb_gc_batch(store *s, gc_walk *w) {
     MDB_txn *txn;
     MDB_cursor *cur;
-    *dropped = 0;
     if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0) return STORE_EIO;
     if (mdb_cursor_open(txn, s->dbi, &cur) != 0) {
         mdb_txn_abort(txn);
@@ -1067,20 +1080,24 @@ static int lmdb_gc(store *s, uint64_t min_stamp, bool all, size_t *dropped) {
     }
     size_t n = 0, freed = 0, live = 0;
     bool told = false; /* an observer was told of a drop: on failure, told it is untold */
-    MDB_val k, d;
-    MDB_cursor_op op = MDB_FIRST;
+    MDB_val k = {w->flen, w->from}, d;
+    MDB_cursor_op op = w->flen ? MDB_SET_RANGE : MDB_FIRST;
+    uint8_t next[STORE_MAX_KEY];
+    size_t nlen = 0; /* 0: the walk is at its end */
     int rc;
-    bool again = s->th_lost; /* the heap is made again of the tombstones left */
-    if (again) s->nth = 0, s->th_lost = false;
     /* After mdb_cursor_del, MDB_NEXT yields the record that followed the
      * deleted one (LMDB's C_DEL flag), so the walk skips nothing. */
     while ((rc = mdb_cursor_get(cur, &k, &d, op)) == 0) {
         op = MDB_NEXT;
         store_rec r;
         if (dec(&k, &d, &r) != 0) continue;
-        if ((!r.tomb && !all) || r.stamp >= min_stamp) {
-            if (again && r.tomb) th_push(s, r.stamp, k.mv_data, k.mv_size);
+        if ((!r.tomb && !w->all) || r.stamp >= w->min_stamp) {
+            if (w->again && r.tomb) th_push(s, r.stamp, k.mv_data, k.mv_size);
             continue;
+        }
+        if (n == w->batch) { /* (its key is a record's: dec took it) */
+            memcpy(next, k.mv_data, nlen = k.mv_size);
+            break;
         }
         size_t sz = k.mv_size + r.vlen;
         uint8_t key[STORE_MAX_KEY];
@@ -1094,7 +1111,7 @@ static int lmdb_gc(store *s, uint64_t min_stamp, bool all, size_t *dropped) {
         freed += sz;
     }
     mdb_cursor_close(cur);
-    if (rc != MDB_NOTFOUND) {
+    if (rc != MDB_NOTFOUND && !nlen) {
         mdb_txn_abort(txn);
         if (told) tell(s, NULL, 0, NULL, 0);
         return lerr(s, rc);
@@ -1106,8 +1123,44 @@ static int lmdb_gc(store *s, uint64_t min_stamp, bool all, size_t *dropped) {
     s->records -= n;
     s->live -= live;
     s->bytes -= freed;
-    *dropped = n;
+    w->dropped += n;
+    w->done = nlen == 0;
+    memcpy(w->from, next, w->flen = nlen);
     return 0;
+}
+
+/* Drops old tombstones (all: every record) stamped below min_stamp, up to
+ * GC_BATCH a transaction, each going on from the key the last stopped at.
+ * One transaction of them all may never fit a full disk (it copies the
+ * index's pages, most of them); in batches, the pages one frees serve the
+ * one after the next (LMDB keeps the last two snapshots whole). A batch
+ * refused for room is tried again with half as many, down to one; they
+ * grow again as they pass. 0, or the error that stopped the walk;
+ * *dropped says how many went (by the batches committed, also when a
+ * later one failed). */
+static int lmdb_gc(store *s, uint64_t min_stamp, bool all, size_t *dropped) {
+    gc_walk w = {.min_stamp = min_stamp, .all = all, .again = s->th_lost, .batch = GC_BATCH};
+    if (w.again) s->nth = 0, s->th_lost = false;
+    int rc = 0, ok = 0; /* batches committed in a row */
+    while (!w.done) {
+        if ((rc = lmdb_gc_batch(s, &w)) == 0) {
+            /* twice as many after two: the pages the first freed serve the third */
+            if (++ok % 2 == 0 && w.batch < GC_BATCH) w.batch *= 2;
+            continue;
+        }
+        ok = 0;
+        if (w.again) { /* the failed batch pushed tombstones its retry would push again,
+                        * and a walk cut short leaves the rest off: the next collection
+                        * walks the store (th_lost) */
+            w.again = false;
+            s->th_lost = true;
+        }
+        if (lmdb_again(s, &rc, true)) continue;
+        if (rc != STORE_ENOSPACE || w.batch == 1) break;
+        w.batch /= 2;
+    }
+    *dropped = w.dropped;
+    return rc;
 }
 
 /* Drops the tombstones stamped below min_stamp, from the heap's top, in
@@ -1338,8 +1391,10 @@ int store_wipe(store *s) {
     return rc;
 }
 
-static size_t gc(store *s, uint64_t min_stamp, bool all) {
-    if (!s) return 0;
+/* store_gc and store_drop_older: 0 or an error, *dropped how many went. */
+static int gc(store *s, uint64_t min_stamp, bool all, size_t *dropped) {
+    *dropped = 0;
+    if (!s) return STORE_EINVAL;
     if (!all && s->records == s->live) {
         /* no tombstone: every entry of the heap is of one replaced since,
          * and goes (nothing else took them off: a key removed and written
@@ -1348,23 +1403,37 @@ static size_t gc(store *s, uint64_t min_stamp, bool all) {
         s->th_lost = false;
         return 0;
     }
-    if (!s->lmdb) return mem_gc(s, min_stamp, all);
-    size_t dropped = 0;
-    int rc = lmdb_settled(s);
-    while (rc == 0) {
-        rc = all || s->th_lost ? lmdb_gc(s, min_stamp, all, &dropped)
-                               : lmdb_gc_heap(s, min_stamp, &dropped);
-        if (!lmdb_again(s, &rc, true)) break;
+    if (!s->lmdb) {
+        *dropped = mem_gc(s, min_stamp, all);
+        return 0;
     }
-    if (rc == 0 && dropped) s->freed = true;
-    return rc == 0 ? dropped : 0;
+    int rc = lmdb_settled(s);
+    if (rc == 0 && (all || s->th_lost)) {
+        rc = lmdb_gc(s, min_stamp, all, dropped);
+    } else {
+        while (rc == 0) {
+            rc = lmdb_gc_heap(s, min_stamp, dropped);
+            if (!lmdb_again(s, &rc, true)) break;
+        }
+    }
+    if (*dropped) s->freed = true;
+    return rc;
 }
 
-size_t store_gc(store *s, uint64_t min_stamp) { return gc(s, min_stamp, false); }
+size_t store_gc(store *s, uint64_t min_stamp) {
+    size_t dropped;
+    gc(s, min_stamp, false, &dropped);
+    return dropped;
+}
 
 size_t store_heap_entries(const store *s) { return s ? s->nth : 0; }
 
-size_t store_drop_older(store *s, uint64_t min_stamp) { return gc(s, min_stamp, true); }
+int store_drop_older(store *s, uint64_t min_stamp, size_t *dropped) {
+    size_t n;
+    int rc = gc(s, min_stamp, true, &n);
+    if (dropped) *dropped = n;
+    return rc;
+}
 
 int store_iter(store *s, store_visit_fn fn, void *ctx) {
     if (!s || !fn) return STORE_EINVAL;

@@ -107,12 +107,16 @@ int store_drop(store *s, const uint8_t *key, size_t klen, uint64_t stamp);
 int store_wipe(store *s);
 
 /* Drops tombstones whose stamp is below min_stamp (live records are never
- * dropped). Returns how many; 0 if the engine failed (nothing dropped). */
+ * dropped). Returns how many went (if the engine failed, those dropped
+ * before: the next collection takes the rest). */
 size_t store_gc(store *s, uint64_t min_stamp);
 
 /* Drops every record, values and tombstones, stamped below min_stamp (a
- * store outlived by its cluster). Returns how many; 0 if the engine failed. */
-size_t store_drop_older(store *s, uint64_t min_stamp);
+ * store outlived by its cluster). 0 when every one went, else
+ * STORE_ENOSPACE (a full disk: LMDB drops in batches, and one found no
+ * room) or STORE_EIO, some of them left. *dropped (may be NULL) says how
+ * many went, also when it fails. */
+int store_drop_older(store *s, uint64_t min_stamp, size_t *dropped);
 
 /* Entries on the tombstone heap (tests). */
 size_t store_heap_entries(const store *s);

@@ -1,5 +1,9 @@
 /* Unit tests for node: the core driven through a fake environment. */
+#define _XOPEN_SOURCE 700
 #include <arpa/inet.h>
+#include <ftw.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -179,6 +183,168 @@ static void test_store_of_a_forgotten_life_is_held_back(void **state) {
     node_floor_seen(m, (wall - 1000) << 16);
     assert_int_equal(store_records(m->store), 2);
     fake_node_free(m);
+}
+
+static int rm_one_n(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+/* Review: a node back on a store of a forgotten life, its disk full (here
+ * an LMDB map at its limit, full to the last page): the peer's floor says
+ * the records may have outlived their tombstones, store_drop_older could
+ * not delete them all in its one transaction (0: the engine failed), and
+ * node_floor_seen cleared stale_below all the same: the records it had to
+ * drop counted again, the removed key's value with them. Now LMDB drops
+ * in batches, which a full map takes. */
+static void test_held_back_store_on_a_full_disk_stays_held(void **state) {
+    (void)state;
+    uint64_t wall = fake_wall(NULL), ended = wall - 2 * 3600 * 1000;
+    char dir[] = "/tmp/test_node_full.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    store *st;
+    assert_int_equal(store_open(&st, dir, (size_t)1 << 30), 0);
+    store_set_map_limit(st, (size_t)16 << 20);
+    /* "old": a value whose REMOVE the cluster took and collected while
+     * this node was away; then the life's other records, to the last page */
+    store_rec v = {(const uint8_t *)"v", 1, 0, (ended - 5000) << 16, false};
+    assert_int_equal(store_put(st, (const uint8_t *)"old", 3, &v), 0);
+    char key[16];
+    int i = 0;
+    for (;; i++) {
+        store_rec f = {(const uint8_t *)"vvvvvvvv", 8, 0, ((ended - 4000) << 16) + (uint64_t)i, false};
+        snprintf(key, sizeof key, "k%06d", i);
+        if (store_put(st, (const uint8_t *)key, strlen(key), &f) != 0) break;
+    }
+    for (int j = 1; j < i; j++) { /* each one byte longer until refused */
+        store_rec f = {(const uint8_t *)"wwwwwwwww", 9, 0, ((ended - 3000) << 16) + (uint64_t)j, false};
+        snprintf(key, sizeof key, "k%06d", j);
+        if (store_put(st, (const uint8_t *)key, strlen(key), &f) != 0) break;
+    }
+    size_t records = store_records(st);
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    cfg.last_alive_ms = ended;
+    node *m = fake_node_on(&cfg, 7001, st);
+    assert_non_null(m);
+    ring_node peer = {.ip = htonl(0x7f000002), .port = 7000};
+    assert_int_equal(node_add_seeds(m, &peer, 1), 0);
+    assert_true(node_stale(m, (ended - 5000) << 16));
+
+    node_floor_seen(m, (wall - 3600 * 1000) << 16); /* collected past the end */
+    print_message("%zu records held back; after the floor: %zu records, %llu dropped, "
+                  "\"old\" held back: %d\n",
+                  records, store_records(m->store), (unsigned long long)m->stats.outlived,
+                  node_stale(m, (ended - 5000) << 16));
+    /* either dropped, or still held back: never served or pushed again */
+    assert_true(store_records(m->store) == 0 || node_stale(m, (ended - 5000) << 16));
+    fake_node_free(m);
+    nftw(dir, rm_one_n, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* New keys of an LMDB store (prefix p, stamps from stamp) until refused,
+ * then their values a byte longer until refused: its map is full to the
+ * last page. */
+static void fill_up(store *st, char p, uint64_t stamp) {
+    char key[16];
+    int i = 0;
+    for (;; i++) {
+        store_rec v = {(const uint8_t *)"vvvvvvvv", 8, 0, stamp + (uint64_t)i, false};
+        snprintf(key, sizeof key, "%c%06d", p, i);
+        if (store_put(st, (const uint8_t *)key, 7, &v) != 0) break;
+    }
+    for (int j = 0; j < i; j++) {
+        store_rec w = {(const uint8_t *)"wwwwwwwww", 9, 0, stamp + (uint64_t)(i + j), false};
+        snprintf(key, sizeof key, "%c%06d", p, j);
+        if (store_put(st, (const uint8_t *)key, 7, &w) != 0) break;
+    }
+}
+
+/* Its disk bytes kept for writes that free room (store.c's reserve). */
+static off_t reserve_of(const char *dir) {
+    char path[64];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/reserve", dir);
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_size;
+}
+
+static int log_lines;
+static char log_last[512];
+static void log_keep(void *ctx, const char *line) {
+    (void)ctx;
+    log_lines++;
+    snprintf(log_last, sizeof log_last, "%s", line);
+}
+
+/* The same node with no room at all: a 1 MiB map full to the last page,
+ * its reserve spent (a record dropped takes a step of it, new records
+ * fill the step). The drop the floor calls for fails (STORE_ENOSPACE): the
+ * records stay held back, also once the first floor heard is 20 gossip
+ * periods old (they counted again then); the failure is logged once, the
+ * drop tried again every 5 s, and once there is room it succeeds and says
+ * it failed before. */
+static void test_condemned_records_stay_held_until_dropped(void **state) {
+    (void)state;
+    uint64_t wall = fake_wall(NULL), ended = wall - 2 * 3600 * 1000;
+    char dir[] = "/tmp/test_node_full.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    store *st;
+    assert_int_equal(store_open(&st, dir, (size_t)1 << 30), 0);
+    store_set_map_limit(st, (size_t)1 << 20);
+    store_rec v = {(const uint8_t *)"v", 1, 0, (ended - 5000) << 16, false};
+    assert_int_equal(store_put(st, (const uint8_t *)"old", 3, &v), 0);
+    fill_up(st, 'a', (ended - 4000) << 16);
+    for (char p = 'b'; reserve_of(dir) >= 64 << 10; p++) {
+        assert_true(p < 'z');
+        char key[8];
+        store_rec r;
+        snprintf(key, sizeof key, "%c000000", p - 1);
+        assert_int_equal(store_get(st, (const uint8_t *)key, 7, &r), 0);
+        assert_int_equal(store_drop(st, (const uint8_t *)key, 7, r.stamp), 0);
+        fill_up(st, p, (ended - 4000) << 16);
+    }
+    size_t records = store_records(st);
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    cfg.last_alive_ms = ended;
+    node *m = fake_node_on(&cfg, 7001, st);
+    assert_non_null(m);
+    ring_node peer = {.ip = htonl(0x7f000002), .port = 7000};
+    assert_int_equal(node_add_seeds(m, &peer, 1), 0);
+    m->env.log = log_keep;
+    log_lines = 0;
+
+    node_floor_seen(m, (wall - 3600 * 1000) << 16); /* collected past the end */
+    print_message("%zu records held back; after the floor: %zu records, %llu dropped: %s\n",
+                  records, store_records(m->store), (unsigned long long)m->stats.outlived,
+                  log_last);
+    assert_true(store_records(m->store) > 0);
+    assert_true(node_stale(m, (ended - 5000) << 16));
+    assert_int_equal(log_lines, 1);
+    for (int i = 0; i < 3; i++) { /* past stale_until, and tried again */
+        fake.clock_ms += 20 * m->cfg.gossip_ms;
+        node_tick(m);
+        node_floor_seen(m, (wall - 3600 * 1000) << 16);
+        assert_true(node_stale(m, (ended - 5000) << 16));
+    }
+    assert_int_equal(log_lines, 1);
+    assert_true(store_records(m->store) > 0);
+
+    store_set_map_limit(m->store, STORE_LMDB_MAPSIZE); /* room again */
+    fake.clock_ms += 5000;
+    node_tick(m);
+    print_message("with room: %zu records, %llu dropped: %s\n", store_records(m->store),
+                  (unsigned long long)m->stats.outlived, log_last);
+    assert_int_equal(store_records(m->store), 0);
+    assert_int_equal(m->stats.outlived, records);
+    assert_false(node_stale(m, (ended - 5000) << 16));
+    assert_int_equal(log_lines, 2);
+    assert_non_null(strstr(log_last, "failed"));
+    fake_node_free(m);
+    nftw(dir, rm_one_n, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 /* A node with one peer that is alive (gossip is too slow to suspect it in
@@ -1530,6 +1696,8 @@ int main(void) {
         T(test_admission_bounds_operations_in_flight),
         T(test_minority_refuses_writes),
         T(test_sweep_keeps_outlived_spare_copies_back),
+        T(test_held_back_store_on_a_full_disk_stays_held),
+        T(test_condemned_records_stay_held_until_dropped),
         T(test_spare_check_reads_once),
         T(test_no_wait_on_a_suspect_once_the_quorum_is_made),
         T(test_lazy_acks_of_a_past_life_are_not_counted),

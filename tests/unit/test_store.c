@@ -82,6 +82,13 @@ static int tomb(store *s, const char *key, uint64_t stamp) {
     return store_put(s, K(key), strlen(key), &r);
 }
 
+/* store_drop_older, which must succeed: how many it dropped. */
+static size_t drop_older(store *s, uint64_t min_stamp) {
+    size_t dropped = SIZE_MAX;
+    assert_int_equal(store_drop_older(s, min_stamp, &dropped), 0);
+    return dropped;
+}
+
 static void expect_val(store *s, const char *key, const char *val, uint64_t stamp) {
     store_rec r;
     assert_int_equal(store_get(s, K(key), strlen(key), &r), 0);
@@ -345,14 +352,14 @@ static void test_drop_older_drops_values_and_tombstones(void **state) {
     assert_int_equal(put(s, "b", "vbb", 12), 0);
     assert_int_equal(put(s, "c", "vcccc", 20), 0);
     expect_sizes(s, 3, 4, 3 + 1 + 4 + 6);
-    assert_int_equal(store_drop_older(s, 10), 0); /* strictly below */
-    assert_int_equal(store_drop_older(s, 13), 3);
+    assert_int_equal(drop_older(s, 10), 0); /* strictly below */
+    assert_int_equal(drop_older(s, 13), 3);
     expect_none(s, "a");
     expect_none(s, "t");
     expect_none(s, "b");
     expect_val(s, "c", "vcccc", 20);
     expect_sizes(s, 1, 1, 6);
-    assert_int_equal(store_drop_older(s, 13), 0);
+    assert_int_equal(drop_older(s, 13), 0);
 }
 
 static void test_drop_only_the_same_record(void **state) {
@@ -1260,7 +1267,7 @@ static void test_digest_follows_the_store(void **state) {
             } else if (kind < 99) {
                 store_gc(s, stamp);
             } else {
-                store_drop_older(s, (wall - 4000) << 16);
+                drop_older(s, (wall - 4000) << 16);
             }
         }
         if (round == 25) {
@@ -1349,7 +1356,7 @@ static void test_lmdb_index_made_for_an_older_store(void **state) {
     bits[sl / 64] |= 1ull << (sl % 64);
     reopen(f, BIG_CAP);
     n = walk_slots(f->s, bits);
-    assert_int_equal(store_drop_older(f->s, 3001), 2000);
+    assert_int_equal(drop_older(f->s, 3001), 2000);
     assert_true(walk_slots(f->s, bits) == 1 && n > 1);
 }
 
@@ -1532,6 +1539,121 @@ static void test_lmdb_index_after_wipe_and_reopen(void **state) {
     assert_int_equal(store_iter_read(f->s), 300);
 }
 
+/* Records stamped below a stamp. */
+typedef struct older {
+    uint64_t below;
+    size_t n;
+} older;
+
+static int older_visit(void *ctx, const uint8_t *key, size_t klen, const store_rec *rec) {
+    (void)key, (void)klen;
+    older *o = ctx;
+    o->n += rec->stamp < o->below;
+    return 0;
+}
+
+static size_t count_older(store *s, uint64_t below) {
+    older o = {below, 0};
+    assert_int_equal(store_iter(s, older_visit, &o), 0);
+    return o.n;
+}
+
+/* The store's records are what a walk finds, by slot (the index) too, and
+ * what a digest following the store counts. */
+static void expect_consistent(store *s, const digest *d) {
+    uint64_t bits[STORE_SLOTS / 64];
+    memset(bits, 0xff, sizeof bits);
+    assert_int_equal(walk_slots(s, bits), store_records(s));
+    check_digest(s, d, NULL, 0);
+}
+
+/* store_drop_older on a map full to the last page, most of its records
+ * old: one transaction of them all copied more pages than the reserve
+ * holds and failed, answering 0 ("none dropped") with every record still
+ * there. In batches they all go, each told once (the digest follows), the
+ * index with them, and so it stays across a reopen. */
+static void test_lmdb_drop_older_on_a_full_map(void **state) {
+    fx *f = *state;
+    int n;
+    fill_to_the_last_page(f->s, &n);
+    digest *d = digest_new(f->s, 1000, 100000); /* every record settled */
+    assert_non_null(d);
+    size_t before = store_records(f->s), old = count_older(f->s, 70000), dropped = 0;
+    int rc = store_drop_older(f->s, 70000, &dropped);
+    print_message("%zu records, %zu old: rc %d, %zu dropped\n", before, old, rc, dropped);
+    assert_int_equal(rc, 0);
+    assert_int_equal(dropped, old);
+    assert_int_equal(store_records(f->s), before - old);
+    assert_int_equal(count_older(f->s, 70000), 0);
+    digest_advance(d, 101000);
+    expect_consistent(f->s, d);
+    digest_free(d);
+    size_t records = store_records(f->s), live = store_count(f->s), bytes = store_bytes(f->s);
+    reopen(f, BIG_CAP);
+    expect_sizes(f->s, live, records, bytes);
+}
+
+/* Fills the pages the last write that freed room took (of the reserve):
+ * new keys of round r until refused, then their values longer by a byte
+ * until refused. */
+static void refill(store *s, int r) {
+    char key[32];
+    int i = 0;
+    for (;; i++) {
+        snprintf(key, sizeof key, "r%02d%05d", r, i);
+        if (put(s, key, "vvvvvvvv", 80000 + (uint64_t)i) != 0) break;
+    }
+    for (int j = 0; j < i; j++) {
+        snprintf(key, sizeof key, "r%02d%05d", r, j);
+        if (put(s, key, "wwwwwwwww", 85000 + (uint64_t)j) != 0) break;
+    }
+}
+
+/* A store full to the last page whose reserve is spent (less than a step
+ * left): a record dropped takes a step of it, the refill uses the step. */
+static void spend_the_reserve(fx *f) {
+    int n;
+    char path[128], key[16];
+    struct stat st;
+    fill_to_the_last_page(f->s, &n);
+    snprintf(path, sizeof path, "%s/reserve", f->dir);
+    for (int r = 0;; r++) {
+        assert_int_equal(stat(path, &st), 0);
+        if (st.st_size < (64 << 10)) break;
+        assert_true(r < 100);
+        snprintf(key, sizeof key, "k%06d", n - 1 - r); /* (not made longer: stamp as put) */
+        assert_int_equal(store_drop(f->s, K(key), 7, 100 + (uint64_t)(n - 1 - r)), 0);
+        refill(f->s, r);
+    }
+}
+
+/* The same with the reserve spent: not even a batch of one record fits,
+ * and store_drop_older says so (STORE_ENOSPACE, not "0 dropped"), what it
+ * did drop counted and told; with room again it drops the rest. */
+static void test_lmdb_drop_older_without_room_says_so(void **state) {
+    fx *f = *state;
+    spend_the_reserve(f);
+    digest *d = digest_new(f->s, 1000, 100000);
+    assert_non_null(d);
+    size_t before = store_records(f->s), old = count_older(f->s, 70000), dropped = SIZE_MAX;
+    int rc = store_drop_older(f->s, 70000, &dropped);
+    print_message("%zu records, %zu old: rc %d, %zu dropped\n", before, old, rc, dropped);
+    assert_int_equal(rc, STORE_ENOSPACE);
+    assert_true(dropped < old);
+    assert_int_equal(store_records(f->s), before - dropped);
+    assert_int_equal(count_older(f->s, 70000), old - dropped);
+    digest_advance(d, 101000);
+    expect_consistent(f->s, d);
+    store_set_map_limit(f->s, STORE_LMDB_MAPSIZE); /* room again */
+    size_t rest = SIZE_MAX;
+    assert_int_equal(store_drop_older(f->s, 70000, &rest), 0);
+    assert_int_equal(dropped + rest, old);
+    assert_int_equal(count_older(f->s, 70000), 0);
+    digest_advance(d, 101000); /* (a batch refused before the map grew told it untold) */
+    expect_consistent(f->s, d);
+    digest_free(d);
+}
+
 #define BOTH(fn)                                                            \
     cmocka_unit_test_setup_teardown(fn, setup_mem, teardown),              \
         cmocka_unit_test_setup_teardown(fn, setup_lmdb, teardown)
@@ -1575,6 +1697,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_lmdb_index_after_wipe_and_reopen, setup_lmdb, teardown),
         cmocka_unit_test_setup_teardown(test_lmdb_gc_on_a_full_map_tells_each_drop_once, setup_lmdb, teardown),
         cmocka_unit_test_setup_teardown(test_lmdb_digest_after_gc_on_a_full_map, setup_lmdb, teardown),
+        cmocka_unit_test_setup_teardown(test_lmdb_drop_older_on_a_full_map, setup_lmdb, teardown),
+        cmocka_unit_test_setup_teardown(test_lmdb_drop_older_without_room_says_so, setup_lmdb,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
