@@ -46,8 +46,9 @@
  *
  * So a slot's replicas are the first N nodes its walk meets unless one of
  * them is full, and no node holds more than 1.05x the mean of primaries
- * (+ 1 slot), nor of replica places but in freak rings (up to 1.10x: 10
- * of 300 rings of 6 in tests/unit/test_ring.c). Without caps, a node's
+ * (+ 1 slot), nor of replica places but in freak rings (10 of 300 rings of
+ * 6 in tests/unit/test_ring.c, up to 1.10x there; up to 1.17x in 5 of 1,000
+ * rings of 40 x 16 points, where one node took the whole overflow: README). Without caps, a node's
  * load follows its share of the circle (about 1/sqrt(vnodes) around the mean) and where
  * the slots fall in its arcs (a node's places are a sample of 3 x 16,384 /
  * nodes walks: 49 at 1,000 nodes): the most loaded held, in places, 1.03x
