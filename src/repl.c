@@ -696,6 +696,26 @@ static bool first_failed(const op *o) {
     return o->first != NO_FIRST && o->st[o->first] == T_FAIL;
 }
 
+/* Answers an operation that waits no longer (its deadline, or nothing left
+ * to wait for) with what it has. "Not found" needs R replies: one new,
+ * empty replica is no answer. A value found is answered even from fewer (a
+ * degraded read while replicas are down): it was written. */
+static bool quorum_possible(node *n, const op *o, bool suspects);
+
+static void answer_last(node *n, op *o) {
+    if (o->cmd == WIRE_GET && (o->replies >= o->need || (o->found && !o->tomb)))
+        answer(n, o, o->found && !o->tomb ? WIRE_OK : WIRE_ENOKEY);
+    else if (o->cmd == WIRE_REMOVE && o->oks >= o->need && first_holds(o))
+        answer(n, o, o->existed ? WIRE_OK : WIRE_ENOKEY);
+    else if (!o->clean_stamp && quorum_possible(n, o, true)) {
+        /* live replicas too slow to answer: the cluster is busy, not
+         * broken; the client retries after a wait */
+        n->stats.overload[NODE_OVERLOAD_SLOW]++;
+        answer(n, o, WIRE_EOVERLOAD);
+    } else
+        answer(n, o, WIRE_EINTERNAL);
+}
+
 /* Decides what can be decided after a reply; frees the op when done. */
 static void progress(node *n, op *o) {
     if (o->stale && !o->answered && o->cmd != WIRE_GET) {
@@ -725,6 +745,10 @@ static void progress(node *n, op *o) {
         }
     }
     if (o->replies == asked(o) && (o->answered || !o->held)) {
+        /* every replica asked answered and none is left to ask: fewer live
+         * than the quorum (2 of 3 dead). Freed unanswered, the client heard
+         * nothing, ever (redis-cli waited for good). */
+        if (!o->answered) answer_last(n, o);
         if (o->cmd == WIRE_GET) read_repair(n, o);
         if (o->clean_stamp) clean_finish(n, o);
         op_free(n->repl, o);
@@ -1022,22 +1046,7 @@ static void ops_round(node *n, uint64_t now) {
         if (now >= o->deadline && !o->answered && may_wait(n, o, now)) {
             o->deadline = now + n->cfg.request_timeout_ms;
         } else if (now >= o->deadline) {
-            if (!o->answered) {
-                /* "not found" needs R replies: one new, empty replica is no
-                 * answer. A value found is answered even from fewer (a
-                 * degraded read while replicas are down): it was written. */
-                if (o->cmd == WIRE_GET && (o->replies >= o->need || (o->found && !o->tomb)))
-                    answer(n, o, o->found && !o->tomb ? WIRE_OK : WIRE_ENOKEY);
-                else if (o->cmd == WIRE_REMOVE && o->oks >= o->need && first_holds(o))
-                    answer(n, o, o->existed ? WIRE_OK : WIRE_ENOKEY);
-                else if (!o->clean_stamp && quorum_possible(n, o, true)) {
-                    /* live replicas too slow to answer: the cluster is busy,
-                     * not broken; the client retries after a wait */
-                    n->stats.overload[NODE_OVERLOAD_SLOW]++;
-                    answer(n, o, WIRE_EOVERLOAD);
-                } else
-                    answer(n, o, WIRE_EINTERNAL);
-            }
+            if (!o->answered) answer_last(n, o);
             if (o->cmd == WIRE_GET) read_repair(n, o);
             op_free(r, o);
             continue;

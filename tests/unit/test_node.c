@@ -1668,6 +1668,70 @@ static void test_lazy_acks_of_a_past_life_are_not_counted(void **state) {
     fake_node_free(m);
 }
 
+/* m (two_and_a_silent_third) holds member port dead: p says so, and the
+ * suspicion (short) runs out. */
+static void held_dead(node *m, uint16_t port) {
+    Member dead = MEMBER__INIT, *mm[1] = {&dead};
+    dead.ip = LO;
+    dead.port = port;
+    dead.incarnation = fake_wall(NULL) - 1000;
+    dead.heartbeat = 5;
+    dead.state = MEMBER_DEAD;
+    Peer g = PEER__INIT;
+    g.type = PEER_GOSSIP;
+    g.n_members = 1;
+    g.members = mm;
+    uint8_t gid[WIRE_ID_LEN] = {9, (uint8_t)port}, dg[512];
+    size_t glen = wire_pack(dg, sizeof dg, gid, sizeof gid, &g.base, WIRE_KIND_PEER);
+    struct sockaddr_in from_p = {.sin_family = AF_INET, .sin_port = htons(7002), .sin_addr.s_addr = LO};
+    node_receive(m, &from_p, dg, glen);
+    for (int i = 0; i < 100; i++) {
+        fake.clock_ms += 10;
+        node_tick(m), node_flush(m);
+    }
+    long i = members_find(m->members, LO, port);
+    assert_int_equal(members_at(m->members, (size_t)i)->state, MEMBER_DEAD);
+}
+
+/* With fewer replicas alive than the quorum (2 of 3 dead), an operation is
+ * answered at once with what it has: INTERNAL_FAILURE for a write, the value
+ * for a read of a key held here (a degraded read). Every replica asked had
+ * answered, none was left to ask, and the operation was freed unanswered:
+ * the client heard nothing, ever (redis-cli waited for good). */
+static void test_too_few_replicas_alive_is_answered(void **state) {
+    (void)state;
+    node_config cfg = quiet_config(); /* N=3 W=2 R=2 */
+    cfg.suspicion_ms = 100;
+    node *m, *p;
+    two_and_a_silent_third(&cfg, &m, &p);
+    held_dead(m, 7003);
+    held_dead(m, 7002);
+    assert_int_equal(members_live(m->members), 1);
+    store_rec v = {(const uint8_t *)"held", 4, 0, fake_wall(NULL) << 16, false};
+    assert_int_equal(store_put(m->store, (const uint8_t *)"h", 1, &v), 0);
+    struct sockaddr_in client = client_addr();
+    wire_arena *a = wire_arena_new();
+    uint8_t buf[256], id[WIRE_ID_LEN] = {77};
+    fake.nsent = 0;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_PUT, "k", 1, "v", 1, 0));
+    node_flush(m);
+    KVResponse *r = client_reply(a, 0);
+    assert_non_null(r);
+    assert_int_equal(r->errcode, WIRE_EINTERNAL);
+    id[0] = 78;
+    fake.nsent = 0;
+    wire_reset(a);
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_GET, "h", 1, NULL, 0, 0));
+    node_flush(m);
+    r = client_reply(a, 0);
+    assert_non_null(r);
+    assert_int_equal(r->errcode, WIRE_OK);
+    assert_memory_equal(r->value.data, "held", 4);
+    wire_arena_free(a);
+    fake_node_free(p);
+    fake_node_free(m);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -1701,6 +1765,7 @@ int main(void) {
         T(test_spare_check_reads_once),
         T(test_no_wait_on_a_suspect_once_the_quorum_is_made),
         T(test_lazy_acks_of_a_past_life_are_not_counted),
+        T(test_too_few_replicas_alive_is_answered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
