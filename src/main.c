@@ -94,6 +94,8 @@ static void usage(FILE *f) {
 static int parse_size(const char *s, size_t *out) {
     char *end;
     errno = 0;
+    while (isspace((unsigned char)*s)) s++;
+    if (*s == '-') return -1; /* strtoull takes "-1" as the largest size */
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || end == s) return -1;
     unsigned long long mul = 1;
@@ -185,6 +187,7 @@ int main(int argc, char **argv) {
     };
     int c;
     unsigned long v, suspect_ms = 0, dead_ms = 0;
+    bool w_set = false, r_set = false; /* --write-quorum, --read-quorum given */
     static auth_keys keys;
     static auth_net admin[MAX_ADMIN_NETS];
     const char *keyfile = NULL;
@@ -193,15 +196,22 @@ int main(int argc, char **argv) {
         switch (c) {
         case OPT_BIND: cfg.bind_ip = optarg; break;
         case OPT_ADVERTISE: cfg.advertise_ip = optarg; break;
-        case OPT_MAXMEM: if (parse_size(optarg, &cfg.max_memory)) bad = "--max-memory"; break;
+        case OPT_MAXMEM:
+            if (parse_size(optarg, &cfg.max_memory) || !cfg.max_memory)
+                bad = "--max-memory (a size above 0: 512M, 4G)";
+            break;
         case OPT_DATADIR: cfg.data_dir = optarg; break;
 #define UINT_OPT(code, name, field, lo, hi) \
         case code: \
             if (parse_uint(optarg, hi, &v) || v + 1 < (unsigned long)(lo) + 1) bad = name; else cfg.field = v; \
             break;
         UINT_OPT(OPT_REPLICAS, "--replicas", replicas, 1, REPL_MAX_N)
-        UINT_OPT(OPT_W, "--write-quorum", write_quorum, 1, REPL_MAX_N)
-        UINT_OPT(OPT_R, "--read-quorum", read_quorum, 1, REPL_MAX_N)
+        case OPT_W:
+            if (parse_uint(optarg, REPL_MAX_N, &v) || !v) bad = "--write-quorum"; else cfg.write_quorum = v, w_set = true;
+            break;
+        case OPT_R:
+            if (parse_uint(optarg, REPL_MAX_N, &v) || !v) bad = "--read-quorum"; else cfg.read_quorum = v, r_set = true;
+            break;
         UINT_OPT(OPT_VNODES, "--vnodes", vnodes, 1, 4096)
         UINT_OPT(OPT_GOSSIP, "--gossip-ms", gossip_ms, 10, 60000)
         UINT_OPT(OPT_FANOUT, "--fanout", fanout, 1, 64)
@@ -279,6 +289,16 @@ int main(int argc, char **argv) {
         fprintf(stderr, "dht-server: --resp-cluster needs --resp-port\n");
         return 64;
     }
+    /* a quorum past N is never made: every operation failed (and W=2 with
+     * --replicas 1, from the defaults, was no answer at all). Given, it is
+     * refused; from the defaults, it comes down to N. */
+    if ((w_set && cfg.write_quorum > cfg.replicas) || (r_set && cfg.read_quorum > cfg.replicas)) {
+        fprintf(stderr, "dht-server: --write-quorum and --read-quorum cannot exceed --replicas "
+                        "(%u): a quorum of more nodes than hold a key is never made\n", cfg.replicas);
+        return 64;
+    }
+    if (cfg.write_quorum > cfg.replicas) cfg.write_quorum = cfg.replicas;
+    if (cfg.read_quorum > cfg.replicas) cfg.read_quorum = cfg.replicas;
     if (suspect_ms || dead_ms) { /* the older flags: silence to suspect, to dead */
         if (!dead_ms) dead_ms = 2000;
         if (!suspect_ms) suspect_ms = 1000;

@@ -8,6 +8,7 @@ Prints PASS/FAIL per test and a last line 'N passed, N failed'; exits 1 on failu
 """
 import contextlib
 import os
+import subprocess
 import random
 import signal
 import socket
@@ -623,6 +624,38 @@ def test_peers_then_port_argument_order():
     with node(peers_first=True) as (c, cl):
         expect(cl.request(IS_ALIVE), OK, "IS_ALIVE")
         assert cl.pid() == c.pid(0)
+
+
+def test_bad_flag_values_are_usage_errors():
+    """A quorum past --replicas is never made (every write failed, and the
+    defaults W=2 R=2 with --replicas 1 answered nothing); a size of 0 or
+    below for --max-memory (-1 was taken as the largest size)."""
+    for args, what in ((["--write-quorum", "5"], b"cannot exceed --replicas"),
+                       (["--replicas", "2", "--read-quorum", "3"], b"cannot exceed --replicas"),
+                       (["--max-memory", "-1"], b"--max-memory"),
+                       (["--max-memory", "0"], b"--max-memory")):
+        p = subprocess.run([dht.server_binary(), "7000", "/dev/null"] + args, capture_output=True,
+                           timeout=10)
+        assert p.returncode == 64 and what in p.stderr, (args, p.returncode, p.stderr)
+
+
+def test_replicas_one_brings_default_quorums_down():
+    """Two nodes with --replicas 1 and the default quorums (2): W and R come
+    down to 1. Before, a write whose one replica made no quorum of 2 was
+    never answered."""
+    c = dht.Cluster(2, extra_args=["--replicas", "1"])
+    try:
+        c.start()
+        c.wait_ready(timeout=10)
+        c.wait_counts(2, timeout=20)
+        with c.client(0) as cl:
+            for i in range(20):
+                k = b"k%d" % i
+                expect(cl.put(k, b"v"), OK, "PUT %r with --replicas 1" % k)
+                r = cl.get(k)
+                assert (r.err, r.value) == (OK, b"v"), (k, r)
+    finally:
+        c.cleanup()
 
 
 if __name__ == "__main__":
