@@ -710,7 +710,8 @@ static int cmd_pause_gossip(cli *c) {
                         false); /* (the seal every version opens) */
     }
     if (!len || send_dgram(c, d, len) < 0) return os_error("sendto");
-    printf("%s: gossip paused for %lu ms\n", c->server_str, ms);
+    printf("%s: asked to pause gossip for %lu ms (not acknowledged: a node with a cluster key "
+           "takes it only sealed with that key, --key-file)\n", c->server_str, ms);
     return 0;
 }
 

@@ -289,6 +289,14 @@ static int load_peers(server *sv) {
                 strerror(errno));
         return -1;
     }
+    struct stat st; /* a directory opens, reads nothing, and made a lone node */
+    if (fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "dht-server: peers file %s: %s\n", n->cfg.peers_file,
+                S_ISDIR(st.st_mode) ? "a directory (a file of ip:port lines is expected)"
+                                    : strerror(errno));
+        fclose(f);
+        return -1;
+    }
     char line[256];
     int lineno = 0, rc = 0;
     ring_node *seeds = NULL;
@@ -305,7 +313,8 @@ static int load_peers(server *sv) {
         long port = colon ? strtol(colon + 1, &end, 10) : 0;
         if (colon) *colon = 0;
         if (!colon || *end || port < 1 || port > 65535 || inet_pton(AF_INET, s, &a) != 1) {
-            fprintf(stderr, "dht-server: %s:%d: expected ip:port\n", n->cfg.peers_file, lineno);
+            fprintf(stderr, "dht-server: %s:%d: expected ip:port (an IPv4 address and a port: "
+                            "host names are not resolved)\n", n->cfg.peers_file, lineno);
             rc = -1;
             break;
         }
@@ -386,9 +395,13 @@ int server_run(const node_config *cfg) {
     client_rng_seed(sv.rnd, seed);
 
     if ((rc = store_open(&sv.store, cfg->data_dir, cfg->max_memory)) != 0) {
-        fprintf(stderr, "dht-server: cannot open store%s%s (error %d%s)\n",
-                cfg->data_dir ? " in " : "", cfg->data_dir ? cfg->data_dir : "", rc,
-                rc == STORE_ENOSPACE ? ": no space left on the device" : "");
+        /* (LMDB's own reason, as errno, for a directory that cannot be used) */
+        const char *why = rc == STORE_ENOSPACE ? "no space left on the device"
+                          : rc == STORE_EINVAL ? "not a usable path"
+                          : errno ? strerror(errno) : "the store failed";
+        fprintf(stderr, "dht-server: cannot open the store%s%s: %s (a directory this user can "
+                        "write)\n",
+                cfg->data_dir ? " in " : "", cfg->data_dir ? cfg->data_dir : "", why);
         return -1;
     }
     node_config c = *cfg;

@@ -639,6 +639,14 @@ def test_bad_flag_values_are_usage_errors():
         assert p.returncode == 64 and what in p.stderr, (args, p.returncode, p.stderr)
 
 
+def test_a_directory_as_peers_file_is_refused():
+    """A directory opened as the peers file read nothing: a lone node
+    started where a cluster was meant."""
+    p = subprocess.run([dht.server_binary(), "7000", os.path.dirname(os.path.abspath(__file__))],
+                       capture_output=True, timeout=10)
+    assert p.returncode != 0 and b"a directory" in p.stderr, (p.returncode, p.stderr)
+
+
 def test_replicas_one_brings_default_quorums_down():
     """Two nodes with --replicas 1 and the default quorums (2): W and R come
     down to 1. Before, a write whose one replica made no quorum of 2 was
