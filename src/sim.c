@@ -138,6 +138,7 @@ typedef struct simnode {
     uint64_t restarts;
     uint64_t incarnation;       /* kept across crashes with --durable, as in a data dir */
     uint64_t alive_ms, gc_floor;/* the same (env.alive) */
+    bool view_full;             /* up, and holds every other node alive */
 } simnode;
 
 /* Per key (single writer): every write's value and outcome. */
@@ -224,6 +225,11 @@ typedef struct sim {
     uint64_t route_checks;
     uint64_t agreed_since;      /* µs: membership agreed since (0: it does not) */
     uint64_t route_loops;       /* circles of -MOVED found */
+    /* quorum reads (views_check) */
+    uint64_t views_full_since;  /* µs: every node up and held alive by every node since
+                                   (0: not now) */
+    uint64_t reads_quorum_checked; /* reads checked for staleness under faults */
+    ring *full_ring;            /* of every node (lazily) */
 } sim;
 
 static sim *S; /* for the node environment callbacks' log lines only */
@@ -398,6 +404,7 @@ static void env_log(void *ctx, const char *line) {
 }
 
 static void node_down(sim *s, simnode *sn, const char *why);
+static void views_check(sim *s, simnode *sn);
 
 static void env_incarnation(void *ctx, uint64_t inc) { ((simnode *)ctx)->incarnation = inc; }
 
@@ -477,6 +484,7 @@ static void node_up(sim *s, simnode *sn) {
     sn->up = true;
     sn->tick_at = 0;
     schedule_tick(s, sn, node_tick(sn->n));
+    views_check(s, sn);
 }
 
 static void node_down(sim *s, simnode *sn, const char *why) {
@@ -490,6 +498,26 @@ static void node_down(sim *s, simnode *sn, const char *why) {
         store_close(sn->st);
         sn->st = NULL;
     }
+    views_check(s, sn);
+}
+
+/* Whether every node is up and every node holds every other alive (not
+ * suspect, dead or forgotten): then every coordinator computes the same
+ * preference lists, whatever the network does (loss, duplication, jitter,
+ * a partition or a stall too short to be suspected) and whatever the
+ * clocks say. Kept in s->views_full_since after every call into a node. */
+static void views_check(sim *s, simnode *sn) {
+    sn->view_full = sn->up && sn->n;
+    for (uint32_t j = 0; j < s->o.nodes && sn->view_full; j++) {
+        if (j == sn->idx) continue;
+        struct sockaddr_in a = addr_of(NODE_NET, j, NODE_PORT);
+        long k = members_find(sn->n->members, a.sin_addr.s_addr, NODE_PORT);
+        sn->view_full = k > 0 && members_at(sn->n->members, (size_t)k)->state == MEMBER_ALIVE;
+    }
+    bool full = true;
+    for (uint32_t i = 0; i < s->o.nodes && full; i++) full = s->nodes[i].view_full;
+    if (!full) s->views_full_since = 0;
+    else if (!s->views_full_since) s->views_full_since = s->now;
 }
 
 /* Calls into a node are followed by node_tick: it runs what is due, flushes
@@ -497,10 +525,12 @@ static void node_down(sim *s, simnode *sn, const char *why) {
 static void after_call(sim *s, simnode *sn) {
     if (!sn->up) {
         if (sn->n) node_down(s, sn, "stopped");
+        views_check(s, sn);
         return;
     }
     schedule_tick(s, sn, node_tick(sn->n));
     if (!sn->up && sn->n) node_down(s, sn, "stopped");
+    views_check(s, sn);
 }
 
 /* ---- clients and the checker ------------------------------------------ */
@@ -641,6 +671,10 @@ static void check_read(sim *s, client *c, uint32_t err, const uint8_t *v, size_t
             !(c->final_read && lost_on_purpose(s, &k->w[i])))
             need = i;
     if (!need) return;
+    /* a quorum read whose write ran while every view held every node alive */
+    bool quorum = reads_consistent(s) && s->views_full_since &&
+                  s->views_full_since <= k->w[need].start;
+    s->reads_quorum_checked += quorum && faults_since(s, k->w[need].start);
     bool stale = err == WIRE_OK ? seq < need : !k->w[need].remove;
     if (err == WIRE_ENOKEY && !k->w[need].remove) {
         /* not found is right only if a later remove may have been applied */
@@ -659,6 +693,15 @@ static void check_read(sim *s, client *c, uint32_t err, const uint8_t *v, size_t
         fail(s, "stale read: c%u read %s at seq %" PRIu64 " (%s) after seq %" PRIu64
                 " was acknowledged, no fault since",
              c->idx, k->key, seq, err == WIRE_OK ? "found" : "not found", need);
+    } else if (quorum) {
+        /* W + R > N: a read quorum meets the write's, faults or not, as long
+         * as every coordinator had the same preference lists (R - 1 replies
+         * were caught in 1 of seeds 1..100, by the final read, without this) */
+        trace_holders(s, k);
+        fail(s, "stale quorum read: c%u read %s at seq %" PRIu64 " (%s) after seq %" PRIu64
+                " was acknowledged, every node up and held alive by all since %.3f s",
+             c->idx, k->key, seq, err == WIRE_OK ? "found" : "not found", need,
+             (double)s->views_full_since / 1e6);
     }
 }
 
@@ -669,6 +712,27 @@ static void check_copies(sim *s, client *c) {
     if (!s->o.durable && s->mem_crash_at >= k->w[c->seq].start) return; /* data lost on purpose */
     unsigned copies = 0, need = s->cfg.write_quorum < s->o.nodes ? s->cfg.write_quorum : s->o.nodes;
     size_t kl = strlen(k->key);
+    /* while every node has held every node alive since the write began, the
+     * key's replicas are the same at every coordinator: a stand-in's copy
+     * (sloppy quorum, a hint) is not one of the W */
+    uint64_t home = ~0ull;
+    if (s->views_full_since && s->views_full_since <= k->w[c->seq].start && s->o.nodes <= 64) {
+        if (!s->full_ring) {
+            ring_node *rn = calloc(s->o.nodes, sizeof *rn);
+            s->full_ring = ring_new(s->cfg.vnodes);
+            if (!rn || !s->full_ring) abort();
+            for (uint32_t i = 0; i < s->o.nodes; i++)
+                rn[i] = (ring_node){addr_of(NODE_NET, i, NODE_PORT).sin_addr.s_addr, NODE_PORT};
+            if (ring_set_replicas(s->full_ring, s->cfg.replicas) != 0 ||
+                ring_build(s->full_ring, rn, s->o.nodes) != 0)
+                abort();
+            free(rn);
+        }
+        uint32_t pref[REPL_MAX_N];
+        size_t np = ring_slot_lookup(s->full_ring, ring_key_slot(k->key, kl), s->cfg.replicas, pref);
+        home = 0;
+        for (size_t q = 0; q < np; q++) home |= 1ull << pref[q];
+    }
     /* a REMOVE retried for longer than a tombstone lives (short --tombstone-ms,
      * less the clocks' skew now) may find its tombstone collected: a live node
      * holding nothing is a copy */
@@ -681,7 +745,7 @@ static void check_copies(sim *s, client *c) {
                      s->now - k->w[c->seq].start + skew_us > life_us;
     for (uint32_t i = 0; i < s->o.nodes; i++) {
         store_rec r;
-        if (!s->nodes[i].st) continue;
+        if (!s->nodes[i].st || !(home >> i & 1)) continue;
         if (store_get(s->nodes[i].st, (uint8_t *)k->key, kl, &r) != 0) {
             copies += collected && s->nodes[i].up;
             continue;
@@ -699,10 +763,12 @@ static void client_reply(sim *s, client *c, const packet *p) {
     wire_frame f;
     wire_reset(s->arena);
     if (wire_unpack_msg(s->arena, p->data, p->len, &f) != 0 || f.idlen != WIRE_ID_LEN) return;
-    if (c->state != C_WAIT || memcmp(f.id, c->id, WIRE_ID_LEN) != 0) {
-        trace(s, "c%u late reply", c->idx);
-        return;
-    }
+    bool late = c->state != C_WAIT || memcmp(f.id, c->id, WIRE_ID_LEN) != 0;
+    if (late) trace(s, "c%u late reply", c->idx);
+    /* a late reply to the request the client took a reply to last (it has
+     * moved on since) is compared with that one below: it used to be
+     * dropped unread, and "two different replies" could not fire */
+    if (late && (memcmp(f.id, c->id, WIRE_ID_LEN) != 0 || !c->got_reply)) return;
     KVResponse *r = wire_unpack_response(s->arena, f.payload, f.plen);
     if (!r) {
         fail(s, "c%u: undecodable reply", c->idx);
@@ -1563,10 +1629,10 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
         printf("seed %" PRIu64 ": %s, %.1f s simulated, %" PRIu64 " events, trace %016" PRIx64
                ", ops ok %" PRIu64 " err %" PRIu64 " timeout %" PRIu64 ", reads checked %" PRIu64
                ", node bytes/s %.0f per node (%.1f msgs/s), records re-pushed %" PRIu64
-               ", redirect loops %" PRIu64 "\n",
+               ", redirect loops %" PRIu64 ", quorum reads checked under faults %" PRIu64 "\n",
                seed, rc ? "FAILED" : "ok", secs, s->events, d, s->ops_ok, s->ops_err,
                s->ops_timeout, s->reads_checked, (double)bytes / secs / o->nodes,
-               (double)msgs / secs / o->nodes, repushed, s->route_loops);
+               (double)msgs / secs / o->nodes, repushed, s->route_loops, s->reads_quorum_checked);
         if (o->stall_one_ms && s->kill_at)
             printf("stall: n%" PRIu64 " stalled %u ms at %u s; seen dead by %u others; back alive "
                    "at the others after %s of its waking; records re-pushed since the stall %" PRIu64
@@ -1602,6 +1668,7 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
     }
     for (size_t j = 0; j < s->nkeys; j++) free(s->keys[j].w);
     free(s->ring_lines);
+    ring_free(s->full_ring);
     free(s->nodes);
     free(s->detected);
     free(s->joined);
