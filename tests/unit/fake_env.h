@@ -79,6 +79,15 @@ static void fake_reset(uint64_t clock_ms, uint64_t wall_ms) {
 /* A node on 127.0.0.1:port in the fake world, on store st (which it then
  * owns). NULL when out of memory. cfg NULL: the defaults, quiet. Free it
  * (and its store) with fake_node_free. */
+/* The tests' config: the defaults, quiet, gossip slow enough not to run. */
+static inline node_config quiet_config(void) {
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    cfg.gossip_ms = 60000;
+    return cfg;
+}
+
 static node *fake_node_on(const node_config *cfg, uint16_t port, store *st) {
     node_config c;
     if (cfg) c = *cfg;

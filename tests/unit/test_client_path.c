@@ -18,14 +18,6 @@
 #include "ring.h"
 #include "wire.h"
 
-static node_config quiet_config(void) {
-    node_config cfg;
-    node_defaults(&cfg);
-    cfg.quiet = true;
-    cfg.gossip_ms = 60000;
-    return cfg;
-}
-
 static struct sockaddr_in addr_of(uint32_t ip_host_order, uint16_t port) {
     return (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(port),
                                 .sin_addr.s_addr = htonl(ip_host_order)};

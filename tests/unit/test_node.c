@@ -464,15 +464,6 @@ static void after_lazy(node *x) {
     node_tick(x);
 }
 
-/* The tests' config: the defaults, quiet, gossip slow enough not to run. */
-static node_config quiet_config(void) {
-    node_config cfg;
-    node_defaults(&cfg);
-    cfg.quiet = true;
-    cfg.gossip_ms = 60000;
-    return cfg;
-}
-
 /* A client's address, 127.0.0.1:5000. */
 static struct sockaddr_in client_addr(void) {
     return (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(5000),
