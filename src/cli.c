@@ -249,7 +249,10 @@ static int call(cli *c, uint32_t cmd, const arg *key, const arg *val, KVResponse
 /* Exit status for an answer; prints the error name when it is one. */
 static int check(const KVResponse *r) {
     if (r->errcode == WIRE_OK) return EX_OK_;
-    fprintf(stderr, "error: %s\n", wire_err_name(r->errcode));
+    const char *why = r->errcode == WIRE_EBADKEY     ? " (keys are 1 to 32 bytes)"
+                      : r->errcode == WIRE_EBADVALUE ? " (values are at most 10,000 bytes)"
+                                                     : "";
+    fprintf(stderr, "error: %s%s\n", wire_err_name(r->errcode), why);
     return EX_SERVER;
 }
 

@@ -173,6 +173,16 @@ def test_bench_shows_progress_on_a_terminal_only():
         assert p.returncode == 0 and b"ops/s" in p.stdout and b"\x1b[K" not in p.stderr + p.stdout
 
 
+def test_invalid_key_and_value_name_the_limits():
+    with node() as (c, _):
+        exe = os.path.join(os.path.dirname(c.bin), "dht-cli")
+        for args, what in ((["put", "k" * 33, "v"], "keys are 1 to 32 bytes"),
+                           (["put", "k", "v" * 10001], "values are at most 10,000 bytes")):
+            p = subprocess.run([exe, "-s", "127.0.0.1:%d" % c.port(0)] + args, capture_output=True,
+                               text=True, timeout=30)
+            assert p.returncode != 0 and what in p.stderr, (args[:2], p.returncode, p.stderr)
+
+
 def test_bad_vnodes_is_a_usage_error():
     exe = os.path.join(os.path.dirname(dht.server_binary()), "dht-cli")
     for opt, bads in (("--vnodes", ("0", "4097", "x", "-1")), ("--replicas", ("0", "8", "x"))):
