@@ -321,6 +321,8 @@ static void issue(bclient *c) {
                   put ? b->cfg.value_size : 0);
 }
 
+static bool heard_any(const bench *b);
+
 static void on_timer(uv_timer_t *t) {
     bclient *c = t->data;
     bench *b = c->b;
@@ -344,7 +346,25 @@ static void on_timer(uv_timer_t *t) {
         return;
     }
     s->failed++;
+    if (!heard_any(b) && s->failed >= b->cfg.clients && !b->interrupted) {
+        /* as many requests failed as there are clients, and no datagram came
+         * back: nobody is there (with the defaults the run went on silently
+         * for hours) */
+        fprintf(stderr, "dht-bench: no reply from any node after %" PRIu64 " requests of %u tries "
+                        "each: is a node running at the address given (-s)?\n",
+                s->failed, b->cfg.tries);
+        b->interrupted = true; /* what is outstanding ends, then the report */
+    }
     issue(c); /* a pair whose PUT or GET failed is over */
+}
+
+/* Whether any answer came back in this run, of any phase. */
+static bool heard_any(const bench *b) {
+    for (int ph = 0; ph < PH_COUNT; ph++)
+        if (b->st[ph].ops || b->st[ph].errors || b->st[ph].overloads || b->st[ph].not_found ||
+            b->st[ph].lost || b->st[ph].wrong)
+            return true;
+    return false;
 }
 
 /* The value a GET of the client's key must return. */

@@ -183,6 +183,18 @@ def test_invalid_key_and_value_name_the_limits():
             assert p.returncode != 0 and what in p.stderr, (args[:2], p.returncode, p.stderr)
 
 
+def test_bench_with_no_node_stops_and_says_so():
+    """With nothing at the address, dht-bench went on silently (about 2.3
+    hours with its defaults); it stops once as many requests failed as it
+    has clients, none answered."""
+    exe = os.path.join(os.path.dirname(dht.server_binary()), "dht-bench")
+    port = dht.free_port_range(1)   # nothing listens there
+    p = subprocess.run([exe, "-s", "127.0.0.1:%d" % port, "-c", "4", "--timeout", "50",
+                        "--max-timeout", "50", "--tries", "2"], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 1 and "no reply from any node" in p.stderr, (p.returncode, p.stderr[-300:])
+
+
 def test_bad_vnodes_is_a_usage_error():
     exe = os.path.join(os.path.dirname(dht.server_binary()), "dht-cli")
     for opt, bads in (("--vnodes", ("0", "4097", "x", "-1")), ("--replicas", ("0", "8", "x"))):
