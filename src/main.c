@@ -193,6 +193,7 @@ int main(int argc, char **argv) {
     const char *keyfile = NULL;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         const char *bad = NULL;
+        unsigned long lo_hi[2] = {0, 0}; /* a number flag's range, for its error */
         switch (c) {
         case OPT_BIND: cfg.bind_ip = optarg; break;
         case OPT_ADVERTISE: cfg.advertise_ip = optarg; break;
@@ -203,7 +204,9 @@ int main(int argc, char **argv) {
         case OPT_DATADIR: cfg.data_dir = optarg; break;
 #define UINT_OPT(code, name, field, lo, hi) \
         case code: \
-            if (parse_uint(optarg, hi, &v) || v + 1 < (unsigned long)(lo) + 1) bad = name; else cfg.field = v; \
+            if (parse_uint(optarg, hi, &v) || v + 1 < (unsigned long)(lo) + 1) \
+                bad = name, lo_hi[0] = (unsigned long)(lo), lo_hi[1] = (unsigned long)(hi); \
+            else cfg.field = v; \
             break;
         UINT_OPT(OPT_REPLICAS, "--replicas", replicas, 1, REPL_MAX_N)
         case OPT_W:
@@ -266,15 +269,26 @@ int main(int argc, char **argv) {
                 cfg.admin_nets = admin, cfg.admin_nets_n++;
             break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 64;
+        default: /* getopt said what was wrong */
+            fprintf(stderr, "Try 'dht-server --help'.\n");
+            return 64;
         }
         if (bad) {
-            fprintf(stderr, "dht-server: bad value for %s: %s\n", bad, optarg);
+            if (lo_hi[1])
+                fprintf(stderr, "dht-server: bad value for %s: %s (expected %lu to %lu)\n", bad,
+                        optarg, lo_hi[0], lo_hi[1]);
+            else
+                fprintf(stderr, "dht-server: bad value for %s: %s\n", bad, optarg);
             return 64;
         }
     }
     if (argc - optind != 2) {
-        usage(stderr);
+        if (argc - optind < 2)
+            fprintf(stderr, "dht-server: expected a port number and a peers file, got %s\n",
+                    argc == optind ? "neither" : "one of them");
+        else
+            fprintf(stderr, "dht-server: unexpected argument '%s'\n", argv[optind + 2]);
+        fprintf(stderr, "Try 'dht-server --help'.\n");
         return 64;
     }
     const char *a = argv[optind], *b = argv[optind + 1];

@@ -639,6 +639,17 @@ def test_bad_flag_values_are_usage_errors():
         assert p.returncode == 64 and what in p.stderr, (args, p.returncode, p.stderr)
 
 
+def test_usage_errors_say_what_is_wrong():
+    """A missing or extra argument printed the whole help (73 lines) with no
+    reason; a number flag out of range now says its range."""
+    for args, what in (([], b"got neither"), (["7000"], b"got one of them"),
+                       (["7000", "/dev/null", "x"], b"unexpected argument 'x'"),
+                       (["7000", "/dev/null", "--replicas", "0"], b"(expected 1 to 7)")):
+        p = subprocess.run([dht.server_binary()] + args, capture_output=True, timeout=10)
+        assert p.returncode == 64 and what in p.stderr and len(p.stderr.splitlines()) <= 2, \
+            (args, p.returncode, p.stderr)
+
+
 def test_a_directory_as_peers_file_is_refused():
     """A directory opened as the peers file read nothing: a lone node
     started where a cluster was meant."""
