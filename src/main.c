@@ -209,12 +209,8 @@ int main(int argc, char **argv) {
             else cfg.field = v; \
             break;
         UINT_OPT(OPT_REPLICAS, "--replicas", replicas, 1, REPL_MAX_N)
-        case OPT_W:
-            if (parse_uint(optarg, REPL_MAX_N, &v) || !v) bad = "--write-quorum"; else cfg.write_quorum = v, w_set = true;
-            break;
-        case OPT_R:
-            if (parse_uint(optarg, REPL_MAX_N, &v) || !v) bad = "--read-quorum"; else cfg.read_quorum = v, r_set = true;
-            break;
+        UINT_OPT(OPT_W, "--write-quorum", write_quorum, 1, REPL_MAX_N)
+        UINT_OPT(OPT_R, "--read-quorum", read_quorum, 1, REPL_MAX_N)
         UINT_OPT(OPT_VNODES, "--vnodes", vnodes, 1, 4096)
         UINT_OPT(OPT_GOSSIP, "--gossip-ms", gossip_ms, 10, 60000)
         UINT_OPT(OPT_FANOUT, "--fanout", fanout, 1, 64)
@@ -273,6 +269,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "Try 'dht-server --help'.\n");
             return 64;
         }
+        w_set |= c == OPT_W;
+        r_set |= c == OPT_R;
         if (bad) {
             if (lo_hi[1])
                 fprintf(stderr, "dht-server: bad value for %s: %s (expected %lu to %lu)\n", bad,

@@ -605,26 +605,22 @@ static int rank_cmp(uint64_t ia, uint64_t ha, int sa, uint64_t ib, uint64_t hb, 
  * out, and having been accused counts against our local health. */
 static void refute(members *m, const Member *in) {
     member *me = &m->v[0];
-    if (in->incarnation > me->incarnation) {
+    bool accused = in->incarnation == me->incarnation && in->state != MEMBER_ALIVE &&
+                   in->heartbeat >= me->heartbeat;
+    if (in->incarnation > me->incarnation ||
+        (accused && in->heartbeat >= MEMBERS_MAX_HEARTBEAT)) { /* (no heartbeat above it) */
         set_pair(m, 0, in->incarnation + 1, 0);
         m->n->incarnation = me->incarnation;
         if (m->n->env.incarnation) m->n->env.incarnation(m->n->env.ctx, me->incarnation);
         if (!m->n->cfg.quiet)
             node_log(m->n, "refuting incarnation %llu: now %llu",
                      (unsigned long long)in->incarnation, (unsigned long long)me->incarnation);
-    } else if (in->incarnation == me->incarnation && in->state != MEMBER_ALIVE &&
-               in->heartbeat >= me->heartbeat) {
-        if (in->heartbeat >= MEMBERS_MAX_HEARTBEAT) { /* no heartbeat above it: a new life */
-            set_pair(m, 0, in->incarnation + 1, 0);
-            m->n->incarnation = me->incarnation;
-            if (m->n->env.incarnation) m->n->env.incarnation(m->n->env.ctx, me->incarnation);
-        } else {
-            me->heartbeat = in->heartbeat + 1;
-        }
-        if (m->health < MEMBERS_MAX_HEALTH) m->health++;
+    } else if (accused) {
+        me->heartbeat = in->heartbeat + 1;
     } else {
         return;
     }
+    if (accused && m->health < MEMBERS_MAX_HEALTH) m->health++;
     announce(m, 0);
 }
 

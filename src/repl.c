@@ -696,12 +696,12 @@ static bool first_failed(const op *o) {
     return o->first != NO_FIRST && o->st[o->first] == T_FAIL;
 }
 
+static bool quorum_possible(node *n, const op *o, bool suspects);
+
 /* Answers an operation that waits no longer (its deadline, or nothing left
  * to wait for) with what it has. "Not found" needs R replies: one new,
  * empty replica is no answer. A value found is answered even from fewer (a
  * degraded read while replicas are down): it was written. */
-static bool quorum_possible(node *n, const op *o, bool suspects);
-
 static void answer_last(node *n, op *o) {
     if (o->cmd == WIRE_GET && (o->replies >= o->need || (o->found && !o->tomb)))
         answer(n, o, o->found && !o->tomb ? WIRE_OK : WIRE_ENOKEY);
@@ -981,17 +981,23 @@ static void add_standins(node *n, op *o) {
     }
 }
 
-/* Whether an operation's quorum can still be made by the replicas it waits
- * for that are alive (or, with `suspects`, not dead either). */
-static bool quorum_possible(node *n, const op *o, bool suspects) {
-    unsigned could = o->cmd == WIRE_GET ? o->replies : o->oks;
+/* How many of the replicas an operation still waits for (not stand-ins)
+ * are alive (or, with `suspects`, not dead either). */
+static unsigned waited_alive(node *n, const op *o, bool suspects) {
+    unsigned k = 0;
     for (size_t i = 0; i < o->nt; i++) {
         int st = members_at(n->members, o->t[i])->state;
         if (o->st[i] == T_WAIT && o->hint[i] == NO_HINT &&
             (st == MEMBER_ALIVE || (suspects && st == MEMBER_SUSPECT)))
-            could++;
+            k++;
     }
-    return could >= o->need;
+    return k;
+}
+
+/* Whether an operation's quorum can still be made by the replicas it waits
+ * for that are alive (or, with `suspects`, not dead either). */
+static bool quorum_possible(node *n, const op *o, bool suspects) {
+    return (o->cmd == WIRE_GET ? o->replies : o->oks) + waited_alive(n, o, suspects) >= o->need;
 }
 
 /* Whether an unanswered client operation past its deadline should wait
@@ -1010,12 +1016,7 @@ static bool may_wait(node *n, const op *o, uint64_t now) {
      * a read for a suspected one too (it may hold the value: answered
      * without it, the read may miss a write), not for one held dead: a
      * REMOVE waited OP_MAX_WAITS deadlines on a suspect for its answer code. */
-    for (size_t i = 0; i < o->nt; i++) {
-        if (o->st[i] != T_WAIT || o->hint[i] != NO_HINT) continue;
-        int st = members_at(n->members, o->t[i])->state;
-        if (st == MEMBER_ALIVE || (o->cmd == WIRE_GET && st == MEMBER_SUSPECT)) return true;
-    }
-    return false;
+    return waited_alive(n, o, o->cmd == WIRE_GET) > 0;
 }
 
 /* Answers or ends operations past their deadline; resends to silent

@@ -81,6 +81,7 @@ typedef struct key_queue {
     size_t from;        /* the first key queued */
     size_t next, n;     /* the next of the command's n keys to start */
     arg *argv;          /* the arguments of keys next..n-1, pointing into data */
+    size_t bytes;       /* its size (conn_bytes) */
     char data[];
 } key_queue;
 
@@ -394,7 +395,8 @@ static void slot_settle(conn *c, uint64_t seq) {
     }
     buf *b = reply_begin(c, seq);
     if (s->err) put_wire_error(b, s->err, c->srv->n->cfg.resp_cluster);
-    else if (s->kind == SLOT_COUNT || s->kind == SLOT_ARRAY) put_num(b, s->kind == SLOT_COUNT ? ':' : '*', s->count);
+    else if (s->kind == SLOT_COUNT) put_num(b, ':', s->count);
+    else if (s->kind == SLOT_ARRAY) put_num(b, '*', s->count);
     else put_status(b, "OK");
     reply_end(c, seq);
 }
@@ -470,20 +472,24 @@ static size_t keys_window(const conn *c) {
  * from) * step] (followed by its value when step is 2), *next the first not
  * started of n, while the connection has fewer than keys_window operations
  * in flight. */
+/* Counts key i of the command of slot seq as pending; the slot its answer
+ * goes to: seq, or for an ARRAY (MGET) a VALUE slot of its own after it. */
+static uint64_t key_slot(conn *c, uint64_t seq, size_t i) {
+    slot *s = slot_at(c, seq);
+    s->pending++;
+    if (s->kind != SLOT_ARRAY) return seq;
+    slot *v = slot_at(c, seq + 1 + i);
+    v->kind = SLOT_VALUE;
+    v->up = (uint32_t)(1 + i);
+    return seq + 1 + i;
+}
+
 static void keys_start(conn *c, uint64_t seq, uint32_t cmd, const arg *argv, size_t from,
                        size_t step, size_t *next, size_t n) {
     while (*next < n && c->refs - 1 < keys_window(c) && c->state != CONN_CLOSED) {
         size_t i = (*next)++;
         const arg *a = &argv[(i - from) * step];
-        slot *s = slot_at(c, seq);
-        uint64_t at = seq;
-        s->pending++;
-        if (s->kind == SLOT_ARRAY) { /* a VALUE slot of its own */
-            at = seq + 1 + i;
-            slot_at(c, at)->kind = SLOT_VALUE;
-            slot_at(c, at)->up = (uint32_t)(1 + i);
-        }
-        slot_op(c, at, cmd, a, step == 2 ? a + 1 : NULL, true);
+        slot_op(c, key_slot(c, seq, i), cmd, a, step == 2 ? a + 1 : NULL, true);
     }
 }
 
@@ -539,19 +545,12 @@ static void slot_ops(conn *c, uint64_t seq, enum slot_kind kind, uint32_t cmd, s
     for (size_t i = 0; i < nargs; i++) bytes += argv[1 + next * step + i].len;
     key_queue *q = malloc(sizeof *q + nargs * sizeof(arg) + bytes);
     if (!q) { /* what started answers; the rest fails */
-        slot *sl = slot_at(c, seq);
-        if (!sl->err) sl->err = WIRE_EOVERLOAD;
-        for (; next < n; next++) {
-            if (kind != SLOT_ARRAY) continue;
-            slot *v = slot_at(c, seq + 1 + next);
-            v->kind = SLOT_VALUE, v->up = (uint32_t)(1 + next);
-            sl->pending++;
-            slot_result(c, seq + 1 + next, WIRE_EOVERLOAD, NULL, 0);
-        }
+        for (; next < n; next++) slot_result(c, key_slot(c, seq, next), WIRE_EOVERLOAD, NULL, 0);
         slot_settle(c, seq);
         return;
     }
-    *q = (key_queue){.seq = seq, .cmd = cmd, .step = step, .from = next, .next = next, .n = n};
+    *q = (key_queue){.seq = seq, .cmd = cmd, .step = step, .from = next, .next = next, .n = n,
+                     .bytes = sizeof *q + nargs * sizeof(arg) + bytes};
     q->argv = (arg *)q->data;
     char *d = q->data + nargs * sizeof(arg);
     for (size_t i = 0; i < nargs; i++) {
@@ -1865,7 +1864,8 @@ static bool has_room(const conn *c) {
 static size_t conn_bytes(const conn *c) {
     size_t in = c->in.p == c->srv->rbuf ? 0 : c->in.len;
     return in + c->parser.cap * (sizeof *c->parser.spans + sizeof *c->parser.argv) +
-           c->slots_cap * sizeof(slot) + c->slot_bytes + c->out.len + c->writing + c->name_len;
+           c->slots_cap * sizeof(slot) + c->slot_bytes + c->out.len + c->writing + c->name_len +
+           (c->keys ? c->keys->bytes : 0);
 }
 
 /* Closes the clients holding the most until all of them hold no more than

@@ -290,10 +290,10 @@ static int load_peers(server *sv) {
         return -1;
     }
     struct stat st; /* a directory opens, reads nothing, and made a lone node */
-    if (fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
+    int bad = fstat(fileno(f), &st) != 0 ? errno : S_ISDIR(st.st_mode) ? EISDIR : 0;
+    if (bad) {
         fprintf(stderr, "dht-server: peers file %s: %s\n", n->cfg.peers_file,
-                S_ISDIR(st.st_mode) ? "a directory (a file of ip:port lines is expected)"
-                                    : strerror(errno));
+                bad == EISDIR ? "a directory (a file of ip:port lines is expected)" : strerror(bad));
         fclose(f);
         return -1;
     }
