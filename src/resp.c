@@ -1631,7 +1631,8 @@ static void run_command(conn *c, size_t argc, const arg *argv) {
     } else if (c->srv->password && !c->authed && cmd->fn != cmd_auth && cmd->fn != cmd_quit) {
         reply_raw(c, seq, err_noauth);   /* after the name and arity checks, as Redis */
     } else {
-        const command *sub = cmd->nsubs ? subcommand_find(cmd, argv[1].p, argv[1].len) : NULL;
+        const command *sub =
+            cmd->nsubs && argc > 1 ? subcommand_find(cmd, argv[1].p, argv[1].len) : NULL;
         c->last_cmd = sub ? sub->name : cmd->name;
         cmd->fn(c, seq, argc, argv);
     }

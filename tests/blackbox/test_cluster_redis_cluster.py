@@ -268,13 +268,25 @@ def start_client(argv, env=None):
     return p
 
 
+def survivors_died():
+    """The nodes that were not killed but are not running, with how they
+    ended (a client's commands crashed nodes one after another: the clients
+    then failed for want of nodes)."""
+    c = S["cluster"]
+    return ["node %d: exit %s" % (i, c.procs[i].poll()) for i in range(N)
+            if i != KILL and not c.running(i)]
+
+
 def stop_client(p, what, when=None):
     try:
         out, err = p.communicate(b"stop\n", timeout=120)
     except subprocess.TimeoutExpired:
         p.kill()
         out, err = p.communicate()
-        raise AssertionError((what, "no end 120 s after stop", err.decode()[-2000:]))
+        path = os.path.join(S["cluster"].dir, what.replace(" ", "_") + ".stderr")
+        with open(path, "wb") as f:   # all of it: redis-py prints a traceback a retry
+            f.write(err)
+        raise AssertionError((what, "no end 120 s after stop", survivors_died(), path, err.decode()[-2000:]))
     summary = (out.decode().strip().splitlines() or ["(nothing)"])[-1]
     print("    %s, %s: %s" % (what, when or "node %d killed 0 s into 6 s of SET/GET/MGET" % KILL, summary))
     assert p.returncode == 0, (summary, err.decode()[-2000:])
@@ -345,6 +357,7 @@ def test_cluster_clients_with_a_node_killed():
         time.sleep(max(0.0, 6 - (time.monotonic() - t_kill)))
         for what, p in clients:
             stop_client(p, what)
+    assert not survivors_died(), survivors_died()
     S["killed"] = True
 
 

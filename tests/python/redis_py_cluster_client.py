@@ -24,6 +24,7 @@ after 16 -MOVED: "TTL exhausted")} and exits 0 if gave_up, wrong and final_bad
 are all 0; exits 1 at once unless redis-py takes every node for a primary.
 """
 import json
+import os
 import select
 import sys
 import time
@@ -31,6 +32,7 @@ import time
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
+DEBUG = bool(os.environ.get("RPC_DEBUG"))   # every failed try on stderr, timed (3 first otherwise)
 GROUPS, PER_GROUP = 30, 10
 stats = {"ops": 0, "retried": 0, "reconnects": 0, "gave_up": 0, "wrong": 0, "final_bad": 0,
          "nodes_seen": 0, "redirect_loops": 0}
@@ -94,8 +96,8 @@ def attempt(what, fn):
             stats["retried"] += 1
             if "TTL exhausted" in str(e):   # 16 redirections (-MOVED) in a row
                 stats["redirect_loops"] += 1
-            if stats["retried"] <= 3:
-                print("%s: %s" % (what, e), file=sys.stderr)
+            if stats["retried"] <= 3 or DEBUG:
+                print("%.3f %s: %s" % (time.monotonic(), what, e), file=sys.stderr)
             time.sleep(0.1)
             if t % 3 == 2:
                 reconnect()
