@@ -603,6 +603,13 @@ def free_tcp_ports(n, host="127.0.0.1", tries=200):
 
 _live_clusters = weakref.WeakSet()
 _handlers_installed = False
+# nodes found dead of a crash (a signal no test sends) when their cluster
+# stopped: run_tests fails the test that was running, whatever it checked
+# (a node crashed by a client's command once showed only as a client that
+# timed out)
+CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE, signal.SIGILL,
+                 signal.SIGTRAP)
+_crashes = []
 
 
 def _cleanup_all():
@@ -694,6 +701,7 @@ class Cluster:
         self.procs = [None] * n
         self.logs = [None] * n
         self.starts = [0] * n
+        self.reported = set()   # (node, start) of the crashes crashed() told
         _live_clusters.add(self)
         _install_handlers()
 
@@ -789,7 +797,22 @@ class Cluster:
         except subprocess.TimeoutExpired:
             return None
 
+    def crashed(self):
+        """['node i died of SIGSEGV ...', ...] for the nodes that died of a
+        crash signal (ASan aborts: SIGABRT) since the last call, each with the
+        end of its log."""
+        out = []
+        for i, p in enumerate(self.procs):
+            if p is not None and p.poll() is not None and -p.returncode in CRASH_SIGNALS \
+                    and (i, self.starts[i]) not in self.reported:
+                self.reported.add((i, self.starts[i]))
+                out.append("node %d died of %s; log %s ends:\n%s"
+                           % (i, signal.Signals(-p.returncode).name, self.log_path(i),
+                              self.log_tail(i, 30)))
+        return out
+
     def stop_all(self):
+        _crashes.extend(self.crashed())
         for i in range(self.n):
             if self.running(i):
                 try:
@@ -894,8 +917,18 @@ def run_tests(namespace, argv=None, cleanup_each=True):
     failures = []
     for name, fn in tests:
         t0 = time.monotonic()
+        del _crashes[:]
         try:
-            fn()
+            try:
+                fn()
+            finally:
+                if cleanup_each:
+                    _cleanup_all()
+                else:
+                    for c in list(_live_clusters):
+                        _crashes.extend(c.crashed())
+            if _crashes:
+                raise AssertionError("a node crashed: " + "\n".join(_crashes))
         except Exception as e:
             failed += 1
             failures.append(name)
@@ -904,12 +937,11 @@ def run_tests(namespace, argv=None, cleanup_each=True):
             tb = traceback.extract_tb(e.__traceback__)
             for fr in tb[1:]:
                 print("      %s:%d %s" % (os.path.basename(fr.filename), fr.lineno, fr.line), flush=True)
+            if _crashes and not str(e).startswith("a node crashed"):
+                print("      and a node crashed: " + "\n".join(_crashes), flush=True)
         else:
             passed += 1
             print("PASS %s (%.2f s)" % (name, time.monotonic() - t0), flush=True)
-        finally:
-            if cleanup_each:
-                _cleanup_all()
     _cleanup_all()
     if failures:
         print("failed: " + " ".join(failures))
