@@ -6,7 +6,8 @@
  * answer, each prefix a fresh copy of exactly its bytes so ASan catches a
  * read past them. The answer must be the same both ways (a head ends where
  * it ends, whatever follows); what it points at is checked to lie in the
- * head and walked. See fuzz/README.md.
+ * head and walked, and so is the Host field (http_find_host,
+ * http_host_is_local). See fuzz/README.md.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -64,6 +65,13 @@ static void verify(const char *buf, size_t len, int status, const http_request *
         char ch = req->path[i];
         check(ch > 32 && ch < 127 && ch != '?' && ch != '#');
         x = x * 31 + (uint8_t)ch;
+    }
+    /* the Host field, if any: within the head, after the request line */
+    const char *host;
+    size_t hlen;
+    if (http_find_host(buf, h, &host, &hlen)) {
+        check(host > buf + 4 && host + hlen <= buf + h);
+        x += http_host_is_local(host, hlen);
     }
     sink = x;
 }

@@ -5,7 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "members.h"
 #include "repl.h"
@@ -20,7 +24,8 @@ typedef struct http_server http_server;
 struct http_server {
     node *n;
     uv_tcp_t listener;
-    size_t conns; /* open or closing */
+    size_t conns;  /* open or closing */
+    bool loopback; /* listening on a loopback address: Host must be local */
 };
 
 /* A growing text buffer; after a failed allocation it stays as it was and
@@ -453,6 +458,7 @@ static const char *reason(int code) {
     case 400: return "Bad Request";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 421: return "Misdirected Request";
     case 431: return "Request Header Fields Too Large";
     default: return "Internal Server Error";
     }
@@ -532,6 +538,50 @@ int http_parse_head(const char *buf, size_t len, http_request *req) {
     return 200;
 }
 
+bool http_find_host(const char *head, size_t head_len, const char **host, size_t *len) {
+    const char *end = head + head_len, *line = memchr(head, '\n', head_len);
+    while (line && ++line < end) {
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (!eol) break;
+        if (eol - line > 5 && strncasecmp(line, "host:", 5) == 0) {
+            const char *v = line + 5, *e = eol;
+            while (v < e && (*v == ' ' || *v == '\t')) v++;
+            while (e > v && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) e--;
+            *host = v;
+            *len = (size_t)(e - v);
+            return true;
+        }
+        line = eol;
+    }
+    return false;
+}
+
+bool http_host_is_local(const char *host, size_t len) {
+    const char *end = host + len, *name_end;
+    if (!len) return true;
+    if (host[0] == '[') { /* an IPv6 literal */
+        name_end = memchr(host, ']', len);
+        if (!name_end || name_end == host + 1) return false;
+        for (const char *t = host + 1; t < name_end; t++)
+            if (!strchr("0123456789abcdefABCDEF:.", *t) || !*t) return false;
+        name_end++;
+    } else {
+        name_end = memchr(host, ':', len);
+        if (!name_end) name_end = end;
+        size_t nl = (size_t)(name_end - host);
+        if (!(nl == 9 && strncasecmp(host, "localhost", 9) == 0)) {
+            if (!nl) return false;
+            for (const char *t = host; t < name_end; t++)
+                if (!((*t >= '0' && *t <= '9') || *t == '.')) return false;
+        }
+    }
+    if (name_end == end) return true;
+    if (*name_end != ':') return false;
+    for (const char *t = name_end + 1; t < end; t++)
+        if (*t < '0' || *t > '9') return false;
+    return true;
+}
+
 static bool path_is(const http_request *req, const char *path) {
     return req->path_len == strlen(path) && memcmp(req->path, path, req->path_len) == 0;
 }
@@ -544,6 +594,13 @@ static void serve(conn *c, int status, const http_request *req) {
     }
     if (status != 200) {
         respond_error(c, status, "");
+        return;
+    }
+    const char *host;
+    size_t host_len;
+    if (c->s->loopback && http_find_host(c->head, req->head_len, &host, &host_len) &&
+        !http_host_is_local(host, host_len)) {
+        respond_error(c, 421, ""); /* DNS rebinding (http.h) */
         return;
     }
     const char *type;
@@ -636,6 +693,10 @@ int http_start(uv_loop_t *loop, node *n) {
         goto fail;
     }
     s->n = n;
+    if (addr.ss_family == AF_INET)
+        s->loopback = (ntohl(((struct sockaddr_in *)&addr)->sin_addr.s_addr) >> 24) == 127;
+    else
+        s->loopback = IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&addr)->sin6_addr);
     if ((rc = uv_tcp_init(loop, &s->listener)) != 0) {
         free(s);
         goto fail;

@@ -12,7 +12,8 @@
  * One request per connection: every response carries Connection: close.
  * Anything but GET is 405, an unknown path 404, a request line that is not
  * "METHOD /target HTTP/1.x" 400, and a request head over HTTP_MAX_HEAD
- * bytes 431. A connection is a small state machine (read the head, write
+ * bytes 431. On a loopback address, a GET whose Host names anything but an
+ * IP literal or localhost is 421 (http_host_is_local: DNS rebinding). A connection is a small state machine (read the head, write
  * the response, half-close and drain until the peer closes), bounded in
  * time at every state; at most HTTP_MAX_CONNS are open at once, the others
  * are closed as soon as they are accepted. The server owns its
@@ -22,7 +23,11 @@
  *
  * The pages have no authentication and /status lists every member: they
  * are for the operator of the machine, so the port listens on loopback
- * (HTTP_DEFAULT_BIND) unless --http-bind says otherwise.
+ * (HTTP_DEFAULT_BIND) unless --http-bind says otherwise. A web page the
+ * operator opens could still reach it by DNS rebinding (its host name
+ * re-resolved to 127.0.0.1: the browser sends the page's requests to the
+ * node and lets it read the answers), but such requests carry the page's
+ * host name in Host, and a node on loopback refuses those.
  */
 #ifndef DHT_HTTP_H
 #define DHT_HTTP_H
@@ -58,6 +63,16 @@ typedef struct http_request {
  *   431  no end of head within HTTP_MAX_HEAD bytes.
  * Fields not said filled are left undefined; pointers point into buf. */
 int http_parse_head(const char *buf, size_t len, http_request *req);
+
+/* The value of the first Host field of head[0..head_len) (a head as
+ * http_parse_head found it, its request line first), without the blanks
+ * around it: true with *host and *len set, false if there is none. */
+bool http_find_host(const char *head, size_t head_len, const char **host, size_t *len);
+
+/* Whether a Host value names no host a DNS name could point elsewhere: empty,
+ * localhost, an IPv4 literal (digits and dots) or an IPv6 one in brackets,
+ * each with an optional :port. Case-insensitive. */
+bool http_host_is_local(const char *host, size_t len);
 
 /* Listens on cfg.http_bind (NULL: HTTP_DEFAULT_BIND):cfg.http_port on
  * loop (an IPv4 or IPv6 address) and serves node n's pages

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Black-box tests of the HTTP endpoint (--http-port) of one dht-server node:
 /metrics is Prometheus text format 0.0.4 and follows the node's counters,
-/status is JSON, / is a self-contained page, anything else is 400, 404, 405
-or 431, and garbage, oversized heads, idle and abruptly closed connections
-never stop the node (nor leak connections). Each test starts its own node.
+/status is JSON, / is a self-contained page, anything else is 400, 404, 405,
+421 (another host name: DNS rebinding) or 431, and garbage, oversized heads,
+idle and abruptly closed connections never stop the node (nor leak
+connections). Each test starts its own node.
 
 Run: DHT_BIN=build PYTHONPATH=tests/lib python3 tests/blackbox/test_single_http.py [name ...]
 Prints PASS/FAIL per test and a last line 'N passed, N failed'; exits 1 on failure.
@@ -419,7 +420,7 @@ def test_garbage_does_not_hurt_the_node():
                 blob = b"GET /" + blob
             got = raw(port, blob)
             if got:
-                assert status_code(got) in (200, 400, 404, 405, 431), got[:80]
+                assert status_code(got) in (200, 400, 404, 405, 421, 431), got[:80]
         assert_serves(c, cl, port, "garbage")
         wait_connections_settle(port, "garbage")
 
@@ -443,7 +444,7 @@ def test_abrupt_disconnects():
         wait_connections_settle(port, "abrupt disconnects")
         # a request, then a half close: the response still comes
         with socket.create_connection(addr, timeout=5) as s:
-            s.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.sendall(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             s.shutdown(socket.SHUT_WR)
             got = b""
             while True:
@@ -522,6 +523,36 @@ def test_listens_on_loopback_only_by_default():
         for host in ["127.0.0.1"] + others:
             assert _reachable(host, port), "--http-bind 0.0.0.0: not reachable on %s" % host
     print("    refused by default on %s" % ", ".join(others))
+
+
+def test_other_host_names_are_refused_on_loopback():
+    """DNS rebinding: a web page the operator opens (http://evil.example:PORT/)
+    has its name re-resolved to 127.0.0.1, and the browser, thinking it the
+    same origin, sends the page's requests to the node and lets the page read
+    the answers (/status: every member's address). Such a request names the
+    page's host in Host: a node on loopback answers only requests for an IP
+    literal or localhost (or without Host); --http-bind 0.0.0.0 serves any."""
+    def head(host_line):
+        return b"GET /status HTTP/1.1\r\n" + host_line + b"User-Agent: Mozilla/5.0\r\n\r\n"
+
+    with node() as (c, cl, port):
+        p = str(port).encode()
+        for h in (b"evil.example:" + p, b"evil.example", b"EVIL.example:" + p, b"localhost.evil.example",
+                  b"127.0.0.1.nip.io:" + p, b"x:" + p, b"localhostx", b"[::1].evil:" + p):
+            got = raw(port, head(b"Host: " + h + b"\r\n"))
+            assert status_code(got) == 421, "Host: %r: %r" % (h, got[:80])
+            assert not re.search(rb'"members"', got), "Host: %r: /status was served" % h
+        for h in (b"127.0.0.1:" + p, b"127.0.0.1", b"localhost:" + p, b"LocalHost", b"[::1]:" + p,
+                  b"[::1]", b" 127.0.0.1:" + p + b" ", b""):
+            got = raw(port, head(b"Host: " + h + b"\r\n"))
+            assert status_code(got) == 200, "Host: %r: %r" % (h, got[:80])
+        assert status_code(raw(port, head(b""))) == 200, "no Host (HTTP/1.0 clients)"
+        assert status_code(raw(port, b"GET /metrics HTTP/1.1\r\nhost:evil.example\r\n\r\n")) == 421
+        assert get(port, "/status")[1], "http.client sends Host: 127.0.0.1:PORT"
+        assert_serves(c, cl, port, "other host names")
+    with node("--http-bind", "0.0.0.0") as (c, cl, port):
+        got = raw(port, head(b"Host: dht-node-1.example:%d\r\n" % port))
+        assert status_code(got) == 200, "--http-bind 0.0.0.0: a host name: %r" % got[:80]
 
 
 if __name__ == "__main__":

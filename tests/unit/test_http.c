@@ -1,5 +1,6 @@
 /* Unit tests for http's request-head parser (http_parse_head): good heads,
- * heads arriving in pieces, the size bound, bad request lines, methods. */
+ * heads arriving in pieces, the size bound, bad request lines, methods; the
+ * Host field and which hosts are local (http_find_host, http_host_is_local). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -164,6 +165,47 @@ static void test_methods(void **state) {
     assert_int_equal(parse_str("POST metrics HTTP/1.1\r\n\r\n"), 400);
 }
 
+/* The first Host field's value, blanks around it dropped; field names are
+ * case-insensitive; the request line is not a field. */
+static void test_find_host(void **state) {
+    (void)state;
+    const char *h;
+    size_t len;
+    static const char a[] = "GET / HTTP/1.1\r\nAccept: */*\r\nhOST: \t evil.example:80 \r\n"
+                            "Host: 127.0.0.1\r\n\r\n";
+    assert_true(http_find_host(S(a), &h, &len));
+    assert_int_equal(len, 15);
+    assert_memory_equal(h, "evil.example:80", len);
+    static const char b[] = "GET / HTTP/1.0\nHost:x\n\n";
+    assert_true(http_find_host(S(b), &h, &len));
+    assert_int_equal(len, 1);
+    assert_memory_equal(h, "x", 1);
+    assert_false(http_find_host(S("GET /Host: HTTP/1.1\r\nX-Host: a\r\n\r\n"), &h, &len));
+    assert_false(http_find_host(S("GET / HTTP/1.1\r\n\r\n"), &h, &len));
+    static const char e[] = "GET / HTTP/1.1\r\nHost:\r\n\r\n";
+    assert_true(http_find_host(S(e), &h, &len));
+    assert_int_equal(len, 0);
+}
+
+/* Names DNS could point at 127.0.0.1 (DNS rebinding) are not local. */
+static void test_host_is_local(void **state) {
+    (void)state;
+    static const char *const local[] = {
+        "", "localhost", "LOCALHOST:8080", "localhost:", "127.0.0.1", "127.0.0.1:8080",
+        "10.1.2.3:1", "[::1]", "[::1]:8080", "[fe80::1]:80", "[::ffff:127.0.0.1]",
+    };
+    static const char *const other[] = {
+        "evil.example", "evil.example:8080", "localhost.evil.example", "localhostx",
+        "x.localhost", "127.0.0.1.nip.io", "127.0.0.1:80x", "127.0.0.1:80:80", "[::1",
+        "[]", "[::1]x", "[::1]:a", "[::g]", ":8080", "a", "0x7f.1",
+    };
+    for (size_t i = 0; i < sizeof local / sizeof local[0]; i++)
+        assert_true(http_host_is_local(local[i], strlen(local[i])));
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
+        assert_false(http_host_is_local(other[i], strlen(other[i])));
+    assert_false(http_host_is_local(S("[::\0001]")));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_get),
@@ -174,6 +216,8 @@ int main(void) {
         cmocka_unit_test(test_oversized_head),
         cmocka_unit_test(test_bad_request_lines),
         cmocka_unit_test(test_methods),
+        cmocka_unit_test(test_find_host),
+        cmocka_unit_test(test_host_is_local),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
