@@ -115,7 +115,7 @@ struct resp_server {
     bool protected_mode;
     resp_stats stats;
     uint64_t last_id;           /* the last CLIENT ID given */
-    uint64_t noted[5];          /* when each kind of refusal was last logged */
+    uint64_t noted[6];          /* when each kind of refusal was last logged */
     char rbuf[READ_CHUNK];      /* what a connection holding no input reads into */
 };
 
@@ -1853,7 +1853,16 @@ static void srv_note(resp_server *s, int kind, const char *fmt, ...) {
     node_log(s->n, "resp: %s", line);
 }
 
-enum { NOTE_ACCEPT, NOTE_MAXCLIENTS, NOTE_DENIED, NOTE_TIMEOUT, NOTE_EVICT };
+enum { NOTE_ACCEPT, NOTE_MAXCLIENTS, NOTE_DENIED, NOTE_TIMEOUT, NOTE_EVICT, NOTE_HTTP };
+
+/* A command named POST or Host: is a browser's HTTP request, which a web
+ * page can send to any port it names (cross-protocol scripting): its body,
+ * lines of commands, would run as a client's. Redis closes such a
+ * connection at that line, and so do we. */
+static bool http_request_line(const arg *name) {
+    return (name->len == 4 && strncasecmp(name->p, "post", 4) == 0) ||
+           (name->len == 5 && strncasecmp(name->p, "host:", 5) == 0);
+}
 
 static bool has_room(const conn *c) {
     return c->tail - c->head < MAX_PENDING && c->out.len + c->writing < MAX_OUTPUT && !c->keys;
@@ -1939,6 +1948,13 @@ static bool conn_parse(conn *c) {
             break;
         }
         ran = true;
+        if (c->parser.argc && http_request_line(&c->parser.argv[0])) {
+            srv_note(c->srv, NOTE_HTTP, "closed a client that sent '%.*s': an HTTP request, as a "
+                     "web page may send to attack a Redis port (cross-protocol scripting)",
+                     (int)c->parser.argv[0].len, c->parser.argv[0].p);
+            conn_close(c);
+            break;
+        }
         if (c->parser.argc) run_command(c, c->parser.argc, c->parser.argv);
         c->start += used;
     }

@@ -466,6 +466,27 @@ def test_resp_command_alone_after_a_split_command():
         assert r.call("PING") == "PONG"
 
 
+def test_resp_http_requests_are_refused_like_redis():
+    """A browser's POST, which any web page can aim at a loopback port: its
+    body ran as commands (SET xss pwned answered +OK and wrote the key).
+    Closed at the POST line, or at Host:, as Redis does; nothing runs."""
+    body = b"SET xss pwned\r\n"
+    post = (b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    get = b"GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nSET xss2 pwned\r\n"
+    with node() as (c, cl, port):
+        for request in (post, get, post.lower()):
+            with Resp(port) as r:
+                r.send(request)
+                assert r.closed_by_server(), request[:20]
+        with Resp(port) as r:
+            assert r.call("EXISTS", "xss", "xss2") == 0
+            assert r.call("PING") == "PONG"
+        if os.path.exists(c.log_path(0)):
+            with open(c.log_path(0), "rb") as f:
+                assert b"cross-protocol" in f.read()
+
+
 def test_resp_quit_closes_after_ok():
     with node() as (c, cl, port), Resp(port) as r:
         r.send(encode("SET", "q", "1") + encode("QUIT") + encode("SET", "q", "2"))
