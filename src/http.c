@@ -357,6 +357,10 @@ static void page_metrics(const http_server *s, sbuf *b) {
            "Live members that place hash slots otherwise (another version, --replicas or "
            "--vnodes).");
     sb_printf(b, "dht_members_misplaced %zu\n", members_misplaced(n->members));
+    metric(b, "dht_member_aliases", "gauge",
+           "Addresses found to reach a member or this node under another address: never "
+           "members (logged when found).");
+    sb_printf(b, "dht_member_aliases %zu\n", members_aliases(n->members));
 
     metric(b, "dht_keys", "gauge", "Live keys in this node's store.");
     sb_printf(b, "dht_keys %zu\n", store_count(n->store));

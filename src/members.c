@@ -36,6 +36,10 @@ typedef struct relay {
 #define FLOOR_EVERY 8 /* gossip messages per one carrying the tombstone floor */
 #define SEED_PING_PERIODS 10 /* a seed we do not hold live is pinged this often */
 #define MAJORITY_GRACE_PERIODS 5 /* writes wait this long after a minority ends */
+#define ALIASES_MAX 1024 /* aliases kept that were never members here: a member
+                         * naming a new address in every ping grows no list */
+#define PINGS_KEPT 128 /* our last pings' addresses, by seq: an ACK saying one back is
+                        * one of ours (3 periods of probes, suspects, the dead, relays) */
 
 struct members {
     node *n;
@@ -83,6 +87,16 @@ struct members {
     ring_node *seeds;     /* the peers file's members, kept for good (ping_lost_seed) */
     size_t nseeds, seed_next;
     uint64_t next_seed_ping;
+
+    uint64_t self_id;     /* our identity for this life (Member.id of our entry) */
+    struct pinged {       /* where our ping of a seq went (slot seq % PINGS_KEPT) */
+        uint64_t seq;
+        uint32_t ip;
+        uint16_t port;
+    } pinged[PINGS_KEPT];
+    uint32_t echo_ip;     /* an ACK being sent says this address back (0:0: none) */
+    uint16_t echo_port;
+    size_t aliases;       /* members_aliases */
 };
 
 static uint64_t rnd_next(members *m) {
@@ -377,6 +391,9 @@ members *members_new(node *n, members_changed_fn changed, void *ctx) {
         members_placement(n->cfg.replicas, n->cfg.vnodes ? n->cfg.vnodes : RING_DEFAULT_VNODES);
     m->v[0].placed = true;
     m->rnd = node_random(n) | 1;
+    /* from the same draw (one more would move every simulated run's random
+     * numbers): random, as it is, and not the probe order's state itself */
+    m->self_id = XXH64(&m->rnd, sizeof m->rnd, 0x616c696173ull) | 1;
     uint64_t now = node_now(n);
     m->next_probe = m->next_gossip = now;
     rebuild(m);
@@ -522,6 +539,7 @@ static void send_msg(members *m, const struct sockaddr_in *to, const uint8_t *id
     Member *ptrs[MEMBERS_PIGGYBACK + 1];
     size_t k = 0;
     fill(&m->v[0], &self);
+    if (flags & PEER_GOSSIP_PROBE) self.id = m->self_id; /* a ping of ours come back: ours */
     if (about && about->state != MEMBER_ALIVE) {
         fill(about, &ents[0]);
         ptrs[0] = &ents[0];
@@ -545,6 +563,15 @@ static void send_msg(members *m, const struct sockaddr_in *to, const uint8_t *id
     if (target) {
         p.client_ip = target->ip;
         p.client_port = target->port;
+    }
+    if (flags & PEER_GOSSIP_PROBE) { /* where it goes, kept to check the ACK's (aliases) */
+        p.to_ip = to->sin_addr.s_addr;
+        p.to_port = ntohs(to->sin_port);
+        uint64_t seq = id ? id_seq(id, WIRE_ID_LEN) : 0;
+        m->pinged[seq % PINGS_KEPT] = (struct pinged){seq, p.to_ip, (uint16_t)p.to_port};
+    } else if (flags & PEER_GOSSIP_ACK) {
+        p.to_ip = m->echo_ip;
+        p.to_port = m->echo_port;
     }
     uint8_t zero[WIRE_ID_LEN] = {0};
     node_send_peer(m->n, to, id ? id : zero, WIRE_ID_LEN, &p);
@@ -633,6 +660,7 @@ static void merge_one(members *m, const Member *in) {
     /* an incarnation from a clock far ahead would stand for good: refused */
     if (in->incarnation > node_wall_ms(m->n) + WIRE_MAX_AHEAD_MS) return;
     long i = find_any(m, in->ip, (uint16_t)in->port);
+    if (i > 0 && m->v[i].alias) return; /* an address of another member's, or ours */
     if (i == 0) {
         refute(m, in);
         if (in->state != MEMBER_ALIVE) m->accused = true;
@@ -817,6 +845,70 @@ static void heard_placement(members *m, uint32_t i, uint32_t placement) {
              node_addr_str(e->ip, e->port, a), how);
 }
 
+/* ---- aliases (members.h) ----------------------------------------------------- */
+
+/* ip:port reaches the process that advertises oip:oport (ours: this node):
+ * it is no member. Taken off the list for good (GONE, in no list, never
+ * freed), probes of it dropped; logged once. */
+static void make_alias(members *m, uint32_t oip, uint16_t oport, uint32_t ip, uint16_t port) {
+    if (!port || (ip == oip && port == oport)) return;
+    long i = find_any(m, ip, port);
+    if (i == 0 || (i > 0 && m->v[i].alias)) return; /* our own address, or known */
+    if (i < 0 && m->aliases >= ALIASES_MAX) return;
+    char a[32], o[32];
+    node_addr_str(ip, port, a);
+    if (oip == m->v[0].ip && oport == m->v[0].port)
+        node_log(m->n, "%s is an address of this node (a ping sent to it reached this node): "
+                 "not a member, dropped from the member list", a);
+    else
+        node_log(m->n, "%s is another address of member %s (a ping sent to it was answered by "
+                 "that node): not a member, dropped from the member list", a,
+                 node_addr_str(oip, oport, o));
+    if (i < 0) { /* never a member here: kept, so that gossip of it is ignored */
+        if ((i = add(m, ip, port)) < 0) return;
+        m->digest -= entry_digest(&m->v[i]);
+        m->known--;
+        m->v[i].state = MEMBER_GONE;
+    } else if (m->v[i].state != MEMBER_GONE) {
+        set_state(m, (uint32_t)i, MEMBER_GONE); /* off the ring: its slots move */
+    }
+    member *e = &m->v[i];
+    list_del(m, L_NEWS, (uint32_t)i);
+    list_del(m, L_SUSPECT, (uint32_t)i);
+    list_del(m, L_DEAD, (uint32_t)i);
+    e->alias = true;
+    e->since = node_now(m->n);
+    m->aliases++;
+    for (int k = 0; k < PROBES; k++)
+        if (m->probes[k].on && m->probes[k].target == (uint32_t)i) m->probes[k].on = false;
+}
+
+/* A process speaks as ip:port, which we took for an alias: it is a member
+ * after all (the setup changed). */
+static void unalias(members *m, uint32_t ip, uint16_t port) {
+    long i = find_any(m, ip, port);
+    if (i <= 0 || !m->v[i].alias) return;
+    m->v[i].alias = false;
+    m->aliases--;
+    char a[32];
+    node_log(m->n, "%s speaks for itself: a member again, no alias", node_addr_str(ip, port, a));
+}
+
+/* An ACK to our ping of the address it says back, from a process that
+ * advertises another: the pinged address is that process's alias. A relayed
+ * ACK says none back (the helper's entry is not the pinged one's). */
+static void alias_from_ack(members *m, uint64_t seq, const Peer *p) {
+    if (!p->from || !p->to_port || p->to_port > 65535 || p->from->port == 0 ||
+        p->from->port > 65535)
+        return;
+    const struct pinged *g = &m->pinged[seq % PINGS_KEPT];
+    if (!seq || g->seq != seq || g->ip != p->to_ip || g->port != p->to_port) return;
+    make_alias(m, p->from->ip, (uint16_t)p->from->port, p->to_ip, (uint16_t)p->to_port);
+}
+
+size_t members_aliases(const members *m) { return m->aliases; }
+uint64_t members_self_id(const members *m) { return m->self_id; }
+
 /* A probe's ack carries the peer's digest: twice in a row different from
  * ours while neither of us has news in flight, we exchange whole lists. */
 static void compare_digests(members *m, const Peer *p, const struct sockaddr_in *from) {
@@ -838,6 +930,18 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
                      const struct sockaddr_in *from) {
     uint64_t now = node_now(m->n);
     if (now < m->paused_until) return;
+    bool to_ok = p->to_port && p->to_port <= 65535;
+    /* Our own datagram, back through an address of ours that we took for a
+     * member's (a peers file names us by it): a ping of it is not answered
+     * (our own ACK kept it alive), and the address leaves the list. */
+    if (p->from && p->from->id == m->self_id) {
+        if ((p->flags & PEER_GOSSIP_PROBE) && to_ok)
+            make_alias(m, m->v[0].ip, m->v[0].port, p->to_ip, (uint16_t)p->to_port);
+        return;
+    }
+    /* a process that advertises an address we took for an alias */
+    if (p->from && p->from->port && p->from->port <= 65535)
+        unalias(m, p->from->ip, (uint16_t)p->from->port);
     m->accused = false;
     /* clocks: our stamps go above what the others stamped (node.h) */
     if (p->stamp) node_stamp_seen(m->n, p->stamp);
@@ -845,6 +949,17 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
     node_floor_seen(m->n, p->gc_floor);
     if (p->from) merge_one(m, p->from);
     for (size_t i = 0; i < p->n_members; i++) merge_one(m, p->members[i]);
+    /* Pinged at an address not ours: one that reaches us, no member (before
+     * pointers into the list are taken: make_alias may grow it). Only the
+     * sender says so: a member heard of at a life of its own is left to our
+     * own pings of it (which come back to us if it is ours), so that no
+     * member's word takes a live one off our list. */
+    if ((p->flags & PEER_GOSSIP_PROBE) && to_ok &&
+        (p->to_ip != m->v[0].ip || p->to_port != m->v[0].port)) {
+        long a = find_any(m, p->to_ip, (uint16_t)p->to_port);
+        if (a < 0 || m->v[a].incarnation == 0)
+            make_alias(m, m->v[0].ip, m->v[0].port, p->to_ip, (uint16_t)p->to_port);
+    }
     uint64_t seq = id_seq(id, idlen);
     long sender = members_find(m, from->sin_addr.s_addr, ntohs(from->sin_port));
     if (sender > 0) {
@@ -858,7 +973,7 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
      * otherwise a message of its own) and refutes above it. */
     member dead;
     long g = sender < 0 ? find_any(m, from->sin_addr.s_addr, ntohs(from->sin_port)) : -1;
-    if (g > 0 && m->v[g].state == MEMBER_GONE) {
+    if (g > 0 && m->v[g].state == MEMBER_GONE && !m->v[g].alias) {
         dead = as_dead(&m->v[g]);
         about = &dead;
         if (!(p->flags & PEER_GOSSIP_PROBE)) send_msg(m, from, NULL, 0, about, NULL);
@@ -870,11 +985,18 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
         send_msg(m, from, NULL, 0, about, NULL);
 
     if (p->flags & PEER_GOSSIP_PROBE) {
-        if (idlen == WIRE_ID_LEN) send_msg(m, from, id, PEER_GOSSIP_ACK, about, NULL);
+        if (idlen == WIRE_ID_LEN) { /* the ACK says where the ping came, if not here */
+            bool other = to_ok && (p->to_ip != m->v[0].ip || p->to_port != m->v[0].port);
+            m->echo_ip = other ? p->to_ip : 0;
+            m->echo_port = other ? (uint16_t)p->to_port : 0;
+            send_msg(m, from, id, PEER_GOSSIP_ACK, about, NULL);
+            m->echo_ip = m->echo_port = 0;
+        }
     } else if (p->flags & PEER_GOSSIP_PROBE_REQ) {
         run_relay(m, id, idlen, p, from);
     } else if (p->flags & PEER_GOSSIP_ACK) {
         relay *r;
+        alias_from_ack(m, seq, p);
         struct probe *pr = seq ? probe_find(m, seq) : NULL;
         if (pr) {
             probe_acked(m, pr);
@@ -986,7 +1108,7 @@ static void ping_lost_seed(members *m, uint64_t now) {
     for (size_t tries = 0; tries < m->nseeds; tries++) {
         ring_node s = m->seeds[m->seed_next++ % m->nseeds];
         long i = find_any(m, s.ip, s.port);
-        if (i >= 0 && m->v[i].state != MEMBER_GONE) continue;
+        if (i >= 0 && (m->v[i].state != MEMBER_GONE || m->v[i].alias)) continue;
         member dead = i > 0 ? as_dead(&m->v[i]) : (member){0};
         struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(s.port),
                                  .sin_addr.s_addr = s.ip};

@@ -42,6 +42,31 @@
  *   its slot is reused forget_ms later. A restarted node has a later
  *   incarnation, so it is always accepted back.
  *
+ * Aliases: members are known by address, and a process may be reached at
+ * more than the one it advertises (it binds 0.0.0.0 and a peers file names
+ * it 127.0.0.2, or a host has two interfaces). Such an address is no
+ * member: taken for one, it was pinged, the process answered for it, and it
+ * stood on the ring beside the process, which then held two replica places
+ * of a slot and acked the writes sent to the alias from its own address
+ * (the writes went to stand-ins). So a ping says where it was sent (to_ip,
+ * to_port) and carries its sender's random id for this life, and an ACK
+ * says that address back when it is not the answering node's own:
+ * - a node that hears its own ping (its id) knows the ping's address
+ *   reaches it: an alias of itself; so is an address another node pinged
+ *   it at, unless a member there was heard of at a life of its own (a
+ *   sender's word takes no live member off the list);
+ * - a node whose ping to an address is answered, directly (a helper's relay
+ *   says nothing), by a process that advertises another address takes the
+ *   pinged address for an alias of that process.
+ * Either way the alias leaves the member list (off the ring, counted in no
+ * list, never gossiped, forgotten never) and gossip about it is ignored
+ * from then on; it is logged once. A process that itself advertises that
+ * address (its own entry names it: a new setup) makes it a member again.
+ * A node restarted at the same address answers for that address: a new
+ * life, not an alias. Only nodes of this version find aliases (earlier
+ * ones neither say where a ping went nor say it back): during a rolling
+ * upgrade an alias stays a member where it was one.
+ *
  * The ring holds the ALIVE and SUSPECT members and is updated one member at
  * a time; whenever the set changes the epoch grows and the `changed`
  * callback is called (also when a live member restarts: it may have lost
@@ -85,6 +110,8 @@ typedef struct member {
     bool placed;          /* a GOSSIP of its own was heard: placement is its */
     uint32_t placement;   /* how it places hash slots (members_placement; 0: an
                            * earlier version that does not say) */
+    bool alias;           /* GONE for good: an address of another member (or of
+                           * this node), never one itself (see Aliases above) */
     uint32_t pos[3];      /* place in the news, suspect and dead lists (internal) */
 } member;
 
@@ -139,6 +166,13 @@ unsigned members_health(const members *m); /* local health multiplier, 0 best */
  * member said it runs none (no_resp), or this node has no Redis port and
  * has heard of none. */
 uint16_t members_resp_port(const members *m, size_t i);
+
+/* Addresses found to reach another member or this node (aliases, above):
+ * /metrics dht_member_aliases. */
+size_t members_aliases(const members *m);
+
+/* This node's identity for this life: random, in its pings' entry. */
+uint64_t members_self_id(const members *m);
 
 /* Index of the known (not gone) member at ip:port, or -1. Constant time. */
 long members_find(const members *m, uint32_t ip, uint16_t port);

@@ -361,10 +361,11 @@ static size_t record_size(const Record *r) {
 }
 
 /* The size of m coded by hand, or SIZE_MAX when protobuf-c is to code it
- * (gossip, forwards, digests and placement: fields the hand coder has not). */
+ * (gossip, forwards, digests, placement and ping addresses: fields the hand
+ * coder has not). */
 static size_t fast_peer_size(const Peer *m) {
     if (m->base.n_unknown_fields || m->from || m->n_members || m->client_ip || m->client_port ||
-        m->request.len || m->n_digests || m->placement)
+        m->request.len || m->n_digests || m->placement || m->to_ip || m->to_port)
         return SIZE_MAX;
     size_t n = 0;
     if (m->type) n += 1 + varint_size(m->type);

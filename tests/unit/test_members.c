@@ -956,6 +956,182 @@ static void test_many_forgotten_at_once(void **state) {
     assert_int_equal(members_known(n->members), 3);
 }
 
+/* ---- aliases (members.h) ---------------------------------------------------- */
+
+static uint32_t alias_ip(void) { return htonl(0x7f000002u); } /* 127.0.0.2 */
+
+/* A ping sent to 127.0.0.2:7000 reached us (127.0.0.1:7000, as a node
+ * bound to 0.0.0.0 is reached): that address is ours, no member, though
+ * our peers file names it; the ACK says it back, with our entry.
+ * Gossip of it is ignored from then on. A ping to our own address makes
+ * no alias, nor does one naming a member heard at a life of its own. */
+static void test_pinged_at_an_alias(void **state) {
+    (void)state;
+    assert_int_equal(members_add_seed(n->members, alias_ip(), 7000), 0);
+    gossip(7001, 5, 0, MEMBER_ALIVE);
+    assert_int_equal(members_live(n->members), 3); /* before: ourselves twice */
+    Member from = entry(7001, 5, 0, MEMBER_ALIVE, 0);
+    Peer p = PEER__INIT;
+    p.from = &from;
+    p.flags = PEER_GOSSIP_PROBE;
+    p.to_ip = alias_ip();
+    p.to_port = 7000;
+    uint8_t id[WIRE_ID_LEN] = {7, 1, 2, 3};
+    fake.nsent = 0;
+    deliver(7001, id, &p);
+    node_flush(n);
+    assert_true(members_find(n->members, alias_ip(), 7000) < 0);
+    assert_int_equal(members_live(n->members), 2);
+    assert_int_equal(members_known(n->members), 2);
+    assert_int_equal(members_aliases(n->members), 1);
+    wire_arena *a = wire_arena_new();
+    Peer *ack = sent_gossip(a, 7001, PEER_GOSSIP_ACK, NULL);
+    assert_non_null(ack);
+    assert_int_equal(ack->to_ip, alias_ip());
+    assert_int_equal(ack->to_port, 7000);
+    assert_int_equal(ack->from->ip, lo());
+    assert_int_equal(ack->from->port, 7000);
+
+    Member al = entry(7000, 0, 0, MEMBER_ALIVE, 0);
+    al.ip = alias_ip();
+    gossip_entry(7001, &al);
+    al.incarnation = 9; /* whatever pair a gossip gives it */
+    gossip_entry(7001, &al);
+    assert_true(members_find(n->members, alias_ip(), 7000) < 0);
+    assert_int_equal(members_live(n->members), 2);
+    char list[256];
+    members_format(n->members, list, sizeof list);
+    assert_null(strstr(list, "127.0.0.2"));
+
+    p.to_ip = lo();
+    fake.nsent = 0;
+    deliver(7001, id, &p);
+    node_flush(n);
+    ack = sent_gossip(a, 7001, PEER_GOSSIP_ACK, NULL);
+    assert_non_null(ack);
+    assert_int_equal(ack->to_port, 0); /* said back only when not ours */
+    assert_int_equal(members_aliases(n->members), 1);
+    assert_int_equal(members_live(n->members), 2);
+
+    /* a member heard of at a life of its own is no alias on a sender's word */
+    gossip(7002, 5, 0, MEMBER_ALIVE);
+    p.to_port = 7002;
+    deliver(7001, id, &p);
+    assert_true(members_find(n->members, lo(), 7002) > 0);
+    assert_int_equal(members_aliases(n->members), 1);
+    wire_arena_free(a);
+}
+
+/* Our peers file names us at 127.0.0.2 too: our ping of it comes back to
+ * us, with our own entry and id. It is not answered (before, our own ACK
+ * kept the phantom alive, on the ring beside us), and the address is
+ * dropped: never pinged again, never suspected. */
+static void test_own_ping_back_through_an_alias(void **state) {
+    (void)state;
+    assert_int_equal(members_add_seed(n->members, alias_ip(), 7000), 0);
+    assert_int_equal(members_live(n->members), 2);
+    fast_timers();
+    fake.nsent = 0;
+    run_for(1);
+    struct fake_sent ping = {0};
+    for (size_t k = 0; k < fake.nsent && k < FAKE_SENT_KEEP; k++)
+        if (fake.sent[k].to.sin_addr.s_addr == alias_ip()) ping = fake.sent[k];
+    assert_true(ping.len > 0);
+    wire_arena *a = wire_arena_new();
+    Peer *sent = sent_gossip(a, 7000, PEER_GOSSIP_PROBE, NULL);
+    assert_non_null(sent);
+    assert_int_equal(sent->from->id, members_self_id(n->members)); /* our life's, in a ping */
+    struct sockaddr_in me = addr(7000);
+    fake.nsent = 0;
+    node_receive(n, &me, ping.buf, ping.len);
+    node_flush(n);
+    assert_null(sent_gossip(a, 7000, PEER_GOSSIP_ACK, NULL));
+    wire_arena_free(a);
+    assert_true(members_find(n->members, alias_ip(), 7000) < 0);
+    assert_int_equal(members_live(n->members), 1);
+    assert_int_equal(members_aliases(n->members), 1);
+    fake.nsent = 0;
+    run_for(500); /* seeds not held live are pinged every 10 periods: not this one */
+    for (size_t k = 0; k < fake.nsent && k < FAKE_SENT_KEEP; k++)
+        assert_int_not_equal(fake.sent[k].to.sin_addr.s_addr, alias_ip());
+    assert_int_equal(members_live(n->members), 1);
+}
+
+/* Our peers file names 7001 at 127.0.0.2, and 127.0.0.1:7001 answers our
+ * ping of it, saying the address back: 127.0.0.2:7001 is its alias, and
+ * leaves the list (before, both stood on the ring). A helper's relayed
+ * ACK says nothing back, nor is an ACK believed that says back another
+ * address than the ping's. A restart at the same address is a new life,
+ * no alias; a process that advertises the alias itself makes it a member
+ * again. */
+static void test_answered_from_another_address(void **state) {
+    (void)state;
+    assert_int_equal(members_add_seed(n->members, alias_ip(), 7001), 0);
+    gossip(7002, 5, 0, MEMBER_ALIVE);
+    fast_timers();
+    wire_arena *a = wire_arena_new();
+    uint8_t pid[WIRE_ID_LEN];
+    Peer *ping = NULL;
+    for (int k = 0; k < 5 && !ping; k++) {
+        fake.nsent = 0;
+        run_for(10);
+        ping = sent_gossip(a, 7001, PEER_GOSSIP_PROBE, pid);
+    }
+    assert_non_null(ping);
+    assert_int_equal(ping->to_ip, alias_ip());
+    assert_int_equal(ping->to_port, 7001);
+
+    Member helper = entry(7002, 5, 0, MEMBER_ALIVE, 0), real = entry(7001, 5, 0, MEMBER_ALIVE, 0);
+    Peer ack = PEER__INIT;
+    ack.flags = PEER_GOSSIP_ACK;
+    ack.from = &helper;
+    deliver(7002, pid, &ack); /* relayed */
+    assert_true(members_find(n->members, alias_ip(), 7001) > 0);
+    ack.from = &real;
+    ack.to_ip = lo(); /* not where the ping went */
+    ack.to_port = 7001;
+    deliver(7001, pid, &ack);
+    uint8_t other[WIRE_ID_LEN] = {0xee, 0xee, 0xee};
+    ack.to_ip = alias_ip();
+    deliver(7001, other, &ack); /* no ping of ours had that ID */
+    assert_true(members_find(n->members, alias_ip(), 7001) > 0);
+    assert_int_equal(members_aliases(n->members), 0);
+
+    deliver(7001, pid, &ack);
+    assert_true(members_find(n->members, alias_ip(), 7001) < 0);
+    assert_true(members_find(n->members, lo(), 7001) > 0);
+    assert_int_equal(members_live(n->members), 3);
+    assert_int_equal(members_aliases(n->members), 1);
+
+    /* 7001 restarted at its address answers our ping of that address */
+    ping = NULL;
+    for (int k = 0; k < 5 && !ping; k++) {
+        fake.nsent = 0;
+        run_for(10);
+        ping = sent_gossip(a, 7001, PEER_GOSSIP_PROBE, pid);
+    }
+    assert_non_null(ping);
+    assert_int_equal(ping->to_ip, lo());
+    real.incarnation = 9;
+    ack.to_ip = lo();
+    deliver(7001, pid, &ack);
+    long i = members_find(n->members, lo(), 7001);
+    assert_true(i > 0);
+    assert_int_equal(members_at(n->members, (size_t)i)->incarnation, 9);
+    assert_int_equal(members_aliases(n->members), 1);
+
+    /* a process advertising 127.0.0.2:7001 itself */
+    Member own = entry(7001, 12, 0, MEMBER_ALIVE, 0);
+    own.ip = alias_ip();
+    Peer g = PEER__INIT;
+    g.from = &own;
+    deliver(7001, NULL, &g);
+    assert_true(members_find(n->members, alias_ip(), 7001) > 0);
+    assert_int_equal(members_aliases(n->members), 0);
+    assert_int_equal(members_live(n->members), 4);
+    wire_arena_free(a);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -991,6 +1167,9 @@ int main(void) {
         T(test_verdict_at_the_last_heartbeat_is_refuted),
         T(test_verdict_at_the_heartbeat_bound_is_refuted),
         T(test_many_forgotten_at_once),
+        T(test_pinged_at_an_alias),
+        T(test_own_ping_back_through_an_alias),
+        T(test_answered_from_another_address),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
