@@ -16,6 +16,9 @@ dropped (1,938 copies of 600 keys instead of 1,800).
   slot lists a process twice, and 200 keys have exactly 600 copies;
 - node 3 restarted at the same address is a new life, not an alias: counted 4
   again, its keys there;
+- node 3 started last: the alias, dead at the others meanwhile (before, it
+  stayed dead for --forget-ms, an hour, and held back tombstone collection),
+  leaves their lists once node 3 answers its pings;
 - a node advertising 127.0.0.2 (--advertise) while the peers file names it
   127.0.0.1: the peers file's address is the alias, dropped in turn.
 
@@ -35,10 +38,11 @@ KEYS = 200
 ALIAS_IP = "127.0.0.2"
 
 
-def start(alias_in_peers):
+def start(alias_in_peers, first=N):
     """4 nodes on 127.0.0.1; node 3 named 127.0.0.2 in the peers file
     (alias_in_peers), or advertising 127.0.0.2 while the file names it
-    127.0.0.1. Returns (cluster, http ports, resp ports, node 3's address)."""
+    127.0.0.1. The first `first` are started. Returns (cluster, http ports,
+    resp ports, node 3's address)."""
     http, resp = dht.free_tcp_ports(N), dht.free_tcp_ports(N)
     base = dht.free_port_range(N)
     ip3 = ALIAS_IP if alias_in_peers else "127.0.0.1"
@@ -48,16 +52,17 @@ def start(alias_in_peers):
         a = ["--http-port", http[i], "--resp-port", resp[i], "--sync-ms", "200"]
         return a + (["--advertise", ALIAS_IP] if i == N - 1 and not alias_in_peers else [])
     c = dht.Cluster(N, base_port=base, peers=peers, extra_args=args)
-    c.start()
-    c.wait_ready(timeout=15)
+    for i in range(first):
+        c.start(i)
+    c.wait_ready(timeout=15, nodes=range(first))
     node3 = ("127.0.0.1" if alias_in_peers else ALIAS_IP, base + N - 1)
     return c, http, resp, node3
 
 
-def member_lists(c):
+def member_lists(c, nodes=N):
     out = {}
     with dht.Client(c.addr(0), timeout=0.2, retries=3) as cl:
-        for i in range(N):
+        for i in range(nodes):
             r = cl.request(dht.GET_MEMBERSHIP_LIST, addr=c.addr(i))
             out[i] = (r.members, sorted("%s:%d %s" % m for m in dht.parse_member_list(r.value)))
     return out
@@ -160,6 +165,21 @@ def test_alias_in_the_peers_file_is_no_member():
         for k in keys[:50]:
             r = cl.call(GET, k)
             assert (r.err, r.value) == (OK, b"v" + k), "GET %s via node 3: %s" % (k, dht.err_name(r.err))
+    c.cleanup()
+
+
+def test_alias_found_dead_before_its_node_starts():
+    """Nodes 0-2 start first: the alias, a seed nobody answers for, dies
+    (a dead member is pinged, and blocks tombstone collection while it stays
+    dead, for --forget-ms). Once node 3 starts, it answers a ping of the alias,
+    which then leaves every list."""
+    c, http, resp, node3 = start(alias_in_peers=True, first=N - 1)
+    dead = "%s:%d dead" % (ALIAS_IP, node3[1])
+    dht.wait_until(lambda: all(dead in v[1] for i, v in member_lists(c, N - 1).items()), 10,
+                   interval=0.2, what="the alias dead at nodes 0-2")
+    c.start(N - 1)
+    c.wait_ready(timeout=15, nodes=[N - 1])
+    wait_one_member_each(c, node3, hold=1.0)
     c.cleanup()
 
 
