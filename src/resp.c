@@ -770,10 +770,13 @@ static void cmd_info(conn *c, uint64_t seq, size_t argc, const arg *argv) {
     reply_bulk(c, seq, text, len > 0 && (size_t)len < sizeof text ? (size_t)len : 0);
 }
 
+/* The state is set before the reply: a reply may close the connection (its
+ * bytes take the clients past --resp-max-buffer and this one holds the
+ * most), and a closed one must stay CLOSED. */
 static void cmd_quit(conn *c, uint64_t seq, size_t argc, const arg *argv) {
     (void)argc, (void)argv;
-    reply_status(c, seq, "OK");
     c->state = CONN_QUITTING;
+    reply_status(c, seq, "OK");
 }
 
 /* AUTH password, or AUTH default password (Redis 6's form: "default" is
@@ -1906,15 +1909,15 @@ static void conn_account(conn *c) {
 }
 
 /* Answers the parser's protocol error in a new slot and stops taking
- * commands. */
+ * commands (QUITTING before the reply, which may close c: cmd_quit). */
 static void protocol_error(conn *c) {
     uint64_t seq;
     if (slots_add(c, 1, &seq) != 0) {
         conn_close(c);
         return;
     }
-    reply_error(c, seq, "ERR Protocol error: %s", c->parser.err);
     c->state = CONN_QUITTING;
+    reply_error(c, seq, "ERR Protocol error: %s", c->parser.err);
 }
 
 /* Runs the commands buffered in c->in while the connection has room for

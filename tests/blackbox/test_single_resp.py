@@ -692,6 +692,35 @@ def test_resp_protocol_errors_like_redis():
         assert_serves(c, cl, port, "protocol errors")
 
 
+def test_resp_protocol_error_past_the_buffer_bound():
+    """A protocol error whose reply takes the bytes held for clients past
+    --resp-max-buffer: the client holding the most, the one in error (its
+    command of almost 1 MiB is held), was closed for it, then marked
+    QUITTING after the reply, and closed a second time when its reply was
+    written (libuv: Assertion `!uv__is_closing(handle)' failed; abort).
+    Seen reading resp.c for fuzz/fuzz_resp_conn.c, which aborts on it
+    (fuzz/corpus/resp_conn/regress-evicted-by-protocol-error). Sizes
+    around the bound: some tip it (the reply and the connection's first
+    reply slots, about 1 KiB). QUIT set its state after its reply alike."""
+    limit = 1 << 20
+    with node("--resp-max-buffer", "1M") as (c, cl, port):
+        for n in range(limit - 2048, limit, 128):
+            with Resp(port) as r:
+                r.send(b"*3\r\n$4\r\nECHO\r\n$%d\r\n" % n + b"x" * n + b"\r\n")
+                r.send(b"!")   # expected '$'
+                try:
+                    reply = r.read()
+                    assert reply == Err("ERR Protocol error: expected '$', got '!'"), (n, reply)
+                except (EOFError, ConnectionResetError):
+                    pass       # closed for what it held: it may be, but the node lives on
+            try:
+                with Resp(port) as r:
+                    assert r.call("PING") == "PONG"
+            except OSError:
+                raise AssertionError("the node died at a command of %d bytes" % n)
+        assert_serves(c, cl, port, "protocol errors past --resp-max-buffer")
+
+
 def test_resp_empty_and_negative_multibulk_are_skipped():
     with node() as (c, cl, port), Resp(port) as r:
         r.send(b"*0\r\n*-1\r\n*-100\r\n" + encode("PING"))
