@@ -352,14 +352,18 @@ static int client_read(int fd, size_t max, bool *got) {
 
 /* The replies a connection owes for stream[0..len), as conn_parse and
  * run_command go: one a command (empty ones none) until QUIT or a protocol
- * error (answered, then the connection ends), with the bounds before AUTH
+ * error (answered, then the connection ends) or a line of an HTTP request
+ * (POST or Host:, unanswered, the connection closed at once: the replies
+ * before it not written yet are dropped with it, so *at_most), with the bounds before AUTH
  * while the client has not authenticated. false when that cannot be told
  * (no memory). */
-static bool replies_owed(const uint8_t *stream, size_t len, bool password, size_t *owed) {
+static bool replies_owed(const uint8_t *stream, size_t len, bool password, size_t *owed,
+                         bool *at_most) {
     resp_parser p;
     resp_parser_init(&p);
     bool authed = false, known = true;
     size_t start = 0, n = 0, used;
+    *at_most = false;
     for (;;) {
         p.noauth = password && !authed;
         int rc = start < len ? resp_parse(&p, (const char *)stream + start, len - start, &used) : 0;
@@ -374,8 +378,14 @@ static bool replies_owed(const uint8_t *stream, size_t len, bool password, size_
         }
         start += used;
         if (!p.argc) continue;
-        n++;
         const resp_arg *a = p.argv;
+        /* a browser's HTTP request: closed unanswered (resp.c http_request_line) */
+        if ((a[0].len == 4 && strncasecmp(a[0].p, "post", 4) == 0) ||
+            (a[0].len == 5 && strncasecmp(a[0].p, "host:", 5) == 0)) {
+            *at_most = true;
+            break;
+        }
+        n++;
         if (a[0].len == 4 && strncasecmp(a[0].p, "quit", 4) == 0) break;
         if (password && a[0].len == 4 && strncasecmp(a[0].p, "auth", 4) == 0 && p.argc >= 2 &&
             p.argc <= 3 && (p.argc == 2 || (a[1].len == 7 && memcmp(a[1].p, "default", 7) == 0)) &&
@@ -516,20 +526,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (fd >= 0) {
         close(fd);
         size_t owed;
+        bool at_most;
         /* the replies owed for what it received, all of it unless it ended
          * the connection first; not when a write was refused: after QUIT or
          * a protocol error the node closes with the client's later input
          * unread, its kernel then resets the connection and drops the
          * replies a slow reader had not taken yet (as Redis's would) */
         bool whole = eof == 1 && !refused && sent <= RESP_MAX_LINE && which != EVICTING;
-        if (eof == 1 && !refused && which != EVICTING && rx.len)
+        bool counted = replies_owed(stream, sent, which & 2, &owed, &at_most);
+        if (eof == 1 && !refused && which != EVICTING && rx.len && !at_most)
             fail("the node closed in the middle of a reply");
-        bool known = whole && replies_owed(stream, sent, which & 2, &owed);
+        bool known = whole && counted;
         if (verbose)
             fprintf(stderr, "\n[port %d, %zu of %zu bytes sent, %s, %zu replies, %zu owed%s]\n",
                     which, sent, len, whole ? "counted" : "not counted", rx.replies, known ? owed : 0,
                     known ? "" : " (not known)");
-        if (known && owed != rx.replies) {
+        if (known && (at_most ? rx.replies > owed : owed != rx.replies)) {
             fprintf(stderr, "fuzz_resp_conn: %zu replies for %zu commands\n", rx.replies, owed);
             fail("a command without its one reply");
         }

@@ -213,6 +213,10 @@ seed("bad-length", cmd("SET", "a", "1") + b"*1\r\n$x\r\n", PLAIN | W8)
 seed("bad-mbulk", b"*abc\r\n", PLAIN | W8)
 seed("huge-bulk", b"*2\r\n$4\r\nECHO\r\n$2000000\r\n", PLAIN | WALL)
 seed("cut-short", cmd("PING") + b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nva", PLAIN | W8, CLUSTER | W64 | RESET)
+# a browser's HTTP request (cross-protocol scripting): closed at POST or Host:
+seed("http-post", b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 15\r\n\r\nSET xss pwned\r\n",
+     PLAIN | W64, PLAIN | WALL)
+seed("http-get", b"GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + cmd("SET", "k", "v"), PLAIN | W8, CLUSTER | WALL)
 seed("binary", cmd("SET", b"\x00\xff\r\n", b"\r\n\x00") + cmd("GET", b"\x00\xff\r\n") +
      cmd("CLIENT", "SETNAME", b"\x01") + cmd("ECHO", b"\r\n-ERR\r\n"), PLAIN | W8, CLUSTER | W64)
 
