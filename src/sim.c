@@ -172,6 +172,7 @@ typedef struct client {
     uint64_t timer_gen;
     uint8_t first_reply[256];   /* first reply's bytes (payload prefix) */
     size_t first_len;
+    struct sockaddr_in first_from; /* the node that sent it */
     bool got_reply;
     bool final_read;            /* the end-of-run check */
     int side;                   /* partition side */
@@ -780,12 +781,21 @@ static void client_reply(sim *s, client *c, const packet *p) {
     /* every reply to one message ID must be the same */
     size_t cmp = f.plen < sizeof c->first_reply ? f.plen : sizeof c->first_reply;
     if (c->got_reply) {
+        /* a GET's retries follow the ring (node.c client_request): one
+         * forwarded to a node that was slow to answer, and retried where
+         * the forwarder then coordinated it, is answered by both */
+        if (c->cmd == WIRE_GET && (p->from.sin_addr.s_addr != c->first_from.sin_addr.s_addr ||
+                                   p->from.sin_port != c->first_from.sin_port)) {
+            trace(s, "c%u late reply to a GET from another coordinator", c->idx);
+            return;
+        }
         if (cmp != c->first_len || (cmp && memcmp(c->first_reply, f.payload, cmp) != 0))
             fail(s, "c%u: two different replies to one request (%s %s seq %" PRIu64 ")", c->idx,
                  wire_cmd_name(c->cmd), c->k->key, c->seq);
         return;
     }
     c->got_reply = true;
+    c->first_from = p->from;
     if (cmp) memcpy(c->first_reply, f.payload, cmp);
     c->first_len = cmp;
     trace(s, "c%u reply %s %s seq %" PRIu64 ": %s", c->idx, wire_cmd_name(c->cmd), c->k->key,
