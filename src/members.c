@@ -83,6 +83,7 @@ struct members {
     uint64_t next_probe, next_gossip;
     uint64_t last_tick, last_sync, last_sync_reply;
     uint64_t paused_until;
+    uint64_t lead_at;     /* when the node's lead was last taken from the members */
     uint64_t rnd;         /* xorshift state for picking members */
     ring_node *seeds;     /* the peers file's members, kept for good (ping_lost_seed) */
     size_t nseeds, seed_next;
@@ -287,6 +288,7 @@ static long add(members *m, uint32_t ip, uint16_t port) {
     e->addr.sin_port = htons(port);
     e->state = MEMBER_ALIVE;
     e->since = node_now(m->n);
+    e->clock = INT64_MIN;
     m->placements++;
     e->pos[0] = e->pos[1] = e->pos[2] = NONE;
     size_t j = addr_slot(m, ip, port);
@@ -323,6 +325,12 @@ static void set_state(members *m, uint32_t i, int state) {
     bool was_live = is_live(e->state);
     if (e->state != MEMBER_GONE) m->digest -= entry_digest(e);
     else m->known++;
+    if (was_live && !is_live(state) && e->clock != INT64_MIN) {
+        /* its lead ends: the stamps stay above where its clock had run */
+        int64_t led = (int64_t)now + e->clock;
+        if (led > 0) node_stamp_seen(m->n, (uint64_t)led << 16);
+        e->clock = INT64_MIN;
+    }
     e->state = (uint8_t)state;
     e->since = now;
     if (state != MEMBER_GONE) m->digest += entry_digest(e);
@@ -557,6 +565,7 @@ static void send_msg(members *m, const struct sockaddr_in *to, const uint8_t *id
     p.digests = &digest;
     p.n_digests = 1;
     p.stamp = node_clock(m->n);
+    p.wall = node_wall_ms(m->n);
     /* a tombstone floor for a node back from a long absence (node.h): one
      * message in FLOOR_EVERY, and every whole list, is enough for it */
     if (++m->floor_every % FLOOR_EVERY == 0) p.gc_floor = m->n->gc_floor;
@@ -601,6 +610,7 @@ static void send_full(members *m, const struct sockaddr_in *to, uint32_t flags) 
                   (i >= m->len ? PEER_GOSSIP_SYNC_END : 0);
         p.placement = m->v[0].placement;
         p.stamp = node_clock(m->n);
+        p.wall = node_wall_ms(m->n);
         p.gc_floor = m->n->gc_floor;
         node_send_peer(m->n, to, id, sizeof id, &p);
     } while (i < m->len);
@@ -825,6 +835,8 @@ uint32_t members_placement(unsigned replicas, unsigned vnodes) {
 
 /* A member's GOSSIP said how it places slots: a change to one other than
  * ours is logged (whatever --quiet says: keys go astray). */
+static void heard_wall(members *m, uint32_t i, uint64_t wall);
+
 static void heard_placement(members *m, uint32_t i, uint32_t placement) {
     member *e = &m->v[i];
     bool news = !e->placed || e->placement != placement;
@@ -965,6 +977,7 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
     if (sender > 0) {
         m->v[sender].siphash = (p->flags & PEER_GOSSIP_SIPHASH) != 0;
         heard_placement(m, (uint32_t)sender, p->placement);
+        heard_wall(m, (uint32_t)sender, p->wall);
     }
     const member *about = sender > 0 ? &m->v[sender] : NULL;
     /* A member we forgot (GONE: dead for forget_ms, as the far side of a
@@ -1016,6 +1029,29 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
 }
 
 /* ---- the clock --------------------------------------------------------------- */
+
+/* A member's own reading of its wall clock (node.h node_clock), kept
+ * against node_now, which no step of our wall clock moves: the node's lead
+ * goes up at once, and down at the next reckoning (lead_reckon). A reading
+ * past the clock bound is none. */
+static void heard_wall(members *m, uint32_t i, uint64_t wall) {
+    if (!wall || wall > node_wall_ms(m->n) + WIRE_MAX_AHEAD_MS) return;
+    int64_t clock = (int64_t)wall - (int64_t)node_now(m->n);
+    m->v[i].clock = clock;
+    if (clock > m->n->lead && is_live(m->v[i].state)) m->n->lead = clock;
+}
+
+/* The lead anew from the live members' clocks, every LEAD_RECKON_MS: a
+ * member whose clock was set back, or that died, leads no more. */
+#define LEAD_RECKON_MS 100
+static void lead_reckon(members *m, uint64_t now) {
+    if (now < m->lead_at + LEAD_RECKON_MS) return;
+    m->lead_at = now;
+    int64_t lead = INT64_MIN;
+    for (uint32_t i = 1; i < m->len; i++)
+        if (m->v[i].clock > lead && is_live(m->v[i].state)) lead = m->v[i].clock;
+    m->n->lead = lead;
+}
 
 /* When this node itself was held up (no CPU, a long stall), the silence of
  * others meanwhile is not theirs: the time lost is forgiven, and our health
@@ -1159,6 +1195,7 @@ uint64_t members_tick(members *m, uint64_t now) {
     m->last_tick = now;
     if (now < m->paused_until) return m->paused_until;
     uint64_t next = UINT64_MAX;
+    lead_reckon(m, now);
 
     for (int k = 0; k < PROBES; k++) {
         struct probe *pr = &m->probes[k];

@@ -112,6 +112,8 @@ typedef struct member {
                            * earlier version that does not say) */
     bool alias;           /* GONE for good: an address of another member (or of
                            * this node), never one itself (see Aliases above) */
+    int64_t clock;        /* its wall clock less our node_now when its last
+                           * GOSSIP came (INT64_MIN: none; node.h lead) */
     uint32_t pos[3];      /* place in the news, suspect and dead lists (internal) */
 } member;
 

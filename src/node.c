@@ -71,14 +71,22 @@ uint64_t node_random(node *n) { return n->env.random(n->env.ctx); }
  * millisecond does a stamp run ahead of the wall clock. Two coordinators may
  * issue the same stamp: store_rec_cmp orders such records by content, so
  * replicas agree on the winner. */
+/* Wall-clock ms, or the clock of the member furthest ahead run on (lead). */
+static uint64_t lead_wall_ms(const node *n) {
+    uint64_t wall = node_wall_ms(n);
+    if (n->lead == INT64_MIN) return wall;
+    int64_t led = (int64_t)node_now(n) + n->lead;
+    return led > (int64_t)wall && (uint64_t)led <= wall + WIRE_MAX_AHEAD_MS ? (uint64_t)led : wall;
+}
+
 uint64_t node_stamp(node *n) {
-    uint64_t wall = node_wall_ms(n) << 16, next = n->hlc + 1;
+    uint64_t wall = lead_wall_ms(n) << 16, next = n->hlc + 1;
     n->hlc = wall > next ? wall : next;
     return n->hlc;
 }
 
 uint64_t node_clock(const node *n) {
-    uint64_t wall = node_wall_ms(n) << 16;
+    uint64_t wall = lead_wall_ms(n) << 16;
     return n->hlc > wall ? n->hlc : wall;
 }
 
@@ -637,6 +645,7 @@ node *node_new(const node_config *cfg, const node_env *env, const struct sockadd
     n->self = *self;
     n->pid = pid;
     n->store = st;
+    n->lead = INT64_MIN;
     n->incarnation = n->started_ms = node_wall_ms(n);
     /* above the last life's, but not beyond what the others believe */
     if (cfg->last_incarnation >= n->incarnation) {

@@ -365,7 +365,7 @@ static size_t record_size(const Record *r) {
  * coder has not). */
 static size_t fast_peer_size(const Peer *m) {
     if (m->base.n_unknown_fields || m->from || m->n_members || m->client_ip || m->client_port ||
-        m->request.len || m->n_digests || m->placement || m->to_ip || m->to_port)
+        m->request.len || m->n_digests || m->placement || m->to_ip || m->to_port || m->wall)
         return SIZE_MAX;
     size_t n = 0;
     if (m->type) n += 1 + varint_size(m->type);

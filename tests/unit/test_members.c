@@ -919,6 +919,65 @@ static void test_verdict_at_the_heartbeat_bound_is_refuted(void **state) {
 /* Forgetting many members at once frees their slots in one round (the
  * address index was rebuilt once a slot freed: quadratic, 594 ms for 20,000
  * in one tick), and the members left are still found. */
+/* A GOSSIP from 127.0.0.1:sender, alive at incarnation 1, whose clock
+ * field says stamp and whose own wall clock says wall (ms). */
+static void gossip_clock(uint16_t sender, uint64_t hb, uint64_t stamp, uint64_t wall) {
+    Member from = entry(sender, 1, hb, MEMBER_ALIVE, 0);
+    Peer p = PEER__INIT;
+    p.from = &from;
+    p.stamp = stamp;
+    p.wall = wall;
+    deliver(sender, NULL, &p);
+}
+
+static uint64_t stamp_ms(void) { return node_stamp(n) >> 16; }
+
+/* A member's wall clock ahead of ours runs on in our stamps while it lives
+ * (node.h node_clock): heard 10 s ahead, then silent for 2 s, our stamps
+ * are 12 s ahead, not stuck at what was heard (dht-sim 460, 8061: a write
+ * stamped below one the node ahead acknowledged after that reading). A
+ * clock passed on (another's stamp) stands still; a lead ends where it had
+ * run when its member dies, and at once when its clock is set back. */
+static void test_a_lead_runs_on_while_its_member_lives(void **state) {
+    (void)state;
+    n->cfg.suspicion_ms = 100;
+    uint64_t w0 = node_wall_ms(n);
+    gossip_clock(7001, 1, (w0 + 10000) << 16, w0 + 10000);
+    assert_true(stamp_ms() >= w0 + 10000);
+    fake.clock_ms += 2000;
+    assert_true(stamp_ms() >= w0 + 12000);
+    /* our wall clock stepped 5 s ahead: 7001's is where it was, not 5 s
+     * further (dht-sim 181: a lead heard while 23 s behind, then a step to
+     * 27 s ahead, stamped writes 49 s ahead) */
+    fake.wall_offset_ms += 5000;
+    uint64_t s = stamp_ms();
+    assert_true(s >= w0 + 12000 && s < w0 + 12100);
+    fake.wall_offset_ms -= 5000;
+    /* 7001 dead: its lead stops where it had run */
+    gossip_from(7999, 7001, 1, 1, MEMBER_DEAD, 0);
+    run_for(150);
+    assert_int_equal(state_of(7001), MEMBER_DEAD);
+    fake.clock_ms += 8000;   /* 7001's clock would be w0 + 20150 */
+    s = stamp_ms();
+    assert_true(s >= w0 + 12000 && s < w0 + 12300);
+    /* a stamp passed on (another's) is heard, not run on */
+    uint64_t w = node_wall_ms(n);
+    gossip_clock(7002, 1, (w + 20000) << 16, w);
+    assert_true(stamp_ms() >= w + 20000);
+    fake.clock_ms += 1000;
+    s = stamp_ms();
+    assert_true(s >= w + 20000 && s < w + 20100);
+    /* 7003 heard 30 s ahead, then set back to ours */
+    gossip_clock(7003, 1, 0, node_wall_ms(n) + 30000);
+    assert_true(stamp_ms() >= node_wall_ms(n) + 30000);
+    uint64_t top = stamp_ms();
+    gossip_clock(7003, 2, 0, node_wall_ms(n));
+    run_for(150);
+    fake.clock_ms += 5000;
+    s = stamp_ms();
+    assert_true(s >= top && s < top + 300);   /* stamps stay above it, standing */
+}
+
 static void test_many_forgotten_at_once(void **state) {
     (void)state;
     const unsigned K = 20000;
@@ -1170,6 +1229,7 @@ int main(void) {
         T(test_pinged_at_an_alias),
         T(test_own_ping_back_through_an_alias),
         T(test_answered_from_another_address),
+        T(test_a_lead_runs_on_while_its_member_lives),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
