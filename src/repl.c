@@ -20,6 +20,7 @@
 #define MAX_HINTS 65536               /* hinted-handoff records kept */
 #define HINT_RETRY_MS 1000            /* resend an unacknowledged hint */
 #define HINT_TRIES 30                 /* then anti-entropy is left to do it */
+#define HINT_DEAD_KEEP_MS 30000       /* a hint waits this long for a replica held dead */
 #define NO_HINT UINT32_MAX
 #define NO_FIRST UINT8_MAX
 #define CLEAN_BATCH 256               /* spare copies checked per sync period */
@@ -81,6 +82,7 @@ typedef struct hint {
     uint16_t tries;
     uint32_t seq;                     /* matches the acknowledgement */
     uint64_t next_ms;
+    uint64_t born_ms;
 } hint;
 
 /* What a coordinator knows of a member's answers to its replica requests:
@@ -349,17 +351,21 @@ static void hint_add(node *n, const uint8_t *key, size_t klen, uint32_t ip, uint
     h->ip = ip;
     h->port = port;
     h->seq = ++r->hint_seq;
-    h->next_ms = node_now(n);
+    h->next_ms = h->born_ms = node_now(n);
     r->nhints++;
     if (i >= r->hints_hwm) r->hints_hwm = i + 1;
 }
 
 /* Sends each hinted record to its replica once the replica is alive; a
  * hint goes when acknowledged (or refused: the replica holds newer), when
- * its replica is declared dead (the re-replication sweep covers the keys
- * then), after HINT_TRIES sends, or once the record is older than a
- * tombstone's lifetime: the replica may have collected the tombstone that
- * ended it, and would take it as new.
+ * its replica has been dead HINT_DEAD_KEEP_MS after the hint came (the
+ * re-replication sweep covers the keys then) or is forgotten, after
+ * HINT_TRIES sends, or once the record is older than a tombstone's
+ * lifetime: the replica may have collected the tombstone that ended it,
+ * and would take it as new. (A hint dropped at once for a replica held
+ * dead missed it when it was back a moment later, as a partition heals: a
+ * REMOVE acknowledged by two stand-ins 0.1 s after a heal, then the
+ * replicas' quorum read 2 s later gave the removed value: dht-sim 6481.)
  *
  * A round sends a member REPL_HANDOFF_BYTES of keys and values at most (one
  * record, whatever its size, at least); the rest wait for the next rounds.
@@ -379,13 +385,14 @@ static void handoff_round(node *n, uint64_t now) {
         if (!h->used || h->next_ms > now) continue;
         long m = members_find(n->members, h->ip, h->port);
         store_rec cur;
-        if (m <= 0 || members_at(n->members, (size_t)m)->state >= MEMBER_DEAD ||
+        int state = m > 0 ? members_at(n->members, (size_t)m)->state : MEMBER_GONE;
+        if (state >= MEMBER_GONE || (state == MEMBER_DEAD && now - h->born_ms >= HINT_DEAD_KEEP_MS) ||
             h->tries >= HINT_TRIES || store_get(n->store, h->key, h->klen, &cur) != 0 ||
             outlived(n, cur.stamp)) {
             hint_free(r, h);
             continue;
         }
-        if (members_at(n->members, (size_t)m)->state != MEMBER_ALIVE) continue;
+        if (state != MEMBER_ALIVE) continue;
         size_t bytes = h->klen + (size_t)cur.vlen;
         if (sent[m] && sent[m] + bytes > REPL_HANDOFF_BYTES) continue; /* the next round's */
         sent[m] += bytes;

@@ -1684,6 +1684,74 @@ static void held_dead(node *m, uint16_t port) {
     assert_int_equal(members_at(m->members, (size_t)i)->state, MEMBER_DEAD);
 }
 
+/* p hands m a write of key k hinted for 7003 (m stands in for it). */
+static void hinted_write(node *m, const char *k) {
+    Record rec = RECORD__INIT, *recs[1] = {&rec};
+    rec.key = (ProtobufCBinaryData){strlen(k), (uint8_t *)k};
+    rec.value = (ProtobufCBinaryData){1, (uint8_t *)"v"};
+    rec.stamp = fake_wall(NULL) << 16 | 1;
+    Peer w = PEER__INIT;
+    w.type = PEER_WRITE;
+    w.n_records = 1;
+    w.records = recs;
+    w.hint_ip = LO;
+    w.hint_port = 7003;
+    uint8_t id[WIRE_ID_LEN] = {11, (uint8_t)k[0]}, dgram[512];
+    size_t len = wire_pack(dgram, sizeof dgram, id, sizeof id, &w.base, WIRE_KIND_PEER);
+    assert_true(len > 0);
+    struct sockaddr_in from_p = {.sin_family = AF_INET, .sin_port = htons(7002), .sin_addr.s_addr = LO};
+    node_receive(m, &from_p, dgram, len);
+    node_flush(m);
+}
+
+/* A hinted write for a replica held dead waits for it (HINT_DEAD_KEEP_MS):
+ * it was dropped at once, and a replica back a moment later (a partition
+ * healing) never got it: a REMOVE acknowledged by two stand-ins 0.1 s after
+ * a heal, the replicas' quorum read 2 s later gave the removed value. */
+static void test_hint_waits_for_a_replica_held_dead(void **state) {
+    (void)state;
+    node_config cfg = quiet_config();
+    cfg.suspicion_ms = 100;
+    node *m, *p;
+    two_and_a_silent_third(&cfg, &m, &p);
+    held_dead(m, 7003);
+    hinted_write(m, "h");
+    for (int i = 0; i < 290; i++) { /* 29 s, 7003 dead: kept, not sent */
+        fake.clock_ms += 100;
+        node_tick(m), node_flush(m);
+    }
+    assert_int_equal(repl_hints(m->repl), 1);
+    hinted_write(m, "i");
+    for (int i = 0; i < 20; i++) { /* h is 31 s old: dropped; i kept */
+        fake.clock_ms += 100;
+        node_tick(m), node_flush(m);
+    }
+    assert_int_equal(repl_hints(m->repl), 1);
+    assert_int_equal(m->stats.handed_off, 0);
+    /* 7003 is back (its own gossip, a new life): i goes to it */
+    Member back = MEMBER__INIT;
+    back.ip = LO;
+    back.port = 7003;
+    back.incarnation = fake_wall(NULL);
+    back.heartbeat = 1;
+    Peer g = PEER__INIT;
+    g.type = PEER_GOSSIP;
+    g.from = &back;
+    uint8_t gid[WIRE_ID_LEN] = {12}, dg[512];
+    size_t glen = wire_pack(dg, sizeof dg, gid, sizeof gid, &g.base, WIRE_KIND_PEER);
+    struct sockaddr_in from3 = {.sin_family = AF_INET, .sin_port = htons(7003), .sin_addr.s_addr = LO};
+    node_receive(m, &from3, dg, glen);
+    long i3 = members_find(m->members, LO, 7003);
+    assert_int_equal(members_at(m->members, (size_t)i3)->state, MEMBER_ALIVE);
+    for (int i = 0; i < 5; i++) {
+        fake.clock_ms += 100;
+        node_tick(m), node_flush(m);
+    }
+    assert_int_equal(m->stats.handed_off, 1);
+    fake_node_free(p);
+    fake_node_free(m);
+}
+
 /* With fewer replicas alive than the quorum (2 of 3 dead), an operation is
  * answered at once with what it has: INTERNAL_FAILURE for a write, the value
  * for a read of a key held here (a degraded read). Every replica asked had
@@ -1757,6 +1825,7 @@ int main(void) {
         T(test_no_wait_on_a_suspect_once_the_quorum_is_made),
         T(test_lazy_acks_of_a_past_life_are_not_counted),
         T(test_too_few_replicas_alive_is_answered),
+        T(test_hint_waits_for_a_replica_held_dead),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
