@@ -768,7 +768,7 @@ static void client_reply(sim *s, client *c, const packet *p) {
     wire_reset(s->arena);
     if (wire_unpack_msg(s->arena, p->data, p->len, &f) != 0 || f.idlen != WIRE_ID_LEN) return;
     bool late = c->state != C_WAIT || memcmp(f.id, c->id, WIRE_ID_LEN) != 0;
-    if (late) trace(s, "c%u late reply", c->idx);
+    if (late) trace(s, "c%u late reply from n%ld", c->idx, node_at(s, &p->from));
     /* a late reply to the request the client took a reply to last (it has
      * moved on since) is compared with that one below: it used to be
      * dropped unread, and "two different replies" could not fire */
@@ -787,6 +787,13 @@ static void client_reply(sim *s, client *c, const packet *p) {
         if (c->cmd == WIRE_GET && (p->from.sin_addr.s_addr != c->first_from.sin_addr.s_addr ||
                                    p->from.sin_port != c->first_from.sin_port)) {
             trace(s, "c%u late reply to a GET from another coordinator", c->idx);
+            return;
+        }
+        /* "temporary overload" is no answer but a "try again later": one
+         * late, from a node that woke from a stall to the request's stale
+         * forward, says nothing of what the first reply said (seed 8367) */
+        if (r->errcode == WIRE_EOVERLOAD) {
+            trace(s, "c%u late overload answer: not compared", c->idx);
             return;
         }
         if (cmp != c->first_len || (cmp && memcmp(c->first_reply, f.payload, cmp) != 0))
