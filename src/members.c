@@ -203,9 +203,21 @@ static uint64_t entry_digest(const member *e) {
     return XXH64(b, sizeof b, 0);
 }
 
+/* A member's lead (node.h node_clock) ends, at its death or with its life:
+ * our stamps stay above where its clock had run. */
+static void lead_ends(members *m, member *e) {
+    if (e->clock == INT64_MIN) return;
+    int64_t led = (int64_t)node_now(m->n) + e->clock;
+    if (led > 0) node_stamp_seen(m->n, (uint64_t)led << 16);
+    e->clock = INT64_MIN;
+}
+
 /* Sets a member's pair, keeping the digest. */
 static void set_pair(members *m, uint32_t i, uint64_t inc, uint64_t hb) {
     member *e = &m->v[i];
+    /* a new life: only its own reading leads (an earlier version says none,
+     * and its last life's ran on) */
+    if (inc != e->incarnation) lead_ends(m, e);
     if (e->state != MEMBER_GONE) m->digest -= entry_digest(e);
     e->incarnation = inc;
     e->heartbeat = hb;
@@ -325,12 +337,7 @@ static void set_state(members *m, uint32_t i, int state) {
     bool was_live = is_live(e->state);
     if (e->state != MEMBER_GONE) m->digest -= entry_digest(e);
     else m->known++;
-    if (was_live && !is_live(state) && e->clock != INT64_MIN) {
-        /* its lead ends: the stamps stay above where its clock had run */
-        int64_t led = (int64_t)now + e->clock;
-        if (led > 0) node_stamp_seen(m->n, (uint64_t)led << 16);
-        e->clock = INT64_MIN;
-    }
+    if (was_live && !is_live(state)) lead_ends(m, e);
     e->state = (uint8_t)state;
     e->since = now;
     if (state != MEMBER_GONE) m->digest += entry_digest(e);

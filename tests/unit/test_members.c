@@ -978,6 +978,27 @@ static void test_a_lead_runs_on_while_its_member_lives(void **state) {
     assert_true(s >= top && s < top + 300);   /* stamps stay above it, standing */
 }
 
+/* A member's lead is its life's: restarted (a new incarnation) as an
+ * earlier version, which says no wall clock (Peer.wall 0), its last life's
+ * reading ran on for good in our stamps, 30 s ahead however long it lived
+ * (a rolling upgrade rolled back after its clock was fixed). The restart
+ * ends the lead as a death does: the stamps stay where it had run. */
+static void test_a_lead_ends_with_its_members_life(void **state) {
+    (void)state;
+    uint64_t w0 = node_wall_ms(n);
+    gossip_clock(7001, 1, 0, w0 + 30000);
+    assert_true(stamp_ms() >= w0 + 30000);
+    Member from = entry(7001, 2, 0, MEMBER_ALIVE, 0); /* a new life, no wall said */
+    Peer p = PEER__INIT;
+    p.from = &from;
+    deliver(7001, NULL, &p);
+    uint64_t top = stamp_ms();
+    assert_true(top >= w0 + 30000);
+    run_for(10000);
+    uint64_t s = stamp_ms();
+    assert_true(s >= top && s < top + 300); /* standing, not 10 s further */
+}
+
 static void test_many_forgotten_at_once(void **state) {
     (void)state;
     const unsigned K = 20000;
@@ -1230,6 +1251,7 @@ int main(void) {
         T(test_own_ping_back_through_an_alias),
         T(test_answered_from_another_address),
         T(test_a_lead_runs_on_while_its_member_lives),
+        T(test_a_lead_ends_with_its_members_life),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
