@@ -482,6 +482,42 @@ static void two_and_a_silent_third(const node_config *cfg, node **m, node **p) {
     assert_int_equal(node_add_seeds(*p, back, 2), 0);
 }
 
+/* Hands m the node-to-node message p, from 127.0.0.1:port with message ID id
+ * (WIRE_ID_LEN bytes). */
+static void peer_from(node *m, uint16_t port, const uint8_t *id, Peer *p) {
+    uint8_t dgram[2048];
+    size_t len = wire_pack(dgram, sizeof dgram, id, WIRE_ID_LEN, &p->base, WIRE_KIND_PEER);
+    assert_true(len > 0);
+    struct sockaddr_in from = {.sin_family = AF_INET, .sin_port = htons(port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    node_receive(m, &from, dgram, len);
+}
+
+/* 7002 hands m a write of key k (value val) hinted for 7003: m stands in
+ * for it. */
+static void hinted_write(node *m, const char *k, const uint8_t *val, size_t vlen,
+                         const uint8_t *id) {
+    Record rec = RECORD__INIT, *recs[1] = {&rec};
+    rec.key = (ProtobufCBinaryData){strlen(k), (uint8_t *)k};
+    rec.value = (ProtobufCBinaryData){vlen, (uint8_t *)val};
+    rec.stamp = fake_wall(NULL) << 16 | 1;
+    Peer w = PEER__INIT;
+    w.type = PEER_WRITE;
+    w.n_records = 1;
+    w.records = recs;
+    w.hint_ip = htonl(INADDR_LOOPBACK);
+    w.hint_port = 7003;
+    peer_from(m, 7002, id, &w);
+}
+
+/* Ticks m `rounds` times, step_ms apart, flushing what it sends. */
+static void tick_for(node *m, int rounds, uint64_t step_ms) {
+    for (int i = 0; i < rounds; i++) {
+        fake.clock_ms += step_ms;
+        node_tick(m), node_flush(m);
+    }
+}
+
 /* Answered operations still waiting for a silent third replica (N=3,
  * W=2: this node and one that acks make the quorum) do not count against
  * max_inflight: clients are served, not told SYSTEM_OVERLOAD, however many
@@ -796,28 +832,14 @@ static void test_handoff_rounds_are_bounded(void **state) {
     node_config cfg = quiet_config();
     node *m, *p;
     two_and_a_silent_third(&cfg, &m, &p);
-    struct sockaddr_in from_p = {.sin_family = AF_INET, .sin_port = htons(7002),
-                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     enum { HINTS = 600, VLEN = 1000 };
     static uint8_t val[VLEN];
     memset(val, 'v', sizeof val);
     for (int i = 0; i < HINTS; i++) {
         char key[16];
-        int klen = snprintf(key, sizeof key, "h%d", i);
-        Record rec = RECORD__INIT, *recs[1] = {&rec};
-        rec.key = (ProtobufCBinaryData){(size_t)klen, (uint8_t *)key};
-        rec.value = (ProtobufCBinaryData){VLEN, val};
-        rec.stamp = fake_wall(NULL) << 16 | 1;
-        Peer w = PEER__INIT;
-        w.type = PEER_WRITE;
-        w.n_records = 1;
-        w.records = recs;
-        w.hint_ip = htonl(INADDR_LOOPBACK);
-        w.hint_port = 7003;
-        uint8_t id[WIRE_ID_LEN] = {7, (uint8_t)i, (uint8_t)(i >> 8)}, dgram[2048];
-        size_t len = wire_pack(dgram, sizeof dgram, id, sizeof id, &w.base, WIRE_KIND_PEER);
-        assert_true(len > 0);
-        node_receive(m, &from_p, dgram, len);
+        snprintf(key, sizeof key, "h%d", i);
+        uint8_t id[WIRE_ID_LEN] = {7, (uint8_t)i, (uint8_t)(i >> 8)};
+        hinted_write(m, key, val, VLEN, id);
     }
     node_flush(m);
     assert_int_equal(repl_hints(m->repl), HINTS);
@@ -1538,10 +1560,7 @@ static void test_spare_check_reads_once(void **state) {
     }
     assert_int_equal(first, 1);
     fake.nsent = 0;
-    for (int i = 0; i < 6; i++) { /* within a quarter request timeout: no resend due */
-        fake.clock_ms += 10;
-        node_tick(s), node_flush(s);
-    }
+    tick_for(s, 6, 10); /* within a quarter request timeout: no resend due */
     wire_reset(a);
     assert_int_equal(reads_to(a, 7002, 0), 0);
     assert_int_equal(s->stats.resent, 0);
@@ -1549,21 +1568,26 @@ static void test_spare_check_reads_once(void **state) {
     fake_node_free(s);
 }
 
-/* m (two_and_a_silent_third) suspects 7003: p told it 7003 is dead. */
-static void suspect_7003(node *m) {
+/* p tells m (two_and_a_silent_third) member port is dead, at heartbeat hb
+ * of an incarnation a second old, in a GOSSIP of ID gid. */
+static void told_dead(node *m, uint16_t port, uint64_t hb, const uint8_t *gid) {
     Member dead = MEMBER__INIT, *mm[1] = {&dead};
     dead.ip = LO;
-    dead.port = 7003;
+    dead.port = port;
     dead.incarnation = fake_wall(NULL) - 1000;
+    dead.heartbeat = hb;
     dead.state = MEMBER_DEAD;
     Peer g = PEER__INIT;
     g.type = PEER_GOSSIP;
     g.n_members = 1;
     g.members = mm;
-    uint8_t gid[WIRE_ID_LEN] = {9}, dg[512];
-    size_t glen = wire_pack(dg, sizeof dg, gid, sizeof gid, &g.base, WIRE_KIND_PEER);
-    struct sockaddr_in from_p = {.sin_family = AF_INET, .sin_port = htons(7002), .sin_addr.s_addr = LO};
-    node_receive(m, &from_p, dg, glen);
+    peer_from(m, 7002, gid, &g);
+}
+
+/* m (two_and_a_silent_third) suspects 7003: p told it 7003 is dead. */
+static void suspect_7003(node *m) {
+    uint8_t gid[WIRE_ID_LEN] = {9};
+    told_dead(m, 7003, 0, gid);
     long i3 = members_find(m->members, LO, 7003);
     assert_int_equal(members_at(m->members, (size_t)i3)->state, MEMBER_SUSPECT);
 }
@@ -1648,10 +1672,7 @@ static void test_lazy_acks_of_a_past_life_are_not_counted(void **state) {
     after_lazy(m), node_flush(m);
     relay_until(m, 7001, 7002, at, end); /* the old life's acks, late */
     size_t from = fake.nsent;
-    for (int i = 0; i < 30; i++) { /* past the resend time */
-        fake.clock_ms += 10;
-        node_tick(m), node_flush(m);
-    }
+    tick_for(m, 30, 10); /* past the resend time */
     wire_reset(a);
     assert_true(peer_msgs_to(a, 7002, from, PEER_WRITE, 0) >= 1); /* not taken as acked */
     wire_arena_free(a);
@@ -1662,46 +1683,11 @@ static void test_lazy_acks_of_a_past_life_are_not_counted(void **state) {
 /* m (two_and_a_silent_third) holds member port dead: p says so, and the
  * suspicion (short) runs out. */
 static void held_dead(node *m, uint16_t port) {
-    Member dead = MEMBER__INIT, *mm[1] = {&dead};
-    dead.ip = LO;
-    dead.port = port;
-    dead.incarnation = fake_wall(NULL) - 1000;
-    dead.heartbeat = 5;
-    dead.state = MEMBER_DEAD;
-    Peer g = PEER__INIT;
-    g.type = PEER_GOSSIP;
-    g.n_members = 1;
-    g.members = mm;
-    uint8_t gid[WIRE_ID_LEN] = {9, (uint8_t)port}, dg[512];
-    size_t glen = wire_pack(dg, sizeof dg, gid, sizeof gid, &g.base, WIRE_KIND_PEER);
-    struct sockaddr_in from_p = {.sin_family = AF_INET, .sin_port = htons(7002), .sin_addr.s_addr = LO};
-    node_receive(m, &from_p, dg, glen);
-    for (int i = 0; i < 100; i++) {
-        fake.clock_ms += 10;
-        node_tick(m), node_flush(m);
-    }
+    uint8_t gid[WIRE_ID_LEN] = {9, (uint8_t)port};
+    told_dead(m, port, 5, gid);
+    tick_for(m, 100, 10);
     long i = members_find(m->members, LO, port);
     assert_int_equal(members_at(m->members, (size_t)i)->state, MEMBER_DEAD);
-}
-
-/* p hands m a write of key k hinted for 7003 (m stands in for it). */
-static void hinted_write(node *m, const char *k) {
-    Record rec = RECORD__INIT, *recs[1] = {&rec};
-    rec.key = (ProtobufCBinaryData){strlen(k), (uint8_t *)k};
-    rec.value = (ProtobufCBinaryData){1, (uint8_t *)"v"};
-    rec.stamp = fake_wall(NULL) << 16 | 1;
-    Peer w = PEER__INIT;
-    w.type = PEER_WRITE;
-    w.n_records = 1;
-    w.records = recs;
-    w.hint_ip = LO;
-    w.hint_port = 7003;
-    uint8_t id[WIRE_ID_LEN] = {11, (uint8_t)k[0]}, dgram[512];
-    size_t len = wire_pack(dgram, sizeof dgram, id, sizeof id, &w.base, WIRE_KIND_PEER);
-    assert_true(len > 0);
-    struct sockaddr_in from_p = {.sin_family = AF_INET, .sin_port = htons(7002), .sin_addr.s_addr = LO};
-    node_receive(m, &from_p, dgram, len);
-    node_flush(m);
 }
 
 /* A hinted write for a replica held dead waits for it (HINT_DEAD_KEEP_MS):
@@ -1715,17 +1701,14 @@ static void test_hint_waits_for_a_replica_held_dead(void **state) {
     node *m, *p;
     two_and_a_silent_third(&cfg, &m, &p);
     held_dead(m, 7003);
-    hinted_write(m, "h");
-    for (int i = 0; i < 290; i++) { /* 29 s, 7003 dead: kept, not sent */
-        fake.clock_ms += 100;
-        node_tick(m), node_flush(m);
-    }
+    uint8_t hid[WIRE_ID_LEN] = {11, 'h'}, iid[WIRE_ID_LEN] = {11, 'i'};
+    hinted_write(m, "h", (const uint8_t *)"v", 1, hid);
+    node_flush(m);
+    tick_for(m, 290, 100); /* 29 s, 7003 dead: kept, not sent */
     assert_int_equal(repl_hints(m->repl), 1);
-    hinted_write(m, "i");
-    for (int i = 0; i < 20; i++) { /* h is 31 s old: dropped; i kept */
-        fake.clock_ms += 100;
-        node_tick(m), node_flush(m);
-    }
+    hinted_write(m, "i", (const uint8_t *)"v", 1, iid);
+    node_flush(m);
+    tick_for(m, 20, 100); /* h is 31 s old: dropped; i kept */
     assert_int_equal(repl_hints(m->repl), 1);
     assert_int_equal(m->stats.handed_off, 0);
     /* 7003 is back (its own gossip, a new life): i goes to it */
@@ -1737,16 +1720,11 @@ static void test_hint_waits_for_a_replica_held_dead(void **state) {
     Peer g = PEER__INIT;
     g.type = PEER_GOSSIP;
     g.from = &back;
-    uint8_t gid[WIRE_ID_LEN] = {12}, dg[512];
-    size_t glen = wire_pack(dg, sizeof dg, gid, sizeof gid, &g.base, WIRE_KIND_PEER);
-    struct sockaddr_in from3 = {.sin_family = AF_INET, .sin_port = htons(7003), .sin_addr.s_addr = LO};
-    node_receive(m, &from3, dg, glen);
+    uint8_t gid[WIRE_ID_LEN] = {12};
+    peer_from(m, 7003, gid, &g);
     long i3 = members_find(m->members, LO, 7003);
     assert_int_equal(members_at(m->members, (size_t)i3)->state, MEMBER_ALIVE);
-    for (int i = 0; i < 5; i++) {
-        fake.clock_ms += 100;
-        node_tick(m), node_flush(m);
-    }
+    tick_for(m, 5, 100);
     assert_int_equal(m->stats.handed_off, 1);
     fake_node_free(p);
     fake_node_free(m);
