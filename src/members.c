@@ -840,10 +840,10 @@ uint32_t members_placement(unsigned replicas, unsigned vnodes) {
     return MEMBERS_PLACEMENT_SCHEME << 24 | (replicas & 0xff) << 16 | (vnodes & 0xffff);
 }
 
+static void heard_wall(members *m, uint32_t i, uint64_t wall); /* the clock, below */
+
 /* A member's GOSSIP said how it places slots: a change to one other than
  * ours is logged (whatever --quiet says: keys go astray). */
-static void heard_wall(members *m, uint32_t i, uint64_t wall);
-
 static void heard_placement(members *m, uint32_t i, uint32_t placement) {
     member *e = &m->v[i];
     bool news = !e->placed || e->placement != placement;
@@ -950,6 +950,8 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
     uint64_t now = node_now(m->n);
     if (now < m->paused_until) return;
     bool to_ok = p->to_port && p->to_port <= 65535;
+    /* the ping was sent to an address not ours */
+    bool to_other = to_ok && (p->to_ip != m->v[0].ip || p->to_port != m->v[0].port);
     /* Our own datagram, back through an address of ours that we took for a
      * member's (a peers file names us by it): a ping of it is not answered
      * (our own ACK kept it alive), and the address leaves the list. */
@@ -973,8 +975,7 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
      * sender says so: a member heard of at a life of its own is left to our
      * own pings of it (which come back to us if it is ours), so that no
      * member's word takes a live one off our list. */
-    if ((p->flags & PEER_GOSSIP_PROBE) && to_ok &&
-        (p->to_ip != m->v[0].ip || p->to_port != m->v[0].port)) {
+    if ((p->flags & PEER_GOSSIP_PROBE) && to_other) {
         long a = find_any(m, p->to_ip, (uint16_t)p->to_port);
         if (a < 0 || m->v[a].incarnation == 0)
             make_alias(m, m->v[0].ip, m->v[0].port, p->to_ip, (uint16_t)p->to_port);
@@ -1006,9 +1007,8 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
 
     if (p->flags & PEER_GOSSIP_PROBE) {
         if (idlen == WIRE_ID_LEN) { /* the ACK says where the ping came, if not here */
-            bool other = to_ok && (p->to_ip != m->v[0].ip || p->to_port != m->v[0].port);
-            m->echo_ip = other ? p->to_ip : 0;
-            m->echo_port = other ? (uint16_t)p->to_port : 0;
+            m->echo_ip = to_other ? p->to_ip : 0;
+            m->echo_port = to_other ? (uint16_t)p->to_port : 0;
             send_msg(m, from, id, PEER_GOSSIP_ACK, about, NULL);
             m->echo_ip = m->echo_port = 0;
         }

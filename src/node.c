@@ -66,11 +66,6 @@ void node_clock_end(node *n, bool began) {
 
 uint64_t node_random(node *n) { return n->env.random(n->env.ctx); }
 
-/* Stamps (hybrid logical clock): wall ms << 16 | logical count (16 bits).
- * The count grows within a millisecond; only past 65,536 stamps in one
- * millisecond does a stamp run ahead of the wall clock. Two coordinators may
- * issue the same stamp: store_rec_cmp orders such records by content, so
- * replicas agree on the winner. */
 /* Wall-clock ms, or the clock of the member furthest ahead run on (lead). */
 static uint64_t lead_wall_ms(const node *n) {
     uint64_t wall = node_wall_ms(n);
@@ -79,6 +74,11 @@ static uint64_t lead_wall_ms(const node *n) {
     return led > (int64_t)wall && (uint64_t)led <= wall + WIRE_MAX_AHEAD_MS ? (uint64_t)led : wall;
 }
 
+/* Stamps (hybrid logical clock): wall ms << 16 | logical count (16 bits).
+ * The count grows within a millisecond; only past 65,536 stamps in one
+ * millisecond does a stamp run ahead of the wall clock. Two coordinators may
+ * issue the same stamp: store_rec_cmp orders such records by content, so
+ * replicas agree on the winner. */
 uint64_t node_stamp(node *n) {
     uint64_t wall = lead_wall_ms(n) << 16, next = n->hlc + 1;
     n->hlc = wall > next ? wall : next;

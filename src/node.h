@@ -272,8 +272,9 @@ void node_stamp_seen(node *n, uint64_t stamp);
 /* The clock as this node's stamps read it now, without issuing one: its
  * wall clock, or that of the live member furthest ahead as last heard and
  * run on since by node_now (lead; within the clock bound), or the latest
- * stamp it issued or saw, whichever is ahead. Gossip carries it, so every member's follows the fastest clock
- * in the cluster (within the clock bound), as a hybrid logical clock does.
+ * stamp it issued or saw, whichever is ahead. Gossip carries it, so every
+ * member's follows the fastest clock in the cluster (within the clock
+ * bound), as a hybrid logical clock does.
  * A stamp seen stands still until the wall clock passes it; a lead runs on
  * with the wall clock, as the clock ahead does, while its member lives
  * (a write acknowledged by a node ahead just before it was cut off, then
