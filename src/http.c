@@ -8,11 +8,9 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include "members.h"
 #include "repl.h"
+#include "resp.h"
 #include "wire.h"
 
 #define HEAD_TIMEOUT_MS 5000   /* to receive the whole request head */
@@ -697,10 +695,7 @@ int http_start(uv_loop_t *loop, node *n) {
         goto fail;
     }
     s->n = n;
-    if (addr.ss_family == AF_INET)
-        s->loopback = (ntohl(((struct sockaddr_in *)&addr)->sin_addr.s_addr) >> 24) == 127;
-    else
-        s->loopback = IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&addr)->sin6_addr);
+    s->loopback = resp_addr_is_loopback((const struct sockaddr *)&addr);
     if ((rc = uv_tcp_init(loop, &s->listener)) != 0) {
         free(s);
         goto fail;
