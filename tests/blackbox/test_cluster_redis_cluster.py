@@ -357,7 +357,8 @@ def test_cluster_clients_with_a_node_killed():
         time.sleep(max(0.0, 6 - (time.monotonic() - t_kill)))
         for what, p in clients:
             stop_client(p, what)
-    assert not survivors_died(), survivors_died()
+    died = survivors_died()
+    assert not died, died
     S["killed"] = True
 
 
