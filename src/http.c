@@ -11,6 +11,7 @@
 #include "members.h"
 #include "repl.h"
 #include "resp.h"
+#include "shed.h"
 #include "wire.h"
 
 #define HEAD_TIMEOUT_MS 5000   /* to receive the whole request head */
@@ -22,6 +23,7 @@ typedef struct http_server http_server;
 struct http_server {
     node *n;
     uv_tcp_t listener;
+    conn_spare spare; /* closes the connections no memory is left for */
     size_t conns;  /* open or closing */
     bool loopback; /* listening on a loopback address: Host must be local */
 };
@@ -663,9 +665,11 @@ static void on_connection(uv_stream_t *listener, int status) {
     http_server *s = listener->data;
     if (status < 0) return;
     conn *c = calloc(1, sizeof *c);
-    /* No memory: the connection stays queued and libuv pauses the listener
-     * until a uv_accept, so the endpoint is lost; the node goes on. */
-    if (!c) return;
+    if (!c) {
+        node_log(s->n, "http: out of memory for a connection: closed");
+        conn_shed(&s->spare);
+        return;
+    }
     c->s = s;
     s->conns++;
     uv_tcp_init(s->listener.loop, &c->tcp);
@@ -701,6 +705,7 @@ int http_start(uv_loop_t *loop, node *n) {
         goto fail;
     }
     s->listener.data = s;
+    conn_spare_init(&s->spare, (uv_stream_t *)&s->listener, on_connection);
     if ((rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0)) != 0 ||
         (rc = uv_listen((uv_stream_t *)&s->listener, 128, on_connection)) != 0) {
         uv_close((uv_handle_t *)&s->listener, on_listener_closed);

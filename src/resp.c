@@ -18,6 +18,7 @@
 #include "members.h"
 #include "repl.h"
 #include "ring.h"
+#include "shed.h"
 #include "wire.h"
 
 #define MAX_PENDING 1024          /* outstanding replies before reading pauses */
@@ -102,6 +103,7 @@ typedef struct resp_stats {
 struct resp_server {
     node *n;
     uv_tcp_t listener;
+    conn_spare spare;           /* closes the connections no memory is left for */
     uv_check_t flush;           /* services dirty connections once per iteration */
     uv_timer_t sweep;           /* closes the clients past a timeout */
     conn *dirty;
@@ -2181,7 +2183,8 @@ static void on_connection(uv_stream_t *l, int status) {
     }
     conn *c = calloc(1, sizeof *c);
     if (!c) {
-        node_log(s->n, "resp: out of memory for a connection");
+        node_log(s->n, "resp: out of memory for a connection: closed");
+        conn_shed(&s->spare);
         return;
     }
     c->srv = s;
@@ -2276,6 +2279,7 @@ int resp_start(uv_loop_t *loop, node *n) {
     s->maxclients = fit_file_limit(n, cfg->maxclients ? cfg->maxclients : RESP_DEFAULT_MAXCLIENTS);
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
+    conn_spare_init(&s->spare, (uv_stream_t *)&s->listener, on_connection);
     if ((rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0)) != 0 ||
         (rc = uv_listen((uv_stream_t *)&s->listener, BACKLOG, on_connection)) != 0) {
         fprintf(stderr, "dht-server: cannot listen on TCP %s:%u (--resp-port): %s\n",
