@@ -25,6 +25,9 @@ struct http_server {
     uv_tcp_t listener;
     conn_spare spare; /* closes the connections no memory is left for */
     size_t conns;  /* open or closing */
+    size_t open;   /* open: on the list below */
+    unsigned long long evicted; /* closed to make room (make_room) */
+    struct conn *oldest, *newest; /* the open connections, in the order accepted */
     bool loopback; /* listening on a loopback address: Host must be local */
 };
 
@@ -45,6 +48,7 @@ enum conn_state {
 
 typedef struct conn {
     http_server *s;
+    struct conn *older, *newer; /* on the server's list while open */
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_write_t write_req;
@@ -381,6 +385,10 @@ static void page_metrics(const http_server *s, sbuf *b) {
     sb_printf(b, "dht_inflight_ops %zu\n", repl_inflight(n->repl));
     metric(b, "dht_http_connections", "gauge", "Open HTTP connections, this one included.");
     sb_printf(b, "dht_http_connections %zu\n", s->conns);
+    metric(b, "dht_http_evicted_total", "counter",
+           "HTTP connections closed to make room for a new one (the oldest still sending its head, "
+           "or answered), with HTTP_MAX_CONNS open.");
+    sb_printf(b, "dht_http_evicted_total %llu\n", s->evicted);
     uint64_t now = node_wall_ms(n);
     metric(b, "dht_uptime_seconds", "gauge", "Seconds since the node started.");
     sb_printf(b, "dht_uptime_seconds ");
@@ -433,6 +441,10 @@ static void on_handle_closed(uv_handle_t *h) {
 static void conn_close(conn *c) {
     if (c->state == CONN_CLOSED) return;
     c->state = CONN_CLOSED;
+    http_server *s = c->s;
+    *(c->older ? &c->older->newer : &s->oldest) = c->newer;
+    *(c->newer ? &c->newer->older : &s->newest) = c->older;
+    s->open--;
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
@@ -661,6 +673,24 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     if (status) serve(c, status, &req);
 }
 
+/* With HTTP_MAX_CONNS open, a new connection takes the place of the oldest
+ * that is still sending its head or has had its answer (lingering for the
+ * peer's FIN); those being answered keep theirs, and when all are, the new
+ * one is closed. Before, the new one was closed whatever the others did: 64
+ * connections that sent a head a byte at a time, reopened as the head
+ * timeout closed them, kept every operator's request out. A request sent at
+ * once is served before it can be the oldest. */
+static bool make_room(http_server *s) {
+    for (conn *o = s->oldest; o; o = o->newer) {
+        if (o->state == CONN_HEAD || o->state == CONN_LINGER) {
+            s->evicted++;
+            conn_close(o);
+            return true;
+        }
+    }
+    return false;
+}
+
 static void on_connection(uv_stream_t *listener, int status) {
     http_server *s = listener->data;
     if (status < 0) return;
@@ -672,11 +702,16 @@ static void on_connection(uv_stream_t *listener, int status) {
     }
     c->s = s;
     s->conns++;
+    s->open++;
+    c->older = s->newest;
+    *(s->newest ? &s->newest->newer : &s->oldest) = c;
+    s->newest = c;
     uv_tcp_init(s->listener.loop, &c->tcp);
     uv_timer_init(s->listener.loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->open_handles = 2;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || s->conns > HTTP_MAX_CONNS ||
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 ||
+        (s->open > HTTP_MAX_CONNS && !make_room(s)) ||
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
         conn_close(c);
         return;

@@ -15,8 +15,10 @@
  * bytes 431. On a loopback address, a GET whose Host names anything but an
  * IP literal or localhost is 421 (http_host_is_local: DNS rebinding). A connection is a small state machine (read the head, write
  * the response, half-close and drain until the peer closes), bounded in
- * time at every state; at most HTTP_MAX_CONNS are open at once, the others
- * are closed as soon as they are accepted. The server owns its
+ * time at every state; at most HTTP_MAX_CONNS are open at once: a new one
+ * takes the place of the oldest still sending its head (or answered and
+ * lingering), so that slow heads cannot keep requests out, and is closed
+ * when every other is being answered. The server owns its
  * connections; a connection owns its buffers and frees them when both of
  * its handles are closed, so a peer that vanishes at any point costs
  * nothing.

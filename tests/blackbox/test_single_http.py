@@ -457,21 +457,34 @@ def test_abrupt_disconnects():
 
 
 def test_connection_limit_and_idle_timeout():
+    """At most MAX_CONNS are open: each new connection past them takes the
+    place of the oldest still sending its head, so that slow heads cannot
+    keep an operator's request out (before, the new one was closed, and 64
+    heads sent a byte at a time held the port); those left are closed after
+    the head timeout."""
     with node() as (c, cl, port):
         extra = 6
         socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(MAX_CONNS + extra)]
         t0 = time.monotonic()
         try:
             time.sleep(1.0)
-            closed = [s for s in socks if select.select([s], [], [], 0)[0]]
-            assert len(closed) == extra, "%d connections closed, expected the %d over the limit" \
-                % (len(closed), extra)
-            for s in closed:
+            closed = [i for i, s in enumerate(socks) if select.select([s], [], [], 0)[0]]
+            assert closed == list(range(extra)), \
+                "connections %s of %d closed, expected the %d oldest" % (closed, len(socks), extra)
+            for s in socks[:extra]:
                 assert closed_by_peer(s), "data on a connection over the limit"
-                socks.remove(s)
-            # the others are closed after the head timeout
+                s.close()
+            socks = socks[extra:]
             for s in socks:
                 s.sendall(b"GET /status HTTP/1.1\r\n")  # never finished
+            # a whole request gets through, in place of the oldest slow head
+            status, _, body = request(port, "/status")
+            assert status == 200 and json.loads(body)["pid"] == c.pid(0), \
+                "/status refused while %d slow heads were open: %d" % (MAX_CONNS, status)
+            assert select.select([socks[0]], [], [], 5)[0] and closed_by_peer(socks[0]), \
+                "the oldest slow head stayed open"
+            socks.pop(0).close()
+            # the others are closed after the head timeout
             for s in socks:
                 left = t0 + HEAD_TIMEOUT + 5 - time.monotonic()
                 assert select.select([s], [], [], max(left, 0))[0], "an idle connection stayed open"
@@ -483,6 +496,7 @@ def test_connection_limit_and_idle_timeout():
                 s.close()
         assert_serves(c, cl, port, "idle connections")
         wait_connections_settle(port, "idle connections")
+        assert sample(metrics(port), "dht_http_evicted_total") == extra + 1
 
 
 def test_port_in_use_is_an_error():
