@@ -952,6 +952,20 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
     bool to_ok = p->to_port && p->to_port <= 65535;
     /* the ping was sent to an address not ours */
     bool to_other = to_ok && (p->to_ip != m->v[0].ip || p->to_port != m->v[0].port);
+    /* ... to a live member's, one heard of at a life of its own: it was not
+     * sent to us. A sealed datagram replays from anywhere for up to 60 s
+     * (auth.h), and such a ping was taken for proof of an alias: A's ping
+     * of B sent back to A read as A's own come back through B's address,
+     * and B left A's list; sent to D, D's ACK said B's address back and A
+     * took B for D's alias. One recorded datagram took a live member off
+     * the ring. Dropped unanswered: if that address does reach us (the
+     * setup changed), the member dies for want of answers, and a ping of
+     * the dead finds the alias then. */
+    if ((p->flags & PEER_GOSSIP_PROBE) && to_other) {
+        long t = find_any(m, p->to_ip, (uint16_t)p->to_port);
+        if (t > 0 && !m->v[t].alias && is_live(m->v[t].state) && m->v[t].incarnation != 0)
+            return;
+    }
     /* Our own datagram, back through an address of ours that we took for a
      * member's (a peers file names us by it): a ping of it is not answered
      * (our own ACK kept it alive), and the address leaves the list. */

@@ -54,7 +54,10 @@
  * - a node that hears its own ping (its id) knows the ping's address
  *   reaches it: an alias of itself; so is an address another node pinged
  *   it at, unless a member there was heard of at a life of its own (a
- *   sender's word takes no live member off the list);
+ *   sender's word takes no live member off the list); a ping, ours or
+ *   another's, naming a live member's address (at a life of its own) was
+ *   not sent to us but replayed (auth.h): dropped, unanswered, as its ACK
+ *   would have made the pinger take that member for our alias;
  * - a node whose ping to an address is answered, directly (a helper's relay
  *   says nothing), by a process that advertises another address takes the
  *   pinged address for an alias of that process.

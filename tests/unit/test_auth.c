@@ -489,6 +489,103 @@ static void test_replies_of_nodes_are_not_requests(void **state) {
     node_free(b), store_close(sb);
 }
 
+
+/* The first datagram whose GOSSIP from `to` (fake.sent from `from` on) is a
+ * ping: its index, or -1. */
+static long ping_sent_to(const struct sockaddr_in *to, size_t from) {
+    long found = -1;
+    wire_arena *a = wire_arena_new();
+    for (size_t i = from; i < fake.nsent && i < FAKE_SENT_KEEP && found < 0; i++) {
+        struct fake_sent *d = &fake.sent[i];
+        if (d->to.sin_addr.s_addr != to->sin_addr.s_addr || d->to.sin_port != to->sin_port)
+            continue;
+        /* sealed, perhaps a batch: look at each Msg in it */
+        wire_frame f;
+        wire_reset(a);
+        if (wire_unpack_msg(a, d->buf, d->len, &f) != 0) continue;
+        const uint8_t *p = f.payload, *end = f.payload + f.plen, *fr;
+        size_t flen;
+        wire_frame one = f;
+        bool batch = f.kind == WIRE_KIND_BATCH;
+        while (found < 0 && (!batch || wire_batch_next(&p, end, &fr, &flen) == 1)) {
+            if (batch && wire_unpack_batched(fr, flen, &one) != 0) break;
+            Peer *pp = one.kind == WIRE_KIND_PEER ? wire_unpack_peer(a, one.payload, one.plen)
+                                                   : NULL;
+            if (pp && pp->type == PEER_GOSSIP && (pp->flags & PEER_GOSSIP_PROBE)) found = (long)i;
+            if (!batch) break;
+        }
+    }
+    wire_arena_free(a);
+    return found;
+}
+
+static bool live_at(node *x, const struct sockaddr_in *who) {
+    long i = members_find(x->members, who->sin_addr.s_addr, ntohs(who->sin_port));
+    return i > 0 && members_at(x->members, (size_t)i)->state != MEMBER_DEAD;
+}
+
+/* A sealed datagram replays for up to 60 s from anywhere (README: Left
+ * open), which was to change nothing. But a ping names where it was sent,
+ * and one that reached another address than its own was taken for proof
+ * of an alias: A's ping of member B, recorded and sent back to A (from
+ * any address), read as A's own ping come back through B's address, so
+ * B was "an address of this node" and left A's list; sent to member D,
+ * D answered A saying B's address back, and A took B for an alias of D.
+ * Either way one recorded datagram took a live member off A's ring (until
+ * B next spoke to A), as often as the attacker liked. A ping sent to an
+ * address that does not reach the node is not for it: dropped. */
+static void test_replayed_ping_takes_no_member_off(void **state) {
+    (void)state;
+    fill_key(&key_a, 1);
+    for (int via_d = 0; via_d < 2; via_d++) {
+        fake_reset(1000, WALL0);
+        store *sa, *sd;
+        assert_int_equal(store_open(&sa, NULL, 1 << 20), 0);
+        assert_int_equal(store_open(&sd, NULL, 1 << 20), 0);
+        node *a = keyed_node_at("192.168.7.1", &key_a, sa);
+        node *d = keyed_node_at("192.168.7.3", &key_a, sd);
+        assert_non_null(a);
+        assert_non_null(d);
+        struct sockaddr_in aa = addr("192.168.7.1", 7000), ba = addr("192.168.7.2", 7000),
+                           da = addr("192.168.7.3", 7000), far = addr("203.0.113.9", 4444);
+        /* B and D are members of A, at lives of their own; A and B of D */
+        uint8_t buf[1024];
+        node_receive(a, &ba, buf, ping(buf, sizeof buf, &ba, &key_a, WALL0));
+        node_receive(a, &da, buf, ping(buf, sizeof buf, &da, &key_a, WALL0));
+        node_receive(d, &ba, buf, ping(buf, sizeof buf, &ba, &key_a, WALL0));
+        node_receive(d, &aa, buf, ping(buf, sizeof buf, &aa, &key_a, WALL0));
+        assert_true(live_at(a, &ba));
+        assert_true(live_at(d, &ba));
+        /* A pings B: the attacker records it */
+        fake.nsent = 0;
+        long k = -1;
+        for (int t = 0; t < 50 && k < 0; t++) {
+            size_t before = fake.nsent;
+            fake.clock_ms += 50;
+            node_tick(a);
+            k = ping_sent_to(&ba, before);
+        }
+        assert_true(k >= 0);
+        struct fake_sent rec = fake.sent[k];
+        size_t before = fake.nsent;
+        if (!via_d) {
+            node_receive(a, &far, rec.buf, rec.len); /* back to A, from anywhere */
+        } else {
+            node_receive(d, &aa, rec.buf, rec.len); /* to D, "from" A */
+            node_flush(d);
+            for (size_t i = before; i < fake.nsent && i < FAKE_SENT_KEEP; i++)
+                if (fake.sent[i].to.sin_addr.s_addr == aa.sin_addr.s_addr)
+                    node_receive(a, &da, fake.sent[i].buf, fake.sent[i].len);
+        }
+        assert_true(live_at(a, &ba)); /* B is still A's member */
+        assert_int_equal(members_aliases(a->members), 0);
+        assert_true(live_at(d, &ba));
+        assert_int_equal(members_aliases(d->members), 0);
+        node_free(a), store_close(sa);
+        node_free(d), store_close(sd);
+    }
+}
+
 #define T(f) cmocka_unit_test_teardown(f, teardown)
 
 int main(void) {
@@ -503,6 +600,7 @@ int main(void) {
         T(test_admin_commands_from_admin_addresses_only),
         T(test_forged_forward_reflects_nothing),
         T(test_replies_of_nodes_are_not_requests),
+        T(test_replayed_ping_takes_no_member_off),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
