@@ -156,7 +156,7 @@ typedef struct node {
     int32_t pid;                /* answered to GET_PID */
     uint64_t incarnation;       /* wall ms at start, raised by a refute (members.c) */
     uint64_t hlc;               /* last stamp issued or seen */
-    int64_t lead;               /* the wall clock of the live member furthest
+    int64_t lead;               /* the wall clock of the member furthest
                                  * ahead, less node_now, when last heard
                                  * (members.c; INT64_MIN: none heard) */
     store *store;               /* the driver's */
@@ -270,19 +270,21 @@ uint64_t node_stamp(node *n);
 void node_stamp_seen(node *n, uint64_t stamp);
 
 /* The clock as this node's stamps read it now, without issuing one: its
- * wall clock, or that of the live member furthest ahead as last heard and
+ * wall clock, or that of the member furthest ahead as last heard and
  * run on since by node_now (lead; within the clock bound), or the latest
  * stamp it issued or saw, whichever is ahead. Gossip carries it, so every
  * member's follows the fastest clock in the cluster (within the clock
  * bound), as a hybrid logical clock does.
  * A stamp seen stands still until the wall clock passes it; a lead runs on
- * with the wall clock, as the clock ahead does, while its member lives
+ * with the wall clock, as the clock ahead does, while its member is known
  * (a write acknowledged by a node ahead just before it was cut off, then
  * the client's next write through a node that had heard that clock a
- * moment before: stamped below it and lost, dht-sim seeds 460 and 8061).
- * Only a member's own reading of its wall clock makes a lead, never one
- * passed on, so a lead ends with its clock: once the member is dead (the
- * stamp it had reached is kept then) or its clock is set back. */
+ * moment before: stamped below it and lost, dht-sim seeds 460 and 8061;
+ * 1129, when that node was held dead by then, as the far side of a
+ * partition is). Only a member's own reading of its wall clock makes a
+ * lead, never one passed on, so a lead ends with its clock: once the
+ * member restarts or is forgotten (the stamp it had reached is kept then)
+ * or its clock is set back. */
 uint64_t node_clock(const node *n);
 
 /* node_clock in ms: anti-entropy reads its horizons off it, so that
