@@ -311,6 +311,9 @@ static void page_metrics(const http_server *s, sbuf *b) {
     metric(b, "dht_repushed_records_total", "counter",
            "Records pushed to new replicas after membership changes (re-replication).");
     sb_printf(b, "dht_repushed_records_total %llu\n", (unsigned long long)st->repushed);
+    metric(b, "dht_pushed_back_records_total", "counter",
+           "Records sent back to a member that pushed an older copy of them here.");
+    sb_printf(b, "dht_pushed_back_records_total %llu\n", (unsigned long long)st->pushed_back);
     metric(b, "dht_synced_records_total", "counter",
            "Records pushed to a replica whose digests differed from this node's (anti-entropy).");
     sb_printf(b, "dht_synced_records_total %llu\n", (unsigned long long)st->synced);

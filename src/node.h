@@ -137,6 +137,7 @@ typedef struct node_stats {
     uint64_t forwarded;
     uint64_t peer_msgs;
     uint64_t repushed;          /* records pushed by re-replication sweeps */
+    uint64_t pushed_back;       /* records sent back for older ones pushed here (repl.c on_sync) */
     uint64_t synced;            /* records pushed by anti-entropy (digest exchanges) */
     uint64_t outlived;          /* records dropped: the cluster outlived them (node.h) */
     uint64_t resent;            /* replica requests sent again (no answer in time) */

@@ -1533,6 +1533,73 @@ static void test_sweep_keeps_outlived_spare_copies_back(void **state) {
     fake_node_free(s);
 }
 
+/* A record pushed here older than ours goes back to its sender at once, in
+ * a SYNC of ours (dht-sim 2263: replicas back after a one-way partition
+ * pushed their older copy of a key to the one replica that had the
+ * acknowledged newer write, and until anti-entropy paired them, 1.4 s
+ * later, a quorum read of the two gave the older). Not for a record as new
+ * as ours or newer (taken), nor to a sender that is no member. */
+static void test_an_older_record_pushed_here_is_answered_with_ours(void **state) {
+    (void)state;
+    node_config cfg = quiet_config();
+    node *m = fake_node(&cfg, 7001, 1 << 20);
+    assert_non_null(m);
+    ring_node peer = {LO, 7002};
+    assert_int_equal(node_add_seeds(m, &peer, 1), 0);
+    uint64_t now = (fake_wall(NULL) - cfg.sync_ms) << 16; /* a sync period old */
+    store_rec mine = {(const uint8_t *)"new", 3, 0, now, false};
+    assert_int_equal(store_put(m->store, (const uint8_t *)"k", 1, &mine), 0);
+    wire_arena *a = wire_arena_new();
+    static const uint8_t id[WIRE_ID_LEN] = {7};
+    struct { uint16_t from; uint64_t stamp; const char *val; size_t back; } cases[] = {
+        {7002, now - (1000ull << 16), "old", 1}, /* older: ours goes back */
+        {7002, now + (1000ull << 16), "newer", 0}, /* newer: taken */
+        {7002, now + (1000ull << 16), "newer", 0}, /* as new: nothing to say */
+        {7009, now - (2000ull << 16), "older", 0}, /* from no member: not answered */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        Record rec = RECORD__INIT, *recs[1] = {&rec};
+        rec.key.data = (uint8_t *)"k";
+        rec.key.len = 1;
+        rec.value.data = (uint8_t *)cases[c].val;
+        rec.value.len = strlen(cases[c].val);
+        rec.stamp = cases[c].stamp;
+        Peer p = PEER__INIT;
+        p.type = PEER_SYNC;
+        p.n_records = 1;
+        p.records = recs;
+        fake.nsent = 0;
+        peer_from(m, cases[c].from, id, &p);
+        node_flush(m);
+        wire_reset(a);
+        const char *held = c == 0 ? "new" : "newer";
+        assert_int_equal(peer_msgs_to_v(a, cases[c].from, 0, PEER_SYNC, 0, held), cases[c].back);
+    }
+    assert_int_equal(m->stats.pushed_back, 1);
+    /* a record of ours younger than a sync period is on its way in its
+     * write's own messages: not sent back */
+    store_rec young = {(const uint8_t *)"young", 5, 0, fake_wall(NULL) << 16, false};
+    assert_int_equal(store_put(m->store, (const uint8_t *)"y", 1, &young), 0);
+    Record rec = RECORD__INIT, *recs[1] = {&rec};
+    rec.key.data = (uint8_t *)"y";
+    rec.key.len = 1;
+    rec.value.data = (uint8_t *)"old";
+    rec.value.len = 3;
+    rec.stamp = now;
+    Peer p = PEER__INIT;
+    p.type = PEER_SYNC;
+    p.n_records = 1;
+    p.records = recs;
+    fake.nsent = 0;
+    peer_from(m, 7002, id, &p);
+    node_flush(m);
+    wire_reset(a);
+    assert_int_equal(peer_msgs_to(a, 7002, 0, PEER_SYNC, 0), 0);
+    assert_int_equal(m->stats.pushed_back, 1);
+    wire_arena_free(a);
+    fake_node_free(m);
+}
+
 /* A spare copy's check reads each replica once, as a client read does
  * (send_to): it was sent outside that bookkeeping, and resent at the next
  * round as if silent past its resend time (and the answer timed against
@@ -1797,6 +1864,7 @@ int main(void) {
         T(test_admission_bounds_operations_in_flight),
         T(test_minority_refuses_writes),
         T(test_sweep_keeps_outlived_spare_copies_back),
+        T(test_an_older_record_pushed_here_is_answered_with_ours),
         T(test_held_back_store_on_a_full_disk_stays_held),
         T(test_condemned_records_stay_held_until_dropped),
         T(test_spare_check_reads_once),
