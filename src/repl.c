@@ -144,6 +144,7 @@ struct repl {
     uint32_t *swept_map;              /* swept ring index -> member index */
     uint64_t *swept_inc;              /* member index -> incarnation then, 0: not live */
     size_t swept_len;                 /* members then */
+    size_t swept_unknown;             /* swept_inc entries of 1 (swept_learn) */
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -1353,8 +1354,8 @@ static bool in_swept(const repl *r, unsigned slot, uint32_t m) {
 
 /* Whether member m was a replica of slot at the last sweep, as the same process
  * (swept_inc 1: its incarnation was not known yet then, as for a seed not
- * heard from; the one learnt since is taken as the same process: a restart
- * after that is seen as one, from a known incarnation). */
+ * heard from; the first one learnt since is taken as the same process, and
+ * kept by swept_learn, so that a restart after that is seen as one). */
 static bool was_replica(node *n, unsigned slot, uint32_t m) {
     repl *r = n->repl;
     if (m >= r->swept_len || !r->swept_inc[m] ||
@@ -1440,10 +1441,11 @@ static void swept_save(node *n) {
     uint64_t *inc = calloc(total, sizeof *inc);
     ring *g = r->swept ? r->swept : ring_new(n->cfg.vnodes);
     if (!nodes || !map || !inc || !g || ring_set_replicas(g, n->cfg.replicas) != 0) goto fail;
-    size_t k = members_live_set(n->members, nodes, map);
+    size_t k = members_live_set(n->members, nodes, map), unknown = 0;
     for (size_t j = 0; j < k; j++) {
         uint64_t c = members_at(n->members, map[j])->incarnation;
         inc[map[j]] = c ? c : 1;
+        unknown += !c;
     }
     if (ring_build(g, nodes, k) != 0) goto fail;
     free(nodes);
@@ -1453,6 +1455,7 @@ static void swept_save(node *n) {
     r->swept_map = map;
     r->swept_inc = inc;
     r->swept_len = total;
+    r->swept_unknown = unknown;
     return;
 fail: /* the next sweep pushes everything */
     if (g && g != r->swept) ring_free(g);
@@ -1461,6 +1464,27 @@ fail: /* the next sweep pushes everything */
     free(nodes);
     free(map);
     free(inc);
+}
+
+/* The first incarnation learnt of a member the last sweep knew none of
+ * (swept_inc 1) is the process it swept: it goes into swept_inc, so that a
+ * later one is a restart to hand the member its keys (was_replica). A
+ * seed's first news is no restart and starts no sweep; kept as "any
+ * incarnation" until the next, a restart after it looked like the process
+ * swept, and a seed that restarted on an empty store before it was held
+ * dead was pushed nothing (test_node: sweep_hands_keys_to_a_seed_restarted).
+ * Run every tick while some are unknown: news of a restart comes a process
+ * start after the first news, ticks later. */
+static void swept_learn(node *n) {
+    repl *r = n->repl;
+    size_t left = 0, total = members_total(n->members);
+    for (size_t i = 0; i < r->swept_len && i < total; i++) {
+        if (r->swept_inc[i] != 1) continue;
+        uint64_t c = members_at(n->members, i)->incarnation;
+        if (c) r->swept_inc[i] = c;
+        else left++;
+    }
+    r->swept_unknown = left;
 }
 
 /* Re-replication after the live set changed: every record goes to those of
@@ -1778,6 +1802,7 @@ uint64_t repl_tick(repl *r, uint64_t now) {
     node *n = r->n;
     uint64_t next = UINT64_MAX;
     if (node_due(&r->tick_at, now, tick_interval(n), &next)) ops_round(n, now);
+    if (r->swept_unknown) swept_learn(n);
     if (r->sweep_at && now >= r->sweep_at) {
         r->sweep_at = 0;
         sweep(n);

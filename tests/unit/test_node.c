@@ -1836,6 +1836,51 @@ static void test_too_few_replicas_alive_is_answered(void **state) {
     fake_node_free(m);
 }
 
+/* 7002 tells m (two_and_a_silent_third) of itself, alive at incarnation
+ * inc, in a GOSSIP of ID gid. */
+static void gossip_from_7002(node *m, uint64_t inc, uint8_t gid0) {
+    Member me = MEMBER__INIT;
+    me.ip = LO;
+    me.port = 7002;
+    me.incarnation = inc;
+    me.heartbeat = 1;
+    Peer g = PEER__INIT;
+    g.type = PEER_GOSSIP;
+    g.from = &me;
+    uint8_t gid[WIRE_ID_LEN] = {13, gid0};
+    peer_from(m, 7002, gid, &g);
+}
+
+/* A member that restarts (a later incarnation, alive all along: back
+ * before it was held dead, its store perhaps empty) is handed its keys by
+ * the sweep that follows. The sweep remembered a member whose incarnation
+ * it did not know yet (a seed not heard from, as at a cluster's start) as
+ * "any incarnation", and so took the restarted process for the one it had
+ * swept: when the restart came after m first heard of the seed (its first
+ * news is no restart, and sweeps nothing), m pushed it nothing. */
+static void test_sweep_hands_keys_to_a_seed_restarted(void **state) {
+    (void)state;
+    node_config cfg = quiet_config(); /* N=3: m, 7002 and 7003 replicate every slot */
+    node *m, *p;
+    two_and_a_silent_third(&cfg, &m, &p);
+    tick_for(m, 4, 100); /* the first sweep: 7002's incarnation not known yet */
+    store_rec v = {(const uint8_t *)"kept", 4, 0, fake_wall(NULL) << 16, false};
+    assert_int_equal(store_put(m->store, (const uint8_t *)"k", 1, &v), 0);
+    uint64_t inc = fake_wall(NULL) - 5000;
+    gossip_from_7002(m, inc, 1); /* its first news */
+    tick_for(m, 4, 100);
+    long i2 = members_find(m->members, LO, 7002);
+    assert_int_equal(members_at(m->members, (size_t)i2)->incarnation, inc);
+    fake.nsent = 0;
+    gossip_from_7002(m, fake_wall(NULL), 2); /* restarted */
+    tick_for(m, 4, 100);                     /* the sweep after it */
+    wire_arena *a = wire_arena_new();
+    assert_int_equal(peer_msgs_to_v(a, 7002, 0, PEER_SYNC, 0, "kept"), 1);
+    wire_arena_free(a);
+    fake_node_free(p);
+    fake_node_free(m);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -1872,6 +1917,7 @@ int main(void) {
         T(test_lazy_acks_of_a_past_life_are_not_counted),
         T(test_too_few_replicas_alive_is_answered),
         T(test_hint_waits_for_a_replica_held_dead),
+        T(test_sweep_hands_keys_to_a_seed_restarted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
