@@ -366,8 +366,22 @@ static void mdelete(store *s, size_t i) {
 /* The heap of tombstones: store_gc takes the ones old enough off its top
  * instead of walking the table (a million records: tens of ms every sync
  * period, while collection is due). An entry whose record has been
- * replaced or dropped since is left there and skipped when it comes up. */
+ * replaced or dropped since is left there and skipped when it comes up.
+ * Those only go when collected, and a key removed and written again over
+ * and over (a lock) added one a time for as long as its tombstones lived
+ * or collection was not due (an hour, or a member's death): 48 bytes a
+ * REMOVE over a store of one record. Past TH_SLACK entries more than the
+ * records, the heap is dropped and the next collection walks the store
+ * and makes it again (th_lost): a walk every records + TH_SLACK puts at
+ * most. */
+#define TH_SLACK 1024
 static void th_push(store *s, uint64_t stamp, const uint8_t *key, size_t klen) {
+    if (s->th_lost) return; /* the next collection makes it again */
+    if (s->nth >= s->records + TH_SLACK) {
+        s->nth = 0;
+        s->th_lost = true;
+        return;
+    }
     if (s->nth == s->cap_th) {
         size_t cap = s->cap_th ? 2 * s->cap_th : 256;
         tomb_ent *t = realloc(s->th, cap * sizeof *t);

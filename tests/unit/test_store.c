@@ -1519,6 +1519,32 @@ static void test_tombstone_heap_stays_bounded(void **state) {
 }
 
 
+/* The same while no collection takes the entries off: the tombstones are
+ * within their lifetime, or collection is not due (repl.c gc_due: a
+ * member dead, membership not still for a minute). A lock taken and freed
+ * 1,000 times a second kept 3.6 million entries (173 MB) for the hour a
+ * tombstone lives, and for as long as a member stayed dead, over a store
+ * of one record: the heap now stays within the records it could need. The
+ * tombstones are collected all the same once old enough. */
+static void test_tombstone_heap_bounded_between_collections(void **state) {
+    store *s = ((fx *)*state)->s;
+    assert_int_equal(tomb(s, "gone", 500), 0);
+    uint64_t stamp = 1000;
+    for (int i = 0; i < 100000; i++) {
+        assert_int_equal(tomb(s, "lock", stamp++), 0);
+        assert_int_equal(put(s, "lock", "held", stamp++), 0);
+        if (i % 1000 == 999) assert_int_equal(store_gc(s, 1), 0); /* none old enough */
+    }
+    assert_int_equal(tomb(s, "lock", stamp++), 0);
+    expect_sizes(s, 0, 2, 8);
+    print_message("heap entries: %zu\n", store_heap_entries(s));
+    assert_true(store_heap_entries(s) <= 2 + 1024); /* 100,002 before */
+    assert_int_equal(store_gc(s, stamp - 1), 1);   /* "gone"; the lock's is younger */
+    expect_sizes(s, 0, 1, 4);
+    assert_int_equal(store_gc(s, stamp), 1);
+    expect_sizes(s, 0, 0, 0);
+}
+
 /* After a wipe, the index still follows the records, across a reopen. */
 static void test_lmdb_index_after_wipe_and_reopen(void **state) {
     fx *f = *state;
@@ -1694,6 +1720,7 @@ int main(void) {
         BOTH(test_stress_random_ops_vs_model),
         BOTH(test_digest_follows_the_store),
         BOTH(test_tombstone_heap_stays_bounded),
+        BOTH(test_tombstone_heap_bounded_between_collections),
         cmocka_unit_test_setup_teardown(test_lmdb_index_after_wipe_and_reopen, setup_lmdb, teardown),
         cmocka_unit_test_setup_teardown(test_lmdb_gc_on_a_full_map_tells_each_drop_once, setup_lmdb, teardown),
         cmocka_unit_test_setup_teardown(test_lmdb_digest_after_gc_on_a_full_map, setup_lmdb, teardown),
