@@ -21,6 +21,7 @@
 #define HINT_RETRY_MS 1000            /* resend an unacknowledged hint */
 #define HINT_TRIES 30                 /* then anti-entropy is left to do it */
 #define HINT_DEAD_KEEP_MS 30000       /* a hint waits this long for a replica held dead */
+#define HINT_BUCKETS 16384            /* hints by (key, replica): chains' heads */
 #define NO_HINT UINT32_MAX
 #define NO_FIRST UINT8_MAX
 #define CLEAN_BATCH 256               /* spare copies checked per sync period */
@@ -81,6 +82,7 @@ typedef struct hint {
     uint16_t port;
     uint16_t tries;
     uint32_t seq;                     /* matches the acknowledgement */
+    uint32_t chain;                   /* the next hint of its bucket, + 1 (0: none) */
     uint64_t next_ms;
     uint64_t born_ms;
 } hint;
@@ -123,6 +125,7 @@ struct repl {
     hint *hints;                      /* slots; hints_hwm bounds the used ones */
     size_t hints_cap, hints_hwm, nhints;
     uint32_t hint_seq;
+    uint32_t *hint_heads;             /* [HINT_BUCKETS]: first hint of each, + 1 (0: none) */
     /* spare copies: records held here for keys this node is not a replica of */
     uint64_t changed_ms;              /* last change of the live set */
     uint64_t wiped_ms;                /* last wipe of the store (0: none) */
@@ -324,16 +327,45 @@ static hint *hint_from_id(repl *r, const uint8_t *id, size_t idlen) {
     return h->used && h->seq == (uint32_t)(v >> 32) ? h : NULL;
 }
 
+/* The bucket of the hint of key for ip:port (FNV-1a). */
+static uint32_t hint_bucket(const uint8_t *key, size_t klen, uint32_t ip, uint16_t port) {
+    uint32_t x = 2166136261u;
+    for (size_t i = 0; i < klen; i++) x = (x ^ key[i]) * 16777619u;
+    x = (x ^ ip) * 16777619u;
+    x = (x ^ port) * 16777619u;
+    return x & (HINT_BUCKETS - 1);
+}
+
 static void hint_free(repl *r, hint *h) {
+    uint32_t *at = &r->hint_heads[hint_bucket(h->key, h->klen, h->ip, h->port)];
+    while (*at && &r->hints[*at - 1] != h) at = &r->hints[*at - 1].chain;
+    if (*at) *at = h->chain;
     h->used = false;
     r->nhints--;
     while (r->hints_hwm && !r->hints[r->hints_hwm - 1].used) r->hints_hwm--;
 }
 
-/* Keeps key for the replica at ip:port, which missed its write. */
+/* Keeps key for the replica at ip:port, which missed its write. One hint a
+ * key and replica (it hands over the record held then, whichever write
+ * made it): one a write, a key written over and over while its replica
+ * could not take it filled MAX_HINTS with copies of one hint, every other
+ * key's refused, each copy handed off on its own. A write over a hint
+ * makes it new (a new seq: the ack of an older record on its way does not
+ * take it; tries and the wait for a dead replica start again). */
 static void hint_add(node *n, const uint8_t *key, size_t klen, uint32_t ip, uint16_t port) {
     repl *r = n->repl;
     if (ip == n->self.sin_addr.s_addr && port == ntohs(n->self.sin_port)) return;
+    if (!r->hint_heads && !(r->hint_heads = calloc(HINT_BUCKETS, sizeof *r->hint_heads))) return;
+    uint32_t b = hint_bucket(key, klen, ip, port);
+    for (uint32_t c = r->hint_heads[b]; c; c = r->hints[c - 1].chain) {
+        hint *h = &r->hints[c - 1];
+        if (h->ip == ip && h->port == port && h->klen == klen && memcmp(h->key, key, klen) == 0) {
+            h->seq = ++r->hint_seq;
+            h->tries = 0;
+            h->next_ms = h->born_ms = node_now(n);
+            return;
+        }
+    }
     if (r->nhints >= MAX_HINTS) return; /* anti-entropy will repair that replica */
     size_t i = r->hints_hwm;
     if (r->nhints < r->hints_hwm) /* a free slot below the mark */
@@ -355,6 +387,8 @@ static void hint_add(node *n, const uint8_t *key, size_t klen, uint32_t ip, uint
     h->port = port;
     h->seq = ++r->hint_seq;
     h->next_ms = h->born_ms = node_now(n);
+    h->chain = r->hint_heads[b];
+    r->hint_heads[b] = (uint32_t)i + 1;
     r->nhints++;
     if (i >= r->hints_hwm) r->hints_hwm = i + 1;
 }
@@ -1791,6 +1825,7 @@ void repl_free(repl *r) {
     free(r->free_ops);
     digest_free(r->dg);
     free(r->hints);
+    free(r->hint_heads);
     ring_free(r->swept);
     free(r->swept_map);
     free(r->swept_inc);
