@@ -17,6 +17,7 @@
 #define SYNC_PEERS 3                  /* digest exchanges started per period */
 #define PUSH_BUDGET 4096              /* records (about) a digest exchange pushes */
 #define SWEEP_DELAY_MS 300            /* settle time after a membership change */
+#define SWEEP_MAX_WAIT_MS 1000        /* ... but no longer after the first one not swept */
 #define MAX_HINTS 65536               /* hinted-handoff records kept */
 #define HINT_RETRY_MS 1000            /* resend an unacknowledged hint */
 #define HINT_TRIES 30                 /* then anti-entropy is left to do it */
@@ -113,6 +114,7 @@ struct repl {
     uint64_t salt;                    /* tells our op IDs from a past life's */
     uint64_t tick_at;                 /* next check of operations' timers */
     uint64_t sweep_at;                /* 0, or when re-replication is due */
+    uint64_t unswept_ms;              /* the first change since the last sweep */
     uint64_t sync_at, handoff_at;     /* next anti-entropy and hint rounds */
     size_t inflight;                  /* operations allocated */
     size_t unanswered;                /* ... of them not answered yet (admission) */
@@ -1539,7 +1541,13 @@ void repl_membership_changed(node *n) {
     repl *r = n->repl;
     if (!r) return; /* members is being set up */
     r->changed_ms = node_now(n);
-    r->sweep_at = r->changed_ms + SWEEP_DELAY_MS;
+    /* the sweep waits for the changes to settle, but not for good: each
+     * change put it off another 300 ms, and changes closer than that (a
+     * big cluster's churn) put re-replication off while they went on, and
+     * with it spare checks, tombstone collection and settled reads */
+    if (!r->sweep_at) r->unswept_ms = r->changed_ms;
+    uint64_t at = r->changed_ms + SWEEP_DELAY_MS, latest = r->unswept_ms + SWEEP_MAX_WAIT_MS;
+    r->sweep_at = at < latest ? at : latest > r->changed_ms ? latest : r->changed_ms;
 }
 
 /* Our bucket digests for peer: of each bucket, the XOR of the settled

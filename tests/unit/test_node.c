@@ -1881,6 +1881,32 @@ static void test_sweep_hands_keys_to_a_seed_restarted(void **state) {
     fake_node_free(m);
 }
 
+/* Changes of the live set closer than the sweep's settle time (300 ms)
+ * put re-replication off each time, for as long as they went on (a big
+ * cluster's churn); it runs a second after the first change not swept. */
+static void test_sweep_is_not_put_off_for_good(void **state) {
+    (void)state;
+    node_config cfg = quiet_config();
+    node *m = fake_node(&cfg, 7001, 1 << 20);
+    assert_non_null(m);
+    store_rec v = {(const uint8_t *)"kept", 4, 0, fake_wall(NULL) << 16, false};
+    assert_int_equal(store_put(m->store, (const uint8_t *)"k", 1, &v), 0);
+    fake.nsent = 0;
+    ring_node peer = {LO, 7002};
+    assert_int_equal(node_add_seeds(m, &peer, 1), 0); /* a change: the first sweep due */
+    wire_arena *a = wire_arena_new();
+    uint64_t t0 = fake.clock_ms, pushed_at = 0;
+    for (int k = 0; k < 25 && !pushed_at; k++) { /* a change every 200 ms for 5 s */
+        tick_for(m, 20, 10);
+        wire_reset(a);
+        if (peer_msgs_to_v(a, 7002, 0, PEER_SYNC, 0, "kept")) pushed_at = fake.clock_ms;
+        repl_membership_changed(m);
+    }
+    assert_true(pushed_at && pushed_at - t0 <= 1200); /* before: never while they went on */
+    wire_arena_free(a);
+    fake_node_free(m);
+}
+
 /* The ID of the first PEER_WRITE sent to 127.0.0.1:port from the from-th
  * datagram on, into id; false when none. */
 static bool write_id_to(wire_arena *a, uint16_t port, size_t from, uint8_t id[WIRE_ID_LEN]) {
@@ -1988,6 +2014,7 @@ int main(void) {
         T(test_too_few_replicas_alive_is_answered),
         T(test_hint_waits_for_a_replica_held_dead),
         T(test_sweep_hands_keys_to_a_seed_restarted),
+        T(test_sweep_is_not_put_off_for_good),
         T(test_hints_of_one_key_are_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
