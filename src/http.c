@@ -289,9 +289,10 @@ static void page_metrics(const http_server *s, sbuf *b) {
                   (unsigned long long)dropped[i].n);
     metric(b, "dht_overload_total", "counter",
            "Client requests answered SYSTEM_OVERLOAD, by reason: too many operations in flight, "
-           "the loop running late, live replicas too slow to answer in time.");
-    static const char *why[] = {"inflight", "lag", "slow"};
-    for (size_t i = 0; i < 3; i++)
+           "the loop running late, live replicas too slow to answer in time, member lists "
+           "asked for faster than a node answers them (GET_MEMBERSHIP_LIST).");
+    static const char *why[] = {"inflight", "lag", "slow", "list"};
+    for (size_t i = 0; i < 4; i++)
         sb_printf(b, "dht_overload_total{reason=\"%s\"} %llu\n", why[i],
                   (unsigned long long)st->overload[i]);
     metric(b, "dht_refused_minority_total", "counter",

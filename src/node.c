@@ -367,6 +367,27 @@ static bool loopback_elsewhere(node *n, const struct sockaddr_in *client, uint32
     return ntohl(client->sin_addr.s_addr) >> 24 == 127 && owner_ip >> 24 != 127;
 }
 
+/* GET_MEMBERSHIP_LIST answers a request of about 25 bytes with the member
+ * list, up to 63 KB in a big cluster: sent from a spoofed source address
+ * (the client protocol has no authentication), a 2,500-fold amplifier
+ * aimed at that address. A node answers at most LIST_RATE a second, in
+ * bursts of LIST_BURST, and TEMPORARY_OVERLOAD (as small as the request)
+ * past that, a generic cell rate: list_tat is when the rate allows the
+ * next. Nor are the lists remembered: the reply cache sent a remembered
+ * one again to whoever sent its message ID, from any address. */
+#define LIST_RATE 50
+#define LIST_BURST 100
+static bool list_allowed(node *n, uint32_t *wait_ms) {
+    uint64_t now = node_now(n), tat = n->list_tat > now ? n->list_tat : now;
+    uint64_t ahead = tat - now, most = (LIST_BURST - 1) * 1000 / LIST_RATE;
+    if (ahead > most) {
+        *wait_ms = (uint32_t)(ahead - most);
+        return false;
+    }
+    n->list_tat = tat + 1000 / LIST_RATE;
+    return true;
+}
+
 /* Serves a client request (payload = KVRequest bytes) from `client`; a
  * forwarded request is served here whatever this node thinks of the key. */
 static void client_request(node *n, const uint8_t *id, size_t idlen,
@@ -446,12 +467,21 @@ static void client_request(node *n, const uint8_t *id, size_t idlen,
         r.membershipcount = (int32_t)members_live(n->members);
         reply(n, id, idlen, client, &r, true);
         return;
-    case WIRE_GET_MEMBERSHIP_LIST:
+    case WIRE_GET_MEMBERSHIP_LIST: {
+        uint32_t wait;
+        if (!list_allowed(n, &wait)) {
+            n->stats.overload[NODE_OVERLOAD_LIST]++;
+            r.errcode = WIRE_EOVERLOAD;
+            r.overloadwaittime = (int32_t)wait;
+            reply(n, id, idlen, client, &r, false);
+            return;
+        }
         r.value.len = members_format(n->members, list, sizeof list);
         r.value.data = (uint8_t *)list;
         r.membershipcount = (int32_t)members_live(n->members);
-        reply(n, id, idlen, client, &r, true);
+        reply(n, id, idlen, client, &r, false);
         return;
+    }
     default:
         reply_err(n, id, idlen, client, WIRE_EUNKNOWN, true);
         return;

@@ -132,7 +132,7 @@ typedef struct node_stats {
     uint64_t dropped_from_node; /* a client request from a node's address */
     uint64_t refused_admin;     /* SHUTDOWN/WIPEOUT from outside --admin-from */
     uint64_t refused_minority;  /* writes refused: no majority in sight */
-    uint64_t overload[3];       /* SYSTEM_OVERLOAD answers, by NODE_OVERLOAD_* */
+    uint64_t overload[4];       /* SYSTEM_OVERLOAD answers, by NODE_OVERLOAD_* */
     uint64_t cache_hits;
     uint64_t forwarded;
     uint64_t peer_msgs;
@@ -148,7 +148,7 @@ typedef struct node_stats {
 } node_stats;
 
 /* Why a client was answered SYSTEM_OVERLOAD. */
-enum { NODE_OVERLOAD_INFLIGHT, NODE_OVERLOAD_LAG, NODE_OVERLOAD_SLOW };
+enum { NODE_OVERLOAD_INFLIGHT, NODE_OVERLOAD_LAG, NODE_OVERLOAD_SLOW, NODE_OVERLOAD_LIST };
 
 typedef struct node {
     node_config cfg;
@@ -157,6 +157,7 @@ typedef struct node {
     int32_t pid;                /* answered to GET_PID */
     uint64_t incarnation;       /* wall ms at start, raised by a refute (members.c) */
     uint64_t hlc;               /* last stamp issued or seen */
+    uint64_t list_tat;          /* member lists answered: when the rate allows the next (node.c) */
     int64_t lead;               /* the wall clock of the member furthest
                                  * ahead, less node_now, when last heard
                                  * (members.c; INT64_MIN: none heard) */

@@ -768,7 +768,8 @@ static void cmd_info(conn *c, uint64_t seq, size_t argc, const arg *argv) {
         (unsigned long long)store_refused(n->store), n->cfg.replicas, n->cfg.read_quorum,
         n->cfg.write_quorum, repl_inflight(n->repl),
         (unsigned long long)n->stats.resent, (unsigned long long)n->stats.restamped,
-        (unsigned long long)(n->stats.overload[0] + n->stats.overload[1] + n->stats.overload[2]), up);
+        (unsigned long long)(n->stats.overload[0] + n->stats.overload[1] + n->stats.overload[2] +
+                              n->stats.overload[3]), up);
     reply_bulk(c, seq, text, len > 0 && (size_t)len < sizeof text ? (size_t)len : 0);
 }
 

@@ -476,7 +476,7 @@ class Client:
 
     def members(self):
         """[(ip, port, state)] from GET_MEMBERSHIP_LIST."""
-        return parse_member_list(self.request(GET_MEMBERSHIP_LIST).value)
+        return parse_member_list(self.call(GET_MEMBERSHIP_LIST).value)
 
     def shutdown(self):
         """Sends SHUTDOWN once; the node may exit before answering."""

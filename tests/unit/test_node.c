@@ -1907,6 +1907,50 @@ static void test_sweep_is_not_put_off_for_good(void **state) {
     fake_node_free(m);
 }
 
+/* A client's GET_MEMBERSHIP_LIST (message ID k) to m: the reply. */
+static KVResponse *member_list_reply(node *m, wire_arena *a, unsigned k) {
+    struct sockaddr_in client = client_addr();
+    uint8_t buf[64], id[WIRE_ID_LEN] = {21, (uint8_t)k, (uint8_t)(k >> 8)};
+    fake.nsent = 0;
+    node_receive(m, &client, buf,
+                 wire_request(buf, sizeof buf, id, WIRE_GET_MEMBERSHIP_LIST, NULL, 0, NULL, 0, 0));
+    node_flush(m);
+    wire_reset(a);
+    KVResponse *r = client_reply(a, 0);
+    assert_non_null(r);
+    return r;
+}
+
+/* The member list (up to 63 KB for a request of 25 bytes, from any source
+ * address the request claims) is answered at most 50 times a second, in
+ * bursts of 100, and TEMPORARY_OVERLOAD with the wait past that; nor is it
+ * remembered, so the ID of one answered gets no list again once the rate
+ * is spent. Before: every one, from the reply cache too. */
+static void test_member_lists_are_rate_limited(void **state) {
+    (void)state;
+    node *m = fake_node(NULL, 7001, 1 << 20);
+    assert_non_null(m);
+    wire_arena *a = wire_arena_new();
+    unsigned lists = 0;
+    for (unsigned k = 0; k < 300; k++) {
+        KVResponse *r = member_list_reply(m, a, k);
+        if (r->errcode == WIRE_OK) {
+            lists++;
+            continue;
+        }
+        assert_int_equal(r->errcode, WIRE_EOVERLOAD);
+        assert_true(r->overloadwaittime > 0 && r->overloadwaittime <= 20);
+    }
+    assert_int_equal(lists, 100);
+    assert_int_equal(member_list_reply(m, a, 0)->errcode, WIRE_EOVERLOAD); /* not from the cache */
+    assert_int_equal(m->stats.overload[NODE_OVERLOAD_LIST], 201);
+    fake.clock_ms += 1000;
+    for (unsigned k = 300; k < 400; k++) lists += member_list_reply(m, a, k)->errcode == WIRE_OK;
+    assert_int_equal(lists, 150);
+    wire_arena_free(a);
+    fake_node_free(m);
+}
+
 /* The ID of the first PEER_WRITE sent to 127.0.0.1:port from the from-th
  * datagram on, into id; false when none. */
 static bool write_id_to(wire_arena *a, uint16_t port, size_t from, uint8_t id[WIRE_ID_LEN]) {
@@ -2015,6 +2059,7 @@ int main(void) {
         T(test_hint_waits_for_a_replica_held_dead),
         T(test_sweep_hands_keys_to_a_seed_restarted),
         T(test_sweep_is_not_put_off_for_good),
+        T(test_member_lists_are_rate_limited),
         T(test_hints_of_one_key_are_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
