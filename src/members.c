@@ -691,8 +691,18 @@ static void merge_one(members *m, const Member *in) {
      * above a pair it never had. It stays that node's own. */
     if (in->incarnation == 0 && in->state != MEMBER_ALIVE) return;
     if (i < 0) {
-        /* verdicts on members we do not know are not ours to keep */
-        if (in->state != MEMBER_ALIVE || (i = add(m, in->ip, (uint16_t)in->port)) < 0) return;
+        /* verdicts on members we do not know are not ours to keep; nor is
+         * an address whose life the sender does not know (incarnation 0: a
+         * seed of its peers file it has not heard from), which may be no
+         * member's own but another address of one (an alias): it spread to
+         * every node whose peers file did not name it, each of which held
+         * it alive in its ring until its own ping found it out (dht-sim
+         * --aliases 3, seed 3: a node back from a restart told it to all,
+         * and writes went to one replica less for 2 s). A member speaks for
+         * itself, and whoever hears it tells its life. */
+        if (in->state != MEMBER_ALIVE || in->incarnation == 0 ||
+            (i = add(m, in->ip, (uint16_t)in->port)) < 0)
+            return;
         set_pair(m, (uint32_t)i, in->incarnation, in->heartbeat);
         if (in->resp_port <= 65535) {
             m->v[i].resp_port = (uint16_t)in->resp_port;

@@ -1008,6 +1008,21 @@ static void test_a_lead_ends_with_its_members_life(void **state) {
     assert_true(s >= top && s < top + 300); /* standing, not 10 s further */
 }
 
+/* An address gossiped by a node that knows no life of it (incarnation 0:
+ * a seed of its peers file it has not heard from) is not taken for a
+ * member: it may be another address of one (dht-sim --aliases 3, seed 3:
+ * a node restarted with such an address in its peers file told it to every
+ * node, and each held it alive in its ring until it pinged it). Told with
+ * a life, it is one. */
+static void test_an_address_nobody_heard_is_no_member(void **state) {
+    (void)state;
+    gossip(7005, 0, 0, MEMBER_ALIVE);
+    assert_true(members_find(n->members, lo(), 7005) < 0);
+    assert_int_equal(members_live(n->members), 1);
+    gossip(7005, 5, 0, MEMBER_ALIVE);
+    assert_int_equal(state_of(7005), MEMBER_ALIVE);
+}
+
 static void test_many_forgotten_at_once(void **state) {
     (void)state;
     const unsigned K = 20000;
@@ -1261,6 +1276,7 @@ int main(void) {
         T(test_answered_from_another_address),
         T(test_a_lead_runs_on_while_its_member_lives),
         T(test_a_lead_ends_with_its_members_life),
+        T(test_an_address_nobody_heard_is_no_member),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
