@@ -53,6 +53,7 @@
 #define CLIENT_PORT 9000
 #define NODE_NET 0x0A000000u   /* 10.0.0.0: node i is 10.0.0.0 + 1 + i */
 #define CLIENT_NET 0x0A800000u /* 10.128.0.0: client i */
+#define ALIAS_NET 0x0A400000u  /* 10.64.0.0: node i's other address (--aliases) */
 #define EPOCH_MS 1800000000000ull
 #define MAX_SKEW_MS 30000      /* clocks stay within the nodes' 60 s bound */
 #define BRIEF_STALL_MS 500     /* --stalls */
@@ -95,6 +96,7 @@ typedef struct options {
     unsigned forget_ms;         /* 0: the nodes' default */
     unsigned sync_ms;           /* 0: the nodes' default */
     unsigned crash_ms;          /* longest crash */
+    unsigned aliases;           /* nodes 0..aliases-1 reached at a second address too */
     unsigned replicas, wq, rq;
     unsigned fault_mask;        /* which kinds of fault (1 << F_*) */
     bool trace;                 /* print every trace line */
@@ -310,12 +312,19 @@ static struct sockaddr_in addr_of(uint32_t net, uint32_t i, uint16_t port) {
     return a;
 }
 
-/* Node index of an address, or -1. */
+/* Node index of an address (its own, or with --aliases its other one), or -1. */
 static long node_at(const sim *s, const struct sockaddr_in *a) {
     uint32_t h = ntohl(a->sin_addr.s_addr);
-    if (ntohs(a->sin_port) != NODE_PORT || h <= NODE_NET || h > NODE_NET + s->o.nodes) return -1;
+    if (ntohs(a->sin_port) != NODE_PORT) return -1;
+    if (h > ALIAS_NET && h <= ALIAS_NET + s->o.aliases) return (long)(h - ALIAS_NET - 1);
+    if (h <= NODE_NET || h > NODE_NET + s->o.nodes) return -1;
     return (long)(h - NODE_NET - 1);
 }
+
+/* Node i's other address (--aliases): the network delivers what is sent
+ * there to node i, as a second address of its host does (a node bound to
+ * 0.0.0.0, a peers file that names it by another). */
+static struct sockaddr_in alias_of(uint32_t i) { return addr_of(ALIAS_NET, i, NODE_PORT); }
 
 static long client_at(const sim *s, const struct sockaddr_in *a) {
     uint32_t h = ntohl(a->sin_addr.s_addr);
@@ -326,7 +335,8 @@ static long client_at(const sim *s, const struct sockaddr_in *a) {
 
 static const char *who_str(const sim *s, const struct sockaddr_in *a, char *buf) {
     long i = node_at(s, a);
-    if (i >= 0) sprintf(buf, "n%ld", i);
+    if (i >= 0) sprintf(buf, ntohl(a->sin_addr.s_addr) > ALIAS_NET &&
+                                     ntohl(a->sin_addr.s_addr) < CLIENT_NET ? "n%ld'" : "n%ld", i);
     else if ((i = client_at(s, a)) >= 0) sprintf(buf, "c%ld", i);
     else sprintf(buf, "?%08x:%u", ntohl(a->sin_addr.s_addr), ntohs(a->sin_port));
     return buf;
@@ -479,8 +489,13 @@ static void node_up(sim *s, simnode *sn) {
     if (!sn->n) abort();
     ring_node *seeds = malloc(s->o.nodes * sizeof *seeds);
     if (!seeds) abort();
-    for (uint32_t j = 0; j < s->o.nodes; j++)
-        seeds[j] = (ring_node){addr_of(NODE_NET, j, NODE_PORT).sin_addr.s_addr, NODE_PORT};
+    for (uint32_t j = 0; j < s->o.nodes; j++) {
+        /* with --aliases, the odd nodes' peers name the first ones by their
+         * other address */
+        struct sockaddr_in a = j < s->o.aliases && sn->idx % 2 ? alias_of(j)
+                                                                : addr_of(NODE_NET, j, NODE_PORT);
+        seeds[j] = (ring_node){a.sin_addr.s_addr, NODE_PORT};
+    }
     if (node_add_seeds(sn->n, seeds, s->o.nodes) != 0) abort();
     free(seeds);
     sn->up = true;
@@ -1391,6 +1406,17 @@ static size_t membership_disagreements(sim *s, bool report) {
                      members_state_name(st));
             bad++;
         }
+        /* an address of another node is no member (members.h: aliases) */
+        for (uint32_t j = 0; j < s->o.aliases; j++) {
+            struct sockaddr_in a = alias_of(j);
+            long k = members_find(s->nodes[i].n->members, a.sin_addr.s_addr, NODE_PORT);
+            if (k < 0 || members_at(s->nodes[i].n->members, (size_t)k)->state >= MEMBER_DEAD)
+                continue;
+            if (report && bad < 5)
+                fail(s, "n%u holds n%u's other address as a member (%s) after every fault healed",
+                     i, j, members_state_name(members_at(s->nodes[i].n->members, (size_t)k)->state));
+            bad++;
+        }
     }
     return bad;
 }
@@ -1740,6 +1766,9 @@ static void usage(FILE *f) {
         "  --forget-ms MS    a member dead this long is forgotten (an hour)\n"
         "  --sync-ms MS      anti-entropy period (2000)\n"
         "  --crash-ms MS     a crash lasts 500 ms to this long (8000)\n"
+        "  --aliases K       nodes 0..K-1 are reached at a second address too, by which\n"
+        "                    the odd nodes' peers name them; checks that no node holds\n"
+        "                    such an address as a member once every fault healed\n"
         "  --replicas N, --write-quorum W, --read-quorum R   (3, 2, 2)\n"
         "  --attacker        an outsider without the key forges node-to-node messages\n"
         "                    (fake members, deaths, writes, forwards, debug) from\n"
@@ -1773,7 +1802,7 @@ int main(int argc, char **argv) {
     bool check_replay = false;
     enum { O_SEED = 256, O_SEEDS, O_RANDOM, O_NODES, O_CLIENTS, O_KEYS, O_DURATION, O_CONVERGE,
            O_NOFAULTS, O_DURABLE, O_MEMBERS, O_KILLAT, O_LOSS, O_STALLS, O_STALL1, O_DUP, O_MTU, O_VNODES, O_N, O_W,
-           O_R, O_REPLAY, O_TRACE, O_VERBOSE, O_FAULTS, O_TOMB, O_ATTACKER, O_NOKEY, O_AVAILABLE, O_FORGET, O_SYNC, O_CRASHMS };
+           O_R, O_REPLAY, O_TRACE, O_VERBOSE, O_FAULTS, O_TOMB, O_ATTACKER, O_NOKEY, O_AVAILABLE, O_FORGET, O_SYNC, O_CRASHMS, O_ALIASES };
     static const struct option opts[] = {
         {"seed", 1, 0, O_SEED}, {"seeds", 1, 0, O_SEEDS}, {"random", 1, 0, O_RANDOM},
         {"nodes", 1, 0, O_NODES}, {"clients", 1, 0, O_CLIENTS}, {"keys", 1, 0, O_KEYS},
@@ -1787,7 +1816,7 @@ int main(int argc, char **argv) {
         {"tombstone-ms", 1, 0, O_TOMB}, {"trace", 0, 0, O_TRACE}, {"verbose", 0, 0, O_VERBOSE},
         {"attacker", 0, 0, O_ATTACKER}, {"no-key", 0, 0, O_NOKEY},
         {"available", 0, 0, O_AVAILABLE}, {"forget-ms", 1, 0, O_FORGET}, {"sync-ms", 1, 0, O_SYNC},
-        {"crash-ms", 1, 0, O_CRASHMS},
+        {"crash-ms", 1, 0, O_CRASHMS}, {"aliases", 1, 0, O_ALIASES},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -1849,6 +1878,7 @@ int main(int argc, char **argv) {
         case O_FORGET: bad = parse_u(optarg, 86400000, &v) || v < 1000; o.forget_ms = (unsigned)v; break;
         case O_SYNC: bad = parse_u(optarg, 3600000, &v) || v < 10; o.sync_ms = (unsigned)v; break;
         case O_CRASHMS: bad = parse_u(optarg, 3600000, &v) || v < 500; o.crash_ms = (unsigned)v; break;
+        case O_ALIASES: bad = parse_u(optarg, 100000, &v); o.aliases = (unsigned)v; break;
         case O_VNODES: bad = parse_u(optarg, 4096, &v) || v < 1; o.vnodes = (unsigned)v; break;
         case O_N: bad = parse_u(optarg, REPL_MAX_N, &v) || v < 1; o.replicas = (unsigned)v; break;
         case O_W: bad = parse_u(optarg, REPL_MAX_N, &v) || v < 1; o.wq = (unsigned)v; break;
@@ -1872,6 +1902,10 @@ int main(int argc, char **argv) {
         return 64;
     }
     if (o.members_only) o.clients = 0;
+    if (o.aliases > o.nodes) {
+        fprintf(stderr, "dht-sim: --aliases must not exceed --nodes\n");
+        return 64;
+    }
     if (o.wq > o.replicas || o.rq > o.replicas) {
         fprintf(stderr, "dht-sim: quorums must not exceed --replicas\n");
         return 64;
