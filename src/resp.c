@@ -1653,11 +1653,16 @@ void resp_parser_init(resp_parser *p) { memset(p, 0, sizeof *p); }
 void resp_parser_free(resp_parser *p) {
     free(p->spans);
     free(p->argv);
+    free(p->inl);
     resp_parser_init(p);
 }
 
 void resp_parser_shrink(resp_parser *p, size_t max) {
-    if (p->state != PARSE_START || p->cap <= max) return;
+    if (p->state != PARSE_START) return;
+    free(p->inl);   /* unquoted arguments: an inline command's, now run */
+    p->inl = NULL;
+    p->inl_len = p->inl_cap = 0;
+    if (p->cap <= max) return;
     free(p->spans);
     free(p->argv);
     p->spans = NULL;
@@ -1675,7 +1680,7 @@ static int parse_error(resp_parser *p, const char *fmt, ...) {
     return RESP_EPROTO;
 }
 
-static int span_add(resp_parser *p, size_t off, size_t len) {
+static int span_add(resp_parser *p, size_t off, size_t len, bool unquoted) {
     if (p->argc == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 8;
         void *s = realloc(p->spans, cap * sizeof *p->spans);
@@ -1688,8 +1693,85 @@ static int span_add(resp_parser *p, size_t off, size_t len) {
     }
     p->spans[p->argc].off = off;
     p->spans[p->argc].len = len;
+    p->spans[p->argc].unquoted = unquoted;
     p->argc++;
     return 0;
+}
+
+/* Appends byte ch to the unquoted arguments of an inline command. */
+static int inl_put(resp_parser *p, char ch) {
+    if (p->inl_len == p->inl_cap) {
+        size_t cap = p->inl_cap ? p->inl_cap * 2 : 64;
+        char *q = realloc(p->inl, cap);
+        if (!q) return RESP_ENOMEM;
+        p->inl = q;
+        p->inl_cap = cap;
+    }
+    p->inl[p->inl_len++] = ch;
+    return 0;
+}
+
+/* isspace's blanks, which sdssplitargs skips between arguments. */
+static bool inline_blank(char ch) {
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\v' || ch == '\f' || ch == '\r';
+}
+
+static bool hex_digit(char ch) { return isxdigit((unsigned char)ch); }
+
+static int hex_value(char ch) {
+    return ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10;
+}
+
+/* The argument of an inline line that starts at *q, quotes and escapes in
+ * it, before e: unquoted into p->inl and added, *q past it; as Redis's
+ * sdssplitargs does (a "double-quoted" part takes \n \r \t \b \a, \xHH and
+ * \ before any other byte as that byte; a 'single-quoted' one \' alone;
+ * a closing quote must end the argument). RESP_EPROTO for an unbalanced
+ * quote, Redis's error. */
+static int inline_quoted(resp_parser *p, const char **q, const char *e) {
+    const char *s = *q;
+    size_t start = p->inl_len;
+    char quote = 0;
+    int rc = 0;
+    if (!p->inl && (p->inl = malloc(p->inl_cap = 64)) == NULL) { /* "" points somewhere too */
+        p->inl_cap = 0;
+        return RESP_ENOMEM;
+    }
+    while (rc == 0) {
+        if (s == e) {
+            if (quote) return parse_error(p, "unbalanced quotes in request");
+            break;
+        }
+        char ch = *s;
+        if (!quote) {
+            if (ch == ' ' || ch == '\t' || ch == '\r') break;
+            if (ch == '"' || ch == '\'') quote = ch;
+            else rc = inl_put(p, ch);
+            s++;
+        } else if (ch == quote) {
+            if (s + 1 < e && !inline_blank(s[1])) return parse_error(p, "unbalanced quotes in request");
+            s++;
+            break;
+        } else if (quote == '\'' && ch == '\\' && s + 1 < e && s[1] == '\'') {
+            rc = inl_put(p, '\'');
+            s += 2;
+        } else if (quote == '"' && ch == '\\' && e - s >= 4 && s[1] == 'x' && hex_digit(s[2]) &&
+                   hex_digit(s[3])) {
+            rc = inl_put(p, (char)(hex_value(s[2]) * 16 + hex_value(s[3])));
+            s += 4;
+        } else if (quote == '"' && ch == '\\' && s + 1 < e) {
+            char c2 = s[1];
+            rc = inl_put(p, c2 == 'n' ? '\n' : c2 == 'r' ? '\r' : c2 == 't' ? '\t'
+                           : c2 == 'b' ? '\b' : c2 == 'a' ? '\a' : c2);
+            s += 2;
+        } else {
+            rc = inl_put(p, ch);
+            s++;
+        }
+    }
+    if (rc != 0) return rc;
+    *q = s;
+    return span_add(p, start, p->inl_len - start, true);
 }
 
 /* Reads the "<type><integer>\r\n" line at in + p->pos. 1 with *v (and
@@ -1712,17 +1794,30 @@ static int parse_len(resp_parser *p, const char *in, size_t len, long long *v) {
     return 1;
 }
 
-/* An inline command: a line of words separated by blanks. */
+/* An inline command: a line of words split as Redis splits it
+ * (sdssplitargs): quotes were bytes of the words here, so that over telnet
+ * SET k "a b" was a SET of four arguments and SET k "x" stored the quotes.
+ * A word without quotes stays in the input; one with them is unquoted
+ * into p->inl. */
 static int parse_inline(resp_parser *p, const char *in, size_t len) {
     const char *nl = memchr(in, '\n', len);
     if (!nl) return len > RESP_MAX_LINE ? parse_error(p, "too big inline request") : 0;
     const char *e = nl > in && nl[-1] == '\r' ? nl - 1 : nl;
     p->argc = 0;
+    p->inl_len = 0;
     for (const char *q = in; q < e;) {
-        while (q < e && (*q == ' ' || *q == '\t')) q++;
+        while (q < e && inline_blank(*q)) q++;
+        if (q == e) break;
         const char *w = q;
-        while (q < e && *q != ' ' && *q != '\t') q++;
-        if (q > w && span_add(p, (size_t)(w - in), (size_t)(q - w)) != 0) return RESP_ENOMEM;
+        while (q < e && *q != ' ' && *q != '\t' && *q != '\r' && *q != '"' && *q != '\'') q++;
+        int rc;
+        if (q < e && (*q == '"' || *q == '\'')) {
+            q = w;
+            rc = inline_quoted(p, &q, e);
+        } else {
+            rc = span_add(p, (size_t)(w - in), (size_t)(q - w), false);
+        }
+        if (rc != 0) return rc;
     }
     p->pos = (size_t)(nl + 1 - in);
     return 1;
@@ -1763,7 +1858,7 @@ static int parse_command(resp_parser *p, const char *in, size_t len) {
             break;
         case PARSE_BULK_BODY:
             if (avail < (size_t)p->bulk + 2) return 0;
-            if (span_add(p, p->pos, (size_t)p->bulk) != 0) return RESP_ENOMEM;
+            if (span_add(p, p->pos, (size_t)p->bulk, false) != 0) return RESP_ENOMEM;
             p->pos += (size_t)p->bulk + 2;
             if ((long long)p->argc < p->nargs) {
                 p->state = PARSE_BULK_LEN;
@@ -1779,7 +1874,8 @@ int resp_parse(resp_parser *p, const char *in, size_t len, size_t *used) {
     int rc = parse_command(p, in, len);
     if (rc != 1) return rc;
     for (size_t i = 0; i < p->argc; i++)
-        p->argv[i] = (resp_arg){in + p->spans[i].off, p->spans[i].len};
+        p->argv[i] = (resp_arg){(p->spans[i].unquoted ? p->inl : in) + p->spans[i].off,
+                                p->spans[i].len};
     *used = p->pos;
     p->pos = 0;
     return 1;

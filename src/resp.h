@@ -95,8 +95,10 @@
 /* ---- the request parser, without sockets --------------------------------
  *
  * Commands arrive as multibulks ("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n") or,
- * when the first byte is not '*', as inline commands (a line of words
- * separated by spaces or tabs, ended by LF or CRLF). Like Redis, the parser
+ * when the first byte is not '*', as inline commands (a line of words ended
+ * by LF or CRLF, split as Redis's sdssplitargs splits it: blanks between
+ * words, "double quotes" with C escapes and \xHH, 'single quotes' with \'
+ * alone; an unbalanced quote is a protocol error). Like Redis, the parser
  * does not check the LF after a length or a bulk string, skips empty
  * commands ("*0\r\n", "*-1\r\n", a blank line) as commands of no
  * arguments, and limits what a client may send with the RESP_MAX_* bounds
@@ -126,8 +128,12 @@ typedef struct resp_parser {
     int state;                  /* START, BULK_LEN, BULK_BODY */
     size_t pos;                 /* bytes of the command parsed */
     long long nargs, bulk;      /* arguments announced; length of the bulk being read */
-    struct { size_t off, len; } *spans;   /* the arguments received, by offset */
+    struct { size_t off, len; bool unquoted; } *spans;  /* the arguments received, by
+                                 * offset (unquoted: in the parser's inl, not the input) */
     size_t cap;                 /* of spans and argv */
+    char *inl;                  /* an inline command's arguments as unquoted, when they
+                                 * differ from their bytes in the input */
+    size_t inl_len, inl_cap;
 } resp_parser;
 
 /* A parser at the start of a command, owning nothing; a zeroed resp_parser
@@ -138,7 +144,8 @@ void resp_parser_init(resp_parser *p);
 void resp_parser_free(resp_parser *p);
 
 /* Between commands, gives back argument arrays grown past max entries
- * (a huge command grew them); else does nothing. */
+ * (a huge command grew them), and the arguments of an inline command that
+ * were unquoted; else does nothing. */
 void resp_parser_shrink(resp_parser *p, size_t max);
 
 /* Parses one command from in[0..len), in being its first byte: the bytes
@@ -146,8 +153,10 @@ void resp_parser_shrink(resp_parser *p, size_t max);
  * moved, and possibly more. Returns
  *   1            a whole command of *used bytes (0 < *used <= len): p->argc
  *                arguments in p->argv, pointing into in (the array is valid
- *                until the next call on p, the bytes while in is); the next
- *                command starts at in + *used;
+ *                until the next call on p, the bytes while in is), or for
+ *                an inline argument that quotes or escapes made different
+ *                from its bytes, into p (valid until the next call on p or
+ *                resp_parser_shrink); the next command starts at in + *used;
  *   0            more input is needed (*used untouched);
  *   RESP_EPROTO  a protocol error, described in p->err; the caller answers
  *                it and stops parsing (p may only be freed or re-initialised);

@@ -193,6 +193,29 @@ def test_resp_inline_commands():
         assert [r.read() for _ in range(3)] == ["OK", b"value", b"x"]
 
 
+def test_resp_inline_quotes_like_redis():
+    """Inline commands (telnet, nc) with quotes are split as Redis splits
+    them: before, the quotes were bytes of the words, so SET k "x" stored
+    the three bytes "x" and SET k "hello world" was refused as a SET with
+    options. Compared with redis-server's answers when it is installed."""
+    lines = [b'SET q "hello world"\r\n', b"GET q\r\n", b'SET q "x"\r\n', b"GET q\r\n",
+             b"SET q 'it\\'s \"quoted\"'\r\n", b"GET q\r\n", b'ECHO "a\\x41\\tb\\\\"\r\n',
+             b'ECHO ""\r\n', b'ECHO a"b c"\r\n', b"MSET q1 1 q2\r2\r\n", b"MGET q1 q2\r\n"]
+    want = ["OK", b"hello world", "OK", b"x", "OK", b"it's \"quoted\"", b"aA\tb\\", b"", b"ab c", "OK",
+            [b"1", b"2"]]
+    unbalanced = b'GET "q\r\n'
+    with node() as (c, cl, port), redis_server() as redis_port:
+        for p in [port] + ([redis_port] if redis_port else []):
+            with Resp(p) as r:
+                r.send(b"".join(lines))
+                got = [r.read() for _ in lines]
+                assert got == want, (p, got)
+                r.send(unbalanced)
+                assert r.read() == Err("ERR Protocol error: unbalanced quotes in request"), p
+                assert r.closed_by_server(), p
+        assert_serves(c, cl, port, "inline quotes")
+
+
 def test_resp_set_get_overwrite_and_missing():
     with node() as (c, cl, port), Resp(port) as r:
         assert r.call("SET", "alpha", "one") == "OK"

@@ -156,15 +156,54 @@ static void test_inline_commands(void **state) {
     parse_whole(S("PING\n"));       /* LF alone ends the line */
     assert_int_equal(p.argc, 1);
     assert_arg(0, S("PING"));
-    parse_whole(S("GET a\rb\r\n")); /* a CR not before the LF is a byte */
-    assert_int_equal(p.argc, 2);
-    assert_arg(1, S("a\rb"));
+    parse_whole(S("GET a\rb\r\n")); /* a CR not before the LF is a blank, as in Redis */
+    assert_int_equal(p.argc, 3);
+    assert_arg(1, S("a"));
+    assert_arg(2, S("b"));
     assert_need_more(S("PING"));
     assert_need_more(S("PING\r"));
     size_t used;
     assert_int_equal(resp_parse(&p, S("ECHO x\nPING\n"), &used), 1);
     assert_int_equal(used, 7);
     assert_arg(1, S("x"));
+}
+
+/* Inline arguments are split as Redis's sdssplitargs splits them (what
+ * redis-server 7.0 answers to each of these lines, over telnet): quotes
+ * were bytes of the arguments, so SET k "x" stored the three bytes "x"
+ * and SET k "a b" was a SET of four arguments. */
+static void test_inline_quotes_like_redis(void **state) {
+    (void)state;
+    size_t used;
+    assert_int_equal(resp_parse(&p, S("SET k \"hello world\"\r\n"), &used), 1);
+    assert_int_equal(p.argc, 3);
+    assert_arg(1, S("k"));
+    assert_arg(2, S("hello world"));
+    assert_int_equal(resp_parse(&p, S("SET 'a \"b\" \\' c' x\n"), &used), 1);
+    assert_int_equal(p.argc, 3);
+    assert_arg(1, S("a \"b\" ' c"));
+    assert_arg(2, S("x"));
+    /* escapes in double quotes: C's, \xHH, any other char as itself */
+    assert_int_equal(resp_parse(&p, S("ECHO \"a\\x41\\n\\r\\t\\b\\a\\\\\\\"\\xZ1\"\r\n"), &used), 1);
+    assert_int_equal(p.argc, 2);
+    assert_arg(1, S("aA\n\r\t\b\a\\\"xZ1"));
+    /* empty quotes are an empty argument; a quote inside a word starts one */
+    assert_int_equal(resp_parse(&p, S("ECHO \"\" a\"b c\"\t'd'\n"), &used), 1);
+    assert_int_equal(p.argc, 4);
+    assert_arg(1, S(""));
+    assert_arg(2, S("ab c"));
+    assert_arg(3, S("d"));
+    /* words without quotes stay in the input */
+    parse_whole(S("\v\fSET\rk\f v\r\n"));
+    assert_int_equal(p.argc, 3);
+    assert_arg(1, S("k\f"));
+    assert_arg(2, S("v"));
+    assert_proto_error(S("ECHO \"abc\r\n"), "unbalanced quotes in request");
+    assert_proto_error(S("ECHO 'abc\n"), "unbalanced quotes in request");
+    assert_proto_error(S("ECHO \"a\"b\r\n"), "unbalanced quotes in request");
+    assert_proto_error(S("ECHO 'a'b\r\n"), "unbalanced quotes in request");
+    assert_proto_error(S("ECHO \"a\\\"\r\n"), "unbalanced quotes in request");
+    assert_need_more(S("ECHO \"a b"));
 }
 
 /* Empty commands are whole commands of no arguments, as in Redis. */
@@ -503,6 +542,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_partial_command_every_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inline_commands, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inline_quotes_like_redis, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lf_is_not_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),
