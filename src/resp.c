@@ -813,10 +813,38 @@ static void cmd_auth(conn *c, uint64_t seq, size_t argc, const arg *argv) {
 
 static void cmd_command(conn *c, uint64_t seq, size_t argc, const arg *argv);
 
+/* a as an integer, as Redis's string2ll reads one: an optional '-', then
+ * 0 alone or digits not starting with 0, within a long long; else false. */
+static bool arg_ll(const arg *a, long long *v) {
+    const char *d = a->p, *end = a->p + a->len;
+    bool neg = d < end && *d == '-';
+    d += neg;
+    if (d == end || (*d == '0' && (end - d > 1 || neg))) return false;
+    unsigned long long u = 0, most = neg ? (1ull << 63) : (1ull << 63) - 1;
+    for (; d < end; d++) {
+        if (*d < '0' || *d > '9' || u > (most - (unsigned)(*d - '0')) / 10) return false;
+        u = u * 10 + (unsigned)(*d - '0');
+    }
+    *v = neg ? (long long)(0 - u) : (long long)u;
+    return true;
+}
+
+/* One database, 0, as a Redis run with databases 1; with Redis 7.0's
+ * errors, in its order: not an integer, not an int, not 0 in cluster mode
+ * (every other index was "out of range", whatever the argument). */
 static void cmd_select(conn *c, uint64_t seq, size_t argc, const arg *argv) {
     (void)argc;
-    if (arg_is(&argv[1], "0")) reply_status(c, seq, "OK");
-    else reply_error(c, seq, "ERR DB index is out of range");
+    long long id;
+    if (!arg_ll(&argv[1], &id))
+        reply_error(c, seq, "ERR value is not an integer or out of range");
+    else if (id < -2147483648LL || id > 2147483647LL)
+        reply_error(c, seq, "ERR value is out of range, value must between -2147483648 and 2147483647");
+    else if (id == 0)
+        reply_status(c, seq, "OK");
+    else if (c->srv->n->cfg.resp_cluster)
+        reply_error(c, seq, "ERR SELECT is not allowed in cluster mode");
+    else
+        reply_error(c, seq, "ERR DB index is out of range");
 }
 
 /* "ip:port" of a TCP handle's peer or own end into out ("?" unknown). */

@@ -519,6 +519,26 @@ def test_resp_quit_closes_after_ok():
             assert r2.call("GET", "q") == b"1", "a command after QUIT ran"
 
 
+def test_resp_select_like_redis():
+    """SELECT's errors as Redis 7.0's, in its order: every argument but 0 was
+    'DB index is out of range', not an integer included, and in cluster mode
+    too, where Redis says SELECT is not allowed. Compared with redis-server's
+    (16 databases: indexes past 15 or negative, where one and 16 agree)."""
+    args = ["0", "abc", "00", "-0", "", " 0", "+0", "99999999999", "9223372036854775808", "-1", "16"]
+    with node() as (c, cl, port), Resp(port) as r, redis_server() as redis_port:
+        mine = [r.call("SELECT", a) for a in args]
+        not_int = Err("ERR value is not an integer or out of range")
+        assert mine[:3] == ["OK", not_int, not_int], mine
+        assert mine[-1] == Err("ERR DB index is out of range"), mine
+        if redis_port:
+            with Resp(redis_port) as redis:
+                assert mine == [redis.call("SELECT", a) for a in args], mine
+    with node("--resp-cluster") as (c, cl, port), Resp(port) as r:
+        assert r.call("SELECT", "0") == "OK"
+        assert r.call("SELECT", "1") == Err("ERR SELECT is not allowed in cluster mode")
+        assert r.call("SELECT", "x") == Err("ERR value is not an integer or out of range")
+
+
 def test_resp_unknown_command_error_like_redis():
     with node() as (c, cl, port), Resp(port) as r:
         assert r.call("FOO", "a", "b") == Err("ERR unknown command 'FOO', with args beginning with: 'a' 'b' ")
