@@ -707,9 +707,23 @@ static void cmd_flushall(conn *c, uint64_t seq, size_t argc, const arg *argv) {
         reply_status(c, seq, "OK");
 }
 
-/* Every section, whatever is asked for. */
+/* Whether INFO's arguments argv[1..argc) ask for the section named
+ * name[0..len) ("Cluster"): any case; none, default, all or everything
+ * ask for every one. */
+static bool info_wants(size_t argc, const arg *argv, const char *name, size_t len) {
+    if (argc < 2) return true;
+    for (size_t i = 1; i < argc; i++)
+        if (arg_is(&argv[i], "default") || arg_is(&argv[i], "all") ||
+            arg_is(&argv[i], "everything") ||
+            (argv[i].len == len && strncasecmp(argv[i].p, name, len) == 0))
+            return true;
+    return false;
+}
+
+/* Every section, or those asked for (INFO cluster, INFO server clients), as
+ * Redis 7.0 answers: the sections asked, a blank line between two, nothing
+ * for a section unknown. Every section was answered whatever was asked. */
 static void cmd_info(conn *c, uint64_t seq, size_t argc, const arg *argv) {
-    (void)argc, (void)argv;
     node *n = c->srv->n;
     unsigned long long up = (node_wall_ms(n) - n->started_ms) / 1000;
     size_t keys = store_count(n->store);
@@ -770,7 +784,18 @@ static void cmd_info(conn *c, uint64_t seq, size_t argc, const arg *argv) {
         (unsigned long long)n->stats.resent, (unsigned long long)n->stats.restamped,
         (unsigned long long)(n->stats.overload[0] + n->stats.overload[1] + n->stats.overload[2] +
                               n->stats.overload[3]), up);
-    reply_bulk(c, seq, text, len > 0 && (size_t)len < sizeof text ? (size_t)len : 0);
+    size_t all = len > 0 && (size_t)len < sizeof text ? (size_t)len : 0, out = 0;
+    /* text's sections in place: "# Name\r\n" lines..., then "\r\n" before the next */
+    for (size_t at = 0, end; at < all; at = end + 2) {
+        const char *next = strstr(text + at, "\r\n\r\n# ");
+        end = next ? (size_t)(next - text) + 2 : all; /* past the section's last line */
+        const char *name = text + at + 2;
+        if (!info_wants(argc, argv, name, strcspn(name, "\r"))) continue;
+        if (out) memcpy(text + out, "\r\n", 2), out += 2;
+        memmove(text + out, text + at, end - at);
+        out += end - at;
+    }
+    reply_bulk(c, seq, text, out);
 }
 
 /* The state is set before the reply: a reply may close the connection (its

@@ -316,6 +316,30 @@ def test_resp_info_sections():
         assert r.call("INFO", "server").startswith(b"# Server\r\n")
 
 
+def test_resp_info_sections_asked_like_redis():
+    """INFO with sections answers those alone, as Redis 7.0 does (every section
+    came whatever was asked: redis-py's info("cluster") gave every field):
+    the same sections as redis-server's, in any case, several at once,
+    default/all/everything for all, nothing for an unknown one."""
+    def sections(text):
+        return [l for l in text.decode().split("\r\n") if l.startswith("#")]
+    with node() as (c, cl, port), Resp(port) as r, redis_server() as redis_port:
+        assert r.call("INFO", "cluster") == b"# Cluster\r\ncluster_enabled:0\r\n"
+        assert r.call("INFO", "nosuch") == b""
+        two = r.call("INFO", "SERVER", "clients").decode()
+        assert sections(two.encode()) == ["# Server", "# Clients"], two
+        assert "\r\n\r\n# Clients\r\n" in two and not two.endswith("\r\n\r\n"), two
+        every = r.call("INFO")
+        assert "# DHT" in sections(every) and r.call("INFO", "dht").startswith(b"# DHT\r\ndht_udp_port:")
+        for asked in (("all",), ("default",), ("everything",), ("keyspace", "all")):
+            assert sections(r.call("INFO", *asked)) == sections(every), asked
+        if redis_port:
+            with Resp(redis_port) as redis:
+                for asked in (("cluster",), ("nosuch",), ("server", "CLIENTS"), ("Stats", "cluster", "x")):
+                    assert sections(r.call("INFO", *asked)) == sections(redis.call("INFO", *asked)), asked
+                assert r.call("INFO", "cluster") == redis.call("INFO", "cluster")
+
+
 def test_resp_client_handshake_commands():
     """What redis-cli, redis-benchmark and client libraries send on connecting."""
     with node() as (c, cl, port), Resp(port) as r:
