@@ -207,6 +207,9 @@ seed("slow-reader-pause", each(*[("COMMAND",)] * 420, ("PING",)), PLAIN | WALL |
 # ---- inline, empty and malformed input
 seed("inline", b"PING\r\nSET i 1\r\nGET i\nMGET i j\r\n  ECHO\t hi  \r\n\r\nCLUSTER KEYSLOT i\r\n",
      PLAIN | W8, CLUSTER | W64)
+seed("inline-quotes", b'SET q "a b"\r\nGET q\r\nSET r "\\x41\\n\\"x\\\\"\r\nMGET q r \'it\\\'s\'\r\n'
+     b'ECHO "x"y\r\nPING\r\n', PLAIN | W8, CLUSTER | WALL)
+seed("inline-unbalanced", b'PING\r\nSET u "open\r\nPING\r\n', PLAIN | W8, PASS | WALL)
 seed("empty-multibulk", b"*0\r\n*-1\r\n" + cmd("PING") + b"*0\r\n\r\n" + cmd("ECHO", "x"), PLAIN | W8)
 seed("protocol-error", cmd("PING") + b"*2\r\n$3\r\nGET\r\n+k\r\n" + cmd("PING"), PLAIN | W64, PASS | W8)
 seed("bad-length", cmd("SET", "a", "1") + b"*1\r\n$x\r\n", PLAIN | W8)
