@@ -897,7 +897,7 @@ static void tcp_addr(const uv_tcp_t *t, bool own, char *out, size_t len) {
 /* A connection's line of CLIENT LIST and CLIENT INFO: the fields of
  * Redis 7.0's that mean something here, in its order and format. */
 static void put_client_line(buf *b, const conn *c, uint64_t now) {
-    char peer[64], own[64], head[256];
+    char peer[64], own[64], head[512]; /* the longest second part: about 300 bytes */
     uv_os_fd_t fd = -1;
     uv_fileno((const uv_handle_t *)&c->tcp, &fd);
     tcp_addr(&c->tcp, false, peer, sizeof peer);
@@ -916,7 +916,7 @@ static void put_client_line(buf *b, const conn *c, uint64_t now) {
                    (unsigned long long)((now - c->last_io) / 1000), c->readonly ? "r" : "N", qbuf,
                    qcap - qbuf, qcap, qbuf, c->out.len + c->writing, sizeof *c + conn_bytes(c),
                    c->writing ? "w" : "", c->last_cmd ? c->last_cmd : "NULL");
-    buf_put(b, head, len > 0 ? (size_t)len : 0);
+    buf_put(b, head, len <= 0 ? 0 : (size_t)len < sizeof head ? (size_t)len : sizeof head - 1);
 }
 
 /* CLIENT ID | GETNAME | SETNAME name | SETINFO attr value | INFO | LIST |
