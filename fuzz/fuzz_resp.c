@@ -10,8 +10,9 @@
  * that depends on how much has arrived). A third run, all at hand, parses
  * as for a client yet to authenticate (noauth): every multibulk it returns
  * keeps the bounds before AUTH, it never sees more than the first run, and
- * it sees the same unless it stops on a protocol error. See
- * fuzz/README.md.
+ * it sees the same unless it stops on a protocol error. An inline word
+ * with quotes is unquoted into the parser's own buffer (resp_parser.inl);
+ * every other argument lies in the input. See fuzz/README.md.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -48,16 +49,22 @@ static void walk(outcome *o, const resp_parser *p, const char *cmd, size_t len, 
     o->hash = mix(o->hash, (uint32_t)p->argc);
     for (size_t i = 0; i < p->argc; i++) {
         const resp_arg *a = &p->argv[i];
-        check(a->p >= cmd && a->len <= used && a->p + a->len <= cmd + used);
+        /* in the input, but for an inline word that had quotes: unquoted,
+         * in the parser's own buffer */
+        bool in_input = a->p >= cmd && a->len <= used && a->p + a->len <= cmd + used;
+        const char *base = in_input ? cmd : p->inl;
         if (multibulk) {
+            check(in_input);
             check(a->len <= (p->noauth ? RESP_NOAUTH_MAX_BULK : RESP_MAX_BULK));
-        } else {
-            /* a word: not empty, no blanks, no line end */
+        } else if (in_input) {
+            /* a word without quotes: not empty, no blanks, no line end */
             check(a->len > 0);
             for (size_t k = 0; k < a->len; k++)
-                check(a->p[k] != ' ' && a->p[k] != '\t' && a->p[k] != '\n');
+                check(a->p[k] != ' ' && a->p[k] != '\t' && a->p[k] != '\n' && a->p[k] != '\r');
+        } else {
+            check(p->inl && a->p >= p->inl && a->p + a->len <= p->inl + p->inl_len);
         }
-        o->hash = mix(mix(o->hash, (uint32_t)(a->p - cmd)), (uint32_t)a->len);
+        o->hash = mix(mix(o->hash, (uint32_t)(a->p - base)), (uint32_t)a->len);
         for (size_t k = 0; k < a->len; k++) o->hash = mix(o->hash, (uint8_t)a->p[k]);
     }
     o->commands++;
