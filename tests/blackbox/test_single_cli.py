@@ -12,8 +12,11 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -201,6 +204,46 @@ def test_bad_vnodes_is_a_usage_error():
         for bad in bads:
             p = subprocess.run([exe, opt, bad, "ring"], capture_output=True, text=True, timeout=30)
             assert p.returncode == 64 and opt in p.stderr, (opt, bad, p.returncode, p.stderr)
+
+
+def servers_of(d):
+    """PIDs of the dht-server processes started from cluster directory d."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read().split(b"\0")
+        except OSError:
+            continue
+        if cmd and cmd[0].endswith(b"dht-server") and os.path.join(d, "peers").encode() in cmd:
+            pids.append(int(pid))
+    return pids
+
+
+def test_cluster_start_that_fails_stops_its_nodes():
+    """A node that exits at start (here: its --data-dir is a file) failed
+    `scripts/cluster start`, which left the other nodes running, unsaid."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "cluster")
+    d = tempfile.mkdtemp(prefix="dht-cluster-test-")
+    try:
+        open(os.path.join(d, "data2"), "w").close()
+        p = subprocess.run([script, "--dir", d, "start", "-n", "3", "--base-port",
+                            str(dht.free_port_range(3)), "--bin", os.path.dirname(dht.server_binary()),
+                            "--wait", "10", "--", "--data-dir", "{dir}/data{i}"],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode != 0 and "node 2 exited" in p.stderr, (p.returncode, p.stdout, p.stderr)
+        left = servers_of(d)
+        for _ in range(100):   # (stopping takes a moment)
+            if not left:
+                break
+            time.sleep(0.05)
+            left = servers_of(d)
+        assert not left, "nodes left running after a failed start: %s" % left
+    finally:
+        subprocess.run([script, "--dir", d, "stop-all"], capture_output=True, timeout=60)
+        for pid in servers_of(d):
+            os.kill(pid, 9)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":
