@@ -338,6 +338,15 @@ static int load_peers(server *sv) {
     return rc;
 }
 
+/* Whether peers can send to a as this node's address: not 0.0.0.0/8, nor a
+ * multicast, reserved or broadcast address (224.0.0.0 and up). Advertised,
+ * those made a node the others held alive and forwarded requests to that
+ * went unanswered. */
+static bool unicast_ip(struct in_addr a) {
+    uint32_t h = ntohl(a.s_addr);
+    return h >> 24 != 0 && h < 0xe0000000u;
+}
+
 /* The address peers know us by: --advertise, else the local address of the
  * route to the first peer (no packet is sent), else the bind address or
  * 127.0.0.1. */
@@ -348,14 +357,20 @@ static int find_self(const node_config *cfg, struct sockaddr_in *self) {
     self->sin_family = AF_INET;
     self->sin_port = htons(cfg->port);
     if (ip) {
-        if (inet_pton(AF_INET, ip, &a) != 1) {
-            fprintf(stderr, "dht-server: bad --advertise address %s\n", ip);
+        if (inet_pton(AF_INET, ip, &a) != 1 || !unicast_ip(a)) {
+            fprintf(stderr, "dht-server: bad --advertise address %s (an IPv4 address the other "
+                            "nodes can send to)\n", ip);
             return -1;
         }
         self->sin_addr = a;
         return 0;
     }
     if (inet_pton(AF_INET, cfg->bind_ip, &a) == 1 && a.s_addr != htonl(INADDR_ANY)) {
+        if (!unicast_ip(a)) { /* a bound address is the one advertised */
+            fprintf(stderr, "dht-server: bad --bind address %s (0.0.0.0, or an address of this "
+                            "host the other nodes can send to)\n", cfg->bind_ip);
+            return -1;
+        }
         self->sin_addr = a;
         return 0;
     }

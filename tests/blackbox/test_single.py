@@ -677,5 +677,22 @@ def test_replicas_one_brings_default_quorums_down():
         c.cleanup()
 
 
+def test_unusable_advertise_and_bind_addresses_are_refused():
+    """--advertise 0.0.0.0 (or a broadcast or multicast address, or --bind
+    to one, which is advertised) started a node the others know by an
+    address no datagram reaches it at: members alive, every request
+    forwarded to it unanswered."""
+    port = dht.free_port_range(1)
+    for flag, ip in (("--advertise", "0.0.0.0"), ("--advertise", "255.255.255.255"),
+                     ("--advertise", "224.0.0.1"), ("--bind", "255.255.255.255")):
+        try:
+            p = subprocess.run([dht.server_binary(), str(port), "/dev/null", flag, ip],
+                               capture_output=True, timeout=3)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("dht-server %s %s was taken: the node ran" % (flag, ip))
+        assert p.returncode != 0 and flag.encode() in p.stderr and ip.encode() in p.stderr, \
+            (flag, ip, p.returncode, p.stderr)
+
+
 if __name__ == "__main__":
     sys.exit(dht.run_tests(globals()))
