@@ -256,6 +256,17 @@ static int check(const KVResponse *r) {
     return EX_SERVER;
 }
 
+/* Exit status for an answer to SHUTDOWN or WIPEOUT. A node answers those
+ * UNKNOWN_COMMAND when the client is not in its --admin-from (README: Admin
+ * commands): alone, "unknown command" read as if dht-cli had sent a wrong one. */
+static int check_admin(const KVResponse *r) {
+    if (r->errcode != WIRE_EUNKNOWN) return check(r);
+    fprintf(stderr, "error: %s (refused: the node serves SHUTDOWN and WIPEOUT only to its "
+                    "--admin-from networks, by default loopback and the members' hosts)\n",
+            wire_err_name(r->errcode));
+    return EX_SERVER;
+}
+
 /* ---- arguments and output ---- */
 
 static int read_stdin(arg *a) {
@@ -391,7 +402,7 @@ static int cmd_count(cli *c) {
 static int cmd_wipeout(cli *c) {
     KVResponse *r;
     int rc;
-    if ((rc = call(c, WIRE_WIPEOUT, NULL, NULL, &r)) || (rc = check(r))) return rc;
+    if ((rc = call(c, WIRE_WIPEOUT, NULL, NULL, &r)) || (rc = check_admin(r))) return rc;
     puts("ok");
     return 0;
 }
@@ -643,7 +654,7 @@ static int cmd_shutdown(cli *c) {
             return 0;
         }
         if (which == 0) { /* it answered SHUTDOWN: trust the answer */
-            if ((rc = check(r))) return rc;
+            if ((rc = check_admin(r))) return rc;
             printf("%s is shutting down\n", c->server_str);
             return 0;
         }

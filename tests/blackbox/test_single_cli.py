@@ -246,5 +246,18 @@ def test_cluster_start_that_fails_stops_its_nodes():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def test_refused_shutdown_and_wipeout_say_why():
+    """SHUTDOWN and WIPEOUT from outside --admin-from are answered
+    UNKNOWN_COMMAND (README: Admin commands): dht-cli printed 'error:
+    unknown command' for a command it knows, not why it was refused."""
+    with node(args=["--admin-from", "10.0.0.0/8"]) as (c, _):
+        exe = os.path.join(os.path.dirname(c.bin), "dht-cli")
+        for cmd in ("shutdown", "wipeout"):
+            p = subprocess.run([exe, "-s", "127.0.0.1:%d" % c.port(0), cmd], capture_output=True,
+                               text=True, timeout=30)
+            assert p.returncode == 1 and "--admin-from" in p.stderr, (cmd, p.returncode, p.stderr)
+        assert c.running(0)
+
+
 if __name__ == "__main__":
     sys.exit(dht.run_tests(globals()))
