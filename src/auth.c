@@ -60,6 +60,10 @@ int auth_load(const char *path, auth_keys *k, char *err, size_t errlen) {
             k->n++;
         }
     }
+    if (rc == 0 && ferror(f)) { /* (a directory opens, then reads as nothing: "no key") */
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        rc = -1;
+    }
     fclose(f);
     if (rc == 0 && k->n == 0) {
         snprintf(err, errlen, "%s: no key in it (make one with dht-cli keygen)", path);

@@ -1978,6 +1978,12 @@ char *resp_password_from_file(const char *path) {
     char line[RESP_MAX_PASSWORD + 3];   /* a longer line is cut past the bound: refused */
     size_t len = 0;
     if (fgets(line, sizeof line, f)) len = strcspn(line, "\r\n");
+    if (ferror(f)) { /* (a directory opens, then reads as an empty file) */
+        fprintf(stderr, "dht-server: cannot read the password file %s: %s\n", path, strerror(errno));
+        fclose(f);
+        explicit_bzero(line, sizeof line);
+        return NULL;
+    }
     fclose(f);
     if (!len || len > RESP_MAX_PASSWORD) {
         fprintf(stderr, "dht-server: the password file %s must hold a password of 1 to %d bytes "

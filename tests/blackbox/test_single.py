@@ -694,5 +694,17 @@ def test_unusable_advertise_and_bind_addresses_are_refused():
             (flag, ip, p.returncode, p.stderr)
 
 
+def test_a_directory_as_key_or_password_file_is_refused_as_such():
+    """A directory given as --cluster-key-file read as an empty file: 'no key
+    in it (make one with dht-cli keygen)', and as --requirepass-file 'must
+    hold a password ... on its first line': advice that did not help."""
+    d = os.path.dirname(os.path.abspath(__file__))
+    for flag in ("--cluster-key-file", "--requirepass-file"):
+        p = subprocess.run([dht.server_binary(), str(dht.free_port_range(1)), "/dev/null",
+                            "--resp-port", str(dht.free_tcp_ports(1)[0]), flag, d],
+                           capture_output=True, timeout=10)
+        assert p.returncode == 64 and b"directory" in p.stderr.lower(), (flag, p.returncode, p.stderr)
+
+
 if __name__ == "__main__":
     sys.exit(dht.run_tests(globals()))

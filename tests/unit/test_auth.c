@@ -124,6 +124,9 @@ static void test_key_files(void **state) {
     assert_non_null(strstr(err, "no key"));
     unlink(path);
     assert_int_equal(auth_load(path, &k, err, sizeof err), -1);
+    /* a file that cannot be read says why (a directory read as empty: "no key") */
+    assert_int_equal(auth_load("/tmp", &k, err, sizeof err), -1);
+    assert_non_null(strstr(err, "directory"));
     key[3] = 'g';
     assert_int_equal(auth_parse_key(key, 64, raw), -1);
 }
