@@ -312,9 +312,19 @@ int main(int argc, char **argv) {
     if (cfg.write_quorum > cfg.replicas) cfg.write_quorum = cfg.replicas;
     if (cfg.read_quorum > cfg.replicas) cfg.read_quorum = cfg.replicas;
     if (suspect_ms || dead_ms) { /* the older flags: silence to suspect, to dead */
+        const char *dead_dflt = dead_ms ? "" : " (its default)";
+        const char *suspect_dflt = suspect_ms ? "" : " (its default)";
         if (!dead_ms) dead_ms = 2000;
         if (!suspect_ms) suspect_ms = 1000;
-        cfg.suspicion_ms = dead_ms > suspect_ms + 10 ? (unsigned)(dead_ms - suspect_ms) : 10;
+        /* a suspicion under 10 ms (--suspicion-ms's least) was made 10 ms:
+         * a member died before it could refute the suspicion */
+        if (dead_ms < suspect_ms + 10) {
+            fprintf(stderr, "dht-server: --dead-ms %lu%s must be at least 10 past --suspect-ms "
+                            "%lu%s: the suspicion lasts the difference\n",
+                    dead_ms, dead_dflt, suspect_ms, suspect_dflt);
+            return 64;
+        }
+        cfg.suspicion_ms = (unsigned)(dead_ms - suspect_ms);
     }
     if (keyfile) {
         char err[256];

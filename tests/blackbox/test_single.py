@@ -706,5 +706,19 @@ def test_a_directory_as_key_or_password_file_is_refused_as_such():
         assert p.returncode == 64 and b"directory" in p.stderr.lower(), (flag, p.returncode, p.stderr)
 
 
+def test_dead_ms_not_past_suspect_ms_is_a_usage_error():
+    """The older flags give a suspicion of --dead-ms less --suspect-ms (1000
+    unless given): --dead-ms 500 alone, or not past --suspect-ms, was taken
+    as a suspicion of 10 ms, a member declared dead before it could answer."""
+    for args in (["--dead-ms", "500"], ["--suspect-ms", "3000", "--dead-ms", "2000"],
+                 ["--suspect-ms", "1000", "--dead-ms", "1000"]):
+        try:
+            p = subprocess.run([dht.server_binary(), str(dht.free_port_range(1)), "/dev/null"] + args,
+                               capture_output=True, timeout=3)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("%s was taken: the node ran" % args)
+        assert p.returncode == 64 and b"--dead-ms" in p.stderr, (args, p.returncode, p.stderr)
+
+
 if __name__ == "__main__":
     sys.exit(dht.run_tests(globals()))
