@@ -128,7 +128,8 @@ static int is_number(const char *s) {
     return 1;
 }
 
-/* The Redis and HTTP front ends' options (resp.h, http.h). */
+/* The Redis and HTTP front ends' options (resp.h, http.h); those from
+ * OPT_RESP_BIND to OPT_MAX_BUFFER apply to the Redis port alone. */
 enum {
     OPT_HTTP_BIND = 1024, OPT_RESP_BIND, OPT_REQUIREPASS, OPT_REQUIREPASS_FILE, OPT_PROTECTED,
     OPT_MAXCLIENTS, OPT_RESP_TIMEOUT, OPT_QUERY_TIMEOUT, OPT_MAX_BUFFER, OPT_RESP_CLUSTER
@@ -191,6 +192,7 @@ int main(int argc, char **argv) {
     static auth_keys keys;
     static auth_net admin[MAX_ADMIN_NETS];
     const char *keyfile = NULL;
+    const char *resp_only = NULL, *http_only = NULL; /* a front end's option, given */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         const char *bad = NULL;
         unsigned long lo_hi[2] = {0, 0}; /* a number flag's range, for its error */
@@ -269,6 +271,9 @@ int main(int argc, char **argv) {
             fprintf(stderr, "Try 'dht-server --help'.\n");
             return 64;
         }
+        if (c == OPT_HTTP_BIND || (c >= OPT_RESP_BIND && c <= OPT_MAX_BUFFER))
+            for (const struct option *o = opts; o->name; o++)
+                if (o->val == c) *(c == OPT_HTTP_BIND ? &http_only : &resp_only) = o->name;
         w_set |= c == OPT_W;
         r_set |= c == OPT_R;
         if (bad) {
@@ -299,6 +304,13 @@ int main(int argc, char **argv) {
     cfg.port = (uint16_t)v;
     if (cfg.resp_cluster && !cfg.resp_port) {
         fprintf(stderr, "dht-server: --resp-cluster needs --resp-port\n");
+        return 64;
+    }
+    /* without its port such an option was taken and did nothing, unsaid */
+    if ((resp_only && !cfg.resp_port) || (http_only && !cfg.http_port)) {
+        fprintf(stderr, "dht-server: --%s needs %s (the port it applies to)\n",
+                resp_only && !cfg.resp_port ? resp_only : http_only,
+                resp_only && !cfg.resp_port ? "--resp-port" : "--http-port");
         return 64;
     }
     /* a quorum past N is never made: every operation failed (and W=2 with

@@ -720,5 +720,24 @@ def test_dead_ms_not_past_suspect_ms_is_a_usage_error():
         assert p.returncode == 64 and b"--dead-ms" in p.stderr, (args, p.returncode, p.stderr)
 
 
+def test_front_end_options_without_their_port_are_usage_errors():
+    """--http-bind without --http-port, or a Redis option (--resp-bind,
+    --requirepass, --maxclients...) without --resp-port, was taken and did
+    nothing: no port listened, and nothing said so (--resp-cluster alone
+    already said 'needs --resp-port')."""
+    for args, needs in ((["--http-bind", "0.0.0.0"], b"--http-port"),
+                        (["--resp-bind", "127.0.0.1"], b"--resp-port"),
+                        (["--requirepass", "secret"], b"--resp-port"),
+                        (["--protected-mode", "no"], b"--resp-port"),
+                        (["--maxclients", "10"], b"--resp-port")):
+        try:
+            p = subprocess.run([dht.server_binary(), str(dht.free_port_range(1)), "/dev/null"] + args,
+                               capture_output=True, timeout=3)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("%s was taken: the node ran" % args)
+        assert p.returncode == 64 and args[0].encode() in p.stderr and needs in p.stderr, \
+            (args, p.returncode, p.stderr)
+
+
 if __name__ == "__main__":
     sys.exit(dht.run_tests(globals()))
