@@ -446,6 +446,14 @@ static node *keyed_node_at(const char *ip, const auth_keys *k, store *st) {
     return node_new(&c, &env, &self, st, 1);
 }
 
+/* keyed_node_at on a new store in memory; *st gets it (freed by the test). */
+static node *keyed_node_new(const char *ip, const auth_keys *k, store **st) {
+    assert_int_equal(store_open(st, NULL, 1 << 20), 0);
+    node *x = keyed_node_at(ip, k, *st);
+    assert_non_null(x);
+    return x;
+}
+
 /* Replies and requests are both kind 0, and every kind-0 datagram was
  * served as a request; now none from a node's address is. One datagram from an outsider without the key,
  * its source spoofed as member B's node port, sent to member A: A answers
@@ -459,12 +467,8 @@ static void test_replies_of_nodes_are_not_requests(void **state) {
     fake_reset(1000, WALL0);
     fill_key(&key_a, 1);
     store *sa, *sb;
-    assert_int_equal(store_open(&sa, NULL, 1 << 20), 0);
-    assert_int_equal(store_open(&sb, NULL, 1 << 20), 0);
-    node *a = keyed_node_at("192.168.7.1", &key_a, sa);
-    node *b = keyed_node_at("192.168.7.2", &key_a, sb);
-    assert_non_null(a);
-    assert_non_null(b);
+    node *a = keyed_node_new("192.168.7.1", &key_a, &sa);
+    node *b = keyed_node_new("192.168.7.2", &key_a, &sb);
     struct sockaddr_in aa = addr("192.168.7.1", 7000), ba = addr("192.168.7.2", 7000);
     assert_int_equal(members_add_seed(a->members, ba.sin_addr.s_addr, 7000), 0);
     assert_int_equal(members_add_seed(b->members, aa.sin_addr.s_addr, 7000), 0);
@@ -543,12 +547,8 @@ static void test_replayed_ping_takes_no_member_off(void **state) {
     for (int via_d = 0; via_d < 2; via_d++) {
         fake_reset(1000, WALL0);
         store *sa, *sd;
-        assert_int_equal(store_open(&sa, NULL, 1 << 20), 0);
-        assert_int_equal(store_open(&sd, NULL, 1 << 20), 0);
-        node *a = keyed_node_at("192.168.7.1", &key_a, sa);
-        node *d = keyed_node_at("192.168.7.3", &key_a, sd);
-        assert_non_null(a);
-        assert_non_null(d);
+        node *a = keyed_node_new("192.168.7.1", &key_a, &sa);
+        node *d = keyed_node_new("192.168.7.3", &key_a, &sd);
         struct sockaddr_in aa = addr("192.168.7.1", 7000), ba = addr("192.168.7.2", 7000),
                            da = addr("192.168.7.3", 7000), far = addr("203.0.113.9", 4444);
         /* B and D are members of A, at lives of their own; A and B of D */

@@ -552,24 +552,39 @@ static void test_admission_counts_only_unanswered_operations(void **state) {
     fake_node_free(m);
 }
 
-/* The Peer messages a datagram sent carries, in order (a batch's, or its
- * own), at most max of them; how many. */
-static size_t peers_in(wire_arena *a, const struct fake_sent *d, Peer **out, size_t max) {
-    wire_frame f, g;
+/* The frames a datagram sent carries, in order (a batch's, or itself), at
+ * most max of them; how many. */
+static size_t frames_in(wire_arena *a, const struct fake_sent *d, const uint8_t **frames,
+                        size_t *lens, size_t max) {
+    wire_frame f;
     if (wire_unpack_msg(a, d->buf, d->len, &f) != 0) return 0;
-    const uint8_t *frames[64];
-    size_t lens[64], nf = 0, np = 0;
-    if (f.kind == WIRE_KIND_BATCH) {
-        const uint8_t *q = f.payload, *end = f.payload + f.plen, *fr;
-        size_t len;
-        while (nf < 64 && wire_batch_next(&q, end, &fr, &len) == 1) frames[nf] = fr, lens[nf++] = len;
-    } else {
-        frames[0] = d->buf, lens[0] = d->len, nf = 1;
+    if (f.kind != WIRE_KIND_BATCH) {
+        frames[0] = d->buf, lens[0] = d->len;
+        return 1;
     }
+    const uint8_t *q = f.payload, *end = f.payload + f.plen, *fr;
+    size_t len, nf = 0;
+    while (nf < max && wire_batch_next(&q, end, &fr, &len) == 1) frames[nf] = fr, lens[nf++] = len;
+    return nf;
+}
+
+/* The Peer messages a datagram sent carries, in order (a batch's, or its
+ * own), at most max of them; how many. Their frames' IDs go to ids, unless
+ * NULL (a frame's without an ID of WIRE_ID_LEN: zeros). */
+static size_t peers_in(wire_arena *a, const struct fake_sent *d, Peer **out, size_t max,
+                       uint8_t (*ids)[WIRE_ID_LEN]) {
+    const uint8_t *frames[64];
+    size_t lens[64], nf = frames_in(a, d, frames, lens, 64), np = 0;
     for (size_t j = 0; j < nf && np < max; j++) {
+        wire_frame g;
         if (wire_unpack_msg(a, frames[j], lens[j], &g) != 0 || g.kind != WIRE_KIND_PEER) continue;
         Peer *p = wire_unpack_peer(a, g.payload, g.plen);
-        if (p) out[np++] = p;
+        if (!p) continue;
+        if (ids) {
+            memset(ids[np], 0, WIRE_ID_LEN);
+            if (g.idlen == WIRE_ID_LEN) memcpy(ids[np], g.id, WIRE_ID_LEN);
+        }
+        out[np++] = p;
     }
     return np;
 }
@@ -583,7 +598,7 @@ static size_t peer_msgs_to_v(wire_arena *a, uint16_t port, size_t from, uint32_t
     for (size_t i = from; i < end; i++) {
         if (ntohs(fake.sent[i].to.sin_port) != port) continue;
         Peer *ps[64];
-        size_t np = peers_in(a, &fake.sent[i], ps, 64);
+        size_t np = peers_in(a, &fake.sent[i], ps, 64, NULL);
         for (size_t j = 0; j < np; j++) {
             const Peer *p = ps[j];
             k += p->type == type && (p->flags & flags) == flags &&
@@ -1369,7 +1384,7 @@ static void test_outbox_lazy_waits_until_due(void **state) {
     assert_int_equal(wire_unpack_msg(a, fake.sent[0].buf, fake.sent[0].len, &f), 0);
     assert_int_equal(f.kind, WIRE_KIND_BATCH);
     Peer *got[2];
-    assert_int_equal(peers_in(a, &fake.sent[0], got, 2), 2);
+    assert_int_equal(peers_in(a, &fake.sent[0], got, 2, NULL), 2);
     assert_memory_equal(got[0]->key.data, "a", 1);
     assert_memory_equal(got[1]->key.data, "b", 1);
     /* alone, it leaves at its time */
@@ -1957,27 +1972,14 @@ static bool write_id_to(wire_arena *a, uint16_t port, size_t from, uint8_t id[WI
     size_t end = fake.nsent < FAKE_SENT_KEEP ? fake.nsent : FAKE_SENT_KEEP;
     for (size_t i = from; i < end; i++) {
         if (ntohs(fake.sent[i].to.sin_port) != port) continue;
-        wire_frame f, g;
-        if (wire_unpack_msg(a, fake.sent[i].buf, fake.sent[i].len, &f) != 0) continue;
-        const uint8_t *frames[64];
-        size_t lens[64], nf = 0;
-        if (f.kind == WIRE_KIND_BATCH) {
-            const uint8_t *q = f.payload, *e = f.payload + f.plen, *fr;
-            size_t len;
-            while (nf < 64 && wire_batch_next(&q, e, &fr, &len) == 1) frames[nf] = fr, lens[nf++] = len;
-        } else {
-            frames[0] = fake.sent[i].buf, lens[0] = fake.sent[i].len, nf = 1;
-        }
-        for (size_t j = 0; j < nf; j++) {
-            if (wire_unpack_msg(a, frames[j], lens[j], &g) != 0 || g.kind != WIRE_KIND_PEER ||
-                g.idlen != WIRE_ID_LEN)
-                continue;
-            Peer *pp = wire_unpack_peer(a, g.payload, g.plen);
-            if (pp && pp->type == PEER_WRITE) {
-                memcpy(id, g.id, WIRE_ID_LEN);
+        Peer *ps[64];
+        uint8_t ids[64][WIRE_ID_LEN];
+        size_t np = peers_in(a, &fake.sent[i], ps, 64, ids);
+        for (size_t j = 0; j < np; j++)
+            if (ps[j]->type == PEER_WRITE) {
+                memcpy(id, ids[j], WIRE_ID_LEN);
                 return true;
             }
-        }
     }
     return false;
 }
