@@ -459,6 +459,16 @@ static bool hint_acked(node *n, const uint8_t *id, size_t idlen, const Peer *p) 
 
 static void answer(node *n, op *o, uint32_t err) {
     if (o->answered) return;
+    /* A write is acknowledged only while this node sees a majority
+     * (--majority-ms), at its answer as at its start (repl_client_op): one
+     * admitted just before its node found itself cut off made its quorum
+     * after the heal on replicas of that node's ring, which the others' did
+     * not use, and lost to the client's earlier write (dht-sim 7220). */
+    if (o->cmd != WIRE_GET && (err == WIRE_OK || err == WIRE_ENOKEY) &&
+        !members_majority(n->members)) {
+        n->stats.refused_minority++;
+        err = WIRE_EINTERNAL;
+    }
     o->answered = true;
     op_settled(n->repl, o);
     repl_result res = {err, NULL, 0, 0};

@@ -1984,6 +1984,53 @@ static bool write_id_to(wire_arena *a, uint16_t port, size_t from, uint8_t id[WI
     return false;
 }
 
+/* A write admitted while its node saw a majority (--majority-ms) and whose
+ * quorum came in once the node saw itself cut off with a minority is not
+ * acknowledged: INTERNAL_FAILURE, as at its start (dht-sim 7220: a PUT
+ * admitted by a node cut off alone, before it had held most members dead,
+ * made its quorum 170 ms after the heal on replicas of its own ring, which
+ * the others' did not use, and lost to the client's earlier PUT). m, p and
+ * 7003 (never heard) hold every key; four members more, heard of alive,
+ * then die while the write waits for p. */
+static void test_a_write_is_not_acknowledged_in_a_minority(void **state) {
+    (void)state;
+    node_config cfg = quiet_config();
+    cfg.majority_ms = 60000;
+    cfg.suspicion_ms = 200;
+    node *m, *p;
+    two_and_a_silent_third(&cfg, &m, &p);
+    gossip_from_7002(m, fake_wall(NULL) - 5000, 1);
+    size_t at = client_put(m, 1, "k", "v");
+    assert_int_equal(m->stats.refused_minority, 0); /* admitted */
+    for (uint16_t port = 7004; port < 7008; port++) {
+        Member e = MEMBER__INIT, *es[1] = {&e};
+        e.ip = LO;
+        e.port = port;
+        e.incarnation = fake_wall(NULL) - 1000;
+        e.heartbeat = 1;
+        Peer g = PEER__INIT;
+        g.type = PEER_GOSSIP;
+        g.n_members = 1;
+        g.members = es;
+        uint8_t gid[WIRE_ID_LEN] = {23, (uint8_t)port};
+        peer_from(m, 7002, gid, &g);
+        gid[0] = 24;
+        told_dead(m, port, 1, gid);
+    }
+    tick_for(m, 30, 10); /* their suspicions end: dead */
+    assert_int_equal(members_live(m->members), 3);
+    size_t sent = relay(p, 7002, 7001, at); /* the write reaches p ... */
+    relay(m, 7001, 7002, sent);             /* ... and its ack comes back */
+    wire_arena *a = wire_arena_new();
+    KVResponse *r = client_reply(a, at);
+    assert_non_null(r);
+    assert_int_equal(r->errcode, WIRE_EINTERNAL); /* before: OK */
+    assert_int_equal(m->stats.refused_minority, 1);
+    wire_arena_free(a);
+    fake_node_free(p);
+    fake_node_free(m);
+}
+
 /* Writes of one key that miss one replica keep one hint, not one a write:
  * a hot key written 65,536 times while its replica could not take them
  * filled MAX_HINTS with copies of one hint (every other key's then
@@ -2050,6 +2097,7 @@ int main(void) {
         T(test_slow_replica_answers_overload_not_failure),
         T(test_admission_bounds_operations_in_flight),
         T(test_minority_refuses_writes),
+        T(test_a_write_is_not_acknowledged_in_a_minority),
         T(test_sweep_keeps_outlived_spare_copies_back),
         T(test_an_older_record_pushed_here_is_answered_with_ours),
         T(test_held_back_store_on_a_full_disk_stays_held),
