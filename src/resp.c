@@ -2423,7 +2423,10 @@ int resp_start(uv_loop_t *loop, node *n) {
         return UV_EINVAL;
     }
     resp_server *s = calloc(1, sizeof *s);
-    if (!s) return UV_ENOMEM;
+    if (!s) {
+        fprintf(stderr, "dht-server: out of memory\n");
+        return UV_ENOMEM;
+    }
     s->n = n;
     s->password = cfg->requirepass;
     s->password_len = s->password ? strlen(s->password) : 0;

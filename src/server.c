@@ -303,10 +303,23 @@ static int load_peers(server *sv) {
     size_t nseeds = 0, cap = 0;
     while (fgets(line, sizeof line, f)) {
         lineno++;
+        /* a line past the buffer was read as two, the second a "line" of
+         * its own with the wrong number */
+        size_t got = strlen(line);
+        int next;
+        if (got == sizeof line - 1 && line[got - 1] != '\n' && (next = getc(f)) != EOF) {
+            ungetc(next, f);
+            fprintf(stderr, "dht-server: %s:%d: a line longer than %zu bytes\n",
+                    n->cfg.peers_file, lineno, sizeof line - 2);
+            rc = -1;
+            break;
+        }
         char *s = line + strspn(line, " \t");
         s[strcspn(s, "#\r\n")] = 0;
         for (char *e = s + strlen(s); e > s && (e[-1] == ' ' || e[-1] == '\t');) *--e = 0;
         if (!*s) continue;
+        char shown[sizeof line]; /* what was read, for the error */
+        snprintf(shown, sizeof shown, "%s", s);
         char *colon = strrchr(s, ':');
         struct in_addr a;
         char *end;
@@ -314,7 +327,8 @@ static int load_peers(server *sv) {
         if (colon) *colon = 0;
         if (!colon || *end || port < 1 || port > 65535 || inet_pton(AF_INET, s, &a) != 1) {
             fprintf(stderr, "dht-server: %s:%d: expected ip:port (an IPv4 address and a port: "
-                            "host names are not resolved)\n", n->cfg.peers_file, lineno);
+                            "host names are not resolved), got '%s'\n", n->cfg.peers_file, lineno,
+                    shown);
             rc = -1;
             break;
         }
@@ -470,8 +484,10 @@ int server_run(const node_config *cfg) {
     uv_signal_start(&sv.sigterm, on_signal, SIGTERM);
     /* a write to a TCP client that left must fail with EPIPE, not end the node */
     signal(SIGPIPE, SIG_IGN);
-    if (cfg->resp_port && (rc = resp_start(sv.loop, sv.n)) != 0) goto fail;
-    if (cfg->http_port && (rc = http_start(sv.loop, sv.n)) != 0) goto fail;
+    /* each says why it could not listen */
+    if ((cfg->resp_port && resp_start(sv.loop, sv.n) != 0) ||
+        (cfg->http_port && http_start(sv.loop, sv.n) != 0))
+        return -1;
 
     char a[32];
     node_log(sv.n, "dht-server pid %d serving %s (udp), %zu peers, store %s, N=%u R=%u W=%u",

@@ -10,9 +10,11 @@ import contextlib
 import os
 import subprocess
 import random
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -656,6 +658,27 @@ def test_a_directory_as_peers_file_is_refused():
     p = subprocess.run([dht.server_binary(), "7000", os.path.dirname(os.path.abspath(__file__))],
                        capture_output=True, timeout=10)
     assert p.returncode != 0 and b"a directory" in p.stderr, (p.returncode, p.stderr)
+
+
+def test_bad_peers_file_lines_say_what_was_read():
+    """A bad peers-file line is refused with its number and its text (two
+    addresses on one line said only "expected ip:port"); a line too long for
+    the reader was read as two, and the error named the wrong line."""
+    d = tempfile.mkdtemp()
+    try:
+        for text, what in ((b"127.0.0.1:7001\n127.0.0.1:7002 127.0.0.1:7003\n",
+                            b":2: expected ip:port (an IPv4 address and a port: host names are not "
+                            b"resolved), got '127.0.0.1:7002 127.0.0.1:7003'"),
+                           (b"# seeds\nnode1.example:7001\n", b":2: expected ip:port"),
+                           (b"127.0.0.1:7001 " + b" " * 300 + b"# note\n127.0.0.1:7002\n",
+                            b":1: a line longer than 254 bytes")):
+            path = os.path.join(d, "peers")
+            with open(path, "wb") as f:
+                f.write(text)
+            p = subprocess.run([dht.server_binary(), "7000", path], capture_output=True, timeout=10)
+            assert p.returncode != 0 and what in p.stderr, (text[:40], p.returncode, p.stderr)
+    finally:
+        shutil.rmtree(d)
 
 
 def test_replicas_one_brings_default_quorums_down():
