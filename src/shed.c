@@ -20,7 +20,6 @@ void conn_shed(conn_spare *sp) {
         return;
     }
     sp->busy = true;
-    sp->shed++;
     uv_tcp_init(sp->listener->loop, &sp->tcp);
     sp->tcp.data = sp;
     /* on failure libuv has closed the connection itself */

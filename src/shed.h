@@ -26,7 +26,6 @@ typedef struct conn_spare {
     uv_connection_cb cb; /* the listener's, run again for a connection that waited */
     bool busy;           /* the last connection shed is closing */
     bool waiting;        /* one waits for the spare */
-    unsigned long long shed;
 } conn_spare;
 
 void conn_spare_init(conn_spare *sp, uv_stream_t *listener, uv_connection_cb cb);

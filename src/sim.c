@@ -312,12 +312,17 @@ static struct sockaddr_in addr_of(uint32_t net, uint32_t i, uint16_t port) {
     return a;
 }
 
+/* Whether a is a node's other address (--aliases). */
+static bool is_alias(const sim *s, const struct sockaddr_in *a) {
+    uint32_t h = ntohl(a->sin_addr.s_addr);
+    return ntohs(a->sin_port) == NODE_PORT && h > ALIAS_NET && h <= ALIAS_NET + s->o.aliases;
+}
+
 /* Node index of an address (its own, or with --aliases its other one), or -1. */
 static long node_at(const sim *s, const struct sockaddr_in *a) {
     uint32_t h = ntohl(a->sin_addr.s_addr);
-    if (ntohs(a->sin_port) != NODE_PORT) return -1;
-    if (h > ALIAS_NET && h <= ALIAS_NET + s->o.aliases) return (long)(h - ALIAS_NET - 1);
-    if (h <= NODE_NET || h > NODE_NET + s->o.nodes) return -1;
+    if (is_alias(s, a)) return (long)(h - ALIAS_NET - 1);
+    if (ntohs(a->sin_port) != NODE_PORT || h <= NODE_NET || h > NODE_NET + s->o.nodes) return -1;
     return (long)(h - NODE_NET - 1);
 }
 
@@ -335,8 +340,7 @@ static long client_at(const sim *s, const struct sockaddr_in *a) {
 
 static const char *who_str(const sim *s, const struct sockaddr_in *a, char *buf) {
     long i = node_at(s, a);
-    if (i >= 0) sprintf(buf, ntohl(a->sin_addr.s_addr) > ALIAS_NET &&
-                                     ntohl(a->sin_addr.s_addr) < CLIENT_NET ? "n%ld'" : "n%ld", i);
+    if (i >= 0) sprintf(buf, is_alias(s, a) ? "n%ld'" : "n%ld", i);
     else if ((i = client_at(s, a)) >= 0) sprintf(buf, "c%ld", i);
     else sprintf(buf, "?%08x:%u", ntohl(a->sin_addr.s_addr), ntohs(a->sin_port));
     return buf;
@@ -1410,11 +1414,11 @@ static size_t membership_disagreements(sim *s, bool report) {
         for (uint32_t j = 0; j < s->o.aliases; j++) {
             struct sockaddr_in a = alias_of(j);
             long k = members_find(s->nodes[i].n->members, a.sin_addr.s_addr, NODE_PORT);
-            if (k < 0 || members_at(s->nodes[i].n->members, (size_t)k)->state >= MEMBER_DEAD)
-                continue;
+            int st = k < 0 ? MEMBER_DEAD : members_at(s->nodes[i].n->members, (size_t)k)->state;
+            if (st >= MEMBER_DEAD) continue;
             if (report && bad < 5)
                 fail(s, "n%u holds n%u's other address as a member (%s) after every fault healed",
-                     i, j, members_state_name(members_at(s->nodes[i].n->members, (size_t)k)->state));
+                     i, j, members_state_name(st));
             bad++;
         }
     }

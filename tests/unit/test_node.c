@@ -1650,20 +1650,24 @@ static void test_spare_check_reads_once(void **state) {
     fake_node_free(s);
 }
 
-/* p tells m (two_and_a_silent_third) member port is dead, at heartbeat hb
- * of an incarnation a second old, in a GOSSIP of ID gid. */
-static void told_dead(node *m, uint16_t port, uint64_t hb, const uint8_t *gid) {
-    Member dead = MEMBER__INIT, *mm[1] = {&dead};
-    dead.ip = LO;
-    dead.port = port;
-    dead.incarnation = fake_wall(NULL) - 1000;
-    dead.heartbeat = hb;
-    dead.state = MEMBER_DEAD;
+/* p tells m (two_and_a_silent_third) member port is in state, at heartbeat
+ * hb of an incarnation a second old, in a GOSSIP of ID gid. */
+static void told_state(node *m, uint16_t port, uint64_t hb, int state, const uint8_t *gid) {
+    Member e = MEMBER__INIT, *mm[1] = {&e};
+    e.ip = LO;
+    e.port = port;
+    e.incarnation = fake_wall(NULL) - 1000;
+    e.heartbeat = hb;
+    e.state = state;
     Peer g = PEER__INIT;
     g.type = PEER_GOSSIP;
     g.n_members = 1;
     g.members = mm;
     peer_from(m, 7002, gid, &g);
+}
+
+static void told_dead(node *m, uint16_t port, uint64_t hb, const uint8_t *gid) {
+    told_state(m, port, hb, MEMBER_DEAD, gid);
 }
 
 /* m (two_and_a_silent_third) suspects 7003: p told it 7003 is dead. */
@@ -2003,17 +2007,8 @@ static void test_a_write_is_not_acknowledged_in_a_minority(void **state) {
     size_t at = client_put(m, 1, "k", "v");
     assert_int_equal(m->stats.refused_minority, 0); /* admitted */
     for (uint16_t port = 7004; port < 7008; port++) {
-        Member e = MEMBER__INIT, *es[1] = {&e};
-        e.ip = LO;
-        e.port = port;
-        e.incarnation = fake_wall(NULL) - 1000;
-        e.heartbeat = 1;
-        Peer g = PEER__INIT;
-        g.type = PEER_GOSSIP;
-        g.n_members = 1;
-        g.members = es;
         uint8_t gid[WIRE_ID_LEN] = {23, (uint8_t)port};
-        peer_from(m, 7002, gid, &g);
+        told_state(m, port, 1, MEMBER_ALIVE, gid);
         gid[0] = 24;
         told_dead(m, port, 1, gid);
     }
