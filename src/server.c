@@ -280,19 +280,18 @@ static void grow_buffers(int fd) {
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
 }
 
-/* Reads the peers file into the member list. 0, or -1 after printing why. */
-static int load_peers(server *sv) {
-    node *n = sv->n;
-    FILE *f = fopen(n->cfg.peers_file, "r");
+/* Reads the peers file at path (ip:port lines, '#' comments) into a new
+ * array *seeds of *nseeds (free it). 0, or -1 after printing why. */
+static int read_peers(const char *path, ring_node **seeds_out, size_t *nseeds_out) {
+    FILE *f = fopen(path, "r");
     if (!f) {
-        fprintf(stderr, "dht-server: cannot open peers file %s: %s\n", n->cfg.peers_file,
-                strerror(errno));
+        fprintf(stderr, "dht-server: cannot open peers file %s: %s\n", path, strerror(errno));
         return -1;
     }
     struct stat st; /* a directory opens, reads nothing, and made a lone node */
     int bad = fstat(fileno(f), &st) != 0 ? errno : S_ISDIR(st.st_mode) ? EISDIR : 0;
     if (bad) {
-        fprintf(stderr, "dht-server: peers file %s: %s\n", n->cfg.peers_file,
+        fprintf(stderr, "dht-server: peers file %s: %s\n", path,
                 bad == EISDIR ? "a directory (a file of ip:port lines is expected)" : strerror(bad));
         fclose(f);
         return -1;
@@ -309,8 +308,8 @@ static int load_peers(server *sv) {
         int next;
         if (got == sizeof line - 1 && line[got - 1] != '\n' && (next = getc(f)) != EOF) {
             ungetc(next, f);
-            fprintf(stderr, "dht-server: %s:%d: a line longer than %zu bytes\n",
-                    n->cfg.peers_file, lineno, sizeof line - 2);
+            fprintf(stderr, "dht-server: %s:%d: a line longer than %zu bytes\n", path, lineno,
+                    sizeof line - 2);
             rc = -1;
             break;
         }
@@ -327,8 +326,7 @@ static int load_peers(server *sv) {
         if (colon) *colon = 0;
         if (!colon || *end || port < 1 || port > 65535 || inet_pton(AF_INET, s, &a) != 1) {
             fprintf(stderr, "dht-server: %s:%d: expected ip:port (an IPv4 address and a port: "
-                            "host names are not resolved), got '%s'\n", n->cfg.peers_file, lineno,
-                    shown);
+                            "host names are not resolved), got '%s'\n", path, lineno, shown);
             rc = -1;
             break;
         }
@@ -344,12 +342,13 @@ static int load_peers(server *sv) {
         seeds[nseeds++] = (ring_node){a.s_addr, (uint16_t)port};
     }
     fclose(f);
-    if (rc == 0 && node_add_seeds(n, seeds, nseeds) != 0) {
-        fprintf(stderr, "dht-server: out of memory\n");
-        rc = -1;
+    if (rc != 0) {
+        free(seeds);
+        return rc;
     }
-    free(seeds);
-    return rc;
+    *seeds_out = seeds;
+    *nseeds_out = nseeds;
+    return 0;
 }
 
 /* Whether peers can send to a as this node's address: not 0.0.0.0/8, nor a
@@ -361,10 +360,11 @@ static bool unicast_ip(struct in_addr a) {
     return h >> 24 != 0 && h < 0xe0000000u;
 }
 
-/* The address peers know us by: --advertise, else the local address of the
- * route to the first peer (no packet is sent), else the bind address or
- * 127.0.0.1. */
-static int find_self(const node_config *cfg, struct sockaddr_in *self) {
+/* The address peers know us by: --advertise, else the bind address, else
+ * the local address of the route to the first peer of seeds (no packet is
+ * sent), else 127.0.0.1. */
+static int find_self(const node_config *cfg, const ring_node *seeds, size_t nseeds,
+                     struct sockaddr_in *self) {
     const char *ip = cfg->advertise_ip;
     struct in_addr a;
     memset(self, 0, sizeof *self);
@@ -389,26 +389,16 @@ static int find_self(const node_config *cfg, struct sockaddr_in *self) {
         return 0;
     }
     self->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    FILE *f = fopen(cfg->peers_file, "r");
-    if (!f) return 0;
-    char line[256];
-    while (fgets(line, sizeof line, f)) {
-        char *s = line + strspn(line, " \t");
-        char *colon = strrchr(s, ':');
-        if (*s == '#' || !colon) continue;
-        *colon = 0;
-        if (inet_pton(AF_INET, s, &a) != 1) continue;
-        int fd = socket(AF_INET, SOCK_DGRAM, 0);
-        struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr = a, .sin_port = htons(9)};
-        struct sockaddr_in me;
-        socklen_t ml = sizeof me;
-        if (fd >= 0 && connect(fd, (struct sockaddr *)&to, sizeof to) == 0 &&
-            getsockname(fd, (struct sockaddr *)&me, &ml) == 0)
-            self->sin_addr = me.sin_addr;
-        if (fd >= 0) close(fd);
-        break;
-    }
-    fclose(f);
+    if (!nseeds) return 0;
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr.s_addr = seeds[0].ip,
+                             .sin_port = htons(9)};
+    struct sockaddr_in me;
+    socklen_t ml = sizeof me;
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&to, sizeof to) == 0 &&
+        getsockname(fd, (struct sockaddr *)&me, &ml) == 0)
+        self->sin_addr = me.sin_addr;
+    if (fd >= 0) close(fd);
     return 0;
 }
 
@@ -418,7 +408,13 @@ int server_run(const node_config *cfg) {
     struct sockaddr_in self;
     memset(&sv, 0, sizeof sv);
     sv.loop = uv_default_loop();
-    if (find_self(cfg, &self) != 0) return -1;
+    ring_node *seeds = NULL;
+    size_t nseeds = 0;
+    if (read_peers(cfg->peers_file, &seeds, &nseeds) != 0) return -1;
+    if (find_self(cfg, seeds, nseeds, &self) != 0) {
+        free(seeds);
+        return -1;
+    }
     uint64_t seed;
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = env_wall(&sv) ^ (uint64_t)getpid();
     client_rng_seed(sv.rnd, seed);
@@ -431,6 +427,7 @@ int server_run(const node_config *cfg) {
         fprintf(stderr, "dht-server: cannot open the store%s%s: %s (a directory this user can "
                         "write)\n",
                 cfg->data_dir ? " in " : "", cfg->data_dir ? cfg->data_dir : "", why);
+        free(seeds);
         return -1;
     }
     node_config c = *cfg;
@@ -446,9 +443,15 @@ int server_run(const node_config *cfg) {
                     .alive = cfg->data_dir ? env_alive : NULL};
     if (!(sv.n = node_new(&c, &env, &self, sv.store, (int32_t)getpid()))) {
         fprintf(stderr, "dht-server: out of memory\n");
+        free(seeds);
         return -1;
     }
-    if (load_peers(&sv) != 0) return -1;
+    rc = node_add_seeds(sv.n, seeds, nseeds);
+    free(seeds);
+    if (rc != 0) {
+        fprintf(stderr, "dht-server: out of memory\n");
+        return -1;
+    }
 
     struct sockaddr_in bind_addr;
     if ((rc = uv_ip4_addr(cfg->bind_ip, cfg->port, &bind_addr)) != 0) {
