@@ -320,10 +320,39 @@ static void udp_done(node *n, const repl_origin *o, const repl_result *res) {
     reply(n, o->id, o->idlen, &o->addr, &r, true);
 }
 
-/* Sends a client request on to the node at `to`, which answers the client. */
-static void forward(node *n, const struct sockaddr_in *to, const uint8_t *id, size_t idlen,
+/* An array of *n_have elements of size each, by member index, grown to the
+ * members' slots with the new ones zeroed: the array (perhaps moved), or
+ * NULL out of memory (arr is then unchanged). */
+static void *grow_by_member(node *n, void *arr, size_t *n_have, size_t size) {
+    size_t want = members_total(n->members);
+    if (*n_have >= want) return arr;
+    uint8_t *more = realloc(arr, want * size);
+    if (!more) return NULL;
+    memset(more + *n_have * size, 0, (want - *n_have) * size);
+    *n_have = want;
+    return more;
+}
+
+/* Sends a client request on to member `to`, which answers the client. The
+ * forward names this node and that one (addresses and incarnations) and
+ * counts the forwards sent there: see forward_replayed. */
+static void forward(node *n, uint32_t to_member, const uint8_t *id, size_t idlen,
                     const struct sockaddr_in *client, const uint8_t *req, size_t rlen) {
+    const member *t = members_at(n->members, to_member);
+    const struct sockaddr_in *to = &t->addr;
+    uint64_t *sent = grow_by_member(n, n->fwd_sent, &n->fwd_sent_n, sizeof *sent);
+    if (!sent) return; /* out of memory: as if lost */
+    n->fwd_sent = sent;
     Peer p = PEER__INIT;
+    Member self = MEMBER__INIT;
+    self.ip = n->self.sin_addr.s_addr;
+    self.port = ntohs(n->self.sin_port);
+    self.incarnation = n->incarnation;
+    p.from = &self;
+    p.to_ip = t->ip;
+    p.to_port = t->port;
+    p.to_incarnation = t->incarnation;
+    p.forward_seq = ++n->fwd_sent[to_member];
     p.type = PEER_FORWARD;
     p.client_ip = client->sin_addr.s_addr;
     p.client_port = ntohs(client->sin_port);
@@ -428,7 +457,7 @@ static void client_request(node *n, const uint8_t *id, size_t idlen,
         const member *t = m > 0 ? members_at(n->members, (size_t)m) : NULL;
         if (t && t->state != MEMBER_DEAD && t->state != MEMBER_GONE &&
             (!fe.incarnation || t->incarnation == fe.incarnation)) {
-            forward(n, &fe.to, id, idlen, client, payload, plen);
+            forward(n, (uint32_t)m, id, idlen, client, payload, plen);
             return;
         }
         /* It has died since, or restarted (its reply cache went with its
@@ -534,7 +563,7 @@ static void client_request(node *n, const uint8_t *id, size_t idlen,
                 return;
             }
         }
-        forward(n, &to->addr, id, idlen, client, payload, plen);
+        forward(n, owner, id, idlen, client, payload, plen);
         return;
     }
     if (node_lagging(n)) {
@@ -558,6 +587,119 @@ static void client_request(node *n, const uint8_t *id, size_t idlen,
 
 /* ---- node-to-node ----------------------------------------------------- */
 
+/* Replayed forwards. A sealed datagram can be recorded and sent again, from
+ * any address, for as long as its seal's time is within the clock bound
+ * (60 s, auth.h). What most carry is ordered by stamps and incarnations,
+ * but a forwarded client request runs the request: replayed after its
+ * reply-cache entry expired (5 s), a PUT ran again with a new stamp, over
+ * the writes made since (dht-sim --replayer: every seed of 1..30 lost
+ * writes). So each forward names its sender and carries the sender's count
+ * of forwards to the node it is for (named with the incarnation the sender
+ * knows it by); a node keeps, for each member that forwards to it, the
+ * highest count taken and which of the FWD_WINDOW below it were taken too
+ * (an anti-replay window, as IPsec's). A forward meant for another node or
+ * another life of this one, from a past life of its sender, seen before,
+ * or below the window is dropped: one overtaken by FWD_WINDOW later ones
+ * from the same node is too late to matter (its client has retried), and
+ * one from a node this node does not know yet is dropped too (it cannot
+ * tell a past life; the client retries). (Without the count, an earlier
+ * version's forward, it is taken as before.) */
+#define FWD_WINDOW 1024
+#define FWD_MAX_LATE_MS 1000 /* (see forward_replayed) */
+
+typedef struct fwd_seen {
+    uint32_t ip;                /* network order */
+    uint16_t port;
+    uint64_t incarnation;
+    uint64_t top;               /* the highest count taken */
+    uint64_t top_sent;          /* its seal's time (sender's wall ms; 0: no key) */
+    uint64_t top_at;            /* node_now when it came */
+    uint64_t bits[FWD_WINDOW / 64]; /* bit i: count top - i taken */
+} fwd_seen;
+
+/* Shifts the window up by k counts. */
+static void fwd_shift(fwd_seen *w, uint64_t k) {
+    const size_t words = FWD_WINDOW / 64;
+    if (k >= FWD_WINDOW) {
+        memset(w->bits, 0, sizeof w->bits);
+        return;
+    }
+    size_t q = (size_t)(k / 64), r = (size_t)(k % 64);
+    for (size_t i = words; i-- > 0;) {
+        uint64_t v = i >= q ? w->bits[i - q] << r : 0;
+        if (r && i >= q + 1) v |= w->bits[i - q - 1] >> (64 - r);
+        w->bits[i] = v;
+    }
+}
+
+/* Whether a forward must be dropped as a replay (see above); takes it
+ * into the window when not. An earlier version's forward (no count) is
+ * taken as it is. */
+static bool forward_replayed(node *n, const Peer *p) {
+    if (!p->forward_seq) return false;
+    if (!p->from || !p->from->port || p->from->port > 65535) return true;
+    /* for another node, or another life of this one (0: the sender has not
+     * heard this node yet, as in a cluster's first moments) */
+    if (p->to_ip != n->self.sin_addr.s_addr || p->to_port != ntohs(n->self.sin_port) ||
+        (p->to_incarnation && p->to_incarnation != n->incarnation))
+        return true;
+    long m = members_find(n->members, p->from->ip, (uint16_t)p->from->port);
+    if (m <= 0) return true;
+    const member *e = members_at(n->members, (size_t)m);
+    uint64_t inc = p->from->incarnation, seq = p->forward_seq;
+    if (e->incarnation && inc < e->incarnation) return true; /* a past life's */
+    fwd_seen **seen = grow_by_member(n, n->fwd_seen, &n->fwd_seen_n, sizeof *seen);
+    if (!seen) return true;
+    n->fwd_seen = seen;
+    /* sent when the sender's clock read otherwise than it reads now, as
+     * its last GOSSIP tells: well before, or after (its clock was set
+     * back since: sent before that) */
+    uint64_t sent = n->rx_sent_ms, now = node_now(n);
+    int64_t its_now = e->clock == INT64_MIN ? 0 : (int64_t)now + e->clock;
+    bool off_by_gossip = sent && its_now &&
+                         ((int64_t)(sent + FWD_MAX_LATE_MS) < its_now ||
+                          (int64_t)sent > its_now + FWD_MAX_LATE_MS);
+    fwd_seen *w = n->fwd_seen[m];
+    if (!w && !(w = n->fwd_seen[m] = calloc(1, sizeof *w))) return true;
+    if (w->ip != e->ip || w->port != e->port || inc > w->incarnation) {
+        if (off_by_gossip) return true;
+        memset(w, 0, sizeof *w); /* a new life, or the slot went to another member */
+        w->ip = e->ip;
+        w->port = e->port;
+        w->incarnation = inc;
+        w->top = seq;
+        w->top_sent = sent;
+        w->top_at = now;
+        w->bits[0] = 1;
+        return false;
+    }
+    if (inc < w->incarnation) return true;
+    if (seq > w->top) {
+        /* Above the window, but sent when the sender's clock read otherwise
+         * (by its GOSSIP, or when none was heard, reckoned from the newest
+         * forward taken): one that never came before, kept and sent now. */
+        if (off_by_gossip || (!its_now && sent && w->top_sent &&
+                              sent + FWD_MAX_LATE_MS < w->top_sent + (now - w->top_at)))
+            return true;
+        fwd_shift(w, seq - w->top);
+        w->top = seq;
+        w->top_sent = sent;
+        w->top_at = now;
+        w->bits[0] |= 1;
+        return false;
+    }
+    uint64_t back = w->top - seq;
+    if (back >= FWD_WINDOW) return true;
+    /* one sent well before the newest taken, by the sender's own clock: a
+     * datagram that never came (lost, or cut off), kept and sent now */
+    if (off_by_gossip || (sent && w->top_sent && sent + FWD_MAX_LATE_MS < w->top_sent))
+        return true;
+    uint64_t bit = 1ull << (back % 64);
+    if (w->bits[back / 64] & bit) return true;
+    w->bits[back / 64] |= bit;
+    return false;
+}
+
 static void peer_message(node *n, const uint8_t *id, size_t idlen, const uint8_t *payload,
                          size_t plen, const struct sockaddr_in *from) {
     Peer *p = wire_unpack_peer(n->arena, payload, plen);
@@ -572,6 +714,10 @@ static void peer_message(node *n, const uint8_t *id, size_t idlen, const uint8_t
         break;
     case PEER_FORWARD: {
         if (p->client_port == 0 || p->client_port > 65535) return;
+        if (forward_replayed(n, p)) {
+            n->stats.dropped_replay++;
+            return;
+        }
         struct sockaddr_in client;
         memset(&client, 0, sizeof client);
         client.sin_family = AF_INET;
@@ -659,6 +805,7 @@ static bool peer_allowed(node *n, const struct sockaddr_in *from, const uint8_t 
         n->stats.dropped_unsealed++;
         return false;
     }
+    n->rx_sent_ms = sent;
     wall = node_wall_ms(n);
     if (sent > wall + WIRE_MAX_AHEAD_MS || sent + WIRE_MAX_AHEAD_MS < wall) {
         n->stats.dropped_clock++;
@@ -681,6 +828,7 @@ void node_receive(node *n, const struct sockaddr_in *from, const uint8_t *buf, s
     wire_frame f;
     wire_reset(n->arena);
     int rc = wire_unpack_msg(n->arena, buf, len, &f);
+    n->rx_sent_ms = 0;
     if (rc != 0 || f.kind == WIRE_KIND_CLIENT || peer_allowed(n, from, buf, len))
         on_frame(n, rc, &f, from, false);
     node_clock_end(n, began);
@@ -727,6 +875,9 @@ node *node_new(const node_config *cfg, const node_env *env, const struct sockadd
 
 void node_free(node *n) {
     if (!n) return;
+    for (size_t i = 0; i < n->fwd_seen_n; i++) free(n->fwd_seen[i]);
+    free(n->fwd_seen);
+    free(n->fwd_sent);
     outbox_free(n->outbox);
     repl_free(n->repl);
     members_free(n->members);

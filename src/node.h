@@ -130,6 +130,7 @@ typedef struct node_stats {
     uint64_t dropped_clock;     /* sealed, but sent too far from our clock */
     uint64_t dropped_outsider;  /* no key: node-to-node from a public address */
     uint64_t dropped_from_node; /* a client request from a node's address */
+    uint64_t dropped_replay;    /* a forwarded request seen before, or too old to tell */
     uint64_t refused_admin;     /* SHUTDOWN/WIPEOUT from outside --admin-from */
     uint64_t refused_minority;  /* writes refused: no majority in sight */
     uint64_t overload[4];       /* SYSTEM_OVERLOAD answers, by NODE_OVERLOAD_* */
@@ -160,6 +161,11 @@ typedef struct node {
     uint64_t incarnation;       /* wall ms at start, raised by a refute (members.c) */
     uint64_t hlc;               /* last stamp issued or seen */
     uint64_t list_tat;          /* member lists answered: when the rate allows the next (node.c) */
+    uint64_t *fwd_sent;         /* by member index: forwards sent to it (node.c) */
+    size_t fwd_sent_n;
+    struct fwd_seen **fwd_seen; /* by member index: the forwards taken from it (node.c) */
+    uint64_t rx_sent_ms;        /* the seal's time of the datagram read now (0: none) */
+    size_t fwd_seen_n;
     int64_t lead;               /* the wall clock of the member furthest
                                  * ahead, less node_now, when last heard
                                  * (members.c; INT64_MIN: none heard) */

@@ -27,6 +27,9 @@
  *     goes round in a circle once the nodes have agreed on the membership
  *     for 2 x members_settle_ms. Circles while they do not agree are
  *     counted ("redirect loops" in the seed's line), not failed.
+ * With --replayer an outsider on the nodes' network records what they send
+ * each other and sends it again, seconds later, to any node from any
+ * node's address: the checks above must hold all the same.
  * The same seed replays the same run: every event goes into a trace whose
  * digest is printed (and the trace itself with --trace).
  */
@@ -58,6 +61,8 @@
 #define MAX_SKEW_MS 30000      /* clocks stay within the nodes' 60 s bound */
 #define BRIEF_STALL_MS 500     /* --stalls */
 #define TRACE_KEEP 4096        /* trace lines kept for a failure report */
+#define REPLAY_BYTES 2048      /* --replayer: the longest datagram it records */
+#define REPLAY_KEEP 256        /* --replayer: datagrams it keeps of each kind */
 #define TRACE_LINE 600         /* bytes of a trace line, NUL included */
 
 /* ---- random numbers: xoshiro256** (client.h) ------------------------ */
@@ -104,6 +109,7 @@ typedef struct options {
     bool no_key;                /* nodes run without a cluster key */
     bool available;             /* nodes take writes on a minority side */
     bool attacker;              /* an outsider forges node-to-node datagrams */
+    bool replayer;              /* an outsider replays recorded node-to-node datagrams */
 } options;
 
 /* ---- the world --------------------------------------------------------- */
@@ -223,6 +229,17 @@ typedef struct sim {
     auth_keys cluster_key;      /* drawn from the seed */
     rng atk;                    /* --attacker's choices */
     uint64_t forged;            /* datagrams it sent */
+    /* --replayer: node-to-node datagrams it recorded (forwarded client
+     * requests in one ring, a sample of the rest in the other) */
+    rng rep;
+    struct recorded {
+        uint64_t at;            /* µs: when it was sent */
+        struct sockaddr_in from, to;
+        size_t len;
+        uint8_t data[REPLAY_BYTES];
+    } *recorded[2];
+    size_t nrecorded[2];
+    uint64_t replayed;
     /* Redis Cluster routing (route_check) */
     uint64_t next_route;        /* µs: next check */
     uint64_t route_checks;
@@ -404,11 +421,15 @@ static uint64_t env_wall(void *ctx) {
     return (uint64_t)((int64_t)(EPOCH_MS + S->now / 1000) + sn->skew_ms);
 }
 
+static void record(sim *s, const struct sockaddr_in *from, const struct sockaddr_in *to,
+                   const uint8_t *buf, size_t len);
+
 static int env_send(void *ctx, const struct sockaddr_in *to, const uint8_t *buf, size_t len) {
     simnode *sn = ctx;
     struct sockaddr_in from = addr_of(NODE_NET, sn->idx, NODE_PORT);
     sn->bytes_sent += len;
     sn->msgs_sent++;
+    if (S->o.replayer) record(S, &from, to, buf, len);
     net_send(S, &from, to, buf, len);
     return 0;
 }
@@ -883,7 +904,7 @@ static void client_timer(sim *s, client *c) {
 enum fault {
     F_CRASH, F_PARTITION, F_SKEW, F_STALL, F_LOSS, F_DUP, F_JITTER, F_NFAULTS,
     F_HEAL_PARTITION = 100, F_RESTART, F_HEAL_LOSS, F_HEAL_DUP, F_HEAL_JITTER, F_UNSTALL,
-    F_BRIEF_STALLS, F_BRIEF_WAKE, F_ATTACK
+    F_BRIEF_STALLS, F_BRIEF_WAKE, F_ATTACK, F_REPLAY
 };
 
 static void fault_begin(sim *s) {
@@ -1116,6 +1137,70 @@ static void attack(sim *s) {
     net_send(s, &from, &to, buf, len);
 }
 
+/* Whether a datagram holds a forwarded client request (alone or in a batch). */
+static bool holds_forward(sim *s, const uint8_t *buf, size_t len) {
+    wire_frame f;
+    wire_reset(s->arena);
+    if (wire_unpack_msg(s->arena, buf, len, &f) != 0) return false;
+    if (f.kind == WIRE_KIND_PEER) {
+        Peer *p = wire_unpack_peer(s->arena, f.payload, f.plen);
+        return p && p->type == PEER_FORWARD;
+    }
+    if (f.kind != WIRE_KIND_BATCH) return false;
+    const uint8_t *q = f.payload, *end = f.payload + f.plen, *fr;
+    size_t flen;
+    while (wire_batch_next(&q, end, &fr, &flen) == 1) {
+        wire_frame one;
+        if (wire_unpack_batched(fr, flen, &one) != 0 || one.kind != WIRE_KIND_PEER) continue;
+        Peer *p = wire_unpack_peer(s->arena, one.payload, one.plen);
+        if (p && p->type == PEER_FORWARD) return true;
+    }
+    return false;
+}
+
+/* --replayer: an outsider on the nodes' network records what they send each
+ * other (sealed: it cannot forge, README "Left open") and sends it again,
+ * seconds later, to any node from any node's address. What a recorded
+ * datagram carries is to be ordered by stamps and incarnations, or, for a
+ * forwarded client request, answered from the reply cache: a replay must
+ * change no data and no view. Every forwarded request it sees is kept, and
+ * one datagram in 64 of the rest, REPLAY_KEEP of each, the oldest replaced
+ * at random. */
+static void record(sim *s, const struct sockaddr_in *from, const struct sockaddr_in *to,
+                   const uint8_t *buf, size_t len) {
+    if (len > REPLAY_BYTES || node_at(s, to) < 0) return;
+    int kind = holds_forward(s, buf, len) ? 0 : 1;
+    if (kind == 1 && rng_below(&s->rep, 64) != 0) return;
+    if (!s->recorded[kind] && !(s->recorded[kind] = calloc(REPLAY_KEEP, sizeof *s->recorded[kind])))
+        abort();
+    size_t i = s->nrecorded[kind] < REPLAY_KEEP ? s->nrecorded[kind]++
+                                                : (size_t)rng_below(&s->rep, REPLAY_KEEP);
+    struct recorded *r = &s->recorded[kind][i];
+    r->at = s->now;
+    r->from = *from;
+    r->to = *to;
+    r->len = len;
+    memcpy(r->data, buf, len);
+}
+
+/* Sends one recorded datagram again: to where it went or to another node,
+ * from its sender's address or another node's. */
+static void replay(sim *s) {
+    rng *r = &s->rep;
+    int kind = rng_chance(r, 0.5) ? 0 : 1;
+    if (!s->nrecorded[kind]) kind ^= 1;
+    if (!s->nrecorded[kind]) return;
+    const struct recorded *d = &s->recorded[kind][rng_below(r, s->nrecorded[kind])];
+    struct sockaddr_in to = d->to, from = d->from;
+    if (rng_chance(r, 0.3)) to = addr_of(NODE_NET, (uint32_t)rng_below(r, s->o.nodes), NODE_PORT);
+    if (rng_chance(r, 0.3)) from = addr_of(NODE_NET, (uint32_t)rng_below(r, s->o.nodes), NODE_PORT);
+    s->replayed++;
+    char a[32], b[32];
+    trace(s, "replayer: %s>%s again, %s recorded %" PRIu64 " ms ago", who_str(s, &from, a),
+          who_str(s, &to, b), kind == 0 ? "a forward" : "a datagram", (s->now - d->at) / 1000);
+    net_send(s, &from, &to, d->data, d->len);
+}
+
 static void fault_event(sim *s, uint32_t what, uint64_t arg) {
     if (what == F_RESTART || what == F_UNSTALL) {
         simnode *sn = &s->nodes[arg];
@@ -1148,6 +1233,11 @@ static void fault_event(sim *s, uint32_t what, uint64_t arg) {
             push(s, sn->stalled_until, EV_FAULT, F_BRIEF_WAKE, i, NULL);
         }
         push(s, s->now + BRIEF_STALL_MS * 1000, EV_FAULT, F_BRIEF_STALLS, 0, NULL);
+        return;
+    }
+    if (what == F_REPLAY) {
+        replay(s);
+        push(s, s->now + rng_range(&s->rep, 10, 50) * 1000, EV_FAULT, F_REPLAY, 0, NULL);
         return;
     }
     if (what == F_ATTACK) {
@@ -1597,6 +1687,10 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
         rng_seed(&s->atk, seed ^ 0x61747461636b6572ull);
         push(s, warmup / 2, EV_FAULT, F_ATTACK, 0, NULL);
     }
+    if (o->replayer) {
+        rng_seed(&s->rep, seed ^ 0x7265706c61796572ull);
+        push(s, warmup, EV_FAULT, F_REPLAY, 0, NULL);
+    }
 
     if ((o->members_only || o->stall_one_ms) && o->kill_at_s) {
         s->kill_at = (uint64_t)o->kill_at_s * 1000000;
@@ -1662,6 +1756,7 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
         if (!reads_consistent(s)) final_reads(s);
     }
     if (o->attacker) check_attacked(s);
+    if (o->replayer) trace(s, "replayer: %" PRIu64 " datagrams sent again", s->replayed);
     uint64_t d = XXH64_digest(s->digest);
     if (digest_out) *digest_out = d;
     int rc = s->failures ? 1 : 0;
@@ -1718,6 +1813,8 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
     }
     for (size_t j = 0; j < s->nkeys; j++) free(s->keys[j].w);
     free(s->ring_lines);
+    free(s->recorded[0]);
+    free(s->recorded[1]);
     ring_free(s->full_ring);
     free(s->nodes);
     free(s->detected);
@@ -1775,6 +1872,7 @@ static void usage(FILE *f) {
         "                    such an address as a member once every fault healed\n"
         "  --replicas N, --write-quorum W, --read-quorum R   (3, 2, 2)\n"
         "  --attacker        an outsider without the key forges node-to-node messages\n"
+        "  --replayer        an outsider records node-to-node datagrams and sends them again\n"
         "                    (fake members, deaths, writes, forwards, debug) from\n"
         "                    spoofed addresses; checks that none is believed\n"
         "  --available       nodes take writes on both sides of a partition (the\n"
@@ -1806,7 +1904,7 @@ int main(int argc, char **argv) {
     bool check_replay = false;
     enum { O_SEED = 256, O_SEEDS, O_RANDOM, O_NODES, O_CLIENTS, O_KEYS, O_DURATION, O_CONVERGE,
            O_NOFAULTS, O_DURABLE, O_MEMBERS, O_KILLAT, O_LOSS, O_STALLS, O_STALL1, O_DUP, O_MTU, O_VNODES, O_N, O_W,
-           O_R, O_REPLAY, O_TRACE, O_VERBOSE, O_FAULTS, O_TOMB, O_ATTACKER, O_NOKEY, O_AVAILABLE, O_FORGET, O_SYNC, O_CRASHMS, O_ALIASES };
+           O_R, O_REPLAY, O_TRACE, O_VERBOSE, O_FAULTS, O_TOMB, O_ATTACKER, O_REPLAYER, O_NOKEY, O_AVAILABLE, O_FORGET, O_SYNC, O_CRASHMS, O_ALIASES };
     static const struct option opts[] = {
         {"seed", 1, 0, O_SEED}, {"seeds", 1, 0, O_SEEDS}, {"random", 1, 0, O_RANDOM},
         {"nodes", 1, 0, O_NODES}, {"clients", 1, 0, O_CLIENTS}, {"keys", 1, 0, O_KEYS},
@@ -1818,7 +1916,7 @@ int main(int argc, char **argv) {
         {"replicas", 1, 0, O_N}, {"write-quorum", 1, 0, O_W}, {"read-quorum", 1, 0, O_R},
         {"check-replay", 0, 0, O_REPLAY}, {"faults", 1, 0, O_FAULTS},
         {"tombstone-ms", 1, 0, O_TOMB}, {"trace", 0, 0, O_TRACE}, {"verbose", 0, 0, O_VERBOSE},
-        {"attacker", 0, 0, O_ATTACKER}, {"no-key", 0, 0, O_NOKEY},
+        {"attacker", 0, 0, O_ATTACKER}, {"replayer", 0, 0, O_REPLAYER}, {"no-key", 0, 0, O_NOKEY},
         {"available", 0, 0, O_AVAILABLE}, {"forget-ms", 1, 0, O_FORGET}, {"sync-ms", 1, 0, O_SYNC},
         {"crash-ms", 1, 0, O_CRASHMS}, {"aliases", 1, 0, O_ALIASES},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
@@ -1867,6 +1965,7 @@ int main(int argc, char **argv) {
         case O_DURABLE: o.durable = true; break;
         case O_MEMBERS: o.members_only = true; break;
         case O_ATTACKER: o.attacker = true; break;
+        case O_REPLAYER: o.replayer = true; break;
         case O_NOKEY: o.no_key = true; break;
         case O_AVAILABLE: o.available = true; break;
         case O_KILLAT: bad = parse_u(optarg, 100000, &v); o.kill_at_s = (unsigned)v; break;
