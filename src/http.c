@@ -283,6 +283,7 @@ static void page_metrics(const http_server *s, sbuf *b) {
         {"stale", st->dropped_stale},       {"unsealed", st->dropped_unsealed},
         {"clock", st->dropped_clock},       {"outsider", st->dropped_outsider},
         {"from_node", st->dropped_from_node},
+        {"client_outsider", st->dropped_client},
         {"replay", st->dropped_replay},
     };
     for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)

@@ -85,6 +85,8 @@ static void usage(FILE *f) {
         "                         private addresses\n"
         "  --admin-from CIDR      who may send SHUTDOWN and WIPEOUT (repeatable;\n"
         "                         default: 127.0.0.0/8 and the members' hosts)\n"
+        "  --clients-from CIDR    who may send UDP client requests (repeatable;\n"
+        "                         default: anyone); others get no answer\n"
         "  --quiet                log only errors\n"
         "  -h, --help             this text\n", REPL_MAX_N, RESP_DEFAULT_MAXCLIENTS,
         RESP_DEFAULT_QUERY_TIMEOUT);
@@ -138,7 +140,7 @@ enum {
 enum {
     OPT_BIND = 256, OPT_ADVERTISE, OPT_MAXMEM, OPT_DATADIR, OPT_REPLICAS, OPT_W, OPT_R, OPT_VNODES,
     OPT_GOSSIP, OPT_FANOUT, OPT_SUSPICION, OPT_FORGET, OPT_SUSPECT, OPT_DEAD, OPT_TIMEOUT, OPT_SYNC, OPT_TOMB, OPT_CACHE, OPT_RESP, OPT_HTTP, OPT_QUIET,
-    OPT_KEYFILE, OPT_ADMIN, OPT_INFLIGHT, OPT_LAG, OPT_MAJORITY
+    OPT_KEYFILE, OPT_ADMIN, OPT_CLIENTS, OPT_INFLIGHT, OPT_LAG, OPT_MAJORITY
 };
 
 #define MAX_ADMIN_NETS 16
@@ -180,6 +182,7 @@ int main(int argc, char **argv) {
         {"quiet", no_argument, 0, OPT_QUIET},
         {"cluster-key-file", required_argument, 0, OPT_KEYFILE},
         {"admin-from", required_argument, 0, OPT_ADMIN},
+        {"clients-from", required_argument, 0, OPT_CLIENTS},
         {"max-inflight", required_argument, 0, OPT_INFLIGHT},
         {"max-lag-ms", required_argument, 0, OPT_LAG},
         {"majority-ms", required_argument, 0, OPT_MAJORITY},
@@ -190,7 +193,7 @@ int main(int argc, char **argv) {
     unsigned long v, suspect_ms = 0, dead_ms = 0;
     bool w_set = false, r_set = false; /* --write-quorum, --read-quorum given */
     static auth_keys keys;
-    static auth_net admin[MAX_ADMIN_NETS];
+    static auth_net admin[MAX_ADMIN_NETS], clients[MAX_ADMIN_NETS];
     const char *keyfile = NULL;
     const char *resp_only = NULL, *http_only = NULL; /* a front end's option, given */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -265,6 +268,13 @@ int main(int argc, char **argv) {
                 bad = "--admin-from (an IPv4 address or network a.b.c.d/n, at most 16)";
             else
                 cfg.admin_nets = admin, cfg.admin_nets_n++;
+            break;
+        case OPT_CLIENTS:
+            if (cfg.client_nets_n == MAX_ADMIN_NETS ||
+                auth_parse_cidr(optarg, &clients[cfg.client_nets_n]))
+                bad = "--clients-from (an IPv4 address or network a.b.c.d/n, at most 16)";
+            else
+                cfg.client_nets = clients, cfg.client_nets_n++;
             break;
         case 'h': usage(stdout); return 0;
         default: /* getopt said what was wrong */

@@ -768,6 +768,15 @@ static void on_frame(node *n, int rc, const wire_frame *f, const struct sockaddr
             n->stats.dropped_from_node++;
             return;
         }
+        /* Outside --clients-from: no answer at all. The client protocol has
+         * no handshake, so a request's source address may be spoofed, and
+         * an answer (a GET's value, up to 10 KB for ~50 bytes) goes to
+         * whoever the source names. */
+        if (n->cfg.client_nets_n &&
+            !auth_in_nets(n->cfg.client_nets, n->cfg.client_nets_n, from->sin_addr.s_addr)) {
+            n->stats.dropped_client++;
+            return;
+        }
         client_request(n, f->id, f->idlen, from, f->payload, f->plen, false);
     } else if (f->kind == WIRE_KIND_BATCH && !batched) {
         on_batch(n, f->payload, f->plen, from);

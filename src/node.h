@@ -76,6 +76,8 @@ typedef struct node_config {
     const auth_keys *keys;      /* cluster key(s); NULL: none (auth.h) */
     const auth_net *admin_nets; /* who may send SHUTDOWN and WIPEOUT, besides */
     size_t admin_nets_n;        /* members' hosts; none given: 127.0.0.0/8 */
+    const auth_net *client_nets; /* who may send UDP client requests (none: anyone) */
+    size_t client_nets_n;
     uint16_t resp_port;         /* 0: off */
     bool resp_cluster;          /* the Redis port speaks Redis Cluster: MOVED and
                                    CROSSSLOT for keys served elsewhere (resp.h) */
@@ -130,6 +132,7 @@ typedef struct node_stats {
     uint64_t dropped_clock;     /* sealed, but sent too far from our clock */
     uint64_t dropped_outsider;  /* no key: node-to-node from a public address */
     uint64_t dropped_from_node; /* a client request from a node's address */
+    uint64_t dropped_client;    /* a client request from outside --clients-from */
     uint64_t dropped_replay;    /* a forwarded request seen before, or too old to tell */
     uint64_t refused_admin;     /* SHUTDOWN/WIPEOUT from outside --admin-from */
     uint64_t refused_minority;  /* writes refused: no majority in sight */

@@ -63,6 +63,9 @@
 #define TRACE_KEEP 4096        /* trace lines kept for a failure report */
 #define REPLAY_BYTES 2048      /* --replayer: the longest datagram it records */
 #define REPLAY_KEEP 256        /* --replayer: datagrams it keeps of each kind */
+#ifndef REPLAY_SAMPLE
+#define REPLAY_SAMPLE 64       /* --replayer: it keeps one in this many of those not forwards */
+#endif
 #define TRACE_LINE 600         /* bytes of a trace line, NUL included */
 
 /* ---- random numbers: xoshiro256** (client.h) ------------------------ */
@@ -1170,7 +1173,7 @@ static void record(sim *s, const struct sockaddr_in *from, const struct sockaddr
                    const uint8_t *buf, size_t len) {
     if (len > REPLAY_BYTES || node_at(s, to) < 0) return;
     int kind = holds_forward(s, buf, len) ? 0 : 1;
-    if (kind == 1 && rng_below(&s->rep, 64) != 0) return;
+    if (kind == 1 && rng_below(&s->rep, REPLAY_SAMPLE) != 0) return;
     if (!s->recorded[kind] && !(s->recorded[kind] = calloc(REPLAY_KEEP, sizeof *s->recorded[kind])))
         abort();
     size_t i = s->nrecorded[kind] < REPLAY_KEEP ? s->nrecorded[kind]++

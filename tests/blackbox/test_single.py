@@ -762,5 +762,39 @@ def test_front_end_options_without_their_port_are_usage_errors():
             (args, p.returncode, p.stderr)
 
 
+def test_clients_from_answers_only_those_networks():
+    """--clients-from: a UDP client request from outside the networks given
+    gets no answer at all (its source may be spoofed: a GET's 10 KB would
+    go to whoever it names); from inside, as before. A bad network is a
+    usage error."""
+    p = subprocess.run([dht.server_binary(), "7000", "/dev/null", "--clients-from", "10.0.0.0/33"],
+                       capture_output=True, timeout=10)
+    assert p.returncode == 64 and b"--clients-from" in p.stderr, (p.returncode, p.stderr)
+    c = dht.Cluster(1, peers=[], extra_args=["--clients-from", "127.0.0.2/32"])
+    try:
+        c.start(0)
+        inside = dht.Client(("127.0.0.1", c.port(0)), timeout=0.2, retries=3, bind=("127.0.0.2", 0))
+        outside = dht.Client(("127.0.0.1", c.port(0)), timeout=0.2, retries=3, bind=("127.0.0.1", 0))
+        try:
+            deadline = time.time() + 10
+            while True:
+                try:
+                    expect(inside.request(PUT, b"k", b"v"), OK, "PUT from inside")
+                    break
+                except dht.Timeout:
+                    assert time.time() < deadline, "no answer from inside --clients-from"
+            try:
+                outside.request(GET, b"k")
+                raise AssertionError("a request from outside --clients-from was answered")
+            except dht.Timeout:
+                pass
+            expect(inside.request(GET, b"k"), OK, "GET from inside")
+        finally:
+            inside.close()
+            outside.close()
+    finally:
+        c.cleanup()
+
+
 if __name__ == "__main__":
     sys.exit(dht.run_tests(globals()))

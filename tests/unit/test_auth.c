@@ -680,6 +680,42 @@ static void test_replayed_forward_runs_once(void **state) {
     assert_int_equal(n->stats.requests[WIRE_PUT], 3);
 }
 
+/* --clients-from: a request from outside the networks given gets no answer
+ * (its source may be spoofed: the answer would go to whoever it names),
+ * one from inside is served; none given, anyone is. */
+static void test_clients_from_only(void **state) {
+    (void)state;
+    fake_reset(1000, WALL0);
+    fill_key(&key_a, 1);
+    auth_net nets[1];
+    assert_int_equal(auth_parse_cidr("10.0.0.0/8", &nets[0]), 0);
+    for (int given = 0; given < 2; given++) {
+        node_config cfg;
+        node_defaults(&cfg);
+        cfg.quiet = true;
+        cfg.keys = &key_a;
+        if (given) cfg.client_nets = nets, cfg.client_nets_n = 1;
+        assert_non_null(n = fake_node(&cfg, 7000, 1 << 20));
+        uint8_t buf[256], id[WIRE_ID_LEN] = {5};
+        size_t len = wire_request(buf, sizeof buf, id, WIRE_IS_ALIVE, NULL, 0, NULL, 0, 0);
+        struct sockaddr_in inside = addr("10.1.2.3", 5000), outside = addr("198.51.100.7", 53);
+        fake.nsent = 0;
+        node_receive(n, &outside, buf, len);
+        node_flush(n);
+        assert_int_equal(fake.nsent, given ? 0 : 1);
+        assert_int_equal(n->stats.dropped_client, given ? 1 : 0);
+        id[0] = 6;
+        len = wire_request(buf, sizeof buf, id, WIRE_IS_ALIVE, NULL, 0, NULL, 0, 0);
+        fake.nsent = 0;
+        node_receive(n, &inside, buf, len);
+        node_flush(n);
+        assert_int_equal(fake.nsent, 1);
+        assert_int_equal(fake.sent[0].to.sin_addr.s_addr, inside.sin_addr.s_addr);
+        fake_node_free(n);
+        n = NULL;
+    }
+}
+
 #define T(f) cmocka_unit_test_teardown(f, teardown)
 
 int main(void) {
@@ -696,6 +732,7 @@ int main(void) {
         T(test_replies_of_nodes_are_not_requests),
         T(test_replayed_ping_takes_no_member_off),
         T(test_replayed_forward_runs_once),
+        T(test_clients_from_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
