@@ -744,8 +744,15 @@ static int cmd_keygen(cli *c) {
                 errno == EEXIST ? " (a key is never overwritten: remove it first)" : "");
         return EX_USAGE_;
     }
+    errno = 0;
     ssize_t w = write(fd, key, 65);
-    if (w != 65 || close(fd) != 0) return os_error(c->argv[0]);
+    if (w != 65 || close(fd) != 0) {
+        if (w != 65 && errno == 0) errno = ENOSPC; /* a short write */
+        int rc = os_error(c->argv[0]);
+        unlink(c->argv[0]); /* an empty or partial key file would be refused by every node,
+                             * and keygen never overwrites: the next try would fail too */
+        return rc;
+    }
     printf("%s: new cluster key; give every node --cluster-key-file %s\n", c->argv[0], c->argv[0]);
     return 0;
 }
@@ -798,7 +805,7 @@ static int parse_options(cli *c, int argc, char **argv) {
         case 'V': {
             char *end;
             errno = 0;
-            long n = strtol(optarg, &end, 0);
+            long n = strtol(optarg, &end, 10); /* "010" is ten, not eight */
             if (!*optarg || *end || errno || n < INT32_MIN || n > INT32_MAX)
                 return usage_error("--version: expected a 32-bit integer, got '%s'", optarg);
             c->version = (int32_t)n;

@@ -259,5 +259,43 @@ def test_refused_shutdown_and_wipeout_say_why():
         assert c.running(0)
 
 
+def test_version_is_decimal():
+    """--version 010 was read as octal (8) and 0x10 as 16: a version field
+    is a decimal number, as the help says; both forms are usage errors or
+    ten."""
+    with node() as (c, _):
+        cli(c, "put", "k", "v", "--version", "010")
+        assert "version 10" in cli(c, "-v", "get", "k"), cli(c, "-v", "get", "k")
+        exe = os.path.join(os.path.dirname(c.bin), "dht-cli")
+        p = subprocess.run([exe, "-s", "127.0.0.1:%d" % c.port(0), "put", "k", "v", "--version",
+                            "0x10"], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 64 and "--version" in p.stderr, (p.returncode, p.stderr)
+
+
+def test_keygen_that_cannot_write_leaves_no_file():
+    """A key file keygen could not write (a full disk, a file size limit) was
+    left empty: every node refused it, and keygen, which never overwrites,
+    refused to make another there."""
+    import resource
+    import signal as sig
+    exe = os.path.join(os.path.dirname(dht.server_binary()), "dht-cli")
+    d = tempfile.mkdtemp()
+    try:
+        path = os.path.join(d, "cluster.key")
+
+        def no_room():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+            sig.signal(sig.SIGXFSZ, sig.SIG_IGN)   # a write past it fails (EFBIG)
+
+        p = subprocess.run([exe, "keygen", path], capture_output=True, text=True, timeout=30,
+                           preexec_fn=no_room)
+        assert p.returncode != 0 and path in p.stderr, (p.returncode, p.stderr)
+        assert not os.path.exists(path), "an empty key file was left behind"
+        p = subprocess.run([exe, "keygen", path], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0 and os.path.getsize(path) == 65, (p.returncode, p.stderr)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 if __name__ == "__main__":
     sys.exit(dht.run_tests(globals()))
