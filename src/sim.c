@@ -19,6 +19,8 @@
  *   - two replies to the same message ID differ (a retry was executed again);
  *   - with no fault in force since before a write began, a read that starts
  *     after the write was acknowledged misses it (W + R > N);
+ *   - a REMOVE's answer code (OK: the key held a value; NOT_FOUND: it held
+ *     none) misses what the key held when it began, as a read would;
  *   - replicas have not converged a bounded time after the last fault healed;
  *   - a node declares a live node dead while neither of them was touched by
  *     a fault for longer than the detection time;
@@ -666,7 +668,6 @@ static bool faults_since(const sim *s, uint64_t from) {
     return !s->fault_free_since || s->fault_free_since > from;
 }
 
-/* Checks a read's answer against the key's history. */
 /* What every node's store holds for k, into the trace. */
 static void trace_holders(sim *s, const keyst *k) {
     size_t kl = strlen(k->key);
@@ -695,6 +696,54 @@ static bool reads_consistent(const sim *s) {
     return s->cfg.write_quorum + s->cfg.read_quorum > s->cfg.replicas;
 }
 
+/* What key k held when an operation of client c began, as far as the
+ * writes before seq `below` tell (a read: every write; a REMOVE: those
+ * before it, not itself): the newest write acknowledged before the
+ * operation began (at the end of the run: that was not lost on purpose),
+ * and whether a later write, its outcome unknown, may have been applied
+ * over it (clients have their keys to themselves: nothing else wrote). */
+typedef struct held {
+    uint64_t need;              /* that write's seq (0: none: nothing is claimed) */
+    bool later_put;             /* a later PUT not failed */
+    bool later_remove;          /* a later REMOVE not failed */
+    bool quorum;                /* W + R > N, and every view held every node
+                                   alive since need began */
+} held;
+
+static held held_at_start(const sim *s, const client *c, uint64_t below) {
+    const keyst *k = c->k;
+    held h = {0};
+    for (uint64_t i = below - 1; i >= 1 && !h.need; i--)
+        if (k->w[i].state == W_ACKED && k->w[i].end <= c->start &&
+            !(c->final_read && lost_on_purpose(s, &k->w[i])))
+            h.need = i;
+    if (!h.need) return h;
+    for (uint64_t i = h.need + 1; i < below; i++)
+        if (k->w[i].state != W_FAILED) {
+            if (k->w[i].remove) h.later_remove = true;
+            else h.later_put = true;
+        }
+    h.quorum = reads_consistent(s) && s->views_full_since &&
+               s->views_full_since <= k->w[h.need].start;
+    return h;
+}
+
+/* An answer that misses write h->need is a failure when no fault was in
+ * force since that write began (and the window for a node's views to
+ * settle after the last one had passed before it), or, with a quorum,
+ * under faults too (with W + R > N a read quorum meets the write's, as
+ * long as every coordinator had the same preference lists: R - 1 replies
+ * were caught in 1 of seeds 1..100, by the final read, without this). */
+enum miss { MISS_EXCUSED, MISS_NO_FAULT, MISS_QUORUM };
+static enum miss missed(const sim *s, const keyst *k, const held *h) {
+    if (!faults_since(s, k->w[h->need].start) &&
+        s->fault_free_since + (uint64_t)(2 * s->cfg.suspicion_ms + 3000) * 1000 <
+            k->w[h->need].start)
+        return MISS_NO_FAULT;
+    return h->quorum ? MISS_QUORUM : MISS_EXCUSED;
+}
+
+/* Checks a read's answer against the key's history. */
 static void check_read(sim *s, client *c, uint32_t err, const uint8_t *v, size_t vlen) {
     keyst *k = c->k;
     uint64_t seq = 0;
@@ -710,46 +759,70 @@ static void check_read(sim *s, client *c, uint32_t err, const uint8_t *v, size_t
         return;
     }
     s->reads_checked++;
-    /* the newest write acknowledged before the read began (at the end of the
-     * run: that was not lost on purpose) */
-    uint64_t need = 0;
-    for (uint64_t i = k->nw; i >= 1 && !need; i--)
-        if (k->w[i].state == W_ACKED && k->w[i].end <= c->start &&
-            !(c->final_read && lost_on_purpose(s, &k->w[i])))
-            need = i;
+    held h = held_at_start(s, c, k->nw + 1);
+    uint64_t need = h.need;
     if (!need) return;
-    /* a quorum read whose write ran while every view held every node alive */
-    bool quorum = reads_consistent(s) && s->views_full_since &&
-                  s->views_full_since <= k->w[need].start;
-    s->reads_quorum_checked += quorum && faults_since(s, k->w[need].start);
-    bool stale = err == WIRE_OK ? seq < need : !k->w[need].remove;
-    if (err == WIRE_ENOKEY && !k->w[need].remove) {
-        /* not found is right only if a later remove may have been applied */
-        for (uint64_t i = need + 1; i <= k->nw; i++)
-            if (k->w[i].remove && k->w[i].state != W_FAILED) stale = false;
-    }
+    s->reads_quorum_checked += h.quorum && faults_since(s, k->w[need].start);
+    /* not found is right only if a later remove may have been applied */
+    bool stale = err == WIRE_OK ? seq < need : !k->w[need].remove && !h.later_remove;
     if (!stale) return;
     if (c->final_read) {
         trace_holders(s, k);
         fail(s, "lost write: %s last acknowledged seq %" PRIu64 " (%s), final read %s seq %" PRIu64,
              k->key, need, k->w[need].remove ? "remove" : "put",
              err == WIRE_OK ? "found" : "not found", seq);
-    } else if (!faults_since(s, k->w[need].start) &&
-               s->fault_free_since + (uint64_t)(2 * s->cfg.suspicion_ms + 3000) * 1000 <
-                   k->w[need].start) {
+        return;
+    }
+    enum miss m = missed(s, k, &h);
+    if (m == MISS_NO_FAULT) {
         fail(s, "stale read: c%u read %s at seq %" PRIu64 " (%s) after seq %" PRIu64
                 " was acknowledged, no fault since",
              c->idx, k->key, seq, err == WIRE_OK ? "found" : "not found", need);
-    } else if (quorum) {
-        /* W + R > N: a read quorum meets the write's, faults or not, as long
-         * as every coordinator had the same preference lists (R - 1 replies
-         * were caught in 1 of seeds 1..100, by the final read, without this) */
+    } else if (m == MISS_QUORUM) {
         trace_holders(s, k);
         fail(s, "stale quorum read: c%u read %s at seq %" PRIu64 " (%s) after seq %" PRIu64
                 " was acknowledged, every node up and held alive by all since %.3f s",
              c->idx, k->key, seq, err == WIRE_OK ? "found" : "not found", need,
              (double)s->views_full_since / 1e6);
     }
+}
+
+/* A REMOVE's answer says what the key held when it ran: NOT_FOUND that it
+ * held no value (its last write was a REMOVE, or none), OK that it held
+ * one. Checked as a read's answer is (check_read), against the key's
+ * writes before this one: a REMOVE run twice (the reply cache skipped)
+ * answers NOT_FOUND for the value it removed itself. */
+static void check_remove(sim *s, client *c, uint32_t err) {
+    keyst *k = c->k;
+    if (err != WIRE_OK && err != WIRE_ENOKEY) return;
+    if (err == WIRE_OK) {
+        /* as a read of a value never written */
+        bool put = false;
+        for (uint64_t i = 1; i < c->seq && !put; i++) put = !k->w[i].remove;
+        if (!put) {
+            fail(s, "c%u REMOVE %s seq %" PRIu64 " answered OK: no value was ever written",
+                 c->idx, k->key, c->seq);
+            return;
+        }
+    }
+    held h = held_at_start(s, c, c->seq);
+    uint64_t need = h.need;
+    if (!need) return;
+    bool stale = err == WIRE_OK ? k->w[need].remove && !h.later_put
+                                : !k->w[need].remove && !h.later_remove;
+    if (!stale) return;
+    /* A REMOVE's NOT_FOUND needs W home replicas' answers (or every
+     * target's): they meet the W of the write it missed when 2W > N */
+    if (2 * s->cfg.write_quorum <= s->cfg.replicas) h.quorum = false;
+    enum miss m = missed(s, k, &h);
+    if (m == MISS_EXCUSED) return;
+    trace_holders(s, k);
+    fail(s, "wrong REMOVE answer: c%u REMOVE %s seq %" PRIu64 " answered %s after seq %" PRIu64
+            " (%s) was acknowledged, %s",
+         c->idx, k->key, c->seq, err == WIRE_OK ? "OK" : "NOT_FOUND", need,
+         k->w[need].remove ? "remove" : "put",
+         m == MISS_NO_FAULT ? "no fault since"
+                            : "every node up and held alive by all since it began");
 }
 
 /* An acknowledged write is held by W nodes (or all, in a smaller cluster)
@@ -868,6 +941,7 @@ static void client_reply(sim *s, client *c, const packet *p) {
         w->end = s->now;
         if (ok && c->seq > c->k->last_acked) c->k->last_acked = c->seq;
         if (ok) check_copies(s, c);
+        if (c->cmd == WIRE_REMOVE) check_remove(s, c, r->errcode);
     }
     if (r->errcode == WIRE_OK || r->errcode == WIRE_ENOKEY) s->ops_ok++;
     else s->ops_err++;
