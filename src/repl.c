@@ -59,7 +59,13 @@ typedef struct op {
                                        * whose answer the answer waits for; else NO_FIRST */
     bool first_suspected;             /* ... and it was suspected when the op began */
     uint64_t tstamp[MAX_TARGETS];     /* read: stamp each one answered with */
-    unsigned need, oks, replies, existed, fails, nospace;
+    unsigned need, oks, replies, fails, nospace;
+    /* REMOVE: the newest record its home replicas said they held before it
+     * (its stamp, 0: none heard of), whether a value, and whether a replica
+     * of an earlier version said "there was a value" without a stamp */
+    uint64_t prior;
+    bool prior_value, prior_unstamped;
+    uint64_t stamps[MAX_RESTAMPS + 1]; /* write: every stamp it was sent with */
     /* writes: the record sent; reads: the newest record seen */
     uint8_t *val;
     size_t vlen;
@@ -258,17 +264,18 @@ static bool stamp_believable(node *n, uint64_t stamp) {
     return (stamp >> 16) <= node_wall_ms(n) + WIRE_MAX_AHEAD_MS;
 }
 
-/* Applies a client write to the local store. *existed tells whether a live
- * record was there before. Returns a wire_err, or WIRE_ESTALE with *held set
- * when the store holds a newer stamp for the key: a write is acknowledged
- * only where it was applied (or was already, an equal stamp: a resend). */
+/* Applies a client write to the local store. *prior is the stamp of the
+ * record that was there before (0: none). Returns a wire_err, or WIRE_ESTALE
+ * with *held set when the store holds a newer stamp for the key: a write is
+ * acknowledged only where it was applied (or was already, an equal stamp: a
+ * resend). */
 static uint32_t apply(node *n, const uint8_t *key, size_t klen, const store_rec *rec,
-                      bool *existed, uint64_t *held) {
+                      uint64_t *prior, uint64_t *held) {
     if (!stamp_believable(n, rec->stamp)) return WIRE_EINTERNAL;
     node_stamp_seen(n, rec->stamp);
     store_rec cur;
     bool found = store_get(n->store, key, klen, &cur) == 0, had = found && !cur.tomb;
-    if (existed) *existed = had;
+    *prior = found ? cur.stamp : 0;
     if (found && store_rec_cmp(&cur, rec) > 0) {
         *held = cur.stamp;
         return WIRE_ESTALE;
@@ -639,6 +646,7 @@ static void clean_finish(node *n, op *o);
 static void restamp(node *n, op *o);
 static void local_target(node *n, op *o, size_t i);
 static void on_reply(op *o, size_t i, uint32_t err, const store_rec *rec);
+static void prior_heard(op *o, uint32_t err, uint64_t stamp);
 static bool settled(node *n);
 
 /* Targets that are the key's replicas, not stand-ins. */
@@ -754,6 +762,15 @@ static bool first_failed(const op *o) {
 
 static bool quorum_possible(node *n, const op *o, bool suspects);
 
+/* Whether a REMOVE found a value: the newest record its home replicas held
+ * before it was one. Not any replica's value: one that missed an earlier
+ * REMOVE (its copy lost) still holds the value that REMOVE took, and a
+ * REMOVE of the key was answered OK again, the DEL of an absent key 1
+ * (dht-sim seed 12, W=2 R=2, every node up and held alive by all). */
+static bool existed(const op *o) {
+    return o->prior_unstamped || (o->prior && o->prior_value);
+}
+
 /* Answers an operation that waits no longer (its deadline, or nothing left
  * to wait for) with what it has. "Not found" needs R replies: one new,
  * empty replica is no answer. A value found is answered even from fewer (a
@@ -762,7 +779,7 @@ static void answer_last(node *n, op *o) {
     if (o->cmd == WIRE_GET && (o->replies >= o->need || (o->found && !o->tomb)))
         answer(n, o, o->found && !o->tomb ? WIRE_OK : WIRE_ENOKEY);
     else if (o->cmd == WIRE_REMOVE && o->oks >= o->need && first_holds(o))
-        answer(n, o, o->existed ? WIRE_OK : WIRE_ENOKEY);
+        answer(n, o, existed(o) ? WIRE_OK : WIRE_ENOKEY);
     else if (!o->clean_stamp && quorum_possible(n, o, true)) {
         /* live replicas too slow to answer: the cluster is busy, not
          * broken; the client retries after a wait */
@@ -790,8 +807,8 @@ static void progress(node *n, op *o) {
             else if (o->held && o->replies == asked(o))
                 release_held(n, o); /* the asked ones could not settle it */
         } else if (o->cmd == WIRE_REMOVE) {
-            if (o->oks >= o->need && (o->existed || o->replies == o->nt) && first_holds(o))
-                answer(n, o, o->existed ? WIRE_OK : WIRE_ENOKEY);
+            if (o->oks >= o->need && (existed(o) || o->replies == o->nt) && first_holds(o))
+                answer(n, o, existed(o) ? WIRE_OK : WIRE_ENOKEY);
             else if (first_failed(o))
                 answer(n, o, o->nospace ? WIRE_ENOSPACE : WIRE_EINTERNAL);
         } else if (o->oks >= o->need && first_holds(o)) {
@@ -825,9 +842,11 @@ static void restamp(node *n, op *o) {
         return;
     }
     o->stamp = s;
+    o->stamps[o->restamps] = s;
     o->gen++;
     n->stats.restamped++;
-    o->oks = o->replies = o->existed = o->fails = o->nospace = 0;
+    /* what the replicas held before (o->prior) still holds */
+    o->oks = o->replies = o->fails = o->nospace = 0;
     for (size_t i = 0; i < o->nt; i++) o->st[i] = T_WAIT, o->sends[i] = 0;
     for (size_t i = 0; i < o->nt; i++)
         if (!self_index(o->t[i])) send_to(n, o, i);
@@ -847,8 +866,27 @@ static void restamp(node *n, op *o) {
 static void write_reply(node *n, op *o, size_t i, uint32_t err, uint64_t held) {
     if (err == WIRE_ESTALE && node_now(n) - o->origin.start_ms >= n->cfg.request_timeout_ms)
         err = WIRE_EINTERNAL;
+    bool counted = o->st[i] == T_WAIT && o->hint[i] == NO_HINT;
     on_reply(o, i, err, NULL);
     if (err == WIRE_ESTALE && held > o->stale) o->stale = held;
+    if (counted && o->tomb && (err == WIRE_OK || err == WIRE_ENOKEY)) prior_heard(o, err, held);
+}
+
+/* A home replica's ack of a REMOVE: OK, it held a value, NOT_FOUND, a
+ * tombstone or nothing; `stamp` is what it held's (0: nothing, or a
+ * replica of an earlier version, which sent none). A tombstone of this
+ * very REMOVE (a resend, or an earlier stamp of it: restamp) says nothing
+ * of what was there before. */
+static void prior_heard(op *o, uint32_t err, uint64_t stamp) {
+    if (err == WIRE_OK && !stamp) o->prior_unstamped = true;
+    if (!stamp) return;
+    if (err == WIRE_ENOKEY)
+        for (unsigned k = 0; k <= o->restamps && k <= MAX_RESTAMPS; k++)
+            if (o->stamps[k] == stamp) return;
+    if (stamp > o->prior) {
+        o->prior = stamp;
+        o->prior_value = err == WIRE_OK;
+    }
 }
 
 /* Records target i's reply. */
@@ -882,7 +920,6 @@ static void on_reply(op *o, size_t i, uint32_t err, const store_rec *rec) {
         if (err == WIRE_OK) {
             o->st[i] = T_OK;
             o->oks += home;
-            o->existed += home;
         } else if (err == WIRE_ENOKEY) {
             o->st[i] = T_NOKEY;
             o->oks += home;
@@ -904,8 +941,9 @@ static void local_target(node *n, op *o, size_t i) {
         on_reply(o, i, 0, rc == 0 ? &cur : NULL);
     } else {
         store_rec s = {o->val, (uint32_t)o->vlen, o->version, o->stamp, o->tomb};
-        uint64_t held = 0;
-        write_reply(n, o, i, apply(n, o->key, o->klen, &s, NULL, &held), held);
+        uint64_t held = 0, prior = 0;
+        uint32_t err = apply(n, o->key, o->klen, &s, &prior, &held);
+        write_reply(n, o, i, err, err == WIRE_ESTALE ? held : prior);
     }
 }
 
@@ -984,7 +1022,7 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
         o->vlen = vlen;
         o->version = version;
         o->tomb = cmd == WIRE_REMOVE;
-        o->stamp = node_stamp(n);
+        o->stamp = o->stamps[0] = node_stamp(n);
     }
     bool weak = n->cfg.write_quorum + n->cfg.read_quorum <= n->cfg.replicas;
     if (weak && (cmd != WIRE_GET || !origin->any_replica)) {
@@ -1275,7 +1313,11 @@ static void on_write(node *n, const uint8_t *id, size_t idlen, const Peer *p,
                    rec->stamp, rec->tombstone};
     Peer ack = PEER__INIT;
     ack.type = PEER_WRITE_ACK;
-    ack.err = apply(n, rec->key.data, rec->key.len, &s, NULL, &ack.stamp);
+    uint64_t prior = 0;
+    ack.err = apply(n, rec->key.data, rec->key.len, &s, &prior, &ack.stamp);
+    /* a REMOVE's ack tells the stamp of what it replaced (OK: a value,
+     * NOT_FOUND: a tombstone, 0: nothing), which its coordinator answers by */
+    if (rec->tombstone && (ack.err == WIRE_OK || ack.err == WIRE_ENOKEY)) ack.stamp = prior;
     if (p->hint_port && p->hint_port <= 65535 && p->hint_ip &&
         (ack.err == WIRE_OK || ack.err == WIRE_ENOKEY))
         hint_add(n, rec->key.data, rec->key.len, p->hint_ip, (uint16_t)p->hint_port);

@@ -89,7 +89,8 @@ enum wire_peer_type {
                            * err OK for them all, in one message */
 };
 
-#define PEER_FLAG_REMOVE 1u       /* WRITE of a tombstone: ack says if it existed */
+#define PEER_FLAG_REMOVE 1u       /* WRITE of a tombstone: ack says if it existed, and
+                                   * the stamp of what it replaced */
 #define PEER_FLAG_LAZY 2u         /* WRITE the sender's quorum does not wait for:
                                    * the ack may wait too (node_send_peer_lazy) */
 #define PEER_FLAG_UNSETTLED 4u    /* READ_REPLY without a record from a node whose

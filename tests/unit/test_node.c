@@ -2065,6 +2065,49 @@ static void test_hints_of_one_key_are_one(void **state) {
     fake_node_free(m);
 }
 
+/* A REMOVE answers by the newest record its home replicas held before it,
+ * not by any one's value: a replica that missed the key's previous REMOVE
+ * (its copy lost) still holds the value that REMOVE took, and a second
+ * REMOVE was answered OK (a DEL of a key GET says is absent counted 1;
+ * dht-sim seed 12, W=2 R=2, every node up and held alive by all). Here m,
+ * which coordinates, holds the older value, p the tombstone, and 7003
+ * held nothing: NOT_FOUND, which p's ack says by the tombstone's stamp. */
+static void test_a_remove_answers_by_the_newest_record(void **state) {
+    (void)state;
+    node_config cfg = quiet_config();
+    node *m, *p;
+    two_and_a_silent_third(&cfg, &m, &p);
+    const char *k = "gone";
+    uint64_t older = fake_wall(NULL) << 16, removed = older + (100 << 16);
+    store_rec value = {(const uint8_t *)"v", 1, 0, older, false};
+    store_rec tomb = {NULL, 0, 0, removed, true};
+    assert_int_equal(store_put(m->store, (const uint8_t *)k, strlen(k), &value), 0);
+    assert_int_equal(store_put(p->store, (const uint8_t *)k, strlen(k), &tomb), 0);
+    fake.clock_ms += 1000;
+    struct sockaddr_in client = client_addr();
+    uint8_t buf[256], id[WIRE_ID_LEN] = {16};
+    size_t at = fake.nsent;
+    node_receive(m, &client, buf, wire_request(buf, sizeof buf, id, WIRE_REMOVE, k, strlen(k), NULL, 0, 0));
+    node_flush(m);
+    size_t sent = relay(p, 7002, 7001, at); /* the tombstone reaches p ... */
+    relay(m, 7001, 7002, sent);             /* ... whose ack comes back */
+    wire_arena *a = wire_arena_new();
+    assert_null(client_reply(a, at)); /* before: OK, by m's own value */
+    uint8_t sent_id[WIRE_ID_LEN];
+    assert_true(write_id_to(a, 7003, at, sent_id));
+    Peer ack = PEER__INIT;
+    ack.type = PEER_WRITE_ACK;
+    ack.err = WIRE_ENOKEY; /* 7003 held nothing */
+    peer_from(m, 7003, sent_id, &ack);
+    node_flush(m);
+    KVResponse *r = client_reply(a, at);
+    assert_non_null(r);
+    assert_int_equal(r->errcode, WIRE_ENOKEY);
+    wire_arena_free(a);
+    fake_node_free(p);
+    fake_node_free(m);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -2106,6 +2149,7 @@ int main(void) {
         T(test_sweep_is_not_put_off_for_good),
         T(test_member_lists_are_rate_limited),
         T(test_hints_of_one_key_are_one),
+        T(test_a_remove_answers_by_the_newest_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
