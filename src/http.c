@@ -309,9 +309,6 @@ static void page_metrics(const http_server *s, sbuf *b) {
     sb_printf(b, "dht_cache_hits_total %llu\n", (unsigned long long)st->cache_hits);
     metric(b, "dht_forwarded_total", "counter", "Client requests forwarded to a replica.");
     sb_printf(b, "dht_forwarded_total %llu\n", (unsigned long long)st->forwarded);
-    metric(b, "dht_forward_lost_total", "counter",
-           "Write retries answered INTERNAL_FAILURE: the node forwarded to died or restarted since.");
-    sb_printf(b, "dht_forward_lost_total %llu\n", (unsigned long long)st->forward_lost);
     metric(b, "dht_peer_messages_total", "counter", "Node-to-node messages received.");
     sb_printf(b, "dht_peer_messages_total %llu\n", (unsigned long long)st->peer_msgs);
     metric(b, "dht_repushed_records_total", "counter",

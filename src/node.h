@@ -139,8 +139,6 @@ typedef struct node_stats {
     uint64_t overload[4];       /* SYSTEM_OVERLOAD answers, by NODE_OVERLOAD_* */
     uint64_t cache_hits;
     uint64_t forwarded;
-    uint64_t forward_lost;      /* write retries answered INTERNAL_FAILURE: the node
-                                 * it was forwarded to died or restarted since */
     uint64_t peer_msgs;
     uint64_t repushed;          /* records pushed by re-replication sweeps */
     uint64_t pushed_back;       /* records sent back for older ones pushed here (repl.c on_sync) */

@@ -270,118 +270,6 @@ static void test_retry_during_a_long_operation_is_not_run_again(void **state) {
     fake_node_free(m);
 }
 
-/* The state of the member at 127.0.0.1:port in x's view (-1: none). */
-static int state_of(node *x, uint16_t port, uint64_t *incarnation) {
-    long m = members_find(x->members, htonl(INADDR_LOOPBACK), port);
-    if (m <= 0) return -1;
-    if (incarnation) *incarnation = members_at(x->members, (size_t)m)->incarnation;
-    return members_at(x->members, (size_t)m)->state;
-}
-
-/* A write forwarded to a node was remembered with that node, and its
- * retries went there, unless it had been declared dead since: then the
- * retry ran where the ring said, a second time (the first run had made it
- * to the replicas, the reply was lost with its coordinator). So too for a
- * node restarted since, whose reply cache went with its life. Here x
- * forwards a client's REMOVE to y, the key's one replica, which runs it
- * (the reply is lost); then y dies (or restarts) and the client sends the
- * same ID to x again. A second run answered NOT_FOUND for the key this
- * very REMOVE took away; the outcome is unknown to x: INTERNAL_FAILURE. */
-static void retry_after_the_coordinator_went(bool restart) {
-    fake_reset(1000, 1800000000000ull);
-    node_config cfg = quiet_config();
-    cfg.replicas = 1, cfg.write_quorum = 1, cfg.read_quorum = 1;
-    cfg.gossip_ms = 200; /* probes, so that x finds y dead */
-    node *x = fake_node(&cfg, 7001, 1 << 20), *y = fake_node(&cfg, 7002, 1 << 20);
-    ring_node px = {htonl(INADDR_LOOPBACK), 7002}, py = {htonl(INADDR_LOOPBACK), 7001};
-    assert_int_equal(node_add_seeds(x, &px, 1), 0);
-    assert_int_equal(node_add_seeds(y, &py, 1), 0);
-    size_t replies = 0;
-    for (int t = 0; t < 20; t++) { /* x and y hear each other */
-        fake.clock_ms += 100;
-        fake.nsent = 0;
-        node_tick(x);
-        node_tick(y);
-        node_flush(x);
-        node_flush(y);
-        run_pair(x, y, 0, 100, &replies);
-    }
-    uint64_t y_life = 0;
-    assert_int_equal(state_of(x, 7002, &y_life), MEMBER_ALIVE);
-    assert_true(y_life != 0);
-    char key[16];
-    key_not_on(x, "k", key);
-    struct sockaddr_in client = addr_of(INADDR_LOOPBACK, 5000);
-    uint8_t buf[256], id[WIRE_ID_LEN] = {77};
-    /* the key is there (written through y itself) */
-    uint8_t pid[WIRE_ID_LEN] = {76};
-    fake.nsent = 0;
-    node_receive(y, &client, buf, wire_request(buf, sizeof buf, pid, WIRE_PUT, key, strlen(key), "v", 1, 0));
-    node_flush(y);
-    /* the REMOVE through x, forwarded to y and run there; its reply is lost */
-    size_t len = wire_request(buf, sizeof buf, id, WIRE_REMOVE, key, strlen(key), NULL, 0, 0);
-    fake.nsent = 0;
-    node_receive(x, &client, buf, len);
-    node_flush(x);
-    assert_int_equal(x->stats.forwarded, 1);
-    replies = 0;
-    run_pair(x, y, 0, 100, &replies);
-    assert_int_equal(replies, 1);
-    if (restart) { /* y comes back at once, a new life without the cache */
-        fake_node_free(y);
-        fake.clock_ms += 500;
-        y = fake_node(&cfg, 7002, 1 << 20);
-        assert_int_equal(node_add_seeds(y, &py, 1), 0);
-        for (int t = 0; t < 20; t++) {
-            fake.clock_ms += 100;
-            fake.nsent = 0;
-            node_tick(x);
-            node_tick(y);
-            node_flush(x);
-            node_flush(y);
-            run_pair(x, y, 0, 100, &replies);
-        }
-        uint64_t life = 0;
-        assert_int_equal(state_of(x, 7002, &life), MEMBER_ALIVE);
-        assert_true(life > y_life);
-    } else { /* y is gone; x holds it dead */
-        for (int t = 0; t < 600 && state_of(x, 7002, NULL) != MEMBER_DEAD; t++) {
-            fake.clock_ms += 100;
-            node_tick(x);
-            node_flush(x);
-        }
-        assert_int_equal(state_of(x, 7002, NULL), MEMBER_DEAD);
-    }
-    /* the client, with no answer, sends the same ID again */
-    wire_arena *a = wire_arena_new();
-    uint64_t forwarded = x->stats.forwarded;
-    fake.nsent = 0;
-    node_receive(x, &client, buf, len);
-    node_flush(x);
-    if (restart) run_pair(x, y, 0, 100, &replies);
-    KVResponse *r = NULL;
-    fake.nsent = 0;
-    node_receive(x, &client, buf, len); /* answered from x's cache now */
-    node_flush(x);
-    assert_int_equal(client_replies(a, 0, &r, NULL), 1);
-    assert_non_null(r);
-    assert_int_equal(r->errcode, WIRE_EINTERNAL);
-    assert_int_equal(x->stats.forwarded, forwarded);
-    assert_int_equal(x->stats.forward_lost, 1);
-    wire_arena_free(a);
-    fake_node_free(x);
-    fake_node_free(y);
-}
-
-static void test_retry_after_the_coordinator_died_is_not_run_again(void **state) {
-    (void)state;
-    retry_after_the_coordinator_went(false);
-}
-
-static void test_retry_after_the_coordinator_restarted_is_not_run_again(void **state) {
-    (void)state;
-    retry_after_the_coordinator_went(true);
-}
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -389,8 +277,6 @@ int main(void) {
         cmocka_unit_test(test_remove_with_a_value_is_acknowledged),
         cmocka_unit_test(test_loopback_client_answer_reaches_it),
         cmocka_unit_test(test_retry_during_a_long_operation_is_not_run_again),
-        cmocka_unit_test(test_retry_after_the_coordinator_died_is_not_run_again),
-        cmocka_unit_test(test_retry_after_the_coordinator_restarted_is_not_run_again),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
