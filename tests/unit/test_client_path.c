@@ -270,7 +270,6 @@ static void test_retry_during_a_long_operation_is_not_run_again(void **state) {
     fake_node_free(m);
 }
 
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forwarded_request_does_not_ping_pong),
