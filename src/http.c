@@ -246,6 +246,23 @@ static void metric(sbuf *b, const char *name, const char *type, const char *help
     sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A histogram of node_hist_add's log2 buckets of microseconds. */
+static void histogram(sbuf *b, const char *name, const char *help, const uint64_t h[32],
+                      uint64_t sum_us) {
+    unsigned long long cum = 0;
+    metric(b, name, "histogram", help);
+    for (size_t i = 0; i < 31; i++) {
+        cum += h[i];
+        sb_printf(b, "%s_bucket{le=\"", name);
+        sb_seconds(b, ((uint64_t)2 << i) - 1);
+        sb_printf(b, "\"} %llu\n", cum);
+    }
+    cum += h[31];
+    sb_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum ", name, cum, name);
+    sb_seconds(b, sum_us);
+    sb_printf(b, "\n%s_count %llu\n", name, cum);
+}
+
 static const uint32_t commands[] = {
     WIRE_PUT, WIRE_GET, WIRE_REMOVE, WIRE_SHUTDOWN, WIRE_WIPEOUT, WIRE_IS_ALIVE,
     WIRE_GET_PID, WIRE_GET_MEMBERSHIP_COUNT, WIRE_GET_MEMBERSHIP_LIST,
@@ -337,23 +354,17 @@ static void page_metrics(const http_server *s, sbuf *b) {
            "Hinted writes sent to the replicas they were held for (again after a second).");
     sb_printf(b, "dht_handoff_sends_total %llu\n", (unsigned long long)st->handed_off);
 
-    /* lat_us[i] counts latencies of 2^i .. 2^(i+1)-1 us (i = 0: 0 and 1 us;
-     * the last bucket: everything above). */
-    const size_t nb = sizeof st->lat_us / sizeof st->lat_us[0];
-    unsigned long long cum = 0;
-    metric(b, "dht_request_latency_seconds", "histogram",
-           "Time from a client request to its answer, for operations this node coordinated.");
-    for (size_t i = 0; i + 1 < nb; i++) {
-        cum += st->lat_us[i];
-        sb_printf(b, "dht_request_latency_seconds_bucket{le=\"");
-        sb_seconds(b, ((uint64_t)2 << i) - 1);
-        sb_printf(b, "\"} %llu\n", cum);
-    }
-    cum += st->lat_us[nb - 1];
-    sb_printf(b, "dht_request_latency_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
-    sb_printf(b, "dht_request_latency_seconds_sum ");
-    sb_seconds(b, st->lat_sum_us);
-    sb_printf(b, "\ndht_request_latency_seconds_count %llu\n", cum);
+    histogram(b, "dht_request_latency_seconds",
+              "Time from a client request to its answer, for operations this node coordinated.",
+              st->lat_us, st->lat_sum_us);
+    histogram(b, "dht_loop_busy_seconds",
+              "Work of one event loop iteration (wall time from one wait for I/O to the next, "
+              "time spent waiting for a CPU included): what a client may wait behind.",
+              st->busy_us, st->busy_sum_us);
+    metric(b, "dht_loop_busy_max_seconds", "gauge", "The longest event loop iteration so far.");
+    sb_printf(b, "dht_loop_busy_max_seconds ");
+    sb_seconds(b, st->busy_max_us);
+    sb_printf(b, "\n");
 
     size_t count[3] = {0};
     for (size_t i = 0; i < members_total(n->members); i++) {

@@ -149,7 +149,18 @@ typedef struct node_stats {
     uint64_t handed_off;        /* hinted records sent to their replicas (sends, not records) */
     uint64_t lat_us[32];        /* coordinated latency, log2 buckets of us */
     uint64_t lat_sum_us;        /* total of the latencies counted in lat_us */
+    uint64_t busy_us[32];       /* the event loop's work an iteration (server.c), the same */
+    uint64_t busy_sum_us;
+    uint64_t busy_max_us;       /* the longest iteration */
 } node_stats;
+
+/* Counts us in h, log2 buckets: h[i] holds 2^i .. 2^(i+1)-1 us (h[0]: 0
+ * and 1 us; h[31]: everything above). */
+static inline void node_hist_add(uint64_t h[32], uint64_t us) {
+    unsigned b = 0;
+    while (us > 1 && b < 31) us >>= 1, b++;
+    h[b]++;
+}
 
 /* Why a client was answered SYSTEM_OVERLOAD. */
 enum { NODE_OVERLOAD_INFLIGHT, NODE_OVERLOAD_LAG, NODE_OVERLOAD_SLOW, NODE_OVERLOAD_LIST };

@@ -489,9 +489,7 @@ static void answer(node *n, op *o, uint32_t err) {
     if (ms > 60000) ms = 60000;
     r->lat_ewma16 = r->lat_ewma16 - (r->lat_ewma16 >> 4) + (uint32_t)ms;
     n->stats.lat_sum_us += us;
-    unsigned b = 0;
-    while (us > 1 && b < 31) us >>= 1, b++;
-    n->stats.lat_us[b]++;
+    node_hist_add(n->stats.lat_us, us);
     o->origin.done(n, &o->origin, &res);
 }
 

@@ -50,6 +50,8 @@ typedef struct server {
     store *store;
     const char *data_dir;       /* NULL: in memory */
     uint64_t rnd[4];            /* client_rng state for node_random */
+    uint64_t iter_end_ns;       /* uv_hrtime() at the end of the last iteration's work */
+    uint64_t idle_ns;           /* uv_metrics_idle_time() then */
     uint8_t recv_buf[RECV_BATCH][65536];
 } server;
 
@@ -253,11 +255,30 @@ static void on_poll(uv_poll_t *h, int status, int events) {
  * loop waits; the timer only wakes the loop at the node's next deadline. */
 static void on_wake(uv_timer_t *t) { (void)t; }
 
+/* Counts the loop's work in the iteration now ending (node_stats busy_us):
+ * the time since the last one ended, less what the loop spent waiting in
+ * its poll. Wall time: a process that waits for a CPU in the middle of its
+ * work counts that wait too, as its clients do. */
+static void count_busy(server *sv) {
+    uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(sv->loop);
+    if (sv->iter_end_ns) {
+        uint64_t spent = now - sv->iter_end_ns, waited = idle - sv->idle_ns;
+        uint64_t us = (spent > waited ? spent - waited : 0) / 1000;
+        node_stats *st = &sv->n->stats;
+        node_hist_add(st->busy_us, us);
+        st->busy_sum_us += us;
+        if (us > st->busy_max_us) st->busy_max_us = us;
+    }
+    sv->iter_end_ns = now;
+    sv->idle_ns = idle;
+}
+
 static void on_prepare(uv_prepare_t *h) {
     server *sv = h->data;
     uint64_t next = node_tick(sv->n), now = env_now(sv);
     uv_timer_start(&sv->wake, on_wake, next > now ? next - now : 0, 0);
     if (sv->nout) flush_out(sv);
+    count_busy(sv);
 }
 
 static void on_check(uv_check_t *h) {
@@ -408,6 +429,7 @@ int server_run(const node_config *cfg) {
     struct sockaddr_in self;
     memset(&sv, 0, sizeof sv);
     sv.loop = uv_default_loop();
+    uv_loop_configure(sv.loop, UV_METRICS_IDLE_TIME);  /* for count_busy */
     ring_node *seeds = NULL;
     size_t nseeds = 0;
     if (read_peers(cfg->peers_file, &seeds, &nseeds) != 0) return -1;

@@ -271,7 +271,8 @@ def test_metrics_is_valid_prometheus_text():
                 "dht_forwarded_total": "counter", "dht_peer_messages_total": "counter",
                 "dht_request_latency_seconds": "histogram", "dht_members": "gauge",
                 "dht_keys": "gauge", "dht_bytes": "gauge", "dht_inflight_ops": "gauge",
-                "dht_uptime_seconds": "gauge", "dht_http_connections": "gauge"}
+                "dht_uptime_seconds": "gauge", "dht_http_connections": "gauge",
+                "dht_loop_busy_seconds": "histogram", "dht_loop_busy_max_seconds": "gauge"}
         for name, t in want.items():
             assert name in fams, "%s missing from /metrics" % name
             assert fams[name]["type"] == t, "%s is a %s, not a %s" % (name, fams[name]["type"], t)
@@ -321,6 +322,25 @@ def test_metrics_follow_udp_requests():
         assert sample(last, "dht_dropped_total", reason="malformed") == \
             sample(after, "dht_dropped_total", reason="malformed") + 1
         assert sample(last, "dht_keys") == 2
+
+
+def test_loop_busy_counts_the_iterations():
+    """Every request wakes the loop: an iteration counted, its work in the
+    buckets, the longest one in the bucket its length falls in."""
+    with node() as (c, cl, port):
+        h = "dht_loop_busy_seconds"
+        before = sample(metrics(port), h, h + "_count")
+        for i in range(50):
+            assert cl.put(b"busy-%d" % i, b"v" * 100).err == OK
+        fams = metrics(port)
+        assert sample(fams, h, h + "_count") - before >= 50, "50 PUTs one after the other"
+        longest = sample(fams, "dht_loop_busy_max_seconds")
+        assert 0 < longest <= sample(fams, h, h + "_sum")
+        bounds = sorted((float(l["le"]), v) for n, l, v in fams[h]["samples"]
+                        if n == h + "_bucket" and l["le"] != "+Inf")
+        top = next(i for i, (_le, v) in enumerate(bounds) if v == bounds[-1][1])
+        assert longest <= bounds[top][0] and (top == 0 or longest > bounds[top - 1][0]), \
+            "the longest iteration, %.6f s, outside the top bucket %s" % (longest, bounds[top])
 
 
 def test_status_is_json_with_the_node_alive():
