@@ -47,6 +47,10 @@ void node_defaults(node_config *cfg) {
  * commands of one read (a few at a time). Elsewhere each call reads. */
 uint64_t node_now(const node *n) { return n->now_cache ? n->now_cache : n->env.now(n->env.ctx); }
 
+uint64_t node_now_us(const node *n) {
+    return n->env.now_us ? n->env.now_us(n->env.ctx) : n->env.now(n->env.ctx) * 1000;
+}
+
 uint64_t node_wall_ms(const node *n) {
     return n->wall_cache ? n->wall_cache : n->env.wall(n->env.ctx);
 }
@@ -559,6 +563,7 @@ static void client_request(node *n, const uint8_t *id, size_t idlen,
     o.idlen = idlen;
     o.addr = *client;
     o.start_ms = node_now(n);
+    o.start_us = node_now_us(n);
     if (cache_begin(n->cache, id, idlen, o.start_ms) != 0 ||
         repl_client_op(n, &o, req->command, req->key.data, req->key.len,
                        req->value.data, req->value.len, req->version) != 0) {

@@ -101,6 +101,7 @@ void node_defaults(node_config *cfg);
 typedef struct node_env {
     void *ctx;
     uint64_t (*now)(void *ctx);      /* monotonic ms; never goes back */
+    uint64_t (*now_us)(void *ctx);   /* optional: the same clock in us, for latencies */
     uint64_t (*wall)(void *ctx);     /* wall-clock ms since the epoch; may jump */
     /* Sends one datagram; the buffer may be reused once it returns. 0, or
      * a negative error (the datagram is lost, as UDP may lose it anyway). */
@@ -281,6 +282,9 @@ bool node_lagging(node *n);
 
 /* Monotonic ms, from the environment. */
 uint64_t node_now(const node *n);
+/* The same clock in microseconds (env.now_us; without it, ms * 1000), read
+ * now: for latency figures. */
+uint64_t node_now_us(const node *n);
 
 /* Wall-clock ms since the epoch, from the environment. */
 uint64_t node_wall_ms(const node *n);

@@ -484,7 +484,7 @@ static void answer(node *n, op *o, uint32_t err) {
         res.vlen = o->vlen;
         res.version = o->version;
     }
-    uint64_t ms = node_now(n) - o->origin.start_ms, us = ms * 1000;
+    uint64_t ms = node_now(n) - o->origin.start_ms, us = node_now_us(n) - o->origin.start_us;
     repl *r = n->repl;
     if (ms > 60000) ms = 60000;
     r->lat_ewma16 = r->lat_ewma16 - (r->lat_ewma16 >> 4) + (uint32_t)ms;

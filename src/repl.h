@@ -65,6 +65,7 @@ typedef struct repl_origin {
     size_t idlen;
     struct sockaddr_in addr;
     uint64_t start_ms;
+    uint64_t start_us;  /* node_now_us, for the latency histogram */
     bool any_replica;   /* a read any replica may answer (READONLY); else, with
                          * W + R <= N, the slot's first live replica answers it */
     bool admitted;      /* one of a multi-key command's operations, admitted with

@@ -450,6 +450,7 @@ static void slot_op(conn *c, uint64_t seq, uint32_t cmd, const arg *key, const a
     memcpy(o.id, &seq, sizeof seq);     /* the slot rides in the message ID */
     o.idlen = sizeof seq;
     o.start_ms = node_now(n);
+    o.start_us = node_now_us(n);
     o.any_replica = c->readonly;
     o.admitted = admitted;
     n->stats.requests[cmd]++;

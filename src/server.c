@@ -67,6 +67,11 @@ static uint64_t env_now(void *ctx) {
     return uv_hrtime() / 1000000;
 }
 
+static uint64_t env_now_us(void *ctx) {
+    (void)ctx;
+    return uv_hrtime() / 1000;
+}
+
 static uint64_t env_wall(void *ctx) {
     (void)ctx;
     struct timeval tv;
@@ -459,7 +464,7 @@ int server_run(const node_config *cfg) {
         if (read_numbers(cfg->data_dir, "incarnation", v, 1)) c.last_incarnation = v[0];
         if (read_numbers(cfg->data_dir, "alive", v, 2)) c.last_alive_ms = v[0], c.last_gc_floor = v[1];
     }
-    node_env env = {.ctx = &sv, .now = env_now, .wall = env_wall, .send = env_send,
+    node_env env = {.ctx = &sv, .now = env_now, .now_us = env_now_us, .wall = env_wall, .send = env_send,
                     .random = env_random, .log = env_log, .stop = env_stop,
                     .incarnation = cfg->data_dir ? env_incarnation : NULL,
                     .alive = cfg->data_dir ? env_alive : NULL};

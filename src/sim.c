@@ -420,6 +420,7 @@ static void net_send(sim *s, const struct sockaddr_in *from, const struct sockad
 /* ---- the nodes' environment -------------------------------------------- */
 
 static uint64_t env_now(void *ctx) { (void)ctx; return S->now / 1000; }
+static uint64_t env_now_us(void *ctx) { (void)ctx; return S->now; }
 
 static uint64_t env_wall(void *ctx) {
     simnode *sn = ctx;
@@ -505,7 +506,7 @@ static void schedule_tick(sim *s, simnode *sn, uint64_t next_ms) {
 static void node_up(sim *s, simnode *sn) {
     struct sockaddr_in self = addr_of(NODE_NET, sn->idx, NODE_PORT);
     if (!sn->st && store_open(&sn->st, NULL, 256u << 20) != 0) abort();
-    node_env env = {.ctx = sn, .now = env_now, .wall = env_wall, .send = env_send,
+    node_env env = {.ctx = sn, .now = env_now, .now_us = env_now_us, .wall = env_wall, .send = env_send,
                     .random = env_random, .log = env_log, .stop = env_stop,
                     .member_state = env_member_state, .incarnation = env_incarnation,
                     .alive = env_alive};

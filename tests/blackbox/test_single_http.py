@@ -303,6 +303,11 @@ def test_metrics_follow_udp_requests():
         assert sample(after, "dht_keys") == 1, "dht_keys after one PUT"
         assert sample(after, "dht_bytes") == len(b"metrics-key") + len(b"value")
         assert delta("dht_request_latency_seconds", "dht_request_latency_seconds_count") == 2
+        # timed in microseconds: no request is answered within one (all of
+        # them were in the first bucket, 0-1 us, when timed in milliseconds)
+        assert sample(after, "dht_request_latency_seconds", "dht_request_latency_seconds_bucket",
+                      le="0.000001") == 0
+        assert sample(after, "dht_request_latency_seconds", "dht_request_latency_seconds_sum") > 0
         assert sample(after, "dht_inflight_ops") == 0
 
         # a retried request is answered from the reply cache
