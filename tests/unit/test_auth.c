@@ -680,6 +680,75 @@ static void test_replayed_forward_runs_once(void **state) {
     assert_int_equal(n->stats.requests[WIRE_PUT], 3);
 }
 
+/* A GOSSIP from y whose clock reads `wall` (sealed then). */
+static size_t gossip_at(uint8_t *buf, size_t cap, const struct sockaddr_in *y, uint64_t wall) {
+    Peer p = PEER__INIT;
+    Member me = MEMBER__INIT;
+    me.ip = y->sin_addr.s_addr;
+    me.port = ntohs(y->sin_port);
+    me.incarnation = WALL0 - 5000;
+    me.heartbeat = 1;
+    p.type = PEER_GOSSIP;
+    p.from = &me;
+    p.wall = wall;
+    uint8_t id[WIRE_ID_LEN] = {8};
+    size_t len = wire_pack(buf, cap - AUTH_SEAL_LEN, id, sizeof id, &p.base, WIRE_KIND_PEER);
+    assert_true(len > 0);
+    return auth_seal(&key_a, buf, len, cap, wall, true);
+}
+
+/* A forward that never came (lost), kept and sent again seconds later,
+ * after the sender's clock was set back by as much: by the sender's clock
+ * (its GOSSIP, the time of its newest forward) it was sent 200 ms before
+ * that newest one, and a reordered datagram may be; it ran (dht-sim
+ * --replayer W=1 R=1 seed 58: a PUT run again over the REMOVE after it).
+ * By our clock it comes 6 s after that newest forward came: dropped. One
+ * that is only reordered still runs. */
+static void test_lost_forward_replayed_after_a_clock_step(void **state) {
+    (void)state;
+    fake_reset(1000, WALL0);
+    fill_key(&key_a, 1);
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    cfg.keys = &key_a;
+    cfg.replicas = 1, cfg.write_quorum = 1, cfg.read_quorum = 1;
+    assert_non_null(n = fake_node(&cfg, 7000, 1 << 20));
+    struct sockaddr_in y = addr("10.0.0.2", 7000), self = addr("127.0.0.1", 7000);
+    uint8_t buf[1024], lost[1024];
+    node_receive(n, &y, buf, ping(buf, sizeof buf, &y, &key_a, WALL0));
+    node_receive(n, &y, buf, gossip_at(buf, sizeof buf, &y, WALL0));
+    char key[16];
+    for (int i = 0;; i++) { /* a key this node holds (N=1): it answers at once */
+        uint32_t owner;
+        snprintf(key, sizeof key, "k%d", i);
+        if (repl_is_replica(n, (const uint8_t *)key, strlen(key), &owner)) break;
+    }
+    node_receive(n, &y, buf, forward_dgram(buf, sizeof buf, &y, &self, n->incarnation, 1, key, 1, WALL0));
+    size_t ll = forward_dgram(lost, sizeof lost, &y, &self, n->incarnation, 2, key, 2, WALL0 + 100);
+    fake.clock_ms += 300;
+    node_receive(n, &y, buf, forward_dgram(buf, sizeof buf, &y, &self, n->incarnation, 3, key, 3, WALL0 + 300));
+    node_flush(n);
+    assert_int_equal(n->stats.requests[WIRE_PUT], 2);
+    for (int t = 0; t < 60; t++) { /* 6 s */
+        fake.clock_ms += 100;
+        node_tick(n);
+    }
+    /* y's clock was set back 6 s: it reads what it read at its last forward */
+    node_receive(n, &y, buf, gossip_at(buf, sizeof buf, &y, WALL0 + 300));
+    node_receive(n, &y, lost, ll);
+    node_flush(n);
+    assert_int_equal(n->stats.requests[WIRE_PUT], 2);
+    assert_int_equal(n->stats.dropped_replay, 1);
+    /* y's next two forwards, the second overtaken by the third */
+    node_receive(n, &y, buf, forward_dgram(buf, sizeof buf, &y, &self, n->incarnation, 5, key, 5, WALL0 + 310));
+    fake.clock_ms += 5;
+    node_receive(n, &y, buf, forward_dgram(buf, sizeof buf, &y, &self, n->incarnation, 4, key, 4, WALL0 + 305));
+    node_flush(n);
+    assert_int_equal(n->stats.requests[WIRE_PUT], 4);
+    assert_int_equal(n->stats.dropped_replay, 1);
+}
+
 /* --clients-from: a request from outside the networks given gets no answer
  * (its source may be spoofed: the answer would go to whoever it names),
  * one from inside is served; none given, anyone is. */
@@ -732,6 +801,7 @@ int main(void) {
         T(test_replies_of_nodes_are_not_requests),
         T(test_replayed_ping_takes_no_member_off),
         T(test_replayed_forward_runs_once),
+        T(test_lost_forward_replayed_after_a_clock_step),
         T(test_clients_from_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
