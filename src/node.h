@@ -155,6 +155,10 @@ typedef struct node_stats {
     uint64_t busy_max_us;       /* the longest iteration */
 } node_stats;
 
+/* A loop callback begins: the first of the iteration marks when its work
+ * began (ns: uv_hrtime(), read only then). */
+#define node_woke(n, ns) ((void)((n)->woke_ns || ((n)->woke_ns = (ns))))
+
 /* Counts us in h, log2 buckets: h[i] holds 2^i .. 2^(i+1)-1 us (h[0]: 0
  * and 1 us; h[31]: everything above). */
 static inline void node_hist_add(uint64_t h[32], uint64_t us) {
@@ -188,6 +192,10 @@ typedef struct node {
     repl *repl;
     outbox *outbox;             /* batches node-to-node messages */
     wire_arena *arena;          /* decoded datagrams, reset per datagram */
+    /* uv_hrtime() at the first callback of the loop iteration under way
+     * (node_woke: server.c, resp.c), 0 between iterations: the start of
+     * the work busy_us counts */
+    uint64_t woke_ns;
     node_stats stats;
     uint64_t started_ms;        /* wall ms at start */
     uint64_t cache_at;          /* next expiry of the reply cache */

@@ -2161,6 +2161,7 @@ static void conn_pace(conn *c) {
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     conn *c = s->data;
+    node_woke(c->srv->n, uv_hrtime());
     if (nread == UV_EOF) {
         c->state = CONN_FINISHING;
     } else if (nread < 0) {
