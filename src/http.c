@@ -358,8 +358,9 @@ static void page_metrics(const http_server *s, sbuf *b) {
               "Time from a client request to its answer, for operations this node coordinated.",
               st->lat_us, st->lat_sum_us);
     histogram(b, "dht_loop_busy_seconds",
-              "Work of one event loop iteration (wall time from one wait for I/O to the next, "
-              "time spent waiting for a CPU included): what a client may wait behind.",
+              "Work of one event loop iteration (wall time from the end of one wait for I/O to "
+              "the start of the next, time spent waiting for a CPU included): what a client may "
+              "wait behind.",
               st->busy_us, st->busy_sum_us);
     metric(b, "dht_loop_busy_max_seconds", "gauge", "The longest event loop iteration so far.");
     sb_printf(b, "dht_loop_busy_max_seconds ");
