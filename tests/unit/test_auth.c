@@ -532,6 +532,27 @@ static bool live_at(node *x, const struct sockaddr_in *who) {
     return i > 0 && members_at(x->members, (size_t)i)->state != MEMBER_DEAD;
 }
 
+/* A keyed node (n) of N=1 at 127.0.0.1:7000 with member y (pinged at
+ * WALL0), and in key a key it holds: it answers a forward of it at once. */
+static void forwarded_node(const struct sockaddr_in *y, char key[16]) {
+    fake_reset(1000, WALL0);
+    fill_key(&key_a, 1);
+    node_config cfg;
+    node_defaults(&cfg);
+    cfg.quiet = true;
+    cfg.keys = &key_a;
+    cfg.replicas = 1, cfg.write_quorum = 1, cfg.read_quorum = 1;
+    assert_non_null(n = fake_node(&cfg, 7000, 1 << 20));
+    uint8_t buf[1024];
+    node_receive(n, y, buf, ping(buf, sizeof buf, y, &key_a, WALL0));
+    assert_true(knows(y));
+    for (int i = 0;; i++) {
+        uint32_t owner;
+        snprintf(key, 16, "k%d", i);
+        if (repl_is_replica(n, (const uint8_t *)key, strlen(key), &owner)) return;
+    }
+}
+
 /* A sealed datagram replays for up to 60 s from anywhere (README: Left
  * open), which was to change nothing. But a ping names where it was sent,
  * and one that reached another address than its own was taken for proof
@@ -631,25 +652,11 @@ static size_t forward_dgram(uint8_t *buf, size_t cap, const struct sockaddr_in *
  * another life of this one, and the next forward is served. */
 static void test_replayed_forward_runs_once(void **state) {
     (void)state;
-    fake_reset(1000, WALL0);
-    fill_key(&key_a, 1);
-    node_config cfg;
-    node_defaults(&cfg);
-    cfg.quiet = true;
-    cfg.keys = &key_a;
-    cfg.replicas = 1, cfg.write_quorum = 1, cfg.read_quorum = 1;
-    assert_non_null(n = fake_node(&cfg, 7000, 1 << 20));
     struct sockaddr_in y = addr("10.0.0.2", 7000), self = addr("127.0.0.1", 7000),
                        other = addr("10.0.0.3", 7000);
-    uint8_t buf[1024];
-    node_receive(n, &y, buf, ping(buf, sizeof buf, &y, &key_a, WALL0));
-    assert_true(knows(&y));
     char key[16];
-    for (int i = 0;; i++) { /* a key this node holds (N=1): it answers at once */
-        uint32_t owner;
-        snprintf(key, sizeof key, "k%d", i);
-        if (repl_is_replica(n, (const uint8_t *)key, strlen(key), &owner)) break;
-    }
+    forwarded_node(&y, key);
+    uint8_t buf[1024];
     uint8_t rec[1024];
     size_t rl = forward_dgram(rec, sizeof rec, &y, &self, n->incarnation, 1, key, 1, WALL0);
     node_receive(n, &y, rec, rl);
@@ -706,24 +713,11 @@ static size_t gossip_at(uint8_t *buf, size_t cap, const struct sockaddr_in *y, u
  * that is only reordered still runs. */
 static void test_lost_forward_replayed_after_a_clock_step(void **state) {
     (void)state;
-    fake_reset(1000, WALL0);
-    fill_key(&key_a, 1);
-    node_config cfg;
-    node_defaults(&cfg);
-    cfg.quiet = true;
-    cfg.keys = &key_a;
-    cfg.replicas = 1, cfg.write_quorum = 1, cfg.read_quorum = 1;
-    assert_non_null(n = fake_node(&cfg, 7000, 1 << 20));
     struct sockaddr_in y = addr("10.0.0.2", 7000), self = addr("127.0.0.1", 7000);
-    uint8_t buf[1024], lost[1024];
-    node_receive(n, &y, buf, ping(buf, sizeof buf, &y, &key_a, WALL0));
-    node_receive(n, &y, buf, gossip_at(buf, sizeof buf, &y, WALL0));
     char key[16];
-    for (int i = 0;; i++) { /* a key this node holds (N=1): it answers at once */
-        uint32_t owner;
-        snprintf(key, sizeof key, "k%d", i);
-        if (repl_is_replica(n, (const uint8_t *)key, strlen(key), &owner)) break;
-    }
+    forwarded_node(&y, key);
+    uint8_t buf[1024], lost[1024];
+    node_receive(n, &y, buf, gossip_at(buf, sizeof buf, &y, WALL0));
     node_receive(n, &y, buf, forward_dgram(buf, sizeof buf, &y, &self, n->incarnation, 1, key, 1, WALL0));
     size_t ll = forward_dgram(lost, sizeof lost, &y, &self, n->incarnation, 2, key, 2, WALL0 + 100);
     fake.clock_ms += 300;
