@@ -506,8 +506,8 @@ static void schedule_tick(sim *s, simnode *sn, uint64_t next_ms) {
 static void node_up(sim *s, simnode *sn) {
     struct sockaddr_in self = addr_of(NODE_NET, sn->idx, NODE_PORT);
     if (!sn->st && store_open(&sn->st, NULL, 256u << 20) != 0) abort();
-    node_env env = {.ctx = sn, .now = env_now, .now_us = env_now_us, .wall = env_wall, .send = env_send,
-                    .random = env_random, .log = env_log, .stop = env_stop,
+    node_env env = {.ctx = sn, .now = env_now, .now_us = env_now_us, .wall = env_wall,
+                    .send = env_send, .random = env_random, .log = env_log, .stop = env_stop,
                     .member_state = env_member_state, .incarnation = env_incarnation,
                     .alive = env_alive};
     node_config cfg = s->cfg;

@@ -176,10 +176,12 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* A ping from `who` (its own entry), sealed with k unless k is NULL, sent
- * at wall-clock ms `sent`. Returns the datagram's length. */
-static size_t ping_as(uint8_t *buf, size_t cap, const struct sockaddr_in *who,
-                      const auth_keys *k, uint64_t sent, uint32_t flags, bool sip) {
+/* A GOSSIP from `who` (its own entry) with these flags, saying its clock
+ * reads `wall` (0: nothing said), sealed with k unless k is NULL, sent at
+ * wall-clock ms `sent`. Returns the datagram's length. */
+static size_t gossip_from(uint8_t *buf, size_t cap, const struct sockaddr_in *who,
+                          const auth_keys *k, uint64_t sent, uint32_t flags, bool sip,
+                          uint64_t wall) {
     Peer p = PEER__INIT;
     Member me = MEMBER__INIT;
     me.ip = who->sin_addr.s_addr;
@@ -187,12 +189,19 @@ static size_t ping_as(uint8_t *buf, size_t cap, const struct sockaddr_in *who,
     me.incarnation = WALL0 - 5000;
     me.heartbeat = 1;
     p.type = PEER_GOSSIP;
-    p.flags = PEER_GOSSIP_PROBE | flags;
+    p.flags = flags;
     p.from = &me;
+    p.wall = wall;
     uint8_t id[WIRE_ID_LEN] = {7};
     size_t len = wire_pack(buf, cap - AUTH_SEAL_LEN, id, sizeof id, &p.base, WIRE_KIND_PEER);
     assert_true(len > 0);
     return k ? auth_seal(k, buf, len, cap, sent, sip) : len;
+}
+
+/* A ping from `who`: gossip_from with PEER_GOSSIP_PROBE. */
+static size_t ping_as(uint8_t *buf, size_t cap, const struct sockaddr_in *who,
+                      const auth_keys *k, uint64_t sent, uint32_t flags, bool sip) {
+    return gossip_from(buf, cap, who, k, sent, PEER_GOSSIP_PROBE | flags, sip, 0);
 }
 
 static size_t ping(uint8_t *buf, size_t cap, const struct sockaddr_in *who, const auth_keys *k,
@@ -689,19 +698,7 @@ static void test_replayed_forward_runs_once(void **state) {
 
 /* A GOSSIP from y whose clock reads `wall` (sealed then). */
 static size_t gossip_at(uint8_t *buf, size_t cap, const struct sockaddr_in *y, uint64_t wall) {
-    Peer p = PEER__INIT;
-    Member me = MEMBER__INIT;
-    me.ip = y->sin_addr.s_addr;
-    me.port = ntohs(y->sin_port);
-    me.incarnation = WALL0 - 5000;
-    me.heartbeat = 1;
-    p.type = PEER_GOSSIP;
-    p.from = &me;
-    p.wall = wall;
-    uint8_t id[WIRE_ID_LEN] = {8};
-    size_t len = wire_pack(buf, cap - AUTH_SEAL_LEN, id, sizeof id, &p.base, WIRE_KIND_PEER);
-    assert_true(len > 0);
-    return auth_seal(&key_a, buf, len, cap, wall, true);
+    return gossip_from(buf, cap, y, &key_a, wall, 0, true, wall);
 }
 
 /* A forward that never came (lost), kept and sent again seconds later,
