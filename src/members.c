@@ -89,6 +89,7 @@ struct members {
     size_t nseeds, seed_next;
     uint64_t next_seed_ping;
 
+
     uint64_t self_id;     /* our identity for this life (Member.id of our entry) */
     struct pinged {       /* where our ping of a seq went (slot seq % PINGS_KEPT) */
         uint64_t seq;
@@ -304,6 +305,7 @@ static long add(members *m, uint32_t ip, uint16_t port) {
     e->state = MEMBER_ALIVE;
     e->since = node_now(m->n);
     e->clock = INT64_MIN;
+    e->mono = INT64_MIN;
     m->placements++;
     e->pos[0] = e->pos[1] = e->pos[2] = NONE;
     size_t j = addr_slot(m, ip, port);
@@ -576,6 +578,7 @@ static void send_msg(members *m, const struct sockaddr_in *to, const uint8_t *id
     p.n_digests = 1;
     p.stamp = node_clock(m->n);
     p.wall = node_wall_ms(m->n);
+    p.mono = node_mono(m->n);
     /* a tombstone floor for a node back from a long absence (node.h): one
      * message in FLOOR_EVERY, and every whole list, is enough for it */
     if (++m->floor_every % FLOOR_EVERY == 0) p.gc_floor = m->n->gc_floor;
@@ -621,6 +624,7 @@ static void send_full(members *m, const struct sockaddr_in *to, uint32_t flags) 
         p.placement = m->v[0].placement;
         p.stamp = node_clock(m->n);
         p.wall = node_wall_ms(m->n);
+        p.mono = node_mono(m->n);
         p.gc_floor = m->n->gc_floor;
         node_send_peer(m->n, to, id, sizeof id, &p);
     } while (i < m->len);
@@ -1013,6 +1017,9 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
         m->v[sender].siphash = (p->flags & PEER_GOSSIP_SIPHASH) != 0;
         heard_placement(m, (uint32_t)sender, p->placement);
         heard_wall(m, (uint32_t)sender, p->wall);
+        /* only a member's word for itself reads its clock */
+        if (p->from && p->from->ip == m->v[sender].ip && p->from->port == m->v[sender].port)
+            members_heard_mono(m, (uint32_t)sender, p->from->incarnation, p->mono);
     }
     const member *about = sender > 0 ? &m->v[sender] : NULL;
     /* A member we forgot (GONE: dead for forget_ms, as the far side of a
@@ -1085,6 +1092,30 @@ static void lead_reckon(members *m, uint64_t now) {
     for (uint32_t i = 1; i < m->len; i++)
         if (m->v[i].clock > lead && m->v[i].state != MEMBER_GONE) lead = m->v[i].clock;
     m->n->lead = lead;
+}
+
+#define MONO_DRIFT 1000 /* the reckoning falls 1 ms each MONO_DRIFT ms */
+
+static int64_t mono_reckoned(const member *e, uint64_t now) {
+    return e->mono - (int64_t)((now - e->mono_at) / MONO_DRIFT);
+}
+
+void members_heard_mono(members *m, uint32_t i, uint64_t inc, uint64_t mono) {
+    member *e = &m->v[i];
+    if (!mono || !inc || inc != e->incarnation) return;
+    uint64_t now = node_now(m->n);
+    int64_t off = (int64_t)mono - (int64_t)now;
+    if (e->mono != INT64_MIN && e->mono_inc == inc && off <= mono_reckoned(e, now)) return;
+    e->mono = off; /* the reckoning starts again from here */
+    e->mono_inc = inc;
+    e->mono_at = now;
+}
+
+uint64_t members_mono_now(const members *m, uint32_t i, uint64_t inc) {
+    const member *e = &m->v[i];
+    if (e->mono == INT64_MIN || !inc || e->mono_inc != inc) return 0;
+    int64_t v = (int64_t)node_now(m->n) + mono_reckoned(e, node_now(m->n));
+    return v > 0 ? (uint64_t)v : 0;
 }
 
 /* When this node itself was held up (no CPU, a long stall), the silence of

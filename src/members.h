@@ -117,8 +117,23 @@ typedef struct member {
                            * this node), never one itself (see Aliases above) */
     int64_t clock;        /* its wall clock less our node_now when its last
                            * GOSSIP came (INT64_MIN: none; node.h lead) */
+    int64_t mono;         /* its monotonic clock less our node_now, as near as
+                           * its messages tell (members_mono; INT64_MIN: none) */
+    uint64_t mono_at;     /* node_now when mono was last reckoned */
+    uint64_t mono_inc;    /* the life mono is of */
     uint32_t pos[3];      /* place in the news, suspect and dead lists (internal) */
 } member;
+
+/* A member's monotonic clock (Peer.mono: ms, no step of its wall clock moves
+ * it, suspends counted) against our node_now. Each GOSSIP it sends for
+ * itself, and each forward of its taken, is a reading sent at most then:
+ * the reckoning is the highest (the quickest to come), which a recording
+ * sent again later cannot lower, let down by 1 ms a second for clocks
+ * that run at rates of their own. members_heard_mono takes a reading of
+ * life inc; members_mono_now returns what its clock reads now by that
+ * reckoning, or 0 when none of that life was heard. */
+void members_heard_mono(members *m, uint32_t i, uint64_t inc, uint64_t mono);
+uint64_t members_mono_now(const members *m, uint32_t i, uint64_t inc);
 
 /* How a node places hash slots, as every GOSSIP it sends says: the scheme
  * (MEMBERS_PLACEMENT_SCHEME: ring.h's, slots capped on primaries and on

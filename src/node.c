@@ -51,6 +51,8 @@ uint64_t node_now_us(const node *n) {
     return n->env.now_us ? n->env.now_us(n->env.ctx) : n->env.now(n->env.ctx) * 1000;
 }
 
+uint64_t node_mono(const node *n) { return node_now(n) + 1; }
+
 uint64_t node_wall_ms(const node *n) {
     return n->wall_cache ? n->wall_cache : n->env.wall(n->env.ctx);
 }
@@ -357,6 +359,7 @@ static void forward(node *n, uint32_t to_member, const uint8_t *id, size_t idlen
     p.to_port = t->port;
     p.to_incarnation = t->incarnation;
     p.forward_seq = ++n->fwd_sent[to_member];
+    p.mono = node_mono(n);
     p.type = PEER_FORWARD;
     p.client_ip = client->sin_addr.s_addr;
     p.client_port = ntohs(client->sin_port);
@@ -638,18 +641,25 @@ static bool forward_replayed(node *n, const Peer *p) {
     fwd_seen **seen = grow_by_member(n, n->fwd_seen, &n->fwd_seen_n, sizeof *seen);
     if (!seen) return true;
     n->fwd_seen = seen;
-    /* sent when the sender's clock read otherwise than it reads now, as
-     * its last GOSSIP tells: well before, or after (its clock was set
-     * back since: sent before that) */
+    /* Sent well before now by the sender's monotonic clock, as its own
+     * messages let us reckon it (members_mono_now): no step of its wall
+     * clock moves that one, and no recording sent again holds the
+     * reckoning back. (By its wall clock as its last GOSSIP read, a
+     * forward that never came ran when sent again after that GOSSIP's
+     * recording, or after the clock was set back by about as long.) From
+     * an earlier version, by that wall clock: well before, or after (its
+     * clock was set back since: sent before that). */
     uint64_t sent = n->rx_sent_ms, now = node_now(n);
+    uint64_t its_mono = p->mono ? members_mono_now(n->members, (uint32_t)m, inc) : 0;
     int64_t its_now = e->clock == INT64_MIN ? 0 : (int64_t)now + e->clock;
-    bool off_by_gossip = sent && its_now &&
-                         ((int64_t)(sent + FWD_MAX_LATE_MS) < its_now ||
-                          (int64_t)sent > its_now + FWD_MAX_LATE_MS);
+    bool late = its_mono ? p->mono + FWD_MAX_LATE_MS < its_mono
+                         : sent && its_now &&
+                               ((int64_t)(sent + FWD_MAX_LATE_MS) < its_now ||
+                                (int64_t)sent > its_now + FWD_MAX_LATE_MS);
     fwd_seen *w = n->fwd_seen[m];
     if (!w && !(w = n->fwd_seen[m] = calloc(1, sizeof *w))) return true;
     if (w->ip != e->ip || w->port != e->port || inc > w->incarnation) {
-        if (off_by_gossip) return true;
+        if (late) return true;
         memset(w, 0, sizeof *w); /* a new life, or the slot went to another member */
         w->ip = e->ip;
         w->port = e->port;
@@ -658,22 +668,22 @@ static bool forward_replayed(node *n, const Peer *p) {
         w->top_sent = sent;
         w->top_at = now;
         w->bits[0] = 1;
-        return false;
+        goto taken;
     }
     if (inc < w->incarnation) return true;
     if (seq > w->top) {
         /* Above the window, but sent when the sender's clock read otherwise
          * (by its GOSSIP, or when none was heard, reckoned from the newest
          * forward taken): one that never came before, kept and sent now. */
-        if (off_by_gossip || (!its_now && sent && w->top_sent &&
-                              sent + FWD_MAX_LATE_MS < w->top_sent + (now - w->top_at)))
+        if (late || (!its_mono && !its_now && sent && w->top_sent &&
+                     sent + FWD_MAX_LATE_MS < w->top_sent + (now - w->top_at)))
             return true;
         fwd_shift(w, seq - w->top);
         w->top = seq;
         w->top_sent = sent;
         w->top_at = now;
         w->bits[0] |= 1;
-        return false;
+        goto taken;
     }
     uint64_t back = w->top - seq;
     if (back >= FWD_WINDOW) return true;
@@ -684,12 +694,14 @@ static bool forward_replayed(node *n, const Peer *p) {
      * the sender's clock had been set back 6.5 s meanwhile, so neither its
      * GOSSIP nor the newest forward's time told; dht-sim --replayer W=1 R=1
      * seed 58, a REMOVE's key back to the value of a PUT before it.) */
-    if (off_by_gossip || now - w->top_at > FWD_MAX_LATE_MS ||
+    if (late || now - w->top_at > FWD_MAX_LATE_MS ||
         (sent && w->top_sent && sent + FWD_MAX_LATE_MS < w->top_sent))
         return true;
     uint64_t bit = 1ull << (back % 64);
     if (w->bits[back / 64] & bit) return true;
     w->bits[back / 64] |= bit;
+taken: /* a reading of the sender's clock, as its GOSSIP is */
+    members_heard_mono(n->members, (uint32_t)m, inc, p->mono);
     return false;
 }
 

@@ -294,6 +294,10 @@ uint64_t node_now(const node *n);
  * now: for latency figures. */
 uint64_t node_now_us(const node *n);
 
+/* node_now as node-to-node messages say it (Peer.mono): never 0, which
+ * says nothing (an earlier version). */
+uint64_t node_mono(const node *n);
+
 /* Wall-clock ms since the epoch, from the environment. */
 uint64_t node_wall_ms(const node *n);
 

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -60,8 +61,17 @@ static void on_poll(uv_poll_t *h, int status, int events);
 /* The monotonic clock read now, not the loop's cached time: libuv does not
  * update that before the I/O callbacks of a poll, so a datagram read after
  * the process was stopped would seem to arrive at the time it stopped. */
+/* The node's clock counts the time the machine was suspended (CLOCK_BOOTTIME,
+ * where there is one): its forwards carry it (Peer.mono), and a member whose
+ * clock stood still through a suspend would have its forwards taken for
+ * ones held back that long (node.c forward_replayed). */
 static uint64_t env_now(void *ctx) {
     (void)ctx;
+#ifdef CLOCK_BOOTTIME
+    struct timespec ts;
+    if (clock_gettime(CLOCK_BOOTTIME, &ts) == 0)
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+#endif
     return uv_hrtime() / 1000000;
 }
 

@@ -115,6 +115,8 @@ typedef struct options {
     bool available;             /* nodes take writes on a minority side */
     bool attacker;              /* an outsider forges node-to-node datagrams */
     bool replayer;              /* an outsider replays recorded node-to-node datagrams */
+    bool cover;                 /* --replayer-cover: it also keeps forwards from coming,
+                                 * and sends its sender's GOSSIP before one it replays */
 } options;
 
 /* ---- the world --------------------------------------------------------- */
@@ -242,7 +244,15 @@ typedef struct sim {
         struct sockaddr_in from, to;
         size_t len;
         uint8_t data[REPLAY_BYTES];
+        size_t cover_len;       /* --replayer-cover: its sender's last GOSSIP before it */
+        uint8_t cover[REPLAY_BYTES];
     } *recorded[2];
+    rng cov;                    /* --replayer-cover's choices */
+    struct last_gossip {        /* each node's last GOSSIP datagram */
+        size_t len;
+        uint8_t data[REPLAY_BYTES];
+    } *last_gossip;
+    uint64_t kept_back;
     size_t nrecorded[2];
     uint64_t replayed;
     /* Redis Cluster routing (route_check) */
@@ -427,7 +437,7 @@ static uint64_t env_wall(void *ctx) {
     return (uint64_t)((int64_t)(EPOCH_MS + S->now / 1000) + sn->skew_ms);
 }
 
-static void record(sim *s, const struct sockaddr_in *from, const struct sockaddr_in *to,
+static bool record(sim *s, const struct sockaddr_in *from, const struct sockaddr_in *to,
                    const uint8_t *buf, size_t len);
 
 static int env_send(void *ctx, const struct sockaddr_in *to, const uint8_t *buf, size_t len) {
@@ -435,7 +445,7 @@ static int env_send(void *ctx, const struct sockaddr_in *to, const uint8_t *buf,
     struct sockaddr_in from = addr_of(NODE_NET, sn->idx, NODE_PORT);
     sn->bytes_sent += len;
     sn->msgs_sent++;
-    if (S->o.replayer) record(S, &from, to, buf, len);
+    if (S->o.replayer && record(S, &from, to, buf, len)) return 0; /* kept from coming */
     net_send(S, &from, to, buf, len);
     return 0;
 }
@@ -1215,14 +1225,15 @@ static void attack(sim *s) {
     net_send(s, &from, &to, buf, len);
 }
 
-/* Whether a datagram holds a forwarded client request (alone or in a batch). */
-static bool holds_forward(sim *s, const uint8_t *buf, size_t len) {
+/* Whether a datagram holds a node-to-node message of that type (alone or
+ * in a batch): a forwarded client request, a GOSSIP. */
+static bool holds_peer(sim *s, const uint8_t *buf, size_t len, uint32_t type) {
     wire_frame f;
     wire_reset(s->arena);
     if (wire_unpack_msg(s->arena, buf, len, &f) != 0) return false;
     if (f.kind == WIRE_KIND_PEER) {
         Peer *p = wire_unpack_peer(s->arena, f.payload, f.plen);
-        return p && p->type == PEER_FORWARD;
+        return p && p->type == type;
     }
     if (f.kind != WIRE_KIND_BATCH) return false;
     const uint8_t *q = f.payload, *end = f.payload + f.plen, *fr;
@@ -1231,7 +1242,7 @@ static bool holds_forward(sim *s, const uint8_t *buf, size_t len) {
         wire_frame one;
         if (wire_unpack_batched(fr, flen, &one) != 0 || one.kind != WIRE_KIND_PEER) continue;
         Peer *p = wire_unpack_peer(s->arena, one.payload, one.plen);
-        if (p && p->type == PEER_FORWARD) return true;
+        if (p && p->type == type) return true;
     }
     return false;
 }
@@ -1243,12 +1254,26 @@ static bool holds_forward(sim *s, const uint8_t *buf, size_t len) {
  * forwarded client request, answered from the reply cache: a replay must
  * change no data and no view. Every forwarded request it sees is kept, and
  * one datagram in 64 of the rest, REPLAY_KEEP of each, the oldest replaced
- * at random. */
-static void record(sim *s, const struct sockaddr_in *from, const struct sockaddr_in *to,
+ * at random.
+ *
+ * --replayer-cover: it also keeps one forward in REPLAY_KEEP_BACK from
+ * coming (returns true: it is not sent on), and a forward it sends again
+ * comes half the time right after the last GOSSIP its sender sent before
+ * it, sent again too: by that GOSSIP's clock the forward is not late. A
+ * forward that never came, its sender's last to that node, ran so. */
+#define REPLAY_KEEP_BACK 16
+static bool record(sim *s, const struct sockaddr_in *from, const struct sockaddr_in *to,
                    const uint8_t *buf, size_t len) {
-    if (len > REPLAY_BYTES || node_at(s, to) < 0) return;
-    int kind = holds_forward(s, buf, len) ? 0 : 1;
-    if (kind == 1 && rng_below(&s->rep, REPLAY_SAMPLE) != 0) return;
+    if (len > REPLAY_BYTES || node_at(s, to) < 0) return false;
+    int kind = holds_peer(s, buf, len, PEER_FORWARD) ? 0 : 1;
+    int sender = node_at(s, from);
+    if (s->o.cover && kind == 1 && sender >= 0 && holds_peer(s, buf, len, PEER_GOSSIP)) {
+        if (!s->last_gossip && !(s->last_gossip = calloc(s->o.nodes, sizeof *s->last_gossip)))
+            abort();
+        s->last_gossip[sender].len = len;
+        memcpy(s->last_gossip[sender].data, buf, len);
+    }
+    if (kind == 1 && rng_below(&s->rep, REPLAY_SAMPLE) != 0) return false;
     if (!s->recorded[kind] && !(s->recorded[kind] = calloc(REPLAY_KEEP, sizeof *s->recorded[kind])))
         abort();
     size_t i = s->nrecorded[kind] < REPLAY_KEEP ? s->nrecorded[kind]++
@@ -1259,6 +1284,17 @@ static void record(sim *s, const struct sockaddr_in *from, const struct sockaddr
     r->to = *to;
     r->len = len;
     memcpy(r->data, buf, len);
+    r->cover_len = 0;
+    if (!s->o.cover || kind != 0) return false;
+    if (sender >= 0 && s->last_gossip && s->last_gossip[sender].len) {
+        r->cover_len = s->last_gossip[sender].len;
+        memcpy(r->cover, s->last_gossip[sender].data, r->cover_len);
+    }
+    if (rng_below(&s->cov, REPLAY_KEEP_BACK) != 0) return false;
+    s->kept_back++;
+    char a[32], b[32];
+    trace(s, "replayer: %s>%s forward kept from coming", who_str(s, from, a), who_str(s, to, b));
+    return true;
 }
 
 /* Sends one recorded datagram again: to where it went or to another node,
@@ -1274,6 +1310,11 @@ static void replay(sim *s) {
     if (rng_chance(r, 0.3)) from = addr_of(NODE_NET, (uint32_t)rng_below(r, s->o.nodes), NODE_PORT);
     s->replayed++;
     char a[32], b[32];
+    if (kind == 0 && d->cover_len && rng_chance(&s->cov, 0.5)) {
+        trace(s, "replayer: %s>%s again, its sender's GOSSIP before it", who_str(s, &from, a),
+              who_str(s, &to, b));
+        net_send(s, &from, &to, d->cover, d->cover_len);
+    }
     trace(s, "replayer: %s>%s again, %s recorded %" PRIu64 " ms ago", who_str(s, &from, a),
           who_str(s, &to, b), kind == 0 ? "a forward" : "a datagram", (s->now - d->at) / 1000);
     net_send(s, &from, &to, d->data, d->len);
@@ -1767,6 +1808,7 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
     }
     if (o->replayer) {
         rng_seed(&s->rep, seed ^ 0x7265706c61796572ull);
+        rng_seed(&s->cov, seed ^ 0x636f766572ull);
         push(s, warmup, EV_FAULT, F_REPLAY, 0, NULL);
     }
 
@@ -1834,7 +1876,9 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
         if (!reads_consistent(s)) final_reads(s);
     }
     if (o->attacker) check_attacked(s);
-    if (o->replayer) trace(s, "replayer: %" PRIu64 " datagrams sent again", s->replayed);
+    if (o->replayer)
+        trace(s, "replayer: %" PRIu64 " datagrams sent again, %" PRIu64 " forwards kept back",
+              s->replayed, s->kept_back);
     uint64_t d = XXH64_digest(s->digest);
     if (digest_out) *digest_out = d;
     int rc = s->failures ? 1 : 0;
@@ -1893,6 +1937,7 @@ static int run(const options *o, uint64_t seed, uint64_t *digest_out, bool repor
     free(s->ring_lines);
     free(s->recorded[0]);
     free(s->recorded[1]);
+    free(s->last_gossip);
     ring_free(s->full_ring);
     free(s->nodes);
     free(s->detected);
@@ -1950,9 +1995,13 @@ static void usage(FILE *f) {
         "                    such an address as a member once every fault healed\n"
         "  --replicas N, --write-quorum W, --read-quorum R   (3, 2, 2)\n"
         "  --attacker        an outsider without the key forges node-to-node messages\n"
-        "  --replayer        an outsider records node-to-node datagrams and sends them again\n"
         "                    (fake members, deaths, writes, forwards, debug) from\n"
         "                    spoofed addresses; checks that none is believed\n"
+        "  --replayer        an outsider records node-to-node datagrams and sends them\n"
+        "                    again, seconds later, to any node from any node's address\n"
+        "  --replayer-cover  --replayer that also keeps 1 forward in 16 from coming, and\n"
+        "                    sends half the forwards it replays right after their\n"
+        "                    sender's last GOSSIP before them\n"
         "  --available       nodes take writes on both sides of a partition (the\n"
         "                    servers' default); without it they run --majority-ms 60000\n"
         "  --no-key          nodes run without a cluster key (they then believe what\n"
@@ -1982,7 +2031,7 @@ int main(int argc, char **argv) {
     bool check_replay = false;
     enum { O_SEED = 256, O_SEEDS, O_RANDOM, O_NODES, O_CLIENTS, O_KEYS, O_DURATION, O_CONVERGE,
            O_NOFAULTS, O_DURABLE, O_MEMBERS, O_KILLAT, O_LOSS, O_STALLS, O_STALL1, O_DUP, O_MTU, O_VNODES, O_N, O_W,
-           O_R, O_REPLAY, O_TRACE, O_VERBOSE, O_FAULTS, O_TOMB, O_ATTACKER, O_REPLAYER, O_NOKEY, O_AVAILABLE, O_FORGET, O_SYNC, O_CRASHMS, O_ALIASES };
+           O_R, O_REPLAY, O_TRACE, O_VERBOSE, O_FAULTS, O_TOMB, O_ATTACKER, O_REPLAYER, O_COVER, O_NOKEY, O_AVAILABLE, O_FORGET, O_SYNC, O_CRASHMS, O_ALIASES };
     static const struct option opts[] = {
         {"seed", 1, 0, O_SEED}, {"seeds", 1, 0, O_SEEDS}, {"random", 1, 0, O_RANDOM},
         {"nodes", 1, 0, O_NODES}, {"clients", 1, 0, O_CLIENTS}, {"keys", 1, 0, O_KEYS},
@@ -1994,7 +2043,7 @@ int main(int argc, char **argv) {
         {"replicas", 1, 0, O_N}, {"write-quorum", 1, 0, O_W}, {"read-quorum", 1, 0, O_R},
         {"check-replay", 0, 0, O_REPLAY}, {"faults", 1, 0, O_FAULTS},
         {"tombstone-ms", 1, 0, O_TOMB}, {"trace", 0, 0, O_TRACE}, {"verbose", 0, 0, O_VERBOSE},
-        {"attacker", 0, 0, O_ATTACKER}, {"replayer", 0, 0, O_REPLAYER}, {"no-key", 0, 0, O_NOKEY},
+        {"attacker", 0, 0, O_ATTACKER}, {"replayer", 0, 0, O_REPLAYER}, {"replayer-cover", 0, 0, O_COVER}, {"no-key", 0, 0, O_NOKEY},
         {"available", 0, 0, O_AVAILABLE}, {"forget-ms", 1, 0, O_FORGET}, {"sync-ms", 1, 0, O_SYNC},
         {"crash-ms", 1, 0, O_CRASHMS}, {"aliases", 1, 0, O_ALIASES},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
@@ -2044,6 +2093,7 @@ int main(int argc, char **argv) {
         case O_MEMBERS: o.members_only = true; break;
         case O_ATTACKER: o.attacker = true; break;
         case O_REPLAYER: o.replayer = true; break;
+        case O_COVER: o.replayer = o.cover = true; break;
         case O_NOKEY: o.no_key = true; break;
         case O_AVAILABLE: o.available = true; break;
         case O_KILLAT: bad = parse_u(optarg, 100000, &v); o.kill_at_s = (unsigned)v; break;

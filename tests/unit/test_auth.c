@@ -176,12 +176,17 @@ static int teardown(void **state) {
     return 0;
 }
 
+/* The monotonic clock of the members these tests speak for (Peer.mono):
+ * it runs as ours, from elsewhere, whatever their wall clocks do. */
+static uint64_t peer_mono(void) { return fake.clock_ms + 500000; }
+
 /* A GOSSIP from `who` (its own entry) with these flags, saying its clock
- * reads `wall` (0: nothing said), sealed with k unless k is NULL, sent at
- * wall-clock ms `sent`. Returns the datagram's length. */
+ * reads `wall` (0: nothing said) and, when `to` is not NULL, that it was
+ * sent there (a ping's to_ip, to_port), sealed with k unless k is NULL,
+ * sent at wall-clock ms `sent`. Returns the datagram's length. */
 static size_t gossip_from(uint8_t *buf, size_t cap, const struct sockaddr_in *who,
                           const auth_keys *k, uint64_t sent, uint32_t flags, bool sip,
-                          uint64_t wall) {
+                          uint64_t wall, const struct sockaddr_in *to) {
     Peer p = PEER__INIT;
     Member me = MEMBER__INIT;
     me.ip = who->sin_addr.s_addr;
@@ -192,6 +197,11 @@ static size_t gossip_from(uint8_t *buf, size_t cap, const struct sockaddr_in *wh
     p.flags = flags;
     p.from = &me;
     p.wall = wall;
+    p.mono = peer_mono();
+    if (to) {
+        p.to_ip = to->sin_addr.s_addr;
+        p.to_port = ntohs(to->sin_port);
+    }
     uint8_t id[WIRE_ID_LEN] = {7};
     size_t len = wire_pack(buf, cap - AUTH_SEAL_LEN, id, sizeof id, &p.base, WIRE_KIND_PEER);
     assert_true(len > 0);
@@ -201,7 +211,7 @@ static size_t gossip_from(uint8_t *buf, size_t cap, const struct sockaddr_in *wh
 /* A ping from `who`: gossip_from with PEER_GOSSIP_PROBE. */
 static size_t ping_as(uint8_t *buf, size_t cap, const struct sockaddr_in *who,
                       const auth_keys *k, uint64_t sent, uint32_t flags, bool sip) {
-    return gossip_from(buf, cap, who, k, sent, PEER_GOSSIP_PROBE | flags, sip, 0);
+    return gossip_from(buf, cap, who, k, sent, PEER_GOSSIP_PROBE | flags, sip, 0, NULL);
 }
 
 static size_t ping(uint8_t *buf, size_t cap, const struct sockaddr_in *who, const auth_keys *k,
@@ -642,6 +652,7 @@ static size_t forward_dgram(uint8_t *buf, size_t cap, const struct sockaddr_in *
     p.to_port = ntohs(to->sin_port);
     p.to_incarnation = to_inc;
     p.forward_seq = seq;
+    p.mono = peer_mono();
     p.client_ip = addr("10.0.0.50", 5000).sin_addr.s_addr;
     p.client_port = 5000;
     p.request.data = (uint8_t *)f.payload;
@@ -698,7 +709,7 @@ static void test_replayed_forward_runs_once(void **state) {
 
 /* A GOSSIP from y whose clock reads `wall` (sealed then). */
 static size_t gossip_at(uint8_t *buf, size_t cap, const struct sockaddr_in *y, uint64_t wall) {
-    return gossip_from(buf, cap, y, &key_a, wall, 0, true, wall);
+    return gossip_from(buf, cap, y, &key_a, wall, 0, true, wall, NULL);
 }
 
 /* A forward that never came (lost), kept and sent again seconds later,
@@ -738,6 +749,51 @@ static void test_lost_forward_replayed_after_a_clock_step(void **state) {
     node_flush(n);
     assert_int_equal(n->stats.requests[WIRE_PUT], 4);
     assert_int_equal(n->stats.dropped_replay, 1);
+}
+
+/* A forward that never came, y's last to this node, kept and sent again
+ * seconds later: above the window, nothing newer from y to tell it late
+ * by our clock, so only y's clock could, as its GOSSIP says it reads. It
+ * ran when that GOSSIP was a recording sent just before it (the
+ * recording's wall clock is the forward's), or when y's clock had been set
+ * back by about as long as the forward was kept. Dropped either way; y's
+ * next forward runs. */
+static void test_lost_last_forward_replayed_later(void **state) {
+    (void)state;
+    struct sockaddr_in y = addr("10.0.0.2", 7000), self = addr("127.0.0.1", 7000);
+    for (int step = 0; step < 2; step++) {
+        char key[16];
+        forwarded_node(&y, key);
+        uint8_t buf[1024], lost[1024], old[1024];
+        size_t ol = gossip_at(old, sizeof old, &y, WALL0);
+        node_receive(n, &y, old, ol);
+        node_receive(n, &y, buf, forward_dgram(buf, sizeof buf, &y, &self, n->incarnation, 1, key, 1, WALL0));
+        fake.clock_ms += 100;
+        size_t ll = forward_dgram(lost, sizeof lost, &y, &self, n->incarnation, 2, key, 2, WALL0 + 100);
+        node_flush(n);
+        assert_int_equal(n->stats.requests[WIRE_PUT], 1);
+        for (int t = 1; t <= 60; t++) { /* 6 s, y gossiping every second */
+            fake.clock_ms += 100;
+            node_tick(n);
+            if (t % 10 == 0) node_receive(n, &y, buf, gossip_at(buf, sizeof buf, &y, WALL0 + 100 + t * 100));
+        }
+        uint64_t y_wall = WALL0 + 6100;
+        if (step) { /* y's clock is set back 6 s: it reads what it read at the lost forward */
+            y_wall = WALL0 + 100;
+            node_receive(n, &y, buf, gossip_at(buf, sizeof buf, &y, y_wall));
+        } else {
+            node_receive(n, &y, old, ol); /* the recording of y's first GOSSIP */
+        }
+        node_receive(n, &y, lost, ll);
+        node_flush(n);
+        assert_int_equal(n->stats.requests[WIRE_PUT], 1);
+        assert_int_equal(n->stats.dropped_replay, 1);
+        node_receive(n, &y, buf, forward_dgram(buf, sizeof buf, &y, &self, n->incarnation, 3, key, 3, y_wall + 5));
+        node_flush(n);
+        assert_int_equal(n->stats.requests[WIRE_PUT], 2);
+        fake_node_free(n);
+        n = NULL;
+    }
 }
 
 /* --clients-from: a request from outside the networks given gets no answer
@@ -793,6 +849,7 @@ int main(void) {
         T(test_replayed_ping_takes_no_member_off),
         T(test_replayed_forward_runs_once),
         T(test_lost_forward_replayed_after_a_clock_step),
+        T(test_lost_last_forward_replayed_later),
         T(test_clients_from_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
