@@ -35,6 +35,7 @@ typedef struct relay {
 
 #define FLOOR_EVERY 8 /* gossip messages per one carrying the tombstone floor */
 #define SEED_PING_PERIODS 10 /* a seed we do not hold live is pinged this often */
+#define ALIAS_PING_PERIODS 10 /* an alias is pinged again, one at a time, this often */
 #define MAJORITY_GRACE_PERIODS 5 /* writes wait this long after a minority ends */
 #define ALIASES_MAX 1024 /* aliases kept that were never members here: a member
                          * naming a new address in every ping grows no list */
@@ -88,7 +89,8 @@ struct members {
     ring_node *seeds;     /* the peers file's members, kept for good (ping_lost_seed) */
     size_t nseeds, seed_next;
     uint64_t next_seed_ping;
-
+    size_t alias_next;          /* ping_alias: where the last look for one ended */
+    uint64_t next_alias_ping;
 
     uint64_t self_id;     /* our identity for this life (Member.id of our entry) */
     struct pinged {       /* where our ping of a seq went (slot seq % PINGS_KEPT) */
@@ -1220,6 +1222,29 @@ static void ping_lost_seed(members *m, uint64_t now) {
     }
 }
 
+/* An alias is taken from what a datagram says of where a ping went, and a
+ * sealed datagram replays for up to 60 s: member Y's ping of X, sent again
+ * to a node that had not heard from X yet (just restarted), made X an
+ * address of that node. That stood while X did not speak to it, and X did
+ * not when it had forgotten the node, or taken it for an alias in turn: the
+ * two held each other dead for good (dht-sim --replayer-cover W=1 R=1 seed
+ * 3). So every ALIAS_PING_PERIODS periods one alias is pinged, in turn:
+ * an address of ours brings our ping back, another member's answers with
+ * that member's ACK saying the address back (both keep it an alias), and a
+ * process of its own answers as itself, a member again (unalias). */
+static void ping_alias(members *m, uint64_t now) {
+    if (!m->aliases || m->len < 2 || now < m->next_alias_ping) return;
+    m->next_alias_ping = now + ALIAS_PING_PERIODS * period(m);
+    for (size_t k = 1; k < m->len; k++) {
+        uint32_t i = 1 + (uint32_t)(m->alias_next++ % (m->len - 1));
+        if (!m->v[i].alias) continue;
+        uint8_t id[WIRE_ID_LEN];
+        seq_id(++m->seq, id);
+        send_msg(m, &m->v[i].addr, id, PEER_GOSSIP_PROBE, NULL, NULL);
+        return;
+    }
+}
+
 /* Whether more members are live, and heard from, than died within
  * majority_ms or are seeds never heard from; notes when not (minority_at).
  * A new process holds its seeds alive until its probes say otherwise: one
@@ -1304,6 +1329,7 @@ uint64_t members_tick(members *m, uint64_t now) {
         ping_suspects(m);
         ping_dead(m);
         ping_lost_seed(m, now);
+        ping_alias(m, now);
         if (m->n->cfg.majority_ms) majority_now(m, now);
     }
     return next;

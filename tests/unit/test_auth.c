@@ -551,6 +551,45 @@ static bool live_at(node *x, const struct sockaddr_in *who) {
     return i > 0 && members_at(x->members, (size_t)i)->state != MEMBER_DEAD;
 }
 
+/* What a ping says of where it was sent can be a replay's: member Y's ping
+ * of seed X, recorded and sent to A, which has not heard from X yet, makes
+ * A take X for an address of its own (dht-sim --replayer-cover W=1 R=1
+ * seed 3: a ping of a node's past life, sent back to it just after its
+ * restart). Nothing corrected that while X did not speak to A, and X held
+ * A forgotten, or for an alias itself: the two held each other dead for
+ * good. An alias is pinged again now and then: X answers as itself and
+ * is a member again. */
+static void test_alias_from_a_replay_is_checked_again(void **state) {
+    (void)state;
+    fake_reset(1000, WALL0);
+    fill_key(&key_a, 1);
+    store *sa;
+    node *a = keyed_node_new("192.168.7.1", &key_a, &sa);
+    struct sockaddr_in xa = addr("192.168.7.2", 7000), ya = addr("192.168.7.3", 7000);
+    ring_node seed = {.ip = xa.sin_addr.s_addr, .port = 7000};
+    assert_int_equal(node_add_seeds(a, &seed, 1), 0);
+    uint8_t buf[1024];
+    node_receive(a, &ya, buf, ping(buf, sizeof buf, &ya, &key_a, WALL0));
+    node_receive(a, &ya, buf, gossip_from(buf, sizeof buf, &ya, &key_a, WALL0, PEER_GOSSIP_PROBE,
+                                          true, WALL0, &xa)); /* Y's ping of X, replayed */
+    assert_int_equal(members_aliases(a->members), 1);
+    assert_false(live_at(a, &xa));
+    long k = -1;
+    for (int t = 0; t < 600 && k < 0; t++) { /* 60 s */
+        fake.nsent = 0;
+        fake.clock_ms += 100;
+        node_tick(a);
+        node_receive(a, &ya, buf, ping(buf, sizeof buf, &ya, &key_a, node_wall_ms(a)));
+        k = ping_sent_to(&xa, 0);
+    }
+    assert_true(k >= 0);
+    node_receive(a, &xa, buf, gossip_from(buf, sizeof buf, &xa, &key_a, node_wall_ms(a),
+                                          PEER_GOSSIP_ACK, true, node_wall_ms(a), NULL));
+    assert_int_equal(members_aliases(a->members), 0);
+    assert_true(live_at(a, &xa));
+    node_free(a), store_close(sa);
+}
+
 /* A keyed node (n) of N=1 at 127.0.0.1:7000 with member y (pinged at
  * WALL0), and in key a key it holds: it answers a forward of it at once. */
 static void forwarded_node(const struct sockaddr_in *y, char key[16]) {
@@ -850,6 +889,7 @@ int main(void) {
         T(test_replayed_forward_runs_once),
         T(test_lost_forward_replayed_after_a_clock_step),
         T(test_lost_last_forward_replayed_later),
+        T(test_alias_from_a_replay_is_checked_again),
         T(test_clients_from_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
