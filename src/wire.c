@@ -361,13 +361,13 @@ static size_t record_size(const Record *r) {
 }
 
 /* The size of m coded by hand, or SIZE_MAX when protobuf-c is to code it
- * (gossip, forwards, digests, placement and ping addresses: fields the hand
+ * (gossip, forwards, digests, placement, ping addresses, clocks: fields the hand
  * coder has not; a field added to Peer goes here, or fuzz_wire finds it
  * dropped). */
 static size_t fast_peer_size(const Peer *m) {
     if (m->base.n_unknown_fields || m->from || m->n_members || m->client_ip || m->client_port ||
         m->request.len || m->n_digests || m->placement || m->to_ip || m->to_port || m->wall ||
-        m->forward_seq || m->to_incarnation)
+        m->forward_seq || m->to_incarnation || m->mono)
         return SIZE_MAX;
     size_t n = 0;
     if (m->type) n += 1 + varint_size(m->type);
