@@ -1018,10 +1018,18 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
     if (sender > 0) {
         m->v[sender].siphash = (p->flags & PEER_GOSSIP_SIPHASH) != 0;
         heard_placement(m, (uint32_t)sender, p->placement);
-        heard_wall(m, (uint32_t)sender, p->wall);
-        /* only a member's word for itself reads its clock */
-        if (p->from && p->from->ip == m->v[sender].ip && p->from->port == m->v[sender].port)
-            members_heard_mono(m, (uint32_t)sender, p->from->incarnation, p->mono);
+        /* Only a member's word for itself reads its clocks, and a GOSSIP
+         * well behind its monotonic clock (a recording sent again) does not
+         * read its wall clock: that reading would hold its lead back by as
+         * long as the recording was kept, and our stamps with it. */
+        bool late = false;
+        if (p->from && p->from->ip == m->v[sender].ip && p->from->port == m->v[sender].port) {
+            uint64_t inc = p->from->incarnation;
+            members_heard_mono(m, (uint32_t)sender, inc, p->mono);
+            uint64_t its = p->mono ? members_mono_now(m, (uint32_t)sender, inc) : 0;
+            late = its && p->mono + MEMBERS_LATE_MS < its;
+        }
+        if (!late) heard_wall(m, (uint32_t)sender, p->wall);
     }
     const member *about = sender > 0 ? &m->v[sender] : NULL;
     /* A member we forgot (GONE: dead for forget_ms, as the far side of a

@@ -132,6 +132,10 @@ typedef struct member {
  * that run at rates of their own. members_heard_mono takes a reading of
  * life inc; members_mono_now returns what its clock reads now by that
  * reckoning, or 0 when none of that life was heard. */
+/* A message more than this behind that reckoning is late: a forward is
+ * dropped (node.c forward_replayed), a GOSSIP's wall clock not read (its
+ * lead, node.h node_clock). */
+#define MEMBERS_LATE_MS 1000
 void members_heard_mono(members *m, uint32_t i, uint64_t inc, uint64_t mono);
 uint64_t members_mono_now(const members *m, uint32_t i, uint64_t inc);
 

@@ -652,7 +652,7 @@ static bool forward_replayed(node *n, const Peer *p) {
     uint64_t sent = n->rx_sent_ms, now = node_now(n);
     uint64_t its_mono = p->mono ? members_mono_now(n->members, (uint32_t)m, inc) : 0;
     int64_t its_now = e->clock == INT64_MIN ? 0 : (int64_t)now + e->clock;
-    bool late = its_mono ? p->mono + FWD_MAX_LATE_MS < its_mono
+    bool late = its_mono ? p->mono + MEMBERS_LATE_MS < its_mono
                          : sent && its_now &&
                                ((int64_t)(sent + FWD_MAX_LATE_MS) < its_now ||
                                 (int64_t)sent > its_now + FWD_MAX_LATE_MS);

@@ -993,6 +993,41 @@ static void test_a_lead_runs_on_while_its_member_lives(void **state) {
     assert_true(s >= top && s < top + 300);   /* stamps stay above it, standing */
 }
 
+/* A recording of a member's GOSSIP sent again said its wall clock read what
+ * it read then: the lead of a member ahead fell back by as long as the
+ * recording was kept, and our stamps with it, below those the member stamps
+ * meanwhile (a write after one it acknowledged lost to it). A GOSSIP more
+ * than a second behind its sender's monotonic clock (Peer.mono, as
+ * members_mono_now reckons it) says nothing of its wall clock. A fresh one
+ * that says the clock was set back still ends the lead. */
+static void test_a_replayed_gossip_holds_no_lead_back(void **state) {
+    (void)state;
+    uint64_t w0 = node_wall_ms(n), m0 = fake.clock_ms + 70000; /* 7001's monotonic clock */
+    Member from = entry(7001, 1, 0, MEMBER_ALIVE, 0);
+    Peer rec = PEER__INIT, p = PEER__INIT;
+    rec.from = p.from = &from;
+    rec.wall = w0 + 10000;
+    rec.mono = m0;
+    deliver(7001, NULL, &rec);
+    assert_true(stamp_ms() >= w0 + 10000);
+    run_for(3000);
+    p.wall = w0 + 13000;
+    p.mono = m0 + 3000;
+    deliver(7001, NULL, &p);
+    deliver(7001, NULL, &rec); /* the recording, 3 s old */
+    run_for(1000);             /* the lead is reckoned anew every 100 ms */
+    uint64_t s = stamp_ms();
+    assert_true(s >= w0 + 14000);
+    /* 7001's clock set back to ours */
+    p.wall = node_wall_ms(n);
+    p.mono = m0 + 4000;
+    deliver(7001, NULL, &p);
+    run_for(150);
+    fake.clock_ms += 5000;
+    uint64_t t = stamp_ms();
+    assert_true(t >= s && t < s + 300); /* standing where the lead had run */
+}
+
 /* A member's lead is its life's: restarted (a new incarnation) as an
  * earlier version, which says no wall clock (Peer.wall 0), its last life's
  * reading ran on for good in our stamps, 30 s ahead however long it lived
@@ -1293,6 +1328,7 @@ int main(void) {
         T(test_own_ping_back_through_an_alias),
         T(test_answered_from_another_address),
         T(test_a_lead_runs_on_while_its_member_lives),
+        T(test_a_replayed_gossip_holds_no_lead_back),
         T(test_a_lead_ends_with_its_members_life),
         T(test_an_address_nobody_heard_is_no_member),
     };
