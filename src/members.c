@@ -1018,18 +1018,20 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
     if (sender > 0) {
         m->v[sender].siphash = (p->flags & PEER_GOSSIP_SIPHASH) != 0;
         heard_placement(m, (uint32_t)sender, p->placement);
-        /* Only a member's word for itself reads its clocks, and a GOSSIP
-         * well behind its monotonic clock (a recording sent again) does not
-         * read its wall clock: that reading would hold its lead back by as
-         * long as the recording was kept, and our stamps with it. */
-        bool late = false;
-        if (p->from && p->from->ip == m->v[sender].ip && p->from->port == m->v[sender].port) {
-            uint64_t inc = p->from->incarnation;
-            members_heard_mono(m, (uint32_t)sender, inc, p->mono);
-            uint64_t its = p->mono ? members_mono_now(m, (uint32_t)sender, inc) : 0;
-            late = its && p->mono + MEMBERS_LATE_MS < its;
-        }
-        if (!late) heard_wall(m, (uint32_t)sender, p->wall);
+    }
+    /* The clocks read are those of the member that wrote it (its own entry,
+     * sealed with it), not of the address it came from (a recording of
+     * another's sent from there read as that address's own), and a GOSSIP
+     * well behind its writer's monotonic clock (a recording sent again)
+     * does not read its wall clock: that reading would hold its lead back
+     * by as long as the recording was kept, and our stamps with it. */
+    long writer = p->from && p->from->port && p->from->port <= 65535
+                      ? members_find(m, p->from->ip, (uint16_t)p->from->port) : -1;
+    if (writer > 0) {
+        uint64_t inc = p->from->incarnation;
+        members_heard_mono(m, (uint32_t)writer, inc, p->mono);
+        uint64_t its = p->mono ? members_mono_now(m, (uint32_t)writer, inc) : 0;
+        if (!its || p->mono + MEMBERS_LATE_MS >= its) heard_wall(m, (uint32_t)writer, p->wall);
     }
     const member *about = sender > 0 ? &m->v[sender] : NULL;
     /* A member we forgot (GONE: dead for forget_ms, as the far side of a

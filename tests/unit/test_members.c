@@ -1028,6 +1028,32 @@ static void test_a_replayed_gossip_holds_no_lead_back(void **state) {
     assert_true(t >= s && t < s + 300); /* standing where the lead had run */
 }
 
+/* A GOSSIP reads the clock of the member that wrote it (Peer.from), not of
+ * whatever address it came from, and not when it is late: a recording of
+ * 7001's, its clock then 30 s ahead, sent again from 7002's address after
+ * 7001's clock was set back, was 7002's reading, a lead that ran on as
+ * long as 7002 lived. */
+static void test_a_gossip_reads_only_its_writers_clock(void **state) {
+    (void)state;
+    uint64_t w0 = node_wall_ms(n), m0 = fake.clock_ms + 70000;
+    gossip_clock(7002, 1, 0, w0);
+    Member from = entry(7001, 1, 0, MEMBER_ALIVE, 0);
+    Peer rec = PEER__INIT, p = PEER__INIT;
+    rec.from = p.from = &from;
+    rec.wall = w0 + 30000;
+    rec.mono = m0;
+    deliver(7001, NULL, &rec);
+    run_for(2000);
+    p.wall = node_wall_ms(n); /* 7001's clock set back to ours */
+    p.mono = m0 + 2000;
+    deliver(7001, NULL, &p);
+    run_for(150);
+    uint64_t s0 = stamp_ms();
+    deliver(7002, NULL, &rec);
+    run_for(150);
+    assert_true(stamp_ms() < s0 + 1000);
+}
+
 /* A member's lead is its life's: restarted (a new incarnation) as an
  * earlier version, which says no wall clock (Peer.wall 0), its last life's
  * reading ran on for good in our stamps, 30 s ahead however long it lived
@@ -1329,6 +1355,7 @@ int main(void) {
         T(test_answered_from_another_address),
         T(test_a_lead_runs_on_while_its_member_lives),
         T(test_a_replayed_gossip_holds_no_lead_back),
+        T(test_a_gossip_reads_only_its_writers_clock),
         T(test_a_lead_ends_with_its_members_life),
         T(test_an_address_nobody_heard_is_no_member),
     };
