@@ -117,10 +117,11 @@ typedef struct member {
                            * this node), never one itself (see Aliases above) */
     int64_t clock;        /* its wall clock less our node_now when its last
                            * GOSSIP came (INT64_MIN: none; node.h lead) */
-    int64_t mono;         /* its monotonic clock less our node_now, as near as
-                           * its messages tell (members_mono; INT64_MIN: none) */
-    uint64_t mono_at;     /* node_now when mono was last reckoned */
-    uint64_t mono_inc;    /* the life mono is of */
+    int64_t mono;         /* its monotonic clock less our node_now, by the
+                           * reading the reckoning starts from (members_mono_now;
+                           * INT64_MIN: none) */
+    uint64_t mono_at;     /* node_now when that reading came */
+    uint64_t mono_inc;    /* the life it is of */
     uint32_t pos[3];      /* place in the news, suspect and dead lists (internal) */
 } member;
 
@@ -131,10 +132,10 @@ typedef struct member {
  * sent again later cannot lower, let down by 1 ms a second for clocks
  * that run at rates of their own. members_heard_mono takes a reading of
  * life inc; members_mono_now returns what its clock reads now by that
- * reckoning, or 0 when none of that life was heard. */
-/* A message more than this behind that reckoning is late: a forward is
- * dropped (node.c forward_replayed), a GOSSIP's wall clock not read (its
- * lead, node.h node_clock). */
+ * reckoning, or 0 when none of that life was heard. A message more than
+ * MEMBERS_LATE_MS behind it is late: a forward is dropped (node.c
+ * forward_replayed), a GOSSIP's wall clock not read (its lead, node.h
+ * node_clock). */
 #define MEMBERS_LATE_MS 1000
 void members_heard_mono(members *m, uint32_t i, uint64_t inc, uint64_t mono);
 uint64_t members_mono_now(const members *m, uint32_t i, uint64_t inc);

@@ -60,11 +60,11 @@ static void on_poll(uv_poll_t *h, int status, int events);
 
 /* The monotonic clock read now, not the loop's cached time: libuv does not
  * update that before the I/O callbacks of a poll, so a datagram read after
- * the process was stopped would seem to arrive at the time it stopped. */
-/* The node's clock counts the time the machine was suspended (CLOCK_BOOTTIME,
- * where there is one): its forwards carry it (Peer.mono), and a member whose
- * clock stood still through a suspend would have its forwards taken for
- * ones held back that long (node.c forward_replayed). */
+ * the process was stopped would seem to arrive at the time it stopped. It
+ * counts the time the machine was suspended (CLOCK_BOOTTIME, where there is
+ * one): forwards and GOSSIP carry it (Peer.mono), and the forwards of a
+ * member whose clock stood still through a suspend would be taken for ones
+ * held back that long (node.c forward_replayed). */
 static uint64_t env_now(void *ctx) {
     (void)ctx;
 #ifdef CLOCK_BOOTTIME
