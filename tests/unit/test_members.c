@@ -993,6 +993,19 @@ static void test_a_lead_runs_on_while_its_member_lives(void **state) {
     assert_true(s >= top && s < top + 300);   /* stamps stay above it, standing */
 }
 
+/* A GOSSIP written by 7001 (alive, incarnation 1), its wall and monotonic
+ * clocks reading wall and mono (Peer.wall, Peer.mono), that came from
+ * 127.0.0.1:via: 7001's own address, or another's (a recording sent from
+ * there). The same again is a recording of it. */
+static void gossip_of_7001(uint16_t via, uint64_t wall, uint64_t mono) {
+    Member from = entry(7001, 1, 0, MEMBER_ALIVE, 0);
+    Peer p = PEER__INIT;
+    p.from = &from;
+    p.wall = wall;
+    p.mono = mono;
+    deliver(via, NULL, &p);
+}
+
 /* A recording of a member's GOSSIP sent again said its wall clock read what
  * it read then: the lead of a member ahead fell back by as long as the
  * recording was kept, and our stamps with it, below those the member stamps
@@ -1003,25 +1016,15 @@ static void test_a_lead_runs_on_while_its_member_lives(void **state) {
 static void test_a_replayed_gossip_holds_no_lead_back(void **state) {
     (void)state;
     uint64_t w0 = node_wall_ms(n), m0 = fake.clock_ms + 70000; /* 7001's monotonic clock */
-    Member from = entry(7001, 1, 0, MEMBER_ALIVE, 0);
-    Peer rec = PEER__INIT, p = PEER__INIT;
-    rec.from = p.from = &from;
-    rec.wall = w0 + 10000;
-    rec.mono = m0;
-    deliver(7001, NULL, &rec);
+    gossip_of_7001(7001, w0 + 10000, m0);
     assert_true(stamp_ms() >= w0 + 10000);
     run_for(3000);
-    p.wall = w0 + 13000;
-    p.mono = m0 + 3000;
-    deliver(7001, NULL, &p);
-    deliver(7001, NULL, &rec); /* the recording, 3 s old */
-    run_for(1000);             /* the lead is reckoned anew every 100 ms */
+    gossip_of_7001(7001, w0 + 13000, m0 + 3000);
+    gossip_of_7001(7001, w0 + 10000, m0); /* the recording, 3 s old */
+    run_for(1000);                        /* the lead is reckoned anew every 100 ms */
     uint64_t s = stamp_ms();
     assert_true(s >= w0 + 14000);
-    /* 7001's clock set back to ours */
-    p.wall = node_wall_ms(n);
-    p.mono = m0 + 4000;
-    deliver(7001, NULL, &p);
+    gossip_of_7001(7001, node_wall_ms(n), m0 + 4000); /* 7001's clock set back to ours */
     run_for(150);
     fake.clock_ms += 5000;
     uint64_t t = stamp_ms();
@@ -1037,19 +1040,12 @@ static void test_a_gossip_reads_only_its_writers_clock(void **state) {
     (void)state;
     uint64_t w0 = node_wall_ms(n), m0 = fake.clock_ms + 70000;
     gossip_clock(7002, 1, 0, w0);
-    Member from = entry(7001, 1, 0, MEMBER_ALIVE, 0);
-    Peer rec = PEER__INIT, p = PEER__INIT;
-    rec.from = p.from = &from;
-    rec.wall = w0 + 30000;
-    rec.mono = m0;
-    deliver(7001, NULL, &rec);
+    gossip_of_7001(7001, w0 + 30000, m0);
     run_for(2000);
-    p.wall = node_wall_ms(n); /* 7001's clock set back to ours */
-    p.mono = m0 + 2000;
-    deliver(7001, NULL, &p);
+    gossip_of_7001(7001, node_wall_ms(n), m0 + 2000); /* 7001's clock set back to ours */
     run_for(150);
     uint64_t s0 = stamp_ms();
-    deliver(7002, NULL, &rec);
+    gossip_of_7001(7002, w0 + 30000, m0); /* the recording, from 7002's address */
     run_for(150);
     assert_true(stamp_ms() < s0 + 1000);
 }
