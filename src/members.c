@@ -1091,7 +1091,8 @@ static void heard_wall(members *m, uint32_t i, uint64_t wall) {
     if (!wall || wall > node_wall_ms(m->n) + WIRE_MAX_AHEAD_MS) return;
     int64_t clock = (int64_t)wall - (int64_t)node_now(m->n);
     m->v[i].clock = clock;
-    if (clock > m->n->lead && is_live(m->v[i].state)) m->n->lead = clock;
+    /* as lead_reckon counts it: dead or not (a lead outlives its death) */
+    if (clock > m->n->lead && m->v[i].state != MEMBER_GONE) m->n->lead = clock;
 }
 
 /* The lead anew from the members' clocks, every LEAD_RECKON_MS: a member

@@ -1050,6 +1050,23 @@ static void test_a_gossip_reads_only_its_writers_clock(void **state) {
     assert_true(stamp_ms() < s0 + 1000);
 }
 
+/* A member held dead leads as a live one does (its death does not end a
+ * lead: the far side of a partition), and its reading leads at once, not
+ * at the next reckoning up to 100 ms later: until then our stamps stood
+ * below those it stamps, as a live member's did before heard_wall. */
+static void test_a_dead_members_reading_leads_at_once(void **state) {
+    (void)state;
+    uint64_t w0 = node_wall_ms(n);
+    n->cfg.suspicion_ms = 100;
+    gossip(7001, 1, 0, MEMBER_ALIVE);
+    gossip(7001, 1, 1, MEMBER_DEAD); /* suspect here, then dead */
+    run_for(150);
+    assert_int_equal(state_of(7001), MEMBER_DEAD);
+    gossip_clock(7001, 1, 0, w0 + 10000); /* its own word, alive at the same pair: still dead */
+    assert_int_equal(state_of(7001), MEMBER_DEAD);
+    assert_true(stamp_ms() >= w0 + 10000);
+}
+
 /* A member's lead is its life's: restarted (a new incarnation) as an
  * earlier version, which says no wall clock (Peer.wall 0), its last life's
  * reading ran on for good in our stamps, 30 s ahead however long it lived
@@ -1352,6 +1369,7 @@ int main(void) {
         T(test_a_lead_runs_on_while_its_member_lives),
         T(test_a_replayed_gossip_holds_no_lead_back),
         T(test_a_gossip_reads_only_its_writers_clock),
+        T(test_a_dead_members_reading_leads_at_once),
         T(test_a_lead_ends_with_its_members_life),
         T(test_an_address_nobody_heard_is_no_member),
     };
