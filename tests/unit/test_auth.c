@@ -590,6 +590,38 @@ static void test_alias_from_a_replay_is_checked_again(void **state) {
     node_free(a), store_close(sa);
 }
 
+/* A recording of our own ping of a dead member, sent back to us, read as
+ * that ping come back through an address of ours: the member became our
+ * alias, off the list. A node cut off alone took both others so, counted
+ * itself the whole cluster and acknowledged W=2 writes with its one copy
+ * (dht-sim --replayer-cover --nodes 3, seed 133). An address heard from as
+ * a process of its own (a life of its own, dead or alive) is no alias on
+ * any ping's word. */
+static void test_own_ping_of_the_dead_replayed_makes_no_alias(void **state) {
+    (void)state;
+    fake_reset(1000, WALL0);
+    fill_key(&key_a, 1);
+    store *sa;
+    node *a = keyed_node_new("192.168.7.1", &key_a, &sa);
+    struct sockaddr_in ba = addr("192.168.7.2", 7000), far = addr("203.0.113.9", 4444);
+    uint8_t buf[1024];
+    node_receive(a, &ba, buf, ping(buf, sizeof buf, &ba, &key_a, WALL0));
+    assert_true(live_at(a, &ba));
+    long k = -1;
+    for (int t = 0; t < 600 && k < 0; t++) { /* B answers nothing: suspect, dead, then pinged as dead */
+        fake.nsent = 0;
+        fake.clock_ms += 100;
+        node_tick(a);
+        if (!live_at(a, &ba)) k = ping_sent_to(&ba, 0);
+    }
+    assert_true(k >= 0);
+    struct fake_sent rec = fake.sent[k];
+    node_receive(a, &far, rec.buf, rec.len); /* back to A, from anywhere */
+    assert_int_equal(members_aliases(a->members), 0);
+    assert_true(members_find(a->members, ba.sin_addr.s_addr, 7000) > 0);
+    node_free(a), store_close(sa);
+}
+
 /* A keyed node (n) of N=1 at 127.0.0.1:7000 with member y (pinged at
  * WALL0), and in key a key it holds: it answers a forward of it at once. */
 static void forwarded_node(const struct sockaddr_in *y, char key[16]) {
@@ -890,6 +922,7 @@ int main(void) {
         T(test_lost_forward_replayed_after_a_clock_step),
         T(test_lost_last_forward_replayed_later),
         T(test_alias_from_a_replay_is_checked_again),
+        T(test_own_ping_of_the_dead_replayed_makes_no_alias),
         T(test_clients_from_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
