@@ -270,12 +270,14 @@ static bool stamp_believable(node *n, uint64_t stamp) {
  * acknowledged only where it was applied (or was already, an equal stamp: a
  * resend). */
 static uint32_t apply(node *n, const uint8_t *key, size_t klen, const store_rec *rec,
-                      uint64_t *prior, uint64_t *held) {
+                      uint64_t *prior, uint64_t *held, bool *not_mine) {
+    *not_mine = false;
     if (!stamp_believable(n, rec->stamp)) return WIRE_EINTERNAL;
     node_stamp_seen(n, rec->stamp);
     store_rec cur;
     bool found = store_get(n->store, key, klen, &cur) == 0, had = found && !cur.tomb;
     *prior = found ? cur.stamp : 0;
+    *not_mine = found && cur.tomb && rec->tomb && cur.version != rec->version;
     if (found && store_rec_cmp(&cur, rec) > 0) {
         *held = cur.stamp;
         return WIRE_ESTALE;
@@ -644,7 +646,7 @@ static void clean_finish(node *n, op *o);
 static void restamp(node *n, op *o);
 static void local_target(node *n, op *o, size_t i);
 static void on_reply(op *o, size_t i, uint32_t err, const store_rec *rec);
-static void prior_heard(op *o, uint32_t err, uint64_t stamp);
+static void prior_heard(op *o, uint32_t err, uint64_t stamp, bool not_mine);
 static bool settled(node *n);
 
 /* Targets that are the key's replicas, not stand-ins. */
@@ -861,24 +863,31 @@ static void restamp(node *n, op *o) {
  * began after another was acknowledged wins over it. An older operation may
  * be a late one, overtaken by writes its client made since: it must not win
  * over them, so the refusal stands as a failure. */
-static void write_reply(node *n, op *o, size_t i, uint32_t err, uint64_t held) {
+static void write_reply(node *n, op *o, size_t i, uint32_t err, uint64_t held,
+                        bool not_mine) {
     if (err == WIRE_ESTALE && node_now(n) - o->origin.start_ms >= n->cfg.request_timeout_ms)
         err = WIRE_EINTERNAL;
     bool counted = o->st[i] == T_WAIT && o->hint[i] == NO_HINT;
     on_reply(o, i, err, NULL);
     if (err == WIRE_ESTALE && held > o->stale) o->stale = held;
-    if (counted && o->tomb && (err == WIRE_OK || err == WIRE_ENOKEY)) prior_heard(o, err, held);
+    if (counted && o->tomb && (err == WIRE_OK || err == WIRE_ENOKEY))
+        prior_heard(o, err, held, not_mine);
 }
 
 /* A home replica's ack of a REMOVE: OK, it held a value, NOT_FOUND, a
  * tombstone or nothing; `stamp` is what it held's (0: nothing, or a
  * replica of an earlier version, which sent none). A tombstone of this
  * very REMOVE (a resend, or an earlier stamp of it: restamp) says nothing
- * of what was there before. */
-static void prior_heard(op *o, uint32_t err, uint64_t stamp) {
+ * of what was there before. Its stamp told it, and another REMOVE of the
+ * key through another node in the same millisecond had the same stamp: the
+ * second was answered OK after the first was acknowledged (dht-sim --faults
+ * crash,skew,partition W=1 R=1 seed 4080). So a REMOVE's tombstone carries
+ * its mark (o->version, drawn at random), and a replica says when the
+ * tombstone it held bore another (not_mine, PEER_FLAG_NOT_MINE). */
+static void prior_heard(op *o, uint32_t err, uint64_t stamp, bool not_mine) {
     if (err == WIRE_OK && !stamp) o->prior_unstamped = true;
     if (!stamp) return;
-    if (err == WIRE_ENOKEY)
+    if (err == WIRE_ENOKEY && !not_mine)
         for (unsigned k = 0; k <= o->restamps && k <= MAX_RESTAMPS; k++)
             if (o->stamps[k] == stamp) return;
     if (stamp > o->prior) {
@@ -940,8 +949,9 @@ static void local_target(node *n, op *o, size_t i) {
     } else {
         store_rec s = {o->val, (uint32_t)o->vlen, o->version, o->stamp, o->tomb};
         uint64_t held = 0, prior = 0;
-        uint32_t err = apply(n, o->key, o->klen, &s, &prior, &held);
-        write_reply(n, o, i, err, err == WIRE_ESTALE ? held : prior);
+        bool not_mine;
+        uint32_t err = apply(n, o->key, o->klen, &s, &prior, &held, &not_mine);
+        write_reply(n, o, i, err, err == WIRE_ESTALE ? held : prior, not_mine);
     }
 }
 
@@ -1018,8 +1028,9 @@ int repl_client_op(node *n, const repl_origin *origin, uint32_t cmd,
         }
         if (vlen) memcpy(o->val, val, vlen);
         o->vlen = vlen;
-        o->version = version;
         o->tomb = cmd == WIRE_REMOVE;
+        /* a tombstone's version is its REMOVE's mark (prior_heard) */
+        o->version = o->tomb ? (int32_t)(node_random(n) & 0x7fffffff) | 1 : version;
         o->stamp = o->stamps[0] = node_stamp(n);
     }
     bool weak = n->cfg.write_quorum + n->cfg.read_quorum <= n->cfg.replicas;
@@ -1298,7 +1309,7 @@ static void on_acks(node *n, const Peer *p, const struct sockaddr_in *from) {
         long i = target_of(o, n, from);
         if (i < 0) continue;
         heard_from(n, o, (size_t)i);
-        write_reply(n, o, (size_t)i, WIRE_OK, 0);
+        write_reply(n, o, (size_t)i, WIRE_OK, 0, false);
         progress(n, o);
     }
 }
@@ -1312,10 +1323,15 @@ static void on_write(node *n, const uint8_t *id, size_t idlen, const Peer *p,
     Peer ack = PEER__INIT;
     ack.type = PEER_WRITE_ACK;
     uint64_t prior = 0;
-    ack.err = apply(n, rec->key.data, rec->key.len, &s, &prior, &ack.stamp);
+    bool not_mine;
+    ack.err = apply(n, rec->key.data, rec->key.len, &s, &prior, &ack.stamp, &not_mine);
     /* a REMOVE's ack tells the stamp of what it replaced (OK: a value,
-     * NOT_FOUND: a tombstone, 0: nothing), which its coordinator answers by */
-    if (rec->tombstone && (ack.err == WIRE_OK || ack.err == WIRE_ENOKEY)) ack.stamp = prior;
+     * NOT_FOUND: a tombstone, 0: nothing), and whether a tombstone held was
+     * another REMOVE's, which its coordinator answers by */
+    if (rec->tombstone && (ack.err == WIRE_OK || ack.err == WIRE_ENOKEY)) {
+        ack.stamp = prior;
+        if (not_mine) ack.flags |= PEER_FLAG_NOT_MINE;
+    }
     if (p->hint_port && p->hint_port <= 65535 && p->hint_ip &&
         (ack.err == WIRE_OK || ack.err == WIRE_ENOKEY))
         hint_add(n, rec->key.data, rec->key.len, p->hint_ip, (uint16_t)p->hint_port);
@@ -1356,7 +1372,7 @@ static void on_ack(node *n, const uint8_t *id, size_t idlen, const Peer *p,
     heard_from(n, o, (size_t)i);
     if (p->type == PEER_WRITE_ACK) {
         if (o->cmd == WIRE_GET) return;
-        write_reply(n, o, (size_t)i, p->err, p->stamp);
+        write_reply(n, o, (size_t)i, p->err, p->stamp, (p->flags & PEER_FLAG_NOT_MINE) != 0);
     } else {
         if (o->cmd != WIRE_GET) return;
         const Record *rec = p->n_records == 1 ? p->records[0] : NULL;

@@ -93,6 +93,9 @@ enum wire_peer_type {
                                    * the stamp of what it replaced */
 #define PEER_FLAG_LAZY 2u         /* WRITE the sender's quorum does not wait for:
                                    * the ack may wait too (node_send_peer_lazy) */
+#define PEER_FLAG_NOT_MINE 8u     /* WRITE_ACK of a tombstone: what it held was a
+                                   * tombstone of another REMOVE (another mark,
+                                   * Record.version), however equal the stamps */
 #define PEER_FLAG_UNSETTLED 4u    /* READ_REPLY without a record from a node whose
                                    * "not found" is not to be believed alone: its
                                    * live set changed lately (the key may not have

@@ -1726,6 +1726,56 @@ static void test_no_wait_on_a_suspect_once_the_quorum_is_made(void **state) {
     fake_node_free(m);
 }
 
+/* A client's REMOVE of key k through node x (message ID byte idb); returns
+ * where what x sent for it starts in fake.sent. */
+static size_t client_remove(node *x, uint8_t idb, const char *k) {
+    struct sockaddr_in client = client_addr();
+    uint8_t buf[256], id[WIRE_ID_LEN] = {idb};
+    size_t at = fake.nsent;
+    node_receive(x, &client, buf, wire_request(buf, sizeof buf, id, WIRE_REMOVE, k, strlen(k), NULL, 0, 0));
+    node_flush(x);
+    return at;
+}
+
+/* A REMOVE is answered by what its replicas replaced (OK: a value), and a
+ * tombstone of its own (a resend, a duplicate) was known by its stamp
+ * alone. Two REMOVEs of one key through two nodes in the same millisecond
+ * get the same stamp: p's tombstone, at p before m's REMOVE came, was
+ * taken for m's own, and m answered OK from its own copy of the value
+ * (dht-sim --faults crash,skew,partition W=1 R=1 seed 4080: OK 0.13 ms
+ * after the key's previous REMOVE was acknowledged). A tombstone bears its
+ * REMOVE's mark, and p says when the one it held bore another. */
+static void test_a_remove_tells_another_removes_tombstone(void **state) {
+    (void)state;
+    node_config cfg = quiet_config(); /* N=3 W=2 R=2 */
+    node *m, *p;
+    two_and_a_silent_third(&cfg, &m, &p);
+    char k[16];
+    key_on_m_7002_7003(m, "r", 0, k);
+    wire_arena *a = wire_arena_new();
+    size_t at = client_put(m, 1, k, "v");
+    relay(m, 7001, 7002, relay(p, 7002, 7001, at));
+    KVResponse *r = client_reply(a, at);
+    assert_non_null(r);
+    assert_int_equal(r->errcode, WIRE_OK);
+    fake.clock_ms += 5;        /* a millisecond of its own: both stamp it with counter 0 */
+    client_remove(p, 2, k);    /* p's tombstone, its write to m not there yet */
+    at = client_remove(m, 3, k);
+    relay(m, 7001, 7002, relay(p, 7002, 7001, at)); /* m's write to p, and p's ack */
+    r = NULL;
+    for (int t = 0; t < 400 && !r; t++) { /* "not found" waits for 7003, until the deadline */
+        fake.clock_ms += 10;
+        node_tick(m), node_flush(m);
+        wire_reset(a);
+        r = client_reply(a, at);
+    }
+    assert_non_null(r);
+    assert_int_equal(r->errcode, WIRE_ENOKEY); /* before: OK, at once */
+    wire_arena_free(a);
+    fake_node_free(p);
+    fake_node_free(m);
+}
+
 /* Batched acks of lazy writes (PEER_WRITE_ACKS) carry the first half of
  * each op ID only, the coordinator adding its own salt: a batch meant for
  * the coordinator's previous life (a replica that stalled holding it across
@@ -2142,6 +2192,7 @@ int main(void) {
         T(test_condemned_records_stay_held_until_dropped),
         T(test_spare_check_reads_once),
         T(test_no_wait_on_a_suspect_once_the_quorum_is_made),
+        T(test_a_remove_tells_another_removes_tombstone),
         T(test_lazy_acks_of_a_past_life_are_not_counted),
         T(test_too_few_replicas_alive_is_answered),
         T(test_hint_waits_for_a_replica_held_dead),
