@@ -551,6 +551,13 @@ static bool live_at(node *x, const struct sockaddr_in *who) {
     return i > 0 && members_at(x->members, (size_t)i)->state != MEMBER_DEAD;
 }
 
+/* A keyed node at 192.168.7.1 in a fresh fake world, its store in *sa. */
+static node *fresh_node_a(store **sa) {
+    fake_reset(1000, WALL0);
+    fill_key(&key_a, 1);
+    return keyed_node_new("192.168.7.1", &key_a, sa);
+}
+
 /* What a ping says of where it was sent can be a replay's: member Y's ping
  * of seed X, recorded and sent to A, which has not heard from X yet, makes
  * A take X for an address of its own (dht-sim --replayer-cover W=1 R=1
@@ -561,10 +568,8 @@ static bool live_at(node *x, const struct sockaddr_in *who) {
  * is a member again. */
 static void test_alias_from_a_replay_is_checked_again(void **state) {
     (void)state;
-    fake_reset(1000, WALL0);
-    fill_key(&key_a, 1);
     store *sa;
-    node *a = keyed_node_new("192.168.7.1", &key_a, &sa);
+    node *a = fresh_node_a(&sa);
     struct sockaddr_in xa = addr("192.168.7.2", 7000), ya = addr("192.168.7.3", 7000);
     ring_node seed = {.ip = xa.sin_addr.s_addr, .port = 7000};
     assert_int_equal(node_add_seeds(a, &seed, 1), 0);
@@ -599,10 +604,8 @@ static void test_alias_from_a_replay_is_checked_again(void **state) {
  * any ping's word. */
 static void test_own_ping_of_the_dead_replayed_makes_no_alias(void **state) {
     (void)state;
-    fake_reset(1000, WALL0);
-    fill_key(&key_a, 1);
     store *sa;
-    node *a = keyed_node_new("192.168.7.1", &key_a, &sa);
+    node *a = fresh_node_a(&sa);
     struct sockaddr_in ba = addr("192.168.7.2", 7000), far = addr("203.0.113.9", 4444);
     uint8_t buf[1024];
     node_receive(a, &ba, buf, ping(buf, sizeof buf, &ba, &key_a, WALL0));
