@@ -1038,8 +1038,8 @@ void members_receive(members *m, const uint8_t *id, size_t idlen, const Peer *p,
     if (writer > 0) {
         uint64_t inc = p->from->incarnation;
         members_heard_mono(m, (uint32_t)writer, inc, p->mono);
-        uint64_t its = p->mono ? members_mono_now(m, (uint32_t)writer, inc) : 0;
-        if (!its || p->mono + MEMBERS_LATE_MS >= its) heard_wall(m, (uint32_t)writer, p->wall);
+        if (members_mono_late(m, (uint32_t)writer, inc, p->mono) != 1)
+            heard_wall(m, (uint32_t)writer, p->wall);
     }
     const member *about = sender > 0 ? &m->v[sender] : NULL;
     /* A member we forgot (GONE: dead for forget_ms, as the far side of a
@@ -1132,11 +1132,13 @@ void members_heard_mono(members *m, uint32_t i, uint64_t inc, uint64_t mono) {
     e->mono_at = now;
 }
 
-uint64_t members_mono_now(const members *m, uint32_t i, uint64_t inc) {
+int members_mono_late(const members *m, uint32_t i, uint64_t inc, uint64_t mono) {
     const member *e = &m->v[i];
-    if (e->mono == INT64_MIN || !inc || e->mono_inc != inc) return 0;
-    int64_t v = (int64_t)node_now(m->n) + mono_reckoned(e, node_now(m->n));
-    return v > 0 ? (uint64_t)v : 0;
+    if (!mono || e->mono == INT64_MIN || !inc || e->mono_inc != inc) return -1;
+    uint64_t now = node_now(m->n);
+    int64_t its = (int64_t)now + mono_reckoned(e, now);
+    if (its <= 0) return -1;
+    return (int64_t)(mono + MEMBERS_LATE_MS) < its;
 }
 
 /* When this node itself was held up (no CPU, a long stall), the silence of

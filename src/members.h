@@ -118,7 +118,7 @@ typedef struct member {
     int64_t clock;        /* its wall clock less our node_now when its last
                            * GOSSIP came (INT64_MIN: none; node.h lead) */
     int64_t mono;         /* its monotonic clock less our node_now, by the
-                           * reading the reckoning starts from (members_mono_now;
+                           * reading the reckoning starts from (members_mono_late;
                            * INT64_MIN: none) */
     uint64_t mono_at;     /* node_now when that reading came */
     uint64_t mono_inc;    /* the life it is of */
@@ -131,14 +131,14 @@ typedef struct member {
  * the reckoning is the highest (the quickest to come), which a recording
  * sent again later cannot lower, let down by 1 ms a second for clocks
  * that run at rates of their own. members_heard_mono takes a reading of
- * life inc; members_mono_now returns what its clock reads now by that
- * reckoning, or 0 when none of that life was heard. A message more than
- * MEMBERS_LATE_MS behind it is late: a forward is dropped (node.c
- * forward_replayed), a GOSSIP's wall clock not read (its lead, node.h
- * node_clock). */
+ * life inc; members_mono_late judges a message of that life whose clock
+ * read mono when sent: 1 when it is more than MEMBERS_LATE_MS behind the
+ * reckoning (late: a forward is dropped, node.c forward_replayed, a
+ * GOSSIP's wall clock not read, its lead, node.h node_clock), 0 when not,
+ * -1 when it says no clock or none of that life was heard. */
 #define MEMBERS_LATE_MS 1000
 void members_heard_mono(members *m, uint32_t i, uint64_t inc, uint64_t mono);
-uint64_t members_mono_now(const members *m, uint32_t i, uint64_t inc);
+int members_mono_late(const members *m, uint32_t i, uint64_t inc, uint64_t mono);
 
 /* How a node places hash slots, as every GOSSIP it sends says: the scheme
  * (MEMBERS_PLACEMENT_SCHEME: ring.h's, slots capped on primaries and on

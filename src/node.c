@@ -642,7 +642,7 @@ static bool forward_replayed(node *n, const Peer *p) {
     if (!seen) return true;
     n->fwd_seen = seen;
     /* Sent well before now by the sender's monotonic clock, as its own
-     * messages let us reckon it (members_mono_now): no step of its wall
+     * messages let us reckon it (members_mono_late): no step of its wall
      * clock moves that one, and no recording sent again holds the
      * reckoning back. (By its wall clock as its last GOSSIP read, a
      * forward that never came ran when sent again after that GOSSIP's
@@ -650,10 +650,10 @@ static bool forward_replayed(node *n, const Peer *p) {
      * an earlier version, by that wall clock: well before, or after (its
      * clock was set back since: sent before that). */
     uint64_t sent = n->rx_sent_ms, now = node_now(n);
-    uint64_t its_mono = p->mono ? members_mono_now(n->members, (uint32_t)m, inc) : 0;
+    int by_mono = members_mono_late(n->members, (uint32_t)m, inc, p->mono);
     int64_t its_now = e->clock == INT64_MIN ? 0 : (int64_t)now + e->clock;
-    bool late = its_mono ? p->mono + MEMBERS_LATE_MS < its_mono
-                         : sent && its_now &&
+    bool late = by_mono >= 0 ? by_mono == 1
+                             : sent && its_now &&
                                ((int64_t)(sent + FWD_MAX_LATE_MS) < its_now ||
                                 (int64_t)sent > its_now + FWD_MAX_LATE_MS);
     fwd_seen *w = n->fwd_seen[m];
@@ -675,7 +675,7 @@ static bool forward_replayed(node *n, const Peer *p) {
         /* Above the window, but sent when the sender's clock read otherwise
          * (by its GOSSIP, or when none was heard, reckoned from the newest
          * forward taken): one that never came before, kept and sent now. */
-        if (late || (!its_mono && !its_now && sent && w->top_sent &&
+        if (late || (by_mono < 0 && !its_now && sent && w->top_sent &&
                      sent + FWD_MAX_LATE_MS < w->top_sent + (now - w->top_at)))
             return true;
         fwd_shift(w, seq - w->top);

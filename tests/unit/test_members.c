@@ -1011,7 +1011,7 @@ static void gossip_of_7001(uint16_t via, uint64_t wall, uint64_t mono) {
  * recording was kept, and our stamps with it, below those the member stamps
  * meanwhile (a write after one it acknowledged lost to it). A GOSSIP more
  * than a second behind its sender's monotonic clock (Peer.mono, as
- * members_mono_now reckons it) says nothing of its wall clock. A fresh one
+ * members_mono_late reckons it) says nothing of its wall clock. A fresh one
  * that says the clock was set back still ends the lead. */
 static void test_a_replayed_gossip_holds_no_lead_back(void **state) {
     (void)state;
